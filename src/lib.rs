@@ -1,0 +1,2 @@
+//! focusqa library: spec model, engine, targets, reports, simulator.
+pub mod sim;

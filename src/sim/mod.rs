@@ -1,0 +1,1 @@
+//! Embedded Focus Server + Kubernetes API simulator.
