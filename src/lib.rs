@@ -1,2 +1,17 @@
-//! focusqa library: spec model, engine, targets, reports, simulator.
+//! focusqa: declarative YAML test scenarios for the Focus Server API and Kubernetes.
+//!
+//! Layers, from the inside out: `spec` (model + loading, no I/O clients), `template`,
+//! `engine` (steps, assertions, polling, fan-out), `target` (HTTP + Kubernetes clients),
+//! `results` (the model reporters read), `report` (console, JSON, JUnit, HTML),
+//! `coverage`, `sim` (the embedded simulator), and `cli`.
+
+pub mod cli;
+pub mod config;
+pub mod coverage;
+pub mod engine;
+pub mod report;
+pub mod results;
 pub mod sim;
+pub mod spec;
+pub mod target;
+pub mod template;

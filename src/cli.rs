@@ -1,0 +1,512 @@
+//! Command line: `run`, `validate`, `list`, `coverage`, `report`, `sim`, `schema`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use regex::Regex;
+
+use crate::config::Config;
+use crate::engine::{Engine, Event, RunOptions};
+use crate::report::console::Console;
+use crate::spec::diag::Diagnostic;
+use crate::spec::scope::Catalog;
+use crate::spec::{load_paths, Spec};
+use crate::target::{Target, TargetOverrides};
+
+/// Process exit codes (documented in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every case passed (or was skipped with a reason).
+    Ok,
+    /// At least one case failed or hit an error.
+    TestFailed,
+    /// Invalid specs, config or command line.
+    Invalid,
+    /// The target could not be prepared, or reports could not be written.
+    Environment,
+    /// Interrupted by Ctrl-C (cleanup ran, reports were written).
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::TestFailed => 1,
+            Exit::Invalid => 2,
+            Exit::Environment => 3,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+const EXIT_CODES: &str = "Exit codes:
+  0    every case passed (skipped cases are reported with their reason)
+  1    at least one case failed (assertion) or errored (e.g. connection refused)
+  2    invalid specs, scope catalog, config or command line (nothing was sent)
+  3    the target could not be prepared, or reports could not be written
+  130  interrupted by Ctrl-C (cleanup steps ran, reports were written)";
+
+#[derive(Parser, Debug)]
+#[command(name = "focusqa", version, about = "Declarative YAML test scenarios for the Focus Server API and Kubernetes", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Config file with targets (default: ./focusqa.yaml if present, else built-in defaults).
+    #[arg(long, global = true, env = "FOCUSQA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run specs against a target and write reports (default target: the embedded simulator).
+    Run(RunArgs),
+    /// Check specs (and the scope catalog) without running anything.
+    Validate(SelectArgs),
+    /// List specs: id, title, covers, tags.
+    List(SelectArgs),
+    /// Show scope coverage by the specs (gaps, excluded items) without running anything.
+    Coverage(SelectArgs),
+    /// Re-render the reports from a results.json.
+    Report(ReportArgs),
+    /// Serve the Focus Server + Kubernetes API simulator on 127.0.0.1 until Ctrl-C.
+    Sim(SimArgs),
+    /// Print or write the JSON Schemas of specs, the scope catalog and the config.
+    Schema(SchemaArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectArgs {
+    /// Spec files or directories (default: the config's `specs`, i.e. `specs/`).
+    pub paths: Vec<PathBuf>,
+    /// Only specs with this tag (repeatable: any of them).
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Only specs whose id matches this regular expression.
+    #[arg(long = "id")]
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Target name from the config (default: the config's default_target, i.e. `embedded`).
+    #[arg(long, env = "FOCUSQA_TARGET")]
+    pub target: Option<String>,
+    /// Specs run in parallel (exclusive specs always run alone).
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Stop starting new specs after the first failure (running ones finish, cleanup runs).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Where to write results.json, junit.xml and the HTML reports (default: the config's, `reports/`).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Directory of HTML templates overriding the embedded ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Simulator time scale (embedded target): 1 = real timings, 0.01 = 100x faster.
+    #[arg(long)]
+    pub time_scale: Option<f64>,
+    /// Simulator job capacity (embedded target; default 200).
+    #[arg(long)]
+    pub capacity: Option<usize>,
+    /// Simulator random seed (embedded target).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Less output: no progress lines for long steps.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A results.json written by `focusqa run`.
+    pub results: PathBuf,
+    /// Output directory (default: the directory of results.json).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Focus API port (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Kubernetes API port (0 = any free port).
+    #[arg(long, default_value_t = 8081)]
+    pub kube_port: u16,
+    /// Multiplies every simulated delay (1 = real timings).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Maximum concurrent jobs.
+    #[arg(long, default_value_t = 200)]
+    pub capacity: usize,
+    /// Seed for simulated random delays.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where to write the kubeconfig of the simulated cluster.
+    #[arg(long, default_value = "reports/sim-kubeconfig.yaml")]
+    pub kubeconfig: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SchemaArgs {
+    /// Write spec.schema.json, scope.schema.json and config.schema.json into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn print_diags(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+    let files: std::collections::BTreeSet<&str> = diags.iter().map(|d| d.file.as_str()).collect();
+    eprintln!("{} problem(s) in {} file(s); nothing was run.", diags.len(), files.len());
+}
+
+pub fn main() -> Exit {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Exit::Invalid } else { Exit::Ok };
+        }
+    };
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(d) => {
+            print_diags(&d);
+            return Exit::Invalid;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Environment;
+        }
+    };
+    match cli.command {
+        Command::Run(a) => rt.block_on(run(&config, a)),
+        Command::Validate(a) => validate(&config, &a),
+        Command::List(a) => list(&config, &a),
+        Command::Coverage(a) => coverage(&config, &a),
+        Command::Report(a) => report(&a),
+        Command::Sim(a) => rt.block_on(sim(a)),
+        Command::Schema(a) => schema(&a),
+    }
+}
+
+/// Loads the catalog if the configured file exists.
+fn load_catalog(config: &Config) -> Result<Option<Catalog>, Vec<Diagnostic>> {
+    let p = config.resolve(&config.scope);
+    if p.exists() {
+        Catalog::load(&p).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Loads, validates and filters specs; prints diagnostics and returns None when invalid.
+fn load_selected(config: &Config, sel: &SelectArgs) -> Result<(Vec<Spec>, Vec<Spec>, Option<Catalog>), Exit> {
+    let catalog = match load_catalog(config) {
+        Ok(c) => c,
+        Err(d) => {
+            print_diags(&d);
+            return Err(Exit::Invalid);
+        }
+    };
+    let paths: Vec<PathBuf> = if sel.paths.is_empty() { config.specs.iter().map(|p| config.resolve(p)).collect() } else { sel.paths.clone() };
+    let loaded = load_paths(&paths, catalog.as_ref());
+    if !loaded.diagnostics.is_empty() {
+        print_diags(&loaded.diagnostics);
+        return Err(Exit::Invalid);
+    }
+    let id_re = match sel.id.as_deref().map(Regex::new).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --id is not a valid regular expression: {e}");
+            return Err(Exit::Invalid);
+        }
+    };
+    let all = loaded.specs;
+    let selected: Vec<Spec> = all
+        .iter()
+        .filter(|s| sel.tags.is_empty() || s.tags.iter().any(|t| sel.tags.contains(t)))
+        .filter(|s| id_re.as_ref().is_none_or(|r| r.is_match(&s.id)))
+        .cloned()
+        .collect();
+    Ok((all, selected, catalog))
+}
+
+fn validate(config: &Config, sel: &SelectArgs) -> Exit {
+    match load_selected(config, sel) {
+        Err(e) => e,
+        Ok((all, selected, catalog)) => {
+            let cases: usize = selected.iter().map(|s| s.cases.len().max(1)).sum();
+            println!(
+                "ok: {} specs ({} cases) are valid{}",
+                selected.len(),
+                cases,
+                match &catalog {
+                    Some(c) => format!("; scope catalog `{}` has {} items", c.title, c.items.len()),
+                    None => String::new(),
+                }
+            );
+            if selected.len() < all.len() {
+                println!("({} specs not selected by --tag/--id)", all.len() - selected.len());
+            }
+            Exit::Ok
+        }
+    }
+}
+
+fn list(config: &Config, sel: &SelectArgs) -> Exit {
+    match load_selected(config, sel) {
+        Err(e) => e,
+        Ok((_, selected, _)) => {
+            for s in &selected {
+                println!("{}  {}", s.id, s.title);
+                println!("    file:     {}:{}", s.source.display, s.source.pos.line);
+                if !s.covers.is_empty() {
+                    println!("    covers:   {}", s.covers.join(", "));
+                }
+                if !s.tags.is_empty() {
+                    println!("    tags:     {}", s.tags.join(", "));
+                }
+                let req = crate::engine::required_capabilities(s);
+                if !req.is_empty() {
+                    println!("    requires: {}", req.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+                }
+                if !s.cases.is_empty() {
+                    println!("    cases:    {}", s.cases.len());
+                }
+            }
+            println!("{} specs", selected.len());
+            Exit::Ok
+        }
+    }
+}
+
+fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
+    match load_selected(config, sel) {
+        Err(e) => e,
+        Ok((_, selected, None)) => {
+            eprintln!("error: no scope catalog at {} (set `scope:` in focusqa.yaml)", config.resolve(&config.scope).display());
+            let _ = selected;
+            Exit::Invalid
+        }
+        Ok((_, selected, Some(cat))) => {
+            let cov = crate::coverage::compute(&cat, &selected, None);
+            println!("{}", cov.catalog_title);
+            for area in &cov.areas {
+                println!("\n{}", area.title);
+                for item in &area.items {
+                    let mark = if item.specs.is_empty() { "GAP " } else { "ok  " };
+                    let hard = if item.hard_requirement { " [hard requirement]" } else { "" };
+                    let backlog = if item.status == "backlog" { " [backlog]" } else { "" };
+                    println!("  {mark} {}  {}{hard}{backlog}", item.id, item.title);
+                    for s in &item.specs {
+                        println!("         <- {} ({})", s.id, s.file);
+                    }
+                }
+            }
+            println!("\nOut of scope (excluded by decision):");
+            for x in &cov.excluded {
+                println!("  {}  {} — {}", x.id, x.title, x.reason);
+            }
+            let covered = cov.in_scope - cov.gaps.len();
+            println!("\n{covered} of {} in-scope items covered by specs; {} gaps; {} excluded", cov.in_scope, cov.gaps.len(), cov.excluded.len());
+            if cov.gaps.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::TestFailed
+            }
+        }
+    }
+}
+
+fn report(a: &ReportArgs) -> Exit {
+    let r = match crate::report::json::read(&a.results) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Invalid;
+        }
+    };
+    let dir = a.report_dir.clone().unwrap_or_else(|| a.results.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into()));
+    std::fs::create_dir_all(&dir).ok();
+    let mut files = Vec::new();
+    if dir.join("results.json") != a.results {
+        if let Err(e) = crate::report::json::write(&r, &dir.join("results.json")) {
+            eprintln!("error: {e}");
+            return Exit::Environment;
+        }
+        files.push(dir.join("results.json"));
+    }
+    let junit = dir.join("junit.xml");
+    match crate::report::junit::write(&r, &junit).and_then(|_| crate::report::html::write(&r, &dir, a.templates.as_deref())) {
+        Ok(html) => {
+            files.push(junit);
+            files.extend(html);
+            print!("{}", Console::new().summary(&r, &files));
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Environment
+        }
+    }
+}
+
+async fn run(config: &Config, a: RunArgs) -> Exit {
+    let (all, selected, catalog) = match load_selected(config, &a.select) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    if selected.is_empty() {
+        eprintln!("error: no spec matches the selection (paths, --tag, --id)");
+        return Exit::Invalid;
+    }
+    let target_name = a.target.clone().unwrap_or_else(|| config.default_target.clone());
+    let tcfg = match config.target(&target_name) {
+        Ok(t) => t,
+        Err(d) => {
+            print_diags(&[d]);
+            return Exit::Invalid;
+        }
+    };
+    if let Some(ts) = a.time_scale {
+        if !(ts > 0.0 && ts.is_finite()) {
+            eprintln!("error: --time-scale must be a positive number, got {ts}");
+            return Exit::Invalid;
+        }
+    }
+    let ov = TargetOverrides { time_scale: a.time_scale, capacity: a.capacity, seed: a.seed };
+    let target = match Target::connect(&target_name, &tcfg, config, &ov).await {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Environment;
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let mut engine = Engine::new(target.clone(), RunOptions { jobs: a.jobs, fail_fast: a.fail_fast });
+    engine.events = Some(tx.clone());
+    let cancel = engine.cancel.clone();
+    // First Ctrl-C: stop starting work, let cleanup run, write reports. Second: leave now.
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(Event::Interrupted);
+            cancel.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("focusqa: aborted (second Ctrl-C); cleanup may be incomplete");
+                std::process::exit(Exit::Interrupted.code() as i32);
+            }
+        }
+    });
+    let mut console = Console::new();
+    console.verbose = !a.quiet;
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            console.event(&e);
+        }
+        console
+    });
+    let mut report = engine.run(selected).await;
+    let interrupted = engine.cancel.is_cancelled();
+    drop(engine);
+    if let Some(cat) = &catalog {
+        report.coverage = Some(crate::coverage::compute(cat, &all, Some(&report.specs)));
+    }
+    // The printer ends once every sender is gone; the Ctrl-C task keeps one, so don't wait on it forever.
+    let console = tokio::time::timeout(std::time::Duration::from_millis(500), printer).await.ok().and_then(Result::ok).unwrap_or_default();
+    let dir = a.report_dir.clone().unwrap_or_else(|| config.resolve(&config.report_dir));
+    let written = crate::report::write_all(&report, &dir, a.templates.as_deref());
+    let files = written.as_ref().map(|w| w.files.clone()).unwrap_or_default();
+    print!("{}", console.summary(&report, &files));
+    if let Ok(t) = Arc::try_unwrap(target) {
+        t.shutdown().await;
+    }
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        return Exit::Environment;
+    }
+    if interrupted {
+        Exit::Interrupted
+    } else if report.totals.all_passed() {
+        Exit::Ok
+    } else {
+        Exit::TestFailed
+    }
+}
+
+async fn sim(a: SimArgs) -> Exit {
+    let cfg = crate::sim::SimConfig { time_scale: a.time_scale, capacity: a.capacity, seed: a.seed, ..Default::default() };
+    let handle = match crate::sim::start(cfg, a.port, a.kube_port).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: cannot start the simulator: {e} (is the port taken? try --port 0 --kube-port 0)");
+            return Exit::Environment;
+        }
+    };
+    if let Some(dir) = a.kubeconfig.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = handle.write_kubeconfig(&a.kubeconfig) {
+        eprintln!("error: cannot write the kubeconfig {}: {e}", a.kubeconfig.display());
+        handle.shutdown().await;
+        return Exit::Environment;
+    }
+    println!("focusqa simulator (capacity {}, time scale {}, seed {})", a.capacity, a.time_scale, a.seed);
+    println!("  Focus Server API: {}", handle.focus_url());
+    println!("  Kubernetes API:   {}", handle.kube_url());
+    println!("  kubeconfig:       {}", a.kubeconfig.display());
+    println!("  try: kubectl --kubeconfig {} get jobs,pods -n {}", a.kubeconfig.display(), handle.config().namespace);
+    println!("Press Ctrl-C to stop.");
+    let _ = tokio::signal::ctrl_c().await;
+    handle.shutdown().await;
+    println!("simulator stopped");
+    Exit::Ok
+}
+
+/// The JSON Schemas, generated from the Rust types.
+pub fn schemas() -> Vec<(&'static str, String)> {
+    let pretty = |s: schemars::Schema| serde_json::to_string_pretty(&s).unwrap_or_default() + "\n";
+    vec![
+        ("spec.schema.json", pretty(schemars::schema_for!(crate::spec::Spec))),
+        ("scope.schema.json", pretty(schemars::schema_for!(crate::spec::scope::Catalog))),
+        ("config.schema.json", pretty(schemars::schema_for!(crate::config::Config))),
+    ]
+}
+
+fn schema(a: &SchemaArgs) -> Exit {
+    match &a.out {
+        None => {
+            for (name, s) in schemas() {
+                println!("// {name}\n{s}");
+            }
+            Exit::Ok
+        }
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!("error: {e}");
+                return Exit::Environment;
+            }
+            for (name, s) in schemas() {
+                let p = dir.join(name);
+                if let Err(e) = std::fs::write(&p, s) {
+                    eprintln!("error: cannot write {}: {e}", p.display());
+                    return Exit::Environment;
+                }
+                println!("wrote {}", p.display());
+            }
+            Exit::Ok
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! `focusqa.yaml`: named targets and project defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::diag::{did_you_mean, Diagnostic};
+use crate::spec::{Dur, Pos, VarMap};
+
+/// Name of the built-in target that runs the embedded simulator.
+pub const EMBEDDED: &str = "embedded";
+/// Default config file name.
+pub const CONFIG_FILE: &str = "focusqa.yaml";
+/// Time scale of the embedded simulator unless configured: 50 s of simulated cleanup take 0.5 s.
+pub const DEFAULT_EMBEDDED_TIME_SCALE: f64 = 0.01;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "focusqa configuration")]
+pub struct Config {
+    /// Target used when `--target` is not given (default `embedded`).
+    #[serde(default = "default_target")]
+    pub default_target: String,
+    /// Spec files/directories used when none are given on the command line.
+    #[serde(default = "default_specs")]
+    pub specs: Vec<PathBuf>,
+    /// The scope catalog (coverage and `covers` checks).
+    #[serde(default = "default_scope")]
+    pub scope: PathBuf,
+    /// Where reports go unless `--report-dir` is given.
+    #[serde(default = "default_report_dir")]
+    pub report_dir: PathBuf,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Directory this config was read from (paths inside are relative to it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn default_target() -> String {
+    EMBEDDED.into()
+}
+fn default_specs() -> Vec<PathBuf> {
+    vec![PathBuf::from("specs")]
+}
+fn default_scope() -> PathBuf {
+    PathBuf::from("specs/scope.yaml")
+}
+fn default_report_dir() -> PathBuf {
+    PathBuf::from("reports")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_target: default_target(),
+            specs: default_specs(),
+            scope: default_scope(),
+            report_dir: default_report_dir(),
+            targets: BTreeMap::new(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// One target: where the Focus Server and its cluster are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// What this target is, for readers of the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Base URL of the Focus Server API, e.g. `https://lab-host/focus-server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Run the embedded simulator for this target (the `embedded` target has it by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<EmbeddedConfig>,
+    /// The base URL is a focusqa simulator (`focusqa sim`): enables `sim` steps.
+    #[serde(default)]
+    pub simulator: bool,
+    /// Time scale of a simulator target (sleeps and poll intervals are multiplied by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Headers sent with every request; values are templates (`Bearer {{ env.FOCUS_TOKEN }}`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Default request timeout (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Kubernetes access for `kube` steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubeTargetConfig>,
+    /// Variables visible to every spec as `target.<name>` and as plain variables
+    /// (e.g. the expected `stream_ip`, the `port_min`/`port_max` of the stream port range).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub vars: VarMap,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Accept any certificate (lab servers with self-signed certificates). Off by default.
+    #[serde(default)]
+    pub insecure: bool,
+    /// PEM file with an extra CA to trust (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Multiplies every simulated delay (default 0.01; 1 = real timings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
+    /// Concurrent job capacity (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// Seed for simulated random delays (default 42).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeTargetConfig {
+    /// kubeconfig file (default: `$KUBECONFIG` or `~/.kube/config`, as kubectl does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig (default: its current context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Namespace of the Focus jobs (default `focus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Use the in-cluster service account (when focusqa itself runs in a pod).
+    #[serde(default)]
+    pub in_cluster: bool,
+}
+
+impl Config {
+    /// Reads `path`; a missing default file yields the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, Vec<Diagnostic>> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(CONFIG_FILE), false),
+        };
+        if !path.exists() {
+            if explicit {
+                return Err(vec![Diagnostic::new(path.display().to_string(), Pos::default(), "config file not found")
+                    .with_hint(Some("check the --config path".into()))]);
+            }
+            return Ok(Config::default());
+        }
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| vec![Diagnostic::new(&file, Pos::default(), format!("cannot read config: {e}"))])?;
+        let mut cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| vec![crate::spec::load::serde_diag(&file, &text, &e)])?
+        };
+        cfg.base_dir = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into());
+        let mut diags = Vec::new();
+        for (name, t) in &cfg.targets {
+            if t.base_url.is_none() && t.embedded.is_none() && name != EMBEDDED {
+                diags.push(
+                    Diagnostic::new(&file, Pos::default(), format!("target `{name}` has neither `base_url` nor `embedded`"))
+                        .with_hint(Some("add `base_url: https://host/focus-server`, or `embedded: {}` for the simulator".into())),
+                );
+            }
+            if let Some(ts) = t.time_scale.or(t.embedded.as_ref().and_then(|e| e.time_scale)) {
+                if !(ts > 0.0 && ts.is_finite()) {
+                    diags.push(Diagnostic::new(&file, Pos::default(), format!("target `{name}`: time_scale must be > 0, got {ts}")));
+                }
+            }
+        }
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// Resolves a path written in the config (relative to the config's directory).
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The named target; `embedded` exists even when not configured.
+    pub fn target(&self, name: &str) -> Result<TargetConfig, Diagnostic> {
+        if let Some(t) = self.targets.get(name) {
+            let mut t = t.clone();
+            if name == EMBEDDED && t.base_url.is_none() && t.embedded.is_none() {
+                t.embedded = Some(EmbeddedConfig::default());
+            }
+            return Ok(t);
+        }
+        if name == EMBEDDED {
+            return Ok(TargetConfig {
+                description: Some("the embedded Focus Server + Kubernetes simulator".into()),
+                embedded: Some(EmbeddedConfig::default()),
+                ..Default::default()
+            });
+        }
+        let mut names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+        names.push(EMBEDDED);
+        Err(Diagnostic::new(CONFIG_FILE, Pos::default(), format!("unknown target `{name}`")).with_hint(
+            did_you_mean(name, names.iter().copied()).or_else(|| Some(format!("known targets: {}", names.join(", ")))),
+        ))
+    }
+}

@@ -1,0 +1,81 @@
+//! Scope coverage: which catalog items the specs cover, and with what outcome.
+
+use crate::results::{Coverage, CoverageArea, CoverageItem, CoveringSpec, ExcludedItem, SpecResult, Status};
+use crate::spec::scope::{Catalog, ScopeStatus};
+use crate::spec::Spec;
+
+/// Computes coverage of `catalog` by `specs` (all loaded specs) with outcomes from `results`
+/// (a spec without a result counts as not run).
+pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>) -> Coverage {
+    let mut cov = Coverage { catalog_title: catalog.title.clone(), ..Default::default() };
+    for area in &catalog.areas {
+        let mut ca = CoverageArea { id: area.id.clone(), title: area.title.clone(), items: Vec::new() };
+        for item in catalog.items.iter().filter(|i| i.area == area.id) {
+            match item.status {
+                ScopeStatus::Out => {
+                    cov.excluded.push(ExcludedItem {
+                        id: item.id.clone(),
+                        title: item.title.clone(),
+                        area: area.title.clone(),
+                        reason: item.reason.clone().unwrap_or_default(),
+                    });
+                    continue;
+                }
+                ScopeStatus::Backlog => cov.backlog.push(ExcludedItem {
+                    id: item.id.clone(),
+                    title: item.title.clone(),
+                    area: area.title.clone(),
+                    reason: item.reason.clone().unwrap_or_default(),
+                }),
+                ScopeStatus::In => cov.in_scope += 1,
+            }
+            let covering: Vec<CoveringSpec> = specs
+                .iter()
+                .filter(|s| s.covers.iter().any(|c| c == &item.id))
+                .map(|s| {
+                    let r = results.and_then(|rs| rs.iter().find(|r| r.id == s.id));
+                    CoveringSpec {
+                        id: s.id.clone(),
+                        title: s.title.clone(),
+                        file: format!("{}:{}", s.source.display, s.source.pos.line),
+                        outcome: match r {
+                            None => "not_run".into(),
+                            Some(r) => r.status.as_str().into(),
+                        },
+                        cases: r.map(|r| r.cases.len()).unwrap_or(s.cases.len().max(1)),
+                        cases_passed: r.map(|r| r.cases.iter().filter(|c| c.status == Status::Passed).count()).unwrap_or(0),
+                    }
+                })
+                .collect();
+            let outcome = if covering.is_empty() {
+                "gap"
+            } else if covering.iter().any(|c| c.outcome == "failed" || c.outcome == "error") {
+                "failing"
+            } else if covering.iter().any(|c| c.outcome == "passed") {
+                "verified"
+            } else if covering.iter().any(|c| c.outcome == "skipped") {
+                "skipped"
+            } else {
+                "not_run"
+            };
+            if item.status == ScopeStatus::In {
+                match outcome {
+                    "gap" => cov.gaps.push(format!("{} — {}", item.id, item.title)),
+                    "failing" => cov.failing += 1,
+                    "verified" => cov.verified += 1,
+                    _ => {}
+                }
+            }
+            ca.items.push(CoverageItem {
+                id: item.id.clone(),
+                title: item.title.clone(),
+                status: if item.status == ScopeStatus::In { "in".into() } else { "backlog".into() },
+                hard_requirement: item.hard_requirement,
+                outcome: outcome.into(),
+                specs: covering,
+            });
+        }
+        cov.areas.push(ca);
+    }
+    cov
+}

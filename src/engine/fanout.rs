@@ -1,0 +1,495 @@
+//! `fanout`: run a block of steps `count` times with at most `concurrency` in flight,
+//! aggregate latencies and failures, and check k6-style thresholds.
+//!
+//! Latency of an HTTP step is the time from handing the built request to the client until the
+//! whole response body arrived (monotonic clock); waiting for a concurrency slot, the barrier,
+//! templating and JSON parsing are outside it. Other steps count their own duration.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use tokio::sync::{Barrier, Semaphore};
+
+use super::step::run_steps;
+use super::{ms, resolve_dur, Ctx, ExecError, Observation};
+use crate::results::{AssertionResult, Bucket, FanoutStats, LatencyStats, Status, StepResult, ThresholdResult};
+use crate::spec::{Count, Fanout, Step};
+use crate::template::Scope;
+
+/// Histogram bucket upper bounds, in milliseconds.
+const BUCKETS_MS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, f64::INFINITY];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Threshold {
+    /// `succeeded == 200`, `p95(configure) < 2s`, `success_rate >= 99%`
+    Compare { metric: Metric, op: Op, rhs: Rhs },
+    /// `unique(stream_port)`: the captured values of all iterations are distinct.
+    Unique(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    /// count, started, succeeded, failed, success_rate, throughput, cleanup_failures, duration
+    Counter(String),
+    /// min/mean/p50/p90/p95/p99/max of a step's latency
+    Latency { stat: String, step: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rhs {
+    Number(f64),
+    /// The fan-out's own `count`.
+    Count,
+}
+
+const COUNTERS: &[&str] = &["count", "started", "succeeded", "failed", "success_rate", "throughput", "cleanup_failures", "duration"];
+const STATS: &[&str] = &["min", "mean", "p50", "p90", "p95", "p99", "max"];
+
+impl Threshold {
+    /// Parses a threshold; templates must be rendered first.
+    pub fn parse(src: &str) -> Result<Threshold, String> {
+        let s = src.trim();
+        if crate::template::is_template(s) {
+            // Checked again once rendered.
+            return Ok(Threshold::Unique(String::new()));
+        }
+        let help = "write e.g. `succeeded == count`, `failed == 0`, `success_rate >= 99%`, `p95(configure) < 2s`, `unique(stream_port)`";
+        if let Some(inner) = s.strip_prefix("unique(").and_then(|r| r.strip_suffix(')')) {
+            let name = inner.trim();
+            if name.is_empty() {
+                return Err(format!("threshold `{src}`: unique() needs a captured variable name"));
+            }
+            return Ok(Threshold::Unique(name.to_string()));
+        }
+        let ops = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
+        let (i, op, len) = ops
+            .iter()
+            .filter_map(|(t, o)| s.find(t).map(|i| (i, *o, t.len())))
+            .min_by_key(|(i, _, _)| *i)
+            .ok_or_else(|| format!("threshold `{src}` has no comparison; {help}"))?;
+        let (lhs, rhs) = (s[..i].trim(), s[i + len..].trim());
+        let metric = if let Some(open) = lhs.find('(') {
+            let stat = lhs[..open].trim();
+            let step = lhs[open + 1..].trim_end_matches(')').trim();
+            if !STATS.contains(&stat) {
+                return Err(format!("threshold `{src}`: unknown statistic `{stat}` (one of {})", STATS.join(", ")));
+            }
+            Metric::Latency { stat: stat.into(), step: step.into() }
+        } else if COUNTERS.contains(&lhs) {
+            Metric::Counter(lhs.into())
+        } else {
+            return Err(format!(
+                "threshold `{src}`: unknown metric `{lhs}` (one of {}, or p95(step) etc.){}",
+                COUNTERS.join(", "),
+                crate::spec::diag::did_you_mean(lhs, COUNTERS.iter().copied()).map(|h| format!("; {h}")).unwrap_or_default()
+            ));
+        };
+        let rhs = if rhs == "count" {
+            Rhs::Count
+        } else if let Some(p) = rhs.strip_suffix('%') {
+            Rhs::Number(p.trim().parse::<f64>().map_err(|_| format!("threshold `{src}`: bad percentage `{rhs}`"))? / 100.0)
+        } else if let Ok(n) = rhs.parse::<f64>() {
+            Rhs::Number(n)
+        } else {
+            let d = crate::spec::parse_duration(rhs).map_err(|_| format!("threshold `{src}`: `{rhs}` is not a number, a percentage, a duration or `count`"))?;
+            Rhs::Number(d.as_secs_f64() * 1000.0)
+        };
+        Ok(Threshold::Compare { metric, op, rhs })
+    }
+}
+
+fn op_holds(op: Op, a: f64, b: f64) -> bool {
+    match op {
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        Op::Eq => (a - b).abs() < 1e-9,
+        Op::Ne => (a - b).abs() >= 1e-9,
+    }
+}
+
+fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
+    match c {
+        Count::N(n) => Ok(*n as usize),
+        Count::Template(t) => {
+            let v = scope.render_value(&Value::String(t.clone()))?;
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .map(|n| n as usize)
+                .ok_or_else(|| ExecError::spec(format!("fanout {what} `{t}` rendered to {v}, not a whole number")))
+        }
+    }
+}
+
+/// Percentile by nearest rank over sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn latency_stats(mut v: Vec<f64>) -> LatencyStats {
+    if v.is_empty() {
+        return LatencyStats::default();
+    }
+    v.sort_by(f64::total_cmp);
+    let mut histogram: Vec<Bucket> = BUCKETS_MS.iter().map(|b| Bucket { le_ms: *b, count: 0 }).collect();
+    for x in &v {
+        if let Some(b) = histogram.iter_mut().find(|b| *x <= b.le_ms) {
+            b.count += 1;
+        }
+    }
+    // Trim empty buckets at both ends so charts show the interesting range.
+    while histogram.len() > 1 && histogram.last().is_some_and(|b| b.count == 0) {
+        histogram.pop();
+    }
+    while histogram.len() > 1 && histogram[0].count == 0 {
+        histogram.remove(0);
+    }
+    for b in &mut histogram {
+        if b.le_ms.is_infinite() {
+            b.le_ms = f64::MAX;
+        }
+    }
+    LatencyStats {
+        count: v.len(),
+        min: v[0],
+        mean: v.iter().sum::<f64>() / v.len() as f64,
+        p50: percentile(&v, 50.0),
+        p90: percentile(&v, 90.0),
+        p95: percentile(&v, 95.0),
+        p99: percentile(&v, 99.0),
+        max: v[v.len() - 1],
+        histogram,
+    }
+}
+
+/// What one iteration left behind.
+struct IterationOutcome {
+    index: usize,
+    started: bool,
+    status: Status,
+    reason: Option<String>,
+    latencies: Vec<(String, f64)>,
+    captures: IndexMap<String, Value>,
+    cleanup_failed: bool,
+}
+
+/// A short, groupable reason: `503 capacity reached`, `error: timeout`, `assertion: $.status equals`.
+fn failure_reason(steps: &[StepResult]) -> String {
+    let Some(bad) = steps.iter().find(|s| matches!(s.status, Status::Failed | Status::Error)) else {
+        return "unknown".into();
+    };
+    if bad.status == Status::Error {
+        let m = bad.message.clone().unwrap_or_default();
+        let word = m.split(':').next().unwrap_or("error").trim().to_string();
+        return format!("error: {}", if word.len() > 40 { "request failed".into() } else { word });
+    }
+    if let Some(r) = &bad.response {
+        if r.status >= 400 {
+            let detail = r
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+                .map(|d| d.split(':').next().unwrap_or("").trim().to_lowercase())
+                .filter(|d| !d.is_empty() && d.len() <= 40);
+            return match detail {
+                Some(d) => format!("{} {d}", r.status),
+                None => format!("status {}", r.status),
+            };
+        }
+    }
+    match bad.assertions.iter().find(|a| !a.passed) {
+        Some(a) => format!("assertion: {} {}", a.subject, a.op),
+        None => bad.message.clone().unwrap_or_else(|| "failed".into()),
+    }
+}
+
+pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> Result<Observation, ExecError> {
+    let count = resolve_count(&f.count, scope, "count")?;
+    let concurrency = match &f.concurrency {
+        Some(c) => resolve_count(c, scope, "concurrency")?.max(1),
+        None => count.max(1),
+    };
+    let ramp_up = f.ramp_up.as_ref().map(|d| resolve_dur(d, scope)).transpose()?;
+    let deadline = f.deadline.as_ref().map(|d| resolve_dur(d, scope)).transpose()?;
+    let thresholds: Vec<(String, Threshold)> = f
+        .thresholds
+        .iter()
+        .map(|t| {
+            let r = scope.render_str(t)?;
+            Threshold::parse(&r).map(|th| (r, th)).map_err(ExecError::spec)
+        })
+        .collect::<Result<_, _>>()?;
+
+    let sem = Arc::new(Semaphore::new(concurrency));
+    // With every iteration in flight at once, a barrier makes "200 at once" really simultaneous.
+    let barrier = (concurrency >= count && ramp_up.is_none() && count > 1).then(|| Arc::new(Barrier::new(count)));
+    let t0 = Instant::now();
+    let end = deadline.map(|d| t0 + d);
+    let mut futs = FuturesUnordered::new();
+    for i in 0..count {
+        let mut it_scope = scope.clone();
+        it_scope.set("index", json!(i));
+        it_scope.set("iteration", json!(i + 1));
+        let (sem, barrier) = (sem.clone(), barrier.clone());
+        let delay = ramp_up.map(|r| r.mul_f64(i as f64 / count.max(1) as f64));
+        futs.push(async move {
+            let mut out = IterationOutcome {
+                index: i,
+                started: false,
+                status: Status::Passed,
+                reason: None,
+                latencies: Vec::new(),
+                captures: IndexMap::new(),
+                cleanup_failed: false,
+            };
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            let _permit = sem.acquire().await;
+            if let Some(b) = &barrier {
+                b.wait().await;
+            }
+            if ctx.cancel.is_cancelled() || end.is_some_and(|e| Instant::now() >= e) {
+                out.status = Status::Error;
+                out.reason = Some(if ctx.cancel.is_cancelled() { "not started: interrupted" } else { "not started: deadline passed" }.into());
+                return out;
+            }
+            out.started = true;
+            let run = run_steps(&f.steps, &mut it_scope, ctx, false);
+            let (results, status) = match end {
+                Some(e) => match tokio::time::timeout_at(e.into(), run).await {
+                    Ok(r) => r,
+                    Err(_) => (Vec::new(), Status::Error),
+                },
+                None => run.await,
+            };
+            out.status = status;
+            if matches!(status, Status::Failed | Status::Error) {
+                out.reason = Some(if results.is_empty() { "error: deadline passed".into() } else { failure_reason(&results) });
+            }
+            for r in &results {
+                if r.status == Status::Skipped {
+                    continue;
+                }
+                let l = r.response.as_ref().map(|x| x.elapsed_ms).unwrap_or(r.duration_ms);
+                out.latencies.push((r.name.clone(), l));
+                for (k, v) in &r.captures {
+                    out.captures.insert(k.clone(), v.clone());
+                }
+            }
+            // Per-iteration cleanup always runs (after failures and interruptions too).
+            let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
+            out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
+            out
+        });
+    }
+    let mut outcomes = Vec::with_capacity(count);
+    let step_tick = (count / 10).max(1);
+    while let Some(o) = futs.next().await {
+        outcomes.push(o);
+        if outcomes.len() % step_tick == 0 && outcomes.len() < count {
+            ctx.progress(format!("{}: {}/{} iterations done", step.label(), outcomes.len(), count));
+        }
+    }
+    drop(futs);
+    outcomes.sort_by_key(|o| o.index);
+    let duration = t0.elapsed();
+    let mut stats = aggregate(&outcomes, count, concurrency, duration);
+    let assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
+    stats.thresholds = thresholds
+        .iter()
+        .zip(&assertions)
+        .map(|((src, _), a)| ThresholdResult {
+            expr: src.clone(),
+            value: a.actual.as_ref().and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            passed: a.passed,
+        })
+        .collect();
+    let doc = serde_json::to_value(&stats).unwrap_or(Value::Null);
+    Ok(Observation { doc, elapsed: duration, assertions, fanout: Some(stats), ..Default::default() })
+}
+
+fn aggregate(outcomes: &[IterationOutcome], count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
+    let mut by_reason: IndexMap<String, usize> = IndexMap::new();
+    let mut per_step: IndexMap<String, Vec<f64>> = IndexMap::new();
+    let mut captures: IndexMap<String, Vec<Value>> = IndexMap::new();
+    let mut sample_failures = Vec::new();
+    for o in outcomes {
+        if let Some(r) = &o.reason {
+            *by_reason.entry(r.clone()).or_default() += 1;
+            if sample_failures.len() < 5 {
+                sample_failures.push(format!("iteration {}: {r}", o.index));
+            }
+        }
+        for (name, l) in &o.latencies {
+            per_step.entry(name.clone()).or_default().push(*l);
+        }
+        for (k, v) in &o.captures {
+            captures.entry(k.clone()).or_default().push(v.clone());
+        }
+    }
+    by_reason.sort_by(|_, a, _, b| b.cmp(a));
+    let succeeded = outcomes.iter().filter(|o| o.status == Status::Passed).count();
+    let secs = duration.as_secs_f64().max(1e-9);
+    FanoutStats {
+        count,
+        concurrency,
+        started: outcomes.iter().filter(|o| o.started).count(),
+        succeeded,
+        failed: count - succeeded,
+        by_reason,
+        duration_ms: ms(duration),
+        throughput_per_s: (succeeded as f64 / secs * 100.0).round() / 100.0,
+        steps: per_step.into_iter().map(|(k, v)| (k, latency_stats(v))).collect(),
+        captures,
+        thresholds: Vec::new(),
+        sample_failures,
+        cleanup_failures: outcomes.iter().filter(|o| o.cleanup_failed).count(),
+    }
+}
+
+/// "150/200 succeeded, 50 x 503 capacity reached"
+pub fn summary(s: &FanoutStats) -> String {
+    let mut out = format!("{}/{} succeeded", s.succeeded, s.count);
+    for (reason, n) in &s.by_reason {
+        out.push_str(&format!(", {n} x {reason}"));
+    }
+    out
+}
+
+fn check_thresholds(ths: &[(String, Threshold)], stats: &FanoutStats, count: usize, line: u32) -> Vec<AssertionResult> {
+    let mut out = Vec::new();
+    for (src, th) in ths {
+        let (value, passed, detail): (String, bool, Option<String>) = match th {
+            Threshold::Unique(name) => match stats.captures.get(name) {
+                None => (format!("no values captured as `{name}`"), false, Some(format!("capture `{name}` in the fan-out's steps"))),
+                Some(vals) => {
+                    let mut seen = HashSet::new();
+                    let dups: Vec<String> = vals.iter().filter(|v| !seen.insert(v.to_string())).map(|v| v.to_string()).collect();
+                    let nulls = vals.iter().filter(|v| v.is_null()).count();
+                    if dups.is_empty() && nulls == 0 {
+                        (format!("{} distinct values", vals.len()), true, None)
+                    } else {
+                        (format!("{} duplicates among {} values: {}", dups.len(), vals.len(), dups.iter().take(5).cloned().collect::<Vec<_>>().join(", ")), false, None)
+                    }
+                }
+            },
+            Threshold::Compare { metric, op, rhs } => {
+                let bound = match rhs {
+                    Rhs::Count => count as f64,
+                    Rhs::Number(n) => *n,
+                };
+                let (actual, shown) = match metric {
+                    Metric::Counter(c) => {
+                        let v = match c.as_str() {
+                            "count" => stats.count as f64,
+                            "started" => stats.started as f64,
+                            "succeeded" => stats.succeeded as f64,
+                            "failed" => stats.failed as f64,
+                            "success_rate" => stats.succeeded as f64 / stats.count.max(1) as f64,
+                            "throughput" => stats.throughput_per_s,
+                            "cleanup_failures" => stats.cleanup_failures as f64,
+                            _ => stats.duration_ms,
+                        };
+                        let shown = match c.as_str() {
+                            "succeeded" | "failed" | "started" => summary(stats),
+                            "success_rate" => format!("{:.1}% ({})", v * 100.0, summary(stats)),
+                            "duration" => format!("{v:.0}ms"),
+                            _ => format!("{v}"),
+                        };
+                        (Some(v), shown)
+                    }
+                    Metric::Latency { stat, step } => match stats.steps.get(step) {
+                        None => (None, format!("no step named `{step}` ran (steps: {})", stats.steps.keys().cloned().collect::<Vec<_>>().join(", "))),
+                        Some(l) => {
+                            let v = match stat.as_str() {
+                                "min" => l.min,
+                                "mean" => l.mean,
+                                "p50" => l.p50,
+                                "p90" => l.p90,
+                                "p95" => l.p95,
+                                "p99" => l.p99,
+                                _ => l.max,
+                            };
+                            (Some(v), format!("{stat}({step}) = {v:.1}ms over {} samples", l.count))
+                        }
+                    },
+                };
+                (shown, actual.is_some_and(|a| op_holds(*op, a, bound)), None)
+            }
+        };
+        out.push(AssertionResult {
+            line,
+            subject: format!("threshold `{src}`"),
+            op: "holds".into(),
+            expected: json!(src),
+            actual: Some(json!(value)),
+            passed,
+            message: detail,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_thresholds() {
+        assert_eq!(
+            Threshold::parse("succeeded == count").unwrap(),
+            Threshold::Compare { metric: Metric::Counter("succeeded".into()), op: Op::Eq, rhs: Rhs::Count }
+        );
+        assert_eq!(
+            Threshold::parse("p95(configure) < 2s").unwrap(),
+            Threshold::Compare { metric: Metric::Latency { stat: "p95".into(), step: "configure".into() }, op: Op::Lt, rhs: Rhs::Number(2000.0) }
+        );
+        assert_eq!(
+            Threshold::parse("success_rate >= 99%").unwrap(),
+            Threshold::Compare { metric: Metric::Counter("success_rate".into()), op: Op::Ge, rhs: Rhs::Number(0.99) }
+        );
+        assert_eq!(Threshold::parse("unique(stream_port)").unwrap(), Threshold::Unique("stream_port".into()));
+        assert!(Threshold::parse("succeded == 1").unwrap_err().contains("did you mean `succeeded`"));
+        assert!(Threshold::parse("p42(x) < 1").is_err());
+        assert!(Threshold::parse("failed").is_err());
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        let s = latency_stats(vec![3.0, 1.0, 2.0]);
+        assert_eq!((s.min, s.p50, s.max, s.count), (1.0, 2.0, 3.0, 3));
+        assert_eq!(s.histogram.iter().map(|b| b.count).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn summary_reads_like_the_issue() {
+        let mut s = FanoutStats { count: 200, succeeded: 150, ..Default::default() };
+        s.by_reason.insert("503 capacity reached".into(), 50);
+        assert_eq!(summary(&s), "150/200 succeeded, 50 x 503 capacity reached");
+    }
+}

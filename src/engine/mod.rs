@@ -1,0 +1,489 @@
+//! The engine: runs specs against a target and produces the results model.
+//!
+//! Specs run in parallel up to `--jobs`; `exclusive` specs run alone. Each case runs its steps
+//! in order, stops at the first failure, and always runs its cleanup steps (also on Ctrl-C).
+//! Progress goes out as [`Event`]s; reporters never see engine internals.
+
+pub mod expect;
+pub mod fanout;
+pub mod http;
+pub mod kube;
+pub mod step;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, RwLock, Semaphore};
+
+use crate::results::{
+    AssertionResult, Attachment, CaseResult, FanoutStats, RequestExcerpt, ResponseExcerpt, RunReport, SpecResult, Status,
+    StepResult, TargetInfo, Totals,
+};
+use crate::spec::{Capability, Case, Dur, Spec, Step, StepKind, VarMap};
+use crate::target::Target;
+use crate::template::{Scope, TemplateError};
+
+/// What a step kind observed: the material expectations and captures work on.
+#[derive(Debug, Default, Clone)]
+pub struct Observation {
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// The JSON document `path` checks and captures look into.
+    pub doc: Value,
+    pub elapsed: Duration,
+    pub request: Option<RequestExcerpt>,
+    pub response: Option<ResponseExcerpt>,
+    /// Checks the kind evaluated itself (assert steps, fan-out thresholds).
+    pub assertions: Vec<AssertionResult>,
+    pub fanout: Option<FanoutStats>,
+    pub attachments: Vec<Attachment>,
+    /// The kind decided to skip (with the reason).
+    pub skipped: Option<String>,
+}
+
+/// Why a step could not be carried out.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub request: Option<RequestExcerpt>,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Infrastructure: connection refused, timeout, API error. Retried while polling.
+    Infra,
+    /// The spec itself is wrong at run time (undefined variable, bad template). Never retried.
+    Spec,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl ExecError {
+    pub fn infra(message: impl Into<String>) -> Self {
+        ExecError { kind: ErrorKind::Infra, message: message.into(), request: None, attachments: Vec::new() }
+    }
+    pub fn spec(message: impl std::fmt::Display) -> Self {
+        ExecError { kind: ErrorKind::Spec, message: message.to_string(), request: None, attachments: Vec::new() }
+    }
+    pub fn interrupted() -> Self {
+        ExecError { kind: ErrorKind::Interrupted, message: "interrupted (Ctrl-C)".into(), request: None, attachments: Vec::new() }
+    }
+}
+
+impl From<TemplateError> for ExecError {
+    fn from(e: TemplateError) -> Self {
+        ExecError::spec(e.message)
+    }
+}
+
+/// Renders and parses a duration.
+pub fn resolve_dur(d: &Dur, scope: &Scope) -> Result<Duration, ExecError> {
+    if d.is_templated() {
+        let s = scope.render_str(&d.0)?;
+        crate::spec::parse_duration(&s).map_err(ExecError::spec)
+    } else {
+        d.parse().map_err(ExecError::spec)
+    }
+}
+
+/// Cooperative cancellation (Ctrl-C), observable from every task.
+#[derive(Clone)]
+pub struct Cancel {
+    rx: watch::Receiver<bool>,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Cancel { rx, tx: Arc::new(tx) }
+    }
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        let _ = self.tx.send(true);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        *self.rx.borrow()
+    }
+    pub async fn cancelled(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+/// Progress events for reporters.
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted { specs: usize, cases: usize, target: TargetInfo },
+    SpecStarted { id: String, title: String },
+    /// A long step reports progress (fan-out iterations done, poll attempts).
+    Progress { spec_id: String, message: String },
+    SpecFinished(Box<SpecResult>),
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub jobs: usize,
+    pub fail_fast: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { jobs: 4, fail_fast: false }
+    }
+}
+
+/// Context shared by the steps of one case.
+pub struct Ctx {
+    pub target: Arc<Target>,
+    pub cancel: Cancel,
+    pub events: Option<mpsc::UnboundedSender<Event>>,
+    pub spec_id: String,
+    pub spec_file: String,
+    pub spec_dir: PathBuf,
+}
+
+impl Ctx {
+    pub fn progress(&self, message: String) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(Event::Progress { spec_id: self.spec_id.clone(), message });
+        }
+    }
+}
+
+/// The capabilities a spec needs: its `requires`, plus what its steps imply.
+pub fn required_capabilities(spec: &Spec) -> Vec<Capability> {
+    let mut caps: Vec<Capability> = spec.requires.clone();
+    fn walk(steps: &[Step], caps: &mut Vec<Capability>) {
+        for s in steps {
+            match &s.kind {
+                StepKind::Http(_) => caps.push(Capability::Http),
+                StepKind::Sim(_) => caps.push(Capability::Simulator),
+                StepKind::Kube(_) => caps.push(Capability::Kubernetes),
+                StepKind::Fanout(f) => walk(&f.steps, caps),
+                _ => {}
+            }
+        }
+    }
+    walk(&spec.steps, &mut caps);
+    caps.sort();
+    caps.dedup();
+    caps
+}
+
+pub struct Engine {
+    pub target: Arc<Target>,
+    pub opts: RunOptions,
+    pub cancel: Cancel,
+    pub events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl Engine {
+    pub fn new(target: Arc<Target>, opts: RunOptions) -> Self {
+        Engine { target, opts, cancel: Cancel::default(), events: None }
+    }
+
+    fn emit(&self, e: Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
+    }
+
+    /// Runs all specs and returns the report (never panics on spec or target problems).
+    pub async fn run(&self, specs: Vec<Spec>) -> RunReport {
+        let started_at = Utc::now();
+        let t0 = Instant::now();
+        let cases: usize = specs.iter().map(|s| s.cases.len().max(1)).sum();
+        self.emit(Event::RunStarted { specs: specs.len(), cases, target: self.target.info.clone() });
+        let sem = Arc::new(Semaphore::new(self.opts.jobs.max(1)));
+        let exclusive = Arc::new(RwLock::new(()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for spec in specs {
+            let spec = Arc::new(spec);
+            let (sem, exclusive, stop) = (sem.clone(), exclusive.clone(), stop.clone());
+            let target = self.target.clone();
+            let cancel = self.cancel.clone();
+            let events = self.events.clone();
+            let fail_fast = self.opts.fail_fast;
+            handles.push((
+                spec.clone(),
+                tokio::spawn(async move {
+                    let _permit = sem.acquire().await;
+                    let not_run = |why: &str| not_run_result(&spec, why);
+                    if cancel.is_cancelled() {
+                        return not_run("not run: the run was interrupted (Ctrl-C)");
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return not_run("not run: stopped after the first failure (--fail-fast)");
+                    }
+                    let _guard_r;
+                    let _guard_w;
+                    if spec.exclusive {
+                        _guard_w = exclusive.write().await;
+                    } else {
+                        _guard_r = exclusive.read().await;
+                    }
+                    if cancel.is_cancelled() {
+                        return not_run("not run: the run was interrupted (Ctrl-C)");
+                    }
+                    if let Some(tx) = &events {
+                        let _ = tx.send(Event::SpecStarted { id: spec.id.clone(), title: spec.title.clone() });
+                    }
+                    let res = run_spec(&spec, target, cancel, events.clone()).await;
+                    if fail_fast && matches!(res.status, Status::Failed | Status::Error) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    if let Some(tx) = &events {
+                        let _ = tx.send(Event::SpecFinished(Box::new(res.clone())));
+                    }
+                    res
+                }),
+            ));
+        }
+        let mut results = Vec::new();
+        for (spec, h) in handles {
+            results.push(match h.await {
+                Ok(r) => r,
+                // A panic in a spec task is a bug of ours: report it, keep the others.
+                Err(e) => error_result(&spec, &format!("internal error while running this spec: {e}")),
+            });
+        }
+        let interrupted = self.cancel.is_cancelled();
+        RunReport {
+            tool: "focusqa".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            target: self.target.info.clone(),
+            started_at,
+            duration_ms: ms(t0.elapsed()),
+            interrupted,
+            totals: Totals::from_specs(&results),
+            specs: results,
+            coverage: None,
+        }
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+fn base_result(spec: &Spec, status: Status) -> SpecResult {
+    SpecResult {
+        id: spec.id.clone(),
+        title: spec.title.clone(),
+        description: spec.description.clone(),
+        file: spec.source.display.clone(),
+        line: spec.source.pos.line,
+        covers: spec.covers.clone(),
+        tags: spec.tags.clone(),
+        requires: required_capabilities(spec).iter().map(|c| c.as_str().to_string()).collect(),
+        status,
+        skip_reason: None,
+        started_at: Utc::now(),
+        duration_ms: 0.0,
+        cases: Vec::new(),
+    }
+}
+
+fn case_names(spec: &Spec) -> Vec<(String, Option<String>)> {
+    if spec.cases.is_empty() {
+        vec![(spec.title.clone(), None)]
+    } else {
+        spec.cases.iter().map(|c| (c.name.clone(), c.description.clone())).collect()
+    }
+}
+
+fn empty_case(name: String, description: Option<String>, status: Status, message: &str) -> CaseResult {
+    CaseResult {
+        name,
+        description,
+        status,
+        duration_ms: 0.0,
+        message: Some(message.to_string()),
+        location: None,
+        vars: Default::default(),
+        steps: Vec::new(),
+        cleanup: Vec::new(),
+    }
+}
+
+/// A spec that did not run: every case skipped with the reason.
+pub fn not_run_result(spec: &Spec, why: &str) -> SpecResult {
+    let mut r = base_result(spec, Status::Skipped);
+    r.skip_reason = Some(why.to_string());
+    r.cases = case_names(spec).into_iter().map(|(n, d)| empty_case(n, d, Status::Skipped, why)).collect();
+    r
+}
+
+fn error_result(spec: &Spec, why: &str) -> SpecResult {
+    let mut r = base_result(spec, Status::Error);
+    r.cases = case_names(spec).into_iter().map(|(n, d)| empty_case(n, d, Status::Error, why)).collect();
+    r
+}
+
+async fn run_spec(spec: &Spec, target: Arc<Target>, cancel: Cancel, events: Option<mpsc::UnboundedSender<Event>>) -> SpecResult {
+    let t0 = Instant::now();
+    let missing: Vec<&str> = required_capabilities(spec).into_iter().filter(|c| !target.has(*c)).map(|c| c.as_str()).collect();
+    if !missing.is_empty() {
+        let why = format!(
+            "requires {} which target `{}` does not offer{}",
+            missing.join(" and "),
+            target.name,
+            if missing.contains(&"simulator") { " (fault injection works only on the simulator)" } else { "" }
+        );
+        return not_run_result(spec, &why);
+    }
+    let mut result = base_result(spec, Status::Passed);
+    let ctx = Ctx {
+        target: target.clone(),
+        cancel: cancel.clone(),
+        events,
+        spec_id: spec.id.clone(),
+        spec_file: spec.source.display.clone(),
+        spec_dir: spec.source.file.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let cases: Vec<Option<&Case>> = if spec.cases.is_empty() { vec![None] } else { spec.cases.iter().map(Some).collect() };
+    for case in cases {
+        let cr = run_case(spec, case, &ctx).await;
+        result.status = result.status.worst(cr.status);
+        result.cases.push(cr);
+    }
+    if result.cases.iter().all(|c| c.status == Status::Skipped) {
+        result.status = Status::Skipped;
+    } else if result.status == Status::Skipped {
+        result.status = Status::Passed;
+    }
+    result.duration_ms = ms(t0.elapsed());
+    result
+}
+
+/// Builds the variables of a case: target vars, spec vars, case vars (each may use the earlier).
+fn case_scope(spec: &Spec, case: Option<&Case>, target: &Target) -> Result<Scope, ExecError> {
+    let mut scope = Scope::default();
+    let mut tv = serde_json::Map::new();
+    for (k, v) in &target.vars {
+        let v = scope.render_value(v)?;
+        tv.insert(k.clone(), v.clone());
+        scope.set(k.clone(), v);
+    }
+    tv.insert("name".into(), json!(target.name));
+    tv.insert("base_url".into(), json!(target.base_url));
+    tv.insert("kind".into(), json!(target.info.kind));
+    tv.insert("time_scale".into(), json!(target.time_scale));
+    if let Some(k) = &target.kube {
+        tv.insert("namespace".into(), json!(k.namespace));
+    }
+    scope.set("target", Value::Object(tv));
+    scope.set("spec", json!({"id": spec.id, "title": spec.title}));
+    scope.set("case", json!({"name": case.map(|c| c.name.clone()).unwrap_or_else(|| spec.title.clone())}));
+    let render_into = |scope: &mut Scope, vars: &VarMap, what: &str| -> Result<(), ExecError> {
+        for (k, v) in vars {
+            let v = scope.render_value(v).map_err(|e| ExecError::spec(format!("{what} var `{k}`: {e}")))?;
+            scope.set(k.clone(), v);
+        }
+        Ok(())
+    };
+    render_into(&mut scope, &spec.vars, "spec")?;
+    if let Some(c) = case {
+        render_into(&mut scope, &c.vars, "case")?;
+    }
+    Ok(scope)
+}
+
+async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
+    let t0 = Instant::now();
+    let (name, description) = match case {
+        Some(c) => (c.name.clone(), c.description.clone()),
+        None => (spec.title.clone(), None),
+    };
+    let mut cr = CaseResult {
+        name,
+        description,
+        status: Status::Passed,
+        duration_ms: 0.0,
+        message: None,
+        location: None,
+        vars: Default::default(),
+        steps: Vec::new(),
+        cleanup: Vec::new(),
+    };
+    if let Some(reason) = case.and_then(|c| c.skip.clone()) {
+        cr.status = Status::Skipped;
+        cr.message = Some(reason);
+        return cr;
+    }
+    let line = case.map(|c| c.pos.line).unwrap_or(spec.source.pos.line);
+    let mut scope = match case_scope(spec, case, &ctx.target) {
+        Ok(s) => s,
+        Err(e) => {
+            cr.status = Status::Error;
+            cr.message = Some(e.message);
+            cr.location = Some(format!("{}:{}", ctx.spec_file, line));
+            return cr;
+        }
+    };
+    if let Some(c) = case {
+        cr.vars = c.vars.keys().filter_map(|k| scope.get(k).map(|v| (k.clone(), redact_value(v, &ctx.target.secrets)))).collect();
+    }
+    let (steps, status) = step::run_steps(&spec.steps, &mut scope, ctx, false).await;
+    cr.steps = steps;
+    cr.status = status;
+    // Cleanup always runs, also after a failure or Ctrl-C; its own failures are reported too.
+    let (cleanup, cstatus) = step::run_steps(&spec.cleanup, &mut scope, ctx, true).await;
+    cr.cleanup = cleanup;
+    if cr.status == Status::Passed && cstatus != Status::Passed && cstatus != Status::Skipped {
+        cr.status = cstatus;
+    }
+    if let Some(bad) = cr.steps.iter().chain(cr.cleanup.iter()).find(|s| matches!(s.status, Status::Failed | Status::Error)) {
+        cr.message = bad.message.clone();
+        let line = bad.assertions.iter().find(|a| !a.passed).map(|a| a.line).unwrap_or(bad.line);
+        cr.location = Some(format!("{}:{}", ctx.spec_file, line));
+    }
+    cr.duration_ms = ms(t0.elapsed());
+    cr
+}
+
+/// Replaces secret values inside a JSON value.
+pub fn redact_value(v: &Value, secrets: &[String]) -> Value {
+    match v {
+        Value::String(s) => Value::String(redact(s, secrets)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(x, secrets)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), redact_value(x, secrets))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Replaces secret values inside a text.
+pub fn redact(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_string();
+    for sec in secrets {
+        if !sec.is_empty() && out.contains(sec.as_str()) {
+            out = out.replace(sec.as_str(), "<redacted>");
+        }
+    }
+    out
+}
+
+/// Convenience for steps that produce a StepResult without running anything.
+pub fn skipped_step(step: &Step, why: &str) -> StepResult {
+    StepResult {
+        name: step.label(),
+        kind: step.kind.name().into(),
+        line: step.pos.line,
+        status: Status::Skipped,
+        message: Some(why.to_string()),
+        ..Default::default()
+    }
+}

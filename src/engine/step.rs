@@ -1,0 +1,251 @@
+//! Running one step: execute its kind, check expectations, capture variables, poll with `until`.
+
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+
+use super::expect::{evaluate, eval_check};
+use super::{ms, resolve_dur, skipped_step, Ctx, ErrorKind, ExecError, Observation};
+use crate::results::{PollInfo, Status, StepResult};
+use crate::spec::{Capture, CaptureFrom, Step, StepKind};
+use crate::template::Scope;
+
+/// Smallest poll interval after time scaling (keeps a scaled 100 ms poll from spinning).
+const MIN_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Runs steps in order; outside cleanup the first non-passing step stops the rest.
+/// In cleanup every step runs whatever happened before (each one tries to release something).
+pub async fn run_steps(steps: &[Step], scope: &mut Scope, ctx: &Ctx, cleanup: bool) -> (Vec<StepResult>, Status) {
+    let mut out = Vec::new();
+    let mut status = Status::Passed;
+    for step in steps {
+        if !cleanup && ctx.cancel.is_cancelled() {
+            out.push(skipped_step(step, "not run: interrupted (Ctrl-C)"));
+            status = status.worst(Status::Error);
+            break;
+        }
+        let r = step.run(scope, ctx, cleanup).await;
+        let st = r.status;
+        out.push(r);
+        if st != Status::Skipped {
+            status = status.worst(st);
+        }
+        if !cleanup && matches!(st, Status::Failed | Status::Error) {
+            break;
+        }
+    }
+    (out, status)
+}
+
+impl StepKind {
+    /// Each kind executes itself and reports what it observed.
+    pub fn execute<'a>(&'a self, step: &'a Step, scope: &'a mut Scope, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, ExecError>> {
+        Box::pin(async move {
+            match self {
+                StepKind::Http(req) => super::http::execute(req, scope, ctx, false).await,
+                StepKind::Sim(req) => super::http::execute(req, scope, ctx, true).await,
+                StepKind::Sleep(d) => {
+                    let d = resolve_dur(d, scope)?.mul_f64(ctx.target.time_scale);
+                    let t0 = Instant::now();
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = ctx.cancel.cancelled() => return Err(ExecError::interrupted()),
+                    }
+                    Ok(Observation { elapsed: t0.elapsed(), doc: vars_doc(scope), ..Default::default() })
+                }
+                StepKind::Assert(checks) => {
+                    let doc = vars_doc(scope);
+                    let mut assertions = Vec::new();
+                    for c in checks {
+                        assertions.extend(eval_check(c, &doc, scope, step.pos.line)?);
+                    }
+                    Ok(Observation { doc, assertions, ..Default::default() })
+                }
+                StepKind::Kube(op) => super::kube::execute(op, step, scope, ctx).await,
+                StepKind::Fanout(f) => super::fanout::execute(f, step, scope, ctx).await,
+            }
+        })
+    }
+}
+
+/// The variables as a JSON document (subject of `path` checks in `assert` steps).
+fn vars_doc(scope: &Scope) -> Value {
+    Value::Object(scope.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+impl Step {
+    /// Runs the step (with polling when `until` is set). Never panics; errors become results.
+    pub fn run<'a>(&'a self, scope: &'a mut Scope, ctx: &'a Ctx, in_cleanup: bool) -> BoxFuture<'a, StepResult> {
+        Box::pin(async move {
+            let t0 = Instant::now();
+            let mut res = StepResult { name: self.label(), kind: self.kind.name().into(), line: self.pos.line, ..Default::default() };
+            if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
+                return skipped_step(self, &format!("`sim` steps need a simulator; target `{}` is not one", ctx.target.name));
+            }
+            let poll = match &self.until {
+                None => None,
+                Some(u) => match (resolve_dur(&u.interval, scope), resolve_dur(&u.timeout, scope)) {
+                    (Ok(i), Ok(t)) => Some((i.mul_f64(ctx.target.time_scale).max(MIN_INTERVAL), t)),
+                    (Err(e), _) | (_, Err(e)) => return finish_error(res, e, t0),
+                },
+            };
+            let mut attempts = 0u32;
+            let mut last_mismatch: Option<String> = None;
+            let outcome = loop {
+                attempts += 1;
+                let attempt = self.attempt(scope, ctx).await;
+                let done = match &attempt {
+                    Ok((_, asserts)) => asserts.iter().all(|a| a.passed),
+                    Err(e) => e.kind != ErrorKind::Infra,
+                };
+                let Some((interval, timeout)) = poll else { break attempt };
+                if done {
+                    break attempt;
+                }
+                last_mismatch = Some(match &attempt {
+                    Ok((obs, asserts)) => mismatch_text(obs, asserts),
+                    Err(e) => e.message.clone(),
+                });
+                if t0.elapsed() + interval > timeout {
+                    break attempt;
+                }
+                if attempts % 20 == 0 {
+                    ctx.progress(format!("{}: still polling after {} attempts ({:.1}s)", self.label(), attempts, t0.elapsed().as_secs_f64()));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = ctx.cancel.cancelled(), if !in_cleanup => break Err(ExecError::interrupted()),
+                }
+            };
+            let elapsed = t0.elapsed();
+            let satisfied = matches!(&outcome, Ok((_, a)) if a.iter().all(|x| x.passed));
+            if let Some((interval, timeout)) = poll {
+                let scale = ctx.target.time_scale;
+                res.poll = Some(PollInfo {
+                    attempts,
+                    elapsed_ms: ms(elapsed),
+                    interval_ms: ms(interval),
+                    timeout_ms: ms(timeout),
+                    satisfied,
+                    simulated_elapsed_ms: (scale != 1.0).then(|| ms(elapsed.div_f64(scale))),
+                    last_mismatch: if satisfied { None } else { last_mismatch },
+                });
+            }
+            match outcome {
+                Err(e) => finish_error(res, e, t0),
+                Ok((obs, assertions)) => {
+                    if let Some(why) = &obs.skipped {
+                        let mut s = skipped_step(self, why);
+                        s.duration_ms = ms(t0.elapsed());
+                        return s;
+                    }
+                    res.request = obs.request.clone();
+                    res.response = obs.response.clone();
+                    res.fanout = obs.fanout.clone();
+                    res.attachments = obs.attachments.clone();
+                    res.assertions = assertions;
+                    // Capture even after a failed expectation: cleanup may need the job id.
+                    let cap_errors = self.capture_into(&obs, scope, &mut res, attempts, elapsed);
+                    res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty() { Status::Passed } else { Status::Failed };
+                    if let Some(a) = res.assertions.iter().find(|a| !a.passed) {
+                        let timed_out = if satisfied || poll.is_none() {
+                            String::new()
+                        } else {
+                            format!(" (still not met after {attempts} attempts in {:.1}s)", elapsed.as_secs_f64())
+                        };
+                        res.message = Some(format!("{}{timed_out}", a.describe()));
+                        if let Some(m) = a.message.as_ref().filter(|m| m.contains('\n')) {
+                            res.message = Some(format!("{}{timed_out}\n{m}", a.describe().split(" (").next().unwrap_or_default()));
+                        }
+                    } else if let Some(e) = cap_errors.first() {
+                        res.message = Some(e.clone());
+                    }
+                    res.duration_ms = ms(t0.elapsed());
+                    res
+                }
+            }
+        })
+    }
+
+    async fn attempt(&self, scope: &mut Scope, ctx: &Ctx) -> Result<(Observation, Vec<crate::results::AssertionResult>), ExecError> {
+        let obs = tokio::select! {
+            r = self.kind.execute(self, scope, ctx) => r?,
+            _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => return Err(ExecError::interrupted()),
+        };
+        let mut assertions = obs.assertions.clone();
+        if let Some(e) = &self.expect {
+            assertions.extend(evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?);
+        }
+        Ok((obs, assertions))
+    }
+
+    /// Evaluates captures; returns the problems (a missing value without `default`).
+    fn capture_into(&self, obs: &Observation, scope: &mut Scope, res: &mut StepResult, attempts: u32, elapsed: Duration) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, cap) in &self.capture {
+            let detailed;
+            let d = match cap {
+                Capture::Path(p) => {
+                    detailed = crate::spec::CaptureSpec { path: Some(p.clone()), ..Default::default() };
+                    &detailed
+                }
+                Capture::Detailed(d) => d,
+            };
+            let (value, default, what) = {
+                {
+                    let v = if let Some(p) = &d.path {
+                        let nodes = serde_json_path::JsonPath::parse(p).map(|jp| jp.query(&obs.doc).all().into_iter().cloned().collect::<Vec<_>>());
+                        match nodes {
+                            Ok(n) if d.all => Some(Value::Array(n)),
+                            Ok(n) => n.into_iter().next(),
+                            Err(_) => None,
+                        }
+                    } else if let Some(h) = &d.header {
+                        obs.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| json!(v))
+                    } else {
+                        match d.from {
+                            Some(CaptureFrom::Status) => obs.status.map(|s| json!(s)),
+                            Some(CaptureFrom::Body) => obs.body.clone().map(Value::String),
+                            Some(CaptureFrom::ElapsedMs) => Some(json!(ms(obs.elapsed))),
+                            Some(CaptureFrom::PollMs) => Some(json!(ms(elapsed))),
+                            Some(CaptureFrom::Attempts) => Some(json!(attempts)),
+                            None => None,
+                        }
+                    };
+                    let what = d.path.clone().or(d.header.clone().map(|h| format!("header {h}"))).unwrap_or_else(|| format!("{:?}", d.from));
+                    (v, d.default.clone(), what)
+                }
+            };
+            match value.or(default) {
+                Some(v) => {
+                    res.captures.insert(name.clone(), v.clone());
+                    scope.set(name.clone(), v);
+                }
+                None => errors.push(format!("capture `{name}`: {what} matched nothing in the response")),
+            }
+        }
+        errors
+    }
+}
+
+fn mismatch_text(obs: &Observation, asserts: &[crate::results::AssertionResult]) -> String {
+    let fails: Vec<String> = asserts.iter().filter(|a| !a.passed).map(|a| a.describe()).collect();
+    let mut s = fails.join("; ");
+    if let Some(r) = &obs.response {
+        if let Some(b) = &r.body {
+            let b: String = b.chars().take(300).collect();
+            s.push_str(&format!(" [last response {}: {}]", r.status, b));
+        }
+    }
+    s
+}
+
+fn finish_error(mut res: StepResult, e: ExecError, t0: Instant) -> StepResult {
+    res.status = Status::Error;
+    res.message = Some(e.message.clone());
+    res.request = e.request;
+    res.attachments = e.attachments;
+    res.duration_ms = ms(t0.elapsed());
+    res
+}

@@ -1,0 +1,30 @@
+//! Reporters: console (live events), results.json, junit.xml, HTML. All read the results model.
+
+pub mod console;
+pub mod html;
+pub mod json;
+pub mod junit;
+
+use std::path::{Path, PathBuf};
+
+use crate::results::RunReport;
+
+/// Files written for a run.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+}
+
+/// Writes every file report into `dir` (results.json, junit.xml, HTML views).
+pub fn write_all(report: &RunReport, dir: &Path, templates: Option<&Path>) -> Result<Written, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
+    let mut files = Vec::new();
+    let p = dir.join("results.json");
+    json::write(report, &p)?;
+    files.push(p);
+    let p = dir.join("junit.xml");
+    junit::write(report, &p)?;
+    files.push(p);
+    files.extend(html::write(report, dir, templates)?);
+    Ok(Written { files })
+}

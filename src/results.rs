@@ -1,0 +1,365 @@
+//! The results model: what a run produced, independent of how it is shown.
+//! Reporters (console, JSON, JUnit, HTML) consume only this; `results.json` is its serialisation,
+//! so `focusqa report results.json` can re-render everything later.
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Outcome of a spec, case or step. Ordered by severity for `worst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Skipped,
+    /// An assertion did not hold (the system under test misbehaved).
+    Failed,
+    /// The test could not be carried out (connection refused, timeout, bad template, API error).
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Error => "error",
+        }
+    }
+    /// The more severe of two outcomes (skipped < failed < error; passed is the identity).
+    pub fn worst(self, other: Status) -> Status {
+        self.max(other)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub tool: String,
+    pub version: String,
+    pub target: TargetInfo,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    /// The run was stopped by Ctrl-C; unfinished work is reported as such.
+    #[serde(default)]
+    pub interrupted: bool,
+    pub totals: Totals,
+    pub specs: Vec<SpecResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub name: String,
+    /// `embedded` (in-process simulator), `simulator` (a `focusqa sim` elsewhere) or `remote`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub specs: usize,
+    pub cases: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub skipped: usize,
+}
+
+impl Totals {
+    pub fn from_specs(specs: &[SpecResult]) -> Totals {
+        let mut t = Totals { specs: specs.len(), ..Default::default() };
+        for c in specs.iter().flat_map(|s| &s.cases) {
+            t.cases += 1;
+            match c.status {
+                Status::Passed => t.passed += 1,
+                Status::Failed => t.failed += 1,
+                Status::Error => t.errors += 1,
+                Status::Skipped => t.skipped += 1,
+            }
+        }
+        t
+    }
+    pub fn all_passed(&self) -> bool {
+        self.failed == 0 && self.errors == 0
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpecResult {
+    pub id: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub file: String,
+    pub line: u32,
+    #[serde(default)]
+    pub covers: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub cases: Vec<CaseResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseResult {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub status: Status,
+    pub duration_ms: f64,
+    /// One-line reason of a non-passing case (first failure, error or skip reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `file:line` of the failing step or assertion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The case's variables as used (secrets redacted).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub vars: IndexMap<String, Value>,
+    pub steps: Vec<StepResult>,
+    #[serde(default)]
+    pub cleanup: Vec<StepResult>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepResult {
+    pub name: String,
+    pub kind: String,
+    pub line: u32,
+    pub status: Status,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestExcerpt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseExcerpt>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<AssertionResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollInfo>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub captures: IndexMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutStats>,
+    /// Extra material for a failure: Kubernetes object YAML, events, container statuses...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status::Passed
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attachment {
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestExcerpt {
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseExcerpt {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// True when `body` was cut to the excerpt size.
+    #[serde(default)]
+    pub truncated: bool,
+    pub elapsed_ms: f64,
+}
+
+/// One evaluated expectation: what was expected, what was found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssertionResult {
+    pub line: u32,
+    /// What was checked (`status`, `$.job_id`, `header content-type`, an expression...).
+    pub subject: String,
+    /// The operator (`equals`, `matches`, `partial match`...).
+    pub op: String,
+    pub expected: Value,
+    /// Absent when the subject did not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<Value>,
+    pub passed: bool,
+    /// Details (a diff, schema errors) or the spec author's `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl AssertionResult {
+    /// "`$.status` equals "configured": found "failed"".
+    pub fn describe(&self) -> String {
+        let found = match &self.actual {
+            Some(v) => compact(v),
+            None => "nothing".to_string(),
+        };
+        let mut s = format!("{} {} {}: found {}", self.subject, self.op, compact(&self.expected), found);
+        if let Some(m) = &self.message {
+            s.push_str(&format!(" ({m})"));
+        }
+        s
+    }
+}
+
+/// A short one-line rendering of a JSON value.
+pub fn compact(v: &Value) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollInfo {
+    pub attempts: u32,
+    /// Wall time from the first attempt to the last.
+    pub elapsed_ms: f64,
+    pub interval_ms: f64,
+    pub timeout_ms: f64,
+    pub satisfied: bool,
+    /// Elapsed time in the simulated world (`elapsed / time_scale`), on a time-scaled simulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated_elapsed_ms: Option<f64>,
+    /// Why the last attempt did not satisfy the expectations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_mismatch: Option<String>,
+}
+
+/// Latency statistics of one step inside a fan-out, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LatencyStats {
+    pub count: usize,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// Histogram buckets: upper bound (ms) and count.
+    #[serde(default)]
+    pub histogram: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bucket {
+    pub le_ms: f64,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FanoutStats {
+    pub count: usize,
+    pub concurrency: usize,
+    pub started: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    /// Failures by reason (`503 capacity`, `error: timeout`, `assertion: $.status`...).
+    pub by_reason: IndexMap<String, usize>,
+    pub duration_ms: f64,
+    pub throughput_per_s: f64,
+    /// Per-step latency inside the block, by step name.
+    pub steps: IndexMap<String, LatencyStats>,
+    /// Captured values of every iteration, by variable name (in iteration order).
+    #[serde(default)]
+    pub captures: IndexMap<String, Vec<Value>>,
+    pub thresholds: Vec<ThresholdResult>,
+    /// A few failing iterations, for the reader.
+    #[serde(default)]
+    pub sample_failures: Vec<String>,
+    /// Iterations whose cleanup failed (a leak risk).
+    #[serde(default)]
+    pub cleanup_failures: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    pub expr: String,
+    pub value: String,
+    pub passed: bool,
+}
+
+/// Scope coverage, computed from the catalog and the spec results.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Coverage {
+    pub catalog_title: String,
+    pub areas: Vec<CoverageArea>,
+    pub in_scope: usize,
+    /// In-scope items whose covering specs all passed.
+    pub verified: usize,
+    pub failing: usize,
+    pub gaps: Vec<String>,
+    pub excluded: Vec<ExcludedItem>,
+    pub backlog: Vec<ExcludedItem>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CoverageArea {
+    pub id: String,
+    pub title: String,
+    pub items: Vec<CoverageItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CoverageItem {
+    pub id: String,
+    pub title: String,
+    /// in / backlog
+    pub status: String,
+    #[serde(default)]
+    pub hard_requirement: bool,
+    /// verified, failing, skipped, not_run, gap
+    pub outcome: String,
+    pub specs: Vec<CoveringSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CoveringSpec {
+    pub id: String,
+    pub title: String,
+    pub file: String,
+    /// passed / failed / error / skipped / not_run
+    pub outcome: String,
+    pub cases: usize,
+    pub cases_passed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExcludedItem {
+    pub id: String,
+    pub title: String,
+    pub area: String,
+    pub reason: String,
+}

@@ -1,0 +1,729 @@
+//! The spec model: what a QA engineer writes in YAML, as Rust types.
+//!
+//! This module knows nothing about HTTP or Kubernetes clients: it only describes
+//! what to do. The engine interprets it; the loader fills in source positions.
+
+pub mod diag;
+pub mod load;
+pub mod position;
+pub mod scope;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use diag::Diagnostic;
+pub use load::{load_paths, LoadedSpecs};
+
+/// A position in a spec file (1-based line and column; 0 = unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+/// Variables as written in YAML (any JSON-compatible value; strings may be templates).
+pub type VarMap = IndexMap<String, Value>;
+
+/// Capabilities a target may offer and a spec may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    /// An HTTP base URL (every target with `base_url`).
+    Http,
+    /// A Kubernetes API the target can reach.
+    Kubernetes,
+    /// The target is a focusqa simulator (fault injection via `sim` steps).
+    Simulator,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Http => "http",
+            Capability::Kubernetes => "kubernetes",
+            Capability::Simulator => "simulator",
+        }
+    }
+}
+
+/// One spec file: a scenario with optional table-driven cases.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "focusqa spec", description = "A focusqa test scenario: steps and assertions in YAML.")]
+pub struct Spec {
+    /// Unique identifier, e.g. `api.configure.live`.
+    pub id: String,
+    /// One-line title a manager can read.
+    pub title: String,
+    /// What the spec proves and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Scope catalog item ids this spec covers (see specs/scope.yaml).
+    #[serde(default)]
+    pub covers: Vec<String>,
+    /// Free-form tags for filtering (`--tag`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Capabilities the target must offer; otherwise the spec is skipped with the reason.
+    #[serde(default)]
+    pub requires: Vec<Capability>,
+    /// Run this spec alone (no other spec in parallel), e.g. when it fills the job capacity.
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Spec-level variables (rendered in order; later ones may use earlier ones).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub vars: VarMap,
+    /// Table-driven cases: each case runs all steps with its own variables and is one JUnit testcase.
+    #[serde(default)]
+    pub cases: Vec<Case>,
+    /// Steps, run in order; the first failure stops the case (cleanup still runs).
+    pub steps: Vec<Step>,
+    /// Steps that always run after `steps`, also after a failure or an interruption.
+    #[serde(default)]
+    pub cleanup: Vec<Step>,
+    /// Where the spec came from (filled by the loader).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub source: Source,
+}
+
+/// Where a spec was loaded from.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub file: PathBuf,
+    /// Path of the file as shown to users (relative to the working directory where possible).
+    pub display: String,
+    pub pos: Pos,
+}
+
+/// One row of a table-driven spec.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Case name, shown as the JUnit testcase name.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Variables for this case (override spec vars), typically inputs and the expected outcome.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub vars: VarMap,
+    /// Skip this case with the given reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<String>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+}
+
+/// A step: one action plus what to expect of it, what to capture, and how to poll.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawStep", into = "RawStep")]
+pub struct Step {
+    pub name: Option<String>,
+    pub kind: StepKind,
+    pub expect: Option<Expect>,
+    pub capture: IndexMap<String, Capture>,
+    pub until: Option<Until>,
+    pub pos: Pos,
+}
+
+/// The action of a step. Adding a kind = a variant here, a field in [`RawStep`], and an executor.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Http(HttpRequest),
+    Sleep(Dur),
+    Assert(Vec<Check>),
+    Sim(HttpRequest),
+    Kube(Box<KubeOp>),
+    Fanout(Box<Fanout>),
+}
+
+impl StepKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Http(_) => "http",
+            StepKind::Sleep(_) => "sleep",
+            StepKind::Assert(_) => "assert",
+            StepKind::Sim(_) => "sim",
+            StepKind::Kube(_) => "kube",
+            StepKind::Fanout(_) => "fanout",
+        }
+    }
+}
+
+impl Step {
+    /// A readable label: the step's name, or its kind and a short summary.
+    pub fn label(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match &self.kind {
+            StepKind::Http(r) => format!("{} {}", r.method.as_str(), r.path),
+            StepKind::Sim(r) => format!("sim {} {}", r.method.as_str(), r.path),
+            StepKind::Sleep(d) => format!("sleep {}", d.0),
+            StepKind::Assert(c) => format!("assert ({} checks)", c.len()),
+            StepKind::Kube(k) => format!("kube {} {}", k.op.as_str(), k.kind),
+            StepKind::Fanout(f) => format!("fanout x{}", f.count),
+        }
+    }
+}
+
+/// The YAML form of a step: exactly one action key plus common keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Step", description = "Exactly one of http, sleep, assert, sim, kube, fanout.")]
+pub struct RawStep {
+    /// Step name shown in reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Send an HTTP request to the target's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpRequest>,
+    /// Wait (e.g. `2s`, `500ms`); scaled by the target's time scale on the simulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<Dur>,
+    /// Pure checks on variables (no request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assert: Option<Vec<Check>>,
+    /// Drive the simulator's control API (`/sim/...`); skipped on targets that are not simulators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<HttpRequest>,
+    /// A Kubernetes operation (get, list, delete, wait, absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeOp>,
+    /// Run a block of steps many times concurrently, with aggregate thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<Fanout>,
+    /// Rejected: gRPC streaming is out of the agreed scope. Accepted by the parser only to say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub grpc: Option<Value>,
+    /// Expectations on the step's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+    /// Variables to capture from the outcome: `name: $.json.path` or a detailed form.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub capture: IndexMap<String, Capture>,
+    /// Retry the step until its expectations hold or the timeout passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Until>,
+}
+
+/// Message shown wherever a gRPC construct appears in a spec.
+pub const GRPC_OUT_OF_SCOPE: &str = "gRPC streaming is out of the agreed test scope (\"remove all of gRPC from the tests\"): \
+checks stop at \"the job opened in Kubernetes, the port was allocated, the stream URL was returned\"";
+
+impl TryFrom<RawStep> for Step {
+    type Error = String;
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        if r.grpc.is_some() {
+            return Err(format!(
+                "a `grpc` step is not allowed: {GRPC_OUT_OF_SCOPE}. Remove the step; assert on `stream_url`/`stream_port` of the configure answer instead"
+            ));
+        }
+        let mut kinds: Vec<StepKind> = Vec::new();
+        if let Some(h) = r.http {
+            kinds.push(StepKind::Http(h));
+        }
+        if let Some(s) = r.sleep {
+            kinds.push(StepKind::Sleep(s));
+        }
+        if let Some(a) = r.assert {
+            kinds.push(StepKind::Assert(a));
+        }
+        if let Some(s) = r.sim {
+            kinds.push(StepKind::Sim(s));
+        }
+        if let Some(k) = r.kube {
+            kinds.push(StepKind::Kube(Box::new(k)));
+        }
+        if let Some(f) = r.fanout {
+            kinds.push(StepKind::Fanout(Box::new(f)));
+        }
+        if kinds.len() != 1 {
+            let found: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            return Err(format!(
+                "a step needs exactly one action (http, sleep, assert, sim, kube or fanout), found {}",
+                if found.is_empty() { "none".to_string() } else { found.join(" + ") }
+            ));
+        }
+        Ok(Step {
+            name: r.name,
+            kind: kinds.remove(0),
+            expect: r.expect,
+            capture: r.capture,
+            until: r.until,
+            pos: Pos::default(),
+        })
+    }
+}
+
+impl From<Step> for RawStep {
+    fn from(s: Step) -> Self {
+        let mut r = RawStep { name: s.name, expect: s.expect, capture: s.capture, until: s.until, ..Default::default() };
+        match s.kind {
+            StepKind::Http(h) => r.http = Some(h),
+            StepKind::Sleep(d) => r.sleep = Some(d),
+            StepKind::Assert(a) => r.assert = Some(a),
+            StepKind::Sim(h) => r.sim = Some(h),
+            StepKind::Kube(k) => r.kube = Some(*k),
+            StepKind::Fanout(f) => r.fanout = Some(*f),
+        }
+        r
+    }
+}
+
+impl JsonSchema for Step {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        RawStep::json_schema(g)
+    }
+}
+
+/// HTTP methods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+        }
+    }
+}
+
+/// An HTTP request (also used by `sim`, where `path` is relative to the simulator's `/sim`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    /// GET (default), POST, PUT, PATCH, DELETE, HEAD, OPTIONS.
+    #[serde(default)]
+    pub method: Method,
+    /// Path relative to the target's base URL (e.g. `/configure`), or an absolute URL.
+    pub path: String,
+    /// Query parameters.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub query: VarMap,
+    /// Request headers (added to the target's default headers).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// JSON body (strings inside are templates; `"{{ expr }}"` alone keeps the expression's type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+    /// Raw body text (use `json` for JSON bodies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Per-request timeout (default: the target's request timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+/// A duration such as `100ms`, `30s`, `2m`, a number of seconds, or a template rendering to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "DurSchema")]
+pub struct Dur(pub String);
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum DurSchema {
+    /// e.g. `100ms`, `30s`, `2m`, or a template
+    Text(String),
+    /// seconds
+    Seconds(f64),
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(f64),
+            S(String),
+        }
+        let raw = Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a duration such as `500ms`, `30s` or `2m`"))?;
+        let s = match raw {
+            Raw::N(n) => format!("{n}s"),
+            Raw::S(s) => s,
+        };
+        let dur = Dur(s);
+        if !dur.is_templated() {
+            dur.parse().map_err(serde::de::Error::custom)?;
+        }
+        Ok(dur)
+    }
+}
+
+impl Dur {
+    pub fn is_templated(&self) -> bool {
+        self.0.contains("{{")
+    }
+    /// Parses a literal duration (`100ms`, `1.5s`, `2m`, `30`).
+    pub fn parse(&self) -> Result<Duration, String> {
+        parse_duration(&self.0)
+    }
+}
+
+/// Parses `100ms`, `1.5s`, `2m 30s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs >= 0.0 && secs.is_finite() {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    // humantime has no fractions: handle `1.5s` style ourselves.
+    if let Some(num) = t.strip_suffix('s').filter(|n| !n.ends_with('m') && !n.ends_with('n') && !n.ends_with('u') && !n.ends_with('µ')) {
+        if let Ok(secs) = num.trim().parse::<f64>() {
+            if secs >= 0.0 && secs.is_finite() {
+                return Ok(Duration::from_secs_f64(secs));
+            }
+        }
+    }
+    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `500ms`, `30s`, `2m`)"))
+}
+
+/// A count that may be a template (`"{{ n }}"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Count {
+    N(u64),
+    Template(String),
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::N(n) => write!(f, "{n}"),
+            Count::Template(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// Expectations on a step's outcome. All listed checks must hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Status code, a list of accepted codes, a class like `2xx`, or a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusExpect>,
+    /// Response headers: `name: exact value` or `name: {matches|contains|equals|exists}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, HeaderExpect>,
+    /// Checks on the raw body text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<TextCheck>,
+    /// JSONPath checks on the JSON document of the outcome (response body, Kubernetes object, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<Check>,
+    /// Partial match: the document must contain these fields with these values (lists match by content).
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Value>,
+    /// Validate the JSON document against a JSON Schema (inline, or a file path relative to the spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaRef>,
+    /// Upper bound on the step's elapsed time (e.g. `2s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_elapsed: Option<Dur>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+}
+
+/// Expected status.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StatusExpect {
+    Code(u16),
+    AnyOf(Vec<u16>),
+    /// `2xx`, `4xx`, ..., or a template rendering to a code or a list.
+    Text(String),
+}
+
+/// A header expectation.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HeaderExpect {
+    Exact(String),
+    Check(TextCheck),
+}
+
+/// Checks on a text.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// Regular expression (Rust regex syntax) that must match somewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+}
+
+/// JSON Schema for the document: inline object or a path relative to the spec file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SchemaRef {
+    File(String),
+    Inline(serde_json::Map<String, Value>),
+}
+
+/// JSON value types for `type:` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Array,
+    Object,
+    Null,
+}
+
+/// One check. Its subject is exactly one of `path` (JSONPath into the outcome's document),
+/// `value` (a templated value) or `expr` (an expression that must be true).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// JSONPath (RFC 9535) into the document, e.g. `$.job_id`. Several matches = the list of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A value to check, usually a template such as `"{{ job_id }}"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// An expression that must be true, e.g. `stream_port >= 50051`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
+    /// What the check is about, in words (shown on failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_equals: Option<Value>,
+    /// Regex the value (as text) must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// Substring (for text) or element (for lists) that must be present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<Value>,
+    /// `true`: the path must match something; `false`: it must match nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<JsonType>,
+    /// Length of a text, list or object: a number or comparisons (`{gte: 1}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<LengthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gt: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gte: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lt: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lte: Option<Value>,
+    /// The value must equal one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Value>>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+}
+
+/// Length expectation.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum LengthCheck {
+    Exact(Value),
+    Compare(Comparison),
+}
+
+/// Numeric comparisons.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gt: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gte: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lt: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lte: Option<Value>,
+}
+
+/// What to capture into a variable.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Capture {
+    /// A JSONPath into the outcome's document (first match).
+    Path(String),
+    Detailed(CaptureSpec),
+}
+
+/// Detailed capture: exactly one source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    /// JSONPath into the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// With `path`: capture the list of all matches instead of the first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// A response header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A property of the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<CaptureFrom>,
+    /// Used when the source is missing (otherwise a missing source fails the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+}
+
+/// Outcome properties that can be captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureFrom {
+    /// HTTP status code.
+    Status,
+    /// Raw body text.
+    Body,
+    /// Elapsed time of the (last) attempt, in milliseconds.
+    ElapsedMs,
+    /// Time from the first attempt to success, in milliseconds (polling).
+    PollMs,
+    /// Number of attempts (polling).
+    Attempts,
+}
+
+/// Polling: retry every `interval` until the expectations hold or `timeout` passes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Until {
+    /// Time between attempts (default 1s); scaled by the simulator's time scale.
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    /// Give up after this long (measured from the first attempt) and report the last mismatch.
+    pub timeout: Dur,
+}
+
+fn default_interval() -> Dur {
+    Dur("1s".into())
+}
+
+/// Kubernetes operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeVerb {
+    /// Get one object by name.
+    Get,
+    /// List objects (document = `{items: [...], count: n}`).
+    List,
+    /// Delete one object by name (or all matching a selector).
+    Delete,
+    /// Wait until the object exists and matches the expectations (get + polling).
+    Wait,
+    /// The object (or every object matching the selector) must be gone.
+    Absent,
+}
+
+impl KubeVerb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeVerb::Get => "get",
+            KubeVerb::List => "list",
+            KubeVerb::Delete => "delete",
+            KubeVerb::Wait => "wait",
+            KubeVerb::Absent => "absent",
+        }
+    }
+}
+
+/// A Kubernetes operation on any resource kind.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeOp {
+    /// get, list, delete, wait, absent.
+    pub op: KubeVerb,
+    /// Resource kind (`Job`, `Pod`, `Node`, `Event`, ...), resolved by discovery.
+    pub kind: String,
+    /// `group/version` when the kind is ambiguous (e.g. `batch/v1`).
+    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace (default: the target's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Label selector, e.g. `focus.job-id={{ job_id }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+    /// Field selector, e.g. `status.phase=Running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// For `wait`/`absent`: how long to keep checking (default 30s); polls every `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Dur>,
+}
+
+/// Run a block of steps `count` times with at most `concurrency` in flight.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fanout {
+    /// Number of iterations.
+    pub count: Count,
+    /// Iterations in flight at once (default = count: all start together behind a barrier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Count>,
+    /// Spread iteration starts over this time instead of a barrier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_up: Option<Dur>,
+    /// Stop starting iterations and fail after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Dur>,
+    /// Steps of one iteration (`index` = 0..count-1 is set; captures stay per iteration).
+    pub steps: Vec<Step>,
+    /// Steps run for every iteration after its steps, always (per-iteration cleanup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanup: Vec<Step>,
+    /// Aggregate thresholds, e.g. `succeeded == count`, `p95(configure) < 2s`, `unique(stream_port)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
+}
