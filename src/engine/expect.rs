@@ -14,9 +14,10 @@ use crate::template::Scope;
 /// Evaluates every expectation; template problems in expected values are spec errors.
 pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, line: u32) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
-    let line = if e.pos.line > 0 { e.pos.line } else { line };
+    let fallback = line;
+    let line = e.line_of("headers", fallback);
     if let Some(st) = &e.status {
-        out.push(check_status(st, obs.status, scope, line)?);
+        out.push(check_status(st, obs.status, scope, e.line_of("status", fallback))?);
     }
     for (name, h) in &e.headers {
         let actual = obs.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
@@ -38,17 +39,17 @@ pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, l
         }
     }
     if let Some(b) = &e.body {
-        out.extend(check_text(b, obs.body.as_deref(), "body", scope, line)?);
+        out.extend(check_text(b, obs.body.as_deref(), "body", scope, e.line_of("body", fallback))?);
     }
     for c in &e.json {
-        out.extend(eval_check(c, &obs.doc, scope, line)?);
+        out.extend(eval_check(c, &obs.doc, scope, fallback)?);
     }
     if let Some(expected) = &e.partial {
         let expected = scope.render_value(expected).map_err(ExecError::spec)?;
         let mut diffs = Vec::new();
         partial_match(&expected, &obs.doc, "$", &mut diffs);
         out.push(AssertionResult {
-            line,
+            line: e.line_of("match", fallback),
             subject: "document".into(),
             op: "matches (partial)".into(),
             expected,
@@ -58,13 +59,13 @@ pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, l
         });
     }
     if let Some(schema) = &e.schema {
-        out.push(check_schema(schema, &obs.doc, spec_dir, line)?);
+        out.push(check_schema(schema, &obs.doc, spec_dir, e.line_of("schema", fallback))?);
     }
     if let Some(max) = &e.max_elapsed {
         let max = super::resolve_dur(max, scope)?;
         let ms = obs.elapsed.as_secs_f64() * 1000.0;
         out.push(AssertionResult {
-            line,
+            line: e.line_of("max_elapsed", fallback),
             subject: "elapsed".into(),
             op: "at most".into(),
             expected: json!(format!("{}ms", max.as_millis())),
@@ -249,7 +250,7 @@ pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> R
             out.push(AssertionResult {
                 line,
                 subject: format!("length of {subject}"),
-                op: op.into(),
+                op: op_word(op).into(),
                 expected: b,
                 actual: len.map(|n| json!(n)),
                 passed: ok,

@@ -50,8 +50,9 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
         Status::Passed => TestCaseStatus::success(),
         Status::Skipped => {
             let mut s = TestCaseStatus::skipped();
+            // The Jenkins schema allows no attributes on <skipped>: the reason is its text.
             if let Some(m) = &case.message {
-                s.set_message(m.as_str());
+                s.set_description(m.as_str());
             }
             s
         }

@@ -111,6 +111,8 @@ pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     if let Some(i) = msg.rfind(" at line ") {
         msg.truncate(i);
     }
+    // `grpc` is accepted by the parser only to reject it with the scope decision; don't advertise it.
+    msg = msg.replace(", `grpc`", "");
     let hint = unknown_field_hint(&msg);
     let msg = msg.replace("data did not match any variant of untagged enum", "value has the wrong shape for");
     Diagnostic::new(file, pos, msg).with_hint(hint).with_source(text)
@@ -167,6 +169,9 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
         step.pos = index.get(&path);
         if let Some(e) = &mut step.expect {
             e.pos = index.key(&format!("{path}.expect"));
+            for k in ["status", "headers", "body", "match", "schema", "max_elapsed"] {
+                e.lines.insert(k.to_string(), index.key(&format!("{path}.expect.{k}")).line);
+            }
             for (j, c) in e.json.iter_mut().enumerate() {
                 c.pos = index.get(&format!("{path}.expect.json[{j}]"));
             }

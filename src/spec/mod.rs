@@ -454,6 +454,17 @@ pub struct Expect {
     #[serde(skip)]
     #[schemars(skip)]
     pub pos: Pos,
+    /// Line of each expectation key (`status`, `headers`, ...), for failure locations.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub lines: std::collections::HashMap<String, u32>,
+}
+
+impl Expect {
+    /// Line of an expectation key, or of `expect:` itself.
+    pub fn line_of(&self, key: &str, fallback: u32) -> u32 {
+        self.lines.get(key).copied().filter(|l| *l > 0).unwrap_or(if self.pos.line > 0 { self.pos.line } else { fallback })
+    }
 }
 
 /// Expected status.

@@ -1,0 +1,176 @@
+//! Shared helpers for end-to-end tests: a small Focus-like HTTP server on 127.0.0.1,
+//! a temp project directory, and running the `focusqa` binary.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path as AxPath, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+pub struct ServerState {
+    pub next: u32,
+    /// job id -> metadata requests seen so far
+    pub jobs: HashMap<String, u32>,
+    pub cancelled: Vec<String>,
+    /// metadata answers 200 after this many 404s
+    pub ready_after: u32,
+}
+
+pub type Shared = Arc<Mutex<ServerState>>;
+
+pub struct TestServer {
+    pub url: String,
+    pub state: Shared,
+    _rt: tokio::runtime::Runtime,
+}
+
+async fn configure(State(s): State<Shared>, body: String) -> impl IntoResponse {
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": "body is not JSON"})));
+    };
+    let min = v.pointer("/channels/min").and_then(Value::as_i64).unwrap_or(0);
+    let max = v.pointer("/channels/max").and_then(Value::as_i64).unwrap_or(0);
+    if min > max {
+        return (StatusCode::BAD_REQUEST, Json(json!({"detail": format!("channels: min ({min}) must not be greater than max ({max})")})));
+    }
+    let mut st = s.lock().unwrap();
+    st.next += 1;
+    let id = format!("18-{}", st.next);
+    st.jobs.insert(id.clone(), 0);
+    let port = 50050 + st.next;
+    (StatusCode::OK, Json(json!({"job_id": id, "status": "configured", "stream_url": "10.10.10.100", "stream_port": port})))
+}
+
+async fn metadata(State(s): State<Shared>, AxPath(id): AxPath<String>) -> impl IntoResponse {
+    let mut st = s.lock().unwrap();
+    let ready_after = st.ready_after;
+    match st.jobs.get_mut(&id) {
+        Some(seen) if *seen >= ready_after => (StatusCode::OK, Json(json!({"job_id": id, "status": "running", "stream_port": 50051}))),
+        Some(seen) => {
+            *seen += 1;
+            (StatusCode::NOT_FOUND, Json(json!({"detail": "Invalid job_id"})))
+        }
+        None => (StatusCode::NOT_FOUND, Json(json!({"detail": "Invalid job_id"}))),
+    }
+}
+
+async fn cancel(State(s): State<Shared>, AxPath(id): AxPath<String>) -> impl IntoResponse {
+    let mut st = s.lock().unwrap();
+    if st.jobs.remove(&id).is_some() {
+        st.cancelled.push(id.clone());
+        (StatusCode::OK, Json(json!({"job_id": id, "status": "cancelled"})))
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({"detail": format!("Unknown job_id {id}")})))
+    }
+}
+
+async fn hostile() -> impl IntoResponse {
+    (StatusCode::OK, [("content-type", "text/html"), ("x-trace", "abc-123")], "<script>alert(1)</script>")
+}
+
+async fn slow() -> impl IntoResponse {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    Json(json!({"slow": true}))
+}
+
+async fn echo_headers(headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let m: serde_json::Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("")))).collect();
+    Json(Value::Object(m))
+}
+
+impl TestServer {
+    pub fn start(ready_after: u32) -> TestServer {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let state: Shared = Arc::new(Mutex::new(ServerState { ready_after, ..Default::default() }));
+        let app = Router::new()
+            .route("/configure", post(configure))
+            .route("/metadata/{id}", get(metadata))
+            .route("/job/{id}", delete(cancel))
+            .route("/hostile", get(hostile))
+            .route("/slow", get(slow))
+            .route("/headers", get(echo_headers))
+            .with_state(state.clone());
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TestServer { url, state, _rt: rt }
+    }
+}
+
+/// A temp project: focusqa.yaml with targets, spec files, report dir.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(base_url: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = format!(
+            "default_target: local\nscope: none.yaml\ntargets:\n  local:\n    base_url: {base_url}\n    timeout: 5s\n    headers:\n      Authorization: \"Bearer {{{{ env.FOCUSQA_TEST_TOKEN | default('s3cr3t-token') }}}}\"\n  closed:\n    base_url: http://127.0.0.1:9\n    timeout: 2s\n"
+        );
+        std::fs::write(dir.path().join("focusqa.yaml"), cfg).unwrap();
+        std::fs::create_dir_all(dir.path().join("specs")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn spec(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join("specs").join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_focusqa")).args(args).current_dir(self.dir.path()).env("NO_COLOR", "1").output().unwrap()
+    }
+
+    pub fn results(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join("reports/results.json")).expect("results.json written");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn junit(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("reports/junit.xml")).expect("junit.xml written")
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Validates JUnit XML against the Jenkins schema CI consumers use (needs xmllint).
+pub fn xmllint_validate(xml_path: &Path) {
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jenkins-junit.xsd");
+    let out = match Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(xml_path).output() {
+        Ok(o) => o,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("xmllint is required in CI (apt-get install libxml2-utils): {e}");
+            }
+            eprintln!("note: xmllint not installed, schema validation skipped ({e})");
+            return;
+        }
+    };
+    assert!(out.status.success(), "junit.xml does not validate against the Jenkins XSD:\n{}", String::from_utf8_lossy(&out.stderr));
+}
