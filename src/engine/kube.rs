@@ -1,18 +1,237 @@
-//! `kube` steps: operations on any Kubernetes resource kind.
+//! `kube` steps: get, list, delete, wait and absent on any resource kind, resolved by discovery.
+//! The observed document is the object (get/wait), `{items, count}` (list), or what was deleted.
+//! On failure the step attaches the object's YAML, its recent Events and container statuses.
 
-use serde_json::Value;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Event as KEvent, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::discovery::Scope as KScope;
+use serde_json::{json, Value};
 
 use super::{Ctx, ExecError, Observation};
-use crate::spec::{KubeOp, Step};
+use crate::results::{AssertionResult, Attachment};
+use crate::spec::{KubeOp, KubeVerb, Step};
 use crate::template::Scope;
 
-pub async fn execute(op: &KubeOp, _step: &Step, _scope: &mut Scope, ctx: &Ctx) -> Result<Observation, ExecError> {
-    let _ = ctx.target.kube.as_ref().ok_or_else(|| ExecError::infra("no Kubernetes access on this target"))?;
-    Err(ExecError::infra(format!("kube `{}` is not available yet", op.op.as_str())).with_doc(Value::Null))
+/// Rendered operation parameters.
+struct Resolved {
+    kind: String,
+    name: Option<String>,
+    namespace: String,
+    labels: Option<String>,
+    fields: Option<String>,
 }
 
-impl ExecError {
-    fn with_doc(self, _v: Value) -> Self {
-        self
+fn resolve(op: &KubeOp, scope: &Scope, default_ns: &str) -> Result<Resolved, ExecError> {
+    let opt = |s: &Option<String>| s.as_ref().map(|v| scope.render_str(v)).transpose();
+    Ok(Resolved {
+        kind: scope.render_str(&op.kind)?,
+        name: opt(&op.name)?,
+        namespace: opt(&op.namespace)?.unwrap_or_else(|| default_ns.to_string()),
+        labels: opt(&op.labels)?,
+        fields: opt(&op.fields)?,
+    })
+}
+
+fn kube_err(e: kube::Error, what: &str) -> ExecError {
+    let msg = match &e {
+        kube::Error::Api(s) => format!("Kubernetes API refused {what}: {} {} ({})", s.code, s.message, s.reason),
+        other => format!("Kubernetes API unreachable for {what}: {other} (check the target's kubernetes settings)"),
+    };
+    ExecError::infra(msg)
+}
+
+/// Drops noise from objects shown to people.
+fn tidy(mut v: Value) -> Value {
+    if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
     }
+    v
+}
+
+fn subject(r: &Resolved) -> String {
+    match (&r.name, &r.labels, &r.fields) {
+        (Some(n), _, _) => format!("{}/{n}", r.kind),
+        (None, Some(l), _) => format!("{} with labels {l}", r.kind),
+        (None, None, Some(f)) => format!("{} with fields {f}", r.kind),
+        _ => r.kind.clone(),
+    }
+}
+
+fn list_params(r: &Resolved) -> ListParams {
+    let mut lp = ListParams::default();
+    if let Some(l) = &r.labels {
+        lp = lp.labels(l);
+    }
+    if let Some(f) = &r.fields {
+        lp = lp.fields(f);
+    }
+    lp
+}
+
+pub async fn execute(op: &KubeOp, step: &Step, scope: &mut Scope, ctx: &Ctx) -> Result<Observation, ExecError> {
+    let kt = ctx.target.kube.as_ref().ok_or_else(|| ExecError::infra(format!("target `{}` has no Kubernetes access", ctx.target.name)))?;
+    let r = resolve(op, scope, &kt.namespace)?;
+    let (ar, caps) = kt.resolve_kind(&r.kind, op.api_version.as_deref()).await.map_err(ExecError::infra)?;
+    let api: Api<DynamicObject> = if caps.scope == KScope::Namespaced {
+        Api::namespaced_with(kt.client.clone(), &r.namespace, &ar)
+    } else {
+        Api::all_with(kt.client.clone(), &ar)
+    };
+    let line = step.pos.line;
+    let t0 = Instant::now();
+    let what = subject(&r);
+    let mut obs = Observation::default();
+    let assertion = |op: &str, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
+        line,
+        subject: what.clone(),
+        op: op.into(),
+        expected,
+        actual,
+        passed,
+        message: None,
+    };
+    match op.op {
+        KubeVerb::Get | KubeVerb::Wait => {
+            let name = r.name.as_deref().unwrap_or_default();
+            let found = api.get_opt(name).await.map_err(|e| kube_err(e, &format!("get {what}")))?;
+            let doc = found.map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)));
+            obs.assertions.push(assertion("exists", json!(true), doc.as_ref().map(|_| json!("found")), doc.is_some()));
+            obs.doc = doc.unwrap_or(Value::Null);
+        }
+        KubeVerb::List => {
+            let list = api.list(&list_params(&r)).await.map_err(|e| kube_err(e, &format!("list {what}")))?;
+            let items: Vec<Value> = list.items.into_iter().map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null))).collect();
+            obs.doc = json!({"count": items.len(), "items": items});
+        }
+        KubeVerb::Delete => {
+            let names: Vec<String> = match &r.name {
+                Some(n) => vec![n.clone()],
+                None => api
+                    .list(&list_params(&r))
+                    .await
+                    .map_err(|e| kube_err(e, &format!("list {what}")))?
+                    .items
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name)
+                    .collect(),
+            };
+            let mut deleted = Vec::new();
+            for n in &names {
+                match api.delete(n, &DeleteParams::background()).await {
+                    Ok(_) => deleted.push(n.clone()),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(kube_err(e, &format!("delete {}/{n}", r.kind))),
+                }
+            }
+            if r.name.is_some() {
+                obs.assertions.push(assertion("deleted", json!(true), Some(json!(!deleted.is_empty())), !deleted.is_empty()));
+            }
+            obs.doc = json!({"count": deleted.len(), "deleted": deleted});
+        }
+        KubeVerb::Absent => {
+            let remaining: Vec<Value> = match &r.name {
+                Some(n) => api
+                    .get_opt(n)
+                    .await
+                    .map_err(|e| kube_err(e, &format!("get {what}")))?
+                    .map(|o| vec![tidy(serde_json::to_value(o).unwrap_or(Value::Null))])
+                    .unwrap_or_default(),
+                None => api
+                    .list(&list_params(&r))
+                    .await
+                    .map_err(|e| kube_err(e, &format!("list {what}")))?
+                    .items
+                    .into_iter()
+                    .map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)))
+                    .collect(),
+            };
+            let names: Vec<Value> = remaining.iter().filter_map(|o| o.pointer("/metadata/name").cloned()).collect();
+            obs.assertions.push(assertion("is absent", json!(true), Some(if names.is_empty() { json!("gone") } else { json!(names) }), remaining.is_empty()));
+            obs.doc = if r.name.is_some() { remaining.into_iter().next().unwrap_or(Value::Null) } else { json!({"count": remaining.len(), "items": remaining}) };
+        }
+    }
+    obs.elapsed = t0.elapsed();
+    Ok(obs)
+}
+
+/// Material for a failed `kube` step: the object(s) as YAML, their recent Events, container statuses.
+pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
+    let mut out = Vec::new();
+    let Some(kt) = ctx.target.kube.as_ref() else { return out };
+    let objects: Vec<&Value> = match obs.doc.get("items").and_then(Value::as_array) {
+        Some(items) => items.iter().take(3).collect(),
+        None if obs.doc.is_object() && obs.doc.get("metadata").is_some() => vec![&obs.doc],
+        None => Vec::new(),
+    };
+    for o in &objects {
+        let kind = o.get("kind").and_then(Value::as_str).unwrap_or(&op.kind);
+        let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        if let Ok(y) = serde_yaml::to_string(o) {
+            out.push(Attachment { title: format!("{kind}/{name} (last observed)"), body: y });
+        }
+    }
+    let ns = op.namespace.as_ref().and_then(|n| scope.render_str(n).ok()).unwrap_or_else(|| kt.namespace.clone());
+    // Events of each object; for a Job also of its pods.
+    let mut names: Vec<String> = objects.iter().filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string)).collect();
+    if names.is_empty() {
+        if let Some(n) = op.name.as_ref().and_then(|n| scope.render_str(n).ok()) {
+            names.push(n);
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(kt.client.clone(), &ns);
+    let mut pod_values: Vec<Value> = objects.iter().filter(|o| o.get("kind").and_then(Value::as_str) == Some("Pod")).map(|o| (*o).clone()).collect();
+    for o in &objects {
+        if o.get("kind").and_then(Value::as_str) == Some("Job") {
+            let jn = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            if let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={jn}"))).await {
+                for p in list.items {
+                    if let Some(n) = &p.metadata.name {
+                        names.push(n.clone());
+                    }
+                    pod_values.push(serde_json::to_value(p).unwrap_or(Value::Null));
+                }
+            }
+        }
+    }
+    let events: Api<KEvent> = Api::namespaced(kt.client.clone(), &ns);
+    let mut lines = Vec::new();
+    for n in names.iter().take(6) {
+        if let Ok(list) = events.list(&ListParams::default().fields(&format!("involvedObject.name={n}"))).await {
+            for e in list.items.iter().rev().take(10) {
+                lines.push(format!(
+                    "{} {} {}/{}: {} (x{})",
+                    e.type_.as_deref().unwrap_or("-"),
+                    e.reason.as_deref().unwrap_or("-"),
+                    e.involved_object.kind.as_deref().unwrap_or("-"),
+                    n,
+                    e.message.as_deref().unwrap_or(""),
+                    e.count.unwrap_or(1)
+                ));
+            }
+        }
+    }
+    if !lines.is_empty() {
+        out.push(Attachment { title: "recent Events".into(), body: lines.join("\n") });
+    }
+    let mut statuses = Vec::new();
+    for p in &pod_values {
+        let pn = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        let phase = p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("?");
+        statuses.push(format!("pod {pn}: phase {phase}"));
+        for c in p.pointer("/status/containerStatuses").and_then(Value::as_array).into_iter().flatten() {
+            statuses.push(format!(
+                "  container {}: ready={} restarts={} state={}",
+                c.get("name").and_then(Value::as_str).unwrap_or("?"),
+                c.get("ready").and_then(Value::as_bool).unwrap_or(false),
+                c.get("restartCount").and_then(Value::as_i64).unwrap_or(0),
+                c.get("state").map(|s| s.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    if !statuses.is_empty() {
+        out.push(Attachment { title: "container statuses".into(), body: statuses.join("\n") });
+    }
+    out
 }

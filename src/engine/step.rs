@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use super::expect::{evaluate, eval_check};
 use super::{ms, resolve_dur, skipped_step, Ctx, ErrorKind, ExecError, Observation};
 use crate::results::{PollInfo, Status, StepResult};
-use crate::spec::{Capture, CaptureFrom, Step, StepKind};
+use crate::results::Attachment;
+use crate::spec::{Capture, CaptureFrom, Dur, KubeVerb, Step, StepKind, Until};
 use crate::template::Scope;
 
 /// Smallest poll interval after time scaling (keeps a scaled 100 ms poll from spinning).
@@ -69,6 +70,18 @@ impl StepKind {
     }
 }
 
+impl StepKind {
+    /// Extra material for a failed step (Kubernetes objects, events, container statuses).
+    pub fn diagnose<'a>(&'a self, obs: &'a Observation, scope: &'a Scope, ctx: &'a Ctx) -> BoxFuture<'a, Vec<Attachment>> {
+        Box::pin(async move {
+            match self {
+                StepKind::Kube(op) => super::kube::diagnose(op, obs, scope, ctx).await,
+                _ => Vec::new(),
+            }
+        })
+    }
+}
+
 /// The variables as a JSON document (subject of `path` checks in `assert` steps).
 fn vars_doc(scope: &Scope) -> Value {
     Value::Object(scope.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -83,7 +96,15 @@ impl Step {
             if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
                 return skipped_step(self, &format!("`sim` steps need a simulator; target `{}` is not one", ctx.target.name));
             }
-            let poll = match &self.until {
+            // `kube wait`/`absent` poll by nature: their own timeout/interval (30s/1s) unless `until` says otherwise.
+            let implicit = match &self.kind {
+                StepKind::Kube(k) if self.until.is_none() && matches!(k.op, KubeVerb::Wait | KubeVerb::Absent) => Some(Until {
+                    interval: k.interval.clone().unwrap_or_else(|| Dur("1s".into())),
+                    timeout: k.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
+                }),
+                _ => None,
+            };
+            let poll = match self.until.as_ref().or(implicit.as_ref()) {
                 None => None,
                 Some(u) => match (resolve_dur(&u.interval, scope), resolve_dur(&u.timeout, scope)) {
                     (Ok(i), Ok(t)) => Some((i.mul_f64(ctx.target.time_scale).max(MIN_INTERVAL), t)),
@@ -148,6 +169,9 @@ impl Step {
                     // Capture even after a failed expectation: cleanup may need the job id.
                     let cap_errors = self.capture_into(&obs, scope, &mut res, attempts, elapsed);
                     res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty() { Status::Passed } else { Status::Failed };
+                    if res.status == Status::Failed {
+                        res.attachments.extend(self.kind.diagnose(&obs, scope, ctx).await);
+                    }
                     if let Some(a) = res.assertions.iter().find(|a| !a.passed) {
                         let timed_out = if satisfied || poll.is_none() {
                             String::new()
