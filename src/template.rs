@@ -16,8 +16,9 @@ use crate::spec::VarMap;
 /// Variable names every template can use besides the spec's own.
 pub const BUILTIN_VARS: &[&str] = &["env", "target", "index", "iteration", "spec", "case"];
 /// Functions registered in the environment (and minijinja's own globals).
-pub const BUILTIN_FUNCS: &[&str] =
-    &["now", "focus_time", "uuid", "random_int", "range", "dict", "debug", "namespace", "lipsum", "cycler", "joiner"];
+pub const BUILTIN_FUNCS: &[&str] = &[
+    "now", "focus_time", "uuid", "random_int", "merge", "omit", "range", "dict", "debug", "namespace", "lipsum", "cycler", "joiner",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -71,6 +72,19 @@ fn environment() -> &'static Environment<'static> {
             Ok(focus_format(Utc::now() + offset(off)?))
         });
         env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
+        // merge(base, patch): deep merge of maps (patch wins), for table-driven payloads.
+        env.add_function("merge", |a: MjValue, b: MjValue| -> Result<MjValue, MjError> {
+            let (a, b) = (to_json(&a)?, to_json(&b)?);
+            Ok(MjValue::from_serialize(deep_merge(a, b)))
+        });
+        // omit(map, "key", "nested.key", ...): a copy without those keys.
+        env.add_function("omit", |a: MjValue, keys: minijinja::value::Rest<String>| -> Result<MjValue, MjError> {
+            let mut v = to_json(&a)?;
+            for k in keys.iter() {
+                remove_path(&mut v, k);
+            }
+            Ok(MjValue::from_serialize(v))
+        });
         env.add_function("random_int", |lo: i64, hi: i64| -> Result<i64, MjError> {
             if lo > hi {
                 return Err(MjError::new(ErrorKind::InvalidOperation, format!("random_int({lo}, {hi}): low is above high")));
@@ -79,6 +93,41 @@ fn environment() -> &'static Environment<'static> {
         });
         env
     })
+}
+
+fn to_json(v: &MjValue) -> Result<Value, MjError> {
+    serde_json::to_value(v).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))
+}
+
+fn deep_merge(a: Value, b: Value) -> Value {
+    match (a, b) {
+        (Value::Object(mut a), Value::Object(b)) => {
+            for (k, v) in b {
+                let merged = match a.remove(&k) {
+                    Some(old) => deep_merge(old, v),
+                    None => v,
+                };
+                a.insert(k, merged);
+            }
+            Value::Object(a)
+        }
+        (_, b) => b,
+    }
+}
+
+fn remove_path(v: &mut Value, path: &str) {
+    match path.split_once('.') {
+        None => {
+            if let Some(m) = v.as_object_mut() {
+                m.remove(path);
+            }
+        }
+        Some((head, rest)) => {
+            if let Some(inner) = v.get_mut(head) {
+                remove_path(inner, rest);
+            }
+        }
+    }
 }
 
 /// True when a string contains template syntax.
@@ -90,10 +139,12 @@ pub fn is_template(s: &str) -> bool {
 fn single_expression(s: &str) -> Option<&str> {
     let t = s.trim();
     let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
-    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+    // `}}` may close a dict literal inside; another `{{` or a tag means it is a real template.
+    if inner.contains("{{") || inner.contains("{%") {
         return None;
     }
-    Some(inner.trim())
+    let inner = inner.trim();
+    environment().compile_expression(inner).is_ok().then_some(inner)
 }
 
 /// Variables visible to a template.
@@ -259,6 +310,16 @@ mod tests {
         assert!(t.chars().all(|c| c.is_ascii_digit()));
         let v = scope().eval("random_int(1, 3)").unwrap();
         assert!((1..=3).contains(&v.as_i64().unwrap()));
+    }
+
+    #[test]
+    fn merge_and_omit() {
+        let mut s = scope();
+        s.set("base", json!({"channels": {"min": 0, "max": 50}, "nfftSelection": 1024}));
+        let v = s.render_value(&json!("{{ merge(base, {'channels': {'min': 60}}) }}")).unwrap();
+        assert_eq!(v, json!({"channels": {"min": 60, "max": 50}, "nfftSelection": 1024}));
+        let v = s.render_value(&json!("{{ omit(base, 'nfftSelection', 'channels.max') }}")).unwrap();
+        assert_eq!(v, json!({"channels": {"min": 0}}));
     }
 
     #[test]

@@ -272,7 +272,7 @@ pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> R
             if ctx.cancel.is_cancelled() || end.is_some_and(|e| Instant::now() >= e) {
                 out.status = Status::Error;
                 out.reason = Some(if ctx.cancel.is_cancelled() { "not started: interrupted" } else { "not started: deadline passed" }.into());
-                return out;
+                return (out, it_scope);
             }
             out.started = true;
             let run = run_steps(&f.steps, &mut it_scope, ctx, false);
@@ -297,23 +297,43 @@ pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> R
                     out.captures.insert(k.clone(), v.clone());
                 }
             }
-            // Per-iteration cleanup always runs (after failures and interruptions too).
-            let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
-            out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
-            out
+            (out, it_scope)
         });
     }
-    let mut outcomes = Vec::with_capacity(count);
+    let mut done = Vec::with_capacity(count);
     let step_tick = (count / 10).max(1);
     while let Some(o) = futs.next().await {
-        outcomes.push(o);
-        if outcomes.len() % step_tick == 0 && outcomes.len() < count {
-            ctx.progress(format!("{}: {}/{} iterations done", step.label(), outcomes.len(), count));
+        done.push(o);
+        if done.len() % step_tick == 0 && done.len() < count {
+            ctx.progress(format!("{}: {}/{} iterations done", step.label(), done.len(), count));
         }
     }
     drop(futs);
-    outcomes.sort_by_key(|o| o.index);
     let duration = t0.elapsed();
+    // Cleanup phase: every iteration's cleanup, with its own variables, after all steps finished
+    // (what the block opened was open together). Runs after failures, deadlines and Ctrl-C too.
+    let mut outcomes = Vec::with_capacity(count);
+    if f.cleanup.is_empty() {
+        outcomes.extend(done.into_iter().map(|(o, _)| o));
+    } else {
+        let csem = Arc::new(Semaphore::new(concurrency));
+        let mut cleanups: FuturesUnordered<_> = done
+            .into_iter()
+            .map(|(mut o, mut it_scope)| {
+                let csem = csem.clone();
+                async move {
+                    let _permit = csem.acquire().await;
+                    let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
+                    o.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
+                    o
+                }
+            })
+            .collect();
+        while let Some(o) = cleanups.next().await {
+            outcomes.push(o);
+        }
+    }
+    outcomes.sort_by_key(|o| o.index);
     let mut stats = aggregate(&outcomes, count, concurrency, duration);
     let assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
     stats.thresholds = thresholds

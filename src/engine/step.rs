@@ -93,6 +93,13 @@ impl Step {
         Box::pin(async move {
             let t0 = Instant::now();
             let mut res = StepResult { name: self.label(), kind: self.kind.name().into(), line: self.pos.line, ..Default::default() };
+            if let Some(cond) = &self.when {
+                match scope.eval(cond) {
+                    Ok(v) if super::expect::truthy(&v) => {}
+                    Ok(_) => return skipped_step(self, &format!("`when: {cond}` is false")),
+                    Err(e) => return finish_error(res, ExecError::from(e), t0),
+                }
+            }
             if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
                 return skipped_step(self, &format!("`sim` steps need a simulator; target `{}` is not one", ctx.target.name));
             }
@@ -193,9 +200,15 @@ impl Step {
     }
 
     async fn attempt(&self, scope: &mut Scope, ctx: &Ctx) -> Result<(Observation, Vec<crate::results::AssertionResult>), ExecError> {
-        let obs = tokio::select! {
-            r = self.kind.execute(self, scope, ctx) => r?,
-            _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => return Err(ExecError::interrupted()),
+        // A fan-out handles Ctrl-C itself: its iterations stop and their cleanup still runs.
+        // Other kinds are abandoned at once (their spec's cleanup runs afterwards).
+        let obs = if matches!(self.kind, StepKind::Fanout(_)) {
+            self.kind.execute(self, scope, ctx).await?
+        } else {
+            tokio::select! {
+                r = self.kind.execute(self, scope, ctx) => r?,
+                _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => return Err(ExecError::interrupted()),
+            }
         };
         let mut assertions = obs.assertions.clone();
         if let Some(e) = &self.expect {

@@ -244,7 +244,7 @@ fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>) -> Vec<P
 
     // Every templated string: syntax, and variables that exist somewhere.
     for s in &index.scalars {
-        let expression = s.path.ends_with(".expr");
+        let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
         if !expression && !is_template(&s.value) {
             continue;
         }

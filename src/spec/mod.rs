@@ -128,6 +128,7 @@ pub struct Case {
 pub struct Step {
     pub name: Option<String>,
     pub kind: StepKind,
+    pub when: Option<String>,
     pub expect: Option<Expect>,
     pub capture: IndexMap<String, Capture>,
     pub until: Option<Until>,
@@ -183,6 +184,9 @@ pub struct RawStep {
     /// Step name shown in reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Run the step only if this expression is true (e.g. `job_id is not none`); otherwise it is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
     /// Send an HTTP request to the target's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpRequest>,
@@ -256,6 +260,7 @@ impl TryFrom<RawStep> for Step {
         }
         Ok(Step {
             name: r.name,
+            when: r.when,
             kind: kinds.remove(0),
             expect: r.expect,
             capture: r.capture,
@@ -267,7 +272,7 @@ impl TryFrom<RawStep> for Step {
 
 impl From<Step> for RawStep {
     fn from(s: Step) -> Self {
-        let mut r = RawStep { name: s.name, expect: s.expect, capture: s.capture, until: s.until, ..Default::default() };
+        let mut r = RawStep { name: s.name, when: s.when, expect: s.expect, capture: s.capture, until: s.until, ..Default::default() };
         match s.kind {
             StepKind::Http(h) => r.http = Some(h),
             StepKind::Sleep(d) => r.sleep = Some(d),
@@ -731,7 +736,9 @@ pub struct Fanout {
     pub deadline: Option<Dur>,
     /// Steps of one iteration (`index` = 0..count-1 is set; captures stay per iteration).
     pub steps: Vec<Step>,
-    /// Steps run for every iteration after its steps, always (per-iteration cleanup).
+    /// Per-iteration cleanup, with that iteration's variables. It runs once every iteration has
+    /// finished its steps (so what the block opened is open together), always: after failures,
+    /// past the deadline and on Ctrl-C.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cleanup: Vec<Step>,
     /// Aggregate thresholds, e.g. `succeeded == count`, `p95(configure) < 2s`, `unique(stream_port)`.

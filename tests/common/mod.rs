@@ -22,6 +22,9 @@ pub struct ServerState {
     pub cancelled: Vec<String>,
     /// metadata answers 200 after this many 404s
     pub ready_after: u32,
+    /// `/work` requests in flight now, and the most seen at once
+    pub in_flight: u32,
+    pub max_in_flight: u32,
 }
 
 pub type Shared = Arc<Mutex<ServerState>>;
@@ -81,6 +84,17 @@ async fn slow() -> impl IntoResponse {
     Json(json!({"slow": true}))
 }
 
+async fn work(State(s): State<Shared>) -> impl IntoResponse {
+    {
+        let mut st = s.lock().unwrap();
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    s.lock().unwrap().in_flight -= 1;
+    Json(json!({"ok": true}))
+}
+
 async fn echo_headers(headers: axum::http::HeaderMap) -> impl IntoResponse {
     let m: serde_json::Map<String, Value> =
         headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("")))).collect();
@@ -98,6 +112,7 @@ impl TestServer {
             .route("/hostile", get(hostile))
             .route("/slow", get(slow))
             .route("/headers", get(echo_headers))
+            .route("/work", get(work))
             .with_state(state.clone());
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
