@@ -222,7 +222,7 @@ fn load_selected(config: &Config, sel: &SelectArgs) -> Result<(Vec<Spec>, Vec<Sp
         }
     };
     let paths: Vec<PathBuf> = if sel.paths.is_empty() { config.specs.iter().map(|p| config.resolve(p)).collect() } else { sel.paths.clone() };
-    let loaded = load_paths(&paths, catalog.as_ref());
+    let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);
         return Err(Exit::Invalid);
@@ -304,7 +304,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
         Ok((_, selected, Some(cat))) => {
             let cov = crate::coverage::compute(&cat, &selected, None);
             println!("{}", cov.catalog_title);
-            for area in &cov.areas {
+            for area in cov.areas.iter().filter(|a| !a.items.is_empty()) {
                 println!("\n{}", area.title);
                 for item in &area.items {
                     let mark = if item.specs.is_empty() { "GAP " } else { "ok  " };

@@ -12,6 +12,8 @@ use crate::spec::{Dur, Pos, VarMap};
 
 /// Name of the built-in target that runs the embedded simulator.
 pub const EMBEDDED: &str = "embedded";
+/// Variables the embedded simulator target always provides (from its own settings).
+pub const EMBEDDED_VARS: &[&str] = &["stream_ip", "port_min", "port_max", "capacity"];
 /// Default config file name.
 pub const CONFIG_FILE: &str = "focusqa.yaml";
 /// Time scale of the embedded simulator unless configured: 50 s of simulated cleanup take 0.5 s.
@@ -199,6 +201,18 @@ impl Config {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// Variable names some target defines (so `validate` accepts them in templates): every
+    /// configured target's `vars` plus what the embedded simulator provides.
+    pub fn known_target_vars(&self) -> Vec<String> {
+        let mut v: Vec<String> = EMBEDDED_VARS.iter().map(|s| s.to_string()).collect();
+        for t in self.targets.values() {
+            v.extend(t.vars.keys().cloned());
+        }
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// The named target; `embedded` exists even when not configured.

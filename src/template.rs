@@ -78,10 +78,15 @@ fn environment() -> &'static Environment<'static> {
             Ok(MjValue::from_serialize(deep_merge(a, b)))
         });
         // omit(map, "key", "nested.key", ...): a copy without those keys.
-        env.add_function("omit", |a: MjValue, keys: minijinja::value::Rest<String>| -> Result<MjValue, MjError> {
+        // Keys may be given one by one or as lists: omit(payload, "a", ["b", "c.d"]).
+        env.add_function("omit", |a: MjValue, keys: minijinja::value::Rest<MjValue>| -> Result<MjValue, MjError> {
             let mut v = to_json(&a)?;
             for k in keys.iter() {
-                remove_path(&mut v, k);
+                match to_json(k)? {
+                    Value::String(s) => remove_path(&mut v, &s),
+                    Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(|s| remove_path(&mut v, s)),
+                    other => return Err(MjError::new(ErrorKind::InvalidOperation, format!("omit: {other} is not a key"))),
+                }
             }
             Ok(MjValue::from_serialize(v))
         });
@@ -318,7 +323,7 @@ mod tests {
         s.set("base", json!({"channels": {"min": 0, "max": 50}, "nfftSelection": 1024}));
         let v = s.render_value(&json!("{{ merge(base, {'channels': {'min': 60}}) }}")).unwrap();
         assert_eq!(v, json!({"channels": {"min": 60, "max": 50}, "nfftSelection": 1024}));
-        let v = s.render_value(&json!("{{ omit(base, 'nfftSelection', 'channels.max') }}")).unwrap();
+        let v = s.render_value(&json!("{{ omit(base, 'nfftSelection', ['channels.max']) }}")).unwrap();
         assert_eq!(v, json!({"channels": {"min": 0}}));
     }
 

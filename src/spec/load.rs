@@ -67,7 +67,7 @@ pub fn display_path(p: &Path) -> String {
 }
 
 /// Loads every spec under `paths`, checking covers against the catalog when there is one.
-pub fn load_paths(paths: &[PathBuf], catalog: Option<&Catalog>) -> LoadedSpecs {
+pub fn load_paths(paths: &[PathBuf], catalog: Option<&Catalog>, target_vars: &[String]) -> LoadedSpecs {
     let mut loaded = LoadedSpecs::default();
     let files = match collect_files(paths) {
         Ok(f) => f,
@@ -77,7 +77,7 @@ pub fn load_paths(paths: &[PathBuf], catalog: Option<&Catalog>) -> LoadedSpecs {
         }
     };
     for file in files {
-        match load_file(&file, catalog) {
+        match load_file(&file, catalog, target_vars) {
             Ok(spec) => loaded.specs.push(spec),
             Err(mut diags) => loaded.diagnostics.append(&mut diags),
         }
@@ -131,7 +131,8 @@ fn unknown_field_hint(msg: &str) -> Option<String> {
 }
 
 /// Loads one spec file.
-pub fn load_file(path: &Path, catalog: Option<&Catalog>) -> Result<Spec, Vec<Diagnostic>> {
+/// `target_vars`: names the targets define, accepted in templates besides the spec's own.
+pub fn load_file(path: &Path, catalog: Option<&Catalog>, target_vars: &[String]) -> Result<Spec, Vec<Diagnostic>> {
     let file = display_path(path);
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![Diagnostic::new(&file, Pos::default(), format!("cannot read spec: {e}"))])?;
@@ -144,7 +145,7 @@ pub fn load_file(path: &Path, catalog: Option<&Catalog>) -> Result<Spec, Vec<Dia
     let mut spec: Spec = serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(&file, &text, &e)])?;
     spec.source = super::Source { file: path.to_path_buf(), display: file.clone(), pos: index.get("id") };
     assign_positions(&mut spec, &index);
-    let diags = check(&spec, &index, catalog)
+    let diags = check(&spec, &index, catalog, target_vars)
         .into_iter()
         .map(|(pos, msg, hint)| Diagnostic::new(&file, pos, msg).with_hint(hint).with_source(&text))
         .collect::<Vec<_>>();
@@ -194,7 +195,7 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
 type Problem = (Pos, String, Option<String>);
 
 /// Semantic checks that serde cannot do.
-fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>) -> Vec<Problem> {
+fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>, target_vars: &[String]) -> Vec<Problem> {
     let mut out: Vec<Problem> = Vec::new();
     if spec.id.trim().is_empty() || spec.id.chars().any(char::is_whitespace) {
         out.push((index.get("id"), format!("spec id `{}` must be non-empty and contain no spaces", spec.id), None));
@@ -237,6 +238,7 @@ fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>) -> Vec<P
     collect_captures(&spec.steps, &mut known);
     collect_captures(&spec.cleanup, &mut known);
     known.extend(BUILTIN_VARS.iter().map(|s| s.to_string()));
+    known.extend(target_vars.iter().cloned());
     known.extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
 
     check_steps(&spec.steps, "steps", index, &mut out);
@@ -260,7 +262,7 @@ fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>) -> Vec<P
                         s.pos,
                         format!("undefined variable `{n}` in `{}`", s.value),
                         did_you_mean(n, cands.iter().copied()).or_else(|| {
-                            Some("define it under `vars`, in a case's `vars`, or `capture` it in an earlier step".into())
+                            Some("define it under `vars`, in a case's `vars`, in a target's `vars` (focusqa.yaml), or `capture` it in an earlier step".into())
                         }),
                     ));
                 }

@@ -69,6 +69,7 @@ impl Target {
         let mut kube = None;
         let mut time_scale = cfg.time_scale.unwrap_or(1.0);
         let mut kind = "remote";
+        let mut sim_vars = VarMap::new();
         let base_url;
         if let Some(emb) = &cfg.embedded {
             time_scale = ov.time_scale.or(emb.time_scale).unwrap_or(DEFAULT_EMBEDDED_TIME_SCALE);
@@ -80,6 +81,11 @@ impl Target {
                 namespace: emb.namespace.clone().unwrap_or(defaults.namespace.clone()),
                 ..defaults
             };
+            // The simulator's own facts are target variables; configured `vars` override them.
+            sim_vars.insert("stream_ip".into(), serde_json::json!(sc.stream_ip));
+            sim_vars.insert("port_min".into(), serde_json::json!(sc.port_range.0));
+            sim_vars.insert("port_max".into(), serde_json::json!(sc.port_range.1));
+            sim_vars.insert("capacity".into(), serde_json::json!(sc.capacity));
             let handle =
                 crate::sim::start(sc, 0, 0).await.map_err(|source| TargetError::Simulator { target: name.into(), source })?;
             base_url = Some(handle.focus_url());
@@ -137,7 +143,11 @@ impl Target {
             timeout,
             capabilities,
             time_scale,
-            vars: cfg.vars.clone(),
+            vars: {
+                let mut v = sim_vars;
+                v.extend(cfg.vars.clone());
+                v
+            },
             sim_url,
             kube,
             secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
