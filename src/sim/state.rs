@@ -14,7 +14,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Highest channel index of the simulated fiber.
@@ -268,6 +267,7 @@ pub struct State {
     pub store: Store,
     default_recording: Recording,
     node_uids: Vec<String>,
+    event_seq: u64,
 }
 
 impl State {
@@ -295,16 +295,15 @@ impl State {
             store,
             default_recording,
             node_uids: Vec::new(),
+            event_seq: 0,
         };
         st.create_cluster_objects();
         st
     }
 
     fn create_cluster_objects(&mut self) {
-        let created = self.clock.k8s_time(self.clock.start_instant - Duration::from_secs(0));
         let created_wall = (self.clock.start_wall - chrono::Duration::days(40))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let _ = created;
         let per_node = node_split(self.faults.capacity, NODES.len());
         for (i, name) in NODES.iter().enumerate() {
             let uid = clock::uuid(&mut self.aux_rng);
@@ -608,8 +607,10 @@ impl State {
     fn emit_event(&mut self, seq: u64, at: Instant, ev: EventArgs) {
         let ns = self.cfg.namespace.clone();
         let ts = self.clock.k8s_time(at);
+        self.event_seq += 1;
+        let nanos = self.clock.wall(at).timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
+        let name = format!("{}.{:x}", ev.involved_name, nanos.wrapping_add(self.event_seq));
         let Some(job) = self.jobs.get_mut(&seq) else { return };
-        let name = format!("{}.{}", ev.involved_name, clock::hex(&mut job.rng, 16));
         let uid = clock::uuid(&mut job.rng);
         let host = ev.host.map(|i| NODES[i % NODES.len()]);
         let e = obj::event(&obj::EventSpec {
