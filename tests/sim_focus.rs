@@ -615,3 +615,39 @@ async fn seeded_delays_are_deterministic_and_follow_the_distribution() {
     assert!((150..=190).contains(&fast), "about 85% within 1-5 s, got {fast}/200");
     assert!(a.iter().any(|d| *d > 5000));
 }
+
+#[tokio::test]
+async fn hostile_inputs_never_yield_5xx() {
+    let sim = start(0.01).await;
+    let f = Focus::new(&sim);
+    // Huge body: 413 JSON.
+    let big = vec![b' '; 3 * 1024 * 1024];
+    let got = f.raw("POST", "/configure", Some(big)).await;
+    assert_eq!(got.0, 413);
+    // Huge numbers, deep nesting, odd unicode, and overflowing values.
+    let mut b = live_body();
+    b["displayInfo"]["height"] = json!(u64::MAX);
+    b["channels"]["max"] = json!(u64::MAX);
+    assert_error_names(&f.configure(&b).await, 400, &["channels: max (18446744073709551615)"]);
+    let mut b = live_body();
+    b["displayInfo"]["height"] = json!(u64::MAX);
+    let (s, _) = f.configure(&b).await;
+    assert_eq!(s, 200, "a huge height is still a positive integer");
+    let mut b = live_body();
+    b["displayTimeAxisDuration"] = json!(1e308);
+    b["frequencyRange"] = json!({"min": 1e-300, "max": 499.999});
+    assert_eq!(f.configure(&b).await.0, 200);
+    let mut b = live_body();
+    b["start_time"] = json!("２５１０２１１２００００");
+    b["end_time"] = json!("251021120600");
+    assert_error_names(&f.configure(&b).await, 400, &["start_time"]);
+    let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    assert_eq!(f.raw("POST", "/configure", Some(nested.into_bytes())).await.0, 422);
+    for path in ["/metadata/%FF%FE", "/metadata/18-99999999999999999999999", "/metadata/%2e%2e"] {
+        assert_eq!(f.get(path).await.0, 404);
+    }
+    assert_eq!(f.call("DELETE", "/job/18-18446744073709551616", None).await.0, 404);
+    assert_eq!(f.get("/recordings?start_time=%FF&end_time=1").await.0, 400);
+    assert_eq!(f.get("/health").await.0, 200);
+    sim.shutdown().await;
+}

@@ -4,7 +4,7 @@ use super::clock;
 use super::state::{Faults, Mode, ValidConfig, MAX_CHANNEL, NFFT_ALLOWED, NYQUIST, PRR};
 use super::Shared;
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -186,7 +186,7 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
     let config = json!({
         "displayTimeAxisDuration": num(&obj["displayTimeAxisDuration"]),
         "nfftSelection": nfft as i64,
-        "displayInfo": {"height": height as i64},
+        "displayInfo": {"height": num(&obj[di_name]["height"])},
         "channels": {"min": cmin as i64, "max": cmax as i64},
         "frequencyRange": {"min": fmin_v, "max": fmax_v},
         "start_time": times[0],
@@ -200,7 +200,11 @@ fn pick<'a>(obj: &'a Map<String, Value>, name: &'static str, legacy: &'static st
     obj.get(name).map(|v| (name, v)).or_else(|| obj.get(legacy).map(|v| (legacy, v)))
 }
 
-async fn configure(State(shared): S, body: Bytes) -> Response {
+async fn configure(State(shared): S, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return detail(e.status().as_u16().clamp(400, 499), format!("request body could not be read: {}", e.body_text())),
+    };
     let valid = match validate(&body) {
         Ok(v) => v,
         Err((code, msg)) => return detail(code, msg),
@@ -317,7 +321,11 @@ async fn get_faults(State(shared): S) -> Response {
     reply(200, shared.with(|st, _| st.faults.to_json()))
 }
 
-async fn put_faults(State(shared): S, body: Bytes) -> Response {
+async fn put_faults(State(shared): S, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return detail(400, format!("faults body could not be read: {}", e.body_text())),
+    };
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return detail(400, format!("faults body is not valid JSON: {e}")),

@@ -7,7 +7,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Change, Kind};
 use super::Shared;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -204,8 +204,12 @@ async fn dispatch(
     uri: Uri,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(&format!("request body could not be read: {}", e.body_text())),
+    };
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => return bad_request(&format!("invalid query string: {e}")),

@@ -130,15 +130,24 @@ impl SimHandle {
     }
 
     /// Graceful stop of both servers and the timer task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         self.shared.notify.notify_one();
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let abort = t.abort_handle();
             if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
                 abort.abort();
             }
         }
+    }
+}
+
+impl Drop for SimHandle {
+    /// Dropping the handle without `shutdown()` still stops the servers and the timer task
+    /// (without waiting for them).
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.shared.notify.notify_one();
     }
 }
 

@@ -866,7 +866,8 @@ impl State {
     /// Delete through the Kubernetes API. Jobs: `propagation` Background/Foreground also deletes
     /// their pods; Orphan (the default for batch/v1 Jobs) leaves them without owner.
     pub fn kube_delete(&mut self, kind: Kind, ns: &str, name: &str, propagation: Option<&str>, now: Instant) -> Option<Value> {
-        let mut deleted = self.store.delete(kind, ns, name)?;
+        let removed = self.store.delete(kind, ns, name)?;
+        let mut deleted = Value::clone(&removed);
         let ts = self.clock.k8s_time(now);
         if let Some(m) = deleted.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("deletionTimestamp".into(), json!(ts));

@@ -84,13 +84,13 @@ pub struct Change {
     pub etype: &'static str,
     pub rv: u64,
     pub namespace: String,
-    pub object: Value,
+    pub object: Arc<Value>,
 }
 
 type Key = (Kind, String, String);
 
 pub struct Store {
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
     rv: u64,
     history: VecDeque<Arc<Change>>,
     history_cap: usize,
@@ -142,7 +142,7 @@ impl Store {
         self.rv
     }
 
-    fn publish(&mut self, kind: Kind, etype: &'static str, rv: u64, object: Value) {
+    fn publish(&mut self, kind: Kind, etype: &'static str, rv: u64, object: Arc<Value>) {
         let namespace = meta_str(&object, "namespace").to_string();
         let change = Arc::new(Change { kind, etype, rv, namespace, object });
         if self.history.len() >= self.history_cap {
@@ -154,7 +154,7 @@ impl Store {
     }
 
     pub fn get(&self, kind: Kind, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&(kind, ns.to_string(), name.to_string()))
+        self.objects.get(&(kind, ns.to_string(), name.to_string())).map(|v| v.as_ref())
     }
 
     pub fn contains(&self, kind: Kind, ns: &str, name: &str) -> bool {
@@ -167,7 +167,7 @@ impl Store {
             .range((kind, String::new(), String::new())..)
             .take_while(|((k, _, _), _)| *k == kind)
             .filter(|((_, n, _), _)| ns.is_none_or(|want| want == n))
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.as_ref())
             .collect()
     }
 
@@ -185,6 +185,7 @@ impl Store {
         if kind == Kind::Event {
             self.event_order.push_back((key.1.clone(), key.2.clone()));
         }
+        let obj = Arc::new(obj);
         self.objects.insert(key, obj.clone());
         self.publish(kind, "ADDED", rv, obj);
         if kind == Kind::Event {
@@ -204,12 +205,13 @@ impl Store {
         }
         let rv = self.bump();
         let snapshot = match self.objects.get_mut(&key) {
-            Some(obj) => {
+            Some(entry) => {
+                let obj = Arc::make_mut(entry);
                 f(obj);
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(rv.to_string()));
                 }
-                obj.clone()
+                entry.clone()
             }
             None => return false,
         };
@@ -218,11 +220,11 @@ impl Store {
     }
 
     /// Remove an object; emits DELETED with a fresh resourceVersion and returns it.
-    pub fn delete(&mut self, kind: Kind, ns: &str, name: &str) -> Option<Value> {
+    pub fn delete(&mut self, kind: Kind, ns: &str, name: &str) -> Option<Arc<Value>> {
         let key = (kind, ns.to_string(), name.to_string());
         let mut obj = self.objects.remove(&key)?;
         let rv = self.bump();
-        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(m) = Arc::make_mut(&mut obj).get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
         self.publish(kind, "DELETED", rv, obj.clone());
