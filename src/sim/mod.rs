@@ -1,14 +1,46 @@
 //! Embedded Focus Server + Kubernetes API simulator.
-//! PLACEHOLDER on main until the simulator branch lands: same public API, no behaviour.
+//!
+//! [`start`] binds two loopback ports: the Focus Server HTTP API (plus `/sim` control
+//! endpoints) and a plain-HTTP Kubernetes API server subset. Both share one state
+//! ([`state::State`]): the Focus API opens and cancels jobs, the Kubernetes API exposes the
+//! analyzer / cleanup Jobs and Pods they create (and supports delete and watch).
+//!
+//! All simulated delays are real-world figures multiplied by [`SimConfig::time_scale`]; random
+//! delays come from a RNG seeded with [`SimConfig::seed`].
 
+pub mod clock;
+pub mod focus;
+pub mod kube;
+pub mod objects;
+pub mod selectors;
+pub mod state;
+pub mod store;
+
+pub use state::{MAX_CHANNEL, NFFT_ALLOWED, NYQUIST, PRR};
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Simulator settings.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// Multiplies every simulated delay; 1.0 = real timings.
     pub time_scale: f64,
+    /// Max concurrent jobs (default 200).
     pub capacity: usize,
+    /// Seeds every random delay (default 42).
     pub seed: u64,
+    /// Kubernetes namespace of the jobs (default "focus").
     pub namespace: String,
+    /// Stream IP returned by /configure (default "10.10.10.100").
     pub stream_ip: String,
+    /// Inclusive stream port range (default 50051-50350).
     pub port_range: (u16, u16),
+    /// First part of job ids "<instance>-<seq>" (default 18).
     pub instance: u32,
 }
 
@@ -26,26 +58,157 @@ impl Default for SimConfig {
     }
 }
 
+/// State shared by both servers and the timer task.
+pub struct Shared {
+    state: Mutex<state::State>,
+    notify: Notify,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, state::State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` on the state after applying every due transition; wakes the timer task when
+    /// `f` scheduled something earlier than its current deadline.
+    pub fn with<R>(&self, f: impl FnOnce(&mut state::State, Instant) -> R) -> R {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.advance(now);
+        let before = st.next_deadline();
+        let r = f(&mut st, now);
+        let after = st.next_deadline();
+        drop(st);
+        if let Some(a) = after {
+            if before.is_none_or(|b| a < b) {
+                self.notify.notify_one();
+            }
+        }
+        r
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// A running simulator.
 pub struct SimHandle {
     config: SimConfig,
+    focus_addr: SocketAddr,
+    kube_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 impl SimHandle {
+    /// e.g. "http://127.0.0.1:41234" (no trailing slash).
     pub fn focus_url(&self) -> String {
-        String::new()
+        format!("http://{}", self.focus_addr)
     }
+
+    /// e.g. "http://127.0.0.1:41235".
     pub fn kube_url(&self) -> String {
-        String::new()
+        format!("http://{}", self.kube_addr)
     }
+
     pub fn config(&self) -> &SimConfig {
         &self.config
     }
-    pub fn write_kubeconfig(&self, _path: &std::path::Path) -> std::io::Result<()> {
-        Ok(())
+
+    /// Writes a kubeconfig (server = kube_url, context "focusqa-sim", namespace = config.namespace,
+    /// no auth) to `path`.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: focusqa-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: focusqa-sim\n  context:\n    cluster: focusqa-sim\n    namespace: {ns}\n    user: focusqa-sim\ncurrent-context: focusqa-sim\npreferences: {{}}\nusers:\n- name: focusqa-sim\n  user: {{}}\n",
+            server = self.kube_url(),
+            ns = serde_json::Value::String(self.config.namespace.clone()),
+        );
+        std::fs::write(path, yaml)
     }
-    pub async fn shutdown(self) {}
+
+    /// Graceful stop of both servers and the timer task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.shared.notify.notify_one();
+        for t in std::mem::take(&mut self.tasks) {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
 }
 
-pub async fn start(config: SimConfig, _focus_port: u16, _kube_port: u16) -> std::io::Result<SimHandle> {
-    Ok(SimHandle { config })
+impl Drop for SimHandle {
+    /// Dropping the handle without `shutdown()` still stops the servers and the timer task
+    /// (without waiting for them).
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.shared.notify.notify_one();
+    }
+}
+
+fn invalid(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.to_string())
+}
+
+/// Binds 127.0.0.1:focus_port and 127.0.0.1:kube_port (0 = ephemeral) and serves both until shutdown.
+pub async fn start(config: SimConfig, focus_port: u16, kube_port: u16) -> std::io::Result<SimHandle> {
+    if !config.time_scale.is_finite() || config.time_scale < 0.0 {
+        return Err(invalid("time_scale must be a finite number >= 0"));
+    }
+    if config.port_range.0 > config.port_range.1 {
+        return Err(invalid("port_range: first port must not be greater than the last"));
+    }
+    let focus_listener = tokio::net::TcpListener::bind(("127.0.0.1", focus_port)).await?;
+    let kube_listener = tokio::net::TcpListener::bind(("127.0.0.1", kube_port)).await?;
+    let focus_addr = focus_listener.local_addr()?;
+    let kube_addr = kube_listener.local_addr()?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (tx, _) = broadcast::channel(65_536);
+    let clock = clock::Clock::new(config.time_scale);
+    let st = state::State::new(config.clone(), clock, store::Store::new(tx));
+    let shared = Arc::new(Shared { state: Mutex::new(st), notify: Notify::new(), shutdown: shutdown_rx });
+
+    let mut tasks = Vec::new();
+    for (listener, app) in [
+        (focus_listener, focus::router(shared.clone())),
+        (kube_listener, kube::router(shared.clone())),
+    ] {
+        let mut rx = shared.shutdown_signal();
+        tasks.push(tokio::spawn(async move {
+            let signal = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            let _ = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+        }));
+    }
+    tasks.push(tokio::spawn(timer_task(shared.clone())));
+
+    Ok(SimHandle { config, focus_addr, kube_addr, shutdown_tx, tasks, shared })
+}
+
+/// Applies scheduled transitions at their deadlines, so watches see them without requests.
+async fn timer_task(shared: Arc<Shared>) {
+    let mut rx = shared.shutdown_signal();
+    loop {
+        if *rx.borrow() {
+            return;
+        }
+        let next = {
+            let mut st = shared.lock();
+            st.advance(Instant::now());
+            st.next_deadline()
+        };
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = shared.notify.notified() => {}
+            _ = tokio::time::sleep_until(next.unwrap_or(far)) => {}
+        }
+    }
 }

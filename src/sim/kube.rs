@@ -1,0 +1,677 @@
+//! Kubernetes API server subset (plain HTTP, no auth): discovery (also aggregated), list / get /
+//! delete / deletecollection / watch for batch/v1 Jobs and v1 Pods, Nodes, Events, Namespaces,
+//! label and field selectors, server-side Table output for kubectl, and pod logs.
+
+use super::objects::CPU_ANNOTATION;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::store::{Change, Kind};
+use super::Shared;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+const VERBS: [&str; 5] = ["delete", "deletecollection", "get", "list", "watch"];
+const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+const GIT_VERSION: &str = "v1.33.0-focusqa-sim";
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(dispatch).with_state(shared)
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    json_response_ct(code, body, "application/json")
+}
+
+fn json_response_ct(code: u16, body: &Value, ct: &'static str) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, ct)], bytes).into_response()
+}
+
+/// A `Status` failure as the API server writes it.
+fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Response {
+    let mut s = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code
+    });
+    if let Some(d) = details {
+        s["details"] = d;
+    }
+    json_response(code, &s)
+}
+
+fn not_found_path() -> Response {
+    status(404, "NotFound", "the server could not find the requested resource", Some(json!({})))
+}
+
+fn not_found(kind: Kind, name: &str) -> Response {
+    let plural = kind.plural();
+    let msg = if kind.group().is_empty() {
+        format!("{plural} \"{name}\" not found")
+    } else {
+        format!("{plural}.{} \"{name}\" not found", kind.group())
+    };
+    let mut d = json!({"name": name, "kind": plural});
+    if !kind.group().is_empty() {
+        d["group"] = json!(kind.group());
+    }
+    status(404, "NotFound", &msg, Some(d))
+}
+
+fn bad_request(msg: &str) -> Response {
+    status(400, "BadRequest", msg, None)
+}
+
+// ------------------------------------------------------------------ discovery
+
+fn resource_entry(k: Kind) -> Value {
+    json!({
+        "name": k.plural(),
+        "singularName": k.singular(),
+        "namespaced": k.namespaced(),
+        "kind": k.kind(),
+        "verbs": VERBS,
+        "shortNames": k.short_names(),
+        "categories": if matches!(k, Kind::Pod | Kind::Job) { json!(["all"]) } else { json!([]) },
+    })
+}
+
+fn core_resources() -> Value {
+    let mut res: Vec<Value> = Kind::core_kinds().iter().map(|k| resource_entry(*k)).collect();
+    res.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": res})
+}
+
+fn batch_resources() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "batch/v1", "resources": [resource_entry(Kind::Job)]})
+}
+
+fn batch_group() -> Value {
+    let v = json!({"groupVersion": "batch/v1", "version": "v1"});
+    json!({"name": "batch", "versions": [v.clone()], "preferredVersion": v})
+}
+
+fn aggregated_resource(k: Kind) -> Value {
+    let mut r = json!({
+        "resource": k.plural(),
+        "responseKind": {"group": k.group(), "version": "v1", "kind": k.kind()},
+        "scope": if k.namespaced() { "Namespaced" } else { "Cluster" },
+        "singularResource": k.singular(),
+        "verbs": VERBS,
+    });
+    if !k.short_names().is_empty() {
+        r["shortNames"] = json!(k.short_names());
+    }
+    if matches!(k, Kind::Pod | Kind::Job) {
+        r["categories"] = json!(["all"]);
+    }
+    if k == Kind::Pod {
+        r["subresources"] = json!([{"subresource": "log", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["get"]}]);
+    }
+    r
+}
+
+fn aggregated(group: &str, kinds: &[Kind]) -> Value {
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": [{
+            "metadata": {"name": group, "creationTimestamp": null},
+            "versions": [{
+                "version": "v1",
+                "freshness": "Current",
+                "resources": kinds.iter().map(|k| aggregated_resource(*k)).collect::<Vec<_>>()
+            }]
+        }]
+    })
+}
+
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("apidiscovery.k8s.io;v=v2"))
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+}
+
+// ------------------------------------------------------------------ routing
+
+/// Where a request points.
+enum Target {
+    List { kind: Kind, ns: Option<String> },
+    Object { kind: Kind, ns: Option<String>, name: String },
+    Log { ns: String, name: String },
+}
+
+fn parse_target(segs: &[&str]) -> Option<(Target, bool)> {
+    // segs start after /api/v1 or /apis/batch/v1; a leading "watch" segment is the legacy watch path.
+    let (segs, legacy_watch) = match segs.first() {
+        Some(&"watch") => (&segs[1..], true),
+        _ => (segs, false),
+    };
+    let kind_of = |p: &str| if p == "jobs" { Some(Kind::Job) } else { Kind::from_core_plural(p) };
+    let t = match segs {
+        [res] => Target::List { kind: kind_of(res)?, ns: None },
+        ["namespaces", ns] => Target::Object { kind: Kind::Namespace, ns: None, name: (*ns).to_string() },
+        [res, name] => {
+            let kind = kind_of(res)?;
+            if kind.namespaced() {
+                return None;
+            }
+            Target::Object { kind, ns: None, name: (*name).to_string() }
+        }
+        ["namespaces", ns, res] => {
+            let kind = kind_of(res)?;
+            if !kind.namespaced() {
+                return None;
+            }
+            Target::List { kind, ns: Some((*ns).to_string()) }
+        }
+        ["namespaces", ns, res, name] => {
+            let kind = kind_of(res)?;
+            if !kind.namespaced() {
+                return None;
+            }
+            Target::Object { kind, ns: Some((*ns).to_string()), name: (*name).to_string() }
+        }
+        ["namespaces", ns, "pods", name, "log"] => Target::Log { ns: (*ns).to_string(), name: (*name).to_string() },
+        _ => return None,
+    };
+    Some((t, legacy_watch))
+}
+
+async fn dispatch(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(&format!("request body could not be read: {}", e.body_text())),
+    };
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_request(&format!("invalid query string: {e}")),
+    };
+    let path = uri.path().trim_end_matches('/');
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let is_get = method == Method::GET || method == Method::HEAD;
+
+    // Discovery and health.
+    match (segs.as_slice(), is_get) {
+        (["version"], true) => {
+            return json_response(200, &json!({
+                "major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
+                "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
+                "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000",
+                "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
+                "compiler": "gc", "platform": "linux/amd64"
+            }))
+        }
+        (["healthz"] | ["readyz"] | ["livez"], true) => {
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+        }
+        (["api"], true) => {
+            if wants_aggregated(&headers) {
+                return json_response_ct(200, &aggregated("", Kind::core_kinds()), AGGREGATED_CT);
+            }
+            let addr = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+            return json_response(200, &json!({
+                "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]
+            }));
+        }
+        (["apis"], true) => {
+            if wants_aggregated(&headers) {
+                return json_response_ct(200, &aggregated("batch", &[Kind::Job]), AGGREGATED_CT);
+            }
+            return json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [batch_group()]}));
+        }
+        (["apis", "batch"], true) => {
+            let mut g = batch_group();
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            return json_response(200, &g);
+        }
+        (["api", "v1"], true) => return json_response(200, &core_resources()),
+        (["apis", "batch", "v1"], true) => return json_response(200, &batch_resources()),
+        _ => {}
+    }
+
+    let rest: &[&str] = match segs.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => rest,
+        ["apis", "batch", "v1", rest @ ..] if !rest.is_empty() => rest,
+        _ => return not_found_path(),
+    };
+    let in_batch = segs[0] == "apis";
+    let Some((target, legacy_watch)) = parse_target(rest) else { return not_found_path() };
+    // Jobs only under batch/v1; the rest only under v1.
+    let kind_ok = |k: Kind| (k == Kind::Job) == in_batch;
+    match &target {
+        Target::List { kind, .. } | Target::Object { kind, .. } if !kind_ok(*kind) => return not_found_path(),
+        Target::Log { .. } if in_batch => return not_found_path(),
+        _ => {}
+    }
+
+    let table = wants_table(&headers);
+    match (method.clone(), target) {
+        (m, Target::List { kind, ns }) if m == Method::GET || m == Method::HEAD => {
+            let watch = legacy_watch || q.get("watch").is_some_and(|w| w == "true" || w == "1");
+            let (labels, fields) = match selectors(&q) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            if watch {
+                return watch_response(shared, kind, ns, labels, fields, &q);
+            }
+            list(&shared, kind, ns.as_deref(), &labels, &fields, table)
+        }
+        (m, Target::Object { kind, ns, name }) if m == Method::GET || m == Method::HEAD => {
+            if legacy_watch {
+                let fields = FieldSelector::parse(&format!("metadata.name={name}")).unwrap_or_default();
+                return watch_response(shared, kind, ns, LabelSelector::default(), fields, &q);
+            }
+            get_one(&shared, kind, ns.as_deref().unwrap_or(""), &name, table)
+        }
+        (m, Target::Log { ns, name }) if m == Method::GET => pod_log(&shared, &ns, &name),
+        (m, Target::Object { kind, ns, name }) if m == Method::DELETE => {
+            if kind == Kind::Namespace || kind == Kind::Node {
+                return status(405, "MethodNotAllowed", "the simulator does not delete nodes or namespaces", None);
+            }
+            let opts = DeleteOpts::from(&q, &body);
+            let ns = ns.unwrap_or_default();
+            let deleted = shared.with(|st, now| {
+                if opts.dry_run {
+                    st.store.get(kind, &ns, &name).cloned()
+                } else {
+                    st.kube_delete(kind, &ns, &name, opts.propagation.as_deref(), now)
+                }
+            });
+            match deleted {
+                Some(obj) => json_response(200, &obj),
+                None => not_found(kind, &name),
+            }
+        }
+        (m, Target::List { kind, ns }) if m == Method::DELETE => {
+            if !kind.namespaced() {
+                return status(405, "MethodNotAllowed", "the simulator does not delete nodes or namespaces", None);
+            }
+            let (labels, fields) = match selectors(&q) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            let opts = DeleteOpts::from(&q, &body);
+            let items = shared.with(|st, now| {
+                let names: Vec<(String, String)> = st
+                    .store
+                    .list(kind, ns.as_deref())
+                    .into_iter()
+                    .filter(|o| labels.matches(o) && fields.matches(o))
+                    .map(|o| (meta(o, "namespace"), meta(o, "name")))
+                    .collect();
+                let mut out = Vec::new();
+                for (n, name) in names {
+                    let got = if opts.dry_run {
+                        st.store.get(kind, &n, &name).cloned()
+                    } else {
+                        st.kube_delete(kind, &n, &name, opts.propagation.as_deref(), now)
+                    };
+                    out.extend(got);
+                }
+                (out, st.store.resource_version())
+            });
+            json_response(200, &list_body(kind, items.0, items.1))
+        }
+        (m, _) => status(405, "MethodNotAllowed", &format!("the server does not allow this method on the requested resource ({m})"), None),
+    }
+}
+
+fn meta(o: &Value, f: &str) -> String {
+    o.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+struct DeleteOpts {
+    propagation: Option<String>,
+    dry_run: bool,
+}
+
+impl DeleteOpts {
+    fn from(q: &HashMap<String, String>, body: &[u8]) -> Self {
+        let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let propagation = q
+            .get("propagationPolicy")
+            .cloned()
+            .or_else(|| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| match b.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".into()),
+                Some(false) => Some("Background".into()),
+                None => None,
+            });
+        let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
+            || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+        DeleteOpts { propagation, dry_run }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), Response> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad_request(&e))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad_request(&e))?;
+    Ok((labels, fields))
+}
+
+fn list_body(kind: Kind, items: Vec<Value>, rv: u64) -> Value {
+    json!({
+        "kind": format!("{}List", kind.kind()),
+        "apiVersion": kind.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+        "items": items
+    })
+}
+
+fn list(shared: &Shared, kind: Kind, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector, table: bool) -> Response {
+    let (items, rv, now_wall) = shared.with(|st, now| {
+        let items: Vec<Value> = st
+            .store
+            .list(kind, ns)
+            .into_iter()
+            .filter(|o| labels.matches(o) && fields.matches(o))
+            .cloned()
+            .collect();
+        (items, st.store.resource_version(), st.clock.wall(now))
+    });
+    if table {
+        return json_response(200, &to_table(kind, &items, rv, now_wall));
+    }
+    json_response(200, &list_body(kind, items, rv))
+}
+
+fn get_one(shared: &Shared, kind: Kind, ns: &str, name: &str, table: bool) -> Response {
+    let (obj, rv, now_wall) = shared.with(|st, now| (st.store.get(kind, ns, name).cloned(), st.store.resource_version(), st.clock.wall(now)));
+    match obj {
+        Some(o) if table => json_response(200, &to_table(kind, &[o], rv, now_wall)),
+        Some(o) => json_response(200, &o),
+        None => not_found(kind, name),
+    }
+}
+
+fn pod_log(shared: &Shared, ns: &str, name: &str) -> Response {
+    let pod = shared.with(|st, _| st.store.get(Kind::Pod, ns, name).cloned());
+    let Some(pod) = pod else { return not_found(Kind::Pod, name) };
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    if phase == "Pending" {
+        return bad_request(&format!("container \"{}\" in pod \"{name}\" is waiting to start: ContainerCreating",
+            pod.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("")));
+    }
+    let app = pod.pointer("/metadata/labels/app").and_then(Value::as_str).unwrap_or("");
+    let job_id = pod.pointer("/metadata/labels/focus.job-id").and_then(Value::as_str).unwrap_or("");
+    let started = pod.pointer("/status/startTime").and_then(Value::as_str).unwrap_or("");
+    let mut text = String::new();
+    if app == super::objects::ANALYZER_APP {
+        let port = pod.pointer("/spec/containers/0/ports/0/containerPort").cloned().unwrap_or(Value::Null);
+        text.push_str(&format!("{started} INFO baby-analyzer job {job_id} starting, recordings at /recordings\n"));
+        text.push_str(&format!("{started} INFO gRPC stream listening on 0.0.0.0:{port}\n"));
+        if phase == "Failed" {
+            text.push_str(&format!("{started} ERROR failed to allocate GPU slice for job {job_id}; exiting with code 1\n"));
+        } else {
+            let cpu = pod.pointer(&format!("/metadata/annotations/{}", CPU_ANNOTATION.replace('/', "~1"))).and_then(Value::as_str).unwrap_or("0");
+            text.push_str(&format!("INFO processing, cpu {cpu}m\n"));
+        }
+    } else {
+        text.push_str(&format!("{started} INFO cleanup job for {job_id}: threshold 4m, 5 consecutive readings, every 10s\n"));
+        if phase == "Succeeded" {
+            text.push_str(&format!("INFO 5 consecutive idle readings: deleted baby-analyzer-{job_id}\n"));
+        }
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+// ------------------------------------------------------------------ tables (kubectl get)
+
+fn age(now: chrono::DateTime<chrono::Utc>, ts: Option<&str>) -> String {
+    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { return "<unknown>".into() };
+    let s = (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=599 => format!("{}m{}s", s / 60, s % 60),
+        600..=10799 => format!("{}m", s / 60),
+        10800..=172799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn to_table(kind: Kind, items: &[Value], rv: u64, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let col = |name: &str, ty: &str, prio: u8| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": name, "priority": prio});
+    let s = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let created = |o: &Value| age(now, o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
+    let (cols, rows): (Vec<Value>, Vec<Vec<Value>>) = match kind {
+        Kind::Pod => (
+            vec![col("Name", "string", 0), col("Ready", "string", 0), col("Status", "string", 0), col("Restarts", "string", 0), col("Age", "string", 0), col("IP", "string", 1), col("Node", "string", 1)],
+            items.iter().map(|o| {
+                let ready = o.pointer("/status/containerStatuses/0/ready").and_then(Value::as_bool).unwrap_or(false);
+                let mut phase = s(o, "/status/phase");
+                if let Some(r) = o.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str) {
+                    phase = r.to_string();
+                } else if let Some(r) = o.pointer("/status/containerStatuses/0/state/terminated/reason").and_then(Value::as_str) {
+                    phase = r.to_string();
+                }
+                let ip = o.pointer("/status/podIP").and_then(Value::as_str).unwrap_or("<none>").to_string();
+                vec![json!(s(o, "/metadata/name")), json!(format!("{}/1", u8::from(ready))), json!(phase), json!("0"), json!(created(o)), json!(ip), json!(s(o, "/spec/nodeName"))]
+            }).collect(),
+        ),
+        Kind::Job => (
+            vec![col("Name", "string", 0), col("Status", "string", 0), col("Completions", "string", 0), col("Duration", "string", 0), col("Age", "string", 0)],
+            items.iter().map(|o| {
+                let conds: Vec<String> = o.pointer("/status/conditions").and_then(Value::as_array).map(|c| c.iter().map(|c| s(c, "/type")).collect()).unwrap_or_default();
+                let st = if conds.iter().any(|c| c == "Complete") { "Complete" } else if conds.iter().any(|c| c == "Failed") { "Failed" } else { "Running" };
+                let succ = o.pointer("/status/succeeded").and_then(Value::as_u64).unwrap_or(0);
+                vec![json!(s(o, "/metadata/name")), json!(st), json!(format!("{succ}/1")), json!(created(o)), json!(created(o))]
+            }).collect(),
+        ),
+        Kind::Node => (
+            vec![col("Name", "string", 0), col("Status", "string", 0), col("Roles", "string", 0), col("Age", "string", 0), col("Version", "string", 0)],
+            items.iter().map(|o| vec![json!(s(o, "/metadata/name")), json!("Ready"), json!("gpu"), json!(created(o)), json!(s(o, "/status/nodeInfo/kubeletVersion"))]).collect(),
+        ),
+        Kind::Event => (
+            vec![col("Last Seen", "string", 0), col("Type", "string", 0), col("Reason", "string", 0), col("Object", "string", 0), col("Message", "string", 0)],
+            items.iter().map(|o| vec![
+                json!(age(now, o.pointer("/lastTimestamp").and_then(Value::as_str))),
+                json!(s(o, "/type")), json!(s(o, "/reason")),
+                json!(format!("{}/{}", s(o, "/involvedObject/kind").to_lowercase(), s(o, "/involvedObject/name"))),
+                json!(s(o, "/message")),
+            ]).collect(),
+        ),
+        Kind::Namespace => (
+            vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
+            items.iter().map(|o| vec![json!(s(o, "/metadata/name")), json!(s(o, "/status/phase")), json!(created(o))]).collect(),
+        ),
+    };
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .zip(items)
+        .map(|(cells, o)| json!({
+            "cells": cells,
+            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))}
+        }))
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()}, "columnDefinitions": cols, "rows": rows})
+}
+
+// ------------------------------------------------------------------ watch
+
+struct Filter {
+    kind: Kind,
+    ns: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn matches(&self, kind: Kind, ns: &str, obj: &Value) -> bool {
+        kind == self.kind
+            && self.ns.as_deref().is_none_or(|n| n == ns)
+            && self.labels.matches(obj)
+            && self.fields.matches(obj)
+    }
+}
+
+fn event_line(etype: &str, obj: &Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": etype, "object": obj})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Bytes {
+    let mut m = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line("BOOKMARK", &json!({"kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": m}))
+}
+
+fn expired(rv: &str) -> Bytes {
+    event_line("ERROR", &json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("too old resource version: {rv}"), "reason": "Expired", "code": 410
+    }))
+}
+
+struct WatchState {
+    pending: VecDeque<Bytes>,
+    rx: Option<broadcast::Receiver<Arc<Change>>>,
+    filter: Filter,
+    last_rv: u64,
+    deadline: Instant,
+    bookmarks: bool,
+    next_bookmark: Instant,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    done: bool,
+}
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
+fn watch_response(
+    shared: Arc<Shared>,
+    kind: Kind,
+    ns: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    q: &HashMap<String, String>,
+) -> Response {
+    let filter = Filter { kind, ns, labels, fields };
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
+    let send_initial = q.get("sendInitialEvents").is_some_and(|v| v == "true" || v == "1");
+    let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let resume_from = if send_initial || rv_param.is_empty() || rv_param == "0" {
+        None
+    } else {
+        match rv_param.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => return bad_request(&format!("invalid resource version: {rv_param}")),
+        }
+    };
+
+    let mut pending = VecDeque::new();
+    let (rx, last_rv) = shared.with(|st, _| {
+        let current = st.store.resource_version();
+        match resume_from {
+            Some(from) if from < st.store.oldest_resumable() => {
+                pending.push_back(expired(&rv_param));
+                (None, current)
+            }
+            Some(from) => {
+                for c in st.store.history_after(from) {
+                    if filter.matches(c.kind, &c.namespace, &c.object) {
+                        pending.push_back(event_line(c.etype, &c.object));
+                    }
+                }
+                (Some(st.store.subscribe()), current)
+            }
+            None => {
+                for o in st.store.list(filter.kind, filter.ns.as_deref()) {
+                    if filter.labels.matches(o) && filter.fields.matches(o) {
+                        pending.push_back(event_line("ADDED", o));
+                    }
+                }
+                if send_initial && bookmarks {
+                    pending.push_back(bookmark(filter.kind, current, true));
+                }
+                (Some(st.store.subscribe()), current)
+            }
+        }
+    });
+    let now = Instant::now();
+    let state = WatchState {
+        pending,
+        done: rx.is_none(),
+        rx,
+        filter,
+        last_rv,
+        deadline: now + timeout,
+        bookmarks,
+        next_bookmark: now + BOOKMARK_EVERY,
+        shutdown: shared.shutdown_signal(),
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(b) = s.pending.pop_front() {
+                return Some((Ok::<Bytes, std::convert::Infallible>(b), s));
+            }
+            if s.done || *s.shutdown.borrow() {
+                return None;
+            }
+            let Some(rx) = s.rx.as_mut() else { return None };
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(c) => {
+                        s.last_rv = c.rv;
+                        if s.filter.matches(c.kind, &c.namespace, &c.object) {
+                            return Some((Ok(event_line(c.etype, &c.object)), s));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        s.done = true;
+                        let rv = s.last_rv.to_string();
+                        return Some((Ok(expired(&rv)), s));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep_until(s.deadline) => return None,
+                _ = tokio::time::sleep_until(s.next_bookmark), if s.bookmarks => {
+                    s.next_bookmark = Instant::now() + BOOKMARK_EVERY;
+                    return Some((Ok(bookmark(s.filter.kind, s.last_rv, false)), s));
+                }
+                _ = s.shutdown.changed() => return None,
+            }
+        }
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+}
