@@ -196,7 +196,7 @@ impl Config {
 
     /// Resolves a path written in the config (relative to the config's directory).
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
+        if p.is_absolute() || self.base_dir == Path::new(".") {
             p.to_path_buf()
         } else {
             self.base_dir.join(p)

@@ -219,6 +219,13 @@ pub struct AssertionResult {
 impl AssertionResult {
     /// "`$.status` equals "configured": found "failed"".
     pub fn describe(&self) -> String {
+        // Thresholds read best as "threshold `x` not met: <measured>".
+        if self.op == "holds" {
+            let v = self.actual.as_ref().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| compact(v))).unwrap_or_default();
+            let verdict = if self.passed { "met" } else { "not met" };
+            let extra = self.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
+            return format!("{} {verdict}: {v}{extra}", self.subject);
+        }
         let found = match &self.actual {
             Some(v) => compact(v),
             None => "nothing".to_string(),

@@ -152,13 +152,24 @@ pub struct Ctx {
     pub spec_id: String,
     pub spec_file: String,
     pub spec_dir: PathBuf,
+    /// When progress was last reported (starts at the spec's start).
+    pub last_progress: std::sync::Mutex<Instant>,
 }
 
+/// Long steps report progress at most this often, and only once a spec has run this long.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 impl Ctx {
+    /// Reports progress of a long step (throttled: quiet specs print nothing extra).
     pub fn progress(&self, message: String) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(Event::Progress { spec_id: self.spec_id.clone(), message });
+        let Some(tx) = &self.events else { return };
+        let now = Instant::now();
+        let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(*last) < PROGRESS_EVERY {
+            return;
         }
+        *last = now;
+        let _ = tx.send(Event::Progress { spec_id: self.spec_id.clone(), message });
     }
 }
 
@@ -353,6 +364,7 @@ async fn run_spec(spec: &Spec, target: Arc<Target>, cancel: Cancel, events: Opti
         spec_id: spec.id.clone(),
         spec_file: spec.source.display.clone(),
         spec_dir: spec.source.file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        last_progress: std::sync::Mutex::new(Instant::now()),
     };
     let cases: Vec<Option<&Case>> = if spec.cases.is_empty() { vec![None] } else { spec.cases.iter().map(Some).collect() };
     for case in cases {

@@ -231,7 +231,8 @@ impl Step {
             };
             let (value, default, what) = {
                 {
-                    let v = if let Some(p) = &d.path {
+                    let rendered = d.path.as_ref().map(|p| scope.render_str(p).unwrap_or_else(|_| p.clone()));
+                    let v = if let Some(p) = &rendered {
                         let nodes = serde_json_path::JsonPath::parse(p).map(|jp| jp.query(&obs.doc).all().into_iter().cloned().collect::<Vec<_>>());
                         match nodes {
                             Ok(n) if d.all => Some(Value::Array(n)),

@@ -144,6 +144,12 @@ pub fn step_log(case: &CaseResult) -> String {
     for s in &case.cleanup {
         line(s, "cleanup ");
     }
+    // Diagnostics of failed steps (Kubernetes objects, events, container statuses).
+    for s in case.steps.iter().chain(&case.cleanup).filter(|s| !s.attachments.is_empty()) {
+        for a in &s.attachments {
+            out.push_str(&format!("\n--- {} (step `{}`, line {}) ---\n{}\n", a.title, s.name, s.line, a.body.trim_end()));
+        }
+    }
     out
 }
 

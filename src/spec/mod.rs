@@ -581,8 +581,9 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum LengthCheck {
-    Exact(Value),
+    /// `{gte: 1, lt: 10}` (tried first: an exact length is any other value)
     Compare(Comparison),
+    Exact(Value),
 }
 
 /// Numeric comparisons.
@@ -626,9 +627,14 @@ pub struct CaptureSpec {
     /// A property of the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<CaptureFrom>,
-    /// Used when the source is missing (otherwise a missing source fails the step).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Used when the source is missing (otherwise a missing source fails the step); may be `null`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+}
+
+/// A key that is present is `Some`, even when its value is `null` (serde would say `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Outcome properties that can be captured.
