@@ -239,11 +239,16 @@ async fn live_and_historic_success_and_metadata_readiness() {
     let (s, v) = f.configure(&live_body()).await;
     assert_eq!(s, 200);
     assert_eq!(v, json!({"job_id": "18-1", "status": "configured", "stream_url": "10.10.10.100", "stream_port": 50051}));
-    // Not ready yet: the minimum consumer delay is 1 s (50 ms scaled).
-    assert_error(&f.get("/metadata/18-1").await, 404, "Invalid job_id");
+    // Not ready yet: the minimum consumer delay is 1 s (50 ms scaled). Only asserted when the
+    // answer arrived before that, so a stalled machine cannot make the test flaky.
+    let first = f.get("/metadata/18-1").await;
+    if t0.elapsed() < Duration::from_millis(50) {
+        assert_error(&first, 404, "Invalid job_id");
+    }
     let meta = f.wait_ready("18-1", Duration::from_secs(3)).await.expect("consumer ready within 30 s scaled");
     let elapsed = t0.elapsed();
     let ms = meta["consumer_ready_after_ms"].as_u64().unwrap();
+    assert!(elapsed >= Duration::from_millis(50));
     assert!((1000..=30000).contains(&ms), "{ms}");
     assert!(elapsed.as_secs_f64() >= ms as f64 / 1000.0 * scale * 0.9, "ready too early: {elapsed:?} vs {ms} ms");
     assert_eq!(meta["job_id"], "18-1");
@@ -446,7 +451,10 @@ async fn consumer_never_ready_fault() {
 async fn cancel_jobs_and_list() {
     let sim = start(0.01).await;
     let f = Focus::new(&sim);
+    // The first job's consumer never gets ready, so its status is deterministically "configured".
+    f.faults(json!({"consumer_never_ready": true})).await;
     let (a, pa) = f.open(&live_body()).await;
+    f.faults(json!({"consumer_never_ready": false})).await;
     let (b, _) = f.open(&live_body()).await;
     let (s, jobs) = f.get("/jobs").await;
     assert_eq!(s, 200);
@@ -649,5 +657,38 @@ async fn hostile_inputs_never_yield_5xx() {
     assert_eq!(f.call("DELETE", "/job/18-18446744073709551616", None).await.0, 404);
     assert_eq!(f.get("/recordings?start_time=%FF&end_time=1").await.0, 400);
     assert_eq!(f.get("/health").await.0, 200);
+    sim.shutdown().await;
+}
+
+#[test]
+fn handle_and_start_future_are_send() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let fut = focusqa::sim::start(focusqa::sim::SimConfig::default(), 0, 0);
+    send(&fut);
+    drop(fut);
+    fn handle_is_send_sync<T: Send + Sync>() {}
+    handle_is_send_sync::<focusqa::sim::SimHandle>();
+    send_sync(&focusqa::sim::SimConfig::default());
+}
+
+#[tokio::test]
+async fn invalid_configs_and_fixed_ports() {
+    use focusqa::sim::SimConfig;
+    assert!(focusqa::sim::start(SimConfig { time_scale: -1.0, ..Default::default() }, 0, 0).await.is_err());
+    assert!(focusqa::sim::start(SimConfig { time_scale: f64::NAN, ..Default::default() }, 0, 0).await.is_err());
+    assert!(focusqa::sim::start(SimConfig { port_range: (2, 1), ..Default::default() }, 0, 0).await.is_err());
+    // A port already in use is an io error, not a panic.
+    let sim = start(0.0).await;
+    let taken: u16 = sim.focus_url().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(focusqa::sim::start(SimConfig::default(), taken, 0).await.is_err());
+    // time_scale 0: everything is immediate.
+    let f = Focus::new(&sim);
+    let (id, _) = f.open(&live_body()).await;
+    assert_eq!(f.get(&format!("/metadata/{id}")).await.0, 200);
+    let cfg = sim.config().clone();
+    assert_eq!((cfg.capacity, cfg.seed, cfg.namespace.as_str(), cfg.stream_ip.as_str(), cfg.port_range, cfg.instance), (200, 42, "focus", "10.10.10.100", (50051, 50350), 18));
+    assert!(sim.focus_url().starts_with("http://127.0.0.1:") && !sim.focus_url().ends_with('/'));
+    assert!(sim.kube_url().starts_with("http://127.0.0.1:"));
     sim.shutdown().await;
 }

@@ -488,7 +488,15 @@ fn to_table(kind: Kind, items: &[Value], rv: u64, now: chrono::DateTime<chrono::
                 let conds: Vec<String> = o.pointer("/status/conditions").and_then(Value::as_array).map(|c| c.iter().map(|c| s(c, "/type")).collect()).unwrap_or_default();
                 let st = if conds.iter().any(|c| c == "Complete") { "Complete" } else if conds.iter().any(|c| c == "Failed") { "Failed" } else { "Running" };
                 let succ = o.pointer("/status/succeeded").and_then(Value::as_u64).unwrap_or(0);
-                vec![json!(s(o, "/metadata/name")), json!(st), json!(format!("{succ}/1")), json!(created(o)), json!(created(o))]
+                let start = o.pointer("/status/startTime").and_then(Value::as_str);
+                let duration = match (start.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()), o.pointer("/status/completionTime").and_then(Value::as_str)) {
+                    (Some(_), Some(done)) => match chrono::DateTime::parse_from_rfc3339(done) {
+                        Ok(d) => age(d.with_timezone(&chrono::Utc), start),
+                        Err(_) => age(now, start),
+                    },
+                    _ => age(now, start),
+                };
+                vec![json!(s(o, "/metadata/name")), json!(st), json!(format!("{succ}/1")), json!(duration), json!(created(o))]
             }).collect(),
         ),
         Kind::Node => (
