@@ -16,11 +16,20 @@ async fn health_channels_live_metadata_and_unknown_routes() {
     let f = Focus::new(&sim);
     let (s, v) = f.get("/health").await;
     assert_eq!(s, 200);
-    assert_eq!(v, json!({"status": "ok", "jobs": 0, "capacity": 200, "live_data": true}));
-    assert_eq!(f.get("/channels").await, (200, json!({"min": 0, "max": 2499, "count": 2500})));
+    assert_eq!(
+        v,
+        json!({"status": "ok", "jobs": 0, "capacity": 200, "live_data": true})
+    );
+    assert_eq!(
+        f.get("/channels").await,
+        (200, json!({"min": 0, "max": 2499, "count": 2500}))
+    );
     assert_eq!(
         f.get("/live_metadata").await,
-        (200, json!({"prr": 1000, "nyquist": 500, "channels": {"min": 0, "max": 2499}, "live": true}))
+        (
+            200,
+            json!({"prr": 1000, "nyquist": 500, "channels": {"min": 0, "max": 2499}, "live": true})
+        )
     );
     assert_eq!(focusqa::sim::MAX_CHANNEL, 2499);
 
@@ -29,7 +38,12 @@ async fn health_channels_live_metadata_and_unknown_routes() {
     assert_eq!(r.status().as_u16(), 404);
     let v: Value = r.json().await.unwrap();
     assert!(v["detail"].as_str().unwrap().contains("/nope"));
-    let r = f.http.get(format!("{}/configure", f.base)).send().await.unwrap();
+    let r = f
+        .http
+        .get(format!("{}/configure", f.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     let v: Value = r.json().await.unwrap();
     assert!(v["detail"].as_str().unwrap().contains("Method Not Allowed"));
@@ -40,7 +54,9 @@ async fn health_channels_live_metadata_and_unknown_routes() {
 async fn configure_422_types_and_required_fields() {
     let sim = start(0.01).await;
     let f = Focus::new(&sim);
-    let got = f.raw("POST", "/configure", Some(b"{not json".to_vec())).await;
+    let got = f
+        .raw("POST", "/configure", Some(b"{not json".to_vec()))
+        .await;
     assert_error_names(&got, 422, &["not valid JSON"]);
     let got = f.raw("POST", "/configure", Some(Vec::new())).await;
     assert_error_names(&got, 422, &["JSON"]);
@@ -49,9 +65,15 @@ async fn configure_422_types_and_required_fields() {
 
     // Missing required fields.
     for (field, detail) in [
-        ("displayTimeAxisDuration", "displayTimeAxisDuration is required"),
+        (
+            "displayTimeAxisDuration",
+            "displayTimeAxisDuration is required",
+        ),
         ("nfftSelection", "nfftSelection is required"),
-        ("displayInfo", "displayInfo (or legacy canvasInfo) is required"),
+        (
+            "displayInfo",
+            "displayInfo (or legacy canvasInfo) is required",
+        ),
         ("channels", "channels (or legacy sensors) is required"),
         ("frequencyRange", "frequencyRange is required"),
         ("view_type", "view_type is required"),
@@ -68,21 +90,69 @@ async fn configure_422_types_and_required_fields() {
 
     // Wrong JSON types.
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("/displayTimeAxisDuration", json!("10"), "displayTimeAxisDuration must be a number"),
-        ("/nfftSelection", json!(1024.5), "nfftSelection must be an integer"),
-        ("/nfftSelection", json!("1024"), "nfftSelection must be an integer"),
+        (
+            "/displayTimeAxisDuration",
+            json!("10"),
+            "displayTimeAxisDuration must be a number",
+        ),
+        (
+            "/nfftSelection",
+            json!(1024.5),
+            "nfftSelection must be an integer",
+        ),
+        (
+            "/nfftSelection",
+            json!("1024"),
+            "nfftSelection must be an integer",
+        ),
         ("/displayInfo", json!(1000), "displayInfo must be an object"),
         ("/displayInfo", json!({}), "displayInfo.height is required"),
-        ("/displayInfo/height", json!("1000"), "displayInfo.height must be an integer"),
+        (
+            "/displayInfo/height",
+            json!("1000"),
+            "displayInfo.height must be an integer",
+        ),
         ("/channels", json!([0, 50]), "channels must be an object"),
-        ("/channels/min", json!(1.5), "channels.min must be an integer"),
-        ("/channels/max", json!("50"), "channels.max must be an integer"),
-        ("/channels/max", Value::Null, "channels.max must be an integer"),
-        ("/frequencyRange", json!("0-500"), "frequencyRange must be an object"),
-        ("/frequencyRange/max", json!("500"), "frequencyRange.max must be a number"),
-        ("/view_type", json!("MULTICHANNEL"), "view_type must be an integer"),
-        ("/start_time", json!(251021120000u64), "start_time must be a string (yymmddHHMMSS) or null"),
-        ("/end_time", json!(true), "end_time must be a string (yymmddHHMMSS) or null"),
+        (
+            "/channels/min",
+            json!(1.5),
+            "channels.min must be an integer",
+        ),
+        (
+            "/channels/max",
+            json!("50"),
+            "channels.max must be an integer",
+        ),
+        (
+            "/channels/max",
+            Value::Null,
+            "channels.max must be an integer",
+        ),
+        (
+            "/frequencyRange",
+            json!("0-500"),
+            "frequencyRange must be an object",
+        ),
+        (
+            "/frequencyRange/max",
+            json!("500"),
+            "frequencyRange.max must be a number",
+        ),
+        (
+            "/view_type",
+            json!("MULTICHANNEL"),
+            "view_type must be an integer",
+        ),
+        (
+            "/start_time",
+            json!(251021120000u64),
+            "start_time must be a string (yymmddHHMMSS) or null",
+        ),
+        (
+            "/end_time",
+            json!(true),
+            "end_time must be a string (yymmddHHMMSS) or null",
+        ),
     ];
     for (ptr, val, detail) in cases {
         let mut b = live_body();
@@ -95,7 +165,11 @@ async fn configure_422_types_and_required_fields() {
     assert_error(&f.configure(&b).await, 422, "channels.max is required");
     let mut b = live_body();
     b["frequencyRange"] = json!({"max": 10});
-    assert_error(&f.configure(&b).await, 422, "frequencyRange.min is required");
+    assert_error(
+        &f.configure(&b).await,
+        422,
+        "frequencyRange.min is required",
+    );
     // Type errors win over range errors.
     let mut b = live_body();
     b["channels"] = json!({"min": 60, "max": 50});
@@ -147,7 +221,11 @@ async fn configure_400_value_rules_in_order() {
     let start = focus_time(-3600);
     let end = focus_time(-3000);
     let one = "start_time and end_time must both be set (historic) or both be null (live)";
-    assert_error(&f.configure(&historic_body(&start, "")).await, 400, "end_time: '' is not a valid yymmddHHMMSS time (UTC)");
+    assert_error(
+        &f.configure(&historic_body(&start, "")).await,
+        400,
+        "end_time: '' is not a valid yymmddHHMMSS time (UTC)",
+    );
     let mut b = live_body();
     b["start_time"] = json!(start);
     assert_error(&f.configure(&b).await, 400, one);
@@ -169,8 +247,16 @@ async fn configure_400_value_rules_in_order() {
         400,
         "start_time: '250230120000' is not a valid yymmddHHMMSS time (UTC)",
     );
-    assert_error(&f.configure(&historic_body(&end, &start)).await, 400, "end_time must be after start_time");
-    assert_error(&f.configure(&historic_body(&start, &start)).await, 400, "end_time must be after start_time");
+    assert_error(
+        &f.configure(&historic_body(&end, &start)).await,
+        400,
+        "end_time must be after start_time",
+    );
+    assert_error(
+        &f.configure(&historic_body(&start, &start)).await,
+        400,
+        "end_time must be after start_time",
+    );
 
     // Order: channels before frequencyRange before nfft before duration before height before view_type before times.
     let mut b = live_body();
@@ -216,17 +302,32 @@ async fn legacy_field_names() {
     o.insert("sensors".into(), ch);
     o.insert("canvasInfo".into(), di);
     let (id, _) = f.open(&b).await;
-    let meta = f.wait_ready(&id, Duration::from_secs(5)).await.expect("ready");
+    let meta = f
+        .wait_ready(&id, Duration::from_secs(5))
+        .await
+        .expect("ready");
     assert_eq!(meta["config"]["channels"], json!({"min": 0, "max": 50}));
     assert_eq!(meta["config"]["displayInfo"], json!({"height": 1000}));
     // Errors name the legacy field as sent.
     b["sensors"] = json!({"min": 60, "max": 50});
-    assert_error(&f.configure(&b).await, 400, "sensors: min (60) must not be greater than max (50)");
+    assert_error(
+        &f.configure(&b).await,
+        400,
+        "sensors: min (60) must not be greater than max (50)",
+    );
     b["sensors"] = json!({"min": 0, "max": 50});
     b["canvasInfo"] = json!({"height": "x"});
-    assert_error(&f.configure(&b).await, 422, "canvasInfo.height must be an integer");
+    assert_error(
+        &f.configure(&b).await,
+        422,
+        "canvasInfo.height must be an integer",
+    );
     b["canvasInfo"] = json!({"height": 0});
-    assert_error(&f.configure(&b).await, 400, "canvasInfo.height must be > 0 (got 0)");
+    assert_error(
+        &f.configure(&b).await,
+        400,
+        "canvasInfo.height must be > 0 (got 0)",
+    );
     sim.shutdown().await;
 }
 
@@ -238,14 +339,28 @@ async fn live_and_historic_success_and_metadata_readiness() {
     let t0 = std::time::Instant::now();
     let (s, v) = f.configure(&live_body()).await;
     assert_eq!(s, 200);
-    assert_eq!(v, json!({"job_id": "18-1", "status": "configured", "stream_url": "10.10.10.100", "stream_port": 50051}));
-    // Not ready yet: the minimum consumer delay is 1 s (50 ms scaled).
-    assert_error(&f.get("/metadata/18-1").await, 404, "Invalid job_id");
-    let meta = f.wait_ready("18-1", Duration::from_secs(3)).await.expect("consumer ready within 30 s scaled");
+    assert_eq!(
+        v,
+        json!({"job_id": "18-1", "status": "configured", "stream_url": "10.10.10.100", "stream_port": 50051})
+    );
+    // Not ready yet: the minimum consumer delay is 1 s (50 ms scaled). Only asserted when the
+    // answer arrived before that, so a stalled machine cannot make the test flaky.
+    let first = f.get("/metadata/18-1").await;
+    if t0.elapsed() < Duration::from_millis(50) {
+        assert_error(&first, 404, "Invalid job_id");
+    }
+    let meta = f
+        .wait_ready("18-1", Duration::from_secs(3))
+        .await
+        .expect("consumer ready within 30 s scaled");
     let elapsed = t0.elapsed();
     let ms = meta["consumer_ready_after_ms"].as_u64().unwrap();
+    assert!(elapsed >= Duration::from_millis(50));
     assert!((1000..=30000).contains(&ms), "{ms}");
-    assert!(elapsed.as_secs_f64() >= ms as f64 / 1000.0 * scale * 0.9, "ready too early: {elapsed:?} vs {ms} ms");
+    assert!(
+        elapsed.as_secs_f64() >= ms as f64 / 1000.0 * scale * 0.9,
+        "ready too early: {elapsed:?} vs {ms} ms"
+    );
     assert_eq!(meta["job_id"], "18-1");
     assert_eq!(meta["status"], "running");
     assert_eq!(meta["mode"], "live");
@@ -259,13 +374,20 @@ async fn live_and_historic_success_and_metadata_readiness() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["job_id"], "18-2");
     assert_eq!(v["stream_port"], 50052);
-    let meta = f.wait_ready("18-2", Duration::from_secs(3)).await.expect("ready");
+    let meta = f
+        .wait_ready("18-2", Duration::from_secs(3))
+        .await
+        .expect("ready");
     assert_eq!(meta["mode"], "historic");
     assert_eq!(meta["config"]["start_time"], json!(start));
 
     // Unknown ids.
     for id in ["18-99", "17-1", "garbage", "18-01", "18-"] {
-        assert_error(&f.get(&format!("/metadata/{id}")).await, 404, "Invalid job_id");
+        assert_error(
+            &f.get(&format!("/metadata/{id}")).await,
+            404,
+            "Invalid job_id",
+        );
     }
     sim.shutdown().await;
 }
@@ -289,13 +411,25 @@ async fn no_live_data_no_recordings_and_future_ranges() {
 
     // Future range: default recordings end 60 s before the simulator started.
     let (fs, fe) = (focus_time(3600), focus_time(4000));
-    assert_error(&f.configure(&historic_body(&fs, &fe)).await, 404, &format!("No historic data: no recordings cover {fs}..{fe}"));
+    assert_error(
+        &f.configure(&historic_body(&fs, &fe)).await,
+        404,
+        &format!("No historic data: no recordings cover {fs}..{fe}"),
+    );
     // Range ending just now is not covered either (last 60 s missing).
     let (ns, ne) = (focus_time(-600), focus_time(0));
-    assert_error_names(&f.configure(&historic_body(&ns, &ne)).await, 404, &["No historic data"]);
+    assert_error_names(
+        &f.configure(&historic_body(&ns, &ne)).await,
+        404,
+        &["No historic data"],
+    );
     // Older than 30 days: not covered.
     let (os, oe) = (focus_time(-40 * 86400), focus_time(-40 * 86400 + 60));
-    assert_error_names(&f.configure(&historic_body(&os, &oe)).await, 404, &["No historic data"]);
+    assert_error_names(
+        &f.configure(&historic_body(&os, &oe)).await,
+        404,
+        &["No historic data"],
+    );
 
     // No recordings at all.
     f.faults(json!({"recordings": []})).await;
@@ -310,9 +444,16 @@ async fn no_live_data_no_recordings_and_future_ranges() {
         {"start_time": "251021120300", "end_time": "251021121000"}
     ]}))
     .await;
-    assert_eq!(f.configure(&historic_body("251021120000", "251021120600")).await.0, 200, "adjacent recordings cover");
+    assert_eq!(
+        f.configure(&historic_body("251021120000", "251021120600"))
+            .await
+            .0,
+        200,
+        "adjacent recordings cover"
+    );
     assert_error(
-        &f.configure(&historic_body("251021120000", "251021121500")).await,
+        &f.configure(&historic_body("251021120000", "251021121500"))
+            .await,
         404,
         "No historic data: no recordings cover 251021120000..251021121500",
     );
@@ -322,8 +463,15 @@ async fn no_live_data_no_recordings_and_future_ranges() {
         {"start_time": "251021120300", "end_time": "251021121000"}
     ]}))
     .await;
-    assert_error_names(&f.configure(&historic_body("251021120000", "251021120600")).await, 404, &["No historic data"]);
-    let (s, v) = f.get("/recordings?start_time=251021120000&end_time=251021120600").await;
+    assert_error_names(
+        &f.configure(&historic_body("251021120000", "251021120600"))
+            .await,
+        404,
+        &["No historic data"],
+    );
+    let (s, v) = f
+        .get("/recordings?start_time=251021120000&end_time=251021120600")
+        .await;
     assert_eq!(s, 200);
     assert_eq!(
         v,
@@ -343,19 +491,42 @@ async fn recordings_endpoint() {
     let sim = start(0.01).await;
     let f = Focus::new(&sim);
     let (start, end) = (focus_time(-86400), focus_time(-86400 + 600));
-    let (s, v) = f.get(&format!("/recordings?start_time={start}&end_time={end}")).await;
+    let (s, v) = f
+        .get(&format!("/recordings?start_time={start}&end_time={end}"))
+        .await;
     assert_eq!(s, 200);
-    assert_eq!(v, json!({"recordings": [{"start_time": start, "end_time": end}], "covered": true}));
+    assert_eq!(
+        v,
+        json!({"recordings": [{"start_time": start, "end_time": end}], "covered": true})
+    );
     let (fs, fe) = (focus_time(86400), focus_time(86400 + 60));
-    assert_eq!(f.get(&format!("/recordings?start_time={fs}&end_time={fe}")).await, (200, json!({"recordings": [], "covered": false})));
-    assert_error(&f.get("/recordings").await, 400, "start_time query parameter is required (yymmddHHMMSS)");
-    assert_error(&f.get(&format!("/recordings?start_time={start}")).await, 400, "end_time query parameter is required (yymmddHHMMSS)");
+    assert_eq!(
+        f.get(&format!("/recordings?start_time={fs}&end_time={fe}"))
+            .await,
+        (200, json!({"recordings": [], "covered": false}))
+    );
     assert_error(
-        &f.get(&format!("/recordings?start_time=abc&end_time={end}")).await,
+        &f.get("/recordings").await,
+        400,
+        "start_time query parameter is required (yymmddHHMMSS)",
+    );
+    assert_error(
+        &f.get(&format!("/recordings?start_time={start}")).await,
+        400,
+        "end_time query parameter is required (yymmddHHMMSS)",
+    );
+    assert_error(
+        &f.get(&format!("/recordings?start_time=abc&end_time={end}"))
+            .await,
         400,
         "start_time: 'abc' is not a valid yymmddHHMMSS time (UTC)",
     );
-    assert_error(&f.get(&format!("/recordings?start_time={end}&end_time={start}")).await, 400, "end_time must be after start_time");
+    assert_error(
+        &f.get(&format!("/recordings?start_time={end}&end_time={start}"))
+            .await,
+        400,
+        "end_time must be after start_time",
+    );
     sim.shutdown().await;
 }
 
@@ -386,14 +557,26 @@ async fn two_hundred_concurrent_jobs_then_capacity_503() {
     // Existing jobs are unharmed.
     let (_, jobs) = f.get("/jobs").await;
     assert_eq!(jobs["count"], 200);
-    let listed: HashSet<String> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap().to_string()).collect();
+    let listed: HashSet<String> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed, ids);
     assert_eq!(f.get("/health").await.1["jobs"], 200);
     let some = ids.iter().next().unwrap().clone();
     assert!(f.wait_ready(&some, Duration::from_secs(3)).await.is_some());
 
     // Cancelling one frees capacity and its port at once; the lowest free port is reused.
-    let victim = results.iter().find(|(_, v)| v["stream_port"] == 50060).unwrap().1["job_id"].as_str().unwrap().to_string();
+    let victim = results
+        .iter()
+        .find(|(_, v)| v["stream_port"] == 50060)
+        .unwrap()
+        .1["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(f.cancel(&victim).await.0, 200);
     let (s, v) = f.configure(&live_body()).await;
     assert_eq!(s, 200);
@@ -405,9 +588,16 @@ async fn two_hundred_concurrent_jobs_then_capacity_503() {
 
 #[tokio::test]
 async fn ports_occupied_and_exhausted() {
-    let sim = start_with(focusqa::sim::SimConfig { time_scale: 0.01, port_range: (50051, 50054), ..Default::default() }).await;
+    let sim = start_with(focusqa::sim::SimConfig {
+        time_scale: 0.01,
+        port_range: (50051, 50054),
+        ..Default::default()
+    })
+    .await;
     let f = Focus::new(&sim);
-    let (s, v) = f.faults(json!({"occupied_ports": [50052, 50051, 50052]})).await;
+    let (s, v) = f
+        .faults(json!({"occupied_ports": [50052, 50051, 50052]}))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["occupied_ports"], json!([50051, 50052]));
     assert_eq!(f.open(&live_body()).await.1, 50053);
@@ -421,7 +611,11 @@ async fn ports_occupied_and_exhausted() {
     assert_eq!(f.get("/jobs").await.1["count"], 3);
     // Capacity is checked before ports.
     f.faults(json!({"capacity": 3})).await;
-    assert_error(&f.configure(&live_body()).await, 503, "Capacity reached: 3 concurrent jobs are open");
+    assert_error(
+        &f.configure(&live_body()).await,
+        503,
+        "Capacity reached: 3 concurrent jobs are open",
+    );
     sim.shutdown().await;
 }
 
@@ -432,7 +626,10 @@ async fn consumer_never_ready_fault() {
     f.faults(json!({"consumer_never_ready": true})).await;
     let (id, _) = f.open(&live_body()).await;
     // 30 s scaled = 150 ms: still not ready well after that.
-    assert!(f.wait_ready(&id, Duration::from_millis(400)).await.is_none());
+    assert!(f
+        .wait_ready(&id, Duration::from_millis(400))
+        .await
+        .is_none());
     assert_eq!(f.get("/jobs").await.1["jobs"][0]["status"], "configured");
     // Jobs opened before the fault is cleared stay never-ready; new ones get ready.
     f.faults(json!({"consumer_never_ready": false})).await;
@@ -446,7 +643,10 @@ async fn consumer_never_ready_fault() {
 async fn cancel_jobs_and_list() {
     let sim = start(0.01).await;
     let f = Focus::new(&sim);
+    // The first job's consumer never gets ready, so its status is deterministically "configured".
+    f.faults(json!({"consumer_never_ready": true})).await;
     let (a, pa) = f.open(&live_body()).await;
+    f.faults(json!({"consumer_never_ready": false})).await;
     let (b, _) = f.open(&live_body()).await;
     let (s, jobs) = f.get("/jobs").await;
     assert_eq!(s, 200);
@@ -458,11 +658,18 @@ async fn cancel_jobs_and_list() {
     assert_eq!(first["stream_port"], pa);
     assert!(first["created_at"].as_str().unwrap().ends_with('Z'));
 
-    assert_eq!(f.cancel(&a).await, (200, json!({"job_id": a, "status": "cancelled"})));
+    assert_eq!(
+        f.cancel(&a).await,
+        (200, json!({"job_id": a, "status": "cancelled"}))
+    );
     assert_error(&f.cancel(&a).await, 404, &format!("Unknown job_id {a}"));
     assert_error(&f.cancel("18-999").await, 404, "Unknown job_id 18-999");
     assert_error(&f.cancel("bogus").await, 404, "Unknown job_id bogus");
-    assert_error(&f.get(&format!("/metadata/{a}")).await, 404, "Invalid job_id");
+    assert_error(
+        &f.get(&format!("/metadata/{a}")).await,
+        404,
+        "Invalid job_id",
+    );
     let (_, jobs) = f.get("/jobs").await;
     assert_eq!(jobs["count"], 1);
     assert_eq!(jobs["jobs"][0]["job_id"], b.as_str());
@@ -498,21 +705,64 @@ async fn faults_merge_validate_and_reset() {
         400,
         "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms)",
     );
-    assert_error(&f.faults(json!({"live_data": "no"})).await, 400, "live_data must be a boolean");
-    assert_error(&f.faults(json!({"capacity": -1})).await, 400, "capacity must be a non-negative integer");
-    assert_error(&f.faults(json!({"occupied_ports": [70000]})).await, 400, "occupied_ports: 70000 is not a valid port (1-65535)");
     assert_error(
-        &f.faults(json!({"recordings": [{"start_time": "x", "end_time": "251021120000"}]})).await,
+        &f.faults(json!({"live_data": "no"})).await,
+        400,
+        "live_data must be a boolean",
+    );
+    assert_error(
+        &f.faults(json!({"capacity": -1})).await,
+        400,
+        "capacity must be a non-negative integer",
+    );
+    assert_error(
+        &f.faults(json!({"occupied_ports": [70000]})).await,
+        400,
+        "occupied_ports: 70000 is not a valid port (1-65535)",
+    );
+    assert_error(
+        &f.faults(json!({"recordings": [{"start_time": "x", "end_time": "251021120000"}]}))
+            .await,
         400,
         "recordings[0].start_time: 'x' is not a valid yymmddHHMMSS time",
     );
-    assert_error_names(&f.faults(json!({"recordings": [{"start_time": "251021120000", "end_time": "251021110000"}]})).await, 400, &["recordings[0]"]);
-    assert_error_names(&f.faults(json!({"slow_responses_ms": "x"})).await, 400, &["slow_responses_ms"]);
-    assert_error_names(&f.faults(json!({"consumer_never_ready": 1})).await, 400, &["consumer_never_ready"]);
-    assert_error_names(&f.faults(json!({"fail_next_jobs": true})).await, 400, &["fail_next_jobs"]);
-    assert_error_names(&f.call("PUT", "/sim/faults", Some(&json!([1]))).await, 400, &["JSON object"]);
+    assert_error_names(
+        &f.faults(
+            json!({"recordings": [{"start_time": "251021120000", "end_time": "251021110000"}]}),
+        )
+        .await,
+        400,
+        &["recordings[0]"],
+    );
+    assert_error_names(
+        &f.faults(json!({"slow_responses_ms": "x"})).await,
+        400,
+        &["slow_responses_ms"],
+    );
+    assert_error_names(
+        &f.faults(json!({"consumer_never_ready": 1})).await,
+        400,
+        &["consumer_never_ready"],
+    );
+    assert_error_names(
+        &f.faults(json!({"fail_next_jobs": true})).await,
+        400,
+        &["fail_next_jobs"],
+    );
+    assert_error_names(
+        &f.call("PUT", "/sim/faults", Some(&json!([1]))).await,
+        400,
+        &["JSON object"],
+    );
     // A failed merge changes nothing (atomic).
-    let (_, v) = f.call("PUT", "/sim/faults", Some(&json!({"capacity": 5, "bogus": 1}))).await.clone();
+    let (_, v) = f
+        .call(
+            "PUT",
+            "/sim/faults",
+            Some(&json!({"capacity": 5, "bogus": 1})),
+        )
+        .await
+        .clone();
     assert!(v["detail"].as_str().unwrap().contains("bogus"));
     assert_eq!(f.get("/sim/faults").await.1["capacity"], 2);
 
@@ -520,19 +770,33 @@ async fn faults_merge_validate_and_reset() {
     f.faults(json!({"live_data": true})).await;
     f.open(&live_body()).await;
     f.open(&live_body()).await;
-    assert_error(&f.configure(&live_body()).await, 503, "Capacity reached: 2 concurrent jobs are open");
+    assert_error(
+        &f.configure(&live_body()).await,
+        503,
+        "Capacity reached: 2 concurrent jobs are open",
+    );
 
-    assert_eq!(f.call("DELETE", "/sim/faults", None).await, (200, defaults.clone()));
+    assert_eq!(
+        f.call("DELETE", "/sim/faults", None).await,
+        (200, defaults.clone())
+    );
     assert_eq!(f.open(&live_body()).await.0, "18-3");
 
     // slow_responses_ms delays Focus responses (real ms, not scaled) but not /sim.
     f.faults(json!({"slow_responses_ms": 300})).await;
     let t = std::time::Instant::now();
     assert_eq!(f.get("/health").await.0, 200);
-    assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     let t = std::time::Instant::now();
     f.get("/sim/state").await;
-    assert!(t.elapsed() < Duration::from_millis(250), "/sim is not slowed");
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "/sim is not slowed"
+    );
     f.call("DELETE", "/sim/faults", None).await;
     sim.shutdown().await;
 }
@@ -550,12 +814,24 @@ async fn fail_next_jobs_marks_focus_jobs_failed() {
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert!(f.wait_ready(&c, Duration::from_secs(2)).await.is_some());
     let (_, jobs) = f.get("/jobs").await;
-    let status = |id: &str| jobs["jobs"].as_array().unwrap().iter().find(|j| j["job_id"] == id).unwrap()["status"].clone();
+    let status = |id: &str| {
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
     assert_eq!(status(&a), "failed");
     assert_eq!(status(&b), "failed");
     assert_eq!(status(&c), "running");
     // Failed jobs never become ready; they stay open until cancelled.
-    assert_error(&f.get(&format!("/metadata/{a}")).await, 404, "Invalid job_id");
+    assert_error(
+        &f.get(&format!("/metadata/{a}")).await,
+        404,
+        "Invalid job_id",
+    );
     assert_eq!(f.get("/health").await.1["jobs"], 3);
     assert_eq!(f.cancel(&a).await.0, 200);
     sim.shutdown().await;
@@ -571,14 +847,21 @@ async fn reset_clears_jobs_and_faults_but_not_ids() {
     f.faults(json!({"capacity": 7, "live_data": false})).await;
     let (s, st) = f.get("/sim/state").await;
     assert_eq!(s, 200);
-    assert_eq!(st["jobs"].as_array().unwrap().len(), 2, "state lists cancelled jobs too");
+    assert_eq!(
+        st["jobs"].as_array().unwrap().len(),
+        2,
+        "state lists cancelled jobs too"
+    );
     assert_eq!(st["open_jobs"], 1);
     assert_eq!(st["config"]["port_range"], json!([50051, 50350]));
     assert_eq!(st["config"]["instance"], 18);
     assert_eq!(st["kube"]["jobs"], 4);
     assert!(st["jobs"][1]["cancelled_at"].is_string());
 
-    assert_eq!(f.call("POST", "/sim/reset", None).await, (200, json!({"status": "reset"})));
+    assert_eq!(
+        f.call("POST", "/sim/reset", None).await,
+        (200, json!({"status": "reset"}))
+    );
     let (_, st) = f.get("/sim/state").await;
     assert_eq!(st["jobs"], json!([]));
     assert_eq!(st["open_jobs"], 0);
@@ -596,14 +879,24 @@ async fn reset_clears_jobs_and_faults_but_not_ids() {
 #[tokio::test]
 async fn seeded_delays_are_deterministic_and_follow_the_distribution() {
     async fn delays(seed: u64, n: usize) -> Vec<u64> {
-        let sim = start_with(focusqa::sim::SimConfig { time_scale: 0.01, seed, ..Default::default() }).await;
+        let sim = start_with(focusqa::sim::SimConfig {
+            time_scale: 0.01,
+            seed,
+            ..Default::default()
+        })
+        .await;
         let f = Focus::new(&sim);
         for _ in 0..n {
             f.open(&live_body()).await;
         }
         let (_, st) = f.get("/sim/state").await;
         sim.shutdown().await;
-        st["jobs"].as_array().unwrap().iter().map(|j| j["consumer_ready_after_ms"].as_u64().unwrap()).collect()
+        st["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["consumer_ready_after_ms"].as_u64().unwrap())
+            .collect()
     }
     let a = delays(42, 200).await;
     let b = delays(42, 200).await;
@@ -612,7 +905,10 @@ async fn seeded_delays_are_deterministic_and_follow_the_distribution() {
     assert_ne!(a, c);
     assert!(a.iter().all(|d| (1000..=30000).contains(d)));
     let fast = a.iter().filter(|d| **d <= 5000).count();
-    assert!((150..=190).contains(&fast), "about 85% within 1-5 s, got {fast}/200");
+    assert!(
+        (150..=190).contains(&fast),
+        "about 85% within 1-5 s, got {fast}/200"
+    );
     assert!(a.iter().any(|d| *d > 5000));
 }
 
@@ -628,7 +924,11 @@ async fn hostile_inputs_never_yield_5xx() {
     let mut b = live_body();
     b["displayInfo"]["height"] = json!(u64::MAX);
     b["channels"]["max"] = json!(u64::MAX);
-    assert_error_names(&f.configure(&b).await, 400, &["channels: max (18446744073709551615)"]);
+    assert_error_names(
+        &f.configure(&b).await,
+        400,
+        &["channels: max (18446744073709551615)"],
+    );
     let mut b = live_body();
     b["displayInfo"]["height"] = json!(u64::MAX);
     let (s, _) = f.configure(&b).await;
@@ -642,12 +942,98 @@ async fn hostile_inputs_never_yield_5xx() {
     b["end_time"] = json!("251021120600");
     assert_error_names(&f.configure(&b).await, 400, &["start_time"]);
     let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    assert_eq!(f.raw("POST", "/configure", Some(nested.into_bytes())).await.0, 422);
-    for path in ["/metadata/%FF%FE", "/metadata/18-99999999999999999999999", "/metadata/%2e%2e"] {
+    assert_eq!(
+        f.raw("POST", "/configure", Some(nested.into_bytes()))
+            .await
+            .0,
+        422
+    );
+    for path in [
+        "/metadata/%FF%FE",
+        "/metadata/18-99999999999999999999999",
+        "/metadata/%2e%2e",
+    ] {
         assert_eq!(f.get(path).await.0, 404);
     }
-    assert_eq!(f.call("DELETE", "/job/18-18446744073709551616", None).await.0, 404);
+    assert_eq!(
+        f.call("DELETE", "/job/18-18446744073709551616", None)
+            .await
+            .0,
+        404
+    );
     assert_eq!(f.get("/recordings?start_time=%FF&end_time=1").await.0, 400);
     assert_eq!(f.get("/health").await.0, 200);
+    sim.shutdown().await;
+}
+
+#[test]
+fn handle_and_start_future_are_send() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let fut = focusqa::sim::start(focusqa::sim::SimConfig::default(), 0, 0);
+    send(&fut);
+    drop(fut);
+    fn handle_is_send_sync<T: Send + Sync>() {}
+    handle_is_send_sync::<focusqa::sim::SimHandle>();
+    send_sync(&focusqa::sim::SimConfig::default());
+}
+
+#[tokio::test]
+async fn invalid_configs_and_fixed_ports() {
+    use focusqa::sim::SimConfig;
+    assert!(focusqa::sim::start(
+        SimConfig {
+            time_scale: -1.0,
+            ..Default::default()
+        },
+        0,
+        0
+    )
+    .await
+    .is_err());
+    assert!(focusqa::sim::start(
+        SimConfig {
+            time_scale: f64::NAN,
+            ..Default::default()
+        },
+        0,
+        0
+    )
+    .await
+    .is_err());
+    assert!(focusqa::sim::start(
+        SimConfig {
+            port_range: (2, 1),
+            ..Default::default()
+        },
+        0,
+        0
+    )
+    .await
+    .is_err());
+    // A port already in use is an io error, not a panic.
+    let sim = start(0.0).await;
+    let taken: u16 = sim.focus_url().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(focusqa::sim::start(SimConfig::default(), taken, 0)
+        .await
+        .is_err());
+    // time_scale 0: everything is immediate.
+    let f = Focus::new(&sim);
+    let (id, _) = f.open(&live_body()).await;
+    assert_eq!(f.get(&format!("/metadata/{id}")).await.0, 200);
+    let cfg = sim.config().clone();
+    assert_eq!(
+        (
+            cfg.capacity,
+            cfg.seed,
+            cfg.namespace.as_str(),
+            cfg.stream_ip.as_str(),
+            cfg.port_range,
+            cfg.instance
+        ),
+        (200, 42, "focus", "10.10.10.100", (50051, 50350), 18)
+    );
+    assert!(sim.focus_url().starts_with("http://127.0.0.1:") && !sim.focus_url().ends_with('/'));
+    assert!(sim.kube_url().starts_with("http://127.0.0.1:"));
     sim.shutdown().await;
 }

@@ -33,7 +33,9 @@ fn document_is_openapi_31_and_refs_resolve() {
     collect_refs(doc, &mut refs);
     assert!(refs.len() > 20);
     for r in refs {
-        let ptr = r.strip_prefix('#').unwrap_or_else(|| panic!("external ref {r}"));
+        let ptr = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external ref {r}"));
         assert!(doc.pointer(ptr).is_some(), "unresolved $ref {r}");
     }
     // Every operation documents JSON responses with schemas that compile.
@@ -43,7 +45,9 @@ fn document_is_openapi_31_and_refs_resolve() {
             ops += 1;
             for (status, _) in op["responses"].as_object().unwrap() {
                 let code: u16 = status.parse().unwrap();
-                let schema = openapi().response_schema(method, path, code).unwrap_or_else(|| panic!("{method} {path} {status}"));
+                let schema = openapi()
+                    .response_schema(method, path, code)
+                    .unwrap_or_else(|| panic!("{method} {path} {status}"));
                 assert!(schema.is_object());
                 // Compiles (errors are collected, not panics, for a dummy instance).
                 openapi().check_component("Error", &json!({"detail": "x"}));
@@ -56,7 +60,9 @@ fn document_is_openapi_31_and_refs_resolve() {
 #[test]
 fn validators_reject_non_conforming_bodies() {
     let api = openapi();
-    assert!(api.check_component("ConfigureRequest", &live_body()).is_empty());
+    assert!(api
+        .check_component("ConfigureRequest", &live_body())
+        .is_empty());
     let mut legacy = live_body();
     let o = legacy.as_object_mut().unwrap();
     let ch = o.remove("channels").unwrap();
@@ -68,12 +74,27 @@ fn validators_reject_non_conforming_bodies() {
     bad = live_body();
     bad.as_object_mut().unwrap().remove("channels");
     assert!(!api.check_component("ConfigureRequest", &bad).is_empty());
-    assert!(!api.check_component("ConfigureResponse", &json!({"status": "configured", "stream_url": "x", "stream_port": 1})).is_empty());
-    assert!(!api.check_component("ConfigureResponse", &json!({"job_id": "abc", "status": "configured", "stream_url": "x", "stream_port": 1})).is_empty());
-    assert!(!api.check_component("Error", &json!({"message": "x"})).is_empty());
-    assert!(!api.check_component("Faults", &json!({"live_data": true})).is_empty());
+    assert!(!api
+        .check_component(
+            "ConfigureResponse",
+            &json!({"status": "configured", "stream_url": "x", "stream_port": 1})
+        )
+        .is_empty());
+    assert!(!api
+        .check_component(
+            "ConfigureResponse",
+            &json!({"job_id": "abc", "status": "configured", "stream_url": "x", "stream_port": 1})
+        )
+        .is_empty());
+    assert!(!api
+        .check_component("Error", &json!({"message": "x"}))
+        .is_empty());
+    assert!(!api
+        .check_component("Faults", &json!({"live_data": true}))
+        .is_empty());
     assert!(api.check_component("ConfigureResponse", &json!({"job_id": "18-3", "status": "configured", "stream_url": "10.10.10.100", "stream_port": 50053})).is_empty());
-    let r = std::panic::catch_unwind(|| api.check("POST", "/configure", 200, &json!({"job_id": 5})));
+    let r =
+        std::panic::catch_unwind(|| api.check("POST", "/configure", 200, &json!({"job_id": 5})));
     assert!(r.is_err(), "check panics on a non-conforming response");
     let r = std::panic::catch_unwind(|| api.check("GET", "/health", 418, &json!({})));
     assert!(r.is_err(), "check panics on an undocumented status");
@@ -90,9 +111,16 @@ async fn every_documented_operation_answers_as_documented() {
     f.get("/jobs").await;
     let (id, _) = f.open(&live_body()).await;
     f.get(&format!("/metadata/{id}")).await;
-    f.wait_ready(&id, std::time::Duration::from_secs(2)).await.expect("ready");
+    f.wait_ready(&id, std::time::Duration::from_secs(2))
+        .await
+        .expect("ready");
     f.get("/jobs").await;
-    f.get(&format!("/recordings?start_time={}&end_time={}", focus_time(-7200), focus_time(-3600))).await;
+    f.get(&format!(
+        "/recordings?start_time={}&end_time={}",
+        focus_time(-7200),
+        focus_time(-3600)
+    ))
+    .await;
     f.get("/recordings?start_time=1").await;
     f.get("/sim/state").await;
     f.get("/sim/faults").await;
@@ -107,7 +135,8 @@ async fn every_documented_operation_answers_as_documented() {
     f.get("/live_metadata").await;
     f.configure(&live_body()).await;
     f.faults(json!({"capacity": 0})).await;
-    f.configure(&historic_body(&focus_time(-7200), &focus_time(-3600))).await;
+    f.configure(&historic_body(&focus_time(-7200), &focus_time(-3600)))
+        .await;
     f.raw("POST", "/configure", Some(b"x".to_vec())).await;
     f.call("POST", "/sim/reset", None).await;
     f.get("/sim/state").await;

@@ -12,10 +12,28 @@ use std::time::{Duration, Instant};
 #[ignore]
 async fn focus_api_throughput() {
     let health_only = std::env::var("SIM_HEALTH_ONLY").is_ok();
-    let clients: usize = std::env::var("SIM_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
-    let secs: u64 = std::env::var("SIM_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let clients: usize = std::env::var("SIM_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let secs: u64 = std::env::var("SIM_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     // Small time scale: cancelled jobs are cleaned up in ~50 ms, so the store stays small.
-    let sim = sim::start(SimConfig { time_scale: std::env::var("SIM_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(0.001), ..Default::default() }, 0, 0).await.unwrap();
+    let sim = sim::start(
+        SimConfig {
+            time_scale: std::env::var("SIM_SCALE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.001),
+            ..Default::default()
+        },
+        0,
+        0,
+    )
+    .await
+    .unwrap();
     let base = sim.focus_url();
     let body = serde_json::to_vec(&serde_json::json!({
         "displayTimeAxisDuration": 10, "nfftSelection": 1024, "displayInfo": {"height": 1000},
@@ -28,11 +46,19 @@ async fn focus_api_throughput() {
     let cancels = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..clients {
         let (http, base, body) = (http.clone(), base.clone(), body.clone());
-        let (health, configures, cancels, errors) = (health.clone(), configures.clone(), cancels.clone(), errors.clone());
+        let (health, configures, cancels, errors) = (
+            health.clone(),
+            configures.clone(),
+            cancels.clone(),
+            errors.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
@@ -48,7 +74,12 @@ async fn focus_api_throughput() {
                         }
                     }
                 } else {
-                    let r = http.post(format!("{base}/configure")).header("content-type", "application/json").body(body.clone()).send().await;
+                    let r = http
+                        .post(format!("{base}/configure"))
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
                     let id = match r {
                         Ok(r) if r.status() == 200 => {
                             configures.fetch_add(1, Ordering::Relaxed);
@@ -80,7 +111,12 @@ async fn focus_api_throughput() {
         t.await.unwrap();
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (h, c, d, e) = (health.load(Ordering::Relaxed), configures.load(Ordering::Relaxed), cancels.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    let (h, c, d, e) = (
+        health.load(Ordering::Relaxed),
+        configures.load(Ordering::Relaxed),
+        cancels.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+    );
     let total = h + c + d;
     println!(
         "sim throughput: {clients} clients, {elapsed:.1} s: {:.0} requests/s ({h} health, {c} configure, {d} cancel, {e} errors)",

@@ -16,7 +16,11 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(scale: f64) -> Self {
-        Clock { start_instant: Instant::now(), start_wall: Utc::now(), scale }
+        Clock {
+            start_instant: Instant::now(),
+            start_wall: Utc::now(),
+            scale,
+        }
     }
 
     /// A real-world delay (seconds) multiplied by the time scale.
@@ -70,7 +74,11 @@ pub fn uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
 /// Consumer readiness delay in real-world seconds: 85% uniform 1-5 s, 15% uniform 5-30 s.
 pub fn consumer_delay_secs(rng: &mut StdRng) -> f64 {
     let p: f64 = rng.random();
-    let d = if p < 0.85 { uniform(rng, 1.0, 5.0) } else { uniform(rng, 5.0, 30.0) };
+    let d = if p < 0.85 {
+        uniform(rng, 1.0, 5.0)
+    } else {
+        uniform(rng, 5.0, 30.0)
+    };
     d.clamp(1.0, 30.0)
 }
 
@@ -82,13 +90,17 @@ pub fn child_rng(rng: &mut StdRng) -> StdRng {
 /// Random lowercase suffix like Kubernetes' generateName (consonants and digits excluded: letters only).
 pub fn k8s_suffix(rng: &mut StdRng, n: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz";
-    (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..n)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Random UUID (v4 layout) from the given RNG.
 pub fn uuid(rng: &mut StdRng) -> String {
     let bytes: [u8; 16] = rng.random();
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// Random lowercase hex string of `n` chars.

@@ -38,11 +38,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/live_metadata", get(live_metadata))
         .route("/recordings", get(recordings))
         .route("/sim/state", get(sim_state))
-        .route("/sim/faults", put(put_faults).delete(delete_faults).get(get_faults))
+        .route(
+            "/sim/faults",
+            put(put_faults).delete(delete_faults).get(get_faults),
+        )
         .route("/sim/reset", post(sim_reset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(shared.clone(), slow_responses))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            slow_responses,
+        ))
         .with_state(shared)
 }
 
@@ -79,46 +85,76 @@ async fn health(State(shared): S) -> Response {
 // ------------------------------------------------------------------ validation
 
 fn as_int(v: &Value) -> Option<i128> {
-    v.as_i64().map(i128::from).or_else(|| v.as_u64().map(i128::from))
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
 }
 
 /// Type/required checks (422), then range checks (400), in the documented order.
 pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
     let e422 = |m: String| (422u16, m);
-    let root: Value = serde_json::from_slice(body).map_err(|e| e422(format!("request body is not valid JSON: {e}")))?;
-    let obj = root.as_object().ok_or_else(|| e422("request body must be a JSON object".into()))?;
+    let root: Value = serde_json::from_slice(body)
+        .map_err(|e| e422(format!("request body is not valid JSON: {e}")))?;
+    let obj = root
+        .as_object()
+        .ok_or_else(|| e422("request body must be a JSON object".into()))?;
 
     // --- 422: presence and JSON types
-    let dtad = obj.get("displayTimeAxisDuration").ok_or_else(|| e422("displayTimeAxisDuration is required".into()))?;
-    let dtad = dtad.as_f64().ok_or_else(|| e422("displayTimeAxisDuration must be a number".into()))?;
-    let nfft = obj.get("nfftSelection").ok_or_else(|| e422("nfftSelection is required".into()))?;
+    let dtad = obj
+        .get("displayTimeAxisDuration")
+        .ok_or_else(|| e422("displayTimeAxisDuration is required".into()))?;
+    let dtad = dtad
+        .as_f64()
+        .ok_or_else(|| e422("displayTimeAxisDuration must be a number".into()))?;
+    let nfft = obj
+        .get("nfftSelection")
+        .ok_or_else(|| e422("nfftSelection is required".into()))?;
     let nfft = as_int(nfft).ok_or_else(|| e422("nfftSelection must be an integer".into()))?;
 
     let (di_name, di) = pick(obj, "displayInfo", "canvasInfo")
         .ok_or_else(|| e422("displayInfo (or legacy canvasInfo) is required".into()))?;
-    let di = di.as_object().ok_or_else(|| e422(format!("{di_name} must be an object")))?;
-    let height = di.get("height").ok_or_else(|| e422(format!("{di_name}.height is required")))?;
-    let height = as_int(height).ok_or_else(|| e422(format!("{di_name}.height must be an integer")))?;
+    let di = di
+        .as_object()
+        .ok_or_else(|| e422(format!("{di_name} must be an object")))?;
+    let height = di
+        .get("height")
+        .ok_or_else(|| e422(format!("{di_name}.height is required")))?;
+    let height =
+        as_int(height).ok_or_else(|| e422(format!("{di_name}.height must be an integer")))?;
 
-    let (ch_name, ch) =
-        pick(obj, "channels", "sensors").ok_or_else(|| e422("channels (or legacy sensors) is required".into()))?;
-    let ch = ch.as_object().ok_or_else(|| e422(format!("{ch_name} must be an object")))?;
+    let (ch_name, ch) = pick(obj, "channels", "sensors")
+        .ok_or_else(|| e422("channels (or legacy sensors) is required".into()))?;
+    let ch = ch
+        .as_object()
+        .ok_or_else(|| e422(format!("{ch_name} must be an object")))?;
     let mut ch_vals = [0i128; 2];
     for (i, k) in ["min", "max"].iter().enumerate() {
-        let v = ch.get(*k).ok_or_else(|| e422(format!("{ch_name}.{k} is required")))?;
+        let v = ch
+            .get(*k)
+            .ok_or_else(|| e422(format!("{ch_name}.{k} is required")))?;
         ch_vals[i] = as_int(v).ok_or_else(|| e422(format!("{ch_name}.{k} must be an integer")))?;
     }
 
-    let fr = obj.get("frequencyRange").ok_or_else(|| e422("frequencyRange is required".into()))?;
-    let fr = fr.as_object().ok_or_else(|| e422("frequencyRange must be an object".into()))?;
+    let fr = obj
+        .get("frequencyRange")
+        .ok_or_else(|| e422("frequencyRange is required".into()))?;
+    let fr = fr
+        .as_object()
+        .ok_or_else(|| e422("frequencyRange must be an object".into()))?;
     let mut fr_vals = [(0f64, Value::Null), (0f64, Value::Null)];
     for (i, k) in ["min", "max"].iter().enumerate() {
-        let v = fr.get(*k).ok_or_else(|| e422(format!("frequencyRange.{k} is required")))?;
-        let n = v.as_f64().ok_or_else(|| e422(format!("frequencyRange.{k} must be a number")))?;
+        let v = fr
+            .get(*k)
+            .ok_or_else(|| e422(format!("frequencyRange.{k} is required")))?;
+        let n = v
+            .as_f64()
+            .ok_or_else(|| e422(format!("frequencyRange.{k} must be a number")))?;
         fr_vals[i] = (n, v.clone());
     }
 
-    let vt = obj.get("view_type").ok_or_else(|| e422("view_type is required".into()))?;
+    let vt = obj
+        .get("view_type")
+        .ok_or_else(|| e422("view_type is required".into()))?;
     let vt = as_int(vt).ok_or_else(|| e422("view_type must be an integer".into()))?;
 
     let mut times: [Option<String>; 2] = [None, None];
@@ -137,27 +173,40 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
         return Err(e400(format!("{ch_name}: min ({cmin}) must be >= 0")));
     }
     if cmax > i128::from(MAX_CHANNEL) {
-        return Err(e400(format!("{ch_name}: max ({cmax}) must be <= {MAX_CHANNEL} (highest channel)")));
+        return Err(e400(format!(
+            "{ch_name}: max ({cmax}) must be <= {MAX_CHANNEL} (highest channel)"
+        )));
     }
     if cmin > cmax {
-        return Err(e400(format!("{ch_name}: min ({cmin}) must not be greater than max ({cmax})")));
+        return Err(e400(format!(
+            "{ch_name}: min ({cmin}) must not be greater than max ({cmax})"
+        )));
     }
     let ((fmin, fmin_v), (fmax, fmax_v)) = (&fr_vals[0], &fr_vals[1]);
     if *fmin < 0.0 {
         return Err(e400(format!("frequencyRange: min ({fmin_v}) must be >= 0")));
     }
     if *fmax > f64::from(NYQUIST) {
-        return Err(e400(format!("frequencyRange: max ({fmax_v}) must be <= {NYQUIST} (Nyquist frequency, PRR {PRR} Hz)")));
+        return Err(e400(format!(
+            "frequencyRange: max ({fmax_v}) must be <= {NYQUIST} (Nyquist frequency, PRR {PRR} Hz)"
+        )));
     }
     if fmin >= fmax {
-        return Err(e400(format!("frequencyRange: min ({fmin_v}) must be less than max ({fmax_v})")));
+        return Err(e400(format!(
+            "frequencyRange: min ({fmin_v}) must be less than max ({fmax_v})"
+        )));
     }
     if !NFFT_ALLOWED.iter().any(|n| i128::from(*n) == nfft) {
         let allowed: Vec<String> = NFFT_ALLOWED.iter().map(|n| n.to_string()).collect();
-        return Err(e400(format!("nfftSelection: {nfft} is not allowed; allowed values: {}", allowed.join(", "))));
+        return Err(e400(format!(
+            "nfftSelection: {nfft} is not allowed; allowed values: {}",
+            allowed.join(", ")
+        )));
     }
     if dtad <= 0.0 {
-        return Err(e400(format!("displayTimeAxisDuration must be > 0 (got {dtad})")));
+        return Err(e400(format!(
+            "displayTimeAxisDuration must be > 0 (got {dtad})"
+        )));
     }
     if height <= 0 {
         return Err(e400(format!("{di_name}.height must be > 0 (got {height})")));
@@ -168,17 +217,25 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
     let (mode, start, end) = match (&times[0], &times[1]) {
         (None, None) => (Mode::Live, None, None),
         (Some(s), Some(e)) => {
-            let st = clock::parse_focus_time(s)
-                .ok_or_else(|| e400(format!("start_time: '{s}' is not a valid yymmddHHMMSS time (UTC)")))?;
-            let et = clock::parse_focus_time(e)
-                .ok_or_else(|| e400(format!("end_time: '{e}' is not a valid yymmddHHMMSS time (UTC)")))?;
+            let st = clock::parse_focus_time(s).ok_or_else(|| {
+                e400(format!(
+                    "start_time: '{s}' is not a valid yymmddHHMMSS time (UTC)"
+                ))
+            })?;
+            let et = clock::parse_focus_time(e).ok_or_else(|| {
+                e400(format!(
+                    "end_time: '{e}' is not a valid yymmddHHMMSS time (UTC)"
+                ))
+            })?;
             if et <= st {
                 return Err(e400("end_time must be after start_time".into()));
             }
             (Mode::Historic, Some(st), Some(et))
         }
         _ => {
-            return Err(e400("start_time and end_time must both be set (historic) or both be null (live)".into()));
+            return Err(e400(
+                "start_time and end_time must both be set (historic) or both be null (live)".into(),
+            ));
         }
     };
 
@@ -193,17 +250,33 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
         "end_time": times[1],
         "view_type": vt as i64,
     });
-    Ok(ValidConfig { mode, start, end, config })
+    Ok(ValidConfig {
+        mode,
+        start,
+        end,
+        config,
+    })
 }
 
-fn pick<'a>(obj: &'a Map<String, Value>, name: &'static str, legacy: &'static str) -> Option<(&'static str, &'a Value)> {
-    obj.get(name).map(|v| (name, v)).or_else(|| obj.get(legacy).map(|v| (legacy, v)))
+fn pick<'a>(
+    obj: &'a Map<String, Value>,
+    name: &'static str,
+    legacy: &'static str,
+) -> Option<(&'static str, &'a Value)> {
+    obj.get(name)
+        .map(|v| (name, v))
+        .or_else(|| obj.get(legacy).map(|v| (legacy, v)))
 }
 
 async fn configure(State(shared): S, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(e) => return detail(e.status().as_u16().clamp(400, 499), format!("request body could not be read: {}", e.body_text())),
+        Err(e) => {
+            return detail(
+                e.status().as_u16().clamp(400, 499),
+                format!("request body could not be read: {}", e.body_text()),
+            )
+        }
     };
     let valid = match validate(&body) {
         Ok(v) => v,
@@ -216,7 +289,9 @@ async fn configure(State(shared): S, body: Result<Bytes, BytesRejection>) -> Res
 }
 
 async fn metadata(State(shared): S, id: Result<Path<String>, PathRejection>) -> Response {
-    let Ok(Path(id)) = id else { return detail(404, "Invalid job_id") };
+    let Ok(Path(id)) = id else {
+        return detail(404, "Invalid job_id");
+    };
     let out = shared.with(|st, now| {
         let job = st.job(&id)?;
         if !job.is_open() || !job.consumer_ready(now) {
@@ -239,7 +314,9 @@ async fn metadata(State(shared): S, id: Result<Path<String>, PathRejection>) -> 
 }
 
 async fn cancel(State(shared): S, id: Result<Path<String>, PathRejection>) -> Response {
-    let Ok(Path(id)) = id else { return detail(404, "Unknown job_id") };
+    let Ok(Path(id)) = id else {
+        return detail(404, "Unknown job_id");
+    };
     match shared.with(|st, now| st.cancel(&id, now)) {
         Ok(v) => reply(200, v),
         Err((code, msg)) => detail(code, msg),
@@ -248,7 +325,11 @@ async fn cancel(State(shared): S, id: Result<Path<String>, PathRejection>) -> Re
 
 async fn list_jobs(State(shared): S) -> Response {
     let body = shared.with(|st, now| {
-        let jobs: Vec<Value> = st.jobs().filter(|j| j.is_open()).map(|j| st.job_summary(j, now)).collect();
+        let jobs: Vec<Value> = st
+            .jobs()
+            .filter(|j| j.is_open())
+            .map(|j| st.job_summary(j, now))
+            .collect();
         json!({"count": jobs.len(), "jobs": jobs})
     });
     // keep "jobs" first in the document
@@ -257,24 +338,45 @@ async fn list_jobs(State(shared): S) -> Response {
 }
 
 async fn channels() -> Response {
-    reply(200, json!({"min": 0, "max": MAX_CHANNEL, "count": MAX_CHANNEL + 1}))
+    reply(
+        200,
+        json!({"min": 0, "max": MAX_CHANNEL, "count": MAX_CHANNEL + 1}),
+    )
 }
 
 async fn live_metadata(State(shared): S) -> Response {
     if !shared.with(|st, _| st.faults.live_data) {
         return detail(404, "No live data: the live stream is not available");
     }
-    reply(200, json!({"prr": PRR, "nyquist": NYQUIST, "channels": {"min": 0, "max": MAX_CHANNEL}, "live": true}))
+    reply(
+        200,
+        json!({"prr": PRR, "nyquist": NYQUIST, "channels": {"min": 0, "max": MAX_CHANNEL}, "live": true}),
+    )
 }
 
-async fn recordings(State(shared): S, q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
-    let Ok(Query(q)) = q else { return detail(400, "query string could not be parsed") };
+async fn recordings(
+    State(shared): S,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return detail(400, "query string could not be parsed");
+    };
     let mut parsed = Vec::new();
     for k in ["start_time", "end_time"] {
-        let Some(s) = q.get(k) else { return detail(400, format!("{k} query parameter is required (yymmddHHMMSS)")) };
+        let Some(s) = q.get(k) else {
+            return detail(
+                400,
+                format!("{k} query parameter is required (yymmddHHMMSS)"),
+            );
+        };
         match clock::parse_focus_time(s) {
             Some(t) => parsed.push(t),
-            None => return detail(400, format!("{k}: '{s}' is not a valid yymmddHHMMSS time (UTC)")),
+            None => {
+                return detail(
+                    400,
+                    format!("{k}: '{s}' is not a valid yymmddHHMMSS time (UTC)"),
+                )
+            }
         }
     }
     let (start, end) = (parsed[0], parsed[1]);
@@ -324,7 +426,12 @@ async fn get_faults(State(shared): S) -> Response {
 async fn put_faults(State(shared): S, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(e) => return detail(400, format!("faults body could not be read: {}", e.body_text())),
+        Err(e) => {
+            return detail(
+                400,
+                format!("faults body could not be read: {}", e.body_text()),
+            )
+        }
     };
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,

@@ -55,7 +55,12 @@ fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Res
 }
 
 fn not_found_path() -> Response {
-    status(404, "NotFound", "the server could not find the requested resource", Some(json!({})))
+    status(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        Some(json!({})),
+    )
 }
 
 fn not_found(kind: Kind, name: &str) -> Response {
@@ -91,7 +96,10 @@ fn resource_entry(k: Kind) -> Value {
 }
 
 fn core_resources() -> Value {
-    let mut res: Vec<Value> = Kind::core_kinds().iter().map(|k| resource_entry(*k)).collect();
+    let mut res: Vec<Value> = Kind::core_kinds()
+        .iter()
+        .map(|k| resource_entry(*k))
+        .collect();
     res.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": res})
 }
@@ -145,20 +153,35 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("apidiscovery.k8s.io;v=v2"))
+        .is_some_and(|a| {
+            a.contains("as=APIGroupDiscoveryList") && a.contains("apidiscovery.k8s.io;v=v2")
+        })
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
 }
 
 // ------------------------------------------------------------------ routing
 
 /// Where a request points.
 enum Target {
-    List { kind: Kind, ns: Option<String> },
-    Object { kind: Kind, ns: Option<String>, name: String },
-    Log { ns: String, name: String },
+    List {
+        kind: Kind,
+        ns: Option<String>,
+    },
+    Object {
+        kind: Kind,
+        ns: Option<String>,
+        name: String,
+    },
+    Log {
+        ns: String,
+        name: String,
+    },
 }
 
 fn parse_target(segs: &[&str]) -> Option<(Target, bool)> {
@@ -167,32 +190,59 @@ fn parse_target(segs: &[&str]) -> Option<(Target, bool)> {
         Some(&"watch") => (&segs[1..], true),
         _ => (segs, false),
     };
-    let kind_of = |p: &str| if p == "jobs" { Some(Kind::Job) } else { Kind::from_core_plural(p) };
+    let kind_of = |p: &str| {
+        if p == "jobs" {
+            Some(Kind::Job)
+        } else {
+            Kind::from_core_plural(p)
+        }
+    };
     let t = match segs {
-        [res] => Target::List { kind: kind_of(res)?, ns: None },
-        ["namespaces", ns] => Target::Object { kind: Kind::Namespace, ns: None, name: (*ns).to_string() },
+        [res] => Target::List {
+            kind: kind_of(res)?,
+            ns: None,
+        },
+        ["namespaces", ns] => Target::Object {
+            kind: Kind::Namespace,
+            ns: None,
+            name: (*ns).to_string(),
+        },
         [res, name] => {
             let kind = kind_of(res)?;
             if kind.namespaced() {
                 return None;
             }
-            Target::Object { kind, ns: None, name: (*name).to_string() }
+            Target::Object {
+                kind,
+                ns: None,
+                name: (*name).to_string(),
+            }
         }
         ["namespaces", ns, res] => {
             let kind = kind_of(res)?;
             if !kind.namespaced() {
                 return None;
             }
-            Target::List { kind, ns: Some((*ns).to_string()) }
+            Target::List {
+                kind,
+                ns: Some((*ns).to_string()),
+            }
         }
         ["namespaces", ns, res, name] => {
             let kind = kind_of(res)?;
             if !kind.namespaced() {
                 return None;
             }
-            Target::Object { kind, ns: Some((*ns).to_string()), name: (*name).to_string() }
+            Target::Object {
+                kind,
+                ns: Some((*ns).to_string()),
+                name: (*name).to_string(),
+            }
         }
-        ["namespaces", ns, "pods", name, "log"] => Target::Log { ns: (*ns).to_string(), name: (*name).to_string() },
+        ["namespaces", ns, "pods", name, "log"] => Target::Log {
+            ns: (*ns).to_string(),
+            name: (*name).to_string(),
+        },
         _ => return None,
     };
     Some((t, legacy_watch))
@@ -208,7 +258,12 @@ async fn dispatch(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(e) => return bad_request(&format!("request body could not be read: {}", e.body_text())),
+        Err(e) => {
+            return bad_request(&format!(
+                "request body could not be read: {}",
+                e.body_text()
+            ))
+        }
     };
     let q = match query {
         Ok(Query(q)) => q,
@@ -221,32 +276,50 @@ async fn dispatch(
     // Discovery and health.
     match (segs.as_slice(), is_get) {
         (["version"], true) => {
-            return json_response(200, &json!({
-                "major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
-                "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
-                "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000",
-                "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
-                "compiler": "gc", "platform": "linux/amd64"
-            }))
+            return json_response(
+                200,
+                &json!({
+                    "major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
+                    "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
+                    "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000",
+                    "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
+                    "compiler": "gc", "platform": "linux/amd64"
+                }),
+            )
         }
         (["healthz"] | ["readyz"] | ["livez"], true) => {
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "ok",
+            )
+                .into_response()
         }
         (["api"], true) => {
             if wants_aggregated(&headers) {
                 return json_response_ct(200, &aggregated("", Kind::core_kinds()), AGGREGATED_CT);
             }
-            let addr = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
-            return json_response(200, &json!({
-                "kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]
-            }));
+            let addr = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1")
+                .to_string();
+            return json_response(
+                200,
+                &json!({
+                    "kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]
+                }),
+            );
         }
         (["apis"], true) => {
             if wants_aggregated(&headers) {
                 return json_response_ct(200, &aggregated("batch", &[Kind::Job]), AGGREGATED_CT);
             }
-            return json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [batch_group()]}));
+            return json_response(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [batch_group()]}),
+            );
         }
         (["apis", "batch"], true) => {
             let mut g = batch_group();
@@ -265,11 +338,15 @@ async fn dispatch(
         _ => return not_found_path(),
     };
     let in_batch = segs[0] == "apis";
-    let Some((target, legacy_watch)) = parse_target(rest) else { return not_found_path() };
+    let Some((target, legacy_watch)) = parse_target(rest) else {
+        return not_found_path();
+    };
     // Jobs only under batch/v1; the rest only under v1.
     let kind_ok = |k: Kind| (k == Kind::Job) == in_batch;
     match &target {
-        Target::List { kind, .. } | Target::Object { kind, .. } if !kind_ok(*kind) => return not_found_path(),
+        Target::List { kind, .. } | Target::Object { kind, .. } if !kind_ok(*kind) => {
+            return not_found_path()
+        }
         Target::Log { .. } if in_batch => return not_found_path(),
         _ => {}
     }
@@ -289,7 +366,8 @@ async fn dispatch(
         }
         (m, Target::Object { kind, ns, name }) if m == Method::GET || m == Method::HEAD => {
             if legacy_watch {
-                let fields = FieldSelector::parse(&format!("metadata.name={name}")).unwrap_or_default();
+                let fields =
+                    FieldSelector::parse(&format!("metadata.name={name}")).unwrap_or_default();
                 return watch_response(shared, kind, ns, LabelSelector::default(), fields, &q);
             }
             get_one(&shared, kind, ns.as_deref().unwrap_or(""), &name, table)
@@ -297,7 +375,12 @@ async fn dispatch(
         (m, Target::Log { ns, name }) if m == Method::GET => pod_log(&shared, &ns, &name),
         (m, Target::Object { kind, ns, name }) if m == Method::DELETE => {
             if kind == Kind::Namespace || kind == Kind::Node {
-                return status(405, "MethodNotAllowed", "the simulator does not delete nodes or namespaces", None);
+                return status(
+                    405,
+                    "MethodNotAllowed",
+                    "the simulator does not delete nodes or namespaces",
+                    None,
+                );
             }
             let opts = DeleteOpts::from(&q, &body);
             let ns = ns.unwrap_or_default();
@@ -315,7 +398,12 @@ async fn dispatch(
         }
         (m, Target::List { kind, ns }) if m == Method::DELETE => {
             if !kind.namespaced() {
-                return status(405, "MethodNotAllowed", "the simulator does not delete nodes or namespaces", None);
+                return status(
+                    405,
+                    "MethodNotAllowed",
+                    "the simulator does not delete nodes or namespaces",
+                    None,
+                );
             }
             let (labels, fields) = match selectors(&q) {
                 Ok(s) => s,
@@ -343,12 +431,20 @@ async fn dispatch(
             });
             json_response(200, &list_body(kind, items.0, items.1))
         }
-        (m, _) => status(405, "MethodNotAllowed", &format!("the server does not allow this method on the requested resource ({m})"), None),
+        (m, _) => status(
+            405,
+            "MethodNotAllowed",
+            &format!("the server does not allow this method on the requested resource ({m})"),
+            None,
+        ),
     }
 }
 
 fn meta(o: &Value, f: &str) -> String {
-    o.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("").to_string()
+    o.pointer(&format!("/metadata/{f}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 struct DeleteOpts {
@@ -362,15 +458,26 @@ impl DeleteOpts {
         let propagation = q
             .get("propagationPolicy")
             .cloned()
-            .or_else(|| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string))
-            .or_else(|| match b.get("orphanDependents").and_then(Value::as_bool) {
-                Some(true) => Some("Orphan".into()),
-                Some(false) => Some("Background".into()),
-                None => None,
-            });
+            .or_else(|| {
+                b.get("propagationPolicy")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .or_else(
+                || match b.get("orphanDependents").and_then(Value::as_bool) {
+                    Some(true) => Some("Orphan".into()),
+                    Some(false) => Some("Background".into()),
+                    None => None,
+                },
+            );
         let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
-            || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
-        DeleteOpts { propagation, dry_run }
+            || b.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x == "All"));
+        DeleteOpts {
+            propagation,
+            dry_run,
+        }
     }
 }
 
@@ -392,7 +499,14 @@ fn list_body(kind: Kind, items: Vec<Value>, rv: u64) -> Value {
     })
 }
 
-fn list(shared: &Shared, kind: Kind, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector, table: bool) -> Response {
+fn list(
+    shared: &Shared,
+    kind: Kind,
+    ns: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+    table: bool,
+) -> Response {
     let (items, rv, now_wall) = shared.with(|st, now| {
         let items: Vec<Value> = st
             .store
@@ -410,7 +524,13 @@ fn list(shared: &Shared, kind: Kind, ns: Option<&str>, labels: &LabelSelector, f
 }
 
 fn get_one(shared: &Shared, kind: Kind, ns: &str, name: &str, table: bool) -> Response {
-    let (obj, rv, now_wall) = shared.with(|st, now| (st.store.get(kind, ns, name).cloned(), st.store.resource_version(), st.clock.wall(now)));
+    let (obj, rv, now_wall) = shared.with(|st, now| {
+        (
+            st.store.get(kind, ns, name).cloned(),
+            st.store.resource_version(),
+            st.clock.wall(now),
+        )
+    });
     match obj {
         Some(o) if table => json_response(200, &to_table(kind, &[o], rv, now_wall)),
         Some(o) => json_response(200, &o),
@@ -420,30 +540,63 @@ fn get_one(shared: &Shared, kind: Kind, ns: &str, name: &str, table: bool) -> Re
 
 fn pod_log(shared: &Shared, ns: &str, name: &str) -> Response {
     let pod = shared.with(|st, _| st.store.get(Kind::Pod, ns, name).cloned());
-    let Some(pod) = pod else { return not_found(Kind::Pod, name) };
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let Some(pod) = pod else {
+        return not_found(Kind::Pod, name);
+    };
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if phase == "Pending" {
-        return bad_request(&format!("container \"{}\" in pod \"{name}\" is waiting to start: ContainerCreating",
-            pod.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("")));
+        return bad_request(&format!(
+            "container \"{}\" in pod \"{name}\" is waiting to start: ContainerCreating",
+            pod.pointer("/spec/containers/0/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ));
     }
-    let app = pod.pointer("/metadata/labels/app").and_then(Value::as_str).unwrap_or("");
-    let job_id = pod.pointer("/metadata/labels/focus.job-id").and_then(Value::as_str).unwrap_or("");
-    let started = pod.pointer("/status/startTime").and_then(Value::as_str).unwrap_or("");
+    let app = pod
+        .pointer("/metadata/labels/app")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let job_id = pod
+        .pointer("/metadata/labels/focus.job-id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let started = pod
+        .pointer("/status/startTime")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut text = String::new();
     if app == super::objects::ANALYZER_APP {
-        let port = pod.pointer("/spec/containers/0/ports/0/containerPort").cloned().unwrap_or(Value::Null);
-        text.push_str(&format!("{started} INFO baby-analyzer job {job_id} starting, recordings at /recordings\n"));
-        text.push_str(&format!("{started} INFO gRPC stream listening on 0.0.0.0:{port}\n"));
+        let port = pod
+            .pointer("/spec/containers/0/ports/0/containerPort")
+            .cloned()
+            .unwrap_or(Value::Null);
+        text.push_str(&format!(
+            "{started} INFO baby-analyzer job {job_id} starting, recordings at /recordings\n"
+        ));
+        text.push_str(&format!(
+            "{started} INFO gRPC stream listening on 0.0.0.0:{port}\n"
+        ));
         if phase == "Failed" {
             text.push_str(&format!("{started} ERROR failed to allocate GPU slice for job {job_id}; exiting with code 1\n"));
         } else {
-            let cpu = pod.pointer(&format!("/metadata/annotations/{}", CPU_ANNOTATION.replace('/', "~1"))).and_then(Value::as_str).unwrap_or("0");
+            let cpu = pod
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    CPU_ANNOTATION.replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
+                .unwrap_or("0");
             text.push_str(&format!("INFO processing, cpu {cpu}m\n"));
         }
     } else {
         text.push_str(&format!("{started} INFO cleanup job for {job_id}: threshold 4m, 5 consecutive readings, every 10s\n"));
         if phase == "Succeeded" {
-            text.push_str(&format!("INFO 5 consecutive idle readings: deleted baby-analyzer-{job_id}\n"));
+            text.push_str(&format!(
+                "INFO 5 consecutive idle readings: deleted baby-analyzer-{job_id}\n"
+            ));
         }
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
@@ -452,7 +605,9 @@ fn pod_log(shared: &Shared, ns: &str, name: &str) -> Response {
 // ------------------------------------------------------------------ tables (kubectl get)
 
 fn age(now: chrono::DateTime<chrono::Utc>, ts: Option<&str>) -> String {
-    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { return "<unknown>".into() };
+    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "<unknown>".into();
+    };
     let s = (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
     match s {
         0..=119 => format!("{s}s"),
@@ -465,48 +620,179 @@ fn age(now: chrono::DateTime<chrono::Utc>, ts: Option<&str>) -> String {
 
 fn to_table(kind: Kind, items: &[Value], rv: u64, now: chrono::DateTime<chrono::Utc>) -> Value {
     let col = |name: &str, ty: &str, prio: u8| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": name, "priority": prio});
-    let s = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-    let created = |o: &Value| age(now, o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
+    let s = |o: &Value, p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let created = |o: &Value| {
+        age(
+            now,
+            o.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str),
+        )
+    };
     let (cols, rows): (Vec<Value>, Vec<Vec<Value>>) = match kind {
         Kind::Pod => (
-            vec![col("Name", "string", 0), col("Ready", "string", 0), col("Status", "string", 0), col("Restarts", "string", 0), col("Age", "string", 0), col("IP", "string", 1), col("Node", "string", 1)],
-            items.iter().map(|o| {
-                let ready = o.pointer("/status/containerStatuses/0/ready").and_then(Value::as_bool).unwrap_or(false);
-                let mut phase = s(o, "/status/phase");
-                if let Some(r) = o.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str) {
-                    phase = r.to_string();
-                } else if let Some(r) = o.pointer("/status/containerStatuses/0/state/terminated/reason").and_then(Value::as_str) {
-                    phase = r.to_string();
-                }
-                let ip = o.pointer("/status/podIP").and_then(Value::as_str).unwrap_or("<none>").to_string();
-                vec![json!(s(o, "/metadata/name")), json!(format!("{}/1", u8::from(ready))), json!(phase), json!("0"), json!(created(o)), json!(ip), json!(s(o, "/spec/nodeName"))]
-            }).collect(),
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Status", "string", 0),
+                col("Restarts", "string", 0),
+                col("Age", "string", 0),
+                col("IP", "string", 1),
+                col("Node", "string", 1),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    let ready = o
+                        .pointer("/status/containerStatuses/0/ready")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let mut phase = s(o, "/status/phase");
+                    if let Some(r) = o
+                        .pointer("/status/containerStatuses/0/state/waiting/reason")
+                        .and_then(Value::as_str)
+                    {
+                        phase = r.to_string();
+                    } else if let Some(r) = o
+                        .pointer("/status/containerStatuses/0/state/terminated/reason")
+                        .and_then(Value::as_str)
+                    {
+                        phase = r.to_string();
+                    }
+                    let ip = o
+                        .pointer("/status/podIP")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<none>")
+                        .to_string();
+                    vec![
+                        json!(s(o, "/metadata/name")),
+                        json!(format!("{}/1", u8::from(ready))),
+                        json!(phase),
+                        json!("0"),
+                        json!(created(o)),
+                        json!(ip),
+                        json!(s(o, "/spec/nodeName")),
+                    ]
+                })
+                .collect(),
         ),
         Kind::Job => (
-            vec![col("Name", "string", 0), col("Status", "string", 0), col("Completions", "string", 0), col("Duration", "string", 0), col("Age", "string", 0)],
-            items.iter().map(|o| {
-                let conds: Vec<String> = o.pointer("/status/conditions").and_then(Value::as_array).map(|c| c.iter().map(|c| s(c, "/type")).collect()).unwrap_or_default();
-                let st = if conds.iter().any(|c| c == "Complete") { "Complete" } else if conds.iter().any(|c| c == "Failed") { "Failed" } else { "Running" };
-                let succ = o.pointer("/status/succeeded").and_then(Value::as_u64).unwrap_or(0);
-                vec![json!(s(o, "/metadata/name")), json!(st), json!(format!("{succ}/1")), json!(created(o)), json!(created(o))]
-            }).collect(),
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Completions", "string", 0),
+                col("Duration", "string", 0),
+                col("Age", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    let conds: Vec<String> = o
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .map(|c| c.iter().map(|c| s(c, "/type")).collect())
+                        .unwrap_or_default();
+                    let st = if conds.iter().any(|c| c == "Complete") {
+                        "Complete"
+                    } else if conds.iter().any(|c| c == "Failed") {
+                        "Failed"
+                    } else {
+                        "Running"
+                    };
+                    let succ = o
+                        .pointer("/status/succeeded")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
+                    let start = o.pointer("/status/startTime").and_then(Value::as_str);
+                    let duration = match (
+                        start.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+                        o.pointer("/status/completionTime").and_then(Value::as_str),
+                    ) {
+                        (Some(_), Some(done)) => match chrono::DateTime::parse_from_rfc3339(done) {
+                            Ok(d) => age(d.with_timezone(&chrono::Utc), start),
+                            Err(_) => age(now, start),
+                        },
+                        _ => age(now, start),
+                    };
+                    vec![
+                        json!(s(o, "/metadata/name")),
+                        json!(st),
+                        json!(format!("{succ}/1")),
+                        json!(duration),
+                        json!(created(o)),
+                    ]
+                })
+                .collect(),
         ),
         Kind::Node => (
-            vec![col("Name", "string", 0), col("Status", "string", 0), col("Roles", "string", 0), col("Age", "string", 0), col("Version", "string", 0)],
-            items.iter().map(|o| vec![json!(s(o, "/metadata/name")), json!("Ready"), json!("gpu"), json!(created(o)), json!(s(o, "/status/nodeInfo/kubeletVersion"))]).collect(),
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Roles", "string", 0),
+                col("Age", "string", 0),
+                col("Version", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    vec![
+                        json!(s(o, "/metadata/name")),
+                        json!("Ready"),
+                        json!("gpu"),
+                        json!(created(o)),
+                        json!(s(o, "/status/nodeInfo/kubeletVersion")),
+                    ]
+                })
+                .collect(),
         ),
         Kind::Event => (
-            vec![col("Last Seen", "string", 0), col("Type", "string", 0), col("Reason", "string", 0), col("Object", "string", 0), col("Message", "string", 0)],
-            items.iter().map(|o| vec![
-                json!(age(now, o.pointer("/lastTimestamp").and_then(Value::as_str))),
-                json!(s(o, "/type")), json!(s(o, "/reason")),
-                json!(format!("{}/{}", s(o, "/involvedObject/kind").to_lowercase(), s(o, "/involvedObject/name"))),
-                json!(s(o, "/message")),
-            ]).collect(),
+            vec![
+                col("Last Seen", "string", 0),
+                col("Type", "string", 0),
+                col("Reason", "string", 0),
+                col("Object", "string", 0),
+                col("Message", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    vec![
+                        json!(age(
+                            now,
+                            o.pointer("/lastTimestamp").and_then(Value::as_str)
+                        )),
+                        json!(s(o, "/type")),
+                        json!(s(o, "/reason")),
+                        json!(format!(
+                            "{}/{}",
+                            s(o, "/involvedObject/kind").to_lowercase(),
+                            s(o, "/involvedObject/name")
+                        )),
+                        json!(s(o, "/message")),
+                    ]
+                })
+                .collect(),
         ),
         Kind::Namespace => (
-            vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
-            items.iter().map(|o| vec![json!(s(o, "/metadata/name")), json!(s(o, "/status/phase")), json!(created(o))]).collect(),
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Age", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    vec![
+                        json!(s(o, "/metadata/name")),
+                        json!(s(o, "/status/phase")),
+                        json!(created(o)),
+                    ]
+                })
+                .collect(),
         ),
     };
     let rows: Vec<Value> = rows
@@ -549,14 +835,20 @@ fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line("BOOKMARK", &json!({"kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": m}))
+    event_line(
+        "BOOKMARK",
+        &json!({"kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": m}),
+    )
 }
 
 fn expired(rv: &str) -> Bytes {
-    event_line("ERROR", &json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("too old resource version: {rv}"), "reason": "Expired", "code": 410
-    }))
+    event_line(
+        "ERROR",
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {rv}"), "reason": "Expired", "code": 410
+        }),
+    )
 }
 
 struct WatchState {
@@ -581,9 +873,18 @@ fn watch_response(
     fields: FieldSelector,
     q: &HashMap<String, String>,
 ) -> Response {
-    let filter = Filter { kind, ns, labels, fields };
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
-    let send_initial = q.get("sendInitialEvents").is_some_and(|v| v == "true" || v == "1");
+    let filter = Filter {
+        kind,
+        ns,
+        labels,
+        fields,
+    };
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
+    let send_initial = q
+        .get("sendInitialEvents")
+        .is_some_and(|v| v == "true" || v == "1");
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
     let timeout = q
         .get("timeoutSeconds")
@@ -648,7 +949,7 @@ fn watch_response(
             if s.done || *s.shutdown.borrow() {
                 return None;
             }
-            let Some(rx) = s.rx.as_mut() else { return None };
+            let rx = s.rx.as_mut()?;
             tokio::select! {
                 r = rx.recv() => match r {
                     Ok(c) => {
@@ -673,5 +974,10 @@ fn watch_response(
             }
         }
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

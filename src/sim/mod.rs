@@ -6,7 +6,37 @@
 //! analyzer / cleanup Jobs and Pods they create (and supports delete and watch).
 //!
 //! All simulated delays are real-world figures multiplied by [`SimConfig::time_scale`]; random
-//! delays come from a RNG seeded with [`SimConfig::seed`].
+//! delays come from a RNG seeded with [`SimConfig::seed`] (same seed + same request order = same
+//! delays, pod names and uids).
+//!
+//! # Focus API behaviour (the contract specs are written against)
+//! Errors are JSON `{"detail": "..."}`; the schema is `schemas/focus-server.openapi.yaml`.
+//! `POST /configure` checks, first failure answers:
+//! 1. 422: body not JSON / not an object, a required field missing or of the wrong JSON type
+//!    (`"channels.min must be an integer"`, `"displayInfo (or legacy canvasInfo) is required"`).
+//! 2. 400, in this order: channels (`"channels: min (60) must not be greater than max (50)"`,
+//!    `"channels: min (-1) must be >= 0"`, `"channels: max (2500) must be <= 2499 (highest channel)"`),
+//!    frequencyRange (`"frequencyRange: min (300) must be less than max (200)"`, `... must be >= 0`,
+//!    `"frequencyRange: max (600) must be <= 500 (Nyquist frequency, PRR 1000 Hz)"`), nfftSelection
+//!    (`"nfftSelection: 1000 is not allowed; allowed values: 128, ..., 65536"`),
+//!    `"displayTimeAxisDuration must be > 0 (got 0)"`, `"displayInfo.height must be > 0 (got 0)"`,
+//!    `"view_type: 2 is not a valid view type; allowed: 0 (MULTICHANNEL), 1 (SINGLECHANNEL)"`,
+//!    `"start_time and end_time must both be set (historic) or both be null (live)"`,
+//!    `"start_time: 'x' is not a valid yymmddHHMMSS time (UTC)"`, `"end_time must be after start_time"`.
+//!    Legacy names (`sensors`, `canvasInfo`) are accepted and named as sent in messages.
+//! 3. 404: `"No live data: the live stream is not available"` /
+//!    `"No historic data: no recordings cover <start>..<end>"`.
+//! 4. 503: `"Capacity reached: <capacity> concurrent jobs are open"`, then
+//!    `"No free stream port in <lo>-<hi>"`.
+//!
+//! `DELETE /job/{id}` means "the client disconnected": the job stops counting as open (capacity,
+//! port) at once; its analyzer Job/Pod stay until the cleanup job deletes them (~40-50 s later,
+//! after 5 idle CPU readings 10 s apart), and the cleanup Job is deleted 10 s after completing.
+//! A job whose analyzer failed (`fail_next_jobs`) or was deleted through the Kubernetes API has
+//! status `"failed"`, never becomes ready (`/metadata` stays 404) and stays open until cancelled.
+//!
+//! `/sim/faults` keys ([`FAULT_KEYS`]): `live_data`, `recordings`, `occupied_ports`, `capacity`,
+//! `fail_next_jobs`, `consumer_never_ready`, `slow_responses_ms`.
 
 pub mod clock;
 pub mod focus;
@@ -16,7 +46,7 @@ pub mod selectors;
 pub mod state;
 pub mod store;
 
-pub use state::{MAX_CHANNEL, NFFT_ALLOWED, NYQUIST, PRR};
+pub use state::{FAULT_KEYS, MAX_CHANNEL, NFFT_ALLOWED, NYQUIST, PRR};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -135,7 +165,10 @@ impl SimHandle {
         self.shared.notify.notify_one();
         for t in std::mem::take(&mut self.tasks) {
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -156,12 +189,18 @@ fn invalid(msg: &str) -> std::io::Error {
 }
 
 /// Binds 127.0.0.1:focus_port and 127.0.0.1:kube_port (0 = ephemeral) and serves both until shutdown.
-pub async fn start(config: SimConfig, focus_port: u16, kube_port: u16) -> std::io::Result<SimHandle> {
+pub async fn start(
+    config: SimConfig,
+    focus_port: u16,
+    kube_port: u16,
+) -> std::io::Result<SimHandle> {
     if !config.time_scale.is_finite() || config.time_scale < 0.0 {
         return Err(invalid("time_scale must be a finite number >= 0"));
     }
     if config.port_range.0 > config.port_range.1 {
-        return Err(invalid("port_range: first port must not be greater than the last"));
+        return Err(invalid(
+            "port_range: first port must not be greater than the last",
+        ));
     }
     let focus_listener = tokio::net::TcpListener::bind(("127.0.0.1", focus_port)).await?;
     let kube_listener = tokio::net::TcpListener::bind(("127.0.0.1", kube_port)).await?;
@@ -172,7 +211,11 @@ pub async fn start(config: SimConfig, focus_port: u16, kube_port: u16) -> std::i
     let (tx, _) = broadcast::channel(65_536);
     let clock = clock::Clock::new(config.time_scale);
     let st = state::State::new(config.clone(), clock, store::Store::new(tx));
-    let shared = Arc::new(Shared { state: Mutex::new(st), notify: Notify::new(), shutdown: shutdown_rx });
+    let shared = Arc::new(Shared {
+        state: Mutex::new(st),
+        notify: Notify::new(),
+        shutdown: shutdown_rx,
+    });
 
     let mut tasks = Vec::new();
     for (listener, app) in [
@@ -184,12 +227,21 @@ pub async fn start(config: SimConfig, focus_port: u16, kube_port: u16) -> std::i
             let signal = async move {
                 let _ = rx.wait_for(|v| *v).await;
             };
-            let _ = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await;
         }));
     }
     tasks.push(tokio::spawn(timer_task(shared.clone())));
 
-    Ok(SimHandle { config, focus_addr, kube_addr, shutdown_tx, tasks, shared })
+    Ok(SimHandle {
+        config,
+        focus_addr,
+        kube_addr,
+        shutdown_tx,
+        tasks,
+        shared,
+    })
 }
 
 /// Applies scheduled transitions at their deadlines, so watches see them without requests.

@@ -79,7 +79,13 @@ fn cleanup_container(job_id: &str) -> Value {
     })
 }
 
-fn job_object(m: &Meta, app: &str, job_id: &str, pod_spec: Value, extra_spec: &[(&str, Value)]) -> Value {
+fn job_object(
+    m: &Meta,
+    app: &str,
+    job_id: &str,
+    pod_spec: Value,
+    extra_spec: &[(&str, Value)],
+) -> Value {
     let mut spec = json!({
         "parallelism": 1,
         "completions": 1,
@@ -144,7 +150,13 @@ pub fn cleanup_job(m: &Meta, job_id: &str) -> Value {
         "serviceAccountName": "focus-cleanup",
         "terminationGracePeriodSeconds": 30
     });
-    job_object(m, CLEANUP_APP, job_id, pod_spec, &[("ttlSecondsAfterFinished", json!(10))])
+    job_object(
+        m,
+        CLEANUP_APP,
+        job_id,
+        pod_spec,
+        &[("ttlSecondsAfterFinished", json!(10))],
+    )
 }
 
 pub struct PodOwner<'a> {
@@ -152,7 +164,15 @@ pub struct PodOwner<'a> {
     pub job_uid: &'a str,
 }
 
-fn pod_object(m: &Meta, app: &str, job_id: &str, owner: &PodOwner, node: &str, host_ip: &str, spec_extra: Value) -> Value {
+fn pod_object(
+    m: &Meta,
+    app: &str,
+    job_id: &str,
+    owner: &PodOwner,
+    node: &str,
+    host_ip: &str,
+    spec_extra: Value,
+) -> Value {
     let mut spec = json!({
         "restartPolicy": "Never",
         "dnsPolicy": "ClusterFirst",
@@ -216,7 +236,13 @@ fn pod_object(m: &Meta, app: &str, job_id: &str, owner: &PodOwner, node: &str, h
     })
 }
 
-pub fn analyzer_pod(m: &Meta, a: &AnalyzerSpec, owner: &PodOwner, node: &str, host_ip: &str) -> Value {
+pub fn analyzer_pod(
+    m: &Meta,
+    a: &AnalyzerSpec,
+    owner: &PodOwner,
+    node: &str,
+    host_ip: &str,
+) -> Value {
     let extra = json!({
         "containers": [analyzer_container(a)],
         "volumes": analyzer_volumes(),
@@ -241,7 +267,10 @@ pub fn cleanup_pod(m: &Meta, job_id: &str, owner: &PodOwner, node: &str, host_ip
 }
 
 fn fix_condition_messages(pod: &mut Value, container: &str) {
-    if let Some(conds) = pod.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+    if let Some(conds) = pod
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
         for c in conds {
             if c.get("message").is_some() {
                 c["message"] = json!(format!("containers with unready status: [{container}]"));
@@ -265,7 +294,10 @@ fn set_waiting(pod: &mut Value, container: &str, image: &str) {
 }
 
 fn set_condition(pod: &mut Value, ty: &str, status: &str, at: &str, reason: Option<&str>) {
-    if let Some(conds) = pod.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+    if let Some(conds) = pod
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
         for c in conds.iter_mut() {
             if c["type"] == ty {
                 c["status"] = json!(status);
@@ -294,15 +326,28 @@ pub fn pod_running(pod: &mut Value, at: &str, pod_ip: &str, container_id: &str) 
         cs["ready"] = json!(true);
         cs["started"] = json!(true);
         cs["containerID"] = json!(format!("containerd://{container_id}"));
-        cs["imageID"] = json!(format!("{}@sha256:{}", cs["image"].as_str().unwrap_or(""), container_id));
+        cs["imageID"] = json!(format!(
+            "{}@sha256:{}",
+            cs["image"].as_str().unwrap_or(""),
+            container_id
+        ));
         cs["state"] = json!({"running": {"startedAt": at}});
     }
 }
 
 /// Container terminated: phase Failed (exit 1, Error) or Succeeded (exit 0, Completed).
-pub fn pod_terminated(pod: &mut Value, started: &str, at: &str, exit_code: i32, container_id: &str) {
-    let (phase, reason, ready_reason) =
-        if exit_code == 0 { ("Succeeded", "Completed", "PodCompleted") } else { ("Failed", "Error", "PodFailed") };
+pub fn pod_terminated(
+    pod: &mut Value,
+    started: &str,
+    at: &str,
+    exit_code: i32,
+    container_id: &str,
+) {
+    let (phase, reason, ready_reason) = if exit_code == 0 {
+        ("Succeeded", "Completed", "PodCompleted")
+    } else {
+        ("Failed", "Error", "PodFailed")
+    };
     pod["status"]["phase"] = json!(phase);
     for ty in ["Ready", "ContainersReady"] {
         set_condition(pod, ty, "False", at, Some(ready_reason));

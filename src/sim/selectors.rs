@@ -36,17 +36,23 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    out.into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn parse_set(key: &str, rest: &str) -> Result<Vec<String>, String> {
@@ -54,8 +60,14 @@ fn parse_set(key: &str, rest: &str) -> Result<Vec<String>, String> {
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("unable to parse requirement: set for '{key}' must be in parentheses"))?;
-    let vals: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+        .ok_or_else(|| {
+            format!("unable to parse requirement: set for '{key}' must be in parentheses")
+        })?;
+    let vals: Vec<String> = inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
     if vals.is_empty() {
         return Err(format!("unable to parse requirement: for 'in', 'notin' operators, values set can't be empty (key '{key}')"));
     }
@@ -92,14 +104,21 @@ impl LabelSelector {
             };
             let (key, value) = match &req {
                 LabelReq::Eq(k, v) | LabelReq::NotEq(k, v) => (k, Some(v)),
-                LabelReq::In(k, _) | LabelReq::NotIn(k, _) | LabelReq::Exists(k) | LabelReq::NotExists(k) => (k, None),
+                LabelReq::In(k, _)
+                | LabelReq::NotIn(k, _)
+                | LabelReq::Exists(k)
+                | LabelReq::NotExists(k) => (k, None),
             };
             if !valid_key(key) {
-                return Err(format!("unable to parse requirement: invalid label key \"{key}\""));
+                return Err(format!(
+                    "unable to parse requirement: invalid label key \"{key}\""
+                ));
             }
             if let Some(v) = value {
                 if !valid_value(v) {
-                    return Err(format!("unable to parse requirement: invalid label value: \"{v}\""));
+                    return Err(format!(
+                        "unable to parse requirement: invalid label value: \"{v}\""
+                    ));
                 }
             }
             reqs.push(req);
@@ -136,7 +155,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let path = path.trim();
             if path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
@@ -149,7 +170,10 @@ impl FieldSelector {
 
     /// The value required for `path` by an equality requirement, if any.
     pub fn required(&self, path: &str) -> Option<&str> {
-        self.0.iter().find(|(p, eq, _)| *eq && p == path).map(|(_, _, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(p, eq, _)| *eq && p == path)
+            .map(|(_, _, v)| v.as_str())
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -189,7 +213,11 @@ mod tests {
             ("!missing", true),
             ("missing notin (a)", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in x").is_err());
         assert!(LabelSelector::parse("a b=c").is_err());
@@ -198,9 +226,15 @@ mod tests {
     #[test]
     fn field_selectors() {
         let o = json!({"metadata": {"name": "p"}, "status": {"phase": "Running"}, "involvedObject": {"name": "j"}});
-        assert!(FieldSelector::parse("metadata.name=p,status.phase=Running").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("status.phase!=Running").unwrap().matches(&o));
-        assert!(FieldSelector::parse("involvedObject.name==j").unwrap().matches(&o));
+        assert!(FieldSelector::parse("metadata.name=p,status.phase=Running")
+            .unwrap()
+            .matches(&o));
+        assert!(!FieldSelector::parse("status.phase!=Running")
+            .unwrap()
+            .matches(&o));
+        assert!(FieldSelector::parse("involvedObject.name==j")
+            .unwrap()
+            .matches(&o));
         assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(&o));
         assert!(FieldSelector::parse("bad").is_err());
     }

@@ -109,32 +109,51 @@ impl Faults {
 
     /// Merge a `/sim/faults` body into a copy of these faults. Errors name the offending key.
     pub fn merged(&self, body: &Value) -> Result<Faults, String> {
-        let map = body.as_object().ok_or_else(|| "faults body must be a JSON object".to_string())?;
+        let map = body
+            .as_object()
+            .ok_or_else(|| "faults body must be a JSON object".to_string())?;
         let mut f = self.clone();
         for (k, v) in map {
             match k.as_str() {
                 "live_data" => f.live_data = v.as_bool().ok_or("live_data must be a boolean")?,
                 "consumer_never_ready" => {
-                    f.consumer_never_ready = v.as_bool().ok_or("consumer_never_ready must be a boolean")?
+                    f.consumer_never_ready = v
+                        .as_bool()
+                        .ok_or("consumer_never_ready must be a boolean")?
                 }
                 "capacity" => {
-                    f.capacity = v.as_u64().ok_or("capacity must be a non-negative integer")? as usize
+                    f.capacity = v
+                        .as_u64()
+                        .ok_or("capacity must be a non-negative integer")?
+                        as usize
                 }
-                "fail_next_jobs" => f.fail_next_jobs = v.as_u64().ok_or("fail_next_jobs must be a non-negative integer")?,
+                "fail_next_jobs" => {
+                    f.fail_next_jobs = v
+                        .as_u64()
+                        .ok_or("fail_next_jobs must be a non-negative integer")?
+                }
                 "slow_responses_ms" => {
-                    let ms = v.as_u64().ok_or("slow_responses_ms must be a non-negative integer")?;
+                    let ms = v
+                        .as_u64()
+                        .ok_or("slow_responses_ms must be a non-negative integer")?;
                     if ms > 600_000 {
                         return Err("slow_responses_ms must be <= 600000".into());
                     }
                     f.slow_responses_ms = ms;
                 }
                 "occupied_ports" => {
-                    let arr = v.as_array().ok_or("occupied_ports must be an array of ports")?;
+                    let arr = v
+                        .as_array()
+                        .ok_or("occupied_ports must be an array of ports")?;
                     let mut ports = Vec::new();
                     for p in arr {
                         match p.as_u64() {
                             Some(n) if (1..=65535).contains(&n) => ports.push(n as u16),
-                            _ => return Err(format!("occupied_ports: {p} is not a valid port (1-65535)")),
+                            _ => {
+                                return Err(format!(
+                                    "occupied_ports: {p} is not a valid port (1-65535)"
+                                ))
+                            }
                         }
                     }
                     ports.sort_unstable();
@@ -145,21 +164,24 @@ impl Faults {
                     if v.is_null() {
                         f.recordings = None;
                     } else {
-                        let arr = v.as_array().ok_or("recordings must be an array of {start_time, end_time} or null")?;
+                        let arr = v.as_array().ok_or(
+                            "recordings must be an array of {start_time, end_time} or null",
+                        )?;
                         let mut recs = Vec::new();
                         for (i, r) in arr.iter().enumerate() {
                             let get = |field: &str| -> Result<NaiveDateTime, String> {
-                                let s = r
-                                    .get(field)
-                                    .and_then(Value::as_str)
-                                    .ok_or_else(|| format!("recordings[{i}].{field} must be a yymmddHHMMSS string"))?;
+                                let s = r.get(field).and_then(Value::as_str).ok_or_else(|| {
+                                    format!("recordings[{i}].{field} must be a yymmddHHMMSS string")
+                                })?;
                                 clock::parse_focus_time(s)
                                     .ok_or_else(|| format!("recordings[{i}].{field}: '{s}' is not a valid yymmddHHMMSS time"))
                             };
                             let start = get("start_time")?;
                             let end = get("end_time")?;
                             if end <= start {
-                                return Err(format!("recordings[{i}]: end_time must be after start_time"));
+                                return Err(format!(
+                                    "recordings[{i}]: end_time must be after start_time"
+                                ));
                             }
                             recs.push(Recording { start, end });
                         }
@@ -167,7 +189,10 @@ impl Faults {
                     }
                 }
                 other => {
-                    return Err(format!("unknown fault key '{other}' (allowed: {})", FAULT_KEYS.join(", ")));
+                    return Err(format!(
+                        "unknown fault key '{other}' (allowed: {})",
+                        FAULT_KEYS.join(", ")
+                    ));
                 }
             }
         }
@@ -309,14 +334,22 @@ impl State {
             let uid = clock::uuid(&mut self.aux_rng);
             self.node_uids.push(uid.clone());
             let ip = format!("10.20.0.{}", 11 + i);
-            self.store.create(Kind::Node, obj::node(name, &uid, &created_wall, per_node[i], &ip));
+            self.store.create(
+                Kind::Node,
+                obj::node(name, &uid, &created_wall, per_node[i], &ip),
+            );
         }
-        let mut namespaces = vec!["default".to_string(), "kube-system".to_string(), self.cfg.namespace.clone()];
+        let mut namespaces = vec![
+            "default".to_string(),
+            "kube-system".to_string(),
+            self.cfg.namespace.clone(),
+        ];
         namespaces.sort();
         namespaces.dedup();
         for ns in namespaces {
             let uid = clock::uuid(&mut self.aux_rng);
-            self.store.create(Kind::Namespace, obj::namespace(&ns, &uid, &created_wall));
+            self.store
+                .create(Kind::Namespace, obj::namespace(&ns, &uid, &created_wall));
         }
     }
 
@@ -376,7 +409,10 @@ impl State {
             .recordings()
             .into_iter()
             .filter(|r| r.start < end && r.end > start)
-            .map(|r| Recording { start: r.start.max(start), end: r.end.min(end) })
+            .map(|r| Recording {
+                start: r.start.max(start),
+                end: r.end.min(end),
+            })
             .collect();
         recs.sort_by_key(|r| r.start);
         recs
@@ -411,7 +447,9 @@ impl State {
 
     fn free_port(&self) -> Option<u16> {
         let (lo, hi) = self.cfg.port_range;
-        (lo..=hi).find(|p| !self.open_ports.contains(p) && self.faults.occupied_ports.binary_search(p).is_err())
+        (lo..=hi).find(|p| {
+            !self.open_ports.contains(p) && self.faults.occupied_ports.binary_search(p).is_err()
+        })
     }
 
     fn schedule(&mut self, at: Instant, action: Action) {
@@ -447,10 +485,22 @@ impl State {
             }
         }
         if self.open_count >= self.faults.capacity {
-            return Err((503, format!("Capacity reached: {} concurrent jobs are open", self.faults.capacity)));
+            return Err((
+                503,
+                format!(
+                    "Capacity reached: {} concurrent jobs are open",
+                    self.faults.capacity
+                ),
+            ));
         }
         let port = self.free_port().ok_or_else(|| {
-            (503, format!("No free stream port in {}-{}", self.cfg.port_range.0, self.cfg.port_range.1))
+            (
+                503,
+                format!(
+                    "No free stream port in {}-{}",
+                    self.cfg.port_range.0, self.cfg.port_range.1
+                ),
+            )
         })?;
 
         let seq = self.next_seq;
@@ -531,7 +581,11 @@ impl State {
         }
         job.cancelled_at = Some(now);
         let port = job.port;
-        let (ns, pod, idle) = (self.cfg.namespace.clone(), job.analyzer_pod.clone(), job.idle_cpu);
+        let (ns, pod, idle) = (
+            self.cfg.namespace.clone(),
+            job.analyzer_pod.clone(),
+            job.idle_cpu,
+        );
         self.open_ports.remove(&port);
         self.open_count = self.open_count.saturating_sub(1);
         // The analyzer's CPU drops once nobody consumes its stream.
@@ -563,7 +617,9 @@ impl State {
     /// The analyzer became idle (cancel, failure, loss): schedule the cleanup's 5th idle reading.
     fn mark_idle(&mut self, seq: u64, t: Instant) {
         let period = self.clock.scaled(CLEANUP_PERIOD_SECS);
-        let Some(job) = self.jobs.get_mut(&seq) else { return };
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
         if job.idle_since.is_some() {
             return;
         }
@@ -608,9 +664,20 @@ impl State {
         let ns = self.cfg.namespace.clone();
         let ts = self.clock.k8s_time(at);
         self.event_seq += 1;
-        let nanos = self.clock.wall(at).timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
-        let name = format!("{}.{:x}", ev.involved_name, nanos.wrapping_add(self.event_seq));
-        let Some(job) = self.jobs.get_mut(&seq) else { return };
+        let nanos = self
+            .clock
+            .wall(at)
+            .timestamp_nanos_opt()
+            .unwrap_or(0)
+            .max(0) as u64;
+        let name = format!(
+            "{}.{:x}",
+            ev.involved_name,
+            nanos.wrapping_add(self.event_seq)
+        );
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
         let uid = clock::uuid(&mut job.rng);
         let host = ev.host.map(|i| NODES[i % NODES.len()]);
         let e = obj::event(&obj::EventSpec {
@@ -634,25 +701,62 @@ impl State {
     fn create_job_objects(&mut self, seq: u64, now: Instant) {
         let ns = self.cfg.namespace.clone();
         let ts = self.clock.k8s_time(now);
-        let Some(job) = self.jobs.get_mut(&seq) else { return };
-        let a = obj::AnalyzerSpec { job_id: &job.id, port: job.port };
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
+        let a = obj::AnalyzerSpec {
+            job_id: &job.id,
+            port: job.port,
+        };
         let node = NODES[job.node];
         let host_ip = format!("10.20.0.{}", 11 + job.node);
         let apod_uid = clock::uuid(&mut job.rng);
         let cpod_uid = clock::uuid(&mut job.rng);
-        let ajob = obj::analyzer_job(&Meta { name: &job.analyzer_job, namespace: &ns, uid: &job.analyzer_job_uid, created: &ts }, &a);
-        let apod = obj::analyzer_pod(
-            &Meta { name: &job.analyzer_pod, namespace: &ns, uid: &apod_uid, created: &ts },
+        let ajob = obj::analyzer_job(
+            &Meta {
+                name: &job.analyzer_job,
+                namespace: &ns,
+                uid: &job.analyzer_job_uid,
+                created: &ts,
+            },
             &a,
-            &obj::PodOwner { job_name: &job.analyzer_job, job_uid: &job.analyzer_job_uid },
+        );
+        let apod = obj::analyzer_pod(
+            &Meta {
+                name: &job.analyzer_pod,
+                namespace: &ns,
+                uid: &apod_uid,
+                created: &ts,
+            },
+            &a,
+            &obj::PodOwner {
+                job_name: &job.analyzer_job,
+                job_uid: &job.analyzer_job_uid,
+            },
             node,
             &host_ip,
         );
-        let cjob = obj::cleanup_job(&Meta { name: &job.cleanup_job, namespace: &ns, uid: &job.cleanup_job_uid, created: &ts }, &job.id);
-        let cpod = obj::cleanup_pod(
-            &Meta { name: &job.cleanup_pod, namespace: &ns, uid: &cpod_uid, created: &ts },
+        let cjob = obj::cleanup_job(
+            &Meta {
+                name: &job.cleanup_job,
+                namespace: &ns,
+                uid: &job.cleanup_job_uid,
+                created: &ts,
+            },
             &job.id,
-            &obj::PodOwner { job_name: &job.cleanup_job, job_uid: &job.cleanup_job_uid },
+        );
+        let cpod = obj::cleanup_pod(
+            &Meta {
+                name: &job.cleanup_pod,
+                namespace: &ns,
+                uid: &cpod_uid,
+                created: &ts,
+            },
+            &job.id,
+            &obj::PodOwner {
+                job_name: &job.cleanup_job,
+                job_uid: &job.cleanup_job_uid,
+            },
             node,
             &host_ip,
         );
@@ -669,27 +773,37 @@ impl State {
         self.store.create(Kind::Pod, apod);
         self.store.create(Kind::Job, cjob);
         self.store.create(Kind::Pod, cpod);
-        for (jname, juid, pname, puid) in [(&an, &ajuid, &ap, &apod_uid), (&cn, &cjuid, &cp, &cpod_uid)] {
-            self.emit_event(seq, now, EventArgs {
-                kind: "Job",
-                involved_name: jname.clone(),
-                involved_uid: juid.clone(),
-                reason: "SuccessfulCreate",
-                message: format!("Created pod: {pname}"),
-                warning: false,
-                component: "job-controller",
-                host: None,
-            });
-            self.emit_event(seq, now, EventArgs {
-                kind: "Pod",
-                involved_name: pname.clone(),
-                involved_uid: puid.clone(),
-                reason: "Scheduled",
-                message: format!("Successfully assigned {ns}/{pname} to {}", NODES[nodei]),
-                warning: false,
-                component: "default-scheduler",
-                host: None,
-            });
+        for (jname, juid, pname, puid) in
+            [(&an, &ajuid, &ap, &apod_uid), (&cn, &cjuid, &cp, &cpod_uid)]
+        {
+            self.emit_event(
+                seq,
+                now,
+                EventArgs {
+                    kind: "Job",
+                    involved_name: jname.clone(),
+                    involved_uid: juid.clone(),
+                    reason: "SuccessfulCreate",
+                    message: format!("Created pod: {pname}"),
+                    warning: false,
+                    component: "job-controller",
+                    host: None,
+                },
+            );
+            self.emit_event(
+                seq,
+                now,
+                EventArgs {
+                    kind: "Pod",
+                    involved_name: pname.clone(),
+                    involved_uid: puid.clone(),
+                    reason: "Scheduled",
+                    message: format!("Successfully assigned {ns}/{pname} to {}", NODES[nodei]),
+                    warning: false,
+                    component: "default-scheduler",
+                    host: None,
+                },
+            );
         }
     }
 
@@ -702,39 +816,72 @@ impl State {
             .to_string()
     }
 
-    fn container_started_events(&mut self, seq: u64, at: Instant, pod: &str, container: &str, image: &str, node: usize) {
+    fn container_started_events(
+        &mut self,
+        seq: u64,
+        at: Instant,
+        pod: &str,
+        container: &str,
+        image: &str,
+        node: usize,
+    ) {
         let uid = self.pod_uid(pod);
         for (reason, message) in [
-            ("Pulled", format!("Container image \"{image}\" already present on machine")),
+            (
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            ),
             ("Created", format!("Created container: {container}")),
             ("Started", format!("Started container {container}")),
         ] {
-            self.emit_event(seq, at, EventArgs {
-                kind: "Pod",
-                involved_name: pod.to_string(),
-                involved_uid: uid.clone(),
-                reason,
-                message,
-                warning: false,
-                component: "kubelet",
-                host: Some(node),
-            });
+            self.emit_event(
+                seq,
+                at,
+                EventArgs {
+                    kind: "Pod",
+                    involved_name: pod.to_string(),
+                    involved_uid: uid.clone(),
+                    reason,
+                    message,
+                    warning: false,
+                    component: "kubelet",
+                    host: Some(node),
+                },
+            );
         }
     }
 
     fn on_pod_start(&mut self, seq: u64, at: Instant) {
         let ns = self.cfg.namespace.clone();
         let ts = self.clock.k8s_time(at);
-        let Some(job) = self.jobs.get_mut(&seq) else { return };
-        let (pod, ajob, ajob_uid, node, will_fail) =
-            (job.analyzer_pod.clone(), job.analyzer_job.clone(), job.analyzer_job_uid.clone(), job.node, job.will_fail);
-        let cpu = if job.cancelled_at.is_some() { job.idle_cpu } else { job.busy_cpu };
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
+        let (pod, ajob, ajob_uid, node, will_fail) = (
+            job.analyzer_pod.clone(),
+            job.analyzer_job.clone(),
+            job.analyzer_job_uid.clone(),
+            job.node,
+            job.will_fail,
+        );
+        let cpu = if job.cancelled_at.is_some() {
+            job.idle_cpu
+        } else {
+            job.busy_cpu
+        };
         let pod_ip = format!("10.244.{}.{}", job.node + 1, (seq % 250) + 2);
         let cid = clock::hex(&mut job.rng, 64);
         if !self.store.contains(Kind::Pod, &ns, &pod) {
             return;
         }
-        self.container_started_events(seq, at, &pod, "baby-analyzer", "focus/baby-analyzer:sim", node);
+        self.container_started_events(
+            seq,
+            at,
+            &pod,
+            "baby-analyzer",
+            "focus/baby-analyzer:sim",
+            node,
+        );
         if will_fail {
             if let Some(job) = self.jobs.get_mut(&seq) {
                 job.failed_at = Some(at);
@@ -743,28 +890,37 @@ impl State {
                 obj::pod_running(p, &ts, &pod_ip, &cid);
                 obj::pod_terminated(p, &ts, &ts, 1, &cid);
             });
-            self.store.modify(Kind::Job, &ns, &ajob, |j| obj::job_failed(j, &ts));
+            self.store
+                .modify(Kind::Job, &ns, &ajob, |j| obj::job_failed(j, &ts));
             let puid = self.pod_uid(&pod);
-            self.emit_event(seq, at, EventArgs {
-                kind: "Pod",
-                involved_name: pod.clone(),
-                involved_uid: puid,
-                reason: "Failed",
-                message: "Error: container baby-analyzer terminated with exit code 1".into(),
-                warning: true,
-                component: "kubelet",
-                host: Some(node),
-            });
-            self.emit_event(seq, at, EventArgs {
-                kind: "Job",
-                involved_name: ajob.clone(),
-                involved_uid: ajob_uid,
-                reason: "BackoffLimitExceeded",
-                message: "Job has reached the specified backoff limit".into(),
-                warning: true,
-                component: "job-controller",
-                host: None,
-            });
+            self.emit_event(
+                seq,
+                at,
+                EventArgs {
+                    kind: "Pod",
+                    involved_name: pod.clone(),
+                    involved_uid: puid,
+                    reason: "Failed",
+                    message: "Error: container baby-analyzer terminated with exit code 1".into(),
+                    warning: true,
+                    component: "kubelet",
+                    host: Some(node),
+                },
+            );
+            self.emit_event(
+                seq,
+                at,
+                EventArgs {
+                    kind: "Job",
+                    involved_name: ajob.clone(),
+                    involved_uid: ajob_uid,
+                    reason: "BackoffLimitExceeded",
+                    message: "Job has reached the specified backoff limit".into(),
+                    warning: true,
+                    component: "job-controller",
+                    host: None,
+                },
+            );
             self.mark_idle(seq, at);
         } else {
             self.store.modify(Kind::Pod, &ns, &pod, |p| {
@@ -778,7 +934,9 @@ impl State {
     fn on_cleanup_pod_start(&mut self, seq: u64, at: Instant) {
         let ns = self.cfg.namespace.clone();
         let ts = self.clock.k8s_time(at);
-        let Some(job) = self.jobs.get_mut(&seq) else { return };
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
         let (pod, cjob, node) = (job.cleanup_pod.clone(), job.cleanup_job.clone(), job.node);
         let pod_ip = format!("10.244.{}.{}", job.node + 1, (seq % 250) + 3);
         let cid = clock::hex(&mut job.rng, 64);
@@ -786,14 +944,18 @@ impl State {
             return;
         }
         self.container_started_events(seq, at, &pod, "cleanup", "focus/cleanup-job:sim", node);
-        self.store.modify(Kind::Pod, &ns, &pod, |p| obj::pod_running(p, &ts, &pod_ip, &cid));
+        self.store.modify(Kind::Pod, &ns, &pod, |p| {
+            obj::pod_running(p, &ts, &pod_ip, &cid)
+        });
         self.store.modify(Kind::Job, &ns, &cjob, obj::job_ready);
     }
 
     fn on_cleanup_fire(&mut self, seq: u64, at: Instant) {
         let ns = self.cfg.namespace.clone();
         let ts = self.clock.k8s_time(at);
-        let Some(job) = self.jobs.get(&seq) else { return };
+        let Some(job) = self.jobs.get(&seq) else {
+            return;
+        };
         let (apod, ajob, ajob_uid, cpod, cjob, cjob_uid) = (
             job.analyzer_pod.clone(),
             job.analyzer_job.clone(),
@@ -836,25 +998,34 @@ impl State {
             }
             None => return,
         };
-        self.store.modify(Kind::Pod, &ns, &cpod, |p| obj::pod_terminated(p, &started, &ts, 0, &cid));
-        self.store.modify(Kind::Job, &ns, &cjob, |j| obj::job_complete(j, &ts));
-        self.emit_event(seq, at, EventArgs {
-            kind: "Job",
-            involved_name: cjob.clone(),
-            involved_uid: cjob_uid,
-            reason: "Completed",
-            message: "Job completed".into(),
-            warning: false,
-            component: "job-controller",
-            host: None,
+        self.store.modify(Kind::Pod, &ns, &cpod, |p| {
+            obj::pod_terminated(p, &started, &ts, 0, &cid)
         });
+        self.store
+            .modify(Kind::Job, &ns, &cjob, |j| obj::job_complete(j, &ts));
+        self.emit_event(
+            seq,
+            at,
+            EventArgs {
+                kind: "Job",
+                involved_name: cjob.clone(),
+                involved_uid: cjob_uid,
+                reason: "Completed",
+                message: "Job completed".into(),
+                warning: false,
+                component: "job-controller",
+                host: None,
+            },
+        );
         let ttl = at + self.clock.scaled(CLEANUP_TTL_SECS);
         self.schedule(ttl, Action::CleanupTtl(seq));
     }
 
     fn on_cleanup_ttl(&mut self, seq: u64, at: Instant) {
         let ns = self.cfg.namespace.clone();
-        let Some(job) = self.jobs.get_mut(&seq) else { return };
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
         job.cleanup_deleted_at = Some(at);
         let (cpod, cjob) = (job.cleanup_pod.clone(), job.cleanup_job.clone());
         self.store.delete(Kind::Job, &ns, &cjob);
@@ -865,7 +1036,14 @@ impl State {
 
     /// Delete through the Kubernetes API. Jobs: `propagation` Background/Foreground also deletes
     /// their pods; Orphan (the default for batch/v1 Jobs) leaves them without owner.
-    pub fn kube_delete(&mut self, kind: Kind, ns: &str, name: &str, propagation: Option<&str>, now: Instant) -> Option<Value> {
+    pub fn kube_delete(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        propagation: Option<&str>,
+        now: Instant,
+    ) -> Option<Value> {
         let removed = self.store.delete(kind, ns, name)?;
         let mut deleted = Value::clone(&removed);
         let ts = self.clock.k8s_time(now);
@@ -874,7 +1052,11 @@ impl State {
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
         }
         if kind == Kind::Job {
-            let uid = deleted.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            let uid = deleted
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let owned: Vec<String> = self
                 .store
                 .list(Kind::Pod, Some(ns))
@@ -884,7 +1066,11 @@ impl State {
                         .and_then(Value::as_array)
                         .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid.as_str()))
                 })
-                .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+                .filter_map(|p| {
+                    p.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
                 .collect();
             let cascade = matches!(propagation, Some("Background") | Some("Foreground"));
             for pod in owned {
@@ -900,8 +1086,14 @@ impl State {
             }
         }
         // Effect on the Focus job, if this object belongs to one.
-        let app = deleted.pointer("/metadata/labels/app").and_then(Value::as_str).unwrap_or("");
-        let job_id = deleted.pointer(&format!("/metadata/labels/{}", obj::JOB_ID_LABEL.replace('/', "~1")));
+        let app = deleted
+            .pointer("/metadata/labels/app")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let job_id = deleted.pointer(&format!(
+            "/metadata/labels/{}",
+            obj::JOB_ID_LABEL.replace('/', "~1")
+        ));
         let job_id = job_id.and_then(Value::as_str).map(str::to_string);
         if let (Some(id), true) = (job_id, ns == self.cfg.namespace) {
             if let Some(seq) = self.seq_of(&id) {
@@ -939,7 +1131,14 @@ impl State {
         m.insert("stream_port".into(), json!(j.port));
         m.insert("config".into(), j.config.clone());
         m.insert("will_fail".into(), json!(j.will_fail));
-        m.insert("consumer_ready_after_ms".into(), if j.consumer_ready_at.is_some() { json!(j.consumer_delay_ms) } else { Value::Null });
+        m.insert(
+            "consumer_ready_after_ms".into(),
+            if j.consumer_ready_at.is_some() {
+                json!(j.consumer_delay_ms)
+            } else {
+                Value::Null
+            },
+        );
         m.insert("analyzer_job".into(), json!(j.analyzer_job));
         m.insert("analyzer_pod".into(), json!(j.analyzer_pod));
         m.insert("cleanup_job".into(), json!(j.cleanup_job));
@@ -951,8 +1150,14 @@ impl State {
         m.insert("cancelled_at".into(), json!(t(j.cancelled_at)));
         m.insert("analyzer_lost_at".into(), json!(t(j.analyzer_lost_at)));
         m.insert("cleanup_fires_at".into(), json!(t(j.cleanup_fire_at)));
-        m.insert("analyzer_deleted_at".into(), json!(t(j.analyzer_deleted_at)));
-        m.insert("cleanup_completed_at".into(), json!(t(j.cleanup_completed_at)));
+        m.insert(
+            "analyzer_deleted_at".into(),
+            json!(t(j.analyzer_deleted_at)),
+        );
+        m.insert(
+            "cleanup_completed_at".into(),
+            json!(t(j.cleanup_completed_at)),
+        );
         m.insert("cleanup_deleted_at".into(), json!(t(j.cleanup_deleted_at)));
         Value::Object(m)
     }
@@ -972,5 +1177,7 @@ struct EventArgs {
 /// Split `total` GPU slices over `n` nodes (first nodes get the remainder).
 pub fn node_split(total: usize, n: usize) -> Vec<usize> {
     let n = n.max(1);
-    (0..n).map(|i| total / n + usize::from(i < total % n)).collect()
+    (0..n)
+        .map(|i| total / n + usize::from(i < total % n))
+        .collect()
 }

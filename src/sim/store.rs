@@ -100,7 +100,10 @@ pub struct Store {
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 impl Store {
@@ -144,7 +147,13 @@ impl Store {
 
     fn publish(&mut self, kind: Kind, etype: &'static str, rv: u64, object: Arc<Value>) {
         let namespace = meta_str(&object, "namespace").to_string();
-        let change = Arc::new(Change { kind, etype, rv, namespace, object });
+        let change = Arc::new(Change {
+            kind,
+            etype,
+            rv,
+            namespace,
+            object,
+        });
         if self.history.len() >= self.history_cap {
             self.history.pop_front();
         }
@@ -154,7 +163,9 @@ impl Store {
     }
 
     pub fn get(&self, kind: Kind, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&(kind, ns.to_string(), name.to_string())).map(|v| v.as_ref())
+        self.objects
+            .get(&(kind, ns.to_string(), name.to_string()))
+            .map(|v| v.as_ref())
     }
 
     pub fn contains(&self, kind: Kind, ns: &str, name: &str) -> bool {
@@ -181,7 +192,11 @@ impl Store {
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
-        let key = (kind, meta_str(&obj, "namespace").to_string(), meta_str(&obj, "name").to_string());
+        let key = (
+            kind,
+            meta_str(&obj, "namespace").to_string(),
+            meta_str(&obj, "name").to_string(),
+        );
         if kind == Kind::Event {
             self.event_order.push_back((key.1.clone(), key.2.clone()));
         }
@@ -224,7 +239,10 @@ impl Store {
         let key = (kind, ns.to_string(), name.to_string());
         let mut obj = self.objects.remove(&key)?;
         let rv = self.bump();
-        if let Some(m) = Arc::make_mut(&mut obj).get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(m) = Arc::make_mut(&mut obj)
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+        {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
         self.publish(kind, "DELETED", rv, obj.clone());
@@ -233,7 +251,12 @@ impl Store {
 
     /// Delete every object of the given kinds (used by reset).
     pub fn delete_all(&mut self, kinds: &[Kind]) {
-        let keys: Vec<Key> = self.objects.keys().filter(|(k, _, _)| kinds.contains(k)).cloned().collect();
+        let keys: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(k, _, _)| kinds.contains(k))
+            .cloned()
+            .collect();
         for (k, ns, name) in keys {
             self.delete(k, &ns, &name);
         }

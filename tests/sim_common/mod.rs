@@ -9,7 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub async fn start(time_scale: f64) -> SimHandle {
-    start_with(SimConfig { time_scale, ..SimConfig::default() }).await
+    start_with(SimConfig {
+        time_scale,
+        ..SimConfig::default()
+    })
+    .await
 }
 
 pub async fn start_with(cfg: SimConfig) -> SimHandle {
@@ -40,7 +44,9 @@ pub fn historic_body(start: &str, end: &str) -> Value {
 
 /// yymmddHHMMSS of now + offset seconds (UTC).
 pub fn focus_time(offset_secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs)).format("%y%m%d%H%M%S").to_string()
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+        .format("%y%m%d%H%M%S")
+        .to_string()
 }
 
 // ------------------------------------------------------------------ OpenAPI conformance
@@ -54,10 +60,17 @@ pub struct OpenApi {
 pub fn openapi() -> &'static OpenApi {
     static API: OnceLock<OpenApi> = OnceLock::new();
     API.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/focus-server.openapi.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/focus-server.openapi.yaml"
+        );
         let text = std::fs::read_to_string(path).expect("openapi document readable");
         let doc: Value = serde_yaml::from_str(&text).expect("openapi document is YAML");
-        OpenApi { doc, validators: Mutex::new(HashMap::new()), checked: AtomicUsize::new(0) }
+        OpenApi {
+            doc,
+            validators: Mutex::new(HashMap::new()),
+            checked: AtomicUsize::new(0),
+        }
     })
 }
 
@@ -81,9 +94,15 @@ impl OpenApi {
 
     /// The response schema for (method, path template, status), or None when undocumented.
     pub fn response_schema(&self, method: &str, tmpl: &str, status: u16) -> Option<Value> {
-        let op = self.doc.get("paths")?.get(tmpl)?.get(method.to_ascii_lowercase())?;
+        let op = self
+            .doc
+            .get("paths")?
+            .get(tmpl)?
+            .get(method.to_ascii_lowercase())?;
         let responses = op.get("responses")?;
-        let resp = responses.get(status.to_string()).or_else(|| responses.get("default"))?;
+        let resp = responses
+            .get(status.to_string())
+            .or_else(|| responses.get("default"))?;
         resp.pointer("/content/application~1json/schema").cloned()
     }
 
@@ -98,7 +117,10 @@ impl OpenApi {
             "components": self.doc["components"].clone(),
             "allOf": [schema],
         });
-        let v = Arc::new(jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("schema for {key} compiles: {e}")));
+        let v = Arc::new(
+            jsonschema::validator_for(&root)
+                .unwrap_or_else(|e| panic!("schema for {key} compiles: {e}")),
+        );
         cache.insert(key.to_string(), v.clone());
         v
     }
@@ -108,18 +130,29 @@ impl OpenApi {
         let tmpl = template(path);
         let schema = self
             .response_schema(method, &tmpl, status)
-            .unwrap_or_else(|| panic!("OpenAPI documents no {status} response for {method} {tmpl}"));
+            .unwrap_or_else(|| {
+                panic!("OpenAPI documents no {status} response for {method} {tmpl}")
+            });
         let key = format!("{method} {tmpl} {status}");
         let v = self.validator(&key, schema);
-        let errors: Vec<String> = v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-        assert!(errors.is_empty(), "{key}: response does not match the OpenAPI schema: {errors:?}\nbody: {body}");
+        let errors: Vec<String> = v
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{key}: response does not match the OpenAPI schema: {errors:?}\nbody: {body}"
+        );
         self.checked.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Validate a value against a named component schema.
     pub fn check_component(&self, name: &str, value: &Value) -> Vec<String> {
         let key = format!("component {name}");
-        let v = self.validator(&key, json!({"$ref": format!("#/components/schemas/{name}")}));
+        let v = self.validator(
+            &key,
+            json!({"$ref": format!("#/components/schemas/{name}")}),
+        );
         v.iter_errors(value).map(|e| e.to_string()).collect()
     }
 }
@@ -134,7 +167,10 @@ pub struct Focus {
 
 impl Focus {
     pub fn new(sim: &SimHandle) -> Self {
-        Focus { base: sim.focus_url(), http: reqwest::Client::new() }
+        Focus {
+            base: sim.focus_url(),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Send a request with an optional raw body; returns (status, JSON body). Every response
@@ -145,22 +181,45 @@ impl Focus {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
-        let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let text = resp.text().await.expect("body");
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path} -> {status}: not JSON ({e}): {text}"));
-        assert!(ct.starts_with("application/json"), "{method} {path}: content-type {ct}");
-        assert!(status < 500 || status == 503, "{method} {path} answered {status}: {v}");
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} -> {status}: not JSON ({e}): {text}"));
+        assert!(
+            ct.starts_with("application/json"),
+            "{method} {path}: content-type {ct}"
+        );
+        assert!(
+            status < 500 || status == 503,
+            "{method} {path} answered {status}: {v}"
+        );
         if status >= 400 {
-            assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "error without detail: {v}");
+            assert!(
+                v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "error without detail: {v}"
+            );
         }
         openapi().check(method, path, status, &v);
         (status, v)
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        self.raw(method, path, body.map(|b| serde_json::to_vec(b).expect("json"))).await
+        self.raw(
+            method,
+            path,
+            body.map(|b| serde_json::to_vec(b).expect("json")),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -175,7 +234,10 @@ impl Focus {
     pub async fn open(&self, body: &Value) -> (String, u16) {
         let (s, v) = self.configure(body).await;
         assert_eq!(s, 200, "configure failed: {v}");
-        (v["job_id"].as_str().expect("job_id").to_string(), v["stream_port"].as_u64().expect("port") as u16)
+        (
+            v["job_id"].as_str().expect("job_id").to_string(),
+            v["stream_port"].as_u64().expect("port") as u16,
+        )
     }
 
     pub async fn cancel(&self, id: &str) -> (u16, Value) {
@@ -206,13 +268,26 @@ impl Focus {
 
 /// Assert an error answer: status and exact detail.
 pub fn assert_error(got: &(u16, Value), status: u16, detail: &str) {
-    assert_eq!(got.0, status, "expected {status} '{detail}', got {} {}", got.0, got.1);
-    assert_eq!(got.1["detail"].as_str().unwrap_or(""), detail, "detail mismatch (status {})", got.0);
+    assert_eq!(
+        got.0, status,
+        "expected {status} '{detail}', got {} {}",
+        got.0, got.1
+    );
+    assert_eq!(
+        got.1["detail"].as_str().unwrap_or(""),
+        detail,
+        "detail mismatch (status {})",
+        got.0
+    );
 }
 
 /// Assert an error answer whose detail contains every fragment.
 pub fn assert_error_names(got: &(u16, Value), status: u16, fragments: &[&str]) {
-    assert_eq!(got.0, status, "expected {status} naming {fragments:?}, got {} {}", got.0, got.1);
+    assert_eq!(
+        got.0, status,
+        "expected {status} naming {fragments:?}, got {} {}",
+        got.0, got.1
+    );
     let d = got.1["detail"].as_str().unwrap_or("");
     for f in fragments {
         assert!(d.contains(f), "detail '{d}' should contain '{f}'");
