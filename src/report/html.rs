@@ -18,9 +18,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::results::{
-    Bucket, CaseResult, Coverage, FanoutStats, LatencyStats, PollInfo, RunReport, SpecResult, Status, StepResult,
-};
+use crate::results::{Bucket, CaseResult, Coverage, FanoutStats, LatencyStats, PollInfo, RunReport, SpecResult, Status, StepResult};
 
 /// The views `write` produces, in order.
 pub const VIEWS: &[&str] = &["summary.html", "coverage.html"];
@@ -223,6 +221,8 @@ struct StepView {
     duration: String,
     message: Option<String>,
     message_multiline: bool,
+    /// A one-line note for the steps table: "polled 25× · HTTP 200 · 2 of 3 checks failed".
+    note: String,
     /// Show the details block (failing/erroring steps, polls, fan-outs, attachments).
     detailed: bool,
     request: Option<RequestView>,
@@ -525,8 +525,7 @@ fn context(report: &RunReport) -> Context {
     let mut report = report.clone();
     redact_report(&mut report);
     let mut anchors = Anchors::default();
-    let spec_anchor: HashMap<String, String> =
-        report.specs.iter().map(|s| (s.id.clone(), anchors.make("spec", &s.id))).collect();
+    let spec_anchor: HashMap<String, String> = report.specs.iter().map(|s| (s.id.clone(), anchors.make("spec", &s.id))).collect();
     let run = run_view(&report);
     let summary = summary_view(&report, &spec_anchor, &mut anchors);
     let coverage = report.coverage.as_ref().map(|c| coverage_view(c, &report, &spec_anchor, &mut anchors));
@@ -707,7 +706,21 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
             message: a.message.clone(),
         })
         .collect();
+    let mut note = Vec::new();
+    if let Some(p) = &s.poll {
+        note.push(format!("polled {}×", p.attempts));
+    }
+    if let Some(r) = &s.response {
+        note.push(format!("HTTP {}", r.status));
+    }
+    if let Some(f) = &s.fanout {
+        note.push(fanout_summary(f));
+    }
+    if let Some(m) = s.message.as_deref().filter(|_| s.status != Status::Passed) {
+        note.push(shorten(m.lines().next().unwrap_or(""), 120));
+    }
     StepView {
+        note: note.join(" · "),
         name: s.name.clone(),
         kind: s.kind.clone(),
         line: s.line,
@@ -775,8 +788,7 @@ fn fanout_view(f: &FanoutStats, s: &StepResult, spec: &SpecResult, case: &CaseRe
             histogram: latency_histogram(name, &l.histogram),
         })
         .collect();
-    let mut rows: Vec<(String, f64, String, &'static str)> =
-        vec![("Succeeded".into(), f.succeeded as f64, f.succeeded.to_string(), "ok")];
+    let mut rows: Vec<(String, f64, String, &'static str)> = vec![("Succeeded".into(), f.succeeded as f64, f.succeeded.to_string(), "ok")];
     for (reason, n) in &f.by_reason {
         rows.push((reason.clone(), *n as f64, n.to_string(), "bad"));
     }
@@ -905,7 +917,7 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
 /// Equal-width buckets with a round width, labelled `0–1 s`, `1–2 s`...
 fn range_buckets(sorted: &[f64]) -> Vec<(String, usize)> {
     let max = sorted.last().copied().unwrap_or(0.0).max(1.0);
-    let width = nice_ceil(max / 10.0);
+    let width = nice_ceil(max / 12.0);
     let n = ((max / width).floor() as usize + 1).clamp(1, 12);
     let mut counts = vec![0usize; n];
     for v in sorted {
@@ -1090,24 +1102,42 @@ fn hbar_chart(title: &str, rows: Vec<(String, f64, String, &'static str)>, tick_
     let value_w = 80.0;
     let plot_w = CHART_W - label_w - value_w;
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
-    let scale_max = nice_ceil(max);
+    let (scale_max, n_ticks) = axis_scale(max);
     let plot_bottom = top + rows.len() as f64 * row_h;
     let bars = rows
         .into_iter()
         .enumerate()
         .map(|(i, (label, v, value, class))| {
             let y = top + i as f64 * row_h + (row_h - bar_h) / 2.0;
-            let w = if scale_max > 0.0 { (v.max(0.0) / scale_max * plot_w).max(if v > 0.0 { 1.0 } else { 0.0 }) } else { 0.0 };
-            HBar { short: shorten(&label, (label_w / 7.0) as usize), label, value, y: r1(y), h: bar_h, w: r1(w), text_y: r1(y + bar_h / 2.0 + 4.0), class }
+            let w = (v.max(0.0) / scale_max * plot_w).max(if v > 0.0 { 1.0 } else { 0.0 });
+            HBar {
+                short: shorten(&label, (label_w / 7.0) as usize),
+                label,
+                value,
+                y: r1(y),
+                h: bar_h,
+                w: r1(w),
+                text_y: r1(y + bar_h / 2.0 + 4.0),
+                class,
+            }
         })
         .collect();
-    let ticks = (0..=4)
+    let ticks = (0..=n_ticks)
         .map(|i| {
-            let v = scale_max * i as f64 / 4.0;
-            Tick { pos: r1(label_w + plot_w * i as f64 / 4.0), label: tick_fmt(v) }
+            let v = scale_max * i as f64 / n_ticks as f64;
+            Tick { pos: r1(label_w + plot_w * i as f64 / n_ticks as f64), label: tick_fmt(v) }
         })
         .collect();
-    HBarChart { title: title.to_string(), width: CHART_W, height: r1(plot_bottom + 22.0), label_w, plot_w, plot_bottom: r1(plot_bottom), rows: bars, ticks }
+    HBarChart {
+        title: title.to_string(),
+        width: CHART_W,
+        height: r1(plot_bottom + 22.0),
+        label_w,
+        plot_w,
+        plot_bottom: r1(plot_bottom),
+        rows: bars,
+        ticks,
+    }
 }
 
 fn column_chart(title: &str, x_title: &str, cols: Vec<(String, usize)>) -> ColumnChart {
@@ -1118,8 +1148,7 @@ fn column_chart(title: &str, x_title: &str, cols: Vec<(String, usize)>) -> Colum
     let rotate = cols.len() > 6;
     let bottom_space = if rotate { 70.0 } else { 40.0 };
     let max = cols.iter().map(|c| c.1).max().unwrap_or(0) as f64;
-    let scale_max = nice_ceil(max.max(1.0)).max(1.0);
-    let step = if scale_max <= 4.0 { 1.0 } else { scale_max / 4.0 };
+    let (scale_max, n_ticks) = if max <= 4.0 { (max.max(1.0), max.max(1.0) as usize) } else { axis_scale(max) };
     let n = cols.len().max(1) as f64;
     let slot = plot_w / n;
     let w = (slot * 0.8).max(1.0);
@@ -1142,12 +1171,12 @@ fn column_chart(title: &str, x_title: &str, cols: Vec<(String, usize)>) -> Colum
             }
         })
         .collect();
-    let mut y_ticks = Vec::new();
-    let mut v = 0.0;
-    while v <= scale_max + 1e-9 {
-        y_ticks.push(Tick { pos: r1(top + plot_h - v / scale_max * plot_h), label: format!("{}", v.round()) });
-        v += step;
-    }
+    let y_ticks = (0..=n_ticks)
+        .map(|i| {
+            let v = scale_max * i as f64 / n_ticks as f64;
+            Tick { pos: r1(top + plot_h - v / scale_max * plot_h), label: format!("{}", v.round()) }
+        })
+        .collect();
     ColumnChart {
         title: title.to_string(),
         x_title: x_title.to_string(),
@@ -1164,9 +1193,20 @@ fn column_chart(title: &str, x_title: &str, cols: Vec<(String, usize)>) -> Colum
     }
 }
 
+/// An axis for values up to `max`: a round tick step (about a quarter of `max`) and the
+/// number of ticks (at most 4) whose last one is at or above `max`.
+fn axis_scale(max: f64) -> (f64, usize) {
+    if max.is_nan() || max <= 0.0 || !max.is_finite() {
+        return (1.0, 1);
+    }
+    let step = nice_ceil(max / 4.0);
+    let n = ((max / step) - 1e-9).ceil().max(1.0) as usize;
+    (step * n as f64, n)
+}
+
 /// The smallest of 1, 2, 2.5, 5 x 10^k that is >= `x`.
 fn nice_ceil(x: f64) -> f64 {
-    if !(x > 0.0) || !x.is_finite() {
+    if x.is_nan() || x <= 0.0 || !x.is_finite() {
         return 1.0;
     }
     let exp = 10f64.powf(x.log10().floor());
@@ -1191,12 +1231,16 @@ pub fn fmt_ms(ms: f64) -> String {
     if ms == 0.0 {
         "0 ms".into()
     } else if ms < 10.0 {
-        format!("{}", trim_zeros(format!("{ms:.1}"))) + " ms"
+        format!("{} ms", trim_zeros(format!("{ms:.1}")))
     } else if ms < 1000.0 {
         format!("{ms:.0} ms")
     } else if ms < 60_000.0 {
         let s = ms / 1000.0;
-        if s < 10.0 { format!("{} s", trim_zeros(format!("{s:.2}"))) } else { format!("{} s", trim_zeros(format!("{s:.1}"))) }
+        if s < 10.0 {
+            format!("{} s", trim_zeros(format!("{s:.2}")))
+        } else {
+            format!("{} s", trim_zeros(format!("{s:.1}")))
+        }
     } else {
         let total = (ms / 1000.0).round() as u64;
         format!("{} min {:02} s", total / 60, total % 60)
@@ -1289,8 +1333,18 @@ fn is_secret_key(name: &str) -> bool {
     let n: String = name.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     matches!(
         n.as_str(),
-        "password" | "passwd" | "secret" | "token" | "accesstoken" | "refreshtoken" | "idtoken" | "apikey" | "authorization"
-            | "clientsecret" | "cookie" | "bearer"
+        "password"
+            | "passwd"
+            | "secret"
+            | "token"
+            | "accesstoken"
+            | "refreshtoken"
+            | "idtoken"
+            | "apikey"
+            | "authorization"
+            | "clientsecret"
+            | "cookie"
+            | "bearer"
     )
 }
 
@@ -1362,10 +1416,8 @@ struct Anchors {
 
 impl Anchors {
     fn make(&mut self, prefix: &str, raw: &str) -> String {
-        let slug: String = raw
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
-            .collect();
+        let slug: String =
+            raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' }).collect();
         let slug = slug.trim_matches('-');
         let base = if slug.is_empty() { prefix.to_string() } else { format!("{prefix}-{slug}") };
         let mut id = base.clone();
@@ -1403,11 +1455,20 @@ mod tests {
     }
 
     #[test]
+    fn axes_are_tight_and_round() {
+        assert_eq!(axis_scale(3020.0), (4000.0, 4));
+        assert_eq!(axis_scale(29_800.0), (30_000.0, 3));
+        assert_eq!(axis_scale(188.0), (200.0, 4));
+        assert_eq!(axis_scale(96.0), (100.0, 4));
+        assert_eq!(axis_scale(0.0), (1.0, 1));
+    }
+
+    #[test]
     fn range_buckets_cover_all_values() {
         let v = vec![800.0, 1200.0, 2500.0, 2600.0, 29_000.0];
         let b = range_buckets(&v);
         assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), 5);
-        assert_eq!(b[0].0, "0–5 s");
+        assert_eq!(b[0].0, "0–2.5 s");
         assert!(b.len() <= 12);
     }
 
