@@ -53,6 +53,17 @@ fn both_views_render_for_every_fixture() {
 }
 
 #[test]
+fn an_empty_run_renders() {
+    let mut r = fixture("results-passing.json");
+    r.specs.clear();
+    r.totals = focusqa::results::Totals::default();
+    let sum = render(&r, "summary.html");
+    assert!(sum.contains("No spec was run."));
+    assert!(!sum.contains("Load results") && !sum.contains("Readiness timing"));
+    assert!(render(&r, "coverage.html").contains("No scope catalog was used"));
+}
+
+#[test]
 fn untrusted_text_is_escaped() {
     let r = full();
     for view in html::VIEWS {
@@ -114,6 +125,10 @@ fn summary_expands_failures_and_shows_their_evidence() {
     assert!(out.contains("Attachment: events in namespace focus"));
     assert!(out.contains("25 attempts every 5 ms"));
     assert!(out.contains("(2.4 s simulated)"));
+    // A poll that never held: attempts and the last mismatch (multi-line, in a <pre>).
+    assert!(out.contains("300 attempts every 5 ms (timeout 1.5 s)"));
+    assert!(out.contains("<strong>never held</strong>"));
+    assert!(out.contains("found &quot;Pending&quot;\ncontainer baby: waiting (ImagePullBackOff)</pre>"));
     // Skipped with its reason.
     assert!(out.contains("Skipped: target `lab-a` lacks capability `gpu`"));
     // Filters by status, tag and area, hidden until the script shows them.
