@@ -916,18 +916,24 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
 
 /// Equal-width buckets with a round width, labelled `0–1 s`, `1–2 s`...
 fn range_buckets(sorted: &[f64]) -> Vec<(String, usize)> {
-    let max = sorted.last().copied().unwrap_or(0.0).max(1.0);
-    let width = nice_ceil(max / 12.0);
-    let n = ((max / width).floor() as usize + 1).clamp(1, 12);
+    let min = sorted.first().copied().unwrap_or(0.0).max(0.0);
+    let max = sorted.last().copied().unwrap_or(0.0).max(min);
+    let span = (max - min).max(max / 10.0).max(1.0);
+    let width = nice_ceil(span / 12.0);
+    let lo = (min / width).floor() * width;
+    let n = (((max - lo) / width).floor() as usize + 1).clamp(1, 13);
     let mut counts = vec![0usize; n];
     for v in sorted {
-        let i = ((v / width).floor() as usize).min(n - 1);
+        let i = (((v - lo) / width).floor().max(0.0) as usize).min(n - 1);
         counts[i] += 1;
     }
     counts
         .into_iter()
         .enumerate()
-        .map(|(i, c)| (format!("{}–{}", fmt_ms_bare(i as f64 * width, width), fmt_ms((i + 1) as f64 * width)), c))
+        .map(|(i, c)| {
+            let from = lo + i as f64 * width;
+            (format!("{}–{}", fmt_ms_bare(from, width), fmt_ms(from + width)), c)
+        })
         .collect()
 }
 
@@ -1469,7 +1475,12 @@ mod tests {
         let b = range_buckets(&v);
         assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), 5);
         assert_eq!(b[0].0, "0–2.5 s");
-        assert!(b.len() <= 12);
+        assert!(b.len() <= 13);
+        // The range starts near the fastest value.
+        let b = range_buckets(&[1150.0, 2400.0]);
+        assert_eq!(b.first().unwrap().0, "1–1.2 s");
+        assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), 2);
+        assert_eq!(range_buckets(&[5.0]).len(), 1);
     }
 
     #[test]
