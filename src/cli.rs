@@ -128,6 +128,7 @@ pub struct ReportArgs {
     /// Output directory (default: the directory of results.json).
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// Directory of HTML templates overriding the embedded ones (same file names).
     #[arg(long)]
     pub templates: Option<PathBuf>,
 }
