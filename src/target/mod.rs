@@ -188,8 +188,15 @@ fn build_http_client(cfg: &TargetConfig, config: &Config, timeout: Duration) -> 
     if let Some(ca) = &cfg.tls.ca_file {
         let path = config.resolve(ca);
         let pem = std::fs::read(&path).map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("tls.ca_file {}: not a PEM certificate: {e}", path.display()))?;
-        b = b.add_root_certificate(cert);
+        // A bundle may hold several CAs; a file with none is a mistake worth stopping for.
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("tls.ca_file {}: not a PEM certificate: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("tls.ca_file {}: no `-----BEGIN CERTIFICATE-----` block found", path.display()));
+        }
+        for cert in certs {
+            b = b.add_root_certificate(cert);
+        }
     }
     b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
