@@ -63,12 +63,23 @@ async fn run_spec(yaml: &str, base_url: Option<&str>) -> focusqa::results::RunRe
 
 async fn run_file(p: &Path, base_url: Option<&str>) -> focusqa::results::RunReport {
     let config = Config::default();
-    let spec = focusqa::spec::load::load_file(p, None, &config.known_target_vars()).unwrap_or_else(|d| panic!("{d:?}"));
+    let spec = focusqa::spec::load::load_file(p, None, &config.known_target_vars())
+        .unwrap_or_else(|d| panic!("{d:?}"));
     let (name, tcfg) = match base_url {
-        Some(u) => ("bench", TargetConfig { base_url: Some(u.to_string()), ..Default::default() }),
+        Some(u) => (
+            "bench",
+            TargetConfig {
+                base_url: Some(u.to_string()),
+                ..Default::default()
+            },
+        ),
         None => ("embedded", config.target("embedded").unwrap()),
     };
-    let target = Arc::new(Target::connect(name, &tcfg, &config, &TargetOverrides::default()).await.unwrap());
+    let target = Arc::new(
+        Target::connect(name, &tcfg, &config, &TargetOverrides::default())
+            .await
+            .unwrap(),
+    );
     let engine = Engine::new(target.clone(), RunOptions::default());
     let report = engine.run(vec![spec]).await;
     drop(engine);
@@ -79,7 +90,10 @@ async fn run_file(p: &Path, base_url: Option<&str>) -> focusqa::results::RunRepo
 }
 
 fn child(mode: &str, arg: &str) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         match mode {
             "server" => noop_server().await,
@@ -137,23 +151,45 @@ fn child(mode: &str, arg: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(&args[i + 1], args.get(i + 2).map(String::as_str).unwrap_or(""));
+        child(
+            &args[i + 1],
+            args.get(i + 2).map(String::as_str).unwrap_or(""),
+        );
         return;
     }
     // `cargo bench` passes `--bench`; filters are ignored.
     let exe = std::env::current_exe().unwrap();
-    let mut server = Command::new(&exe).args(["--child", "server"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut server = Command::new(&exe)
+        .args(["--child", "server"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let url = format!("http://{}", line.trim());
-    println!("focusqa runner overhead (release build, no-op server in a separate process at {url})");
-    for (mode, arg) in [("steps", url.as_str()), ("fanout200", url.as_str()), ("suite200", "")] {
-        let out = Command::new(&exe).args(["--child", mode, arg]).output().unwrap();
+    println!(
+        "focusqa runner overhead (release build, no-op server in a separate process at {url})"
+    );
+    for (mode, arg) in [
+        ("steps", url.as_str()),
+        ("fanout200", url.as_str()),
+        ("suite200", ""),
+    ] {
+        let out = Command::new(&exe)
+            .args(["--child", mode, arg])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         match text.lines().find(|l| l.starts_with("RESULT")) {
             Some(l) => println!("{}", l.trim_start_matches("RESULT ")),
-            None => println!("{mode}: failed\n{text}\n{}", String::from_utf8_lossy(&out.stderr)),
+            None => println!(
+                "{mode}: failed\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
         }
     }
     let _ = server.kill();
+    let _ = server.wait();
 }

@@ -167,7 +167,11 @@ fn print_diags(diags: &[Diagnostic]) {
         eprintln!("{d}");
     }
     let files: std::collections::BTreeSet<&str> = diags.iter().map(|d| d.file.as_str()).collect();
-    eprintln!("{} problem(s) in {} file(s); nothing was run.", diags.len(), files.len());
+    eprintln!(
+        "{} problem(s) in {} file(s); nothing was run.",
+        diags.len(),
+        files.len()
+    );
 }
 
 pub fn main() -> Exit {
@@ -175,7 +179,11 @@ pub fn main() -> Exit {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Exit::Invalid } else { Exit::Ok };
+            return if e.use_stderr() {
+                Exit::Invalid
+            } else {
+                Exit::Ok
+            };
         }
     };
     let config = match Config::load(cli.config.as_deref()) {
@@ -185,7 +193,10 @@ pub fn main() -> Exit {
             return Exit::Invalid;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -213,8 +224,11 @@ fn load_catalog(config: &Config) -> Result<Option<Catalog>, Vec<Diagnostic>> {
     }
 }
 
-/// Loads, validates and filters specs; prints diagnostics and returns None when invalid.
-fn load_selected(config: &Config, sel: &SelectArgs) -> Result<(Vec<Spec>, Vec<Spec>, Option<Catalog>), Exit> {
+/// All loaded specs, the selected ones, and the catalog.
+type Selection = (Vec<Spec>, Vec<Spec>, Option<Catalog>);
+
+/// Loads, validates and filters specs; prints the diagnostics and fails when anything is invalid.
+fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
     let catalog = match load_catalog(config) {
         Ok(c) => c,
         Err(d) => {
@@ -222,7 +236,11 @@ fn load_selected(config: &Config, sel: &SelectArgs) -> Result<(Vec<Spec>, Vec<Sp
             return Err(Exit::Invalid);
         }
     };
-    let paths: Vec<PathBuf> = if sel.paths.is_empty() { config.specs.iter().map(|p| config.resolve(p)).collect() } else { sel.paths.clone() };
+    let paths: Vec<PathBuf> = if sel.paths.is_empty() {
+        config.specs.iter().map(|p| config.resolve(p)).collect()
+    } else {
+        sel.paths.clone()
+    };
     let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);
@@ -260,7 +278,10 @@ fn validate(config: &Config, sel: &SelectArgs) -> Exit {
                 }
             );
             if selected.len() < all.len() {
-                println!("({} specs not selected by --tag/--id)", all.len() - selected.len());
+                println!(
+                    "({} specs not selected by --tag/--id)",
+                    all.len() - selected.len()
+                );
             }
             Exit::Ok
         }
@@ -282,7 +303,13 @@ fn list(config: &Config, sel: &SelectArgs) -> Exit {
                 }
                 let req = crate::engine::required_capabilities(s);
                 if !req.is_empty() {
-                    println!("    requires: {}", req.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+                    println!(
+                        "    requires: {}",
+                        req.iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
                 }
                 if !s.cases.is_empty() {
                     println!("    cases:    {}", s.cases.len());
@@ -298,7 +325,10 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
     match load_selected(config, sel) {
         Err(e) => e,
         Ok((_, selected, None)) => {
-            eprintln!("error: no scope catalog at {} (set `scope:` in focusqa.yaml)", config.resolve(&config.scope).display());
+            eprintln!(
+                "error: no scope catalog at {} (set `scope:` in focusqa.yaml)",
+                config.resolve(&config.scope).display()
+            );
             let _ = selected;
             Exit::Invalid
         }
@@ -308,9 +338,21 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
             for area in cov.areas.iter().filter(|a| !a.items.is_empty()) {
                 println!("\n{}", area.title);
                 for item in &area.items {
-                    let mark = if item.specs.is_empty() { "GAP " } else { "ok  " };
-                    let hard = if item.hard_requirement { " [hard requirement]" } else { "" };
-                    let backlog = if item.status == "backlog" { " [backlog]" } else { "" };
+                    let mark = if item.specs.is_empty() {
+                        "GAP "
+                    } else {
+                        "ok  "
+                    };
+                    let hard = if item.hard_requirement {
+                        " [hard requirement]"
+                    } else {
+                        ""
+                    };
+                    let backlog = if item.status == "backlog" {
+                        " [backlog]"
+                    } else {
+                        ""
+                    };
                     println!("  {mark} {}  {}{hard}{backlog}", item.id, item.title);
                     for s in &item.specs {
                         println!("         <- {} ({})", s.id, s.file);
@@ -322,7 +364,12 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
                 println!("  {}  {} — {}", x.id, x.title, x.reason);
             }
             let covered = cov.in_scope - cov.gaps.len();
-            println!("\n{covered} of {} in-scope items covered by specs; {} gaps; {} excluded", cov.in_scope, cov.gaps.len(), cov.excluded.len());
+            println!(
+                "\n{covered} of {} in-scope items covered by specs; {} gaps; {} excluded",
+                cov.in_scope,
+                cov.gaps.len(),
+                cov.excluded.len()
+            );
             if cov.gaps.is_empty() {
                 Exit::Ok
             } else {
@@ -340,7 +387,12 @@ fn report(a: &ReportArgs) -> Exit {
             return Exit::Invalid;
         }
     };
-    let dir = a.report_dir.clone().unwrap_or_else(|| a.results.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into()));
+    let dir = a.report_dir.clone().unwrap_or_else(|| {
+        a.results
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
+    });
     std::fs::create_dir_all(&dir).ok();
     let mut files = Vec::new();
     if dir.join("results.json") != a.results {
@@ -351,7 +403,9 @@ fn report(a: &ReportArgs) -> Exit {
         files.push(dir.join("results.json"));
     }
     let junit = dir.join("junit.xml");
-    match crate::report::junit::write(&r, &junit).and_then(|_| crate::report::html::write(&r, &dir, a.templates.as_deref())) {
+    match crate::report::junit::write(&r, &junit)
+        .and_then(|_| crate::report::html::write(&r, &dir, a.templates.as_deref()))
+    {
         Ok(html) => {
             files.push(junit);
             files.extend(html);
@@ -374,7 +428,10 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         eprintln!("error: no spec matches the selection (paths, --tag, --id)");
         return Exit::Invalid;
     }
-    let target_name = a.target.clone().unwrap_or_else(|| config.default_target.clone());
+    let target_name = a
+        .target
+        .clone()
+        .unwrap_or_else(|| config.default_target.clone());
     let tcfg = match config.target(&target_name) {
         Ok(t) => t,
         Err(d) => {
@@ -388,7 +445,11 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
             return Exit::Invalid;
         }
     }
-    let ov = TargetOverrides { time_scale: a.time_scale, capacity: a.capacity, seed: a.seed };
+    let ov = TargetOverrides {
+        time_scale: a.time_scale,
+        capacity: a.capacity,
+        seed: a.seed,
+    };
     let target = match Target::connect(&target_name, &tcfg, config, &ov).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
@@ -397,7 +458,13 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let mut engine = Engine::new(target.clone(), RunOptions { jobs: a.jobs, fail_fast: a.fail_fast });
+    let mut engine = Engine::new(
+        target.clone(),
+        RunOptions {
+            jobs: a.jobs,
+            fail_fast: a.fail_fast,
+        },
+    );
     engine.events = Some(tx.clone());
     let cancel = engine.cancel.clone();
     // First Ctrl-C: stop starting work, let cleanup run, write reports. Second: leave now.
@@ -426,10 +493,20 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         report.coverage = Some(crate::coverage::compute(cat, &all, Some(&report.specs)));
     }
     // The printer ends once every sender is gone; the Ctrl-C task keeps one, so don't wait on it forever.
-    let console = tokio::time::timeout(std::time::Duration::from_millis(500), printer).await.ok().and_then(Result::ok).unwrap_or_default();
-    let dir = a.report_dir.clone().unwrap_or_else(|| config.resolve(&config.report_dir));
+    let console = tokio::time::timeout(std::time::Duration::from_millis(500), printer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let dir = a
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| config.resolve(&config.report_dir));
     let written = crate::report::write_all(&report, &dir, a.templates.as_deref());
-    let files = written.as_ref().map(|w| w.files.clone()).unwrap_or_default();
+    let files = written
+        .as_ref()
+        .map(|w| w.files.clone())
+        .unwrap_or_default();
     print!("{}", console.summary(&report, &files));
     if let Ok(t) = Arc::try_unwrap(target) {
         t.shutdown().await;
@@ -448,7 +525,12 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
 }
 
 async fn sim(a: SimArgs) -> Exit {
-    let cfg = crate::sim::SimConfig { time_scale: a.time_scale, capacity: a.capacity, seed: a.seed, ..Default::default() };
+    let cfg = crate::sim::SimConfig {
+        time_scale: a.time_scale,
+        capacity: a.capacity,
+        seed: a.seed,
+        ..Default::default()
+    };
     let handle = match crate::sim::start(cfg, a.port, a.kube_port).await {
         Ok(h) => h,
         Err(e) => {
@@ -460,15 +542,25 @@ async fn sim(a: SimArgs) -> Exit {
         let _ = std::fs::create_dir_all(dir);
     }
     if let Err(e) = handle.write_kubeconfig(&a.kubeconfig) {
-        eprintln!("error: cannot write the kubeconfig {}: {e}", a.kubeconfig.display());
+        eprintln!(
+            "error: cannot write the kubeconfig {}: {e}",
+            a.kubeconfig.display()
+        );
         handle.shutdown().await;
         return Exit::Environment;
     }
-    println!("focusqa simulator (capacity {}, time scale {}, seed {})", a.capacity, a.time_scale, a.seed);
+    println!(
+        "focusqa simulator (capacity {}, time scale {}, seed {})",
+        a.capacity, a.time_scale, a.seed
+    );
     println!("  Focus Server API: {}", handle.focus_url());
     println!("  Kubernetes API:   {}", handle.kube_url());
     println!("  kubeconfig:       {}", a.kubeconfig.display());
-    println!("  try: kubectl --kubeconfig {} get jobs,pods -n {}", a.kubeconfig.display(), handle.config().namespace);
+    println!(
+        "  try: kubectl --kubeconfig {} get jobs,pods -n {}",
+        a.kubeconfig.display(),
+        handle.config().namespace
+    );
     println!("Press Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     handle.shutdown().await;
@@ -480,9 +572,18 @@ async fn sim(a: SimArgs) -> Exit {
 pub fn schemas() -> Vec<(&'static str, String)> {
     let pretty = |s: schemars::Schema| serde_json::to_string_pretty(&s).unwrap_or_default() + "\n";
     vec![
-        ("spec.schema.json", pretty(schemars::schema_for!(crate::spec::Spec))),
-        ("scope.schema.json", pretty(schemars::schema_for!(crate::spec::scope::Catalog))),
-        ("config.schema.json", pretty(schemars::schema_for!(crate::config::Config))),
+        (
+            "spec.schema.json",
+            pretty(schemars::schema_for!(crate::spec::Spec)),
+        ),
+        (
+            "scope.schema.json",
+            pretty(schemars::schema_for!(crate::spec::scope::Catalog)),
+        ),
+        (
+            "config.schema.json",
+            pretty(schemars::schema_for!(crate::config::Config)),
+        ),
     ]
 }
 

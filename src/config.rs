@@ -159,20 +159,34 @@ impl Config {
         };
         if !path.exists() {
             if explicit {
-                return Err(vec![Diagnostic::new(path.display().to_string(), Pos::default(), "config file not found")
-                    .with_hint(Some("check the --config path".into()))]);
+                return Err(vec![Diagnostic::new(
+                    path.display().to_string(),
+                    Pos::default(),
+                    "config file not found",
+                )
+                .with_hint(Some("check the --config path".into()))]);
             }
             return Ok(Config::default());
         }
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| vec![Diagnostic::new(&file, Pos::default(), format!("cannot read config: {e}"))])?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            vec![Diagnostic::new(
+                &file,
+                Pos::default(),
+                format!("cannot read config: {e}"),
+            )]
+        })?;
         let mut cfg: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml::from_str(&text).map_err(|e| vec![crate::spec::load::serde_diag(&file, &text, &e)])?
+            serde_yaml::from_str(&text)
+                .map_err(|e| vec![crate::spec::load::serde_diag(&file, &text, &e)])?
         };
-        cfg.base_dir = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into());
+        cfg.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| ".".into());
         let mut diags = Vec::new();
         for (name, t) in &cfg.targets {
             if t.base_url.is_none() && t.embedded.is_none() && name != EMBEDDED {
@@ -181,9 +195,16 @@ impl Config {
                         .with_hint(Some("add `base_url: https://host/focus-server`, or `embedded: {}` for the simulator".into())),
                 );
             }
-            if let Some(ts) = t.time_scale.or(t.embedded.as_ref().and_then(|e| e.time_scale)) {
+            if let Some(ts) = t
+                .time_scale
+                .or(t.embedded.as_ref().and_then(|e| e.time_scale))
+            {
                 if !(ts > 0.0 && ts.is_finite()) {
-                    diags.push(Diagnostic::new(&file, Pos::default(), format!("target `{name}`: time_scale must be > 0, got {ts}")));
+                    diags.push(Diagnostic::new(
+                        &file,
+                        Pos::default(),
+                        format!("target `{name}`: time_scale must be > 0, got {ts}"),
+                    ));
                 }
             }
         }
@@ -233,8 +254,14 @@ impl Config {
         }
         let mut names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
         names.push(EMBEDDED);
-        Err(Diagnostic::new(CONFIG_FILE, Pos::default(), format!("unknown target `{name}`")).with_hint(
-            did_you_mean(name, names.iter().copied()).or_else(|| Some(format!("known targets: {}", names.join(", ")))),
+        Err(Diagnostic::new(
+            CONFIG_FILE,
+            Pos::default(),
+            format!("unknown target `{name}`"),
+        )
+        .with_hint(
+            did_you_mean(name, names.iter().copied())
+                .or_else(|| Some(format!("known targets: {}", names.join(", ")))),
         ))
     }
 }

@@ -1,15 +1,24 @@
 //! Scope coverage: which catalog items the specs cover, and with what outcome.
 
-use crate::results::{Coverage, CoverageArea, CoverageItem, CoveringSpec, ExcludedItem, SpecResult, Status};
+use crate::results::{
+    Coverage, CoverageArea, CoverageItem, CoveringSpec, ExcludedItem, SpecResult, Status,
+};
 use crate::spec::scope::{Catalog, ScopeStatus};
 use crate::spec::Spec;
 
 /// Computes coverage of `catalog` by `specs` (all loaded specs) with outcomes from `results`
 /// (a spec without a result counts as not run).
 pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>) -> Coverage {
-    let mut cov = Coverage { catalog_title: catalog.title.clone(), ..Default::default() };
+    let mut cov = Coverage {
+        catalog_title: catalog.title.clone(),
+        ..Default::default()
+    };
     for area in &catalog.areas {
-        let mut ca = CoverageArea { id: area.id.clone(), title: area.title.clone(), items: Vec::new() };
+        let mut ca = CoverageArea {
+            id: area.id.clone(),
+            title: area.title.clone(),
+            items: Vec::new(),
+        };
         for item in catalog.items.iter().filter(|i| i.area == area.id) {
             match item.status {
                 ScopeStatus::Out => {
@@ -43,13 +52,23 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                             Some(r) => r.status.as_str().into(),
                         },
                         cases: r.map(|r| r.cases.len()).unwrap_or(s.cases.len().max(1)),
-                        cases_passed: r.map(|r| r.cases.iter().filter(|c| c.status == Status::Passed).count()).unwrap_or(0),
+                        cases_passed: r
+                            .map(|r| {
+                                r.cases
+                                    .iter()
+                                    .filter(|c| c.status == Status::Passed)
+                                    .count()
+                            })
+                            .unwrap_or(0),
                     }
                 })
                 .collect();
             let outcome = if covering.is_empty() {
                 "gap"
-            } else if covering.iter().any(|c| c.outcome == "failed" || c.outcome == "error") {
+            } else if covering
+                .iter()
+                .any(|c| c.outcome == "failed" || c.outcome == "error")
+            {
                 "failing"
             } else if covering.iter().any(|c| c.outcome == "passed") {
                 "verified"
@@ -69,7 +88,11 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
             ca.items.push(CoverageItem {
                 id: item.id.clone(),
                 title: item.title.clone(),
-                status: if item.status == ScopeStatus::In { "in".into() } else { "backlog".into() },
+                status: if item.status == ScopeStatus::In {
+                    "in".into()
+                } else {
+                    "backlog".into()
+                },
                 hard_requirement: item.hard_requirement,
                 outcome: outcome.into(),
                 specs: covering,

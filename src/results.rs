@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Outcome of a spec, case or step. Ordered by severity for `worst`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    #[default]
     Passed,
     Skipped,
     /// An assertion did not hold (the system under test misbehaved).
@@ -77,7 +80,10 @@ pub struct Totals {
 
 impl Totals {
     pub fn from_specs(specs: &[SpecResult]) -> Totals {
-        let mut t = Totals { specs: specs.len(), ..Default::default() };
+        let mut t = Totals {
+            specs: specs.len(),
+            ..Default::default()
+        };
         for c in specs.iter().flat_map(|s| &s.cases) {
             t.cases += 1;
             match c.status {
@@ -163,12 +169,6 @@ pub struct StepResult {
     pub attachments: Vec<Attachment>,
 }
 
-impl Default for Status {
-    fn default() -> Self {
-        Status::Passed
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     pub title: String,
@@ -221,16 +221,30 @@ impl AssertionResult {
     pub fn describe(&self) -> String {
         // Thresholds read best as "threshold `x` not met: <measured>".
         if self.op == "holds" {
-            let v = self.actual.as_ref().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| compact(v))).unwrap_or_default();
+            let v = self
+                .actual
+                .as_ref()
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| compact(v)))
+                .unwrap_or_default();
             let verdict = if self.passed { "met" } else { "not met" };
-            let extra = self.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
+            let extra = self
+                .message
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
             return format!("{} {verdict}: {v}{extra}", self.subject);
         }
         let found = match &self.actual {
             Some(v) => compact(v),
             None => "nothing".to_string(),
         };
-        let mut s = format!("{} {} {}: found {}", self.subject, self.op, compact(&self.expected), found);
+        let mut s = format!(
+            "{} {} {}: found {}",
+            self.subject,
+            self.op,
+            compact(&self.expected),
+            found
+        );
         if let Some(m) = &self.message {
             s.push_str(&format!(" ({m})"));
         }

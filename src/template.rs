@@ -17,7 +17,19 @@ use crate::spec::VarMap;
 pub const BUILTIN_VARS: &[&str] = &["env", "target", "index", "iteration", "spec", "case"];
 /// Functions registered in the environment (and minijinja's own globals).
 pub const BUILTIN_FUNCS: &[&str] = &[
-    "now", "focus_time", "uuid", "random_int", "merge", "omit", "range", "dict", "debug", "namespace", "lipsum", "cycler", "joiner",
+    "now",
+    "focus_time",
+    "uuid",
+    "random_int",
+    "merge",
+    "omit",
+    "range",
+    "dict",
+    "debug",
+    "namespace",
+    "lipsum",
+    "cycler",
+    "joiner",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +39,9 @@ pub struct TemplateError {
 }
 
 fn terr(message: impl Into<String>) -> TemplateError {
-    TemplateError { message: message.into() }
+    TemplateError {
+        message: message.into(),
+    }
 }
 
 /// `env.NAME` reads environment variables lazily; a missing one is undefined (an error).
@@ -36,7 +50,9 @@ struct EnvObject;
 
 impl Object for EnvObject {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
-        key.as_str().and_then(|k| std::env::var(k).ok()).map(MjValue::from)
+        key.as_str()
+            .and_then(|k| std::env::var(k).ok())
+            .map(MjValue::from)
     }
 }
 
@@ -46,14 +62,18 @@ pub fn focus_format(t: chrono::DateTime<Utc>) -> String {
 }
 
 fn offset(spec: Option<String>) -> Result<ChronoDuration, MjError> {
-    let Some(s) = spec else { return Ok(ChronoDuration::zero()) };
+    let Some(s) = spec else {
+        return Ok(ChronoDuration::zero());
+    };
     let s = s.trim();
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let d = crate::spec::parse_duration(body).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e))?;
-    let d = ChronoDuration::from_std(d).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let d = crate::spec::parse_duration(body)
+        .map_err(|e| MjError::new(ErrorKind::InvalidOperation, e))?;
+    let d = ChronoDuration::from_std(d)
+        .map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
     Ok(if neg { -d } else { d })
 }
 
@@ -63,36 +83,60 @@ fn environment() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // now(fmt="%Y-%m-%dT%H:%M:%SZ", offset="-10m")
-        env.add_function("now", |fmt: Option<String>, off: Option<String>| -> Result<String, MjError> {
-            let t = Utc::now() + offset(off)?;
-            Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ")).to_string())
-        });
+        env.add_function(
+            "now",
+            |fmt: Option<String>, off: Option<String>| -> Result<String, MjError> {
+                let t = Utc::now() + offset(off)?;
+                Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ"))
+                    .to_string())
+            },
+        );
         // focus_time("-10m") -> "251021120000" (UTC, yymmddHHMMSS)
-        env.add_function("focus_time", |off: Option<String>| -> Result<String, MjError> {
-            Ok(focus_format(Utc::now() + offset(off)?))
-        });
+        env.add_function(
+            "focus_time",
+            |off: Option<String>| -> Result<String, MjError> {
+                Ok(focus_format(Utc::now() + offset(off)?))
+            },
+        );
         env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
         // merge(base, patch): deep merge of maps (patch wins), for table-driven payloads.
-        env.add_function("merge", |a: MjValue, b: MjValue| -> Result<MjValue, MjError> {
-            let (a, b) = (to_json(&a)?, to_json(&b)?);
-            Ok(MjValue::from_serialize(deep_merge(a, b)))
-        });
+        env.add_function(
+            "merge",
+            |a: MjValue, b: MjValue| -> Result<MjValue, MjError> {
+                let (a, b) = (to_json(&a)?, to_json(&b)?);
+                Ok(MjValue::from_serialize(deep_merge(a, b)))
+            },
+        );
         // omit(map, "key", "nested.key", ...): a copy without those keys.
         // Keys may be given one by one or as lists: omit(payload, "a", ["b", "c.d"]).
-        env.add_function("omit", |a: MjValue, keys: minijinja::value::Rest<MjValue>| -> Result<MjValue, MjError> {
-            let mut v = to_json(&a)?;
-            for k in keys.iter() {
-                match to_json(k)? {
-                    Value::String(s) => remove_path(&mut v, &s),
-                    Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(|s| remove_path(&mut v, s)),
-                    other => return Err(MjError::new(ErrorKind::InvalidOperation, format!("omit: {other} is not a key"))),
+        env.add_function(
+            "omit",
+            |a: MjValue, keys: minijinja::value::Rest<MjValue>| -> Result<MjValue, MjError> {
+                let mut v = to_json(&a)?;
+                for k in keys.iter() {
+                    match to_json(k)? {
+                        Value::String(s) => remove_path(&mut v, &s),
+                        Value::Array(items) => items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .for_each(|s| remove_path(&mut v, s)),
+                        other => {
+                            return Err(MjError::new(
+                                ErrorKind::InvalidOperation,
+                                format!("omit: {other} is not a key"),
+                            ))
+                        }
+                    }
                 }
-            }
-            Ok(MjValue::from_serialize(v))
-        });
+                Ok(MjValue::from_serialize(v))
+            },
+        );
         env.add_function("random_int", |lo: i64, hi: i64| -> Result<i64, MjError> {
             if lo > hi {
-                return Err(MjError::new(ErrorKind::InvalidOperation, format!("random_int({lo}, {hi}): low is above high")));
+                return Err(MjError::new(
+                    ErrorKind::InvalidOperation,
+                    format!("random_int({lo}, {hi}): low is above high"),
+                ));
             }
             Ok(rand::random_range(lo..=hi))
         });
@@ -149,7 +193,10 @@ fn single_expression(s: &str) -> Option<&str> {
         return None;
     }
     let inner = inner.trim();
-    environment().compile_expression(inner).is_ok().then_some(inner)
+    environment()
+        .compile_expression(inner)
+        .is_ok()
+        .then_some(inner)
 }
 
 /// Variables visible to a template.
@@ -172,8 +219,11 @@ impl Scope {
     }
 
     fn context(&self) -> MjValue {
-        let mut map: std::collections::BTreeMap<String, MjValue> =
-            self.vars.iter().map(|(k, v)| (k.clone(), MjValue::from_serialize(v))).collect();
+        let mut map: std::collections::BTreeMap<String, MjValue> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), MjValue::from_serialize(v)))
+            .collect();
         map.insert("env".into(), MjValue::from_object(EnvObject));
         MjValue::from(map)
     }
@@ -210,8 +260,16 @@ impl Scope {
                 .unwrap_or_default();
             return terr(format!(
                 "undefined variable {} in `{src}`{hint}; defined here: {}",
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ));
         }
         terr(format!("template `{src}`: {}", describe(&e)))
@@ -223,19 +281,34 @@ impl Scope {
             return Ok(src.to_string());
         }
         let env = environment();
-        let tmpl = env.template_from_str(src).map_err(|e| terr(format!("template `{src}`: {}", describe(&e))))?;
-        tmpl.render(self.context()).map_err(|e| self.explain(src, e, tmpl.undeclared_variables(true)))
+        let tmpl = env
+            .template_from_str(src)
+            .map_err(|e| terr(format!("template `{src}`: {}", describe(&e))))?;
+        tmpl.render(self.context())
+            .map_err(|e| self.explain(src, e, tmpl.undeclared_variables(true)))
     }
 
     /// Evaluates an expression (`stream_port >= 50051`).
     pub fn eval(&self, expr: &str) -> Result<Value, TemplateError> {
         let env = environment();
-        let e = env.compile_expression(expr).map_err(|e| terr(format!("expression `{expr}`: {}", describe(&e))))?;
-        let v = e.eval(self.context()).map_err(|err| self.explain(expr, err, e.undeclared_variables(true)))?;
+        let e = env
+            .compile_expression(expr)
+            .map_err(|e| terr(format!("expression `{expr}`: {}", describe(&e))))?;
+        let v = e
+            .eval(self.context())
+            .map_err(|err| self.explain(expr, err, e.undeclared_variables(true)))?;
         if v.is_undefined() {
-            return Err(self.explain(expr, MjError::new(ErrorKind::UndefinedError, "undefined"), e.undeclared_variables(true)));
+            return Err(self.explain(
+                expr,
+                MjError::new(ErrorKind::UndefinedError, "undefined"),
+                e.undeclared_variables(true),
+            ));
         }
-        serde_json::to_value(&v).map_err(|e| terr(format!("expression `{expr}` gave a value that is not JSON: {e}")))
+        serde_json::to_value(&v).map_err(|e| {
+            terr(format!(
+                "expression `{expr}` gave a value that is not JSON: {e}"
+            ))
+        })
     }
 
     /// Renders every string inside a JSON value; a string that is a single `{{ expr }}` keeps its type.
@@ -245,9 +318,16 @@ impl Scope {
                 Some(expr) => self.eval(expr)?,
                 None => Value::String(self.render_str(s)?),
             },
-            Value::Array(items) => Value::Array(items.iter().map(|i| self.render_value(i)).collect::<Result<_, _>>()?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_value(i))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => Value::Object(
-                map.iter().map(|(k, v)| Ok((self.render_str(k)?, self.render_value(v)?))).collect::<Result<_, TemplateError>>()?,
+                map.iter()
+                    .map(|(k, v)| Ok((self.render_str(k)?, self.render_value(v)?)))
+                    .collect::<Result<_, TemplateError>>()?,
             ),
             other => other.clone(),
         })
@@ -255,7 +335,10 @@ impl Scope {
 }
 
 fn describe(e: &MjError) -> String {
-    let mut s = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut s = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     if e.kind() == ErrorKind::SyntaxError {
         s = format!("syntax error: {s}");
     }
@@ -266,9 +349,13 @@ fn describe(e: &MjError) -> String {
 pub fn analyse(src: &str, expression: bool) -> Result<HashSet<String>, String> {
     let env = environment();
     if expression {
-        env.compile_expression(src).map(|e| e.undeclared_variables(false)).map_err(|e| describe(&e))
+        env.compile_expression(src)
+            .map(|e| e.undeclared_variables(false))
+            .map_err(|e| describe(&e))
     } else {
-        env.template_from_str(src).map(|t| t.undeclared_variables(false)).map_err(|e| describe(&e))
+        env.template_from_str(src)
+            .map(|t| t.undeclared_variables(false))
+            .map_err(|e| describe(&e))
     }
 }
 
@@ -287,14 +374,26 @@ mod tests {
     #[test]
     fn renders_and_keeps_types() {
         let s = scope();
-        assert_eq!(s.render_str("/metadata/{{ job_id }}").unwrap(), "/metadata/18-3");
-        assert_eq!(s.render_value(&json!("{{ port + 1 }}")).unwrap(), json!(50052));
-        assert_eq!(s.render_value(&json!({"a": ["{{ job_id }}", 1]})).unwrap(), json!({"a": ["18-3", 1]}));
+        assert_eq!(
+            s.render_str("/metadata/{{ job_id }}").unwrap(),
+            "/metadata/18-3"
+        );
+        assert_eq!(
+            s.render_value(&json!("{{ port + 1 }}")).unwrap(),
+            json!(50052)
+        );
+        assert_eq!(
+            s.render_value(&json!({"a": ["{{ job_id }}", 1]})).unwrap(),
+            json!({"a": ["18-3", 1]})
+        );
     }
 
     #[test]
     fn undefined_variable_is_named() {
-        let err = scope().render_str("/metadata/{{ job_idd }}").unwrap_err().message;
+        let err = scope()
+            .render_str("/metadata/{{ job_idd }}")
+            .unwrap_err()
+            .message;
         assert!(err.contains("undefined variable `job_idd`"), "{err}");
         assert!(err.contains("did you mean `job_id`?"), "{err}");
         let err = scope().eval("missing_var > 3").unwrap_err().message;
@@ -303,9 +402,17 @@ mod tests {
 
     #[test]
     fn missing_env_is_named() {
-        let err = scope().render_str("Bearer {{ env.FOCUSQA_SURELY_UNSET_VAR }}").unwrap_err().message;
+        let err = scope()
+            .render_str("Bearer {{ env.FOCUSQA_SURELY_UNSET_VAR }}")
+            .unwrap_err()
+            .message;
         assert!(err.contains("FOCUSQA_SURELY_UNSET_VAR"), "{err}");
-        assert_eq!(scope().render_str("{{ env.FOCUSQA_SURELY_UNSET_VAR | default('x') }}").unwrap(), "x");
+        assert_eq!(
+            scope()
+                .render_str("{{ env.FOCUSQA_SURELY_UNSET_VAR | default('x') }}")
+                .unwrap(),
+            "x"
+        );
     }
 
     #[test]
@@ -320,10 +427,22 @@ mod tests {
     #[test]
     fn merge_and_omit() {
         let mut s = scope();
-        s.set("base", json!({"channels": {"min": 0, "max": 50}, "nfftSelection": 1024}));
-        let v = s.render_value(&json!("{{ merge(base, {'channels': {'min': 60}}) }}")).unwrap();
-        assert_eq!(v, json!({"channels": {"min": 60, "max": 50}, "nfftSelection": 1024}));
-        let v = s.render_value(&json!("{{ omit(base, 'nfftSelection', ['channels.max']) }}")).unwrap();
+        s.set(
+            "base",
+            json!({"channels": {"min": 0, "max": 50}, "nfftSelection": 1024}),
+        );
+        let v = s
+            .render_value(&json!("{{ merge(base, {'channels': {'min': 60}}) }}"))
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"channels": {"min": 60, "max": 50}, "nfftSelection": 1024})
+        );
+        let v = s
+            .render_value(&json!(
+                "{{ omit(base, 'nfftSelection', ['channels.max']) }}"
+            ))
+            .unwrap();
         assert_eq!(v, json!({"channels": {"min": 0}}));
     }
 

@@ -60,8 +60,18 @@ fn passing_spec_polls_captures_and_cleans_up() {
     let p = Project::new(&srv.url);
     p.spec("lifecycle.yaml", LIFECYCLE);
     let out = p.run(&["run"]);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("PASSED: 1 specs, 1 cases: 1 passed"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("PASSED: 1 specs, 1 cases: 1 passed"),
+        "{}",
+        stdout(&out)
+    );
     let r = p.results();
     let steps = &r["specs"][0]["cases"][0]["steps"];
     assert_eq!(steps[1]["poll"]["attempts"], 4, "3 x 404 then 200: {steps}");
@@ -69,8 +79,14 @@ fn passing_spec_polls_captures_and_cleans_up() {
     assert_eq!(steps[0]["captures"]["job_id"], "18-1");
     // the Authorization header is redacted in the report
     let hdrs = steps[0]["request"]["headers"].to_string();
-    assert!(hdrs.contains("<redacted>") && !hdrs.contains("s3cr3t-token"), "{hdrs}");
-    assert_eq!(srv.state.lock().unwrap().cancelled, vec!["18-1".to_string()]);
+    assert!(
+        hdrs.contains("<redacted>") && !hdrs.contains("s3cr3t-token"),
+        "{hdrs}"
+    );
+    assert_eq!(
+        srv.state.lock().unwrap().cancelled,
+        vec!["18-1".to_string()]
+    );
     let junit = p.path().join("reports/junit.xml");
     xmllint_validate(&junit);
     let parsed = quick_junit::Report::deserialize_from_str(&p.junit()).expect("junit parses back");
@@ -78,7 +94,10 @@ fn passing_spec_polls_captures_and_cleans_up() {
     assert_eq!(parsed.failures, 0);
     let suite = &parsed.test_suites[0];
     assert_eq!(suite.name.as_str(), "demo.lifecycle");
-    assert!(suite.properties.iter().any(|pr| pr.name.as_str() == "spec.id" && pr.value.as_str() == "demo.lifecycle"));
+    assert!(suite
+        .properties
+        .iter()
+        .any(|pr| pr.name.as_str() == "spec.id" && pr.value.as_str() == "demo.lifecycle"));
 }
 
 #[test]
@@ -132,16 +151,52 @@ cleanup:
         ("status", "/metadata/{{ job_id }}", "status: 201"),
         ("header", "/hostile", "headers: {x-trace: nope}"),
         ("body", "/hostile", "body: {contains: 'alert(2)'}"),
-        ("equals", "/metadata/{{ job_id }}", "json: [{path: $.status, equals: stopped}]"),
-        ("regex", "/metadata/{{ job_id }}", "json: [{path: $.job_id, matches: '^x'}]"),
-        ("exists", "/metadata/{{ job_id }}", "json: [{path: $.nothing, exists: true}]"),
-        ("absent", "/metadata/{{ job_id }}", "json: [{path: $.status, exists: false}]"),
-        ("type", "/metadata/{{ job_id }}", "json: [{path: $.status, type: integer}]"),
-        ("length", "/metadata/{{ job_id }}", "json: [{path: $.job_id, length: 10}]"),
-        ("numeric", "/metadata/{{ job_id }}", "json: [{path: $.stream_port, lt: 1024}]"),
-        ("schema", "/metadata/{{ job_id }}", "schema: {type: object, required: [consumer]}"),
+        (
+            "equals",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.status, equals: stopped}]",
+        ),
+        (
+            "regex",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.job_id, matches: '^x'}]",
+        ),
+        (
+            "exists",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.nothing, exists: true}]",
+        ),
+        (
+            "absent",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.status, exists: false}]",
+        ),
+        (
+            "type",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.status, type: integer}]",
+        ),
+        (
+            "length",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.job_id, length: 10}]",
+        ),
+        (
+            "numeric",
+            "/metadata/{{ job_id }}",
+            "json: [{path: $.stream_port, lt: 1024}]",
+        ),
+        (
+            "schema",
+            "/metadata/{{ job_id }}",
+            "schema: {type: object, required: [consumer]}",
+        ),
         ("elapsed", "/slow", "max_elapsed: 200ms"),
-        ("partial", "/metadata/{{ job_id }}", "match: {status: stopped}"),
+        (
+            "partial",
+            "/metadata/{{ job_id }}",
+            "match: {status: stopped}",
+        ),
     ];
     for (kind, path, expect) in kinds {
         p.spec(
@@ -152,31 +207,109 @@ cleanup:
         );
     }
     let out = p.run(&["run", "--jobs", "4"]);
-    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let r = p.results();
     let msg = |id: &str| -> String {
-        let s = r["specs"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("{id} missing"));
+        let s = r["specs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing"));
         assert_eq!(s["status"], "failed", "{id}: {s}");
-        s["cases"][0]["message"].as_str().unwrap_or_default().to_string()
+        s["cases"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
-    assert!(msg("assert.status").contains("status is 201: found 200"), "{}", msg("assert.status"));
-    assert!(msg("assert.header").contains("header `x-trace` equals \"nope\": found \"abc-123\""), "{}", msg("assert.header"));
-    assert!(msg("assert.body").contains("body contains \"alert(2)\""), "{}", msg("assert.body"));
-    assert!(msg("assert.equals").contains("$.status equals \"stopped\": found \"running\""), "{}", msg("assert.equals"));
-    assert!(msg("assert.regex").contains("$.job_id matches \"^x\""), "{}", msg("assert.regex"));
-    assert!(msg("assert.exists").contains("$.nothing exists true: found nothing"), "{}", msg("assert.exists"));
-    assert!(msg("assert.absent").contains("$.status exists false"), "{}", msg("assert.absent"));
-    assert!(msg("assert.type").contains("has type \"integer\""), "{}", msg("assert.type"));
-    assert!(msg("assert.length").contains("length of $.job_id == 10: found "), "{}", msg("assert.length"));
-    assert!(msg("assert.numeric").contains("$.stream_port < 1024: found 50051"), "{}", msg("assert.numeric"));
-    assert!(msg("assert.schema").contains("conforms to") && msg("assert.schema").contains("consumer"), "{}", msg("assert.schema"));
-    assert!(msg("assert.elapsed").contains("elapsed at most \"200ms\""), "{}", msg("assert.elapsed"));
-    assert!(msg("assert.partial").contains("$.status: expected \"stopped\", found \"running\""), "{}", msg("assert.partial"));
+    assert!(
+        msg("assert.status").contains("status is 201: found 200"),
+        "{}",
+        msg("assert.status")
+    );
+    assert!(
+        msg("assert.header").contains("header `x-trace` equals \"nope\": found \"abc-123\""),
+        "{}",
+        msg("assert.header")
+    );
+    assert!(
+        msg("assert.body").contains("body contains \"alert(2)\""),
+        "{}",
+        msg("assert.body")
+    );
+    assert!(
+        msg("assert.equals").contains("$.status equals \"stopped\": found \"running\""),
+        "{}",
+        msg("assert.equals")
+    );
+    assert!(
+        msg("assert.regex").contains("$.job_id matches \"^x\""),
+        "{}",
+        msg("assert.regex")
+    );
+    assert!(
+        msg("assert.exists").contains("$.nothing exists true: found nothing"),
+        "{}",
+        msg("assert.exists")
+    );
+    assert!(
+        msg("assert.absent").contains("$.status exists false"),
+        "{}",
+        msg("assert.absent")
+    );
+    assert!(
+        msg("assert.type").contains("has type \"integer\""),
+        "{}",
+        msg("assert.type")
+    );
+    assert!(
+        msg("assert.length").contains("length of $.job_id == 10: found "),
+        "{}",
+        msg("assert.length")
+    );
+    assert!(
+        msg("assert.numeric").contains("$.stream_port < 1024: found 50051"),
+        "{}",
+        msg("assert.numeric")
+    );
+    assert!(
+        msg("assert.schema").contains("conforms to") && msg("assert.schema").contains("consumer"),
+        "{}",
+        msg("assert.schema")
+    );
+    assert!(
+        msg("assert.elapsed").contains("elapsed at most \"200ms\""),
+        "{}",
+        msg("assert.elapsed")
+    );
+    assert!(
+        msg("assert.partial").contains("$.status: expected \"stopped\", found \"running\""),
+        "{}",
+        msg("assert.partial")
+    );
     // every configured job was cancelled by cleanup despite the failures
     assert!(srv.state.lock().unwrap().jobs.is_empty());
     // failures carry the spec file and the line of the failing assertion
-    let st = r["specs"].as_array().unwrap().iter().find(|s| s["id"] == "assert.status").unwrap();
-    assert!(st["cases"][0]["location"].as_str().unwrap().ends_with("a_status.yaml:10"), "{}", st["cases"][0]["location"]);
+    let st = r["specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "assert.status")
+        .unwrap();
+    assert!(
+        st["cases"][0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("a_status.yaml:10"),
+        "{}",
+        st["cases"][0]["location"]
+    );
     xmllint_validate(&p.path().join("reports/junit.xml"));
     let junit = p.junit();
     assert_eq!(junit.matches("<failure").count(), kinds.len(), "{junit}");
@@ -210,11 +343,27 @@ cleanup:
     let attempts = step["poll"]["attempts"].as_u64().unwrap();
     assert!((4..=10).contains(&attempts), "{step}");
     assert_eq!(step["poll"]["satisfied"], false);
-    assert!(step["poll"]["last_mismatch"].as_str().unwrap().contains("Invalid job_id"), "{step}");
-    assert!(step["message"].as_str().unwrap().contains("still not met after"), "{step}");
+    assert!(
+        step["poll"]["last_mismatch"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid job_id"),
+        "{step}"
+    );
+    assert!(
+        step["message"]
+            .as_str()
+            .unwrap()
+            .contains("still not met after"),
+        "{step}"
+    );
     let s = stdout(&out);
     assert!(s.contains("polled") && s.contains("last mismatch"), "{s}");
-    assert_eq!(srv.state.lock().unwrap().cancelled.len(), 1, "cleanup ran after the failure");
+    assert_eq!(
+        srv.state.lock().unwrap().cancelled.len(),
+        1,
+        "cleanup ran after the failure"
+    );
 }
 
 #[test]
@@ -229,7 +378,14 @@ fn skipped_spec_and_infrastructure_error() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let r = p.results();
     assert_eq!(r["specs"][0]["status"], "skipped");
-    assert!(r["specs"][0]["skip_reason"].as_str().unwrap().contains("requires kubernetes"), "{}", r["specs"][0]);
+    assert!(
+        r["specs"][0]["skip_reason"]
+            .as_str()
+            .unwrap()
+            .contains("requires kubernetes"),
+        "{}",
+        r["specs"][0]
+    );
     assert!(p.junit().contains("<skipped"), "{}", p.junit());
     xmllint_validate(&p.path().join("reports/junit.xml"));
 
@@ -238,32 +394,75 @@ fn skipped_spec_and_infrastructure_error() {
     let out = p.run(&["run", "--target", "closed", "--id", "^demo\\.conn$"]);
     assert_eq!(out.status.code(), Some(1));
     let junit = p.junit();
-    assert!(junit.contains("<error") && !junit.contains("<failure"), "{junit}");
-    assert!(junit.contains("cannot connect to http://127.0.0.1:9/health"), "{junit}");
+    assert!(
+        junit.contains("<error") && !junit.contains("<failure"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("cannot connect to http://127.0.0.1:9/health"),
+        "{junit}"
+    );
     xmllint_validate(&p.path().join("reports/junit.xml"));
 }
 
 #[test]
 fn invalid_specs_are_all_reported_with_positions() {
     let p = Project::new("http://127.0.0.1:9");
-    p.spec("typo.yaml", "id: bad.typo\ntitle: t\nsteps:\n  - http: {path: /x}\n    expct: {status: 200}\n");
-    p.spec("grpc.yaml", "id: bad.grpc\ntitle: t\nsteps:\n  - grpc: {service: Stream}\n");
+    p.spec(
+        "typo.yaml",
+        "id: bad.typo\ntitle: t\nsteps:\n  - http: {path: /x}\n    expct: {status: 200}\n",
+    );
+    p.spec(
+        "grpc.yaml",
+        "id: bad.grpc\ntitle: t\nsteps:\n  - grpc: {service: Stream}\n",
+    );
     p.spec("jsonpath.yaml", "id: bad.jp\ntitle: t\nsteps:\n  - http: {path: /x}\n    expect:\n      json:\n        - path: job_id\n          exists: true\n");
     p.spec("undef.yaml", "id: bad.undef\ntitle: t\nvars: {job_id: 1}\nsteps:\n  - http: {path: \"/metadata/{{ jobid }}\"}\n");
-    p.spec("syntax.yaml", "id: bad.syntax\ntitle: [unclosed\nsteps: []\n");
+    p.spec(
+        "syntax.yaml",
+        "id: bad.syntax\ntitle: [unclosed\nsteps: []\n",
+    );
     p.spec("dup1.yaml", "id: same\ntitle: t\nsteps:\n  - sleep: 1ms\n");
     p.spec("dup2.yaml", "id: same\ntitle: t\nsteps:\n  - sleep: 1ms\n");
-    p.spec("template.yaml", "id: bad.tmpl\ntitle: t\nsteps:\n  - http: {path: \"/x/{{ a + }}\"}\n");
+    p.spec(
+        "template.yaml",
+        "id: bad.tmpl\ntitle: t\nsteps:\n  - http: {path: \"/x/{{ a + }}\"}\n",
+    );
     let out = p.run(&["validate"]);
     assert_eq!(out.status.code(), Some(2));
     let e = stderr(&out);
-    assert!(e.contains("specs/typo.yaml:5:5") && e.contains("unknown field `expct`") && e.contains("did you mean `expect`?"), "{e}");
-    assert!(e.contains("specs/grpc.yaml:4:") && e.contains("gRPC streaming is out of the agreed test scope"), "{e}");
-    assert!(e.contains("specs/jsonpath.yaml:7:17") && e.contains("bad JSONPath `job_id`") && e.contains("did you mean `$.job_id`?"), "{e}");
-    assert!(e.contains("specs/undef.yaml:5:") && e.contains("undefined variable `jobid`") && e.contains("did you mean `job_id`?"), "{e}");
-    assert!(e.contains("specs/syntax.yaml:") && e.contains("YAML syntax error"), "{e}");
+    assert!(
+        e.contains("specs/typo.yaml:5:5")
+            && e.contains("unknown field `expct`")
+            && e.contains("did you mean `expect`?"),
+        "{e}"
+    );
+    assert!(
+        e.contains("specs/grpc.yaml:4:")
+            && e.contains("gRPC streaming is out of the agreed test scope"),
+        "{e}"
+    );
+    assert!(
+        e.contains("specs/jsonpath.yaml:7:17")
+            && e.contains("bad JSONPath `job_id`")
+            && e.contains("did you mean `$.job_id`?"),
+        "{e}"
+    );
+    assert!(
+        e.contains("specs/undef.yaml:5:")
+            && e.contains("undefined variable `jobid`")
+            && e.contains("did you mean `job_id`?"),
+        "{e}"
+    );
+    assert!(
+        e.contains("specs/syntax.yaml:") && e.contains("YAML syntax error"),
+        "{e}"
+    );
     assert!(e.contains("duplicate spec id `same`"), "{e}");
-    assert!(e.contains("specs/template.yaml:4:") && e.contains("bad template"), "{e}");
+    assert!(
+        e.contains("specs/template.yaml:4:") && e.contains("bad template"),
+        "{e}"
+    );
     assert!(e.contains("7 problem(s) in 7 file(s)"), "{e}");
     // run refuses too, before sending anything
     let out = p.run(&["run"]);
@@ -280,11 +479,19 @@ fn usage_errors_and_list() {
     assert_eq!(out.status.code(), Some(2));
     let out = p.run(&["run", "--target", "nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown target `nope`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown target `nope`"),
+        "{}",
+        stderr(&out)
+    );
     let out = p.run(&["list", "--tag", "smoke"]);
     assert_eq!(out.status.code(), Some(0));
     let s = stdout(&out);
-    assert!(s.contains("demo.lifecycle  A configured job becomes ready and is cancelled") && s.contains("tags:     smoke"), "{s}");
+    assert!(
+        s.contains("demo.lifecycle  A configured job becomes ready and is cancelled")
+            && s.contains("tags:     smoke"),
+        "{s}"
+    );
     let out = p.run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("Exit codes:"));
@@ -317,14 +524,24 @@ cleanup:
     // wait until the job exists, then interrupt
     let t0 = std::time::Instant::now();
     while srv.state.lock().unwrap().jobs.is_empty() {
-        assert!(t0.elapsed().as_secs() < 20, "the spec never configured a job");
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the spec never configured a job"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
-    assert_eq!(srv.state.lock().unwrap().cancelled, vec!["18-1".to_string()], "cleanup cancelled the job");
+    assert_eq!(
+        srv.state.lock().unwrap().cancelled,
+        vec!["18-1".to_string()],
+        "cleanup cancelled the job"
+    );
     let r = p.results();
     assert_eq!(r["interrupted"], true);
     assert_eq!(r["specs"][0]["cases"][0]["cleanup"][0]["status"], "passed");

@@ -45,7 +45,11 @@ steps:
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let st = srv.state.lock().unwrap();
     assert_eq!(st.max_in_flight, 3, "at most 3 in flight");
-    assert_eq!(st.cancelled.len(), 12, "every iteration cancelled its own job");
+    assert_eq!(
+        st.cancelled.len(),
+        12,
+        "every iteration cancelled its own job"
+    );
     let mut c = st.cancelled.clone();
     c.sort();
     c.dedup();
@@ -56,7 +60,14 @@ steps:
     assert_eq!(f["succeeded"], 12);
     assert_eq!(f["steps"]["work"]["count"], 12);
     assert!(f["steps"]["work"]["p50"].as_f64().unwrap() >= 55.0, "{f}");
-    assert!(f["thresholds"].as_array().unwrap().iter().all(|t| t["passed"] == true), "{f}");
+    assert!(
+        f["thresholds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["passed"] == true),
+        "{f}"
+    );
 }
 
 #[test]
@@ -69,7 +80,11 @@ fn all_at_once_behind_a_barrier() {
     );
     let out = p.run(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(srv.state.lock().unwrap().max_in_flight, 25, "all 25 were in flight together");
+    assert_eq!(
+        srv.state.lock().unwrap().max_in_flight,
+        25,
+        "all 25 were in flight together"
+    );
 }
 
 #[test]
@@ -103,10 +118,19 @@ steps:
     let r = p.results();
     let step = &r["specs"][0]["cases"][0]["steps"][0];
     let msg = step["message"].as_str().unwrap();
-    assert!(msg.contains("threshold `succeeded == count` not met: 5/10 succeeded, 5 x 400 channels"), "{msg}");
+    assert!(
+        msg.contains("threshold `succeeded == count` not met: 5/10 succeeded, 5 x 400 channels"),
+        "{msg}"
+    );
     let th = step["fanout"]["thresholds"].as_array().unwrap();
     assert_eq!(th[1]["passed"], false);
-    assert!(th[1]["value"].as_str().unwrap().starts_with("p99(configure) = "), "{th:?}");
+    assert!(
+        th[1]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("p99(configure) = "),
+        "{th:?}"
+    );
     assert_eq!(step["fanout"]["by_reason"]["400 channels"], 5);
     // the 5 accepted jobs were cancelled; the refused iterations skipped their cleanup
     assert_eq!(srv.state.lock().unwrap().cancelled.len(), 5);
@@ -142,10 +166,16 @@ steps:
         .unwrap();
     let t0 = std::time::Instant::now();
     while srv.state.lock().unwrap().jobs.len() < 8 {
-        assert!(t0.elapsed().as_secs() < 20, "the fan-out never opened 8 jobs");
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the fan-out never opened 8 jobs"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
     let st = srv.state.lock().unwrap();

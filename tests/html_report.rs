@@ -8,7 +8,9 @@ use focusqa::report::html;
 use focusqa::results::RunReport;
 
 fn fixture(name: &str) -> RunReport {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -24,7 +26,9 @@ fn render(r: &RunReport, view: &str) -> String {
 /// The opening tag of the element with `id`.
 fn tag_with_id<'a>(html: &'a str, id: &str) -> &'a str {
     let needle = format!("id=\"{id}\"");
-    let at = html.find(&needle).unwrap_or_else(|| panic!("no element with {needle}"));
+    let at = html
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no element with {needle}"));
     let start = html[..at].rfind('<').unwrap();
     let end = at + html[at..].find('>').unwrap();
     &html[start..=end]
@@ -46,10 +50,15 @@ fn both_views_render_for_every_fixture() {
             assert!(out.trim_end().ends_with("</html>"), "{f} {view}");
             // Target and time of the run on both views.
             assert!(out.contains(&r.target.name), "{f} {view}: target");
-            assert!(out.contains(&r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()), "{f} {view}: time");
+            assert!(
+                out.contains(&r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                "{f} {view}: time"
+            );
         }
     }
-    assert!(html::render(&full(), "nope.html", None).unwrap_err().contains("unknown HTML view"));
+    assert!(html::render(&full(), "nope.html", None)
+        .unwrap_err()
+        .contains("unknown HTML view"));
 }
 
 #[test]
@@ -68,13 +77,28 @@ fn untrusted_text_is_escaped() {
     let r = full();
     for view in html::VIEWS {
         let out = render(&r, view);
-        assert!(!out.contains("<script>alert(1)"), "{view}: raw script from a response body");
-        assert!(!out.contains("<img src=x onerror"), "{view}: raw img from a spec title / attachment");
-        assert!(!out.contains("<b>not</b>"), "{view}: raw markup from an assertion message");
+        assert!(
+            !out.contains("<script>alert(1)"),
+            "{view}: raw script from a response body"
+        );
+        assert!(
+            !out.contains("<img src=x onerror"),
+            "{view}: raw img from a spec title / attachment"
+        );
+        assert!(
+            !out.contains("<b>not</b>"),
+            "{view}: raw markup from an assertion message"
+        );
     }
     let summary = render(&r, "summary.html");
-    assert!(summary.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "escaped body is shown");
-    assert!(summary.contains("Channels &lt;img src=x onerror=alert(2)&gt; validation"), "escaped title is shown");
+    assert!(
+        summary.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "escaped body is shown"
+    );
+    assert!(
+        summary.contains("Channels &lt;img src=x onerror=alert(2)&gt; validation"),
+        "escaped title is shown"
+    );
     // Only the page's own two inline scripts.
     assert_eq!(summary.matches("<script").count(), 2);
     assert_eq!(render(&r, "coverage.html").matches("<script").count(), 2);
@@ -85,12 +109,19 @@ fn secrets_are_never_printed() {
     let r = full();
     for view in html::VIEWS {
         let out = render(&r, view);
-        assert!(!out.contains("s3cr3t"), "{view}: a secret leaked: {}", &out[out.find("s3cr3t").unwrap().saturating_sub(200)..][..300]);
+        assert!(
+            !out.contains("s3cr3t"),
+            "{view}: a secret leaked: {}",
+            &out[out.find("s3cr3t").unwrap().saturating_sub(200)..][..300]
+        );
     }
     let summary = render(&r, "summary.html");
     assert!(summary.contains("Authorization: [redacted]"));
     assert!(summary.contains("token=[redacted]"));
-    assert!(summary.contains("content-type: application&#x2f;json"), "ordinary headers stay");
+    assert!(
+        summary.contains("content-type: application&#x2f;json"),
+        "ordinary headers stay"
+    );
 }
 
 #[test]
@@ -112,13 +143,32 @@ fn views_are_self_contained() {
 fn summary_expands_failures_and_shows_their_evidence() {
     let out = render(&full(), "summary.html");
     // Failing and erroring cases open, passing ones collapsed.
-    assert!(tag_with_id(&out, "spec-api-validation-channels-case-max-below-min-is-rejected").contains(" open"));
-    assert!(tag_with_id(&out, "spec-k8s-lifecycle-job-opens-case-job-pod-reaches-running").contains(" open"));
-    assert!(!tag_with_id(&out, "spec-api-validation-channels-case-valid-range-is-accepted").contains(" open"));
-    assert!(!tag_with_id(&out, "spec-api-configure-live-case-live-mode--default-channels").contains(" open"));
+    assert!(tag_with_id(
+        &out,
+        "spec-api-validation-channels-case-max-below-min-is-rejected"
+    )
+    .contains(" open"));
+    assert!(tag_with_id(
+        &out,
+        "spec-k8s-lifecycle-job-opens-case-job-pod-reaches-running"
+    )
+    .contains(" open"));
+    assert!(!tag_with_id(
+        &out,
+        "spec-api-validation-channels-case-valid-range-is-accepted"
+    )
+    .contains(" open"));
+    assert!(!tag_with_id(
+        &out,
+        "spec-api-configure-live-case-live-mode--default-channels"
+    )
+    .contains(" open"));
     // file:line, message, expected vs actual, diff in <pre>, poll, attachment, connection refused.
     assert!(out.contains("specs&#x2f;api&#x2f;validation-channels.yaml:23"));
-    assert!(out.contains("<pre class=\"value\">400</pre>") && out.contains("<pre class=\"value\">200</pre>"));
+    assert!(
+        out.contains("<pre class=\"value\">400</pre>")
+            && out.contains("<pre class=\"value\">200</pre>")
+    );
     assert!(out.contains("<em>nothing (not found)</em>"));
     assert!(out.contains("<pre class=\"text diff\">--- expected\n+++ actual"));
     assert!(out.contains("Connection refused (os error 111)"));
@@ -128,7 +178,9 @@ fn summary_expands_failures_and_shows_their_evidence() {
     // A poll that never held: attempts and the last mismatch (multi-line, in a <pre>).
     assert!(out.contains("300 attempts every 5 ms (timeout 1.5 s)"));
     assert!(out.contains("<strong>never held</strong>"));
-    assert!(out.contains("found &quot;Pending&quot;\ncontainer baby: waiting (ImagePullBackOff)</pre>"));
+    assert!(
+        out.contains("found &quot;Pending&quot;\ncontainer baby: waiting (ImagePullBackOff)</pre>")
+    );
     // Skipped with its reason.
     assert!(out.contains("Skipped: target `lab-a` lacks capability `gpu`"));
     // Filters by status, tag and area, hidden until the script shows them.
@@ -145,7 +197,9 @@ fn summary_expands_failures_and_shows_their_evidence() {
 fn summary_charts_fanout_and_readiness() {
     let out = render(&full(), "summary.html");
     assert!(out.contains("Load results (fan-out)"));
-    assert!(out.contains("188&#x2f;200 succeeded, 9 x 503 capacity reached (no free GPU slice), 3 x error: timeout"));
+    assert!(out.contains(
+        "188&#x2f;200 succeeded, 9 x 503 capacity reached (no free GPU slice), 3 x error: timeout"
+    ));
     assert!(out.contains("Latency percentiles of configure"));
     assert!(out.contains("Latency histogram of wait for metadata"));
     assert!(out.contains("&gt; 30 s"), "the open-ended last bucket");
@@ -153,7 +207,9 @@ fn summary_charts_fanout_and_readiness() {
     // Readiness: 2 + 6 satisfied polls of `wait for metadata`, in simulated time.
     assert!(out.contains("Readiness timing"));
     assert!(
-        out.contains("over the 8 successful polls of the run, in simulated time (time scale 20.0×)"),
+        out.contains(
+            "over the 8 successful polls of the run, in simulated time (time scale 20.0×)"
+        ),
         "{}",
         &out[out.find("Readiness timing").unwrap()..][..800]
     );
@@ -181,7 +237,9 @@ fn coverage_speaks_to_managers() {
     }
     assert!(out.contains("Gaps: in scope but not tested yet (2)"));
     assert!(out.contains("Backlog (1)"));
-    assert!(out.contains("Excluded by decision: Meeting decision: remove all of gRPC from the tests"));
+    assert!(
+        out.contains("Excluded by decision: Meeting decision: remove all of gRPC from the tests")
+    );
     assert!(out.contains("All gRPC streaming tests"));
     // Links into the summary.
     assert!(out.contains("href=\"summary.html#spec-load-concurrent-200\""));
@@ -205,7 +263,12 @@ fn coverage_met_requirement_and_no_catalog() {
         f.by_reason.clear();
     }
     let cov = r.coverage.as_mut().unwrap();
-    for i in cov.areas.iter_mut().flat_map(|a| a.items.iter_mut()).filter(|i| i.hard_requirement) {
+    for i in cov
+        .areas
+        .iter_mut()
+        .flat_map(|a| a.items.iter_mut())
+        .filter(|i| i.hard_requirement)
+    {
         i.outcome = "verified".into();
     }
     let out = render(&r, "coverage.html");
@@ -220,16 +283,31 @@ fn coverage_met_requirement_and_no_catalog() {
 #[test]
 fn templates_dir_overrides_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("coverage.html"), "<p>custom {{ run.target }} {{ report.specs[1].title }}</p>").unwrap();
-    std::fs::write(dir.path().join("_style.css"), "body { color: rebeccapurple; }").unwrap();
+    std::fs::write(
+        dir.path().join("coverage.html"),
+        "<p>custom {{ run.target }} {{ report.specs[1].title }}</p>",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("_style.css"),
+        "body { color: rebeccapurple; }",
+    )
+    .unwrap();
     let r = full();
     let cov = html::render(&r, "coverage.html", Some(dir.path())).unwrap();
-    assert_eq!(cov, "<p>custom lab-a Channels &lt;img src=x onerror=alert(2)&gt; validation</p>");
+    assert_eq!(
+        cov,
+        "<p>custom lab-a Channels &lt;img src=x onerror=alert(2)&gt; validation</p>"
+    );
     // The summary page keeps its template but picks up the overridden stylesheet partial.
     let sum = html::render(&r, "summary.html", Some(dir.path())).unwrap();
     assert!(sum.contains("rebeccapurple") && sum.contains("Test results"));
     // A template error names the template and line.
-    std::fs::write(dir.path().join("coverage.html"), "line 1\n{{ run.nope.deeper }}").unwrap();
+    std::fs::write(
+        dir.path().join("coverage.html"),
+        "line 1\n{{ run.nope.deeper }}",
+    )
+    .unwrap();
     let err = html::render(&r, "coverage.html", Some(dir.path())).unwrap_err();
     assert!(err.contains("coverage.html:2"), "{err}");
     assert!(html::render(&r, "coverage.html", Some(&dir.path().join("missing"))).is_err());
@@ -240,7 +318,10 @@ fn write_creates_both_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("reports");
     let files = html::write(&full(), &out, None).unwrap();
-    assert_eq!(files, vec![out.join("summary.html"), out.join("coverage.html")]);
+    assert_eq!(
+        files,
+        vec![out.join("summary.html"), out.join("coverage.html")]
+    );
     for f in &files {
         assert!(std::fs::metadata(f).unwrap().len() > 5000);
     }
@@ -264,7 +345,14 @@ fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {
         return Some(PathBuf::from(p));
     }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].iter().map(PathBuf::from).find(|p| p.exists())
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 fn chromium_args(profile: &Path) -> Vec<String> {
@@ -294,7 +382,12 @@ fn chromium_args(profile: &Path) -> Vec<String> {
 fn console_errors(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
-        .filter(|l| l.contains(":CONSOLE") || l.contains("CONSOLE(") || l.contains("Uncaught") || l.contains("Refused to"))
+        .filter(|l| {
+            l.contains(":CONSOLE")
+                || l.contains("CONSOLE(")
+                || l.contains("Uncaught")
+                || l.contains("Refused to")
+        })
         .collect()
 }
 
@@ -307,7 +400,11 @@ fn run_chromium(bin: &Path, args: &[String]) -> (String, String) {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "chromium {args:?} failed: {}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "chromium {args:?} failed: {}\n{stderr}",
+        out.status
+    );
     (stdout, stderr)
 }
 
@@ -317,7 +414,9 @@ fn chromium_renders_without_script_errors() {
         if std::env::var_os("CI").is_some() {
             panic!("chromium is not installed (apt-get install -y chromium); CI must run the browser check");
         }
-        eprintln!("NOTICE: chromium not found (/usr/bin/chromium); skipping the headless browser check");
+        eprintln!(
+            "NOTICE: chromium not found (/usr/bin/chromium); skipping the headless browser check"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -330,11 +429,31 @@ fn chromium_renders_without_script_errors() {
     std::fs::create_dir_all(&shots).unwrap();
     let pages: Vec<(PathBuf, &str, &str)> = vec![
         (dir.path().join("summary.html"), "summary.png", "1280,2400"),
-        (dir.path().join("coverage.html"), "coverage.png", "1280,2000"),
-        (dir.path().join("summary.html"), "summary-narrow.png", "360,2400"),
-        (dir.path().join("coverage.html"), "coverage-narrow.png", "360,2000"),
-        (passing.join("summary.html"), "summary-passing.png", "1280,1200"),
-        (passing.join("coverage.html"), "coverage-none.png", "1280,800"),
+        (
+            dir.path().join("coverage.html"),
+            "coverage.png",
+            "1280,2000",
+        ),
+        (
+            dir.path().join("summary.html"),
+            "summary-narrow.png",
+            "360,2400",
+        ),
+        (
+            dir.path().join("coverage.html"),
+            "coverage-narrow.png",
+            "360,2000",
+        ),
+        (
+            passing.join("summary.html"),
+            "summary-passing.png",
+            "1280,1200",
+        ),
+        (
+            passing.join("coverage.html"),
+            "coverage-none.png",
+            "1280,800",
+        ),
     ];
     for (page, png, size) in &pages {
         let url = format!("file://{}", page.display());
@@ -343,35 +462,76 @@ fn chromium_renders_without_script_errors() {
         // (Once per page: the narrow screenshots show the same pages.)
         if !narrow {
             let (dom, stderr) = run_chromium(&bin, &["--dump-dom".into(), url.clone()]);
-            assert!(dom.contains("data-js-ok=\"1\""), "{url}: the page script did not finish\n{stderr}");
+            assert!(
+                dom.contains("data-js-ok=\"1\""),
+                "{url}: the page script did not finish\n{stderr}"
+            );
             let root = &dom[dom.find("<html").expect("dumped DOM")..];
             let root = &root[..root.find('>').unwrap()];
-            assert!(!root.contains("data-js-error"), "{url}: script error: {root}");
-            assert!(!dom.contains("<form id=\"filters\" class=\"filters\" hidden"), "{url}: filters were not shown");
+            assert!(
+                !root.contains("data-js-error"),
+                "{url}: script error: {root}"
+            );
+            assert!(
+                !dom.contains("<form id=\"filters\" class=\"filters\" hidden"),
+                "{url}: filters were not shown"
+            );
             let errs = console_errors(&stderr);
-            assert!(errs.is_empty(), "{url}: console errors:\n{}", errs.join("\n"));
+            assert!(
+                errs.is_empty(),
+                "{url}: console errors:\n{}",
+                errs.join("\n")
+            );
         }
 
         let target = dir.path().join(png);
-        let (_, stderr) = run_chromium(&bin, &[format!("--screenshot={}", target.display()), format!("--window-size={size}"), url.clone()]);
+        let (_, stderr) = run_chromium(
+            &bin,
+            &[
+                format!("--screenshot={}", target.display()),
+                format!("--window-size={size}"),
+                url.clone(),
+            ],
+        );
         let errs = console_errors(&stderr);
-        assert!(errs.is_empty(), "{url}: console errors:\n{}", errs.join("\n"));
-        let bytes = std::fs::read(&target).unwrap_or_else(|e| panic!("{}: no screenshot: {e}\n{stderr}", target.display()));
+        assert!(
+            errs.is_empty(),
+            "{url}: console errors:\n{}",
+            errs.join("\n")
+        );
+        let bytes = std::fs::read(&target)
+            .unwrap_or_else(|e| panic!("{}: no screenshot: {e}\n{stderr}", target.display()));
         assert!(bytes.starts_with(b"\x89PNG"), "{png}: not a PNG");
-        assert!(bytes.len() > 20_000, "{png}: suspiciously small screenshot ({} bytes)", bytes.len());
+        assert!(
+            bytes.len() > 20_000,
+            "{png}: suspiciously small screenshot ({} bytes)",
+            bytes.len()
+        );
         std::fs::copy(&target, shots.join(png)).unwrap();
     }
 
     // Filters work in the browser, and can be set from the address.
-    let url = format!("file://{}?status=problem&tag=load", dir.path().join("summary.html").display());
+    let url = format!(
+        "file://{}?status=problem&tag=load",
+        dir.path().join("summary.html").display()
+    );
     let (dom, stderr) = run_chromium(&bin, &["--dump-dom".into(), url]);
     assert!(dom.contains("data-js-ok=\"1\""), "{stderr}");
     assert!(dom.contains("1 of 6 specs shown"), "filter count");
-    let rows: Vec<&str> = dom.split("<tr ").skip(1).map(|t| &t[..t.find('>').unwrap()]).filter(|t| t.contains("data-filterable")).collect();
+    let rows: Vec<&str> = dom
+        .split("<tr ")
+        .skip(1)
+        .map(|t| &t[..t.find('>').unwrap()])
+        .filter(|t| t.contains("data-filterable"))
+        .collect();
     assert_eq!(rows.len(), 6);
     for r in rows {
         let shown = !r.contains(" hidden");
-        assert_eq!(shown, r.contains("|load|") && r.contains("data-status=\"failed\""), "{r}");
+        assert_eq!(
+            shown,
+            r.contains("|load|") && r.contains("data-status=\"failed\""),
+            "{r}"
+        );
     }
 
     // The checks above do catch a broken page.
@@ -386,8 +546,16 @@ fn chromium_renders_without_script_errors() {
     let url = format!("file://{}", out.join("summary.html").display());
     let (dom, stderr) = run_chromium(&bin, &["--dump-dom".into(), url]);
     assert!(!dom.contains("data-js-ok=\"1\""));
-    assert!(dom.contains("data-js-error=\"Uncaught ReferenceError: notAFunction is not defined"), "{dom}");
-    assert!(console_errors(&stderr).iter().any(|l| l.contains("Uncaught ReferenceError")), "{stderr}");
+    assert!(
+        dom.contains("data-js-error=\"Uncaught ReferenceError: notAFunction is not defined"),
+        "{dom}"
+    );
+    assert!(
+        console_errors(&stderr)
+            .iter()
+            .any(|l| l.contains("Uncaught ReferenceError")),
+        "{stderr}"
+    );
 
     println!("screenshots: {}", shots.display());
     eprintln!("screenshots: {}", shots.display());

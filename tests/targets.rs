@@ -16,19 +16,38 @@ fn root() -> &'static Path {
 #[test]
 fn the_readme_example_runs_as_written() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme.split("### A complete example").nth(1).expect("README has the example");
-    let yaml = section.split("```yaml").nth(1).and_then(|b| b.split("```").next()).expect("a yaml block");
+    let section = readme
+        .split("### A complete example")
+        .nth(1)
+        .expect("README has the example");
+    let yaml = section
+        .split("```yaml")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block");
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("example.yaml");
     std::fs::write(&spec, yaml).unwrap();
     let rd = dir.path().join("reports");
     let out = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args(["run", spec.to_str().unwrap(), "--report-dir", rd.to_str().unwrap()])
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--report-dir",
+            rd.to_str().unwrap(),
+        ])
         .current_dir(root())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
     let poll = &r["specs"][0]["cases"][0]["steps"][1]["poll"];
     assert_eq!(poll["satisfied"], true, "{poll}");
     assert!(r["specs"][0]["cases"][0]["steps"][1]["captures"]["ready_ms"].is_number());
@@ -39,7 +58,17 @@ fn a_separate_simulator_is_a_target_with_kubernetes() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig.yaml");
     let mut sim = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args(["sim", "--port", "0", "--kube-port", "0", "--time-scale", "0.01", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args([
+            "sim",
+            "--port",
+            "0",
+            "--kube-port",
+            "0",
+            "--time-scale",
+            "0.01",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -54,7 +83,10 @@ fn a_separate_simulator_is_a_target_with_kubernetes() {
             break;
         }
     }
-    assert!(focus_url.starts_with("http://127.0.0.1:"), "printed the Focus URL");
+    assert!(
+        focus_url.starts_with("http://127.0.0.1:"),
+        "printed the Focus URL"
+    );
     assert!(kubeconfig.exists(), "wrote the kubeconfig");
     let cfg = format!(
         "default_target: mysim\ntargets:\n  mysim:\n    base_url: {focus_url}\n    simulator: true\n    time_scale: 0.01\n    kubernetes:\n      kubeconfig: {}\n      namespace: focus\n    vars: {{stream_ip: 10.10.10.100, port_min: 50051, port_max: 50350, capacity: 200}}\n",
@@ -65,14 +97,33 @@ fn a_separate_simulator_is_a_target_with_kubernetes() {
     let rd = dir.path().join("reports");
     // The same shipped specs, unchanged: Kubernetes lifecycle, resources, failure fault, cleanup.
     let out = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args(["--config", cfg_path.to_str().unwrap(), "run", "--quiet", "specs/k8s", "specs/errors/port-taken.yaml", "--report-dir", rd.to_str().unwrap()])
+        .args([
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "run",
+            "--quiet",
+            "specs/k8s",
+            "specs/errors/port-taken.yaml",
+            "--report-dir",
+            rd.to_str().unwrap(),
+        ])
         .current_dir(root())
         .output()
         .unwrap();
-    std::process::Command::new("kill").args(["-INT", &sim.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &sim.id().to_string()])
+        .status()
+        .unwrap();
     let status = sim.wait().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["target"]["kind"], "simulator");
     assert_eq!(r["totals"]["passed"], 5, "{}", r["totals"]);
     xmllint_validate(&rd.join("junit.xml"));

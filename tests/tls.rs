@@ -36,8 +36,14 @@ fn start_tls_server() -> TlsServer {
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     rt.spawn(async move {
         loop {
@@ -60,7 +66,11 @@ fn start_tls_server() -> TlsServer {
             });
         }
     });
-    TlsServer { url, ca_pem: ca.pem(), _rt: rt }
+    TlsServer {
+        url,
+        ca_pem: ca.pem(),
+        _rt: rt,
+    }
 }
 
 #[test]
@@ -78,7 +88,10 @@ fn verification_insecure_and_ca_file() {
     let out = p.run(&["run", "--target", "strict"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let junit = p.junit();
-    assert!(junit.contains("<error") && junit.contains("tls.insecure"), "a TLS error with the fix: {junit}");
+    assert!(
+        junit.contains("<error") && junit.contains("tls.insecure"),
+        "a TLS error with the fix: {junit}"
+    );
 
     let out = p.run(&["run", "--target", "insecure"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));

@@ -8,19 +8,37 @@ use serde_json_path::JsonPath;
 
 use super::{ExecError, Observation};
 use crate::results::{compact, AssertionResult};
-use crate::spec::{Check, Comparison, Expect, HeaderExpect, JsonType, LengthCheck, SchemaRef, StatusExpect, TextCheck};
+use crate::spec::{
+    Check, Comparison, Expect, HeaderExpect, JsonType, LengthCheck, SchemaRef, StatusExpect,
+    TextCheck,
+};
 use crate::template::Scope;
 
 /// Evaluates every expectation; template problems in expected values are spec errors.
-pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, line: u32) -> Result<Vec<AssertionResult>, ExecError> {
+pub fn evaluate(
+    e: &Expect,
+    obs: &Observation,
+    scope: &Scope,
+    spec_dir: &Path,
+    line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
     let fallback = line;
     let line = e.line_of("headers", fallback);
     if let Some(st) = &e.status {
-        out.push(check_status(st, obs.status, scope, e.line_of("status", fallback))?);
+        out.push(check_status(
+            st,
+            obs.status,
+            scope,
+            e.line_of("status", fallback),
+        )?);
     }
     for (name, h) in &e.headers {
-        let actual = obs.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let actual = obs
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone());
         let subject = format!("header `{name}`");
         match h {
             HeaderExpect::Exact(v) => {
@@ -35,11 +53,19 @@ pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, l
                     message: None,
                 });
             }
-            HeaderExpect::Check(tc) => out.extend(check_text(tc, actual.as_deref(), &subject, scope, line)?),
+            HeaderExpect::Check(tc) => {
+                out.extend(check_text(tc, actual.as_deref(), &subject, scope, line)?)
+            }
         }
     }
     if let Some(b) = &e.body {
-        out.extend(check_text(b, obs.body.as_deref(), "body", scope, e.line_of("body", fallback))?);
+        out.extend(check_text(
+            b,
+            obs.body.as_deref(),
+            "body",
+            scope,
+            e.line_of("body", fallback),
+        )?);
     }
     for c in &e.json {
         out.extend(eval_check(c, &obs.doc, scope, fallback)?);
@@ -59,7 +85,12 @@ pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, l
         });
     }
     if let Some(schema) = &e.schema {
-        out.push(check_schema(schema, &obs.doc, spec_dir, e.line_of("schema", fallback))?);
+        out.push(check_schema(
+            schema,
+            &obs.doc,
+            spec_dir,
+            e.line_of("schema", fallback),
+        )?);
     }
     if let Some(max) = &e.max_elapsed {
         let max = super::resolve_dur(max, scope)?;
@@ -77,7 +108,12 @@ pub fn evaluate(e: &Expect, obs: &Observation, scope: &Scope, spec_dir: &Path, l
     Ok(out)
 }
 
-fn check_status(st: &StatusExpect, actual: Option<u16>, scope: &Scope, line: u32) -> Result<AssertionResult, ExecError> {
+fn check_status(
+    st: &StatusExpect,
+    actual: Option<u16>,
+    scope: &Scope,
+    line: u32,
+) -> Result<AssertionResult, ExecError> {
     let (expected, ok): (Value, Box<dyn Fn(u16) -> bool>) = match st {
         StatusExpect::Code(c) => {
             let c = *c;
@@ -88,14 +124,19 @@ fn check_status(st: &StatusExpect, actual: Option<u16>, scope: &Scope, line: u32
             (json!(cs), Box::new(move |a| cs.contains(&a)))
         }
         StatusExpect::Text(t) => {
-            let rendered = scope.render_value(&Value::String(t.clone())).map_err(ExecError::spec)?;
+            let rendered = scope
+                .render_value(&Value::String(t.clone()))
+                .map_err(ExecError::spec)?;
             match rendered {
                 Value::Number(n) if n.as_u64().is_some() => {
                     let c = n.as_u64().unwrap_or_default() as u16;
                     (json!(c), Box::new(move |a| a == c))
                 }
                 Value::Array(items) => {
-                    let cs: Vec<u16> = items.iter().filter_map(|v| v.as_u64().map(|n| n as u16)).collect();
+                    let cs: Vec<u16> = items
+                        .iter()
+                        .filter_map(|v| v.as_u64().map(|n| n as u16))
+                        .collect();
                     (json!(cs), Box::new(move |a| cs.contains(&a)))
                 }
                 Value::String(s) => {
@@ -106,10 +147,16 @@ fn check_status(st: &StatusExpect, actual: Option<u16>, scope: &Scope, line: u32
                         let class = s.as_bytes()[0] - b'0';
                         (json!(s), Box::new(move |a| a / 100 == class as u16))
                     } else {
-                        return Err(ExecError::spec(format!("status `{s}` is not a code, a list of codes or a class like `2xx`")));
+                        return Err(ExecError::spec(format!(
+                            "status `{s}` is not a code, a list of codes or a class like `2xx`"
+                        )));
                     }
                 }
-                other => return Err(ExecError::spec(format!("status expectation rendered to {other}, not a code"))),
+                other => {
+                    return Err(ExecError::spec(format!(
+                        "status expectation rendered to {other}, not a code"
+                    )))
+                }
             }
         }
     };
@@ -117,14 +164,20 @@ fn check_status(st: &StatusExpect, actual: Option<u16>, scope: &Scope, line: u32
         line,
         subject: "status".into(),
         op: "is".into(),
-        passed: actual.is_some_and(|a| ok(a)),
+        passed: actual.is_some_and(&ok),
         expected,
         actual: actual.map(|a| json!(a)),
         message: None,
     })
 }
 
-fn check_text(tc: &TextCheck, actual: Option<&str>, subject: &str, scope: &Scope, line: u32) -> Result<Vec<AssertionResult>, ExecError> {
+fn check_text(
+    tc: &TextCheck,
+    actual: Option<&str>,
+    subject: &str,
+    scope: &Scope,
+    line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
     let act = actual.map(|s| Value::String(s.to_string()));
     let mk = |op: &str, expected: Value, passed: bool| AssertionResult {
@@ -145,19 +198,29 @@ fn check_text(tc: &TextCheck, actual: Option<&str>, subject: &str, scope: &Scope
     }
     if let Some(v) = &tc.contains {
         let v = scope.render_str(v).map_err(ExecError::spec)?;
-        out.push(mk("contains", json!(v), actual.is_some_and(|a| a.contains(&v))));
+        out.push(mk(
+            "contains",
+            json!(v),
+            actual.is_some_and(|a| a.contains(&v)),
+        ));
     }
     if let Some(re) = &tc.matches {
         let re_s = scope.render_str(re).map_err(ExecError::spec)?;
-        let re = regex::Regex::new(&re_s).map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
-        out.push(mk("matches", json!(re_s), actual.is_some_and(|a| re.is_match(a))));
+        let re = regex::Regex::new(&re_s)
+            .map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
+        out.push(mk(
+            "matches",
+            json!(re_s),
+            actual.is_some_and(|a| re.is_match(a)),
+        ));
     }
     Ok(out)
 }
 
 /// Selects the subject of a JSONPath: one match = the value, several = the list, none = None.
 pub fn select(path: &str, doc: &Value) -> Result<Option<Value>, ExecError> {
-    let jp = JsonPath::parse(path).map_err(|e| ExecError::spec(format!("bad JSONPath `{path}`: {e}")))?;
+    let jp = JsonPath::parse(path)
+        .map_err(|e| ExecError::spec(format!("bad JSONPath `{path}`: {e}")))?;
     let nodes = jp.query(doc).all();
     Ok(match nodes.len() {
         0 => None,
@@ -167,8 +230,17 @@ pub fn select(path: &str, doc: &Value) -> Result<Option<Value>, ExecError> {
 }
 
 /// Evaluates one check (`path`, `value` or `expr`) into one result per operator.
-pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> Result<Vec<AssertionResult>, ExecError> {
-    let line = if c.pos.line > 0 { c.pos.line } else { default_line };
+pub fn eval_check(
+    c: &Check,
+    doc: &Value,
+    scope: &Scope,
+    default_line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
+    let line = if c.pos.line > 0 {
+        c.pos.line
+    } else {
+        default_line
+    };
     let mut out = Vec::new();
     if let Some(expr) = &c.expr {
         let v = scope.eval(expr).map_err(ExecError::spec)?;
@@ -193,7 +265,10 @@ pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> R
             Value::String(s) => s.clone(),
             other => compact(other),
         };
-        (label, Some(scope.render_value(&raw).map_err(ExecError::spec)?))
+        (
+            label,
+            Some(scope.render_value(&raw).map_err(ExecError::spec)?),
+        )
     };
     let mut push = |op: &str, expected: Value, passed: bool| {
         out.push(AssertionResult {
@@ -222,7 +297,8 @@ pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> R
     }
     if let Some(re) = &c.matches {
         let re_s = scope.render_str(re).map_err(ExecError::spec)?;
-        let rx = regex::Regex::new(&re_s).map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
+        let rx = regex::Regex::new(&re_s)
+            .map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
         let ok = actual.as_ref().is_some_and(|a| rx.is_match(&as_text(a)));
         push("matches", json!(re_s), ok);
     }
@@ -238,8 +314,11 @@ pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> R
     if let Some(l) = &c.length {
         let len = actual.as_ref().and_then(length);
         let cmp = match l {
-            LengthCheck::Exact(v) => Comparison { equals: Some(v.clone()), ..Default::default() },
-            LengthCheck::Compare(c) => c.clone(),
+            LengthCheck::Exact(v) => Comparison {
+                equals: Some(v.clone()),
+                ..Default::default()
+            },
+            LengthCheck::Compare(c) => (**c).clone(),
         };
         for (op, bound) in comparisons(&cmp) {
             let b = render(bound)?;
@@ -258,7 +337,12 @@ pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> R
             });
         }
     }
-    for (op, bound) in [("gt", &c.gt), ("gte", &c.gte), ("lt", &c.lt), ("lte", &c.lte)] {
+    for (op, bound) in [
+        ("gt", &c.gt),
+        ("gte", &c.gte),
+        ("lt", &c.lt),
+        ("lte", &c.lte),
+    ] {
         if let Some(b) = bound {
             let b = render(b)?;
             let ok = match (actual.as_ref().and_then(number), number(&b)) {
@@ -278,7 +362,10 @@ pub fn eval_check(c: &Check, doc: &Value, scope: &Scope, default_line: u32) -> R
     }
     if let Some(opts) = &c.one_of {
         let opts = render(&Value::Array(opts.clone()))?;
-        let ok = actual.as_ref().is_some_and(|a| opts.as_array().is_some_and(|o| o.iter().any(|x| json_eq(a, x))));
+        let ok = actual.as_ref().is_some_and(|a| {
+            opts.as_array()
+                .is_some_and(|o| o.iter().any(|x| json_eq(a, x)))
+        });
         out.push(AssertionResult {
             line,
             subject: subject.clone(),
@@ -297,7 +384,12 @@ fn comparisons(c: &Comparison) -> Vec<(&'static str, &Value)> {
     if let Some(x) = &c.equals {
         v.push(("eq", x));
     }
-    for (op, b) in [("gt", &c.gt), ("gte", &c.gte), ("lt", &c.lt), ("lte", &c.lte)] {
+    for (op, b) in [
+        ("gt", &c.gt),
+        ("gte", &c.gte),
+        ("lt", &c.lt),
+        ("lte", &c.lte),
+    ] {
         if let Some(x) = b {
             v.push((op, x));
         }
@@ -329,8 +421,14 @@ fn compare(op: &str, a: f64, b: f64) -> bool {
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -406,7 +504,10 @@ pub fn partial_match(expected: &Value, actual: &Value, path: &str, diffs: &mut V
                 let p = format!("{path}.{k}");
                 match a.get(k) {
                     Some(av) => partial_match(ev, av, &p, diffs),
-                    None => diffs.push(format!("{p}: expected {}, but the field is missing", compact(ev))),
+                    None => diffs.push(format!(
+                        "{p}: expected {}, but the field is missing",
+                        compact(ev)
+                    )),
                 }
             }
         }
@@ -431,38 +532,62 @@ pub fn partial_match(expected: &Value, actual: &Value, path: &str, diffs: &mut V
                 match best {
                     Some((j, d)) if d.is_empty() => used[j] = true,
                     Some((_, d)) => {
-                        diffs.push(format!("{path}: no element matches expected item #{i} {}; closest differs in:", compact(ev)));
+                        diffs.push(format!(
+                            "{path}: no element matches expected item #{i} {}; closest differs in:",
+                            compact(ev)
+                        ));
                         diffs.extend(d.into_iter().map(|l| format!("  {l}")));
                     }
-                    None => diffs.push(format!("{path}: expected an element matching {}, but the list is empty", compact(ev))),
+                    None => diffs.push(format!(
+                        "{path}: expected an element matching {}, but the list is empty",
+                        compact(ev)
+                    )),
                 }
             }
         }
         (e, a) => {
-            let same = json_eq(e, a) || (matches!(a, Value::Number(_)) && e.as_str() == Some(&a.to_string()));
+            let same = json_eq(e, a)
+                || (matches!(a, Value::Number(_)) && e.as_str() == Some(&a.to_string()));
             if !same {
-                diffs.push(format!("{path}: expected {}, found {}", compact(e), compact(a)));
+                diffs.push(format!(
+                    "{path}: expected {}, found {}",
+                    compact(e),
+                    compact(a)
+                ));
             }
         }
     }
 }
 
-fn check_schema(s: &SchemaRef, doc: &Value, spec_dir: &Path, line: u32) -> Result<AssertionResult, ExecError> {
+fn check_schema(
+    s: &SchemaRef,
+    doc: &Value,
+    spec_dir: &Path,
+    line: u32,
+) -> Result<AssertionResult, ExecError> {
     let (schema, label) = match s {
         SchemaRef::Inline(m) => (Value::Object(m.clone()), "inline schema".to_string()),
         SchemaRef::File(f) => {
             let p = spec_dir.join(f);
-            let text = std::fs::read_to_string(&p).map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?;
             let v: Value = if f.ends_with(".json") {
-                serde_json::from_str(&text).map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?
+                serde_json::from_str(&text)
+                    .map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?
             } else {
-                serde_yaml::from_str(&text).map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?
+                serde_yaml::from_str(&text)
+                    .map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?
             };
             (v, f.clone())
         }
     };
-    let validator = jsonschema::validator_for(&schema).map_err(|e| ExecError::spec(format!("invalid JSON Schema {label}: {e}")))?;
-    let errors: Vec<String> = validator.iter_errors(doc).take(10).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| ExecError::spec(format!("invalid JSON Schema {label}: {e}")))?;
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .take(10)
+        .map(|e| format!("{}: {}", e.instance_path(), e))
+        .collect();
     Ok(AssertionResult {
         line,
         subject: "document".into(),
@@ -492,11 +617,23 @@ mod tests {
     fn operators() {
         let doc = json!({"job_id": "18-3", "stream_port": 50051, "items": [{"a": 1}, {"a": 2}], "n": 1.0});
         assert!(run("{path: $.job_id, matches: '^\\d+-\\d+$'}", doc.clone())[0].passed);
-        assert!(run("{path: $.stream_port, equals: '{{ expected_port }}'}", doc.clone())[0].passed);
+        assert!(
+            run(
+                "{path: $.stream_port, equals: '{{ expected_port }}'}",
+                doc.clone()
+            )[0]
+            .passed
+        );
         assert!(run("{path: $.n, equals: 1}", doc.clone())[0].passed);
-        assert!(run("{path: $.stream_port, gte: 50051, lt: 50351}", doc.clone()).iter().all(|r| r.passed));
+        assert!(
+            run("{path: $.stream_port, gte: 50051, lt: 50351}", doc.clone())
+                .iter()
+                .all(|r| r.passed)
+        );
         assert!(run("{path: $.items, length: 2}", doc.clone())[0].passed);
-        assert!(run("{path: $.items, length: {gte: 3}}", doc.clone()).iter().all(|r| !r.passed));
+        assert!(run("{path: $.items, length: {gte: 3}}", doc.clone())
+            .iter()
+            .all(|r| !r.passed));
         assert!(run("{path: '$.items[*].a', contains: 2}", doc.clone())[0].passed);
         assert!(run("{path: $.nope, exists: false}", doc.clone())[0].passed);
         assert!(!run("{path: $.nope, exists: true}", doc.clone())[0].passed);
@@ -514,9 +651,23 @@ mod tests {
         let actual = json!({"spec": {"containers": [{"name": "x", "ports": [{"containerPort": 50051}]},
                                                     {"name": "baby", "resources": {"limits": {"memory": "4Gi"}}}]}});
         let mut d = Vec::new();
-        partial_match(&json!({"spec": {"containers": [{"name": "baby", "resources": {"limits": {"memory": "4Gi"}}}]}}), &actual, "$", &mut d);
+        partial_match(
+            &json!({"spec": {"containers": [{"name": "baby", "resources": {"limits": {"memory": "4Gi"}}}]}}),
+            &actual,
+            "$",
+            &mut d,
+        );
         assert!(d.is_empty(), "{d:?}");
-        partial_match(&json!({"spec": {"containers": [{"name": "baby", "resources": {"limits": {"memory": "8Gi"}}}]}}), &actual, "$", &mut d);
-        assert!(d.iter().any(|l| l.contains("memory: expected \"8Gi\", found \"4Gi\"")), "{d:?}");
+        partial_match(
+            &json!({"spec": {"containers": [{"name": "baby", "resources": {"limits": {"memory": "8Gi"}}}]}}),
+            &actual,
+            "$",
+            &mut d,
+        );
+        assert!(
+            d.iter()
+                .any(|l| l.contains("memory: expected \"8Gi\", found \"4Gi\"")),
+            "{d:?}"
+        );
     }
 }

@@ -16,12 +16,30 @@ use tokio::sync::{Barrier, Semaphore};
 
 use super::step::run_steps;
 use super::{ms, resolve_dur, Ctx, ExecError, Observation};
-use crate::results::{AssertionResult, Bucket, FanoutStats, LatencyStats, Status, StepResult, ThresholdResult};
+use crate::results::{
+    AssertionResult, Bucket, FanoutStats, LatencyStats, Status, StepResult, ThresholdResult,
+};
 use crate::spec::{Count, Fanout, Step};
 use crate::template::Scope;
 
 /// Histogram bucket upper bounds, in milliseconds.
-const BUCKETS_MS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, f64::INFINITY];
+const BUCKETS_MS: &[f64] = &[
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+    200.0,
+    500.0,
+    1000.0,
+    2000.0,
+    5000.0,
+    10000.0,
+    30000.0,
+    f64::INFINITY,
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Threshold {
@@ -56,7 +74,16 @@ pub enum Rhs {
     Count,
 }
 
-const COUNTERS: &[&str] = &["count", "started", "succeeded", "failed", "success_rate", "throughput", "cleanup_failures", "duration"];
+const COUNTERS: &[&str] = &[
+    "count",
+    "started",
+    "succeeded",
+    "failed",
+    "success_rate",
+    "throughput",
+    "cleanup_failures",
+    "duration",
+];
 const STATS: &[&str] = &["min", "mean", "p50", "p90", "p95", "p99", "max"];
 
 impl Threshold {
@@ -71,11 +98,20 @@ impl Threshold {
         if let Some(inner) = s.strip_prefix("unique(").and_then(|r| r.strip_suffix(')')) {
             let name = inner.trim();
             if name.is_empty() {
-                return Err(format!("threshold `{src}`: unique() needs a captured variable name"));
+                return Err(format!(
+                    "threshold `{src}`: unique() needs a captured variable name"
+                ));
             }
             return Ok(Threshold::Unique(name.to_string()));
         }
-        let ops = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
+        let ops = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ];
         let (i, op, len) = ops
             .iter()
             .filter_map(|(t, o)| s.find(t).map(|i| (i, *o, t.len())))
@@ -86,22 +122,35 @@ impl Threshold {
             let stat = lhs[..open].trim();
             let step = lhs[open + 1..].trim_end_matches(')').trim();
             if !STATS.contains(&stat) {
-                return Err(format!("threshold `{src}`: unknown statistic `{stat}` (one of {})", STATS.join(", ")));
+                return Err(format!(
+                    "threshold `{src}`: unknown statistic `{stat}` (one of {})",
+                    STATS.join(", ")
+                ));
             }
-            Metric::Latency { stat: stat.into(), step: step.into() }
+            Metric::Latency {
+                stat: stat.into(),
+                step: step.into(),
+            }
         } else if COUNTERS.contains(&lhs) {
             Metric::Counter(lhs.into())
         } else {
             return Err(format!(
                 "threshold `{src}`: unknown metric `{lhs}` (one of {}, or p95(step) etc.){}",
                 COUNTERS.join(", "),
-                crate::spec::diag::did_you_mean(lhs, COUNTERS.iter().copied()).map(|h| format!("; {h}")).unwrap_or_default()
+                crate::spec::diag::did_you_mean(lhs, COUNTERS.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default()
             ));
         };
         let rhs = if rhs == "count" {
             Rhs::Count
         } else if let Some(p) = rhs.strip_suffix('%') {
-            Rhs::Number(p.trim().parse::<f64>().map_err(|_| format!("threshold `{src}`: bad percentage `{rhs}`"))? / 100.0)
+            Rhs::Number(
+                p.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("threshold `{src}`: bad percentage `{rhs}`"))?
+                    / 100.0,
+            )
         } else if let Ok(n) = rhs.parse::<f64>() {
             Rhs::Number(n)
         } else {
@@ -131,7 +180,11 @@ fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecErro
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
                 .map(|n| n as usize)
-                .ok_or_else(|| ExecError::spec(format!("fanout {what} `{t}` rendered to {v}, not a whole number")))
+                .ok_or_else(|| {
+                    ExecError::spec(format!(
+                        "fanout {what} `{t}` rendered to {v}, not a whole number"
+                    ))
+                })
         }
     }
 }
@@ -150,7 +203,13 @@ pub fn latency_stats(mut v: Vec<f64>) -> LatencyStats {
         return LatencyStats::default();
     }
     v.sort_by(f64::total_cmp);
-    let mut histogram: Vec<Bucket> = BUCKETS_MS.iter().map(|b| Bucket { le_ms: *b, count: 0 }).collect();
+    let mut histogram: Vec<Bucket> = BUCKETS_MS
+        .iter()
+        .map(|b| Bucket {
+            le_ms: *b,
+            count: 0,
+        })
+        .collect();
     for x in &v {
         if let Some(b) = histogram.iter_mut().find(|b| *x <= b.le_ms) {
             b.count += 1;
@@ -194,13 +253,23 @@ struct IterationOutcome {
 
 /// A short, groupable reason: `503 capacity reached`, `error: timeout`, `assertion: $.status equals`.
 fn failure_reason(steps: &[StepResult]) -> String {
-    let Some(bad) = steps.iter().find(|s| matches!(s.status, Status::Failed | Status::Error)) else {
+    let Some(bad) = steps
+        .iter()
+        .find(|s| matches!(s.status, Status::Failed | Status::Error))
+    else {
         return "unknown".into();
     };
     if bad.status == Status::Error {
         let m = bad.message.clone().unwrap_or_default();
         let word = m.split(':').next().unwrap_or("error").trim().to_string();
-        return format!("error: {}", if word.len() > 40 { "request failed".into() } else { word });
+        return format!(
+            "error: {}",
+            if word.len() > 40 {
+                "request failed".into()
+            } else {
+                word
+            }
+        );
     }
     if let Some(r) = &bad.response {
         if r.status >= 400 {
@@ -223,26 +292,42 @@ fn failure_reason(steps: &[StepResult]) -> String {
     }
 }
 
-pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> Result<Observation, ExecError> {
+pub async fn execute(
+    f: &Fanout,
+    step: &Step,
+    scope: &mut Scope,
+    ctx: &Ctx,
+) -> Result<Observation, ExecError> {
     let count = resolve_count(&f.count, scope, "count")?;
     let concurrency = match &f.concurrency {
         Some(c) => resolve_count(c, scope, "concurrency")?.max(1),
         None => count.max(1),
     };
-    let ramp_up = f.ramp_up.as_ref().map(|d| resolve_dur(d, scope)).transpose()?;
-    let deadline = f.deadline.as_ref().map(|d| resolve_dur(d, scope)).transpose()?;
+    let ramp_up = f
+        .ramp_up
+        .as_ref()
+        .map(|d| resolve_dur(d, scope))
+        .transpose()?;
+    let deadline = f
+        .deadline
+        .as_ref()
+        .map(|d| resolve_dur(d, scope))
+        .transpose()?;
     let thresholds: Vec<(String, Threshold)> = f
         .thresholds
         .iter()
         .map(|t| {
             let r = scope.render_str(t)?;
-            Threshold::parse(&r).map(|th| (r, th)).map_err(ExecError::spec)
+            Threshold::parse(&r)
+                .map(|th| (r, th))
+                .map_err(ExecError::spec)
         })
         .collect::<Result<_, _>>()?;
 
     let sem = Arc::new(Semaphore::new(concurrency));
     // With every iteration in flight at once, a barrier makes "200 at once" really simultaneous.
-    let barrier = (concurrency >= count && ramp_up.is_none() && count > 1).then(|| Arc::new(Barrier::new(count)));
+    let barrier = (concurrency >= count && ramp_up.is_none() && count > 1)
+        .then(|| Arc::new(Barrier::new(count)));
     let t0 = Instant::now();
     let end = deadline.map(|d| t0 + d);
     let mut futs = FuturesUnordered::new();
@@ -271,7 +356,14 @@ pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> R
             }
             if ctx.cancel.is_cancelled() || end.is_some_and(|e| Instant::now() >= e) {
                 out.status = Status::Error;
-                out.reason = Some(if ctx.cancel.is_cancelled() { "not started: interrupted" } else { "not started: deadline passed" }.into());
+                out.reason = Some(
+                    if ctx.cancel.is_cancelled() {
+                        "not started: interrupted"
+                    } else {
+                        "not started: deadline passed"
+                    }
+                    .into(),
+                );
                 return (out, it_scope);
             }
             out.started = true;
@@ -285,13 +377,21 @@ pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> R
             };
             out.status = status;
             if matches!(status, Status::Failed | Status::Error) {
-                out.reason = Some(if results.is_empty() { "error: deadline passed".into() } else { failure_reason(&results) });
+                out.reason = Some(if results.is_empty() {
+                    "error: deadline passed".into()
+                } else {
+                    failure_reason(&results)
+                });
             }
             for r in &results {
                 if r.status == Status::Skipped {
                     continue;
                 }
-                let l = r.response.as_ref().map(|x| x.elapsed_ms).unwrap_or(r.duration_ms);
+                let l = r
+                    .response
+                    .as_ref()
+                    .map(|x| x.elapsed_ms)
+                    .unwrap_or(r.duration_ms);
                 out.latencies.push((r.name.clone(), l));
                 for (k, v) in &r.captures {
                     out.captures.insert(k.clone(), v.clone());
@@ -305,7 +405,12 @@ pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> R
     while let Some(o) = futs.next().await {
         done.push(o);
         if done.len() % step_tick == 0 && done.len() < count {
-            ctx.progress(format!("{}: {}/{} iterations done", step.label(), done.len(), count));
+            ctx.progress(format!(
+                "{}: {}/{} iterations done",
+                step.label(),
+                done.len(),
+                count
+            ));
         }
     }
     drop(futs);
@@ -341,15 +446,31 @@ pub async fn execute(f: &Fanout, step: &Step, scope: &mut Scope, ctx: &Ctx) -> R
         .zip(&assertions)
         .map(|((src, _), a)| ThresholdResult {
             expr: src.clone(),
-            value: a.actual.as_ref().and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            value: a
+                .actual
+                .as_ref()
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
             passed: a.passed,
         })
         .collect();
     let doc = serde_json::to_value(&stats).unwrap_or(Value::Null);
-    Ok(Observation { doc, elapsed: duration, assertions, fanout: Some(stats), ..Default::default() })
+    Ok(Observation {
+        doc,
+        elapsed: duration,
+        assertions,
+        fanout: Some(stats),
+        ..Default::default()
+    })
 }
 
-fn aggregate(outcomes: &[IterationOutcome], count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
+fn aggregate(
+    outcomes: &[IterationOutcome],
+    count: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> FanoutStats {
     let mut by_reason: IndexMap<String, usize> = IndexMap::new();
     let mut per_step: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut captures: IndexMap<String, Vec<Value>> = IndexMap::new();
@@ -369,7 +490,10 @@ fn aggregate(outcomes: &[IterationOutcome], count: usize, concurrency: usize, du
         }
     }
     by_reason.sort_by(|_, a, _, b| b.cmp(a));
-    let succeeded = outcomes.iter().filter(|o| o.status == Status::Passed).count();
+    let succeeded = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Passed)
+        .count();
     let secs = duration.as_secs_f64().max(1e-9);
     FanoutStats {
         count,
@@ -380,7 +504,10 @@ fn aggregate(outcomes: &[IterationOutcome], count: usize, concurrency: usize, du
         by_reason,
         duration_ms: ms(duration),
         throughput_per_s: (succeeded as f64 / secs * 100.0).round() / 100.0,
-        steps: per_step.into_iter().map(|(k, v)| (k, latency_stats(v))).collect(),
+        steps: per_step
+            .into_iter()
+            .map(|(k, v)| (k, latency_stats(v)))
+            .collect(),
         captures,
         thresholds: Vec::new(),
         sample_failures,
@@ -397,20 +524,42 @@ pub fn summary(s: &FanoutStats) -> String {
     out
 }
 
-fn check_thresholds(ths: &[(String, Threshold)], stats: &FanoutStats, count: usize, line: u32) -> Vec<AssertionResult> {
+fn check_thresholds(
+    ths: &[(String, Threshold)],
+    stats: &FanoutStats,
+    count: usize,
+    line: u32,
+) -> Vec<AssertionResult> {
     let mut out = Vec::new();
     for (src, th) in ths {
         let (value, passed, detail): (String, bool, Option<String>) = match th {
             Threshold::Unique(name) => match stats.captures.get(name) {
-                None => (format!("no values captured as `{name}`"), false, Some(format!("capture `{name}` in the fan-out's steps"))),
+                None => (
+                    format!("no values captured as `{name}`"),
+                    false,
+                    Some(format!("capture `{name}` in the fan-out's steps")),
+                ),
                 Some(vals) => {
                     let mut seen = HashSet::new();
-                    let dups: Vec<String> = vals.iter().filter(|v| !seen.insert(v.to_string())).map(|v| v.to_string()).collect();
+                    let dups: Vec<String> = vals
+                        .iter()
+                        .filter(|v| !seen.insert(v.to_string()))
+                        .map(|v| v.to_string())
+                        .collect();
                     let nulls = vals.iter().filter(|v| v.is_null()).count();
                     if dups.is_empty() && nulls == 0 {
                         (format!("{} distinct values", vals.len()), true, None)
                     } else {
-                        (format!("{} duplicates among {} values: {}", dups.len(), vals.len(), dups.iter().take(5).cloned().collect::<Vec<_>>().join(", ")), false, None)
+                        (
+                            format!(
+                                "{} duplicates among {} values: {}",
+                                dups.len(),
+                                vals.len(),
+                                dups.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                            false,
+                            None,
+                        )
                     }
                 }
             },
@@ -440,7 +589,13 @@ fn check_thresholds(ths: &[(String, Threshold)], stats: &FanoutStats, count: usi
                         (Some(v), shown)
                     }
                     Metric::Latency { stat, step } => match stats.steps.get(step) {
-                        None => (None, format!("no step named `{step}` ran (steps: {})", stats.steps.keys().cloned().collect::<Vec<_>>().join(", "))),
+                        None => (
+                            None,
+                            format!(
+                                "no step named `{step}` ran (steps: {})",
+                                stats.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
                         Some(l) => {
                             let v = match stat.as_str() {
                                 "min" => l.min,
@@ -451,7 +606,10 @@ fn check_thresholds(ths: &[(String, Threshold)], stats: &FanoutStats, count: usi
                                 "p99" => l.p99,
                                 _ => l.max,
                             };
-                            (Some(v), format!("{stat}({step}) = {v:.1}ms over {} samples", l.count))
+                            (
+                                Some(v),
+                                format!("{stat}({step}) = {v:.1}ms over {} samples", l.count),
+                            )
                         }
                     },
                 };
@@ -479,18 +637,38 @@ mod tests {
     fn parses_thresholds() {
         assert_eq!(
             Threshold::parse("succeeded == count").unwrap(),
-            Threshold::Compare { metric: Metric::Counter("succeeded".into()), op: Op::Eq, rhs: Rhs::Count }
+            Threshold::Compare {
+                metric: Metric::Counter("succeeded".into()),
+                op: Op::Eq,
+                rhs: Rhs::Count
+            }
         );
         assert_eq!(
             Threshold::parse("p95(configure) < 2s").unwrap(),
-            Threshold::Compare { metric: Metric::Latency { stat: "p95".into(), step: "configure".into() }, op: Op::Lt, rhs: Rhs::Number(2000.0) }
+            Threshold::Compare {
+                metric: Metric::Latency {
+                    stat: "p95".into(),
+                    step: "configure".into()
+                },
+                op: Op::Lt,
+                rhs: Rhs::Number(2000.0)
+            }
         );
         assert_eq!(
             Threshold::parse("success_rate >= 99%").unwrap(),
-            Threshold::Compare { metric: Metric::Counter("success_rate".into()), op: Op::Ge, rhs: Rhs::Number(0.99) }
+            Threshold::Compare {
+                metric: Metric::Counter("success_rate".into()),
+                op: Op::Ge,
+                rhs: Rhs::Number(0.99)
+            }
         );
-        assert_eq!(Threshold::parse("unique(stream_port)").unwrap(), Threshold::Unique("stream_port".into()));
-        assert!(Threshold::parse("succeded == 1").unwrap_err().contains("did you mean `succeeded`"));
+        assert_eq!(
+            Threshold::parse("unique(stream_port)").unwrap(),
+            Threshold::Unique("stream_port".into())
+        );
+        assert!(Threshold::parse("succeded == 1")
+            .unwrap_err()
+            .contains("did you mean `succeeded`"));
         assert!(Threshold::parse("p42(x) < 1").is_err());
         assert!(Threshold::parse("failed").is_err());
     }
@@ -508,7 +686,11 @@ mod tests {
 
     #[test]
     fn summary_reads_like_the_issue() {
-        let mut s = FanoutStats { count: 200, succeeded: 150, ..Default::default() };
+        let mut s = FanoutStats {
+            count: 200,
+            succeeded: 150,
+            ..Default::default()
+        };
         s.by_reason.insert("503 capacity reached".into(), 50);
         assert_eq!(summary(&s), "150/200 succeeded, 50 x 503 capacity reached");
     }

@@ -13,27 +13,53 @@ use crate::template::Scope;
 /// Bodies kept in results are cut to this many bytes.
 pub const EXCERPT_BYTES: usize = 4096;
 
-pub async fn execute(req: &HttpRequest, scope: &Scope, ctx: &super::Ctx, sim: bool) -> Result<Observation, ExecError> {
+pub async fn execute(
+    req: &HttpRequest,
+    scope: &Scope,
+    ctx: &super::Ctx,
+    sim: bool,
+) -> Result<Observation, ExecError> {
     let target = &ctx.target;
     let path = scope.render_str(&req.path)?;
     let url = if path.starts_with("http://") || path.starts_with("https://") {
         path
     } else {
-        let base = if sim { target.sim_url.clone() } else { target.base_url.clone() };
-        let base = base.ok_or_else(|| ExecError::spec(format!("target `{}` has no base_url for `{}`", target.name, req.path)))?;
+        let base = if sim {
+            target.sim_url.clone()
+        } else {
+            target.base_url.clone()
+        };
+        let base = base.ok_or_else(|| {
+            ExecError::spec(format!(
+                "target `{}` has no base_url for `{}`",
+                target.name, req.path
+            ))
+        })?;
         join_url(&base, &path)
     };
-    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes()).map_err(|e| ExecError::spec(e.to_string()))?;
+    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
+        .map_err(|e| ExecError::spec(e.to_string()))?;
     let mut rb = target.http.request(method, &url);
     let mut shown_headers: Vec<(String, String)> = Vec::new();
-    let mut headers: Vec<(String, String)> = if sim { Vec::new() } else { target.headers.clone() };
+    let mut headers: Vec<(String, String)> = if sim {
+        Vec::new()
+    } else {
+        target.headers.clone()
+    };
     for (k, v) in &req.headers {
         headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
         headers.push((k.clone(), scope.render_str(v)?));
     }
     for (k, v) in &headers {
         rb = rb.header(k.as_str(), v.as_str());
-        shown_headers.push((k.clone(), if is_sensitive_header(k) { "<redacted>".into() } else { redact(v, &target.secrets) }));
+        shown_headers.push((
+            k.clone(),
+            if is_sensitive_header(k) {
+                "<redacted>".into()
+            } else {
+                redact(v, &target.secrets)
+            },
+        ));
     }
     if !req.query.is_empty() {
         let mut q = Vec::new();
@@ -62,7 +88,9 @@ pub async fn execute(req: &HttpRequest, scope: &Scope, ctx: &super::Ctx, sim: bo
     if let Some(t) = &req.timeout {
         rb = rb.timeout(super::resolve_dur(t, scope)?);
     }
-    let request = rb.build().map_err(|e| ExecError::spec(format!("cannot build the request to {url}: {e}")))?;
+    let request = rb
+        .build()
+        .map_err(|e| ExecError::spec(format!("cannot build the request to {url}: {e}")))?;
     let shown = RequestExcerpt {
         method: req.method.as_str().into(),
         url: redact(request.url().as_str(), &target.secrets),
@@ -75,18 +103,29 @@ pub async fn execute(req: &HttpRequest, scope: &Scope, ctx: &super::Ctx, sim: bo
         Ok(r) => r,
         Err(e) => {
             let mut err = ExecError::infra(describe_reqwest(&e, &url));
-            err.request = Some(shown);
+            err.request = Some(Box::new(shown));
             return Err(err);
         }
     };
     let status = resp.status().as_u16();
-    let headers: Vec<(String, String)> =
-        resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let bytes = match resp.bytes().await {
         Ok(b) => b,
         Err(e) => {
-            let mut err = ExecError::infra(format!("reading the response of {url}: {}", describe_reqwest(&e, &url)));
-            err.request = Some(shown);
+            let mut err = ExecError::infra(format!(
+                "reading the response of {url}: {}",
+                describe_reqwest(&e, &url)
+            ));
+            err.request = Some(Box::new(shown));
             return Err(err);
         }
     };
@@ -94,8 +133,19 @@ pub async fn execute(req: &HttpRequest, scope: &Scope, ctx: &super::Ctx, sim: bo
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let doc = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
     let (body_excerpt, truncated) = excerpt(&redact(&text, &target.secrets));
-    let shown_resp_headers =
-        headers.iter().map(|(k, v)| (k.clone(), if is_sensitive_header(k) { "<redacted>".into() } else { v.clone() })).collect();
+    let shown_resp_headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if is_sensitive_header(k) {
+                    "<redacted>".into()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect();
     Ok(Observation {
         status: Some(status),
         headers,
@@ -162,8 +212,14 @@ mod tests {
 
     #[test]
     fn joins_urls() {
-        assert_eq!(join_url("http://h/focus-server", "/configure"), "http://h/focus-server/configure");
-        assert_eq!(join_url("http://h/focus-server/", "/configure"), "http://h/focus-server/configure");
+        assert_eq!(
+            join_url("http://h/focus-server", "/configure"),
+            "http://h/focus-server/configure"
+        );
+        assert_eq!(
+            join_url("http://h/focus-server/", "/configure"),
+            "http://h/focus-server/configure"
+        );
         assert_eq!(join_url("http://h", "jobs"), "http://h/jobs");
     }
 }

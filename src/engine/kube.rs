@@ -70,10 +70,23 @@ fn list_params(r: &Resolved) -> ListParams {
     lp
 }
 
-pub async fn execute(op: &KubeOp, step: &Step, scope: &mut Scope, ctx: &Ctx) -> Result<Observation, ExecError> {
-    let kt = ctx.target.kube.as_ref().ok_or_else(|| ExecError::infra(format!("target `{}` has no Kubernetes access", ctx.target.name)))?;
+pub async fn execute(
+    op: &KubeOp,
+    step: &Step,
+    scope: &mut Scope,
+    ctx: &Ctx,
+) -> Result<Observation, ExecError> {
+    let kt = ctx.target.kube.as_ref().ok_or_else(|| {
+        ExecError::infra(format!(
+            "target `{}` has no Kubernetes access",
+            ctx.target.name
+        ))
+    })?;
     let r = resolve(op, scope, &kt.namespace)?;
-    let (ar, caps) = kt.resolve_kind(&r.kind, op.api_version.as_deref()).await.map_err(ExecError::infra)?;
+    let (ar, caps) = kt
+        .resolve_kind(&r.kind, op.api_version.as_deref())
+        .await
+        .map_err(ExecError::infra)?;
     let api: Api<DynamicObject> = if caps.scope == KScope::Namespaced {
         Api::namespaced_with(kt.client.clone(), &r.namespace, &ar)
     } else {
@@ -83,26 +96,42 @@ pub async fn execute(op: &KubeOp, step: &Step, scope: &mut Scope, ctx: &Ctx) -> 
     let t0 = Instant::now();
     let what = subject(&r);
     let mut obs = Observation::default();
-    let assertion = |op: &str, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
-        line,
-        subject: what.clone(),
-        op: op.into(),
-        expected,
-        actual,
-        passed,
-        message: None,
-    };
+    let assertion =
+        |op: &str, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
+            line,
+            subject: what.clone(),
+            op: op.into(),
+            expected,
+            actual,
+            passed,
+            message: None,
+        };
     match op.op {
         KubeVerb::Get | KubeVerb::Wait => {
             let name = r.name.as_deref().unwrap_or_default();
-            let found = api.get_opt(name).await.map_err(|e| kube_err(e, &format!("get {what}")))?;
+            let found = api
+                .get_opt(name)
+                .await
+                .map_err(|e| kube_err(e, &format!("get {what}")))?;
             let doc = found.map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)));
-            obs.assertions.push(assertion("exists", json!(true), doc.as_ref().map(|_| json!("found")), doc.is_some()));
+            obs.assertions.push(assertion(
+                "exists",
+                json!(true),
+                doc.as_ref().map(|_| json!("found")),
+                doc.is_some(),
+            ));
             obs.doc = doc.unwrap_or(Value::Null);
         }
         KubeVerb::List => {
-            let list = api.list(&list_params(&r)).await.map_err(|e| kube_err(e, &format!("list {what}")))?;
-            let items: Vec<Value> = list.items.into_iter().map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null))).collect();
+            let list = api
+                .list(&list_params(&r))
+                .await
+                .map_err(|e| kube_err(e, &format!("list {what}")))?;
+            let items: Vec<Value> = list
+                .items
+                .into_iter()
+                .map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)))
+                .collect();
             obs.doc = json!({"count": items.len(), "items": items});
         }
         KubeVerb::Delete => {
@@ -126,7 +155,12 @@ pub async fn execute(op: &KubeOp, step: &Step, scope: &mut Scope, ctx: &Ctx) -> 
                 }
             }
             if r.name.is_some() {
-                obs.assertions.push(assertion("deleted", json!(true), Some(json!(!deleted.is_empty())), !deleted.is_empty()));
+                obs.assertions.push(assertion(
+                    "deleted",
+                    json!(true),
+                    Some(json!(!deleted.is_empty())),
+                    !deleted.is_empty(),
+                ));
             }
             obs.doc = json!({"count": deleted.len(), "deleted": deleted});
         }
@@ -147,9 +181,25 @@ pub async fn execute(op: &KubeOp, step: &Step, scope: &mut Scope, ctx: &Ctx) -> 
                     .map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)))
                     .collect(),
             };
-            let names: Vec<Value> = remaining.iter().filter_map(|o| o.pointer("/metadata/name").cloned()).collect();
-            obs.assertions.push(assertion("is absent", json!(true), Some(if names.is_empty() { json!("gone") } else { json!(names) }), remaining.is_empty()));
-            obs.doc = if r.name.is_some() { remaining.into_iter().next().unwrap_or(Value::Null) } else { json!({"count": remaining.len(), "items": remaining}) };
+            let names: Vec<Value> = remaining
+                .iter()
+                .filter_map(|o| o.pointer("/metadata/name").cloned())
+                .collect();
+            obs.assertions.push(assertion(
+                "is absent",
+                json!(true),
+                Some(if names.is_empty() {
+                    json!("gone")
+                } else {
+                    json!(names)
+                }),
+                remaining.is_empty(),
+            ));
+            obs.doc = if r.name.is_some() {
+                remaining.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                json!({"count": remaining.len(), "items": remaining})
+            };
         }
     }
     obs.elapsed = t0.elapsed();
@@ -159,7 +209,9 @@ pub async fn execute(op: &KubeOp, step: &Step, scope: &mut Scope, ctx: &Ctx) -> 
 /// Material for a failed `kube` step: the object(s) as YAML, their recent Events, container statuses.
 pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
     let mut out = Vec::new();
-    let Some(kt) = ctx.target.kube.as_ref() else { return out };
+    let Some(kt) = ctx.target.kube.as_ref() else {
+        return out;
+    };
     let objects: Vec<&Value> = match obs.doc.get("items").and_then(Value::as_array) {
         Some(items) => items.iter().take(3).collect(),
         None if obs.doc.is_object() && obs.doc.get("metadata").is_some() => vec![&obs.doc],
@@ -167,25 +219,52 @@ pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) 
     };
     for o in &objects {
         let kind = o.get("kind").and_then(Value::as_str).unwrap_or(&op.kind);
-        let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
         if let Ok(y) = serde_yaml::to_string(o) {
-            out.push(Attachment { title: format!("{kind}/{name} (last observed)"), body: y });
+            out.push(Attachment {
+                title: format!("{kind}/{name} (last observed)"),
+                body: y,
+            });
         }
     }
-    let ns = op.namespace.as_ref().and_then(|n| scope.render_str(n).ok()).unwrap_or_else(|| kt.namespace.clone());
+    let ns = op
+        .namespace
+        .as_ref()
+        .and_then(|n| scope.render_str(n).ok())
+        .unwrap_or_else(|| kt.namespace.clone());
     // Events of each object; for a Job also of its pods.
-    let mut names: Vec<String> = objects.iter().filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string)).collect();
+    let mut names: Vec<String> = objects
+        .iter()
+        .filter_map(|o| {
+            o.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
     if names.is_empty() {
         if let Some(n) = op.name.as_ref().and_then(|n| scope.render_str(n).ok()) {
             names.push(n);
         }
     }
     let pods: Api<Pod> = Api::namespaced(kt.client.clone(), &ns);
-    let mut pod_values: Vec<Value> = objects.iter().filter(|o| o.get("kind").and_then(Value::as_str) == Some("Pod")).map(|o| (*o).clone()).collect();
+    let mut pod_values: Vec<Value> = objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Pod"))
+        .map(|o| (*o).clone())
+        .collect();
     for o in &objects {
         if o.get("kind").and_then(Value::as_str) == Some("Job") {
-            let jn = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-            if let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={jn}"))).await {
+            let jn = o
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Ok(list) = pods
+                .list(&ListParams::default().labels(&format!("job-name={jn}")))
+                .await
+            {
                 for p in list.items {
                     if let Some(n) = &p.metadata.name {
                         names.push(n.clone());
@@ -198,7 +277,10 @@ pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) 
     let events: Api<KEvent> = Api::namespaced(kt.client.clone(), &ns);
     let mut lines = Vec::new();
     for n in names.iter().take(6) {
-        if let Ok(list) = events.list(&ListParams::default().fields(&format!("involvedObject.name={n}"))).await {
+        if let Ok(list) = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={n}")))
+            .await
+        {
             for e in list.items.iter().rev().take(10) {
                 lines.push(format!(
                     "{} {} {}/{}: {} (x{})",
@@ -213,14 +295,28 @@ pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) 
         }
     }
     if !lines.is_empty() {
-        out.push(Attachment { title: "recent Events".into(), body: lines.join("\n") });
+        out.push(Attachment {
+            title: "recent Events".into(),
+            body: lines.join("\n"),
+        });
     }
     let mut statuses = Vec::new();
     for p in &pod_values {
-        let pn = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
-        let phase = p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("?");
+        let pn = p
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let phase = p
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
         statuses.push(format!("pod {pn}: phase {phase}"));
-        for c in p.pointer("/status/containerStatuses").and_then(Value::as_array).into_iter().flatten() {
+        for c in p
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             statuses.push(format!(
                 "  container {}: ready={} restarts={} state={}",
                 c.get("name").and_then(Value::as_str).unwrap_or("?"),
@@ -231,7 +327,10 @@ pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) 
         }
     }
     if !statuses.is_empty() {
-        out.push(Attachment { title: "container statuses".into(), body: statuses.join("\n") });
+        out.push(Attachment {
+            title: "container statuses".into(),
+            body: statuses.join("\n"),
+        });
     }
     out
 }

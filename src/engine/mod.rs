@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, RwLock, Semaphore};
 
 use crate::results::{
-    AssertionResult, Attachment, CaseResult, FanoutStats, RequestExcerpt, ResponseExcerpt, RunReport, SpecResult, Status,
-    StepResult, TargetInfo, Totals,
+    AssertionResult, Attachment, CaseResult, FanoutStats, RequestExcerpt, ResponseExcerpt,
+    RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
 };
 use crate::spec::{Capability, Case, Dur, Spec, Step, StepKind, VarMap};
 use crate::target::Target;
@@ -52,7 +52,7 @@ pub struct Observation {
 pub struct ExecError {
     pub kind: ErrorKind,
     pub message: String,
-    pub request: Option<RequestExcerpt>,
+    pub request: Option<Box<RequestExcerpt>>,
     pub attachments: Vec<Attachment>,
 }
 
@@ -68,13 +68,28 @@ pub enum ErrorKind {
 
 impl ExecError {
     pub fn infra(message: impl Into<String>) -> Self {
-        ExecError { kind: ErrorKind::Infra, message: message.into(), request: None, attachments: Vec::new() }
+        ExecError {
+            kind: ErrorKind::Infra,
+            message: message.into(),
+            request: None,
+            attachments: Vec::new(),
+        }
     }
     pub fn spec(message: impl std::fmt::Display) -> Self {
-        ExecError { kind: ErrorKind::Spec, message: message.to_string(), request: None, attachments: Vec::new() }
+        ExecError {
+            kind: ErrorKind::Spec,
+            message: message.to_string(),
+            request: None,
+            attachments: Vec::new(),
+        }
     }
     pub fn interrupted() -> Self {
-        ExecError { kind: ErrorKind::Interrupted, message: "interrupted (Ctrl-C)".into(), request: None, attachments: Vec::new() }
+        ExecError {
+            kind: ErrorKind::Interrupted,
+            message: "interrupted (Ctrl-C)".into(),
+            request: None,
+            attachments: Vec::new(),
+        }
     }
 }
 
@@ -104,7 +119,10 @@ pub struct Cancel {
 impl Default for Cancel {
     fn default() -> Self {
         let (tx, rx) = watch::channel(false);
-        Cancel { rx, tx: Arc::new(tx) }
+        Cancel {
+            rx,
+            tx: Arc::new(tx),
+        }
     }
 }
 
@@ -124,10 +142,20 @@ impl Cancel {
 /// Progress events for reporters.
 #[derive(Debug, Clone)]
 pub enum Event {
-    RunStarted { specs: usize, cases: usize, target: TargetInfo },
-    SpecStarted { id: String, title: String },
+    RunStarted {
+        specs: usize,
+        cases: usize,
+        target: TargetInfo,
+    },
+    SpecStarted {
+        id: String,
+        title: String,
+    },
     /// A long step reports progress (fan-out iterations done, poll attempts).
-    Progress { spec_id: String, message: String },
+    Progress {
+        spec_id: String,
+        message: String,
+    },
     SpecFinished(Box<SpecResult>),
     Interrupted,
 }
@@ -140,7 +168,10 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { jobs: 4, fail_fast: false }
+        RunOptions {
+            jobs: 4,
+            fail_fast: false,
+        }
     }
 }
 
@@ -169,7 +200,10 @@ impl Ctx {
             return;
         }
         *last = now;
-        let _ = tx.send(Event::Progress { spec_id: self.spec_id.clone(), message });
+        let _ = tx.send(Event::Progress {
+            spec_id: self.spec_id.clone(),
+            message,
+        });
     }
 }
 
@@ -202,7 +236,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(target: Arc<Target>, opts: RunOptions) -> Self {
-        Engine { target, opts, cancel: Cancel::default(), events: None }
+        Engine {
+            target,
+            opts,
+            cancel: Cancel::default(),
+            events: None,
+        }
     }
 
     fn emit(&self, e: Event) {
@@ -216,7 +255,11 @@ impl Engine {
         let started_at = Utc::now();
         let t0 = Instant::now();
         let cases: usize = specs.iter().map(|s| s.cases.len().max(1)).sum();
-        self.emit(Event::RunStarted { specs: specs.len(), cases, target: self.target.info.clone() });
+        self.emit(Event::RunStarted {
+            specs: specs.len(),
+            cases,
+            target: self.target.info.clone(),
+        });
         let sem = Arc::new(Semaphore::new(self.opts.jobs.max(1)));
         let exclusive = Arc::new(RwLock::new(()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -250,7 +293,10 @@ impl Engine {
                         return not_run("not run: the run was interrupted (Ctrl-C)");
                     }
                     if let Some(tx) = &events {
-                        let _ = tx.send(Event::SpecStarted { id: spec.id.clone(), title: spec.title.clone() });
+                        let _ = tx.send(Event::SpecStarted {
+                            id: spec.id.clone(),
+                            title: spec.title.clone(),
+                        });
                     }
                     let res = run_spec(&spec, target, cancel, events.clone()).await;
                     if fail_fast && matches!(res.status, Status::Failed | Status::Error) {
@@ -268,7 +314,10 @@ impl Engine {
             results.push(match h.await {
                 Ok(r) => r,
                 // A panic in a spec task is a bug of ours: report it, keep the others.
-                Err(e) => error_result(&spec, &format!("internal error while running this spec: {e}")),
+                Err(e) => error_result(
+                    &spec,
+                    &format!("internal error while running this spec: {e}"),
+                ),
             });
         }
         let interrupted = self.cancel.is_cancelled();
@@ -299,7 +348,10 @@ fn base_result(spec: &Spec, status: Status) -> SpecResult {
         line: spec.source.pos.line,
         covers: spec.covers.clone(),
         tags: spec.tags.clone(),
-        requires: required_capabilities(spec).iter().map(|c| c.as_str().to_string()).collect(),
+        requires: required_capabilities(spec)
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
         status,
         skip_reason: None,
         started_at: Utc::now(),
@@ -312,11 +364,19 @@ fn case_names(spec: &Spec) -> Vec<(String, Option<String>)> {
     if spec.cases.is_empty() {
         vec![(spec.title.clone(), None)]
     } else {
-        spec.cases.iter().map(|c| (c.name.clone(), c.description.clone())).collect()
+        spec.cases
+            .iter()
+            .map(|c| (c.name.clone(), c.description.clone()))
+            .collect()
     }
 }
 
-fn empty_case(name: String, description: Option<String>, status: Status, message: &str) -> CaseResult {
+fn empty_case(
+    name: String,
+    description: Option<String>,
+    status: Status,
+    message: &str,
+) -> CaseResult {
     CaseResult {
         name,
         description,
@@ -334,25 +394,44 @@ fn empty_case(name: String, description: Option<String>, status: Status, message
 pub fn not_run_result(spec: &Spec, why: &str) -> SpecResult {
     let mut r = base_result(spec, Status::Skipped);
     r.skip_reason = Some(why.to_string());
-    r.cases = case_names(spec).into_iter().map(|(n, d)| empty_case(n, d, Status::Skipped, why)).collect();
+    r.cases = case_names(spec)
+        .into_iter()
+        .map(|(n, d)| empty_case(n, d, Status::Skipped, why))
+        .collect();
     r
 }
 
 fn error_result(spec: &Spec, why: &str) -> SpecResult {
     let mut r = base_result(spec, Status::Error);
-    r.cases = case_names(spec).into_iter().map(|(n, d)| empty_case(n, d, Status::Error, why)).collect();
+    r.cases = case_names(spec)
+        .into_iter()
+        .map(|(n, d)| empty_case(n, d, Status::Error, why))
+        .collect();
     r
 }
 
-async fn run_spec(spec: &Spec, target: Arc<Target>, cancel: Cancel, events: Option<mpsc::UnboundedSender<Event>>) -> SpecResult {
+async fn run_spec(
+    spec: &Spec,
+    target: Arc<Target>,
+    cancel: Cancel,
+    events: Option<mpsc::UnboundedSender<Event>>,
+) -> SpecResult {
     let t0 = Instant::now();
-    let missing: Vec<&str> = required_capabilities(spec).into_iter().filter(|c| !target.has(*c)).map(|c| c.as_str()).collect();
+    let missing: Vec<&str> = required_capabilities(spec)
+        .into_iter()
+        .filter(|c| !target.has(*c))
+        .map(|c| c.as_str())
+        .collect();
     if !missing.is_empty() {
         let why = format!(
             "requires {} which target `{}` does not offer{}",
             missing.join(" and "),
             target.name,
-            if missing.contains(&"simulator") { " (fault injection works only on the simulator)" } else { "" }
+            if missing.contains(&"simulator") {
+                " (fault injection works only on the simulator)"
+            } else {
+                ""
+            }
         );
         return not_run_result(spec, &why);
     }
@@ -363,10 +442,19 @@ async fn run_spec(spec: &Spec, target: Arc<Target>, cancel: Cancel, events: Opti
         events,
         spec_id: spec.id.clone(),
         spec_file: spec.source.display.clone(),
-        spec_dir: spec.source.file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        spec_dir: spec
+            .source
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
         last_progress: std::sync::Mutex::new(Instant::now()),
     };
-    let cases: Vec<Option<&Case>> = if spec.cases.is_empty() { vec![None] } else { spec.cases.iter().map(Some).collect() };
+    let cases: Vec<Option<&Case>> = if spec.cases.is_empty() {
+        vec![None]
+    } else {
+        spec.cases.iter().map(Some).collect()
+    };
     for case in cases {
         let cr = run_case(spec, case, &ctx).await;
         result.status = result.status.worst(cr.status);
@@ -399,10 +487,15 @@ fn case_scope(spec: &Spec, case: Option<&Case>, target: &Target) -> Result<Scope
     }
     scope.set("target", Value::Object(tv));
     scope.set("spec", json!({"id": spec.id, "title": spec.title}));
-    scope.set("case", json!({"name": case.map(|c| c.name.clone()).unwrap_or_else(|| spec.title.clone())}));
+    scope.set(
+        "case",
+        json!({"name": case.map(|c| c.name.clone()).unwrap_or_else(|| spec.title.clone())}),
+    );
     let render_into = |scope: &mut Scope, vars: &VarMap, what: &str| -> Result<(), ExecError> {
         for (k, v) in vars {
-            let v = scope.render_value(v).map_err(|e| ExecError::spec(format!("{what} var `{k}`: {e}")))?;
+            let v = scope
+                .render_value(v)
+                .map_err(|e| ExecError::spec(format!("{what} var `{k}`: {e}")))?;
             scope.set(k.clone(), v);
         }
         Ok(())
@@ -447,7 +540,15 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         }
     };
     if let Some(c) = case {
-        cr.vars = c.vars.keys().filter_map(|k| scope.get(k).map(|v| (k.clone(), redact_value(v, &ctx.target.secrets)))).collect();
+        cr.vars = c
+            .vars
+            .keys()
+            .filter_map(|k| {
+                scope
+                    .get(k)
+                    .map(|v| (k.clone(), redact_value(v, &ctx.target.secrets)))
+            })
+            .collect();
     }
     let (steps, status) = step::run_steps(&spec.steps, &mut scope, ctx, false).await;
     cr.steps = steps;
@@ -458,9 +559,19 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
     if cr.status == Status::Passed && cstatus != Status::Passed && cstatus != Status::Skipped {
         cr.status = cstatus;
     }
-    if let Some(bad) = cr.steps.iter().chain(cr.cleanup.iter()).find(|s| matches!(s.status, Status::Failed | Status::Error)) {
+    if let Some(bad) = cr
+        .steps
+        .iter()
+        .chain(cr.cleanup.iter())
+        .find(|s| matches!(s.status, Status::Failed | Status::Error))
+    {
         cr.message = bad.message.clone();
-        let line = bad.assertions.iter().find(|a| !a.passed).map(|a| a.line).unwrap_or(bad.line);
+        let line = bad
+            .assertions
+            .iter()
+            .find(|a| !a.passed)
+            .map(|a| a.line)
+            .unwrap_or(bad.line);
         cr.location = Some(format!("{}:{}", ctx.spec_file, line));
     }
     cr.duration_ms = ms(t0.elapsed());
@@ -472,7 +583,11 @@ pub fn redact_value(v: &Value, secrets: &[String]) -> Value {
     match v {
         Value::String(s) => Value::String(redact(s, secrets)),
         Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(x, secrets)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), redact_value(x, secrets))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), redact_value(x, secrets)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }

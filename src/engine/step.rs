@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::expect::{evaluate, eval_check};
+use super::expect::{eval_check, evaluate};
 use super::{ms, resolve_dur, skipped_step, Ctx, ErrorKind, ExecError, Observation};
-use crate::results::{PollInfo, Status, StepResult};
 use crate::results::Attachment;
+use crate::results::{PollInfo, Status, StepResult};
 use crate::spec::{Capture, CaptureFrom, Dur, KubeVerb, Step, StepKind, Until};
 use crate::template::Scope;
 
@@ -17,7 +17,12 @@ const MIN_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Runs steps in order; outside cleanup the first non-passing step stops the rest.
 /// In cleanup every step runs whatever happened before (each one tries to release something).
-pub async fn run_steps(steps: &[Step], scope: &mut Scope, ctx: &Ctx, cleanup: bool) -> (Vec<StepResult>, Status) {
+pub async fn run_steps(
+    steps: &[Step],
+    scope: &mut Scope,
+    ctx: &Ctx,
+    cleanup: bool,
+) -> (Vec<StepResult>, Status) {
     let mut out = Vec::new();
     let mut status = Status::Passed;
     for step in steps {
@@ -41,7 +46,12 @@ pub async fn run_steps(steps: &[Step], scope: &mut Scope, ctx: &Ctx, cleanup: bo
 
 impl StepKind {
     /// Each kind executes itself and reports what it observed.
-    pub fn execute<'a>(&'a self, step: &'a Step, scope: &'a mut Scope, ctx: &'a Ctx) -> BoxFuture<'a, Result<Observation, ExecError>> {
+    pub fn execute<'a>(
+        &'a self,
+        step: &'a Step,
+        scope: &'a mut Scope,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, Result<Observation, ExecError>> {
         Box::pin(async move {
             match self {
                 StepKind::Http(req) => super::http::execute(req, scope, ctx, false).await,
@@ -53,7 +63,11 @@ impl StepKind {
                         _ = tokio::time::sleep(d) => {}
                         _ = ctx.cancel.cancelled() => return Err(ExecError::interrupted()),
                     }
-                    Ok(Observation { elapsed: t0.elapsed(), doc: vars_doc(scope), ..Default::default() })
+                    Ok(Observation {
+                        elapsed: t0.elapsed(),
+                        doc: vars_doc(scope),
+                        ..Default::default()
+                    })
                 }
                 StepKind::Assert(checks) => {
                     let doc = vars_doc(scope);
@@ -61,7 +75,11 @@ impl StepKind {
                     for c in checks {
                         assertions.extend(eval_check(c, &doc, scope, step.pos.line)?);
                     }
-                    Ok(Observation { doc, assertions, ..Default::default() })
+                    Ok(Observation {
+                        doc,
+                        assertions,
+                        ..Default::default()
+                    })
                 }
                 StepKind::Kube(op) => super::kube::execute(op, step, scope, ctx).await,
                 StepKind::Fanout(f) => super::fanout::execute(f, step, scope, ctx).await,
@@ -72,7 +90,12 @@ impl StepKind {
 
 impl StepKind {
     /// Extra material for a failed step (Kubernetes objects, events, container statuses).
-    pub fn diagnose<'a>(&'a self, obs: &'a Observation, scope: &'a Scope, ctx: &'a Ctx) -> BoxFuture<'a, Vec<Attachment>> {
+    pub fn diagnose<'a>(
+        &'a self,
+        obs: &'a Observation,
+        scope: &'a Scope,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, Vec<Attachment>> {
         Box::pin(async move {
             match self {
                 StepKind::Kube(op) => super::kube::diagnose(op, obs, scope, ctx).await,
@@ -84,15 +107,31 @@ impl StepKind {
 
 /// The variables as a JSON document (subject of `path` checks in `assert` steps).
 fn vars_doc(scope: &Scope) -> Value {
-    Value::Object(scope.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    Value::Object(
+        scope
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 impl Step {
     /// Runs the step (with polling when `until` is set). Never panics; errors become results.
-    pub fn run<'a>(&'a self, scope: &'a mut Scope, ctx: &'a Ctx, in_cleanup: bool) -> BoxFuture<'a, StepResult> {
+    pub fn run<'a>(
+        &'a self,
+        scope: &'a mut Scope,
+        ctx: &'a Ctx,
+        in_cleanup: bool,
+    ) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
             let t0 = Instant::now();
-            let mut res = StepResult { name: self.label(), kind: self.kind.name().into(), line: self.pos.line, ..Default::default() };
+            let mut res = StepResult {
+                name: self.label(),
+                kind: self.kind.name().into(),
+                line: self.pos.line,
+                ..Default::default()
+            };
             if let Some(cond) = &self.when {
                 match scope.eval(cond) {
                     Ok(v) if super::expect::truthy(&v) => {}
@@ -101,19 +140,33 @@ impl Step {
                 }
             }
             if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
-                return skipped_step(self, &format!("`sim` steps need a simulator; target `{}` is not one", ctx.target.name));
+                return skipped_step(
+                    self,
+                    &format!(
+                        "`sim` steps need a simulator; target `{}` is not one",
+                        ctx.target.name
+                    ),
+                );
             }
             // `kube wait`/`absent` poll by nature: their own timeout/interval (30s/1s) unless `until` says otherwise.
             let implicit = match &self.kind {
-                StepKind::Kube(k) if self.until.is_none() && matches!(k.op, KubeVerb::Wait | KubeVerb::Absent) => Some(Until {
-                    interval: k.interval.clone().unwrap_or_else(|| Dur("1s".into())),
-                    timeout: k.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
-                }),
+                StepKind::Kube(k)
+                    if self.until.is_none()
+                        && matches!(k.op, KubeVerb::Wait | KubeVerb::Absent) =>
+                {
+                    Some(Until {
+                        interval: k.interval.clone().unwrap_or_else(|| Dur("1s".into())),
+                        timeout: k.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
+                    })
+                }
                 _ => None,
             };
             let poll = match self.until.as_ref().or(implicit.as_ref()) {
                 None => None,
-                Some(u) => match (resolve_dur(&u.interval, scope), resolve_dur(&u.timeout, scope)) {
+                Some(u) => match (
+                    resolve_dur(&u.interval, scope),
+                    resolve_dur(&u.timeout, scope),
+                ) {
                     (Ok(i), Ok(t)) => Some((i.mul_f64(ctx.target.time_scale).max(MIN_INTERVAL), t)),
                     (Err(e), _) | (_, Err(e)) => return finish_error(res, e, t0),
                 },
@@ -127,7 +180,9 @@ impl Step {
                     Ok((_, asserts)) => asserts.iter().all(|a| a.passed),
                     Err(e) => e.kind != ErrorKind::Infra,
                 };
-                let Some((interval, timeout)) = poll else { break attempt };
+                let Some((interval, timeout)) = poll else {
+                    break attempt;
+                };
                 if done {
                     break attempt;
                 }
@@ -139,7 +194,12 @@ impl Step {
                     break attempt;
                 }
                 if attempts % 20 == 0 {
-                    ctx.progress(format!("{}: still polling after {} attempts ({:.1}s)", self.label(), attempts, t0.elapsed().as_secs_f64()));
+                    ctx.progress(format!(
+                        "{}: still polling after {} attempts ({:.1}s)",
+                        self.label(),
+                        attempts,
+                        t0.elapsed().as_secs_f64()
+                    ));
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
@@ -175,19 +235,31 @@ impl Step {
                     res.assertions = assertions;
                     // Capture even after a failed expectation: cleanup may need the job id.
                     let cap_errors = self.capture_into(&obs, scope, &mut res, attempts, elapsed);
-                    res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty() { Status::Passed } else { Status::Failed };
+                    res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty()
+                    {
+                        Status::Passed
+                    } else {
+                        Status::Failed
+                    };
                     if res.status == Status::Failed {
-                        res.attachments.extend(self.kind.diagnose(&obs, scope, ctx).await);
+                        res.attachments
+                            .extend(self.kind.diagnose(&obs, scope, ctx).await);
                     }
                     if let Some(a) = res.assertions.iter().find(|a| !a.passed) {
                         let timed_out = if satisfied || poll.is_none() {
                             String::new()
                         } else {
-                            format!(" (still not met after {attempts} attempts in {:.1}s)", elapsed.as_secs_f64())
+                            format!(
+                                " (still not met after {attempts} attempts in {:.1}s)",
+                                elapsed.as_secs_f64()
+                            )
                         };
                         res.message = Some(format!("{}{timed_out}", a.describe()));
                         if let Some(m) = a.message.as_ref().filter(|m| m.contains('\n')) {
-                            res.message = Some(format!("{}{timed_out}\n{m}", a.describe().split(" (").next().unwrap_or_default()));
+                            res.message = Some(format!(
+                                "{}{timed_out}\n{m}",
+                                a.describe().split(" (").next().unwrap_or_default()
+                            ));
                         }
                     } else if let Some(e) = cap_errors.first() {
                         res.message = Some(e.clone());
@@ -199,7 +271,11 @@ impl Step {
         })
     }
 
-    async fn attempt(&self, scope: &mut Scope, ctx: &Ctx) -> Result<(Observation, Vec<crate::results::AssertionResult>), ExecError> {
+    async fn attempt(
+        &self,
+        scope: &mut Scope,
+        ctx: &Ctx,
+    ) -> Result<(Observation, Vec<crate::results::AssertionResult>), ExecError> {
         // A fan-out handles Ctrl-C itself: its iterations stop and their cleanup still runs.
         // Other kinds are abandoned at once (their spec's cleanup runs afterwards).
         let obs = if matches!(self.kind, StepKind::Fanout(_)) {
@@ -218,29 +294,51 @@ impl Step {
     }
 
     /// Evaluates captures; returns the problems (a missing value without `default`).
-    fn capture_into(&self, obs: &Observation, scope: &mut Scope, res: &mut StepResult, attempts: u32, elapsed: Duration) -> Vec<String> {
+    fn capture_into(
+        &self,
+        obs: &Observation,
+        scope: &mut Scope,
+        res: &mut StepResult,
+        attempts: u32,
+        elapsed: Duration,
+    ) -> Vec<String> {
         let mut errors = Vec::new();
         for (name, cap) in &self.capture {
             let detailed;
             let d = match cap {
                 Capture::Path(p) => {
-                    detailed = crate::spec::CaptureSpec { path: Some(p.clone()), ..Default::default() };
+                    detailed = crate::spec::CaptureSpec {
+                        path: Some(p.clone()),
+                        ..Default::default()
+                    };
                     &detailed
                 }
                 Capture::Detailed(d) => d,
             };
             let (value, default, what) = {
                 {
-                    let rendered = d.path.as_ref().map(|p| scope.render_str(p).unwrap_or_else(|_| p.clone()));
+                    let rendered = d
+                        .path
+                        .as_ref()
+                        .map(|p| scope.render_str(p).unwrap_or_else(|_| p.clone()));
                     let v = if let Some(p) = &rendered {
-                        let nodes = serde_json_path::JsonPath::parse(p).map(|jp| jp.query(&obs.doc).all().into_iter().cloned().collect::<Vec<_>>());
+                        let nodes = serde_json_path::JsonPath::parse(p).map(|jp| {
+                            jp.query(&obs.doc)
+                                .all()
+                                .into_iter()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                        });
                         match nodes {
                             Ok(n) if d.all => Some(Value::Array(n)),
                             Ok(n) => n.into_iter().next(),
                             Err(_) => None,
                         }
                     } else if let Some(h) = &d.header {
-                        obs.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| json!(v))
+                        obs.headers
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(h))
+                            .map(|(_, v)| json!(v))
                     } else {
                         match d.from {
                             Some(CaptureFrom::Status) => obs.status.map(|s| json!(s)),
@@ -251,7 +349,11 @@ impl Step {
                             None => None,
                         }
                     };
-                    let what = d.path.clone().or(d.header.clone().map(|h| format!("header {h}"))).unwrap_or_else(|| format!("{:?}", d.from));
+                    let what = d
+                        .path
+                        .clone()
+                        .or(d.header.clone().map(|h| format!("header {h}")))
+                        .unwrap_or_else(|| format!("{:?}", d.from));
                     (v, d.default.clone(), what)
                 }
             };
@@ -260,7 +362,9 @@ impl Step {
                     res.captures.insert(name.clone(), v.clone());
                     scope.set(name.clone(), v);
                 }
-                None => errors.push(format!("capture `{name}`: {what} matched nothing in the response")),
+                None => errors.push(format!(
+                    "capture `{name}`: {what} matched nothing in the response"
+                )),
             }
         }
         errors
@@ -268,7 +372,11 @@ impl Step {
 }
 
 fn mismatch_text(obs: &Observation, asserts: &[crate::results::AssertionResult]) -> String {
-    let fails: Vec<String> = asserts.iter().filter(|a| !a.passed).map(|a| a.describe()).collect();
+    let fails: Vec<String> = asserts
+        .iter()
+        .filter(|a| !a.passed)
+        .map(|a| a.describe())
+        .collect();
     let mut s = fails.join("; ");
     if let Some(r) = &obs.response {
         if let Some(b) = &r.body {
@@ -282,7 +390,7 @@ fn mismatch_text(obs: &Observation, asserts: &[crate::results::AssertionResult])
 fn finish_error(mut res: StepResult, e: ExecError, t0: Instant) -> StepResult {
     res.status = Status::Error;
     res.message = Some(e.message.clone());
-    res.request = e.request;
+    res.request = e.request.map(|r| *r);
     res.attachments = e.attachments;
     res.duration_ms = ms(t0.elapsed());
     res

@@ -40,7 +40,12 @@ fn label(color: bool, st: Status) -> String {
 impl Console {
     pub fn new() -> Self {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Console { total: 0, done: 0, color, verbose: true }
+        Console {
+            total: 0,
+            done: 0,
+            color,
+            verbose: true,
+        }
     }
 
     pub fn event(&mut self, e: &Event) {
@@ -71,8 +76,16 @@ impl Console {
 
     fn spec_line(&self, s: &SpecResult) -> String {
         let w = self.total.to_string().len();
-        let passed = s.cases.iter().filter(|c| c.status == Status::Passed).count();
-        let cases = if s.cases.len() > 1 { format!(" [{passed}/{} cases]", s.cases.len()) } else { String::new() };
+        let passed = s
+            .cases
+            .iter()
+            .filter(|c| c.status == Status::Passed)
+            .count();
+        let cases = if s.cases.len() > 1 {
+            format!(" [{passed}/{} cases]", s.cases.len())
+        } else {
+            String::new()
+        };
         let extra = match (&s.status, &s.skip_reason) {
             (Status::Skipped, Some(r)) => format!(" — {r}"),
             _ => String::new(),
@@ -101,27 +114,60 @@ impl Console {
         if !failing.is_empty() {
             out.push_str(&format!("\n{}\n", paint(self.color, "1", "Failures:")));
             for (i, (s, c)) in failing.iter().enumerate() {
-                out.push_str(&format!("  {}) {} / {} [{}]\n", i + 1, s.id, c.name, c.status.as_str()));
-                out.push_str(&format!("     at {}\n", c.location.as_deref().unwrap_or(&s.file)));
+                out.push_str(&format!(
+                    "  {}) {} / {} [{}]\n",
+                    i + 1,
+                    s.id,
+                    c.name,
+                    c.status.as_str()
+                ));
+                out.push_str(&format!(
+                    "     at {}\n",
+                    c.location.as_deref().unwrap_or(&s.file)
+                ));
                 for l in c.message.as_deref().unwrap_or("").lines().take(12) {
                     out.push_str(&format!("     {l}\n"));
                 }
-                if let Some(step) = c.steps.iter().chain(&c.cleanup).find(|st| matches!(st.status, Status::Failed | Status::Error)) {
+                if let Some(step) = c
+                    .steps
+                    .iter()
+                    .chain(&c.cleanup)
+                    .find(|st| matches!(st.status, Status::Failed | Status::Error))
+                {
                     if let Some(p) = step.poll.as_ref().filter(|p| !p.satisfied) {
-                        out.push_str(&format!("     polled {} times over {:.0} ms; last mismatch: {}\n", p.attempts, p.elapsed_ms, p.last_mismatch.as_deref().unwrap_or("-")));
+                        out.push_str(&format!(
+                            "     polled {} times over {:.0} ms; last mismatch: {}\n",
+                            p.attempts,
+                            p.elapsed_ms,
+                            p.last_mismatch.as_deref().unwrap_or("-")
+                        ));
                     }
                     if let Some(resp) = &step.response {
-                        let body: String = resp.body.as_deref().unwrap_or("").chars().take(300).collect();
+                        let body: String = resp
+                            .body
+                            .as_deref()
+                            .unwrap_or("")
+                            .chars()
+                            .take(300)
+                            .collect();
                         out.push_str(&format!("     response: {} {}\n", resp.status, body));
                     }
                 }
             }
         }
-        let skipped: Vec<&SpecResult> = r.specs.iter().filter(|s| s.status == Status::Skipped).collect();
+        let skipped: Vec<&SpecResult> = r
+            .specs
+            .iter()
+            .filter(|s| s.status == Status::Skipped)
+            .collect();
         if !skipped.is_empty() {
             out.push_str(&format!("\nSkipped ({}):\n", skipped.len()));
             for s in skipped {
-                out.push_str(&format!("  {} — {}\n", s.id, s.skip_reason.as_deref().unwrap_or("all cases skipped")));
+                out.push_str(&format!(
+                    "  {} — {}\n",
+                    s.id,
+                    s.skip_reason.as_deref().unwrap_or("all cases skipped")
+                ));
             }
         }
         if let Some(cov) = &r.coverage {
@@ -138,7 +184,11 @@ impl Console {
             }
         }
         let t = &r.totals;
-        let verdict = if t.all_passed() { paint(self.color, "32;1", "PASSED") } else { paint(self.color, "31;1", "FAILED") };
+        let verdict = if t.all_passed() {
+            paint(self.color, "32;1", "PASSED")
+        } else {
+            paint(self.color, "31;1", "FAILED")
+        };
         out.push_str(&format!(
             "\n{verdict}: {} specs, {} cases: {} passed, {} failed, {} errors, {} skipped in {:.1}s (target `{}`){}\n",
             t.specs,
@@ -152,7 +202,14 @@ impl Console {
             if r.interrupted { " — INTERRUPTED" } else { "" }
         ));
         if !files.is_empty() {
-            out.push_str(&format!("Reports: {}\n", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")));
+            out.push_str(&format!(
+                "Reports: {}\n",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         out
     }

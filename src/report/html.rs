@@ -18,7 +18,10 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::results::{Bucket, CaseResult, Coverage, FanoutStats, LatencyStats, PollInfo, RunReport, SpecResult, Status, StepResult};
+use crate::results::{
+    Bucket, CaseResult, Coverage, FanoutStats, LatencyStats, PollInfo, RunReport, SpecResult,
+    Status, StepResult,
+};
 
 /// The views `write` produces, in order.
 pub const VIEWS: &[&str] = &["summary.html", "coverage.html"];
@@ -26,7 +29,10 @@ pub const VIEWS: &[&str] = &["summary.html", "coverage.html"];
 /// The embedded templates: pages, then shared partials.
 const EMBEDDED: &[(&str, &str)] = &[
     ("summary.html", include_str!("../../templates/summary.html")),
-    ("coverage.html", include_str!("../../templates/coverage.html")),
+    (
+        "coverage.html",
+        include_str!("../../templates/coverage.html"),
+    ),
     ("_layout.html", include_str!("../../templates/_layout.html")),
     ("_macros.html", include_str!("../../templates/_macros.html")),
     ("_charts.html", include_str!("../../templates/_charts.html")),
@@ -35,8 +41,13 @@ const EMBEDDED: &[(&str, &str)] = &[
 
 /// Writes summary.html and coverage.html into `dir`; returns the files written.
 /// `templates`: a directory whose files override the embedded templates of the same name.
-pub fn write(report: &RunReport, dir: &Path, templates: Option<&Path>) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
+pub fn write(
+    report: &RunReport,
+    dir: &Path,
+    templates: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
     let env = environment(templates)?;
     let ctx = context(report);
     let mut files = Vec::new();
@@ -52,7 +63,10 @@ pub fn write(report: &RunReport, dir: &Path, templates: Option<&Path>) -> Result
 /// Renders one view to a string ("summary.html" or "coverage.html"), for tests and `write`.
 pub fn render(report: &RunReport, view: &str, templates: Option<&Path>) -> Result<String, String> {
     if !VIEWS.contains(&view) {
-        return Err(format!("unknown HTML view `{view}` (expected one of: {})", VIEWS.join(", ")));
+        return Err(format!(
+            "unknown HTML view `{view}` (expected one of: {})",
+            VIEWS.join(", ")
+        ));
     }
     let env = environment(templates)?;
     render_with(&env, &context(report), view)
@@ -60,7 +74,8 @@ pub fn render(report: &RunReport, view: &str, templates: Option<&Path>) -> Resul
 
 fn render_with(env: &Environment<'static>, ctx: &Context, view: &str) -> Result<String, String> {
     let tmpl = env.get_template(view).map_err(template_error)?;
-    tmpl.render(minijinja::context! { view => view, ..minijinja::Value::from_serialize(ctx) }).map_err(template_error)
+    tmpl.render(minijinja::context! { view => view, ..minijinja::Value::from_serialize(ctx) })
+        .map_err(template_error)
 }
 
 fn template_error(e: minijinja::Error) -> String {
@@ -78,7 +93,10 @@ fn template_error(e: minijinja::Error) -> String {
 fn environment(templates: Option<&Path>) -> Result<Environment<'static>, String> {
     if let Some(dir) = templates {
         if !dir.is_dir() {
-            return Err(format!("template directory {} does not exist", dir.display()));
+            return Err(format!(
+                "template directory {} does not exist",
+                dir.display()
+            ));
         }
     }
     let dir = templates.map(Path::to_path_buf);
@@ -91,20 +109,30 @@ fn environment(templates: Option<&Path>) -> Result<Environment<'static>, String>
             // Only plain file names and sub-paths below the directory.
             let safe = !name.is_empty()
                 && !Path::new(name).is_absolute()
-                && Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                && Path::new(name)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
             let p = dir.join(name);
             if safe && p.is_file() {
                 return std::fs::read_to_string(&p).map(Some).map_err(|e| {
-                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("cannot read template {}", p.display()))
-                        .with_source(e)
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("cannot read template {}", p.display()),
+                    )
+                    .with_source(e)
                 });
             }
         }
-        Ok(EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string()))
+        Ok(EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.to_string()))
     });
     env.add_filter("ms", |v: f64| fmt_ms(v));
     // First line of a text, cut to `n` characters: `{{ case.message|short(120) }}`.
-    env.add_filter("short", |v: String, n: Option<usize>| shorten(v.lines().next().unwrap_or(""), n.unwrap_or(120)));
+    env.add_filter("short", |v: String, n: Option<usize>| {
+        shorten(v.lines().next().unwrap_or(""), n.unwrap_or(120))
+    });
     env.add_filter("compact", |v: minijinja::Value| {
         let j: Value = serde_json::to_value(&v).unwrap_or(Value::Null);
         crate::results::compact(&j)
@@ -525,11 +553,23 @@ fn context(report: &RunReport) -> Context {
     let mut report = report.clone();
     redact_report(&mut report);
     let mut anchors = Anchors::default();
-    let spec_anchor: HashMap<String, String> = report.specs.iter().map(|s| (s.id.clone(), anchors.make("spec", &s.id))).collect();
+    let spec_anchor: HashMap<String, String> = report
+        .specs
+        .iter()
+        .map(|s| (s.id.clone(), anchors.make("spec", &s.id)))
+        .collect();
     let run = run_view(&report);
     let summary = summary_view(&report, &spec_anchor, &mut anchors);
-    let coverage = report.coverage.as_ref().map(|c| coverage_view(c, &report, &spec_anchor, &mut anchors));
-    Context { report, run, summary, coverage }
+    let coverage = report
+        .coverage
+        .as_ref()
+        .map(|c| coverage_view(c, &report, &spec_anchor, &mut anchors));
+    Context {
+        report,
+        run,
+        summary,
+        coverage,
+    }
 }
 
 fn run_view(r: &RunReport) -> RunView {
@@ -545,7 +585,9 @@ fn run_view(r: &RunReport) -> RunView {
         time_scale: r.target.time_scale,
         capabilities: r.target.capabilities.clone(),
         started_at: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        started_at_iso: r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started_at_iso: r
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         duration: fmt_ms(r.duration_ms),
         interrupted: r.interrupted,
         verdict: if failed { "failed" } else { "passed" },
@@ -595,20 +637,40 @@ fn spec_areas(spec: &SpecResult, cov: Option<&Coverage>) -> Vec<Choice> {
     let mut out: Vec<Choice> = Vec::new();
     if let Some(cov) = cov {
         for area in &cov.areas {
-            let covers_area = area.items.iter().any(|i| spec.covers.contains(&i.id) || i.specs.iter().any(|s| s.id == spec.id));
+            let covers_area = area
+                .items
+                .iter()
+                .any(|i| spec.covers.contains(&i.id) || i.specs.iter().any(|s| s.id == spec.id));
             if covers_area && !out.iter().any(|c| c.value == area.id) {
-                out.push(Choice { value: area.id.clone(), label: area.title.clone(), count: 0 });
+                out.push(Choice {
+                    value: area.id.clone(),
+                    label: area.title.clone(),
+                    count: 0,
+                });
             }
         }
     }
     if out.is_empty() {
-        let seg = spec.id.split(['.', '/', ':']).next().unwrap_or(&spec.id).to_string();
-        out.push(Choice { value: seg.clone(), label: seg, count: 0 });
+        let seg = spec
+            .id
+            .split(['.', '/', ':'])
+            .next()
+            .unwrap_or(&spec.id)
+            .to_string();
+        out.push(Choice {
+            value: seg.clone(),
+            label: seg,
+            count: 0,
+        });
     }
     out
 }
 
-fn summary_view(r: &RunReport, spec_anchor: &HashMap<String, String>, anchors: &mut Anchors) -> SummaryView {
+fn summary_view(
+    r: &RunReport,
+    spec_anchor: &HashMap<String, String>,
+    anchors: &mut Anchors,
+) -> SummaryView {
     let mut specs = Vec::new();
     let mut fanouts = Vec::new();
     let mut status_count: BTreeMap<Status, usize> = BTreeMap::new();
@@ -623,7 +685,11 @@ fn summary_view(r: &RunReport, spec_anchor: &HashMap<String, String>, anchors: &
         for a in &spec_areas {
             match areas.iter_mut().find(|c| c.value == a.value) {
                 Some(c) => c.count += 1,
-                None => areas.push(Choice { value: a.value.clone(), label: a.label.clone(), count: 1 }),
+                None => areas.push(Choice {
+                    value: a.value.clone(),
+                    label: a.label.clone(),
+                    count: 1,
+                }),
             }
         }
         let anchor = spec_anchor[&spec.id].clone();
@@ -652,7 +718,11 @@ fn summary_view(r: &RunReport, spec_anchor: &HashMap<String, String>, anchors: &
                 message,
                 location: case.location.clone(),
                 open: matches!(case.status, Status::Failed | Status::Error),
-                vars: case.vars.iter().map(|(k, v)| (k.clone(), value_text(v))).collect(),
+                vars: case
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value_text(v)))
+                    .collect(),
                 steps,
                 cleanup,
             });
@@ -670,24 +740,62 @@ fn summary_view(r: &RunReport, spec_anchor: &HashMap<String, String>, anchors: &
             status_label: status_label(spec.status),
             tags_attr: format!("|{}|", spec_tags.join("|")),
             tags: spec_tags,
-            areas_attr: format!("|{}|", spec_areas.iter().map(|a| a.value.as_str()).collect::<Vec<_>>().join("|")),
+            areas_attr: format!(
+                "|{}|",
+                spec_areas
+                    .iter()
+                    .map(|a| a.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            ),
             areas: spec_areas,
             covers: spec.covers.clone(),
             duration: fmt_ms(spec.duration_ms),
             cases_total: spec.cases.len(),
-            cases_passed: spec.cases.iter().filter(|c| c.status == Status::Passed).count(),
+            cases_passed: spec
+                .cases
+                .iter()
+                .filter(|c| c.status == Status::Passed)
+                .count(),
             skip_reason: spec.skip_reason.clone(),
             open: matches!(spec.status, Status::Failed | Status::Error),
             cases,
         });
     }
     // Most severe first in the status filter.
-    let statuses = [Status::Failed, Status::Error, Status::Skipped, Status::Passed]
+    let statuses = [
+        Status::Failed,
+        Status::Error,
+        Status::Skipped,
+        Status::Passed,
+    ]
+    .into_iter()
+    .filter_map(|s| {
+        status_count.get(&s).map(|n| Choice {
+            value: s.as_str().into(),
+            label: status_label(s).into(),
+            count: *n,
+        })
+    })
+    .collect();
+    let tags = tags
         .into_iter()
-        .filter_map(|s| status_count.get(&s).map(|n| Choice { value: s.as_str().into(), label: status_label(s).into(), count: *n }))
+        .map(|(t, n)| Choice {
+            value: t.clone(),
+            label: t,
+            count: n,
+        })
         .collect();
-    let tags = tags.into_iter().map(|(t, n)| Choice { value: t.clone(), label: t, count: n }).collect();
-    SummaryView { filters: Filters { statuses, tags, areas }, specs, fanouts, readiness: readiness_view(r, spec_anchor) }
+    SummaryView {
+        filters: Filters {
+            statuses,
+            tags,
+            areas,
+        },
+        specs,
+        fanouts,
+        readiness: readiness_view(r, spec_anchor),
+    }
 }
 
 fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
@@ -746,10 +854,21 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
         failed_assertions: assertions.iter().filter(|a| !a.passed).count(),
         assertions,
         poll: s.poll.as_ref().map(poll_view),
-        captures: s.captures.iter().map(|(k, v)| (k.clone(), value_text(v))).collect(),
+        captures: s
+            .captures
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect(),
         fanout_summary: s.fanout.as_ref().map(fanout_summary),
         fanout_anchor,
-        attachments: s.attachments.iter().map(|a| AttachmentView { title: a.title.clone(), body: a.body.clone() }).collect(),
+        attachments: s
+            .attachments
+            .iter()
+            .map(|a| AttachmentView {
+                title: a.title.clone(),
+                body: a.body.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -770,7 +889,14 @@ fn fanout_summary(f: &FanoutStats) -> String {
     crate::engine::fanout::summary(f)
 }
 
-fn fanout_view(f: &FanoutStats, s: &StepResult, spec: &SpecResult, case: &CaseResult, anchor: &str, spec_anchor: &str) -> FanoutView {
+fn fanout_view(
+    f: &FanoutStats,
+    s: &StepResult,
+    spec: &SpecResult,
+    case: &CaseResult,
+    anchor: &str,
+    spec_anchor: &str,
+) -> FanoutView {
     let latency = f
         .steps
         .iter()
@@ -788,18 +914,38 @@ fn fanout_view(f: &FanoutStats, s: &StepResult, spec: &SpecResult, case: &CaseRe
             histogram: latency_histogram(name, &l.histogram),
         })
         .collect();
-    let mut rows: Vec<(String, f64, String, &'static str)> = vec![("Succeeded".into(), f.succeeded as f64, f.succeeded.to_string(), "ok")];
+    let mut rows: Vec<(String, f64, String, &'static str)> = vec![(
+        "Succeeded".into(),
+        f.succeeded as f64,
+        f.succeeded.to_string(),
+        "ok",
+    )];
     for (reason, n) in &f.by_reason {
         rows.push((reason.clone(), *n as f64, n.to_string(), "bad"));
     }
     if f.by_reason.is_empty() && f.failed > 0 {
-        rows.push(("Failed".into(), f.failed as f64, f.failed.to_string(), "bad"));
+        rows.push((
+            "Failed".into(),
+            f.failed as f64,
+            f.failed.to_string(),
+            "bad",
+        ));
     }
     let not_started = f.count.saturating_sub(f.started);
     if not_started > 0 {
-        rows.push(("Not started".into(), not_started as f64, not_started.to_string(), "muted"));
+        rows.push((
+            "Not started".into(),
+            not_started as f64,
+            not_started.to_string(),
+            "muted",
+        ));
     }
-    let outcomes = hbar_chart(&format!("Outcome of the {} iterations of {}", f.count, s.name), rows, |v| format!("{v:.0}"), 190.0);
+    let outcomes = hbar_chart(
+        &format!("Outcome of the {} iterations of {}", f.count, s.name),
+        rows,
+        |v| format!("{v:.0}"),
+        190.0,
+    );
     FanoutView {
         anchor: anchor.to_string(),
         spec_id: spec.id.clone(),
@@ -819,7 +965,15 @@ fn fanout_view(f: &FanoutStats, s: &StepResult, spec: &SpecResult, case: &CaseRe
         throughput: format!("{:.1}/s", f.throughput_per_s),
         cleanup_failures: f.cleanup_failures,
         thresholds_failed: f.thresholds.iter().filter(|t| !t.passed).count(),
-        thresholds: f.thresholds.iter().map(|t| ThresholdView { expr: t.expr.clone(), value: t.value.clone(), passed: t.passed }).collect(),
+        thresholds: f
+            .thresholds
+            .iter()
+            .map(|t| ThresholdView {
+                expr: t.expr.clone(),
+                value: t.value.clone(),
+                passed: t.passed,
+            })
+            .collect(),
         sample_failures: f.sample_failures.clone(),
         latency,
         outcomes,
@@ -827,11 +981,29 @@ fn fanout_view(f: &FanoutStats, s: &StepResult, spec: &SpecResult, case: &CaseRe
 }
 
 fn percentile_chart(step: &str, l: &LatencyStats) -> HBarChart {
-    let rows = [("p50", l.p50), ("p90", l.p90), ("p95", l.p95), ("p99", l.p99), ("max", l.max)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v, fmt_ms(v), if k == "max" { "muted" } else { "bar" }))
-        .collect();
-    hbar_chart(&format!("Latency percentiles of {step}"), rows, fmt_ms, 60.0)
+    let rows = [
+        ("p50", l.p50),
+        ("p90", l.p90),
+        ("p95", l.p95),
+        ("p99", l.p99),
+        ("max", l.max),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        (
+            k.to_string(),
+            v,
+            fmt_ms(v),
+            if k == "max" { "muted" } else { "bar" },
+        )
+    })
+    .collect();
+    hbar_chart(
+        &format!("Latency percentiles of {step}"),
+        rows,
+        fmt_ms,
+        60.0,
+    )
 }
 
 fn latency_histogram(step: &str, buckets: &[Bucket]) -> Option<ColumnChart> {
@@ -851,7 +1023,11 @@ fn latency_histogram(step: &str, buckets: &[Bucket]) -> Option<ColumnChart> {
             (label, b.count)
         })
         .collect();
-    Some(column_chart(&format!("Latency histogram of {step}"), "latency (bucket upper bound)", cols))
+    Some(column_chart(
+        &format!("Latency histogram of {step}"),
+        "latency (bucket upper bound)",
+        cols,
+    ))
 }
 
 /// Every satisfied poll in the run (readiness of the consumer, a job reaching Running...).
@@ -861,7 +1037,9 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
     for spec in &r.specs {
         for case in &spec.cases {
             for s in case.steps.iter().chain(&case.cleanup) {
-                let Some(p) = s.poll.as_ref().filter(|p| p.satisfied) else { continue };
+                let Some(p) = s.poll.as_ref().filter(|p| p.satisfied) else {
+                    continue;
+                };
                 let v = p.simulated_elapsed_ms.unwrap_or(p.elapsed_ms);
                 simulated |= p.simulated_elapsed_ms.is_some();
                 samples.push((
@@ -908,7 +1086,11 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
         median: fmt_ms(quantile(&values, 0.5)),
         p90: fmt_ms(quantile(&values, 0.9)),
         max: fmt_ms(values[values.len() - 1]),
-        histogram: column_chart("Time until the polled condition held", "time until ready", range_buckets(&values)),
+        histogram: column_chart(
+            "Time until the polled condition held",
+            "time until ready",
+            range_buckets(&values),
+        ),
         by_step,
         samples: samples.into_iter().map(|s| s.1).collect(),
     })
@@ -932,7 +1114,10 @@ fn range_buckets(sorted: &[f64]) -> Vec<(String, usize)> {
         .enumerate()
         .map(|(i, c)| {
             let from = lo + i as f64 * width;
-            (format!("{}–{}", fmt_ms_bare(from, width), fmt_ms(from + width)), c)
+            (
+                format!("{}–{}", fmt_ms_bare(from, width), fmt_ms(from + width)),
+                c,
+            )
         })
         .collect()
 }
@@ -948,7 +1133,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn coverage_view(c: &Coverage, r: &RunReport, spec_anchor: &HashMap<String, String>, anchors: &mut Anchors) -> CoverageView {
+fn coverage_view(
+    c: &Coverage,
+    r: &RunReport,
+    spec_anchor: &HashMap<String, String>,
+    anchors: &mut Anchors,
+) -> CoverageView {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut hard = Vec::new();
     let mut areas = Vec::new();
@@ -970,7 +1160,11 @@ fn coverage_view(c: &Coverage, r: &RunReport, spec_anchor: &HashMap<String, Stri
                     file: s.file.clone(),
                     outcome: s.outcome.clone(),
                     outcome_label: spec_outcome_label(&s.outcome),
-                    cases: if s.outcome == "not_run" { String::new() } else { format!("{}/{} cases passed", s.cases_passed, s.cases) },
+                    cases: if s.outcome == "not_run" {
+                        String::new()
+                    } else {
+                        format!("{}/{} cases passed", s.cases_passed, s.cases)
+                    },
                 })
                 .collect();
             if item.hard_requirement {
@@ -991,7 +1185,11 @@ fn coverage_view(c: &Coverage, r: &RunReport, spec_anchor: &HashMap<String, Stri
             id: area.id.clone(),
             title: area.title.clone(),
             anchor: anchors.make("area", &area.id),
-            counts: format!("{} of {} verified", area_counts.get("verified").copied().unwrap_or(0), in_area),
+            counts: format!(
+                "{} of {} verified",
+                area_counts.get("verified").copied().unwrap_or(0),
+                in_area
+            ),
             items,
         });
     }
@@ -1034,7 +1232,12 @@ fn coverage_view(c: &Coverage, r: &RunReport, spec_anchor: &HashMap<String, Stri
 }
 
 fn excluded_view(e: &crate::results::ExcludedItem) -> ExcludedView {
-    ExcludedView { id: e.id.clone(), title: e.title.clone(), area: e.area.clone(), reason: e.reason.clone() }
+    ExcludedView {
+        id: e.id.clone(),
+        title: e.title.clone(),
+        area: e.area.clone(),
+        reason: e.reason.clone(),
+    }
 }
 
 fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> HardView {
@@ -1058,7 +1261,12 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
                         best = Some(format!("{} of {} succeeded", f.succeeded, f.count));
                     }
                     fanouts.push(line);
-                    failed_thresholds.extend(f.thresholds.iter().filter(|t| !t.passed).map(|t| format!("{} (was {})", t.expr, t.value)));
+                    failed_thresholds.extend(
+                        f.thresholds
+                            .iter()
+                            .filter(|t| !t.passed)
+                            .map(|t| format!("{} (was {})", t.expr, t.value)),
+                    );
                 }
             }
         }
@@ -1101,7 +1309,12 @@ fn r1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-fn hbar_chart(title: &str, rows: Vec<(String, f64, String, &'static str)>, tick_fmt: impl Fn(f64) -> String, label_w: f64) -> HBarChart {
+fn hbar_chart(
+    title: &str,
+    rows: Vec<(String, f64, String, &'static str)>,
+    tick_fmt: impl Fn(f64) -> String,
+    label_w: f64,
+) -> HBarChart {
     let row_h = 26.0;
     let bar_h = 16.0;
     let top = 6.0;
@@ -1131,7 +1344,10 @@ fn hbar_chart(title: &str, rows: Vec<(String, f64, String, &'static str)>, tick_
     let ticks = (0..=n_ticks)
         .map(|i| {
             let v = scale_max * i as f64 / n_ticks as f64;
-            Tick { pos: r1(label_w + plot_w * i as f64 / n_ticks as f64), label: tick_fmt(v) }
+            Tick {
+                pos: r1(label_w + plot_w * i as f64 / n_ticks as f64),
+                label: tick_fmt(v),
+            }
         })
         .collect();
     HBarChart {
@@ -1154,7 +1370,11 @@ fn column_chart(title: &str, x_title: &str, cols: Vec<(String, usize)>) -> Colum
     let rotate = cols.len() > 6;
     let bottom_space = if rotate { 70.0 } else { 40.0 };
     let max = cols.iter().map(|c| c.1).max().unwrap_or(0) as f64;
-    let (scale_max, n_ticks) = if max <= 4.0 { (max.max(1.0), max.max(1.0) as usize) } else { axis_scale(max) };
+    let (scale_max, n_ticks) = if max <= 4.0 {
+        (max.max(1.0), max.max(1.0) as usize)
+    } else {
+        axis_scale(max)
+    };
     let n = cols.len().max(1) as f64;
     let slot = plot_w / n;
     let w = (slot * 0.8).max(1.0);
@@ -1180,7 +1400,10 @@ fn column_chart(title: &str, x_title: &str, cols: Vec<(String, usize)>) -> Colum
     let y_ticks = (0..=n_ticks)
         .map(|i| {
             let v = scale_max * i as f64 / n_ticks as f64;
-            Tick { pos: r1(top + plot_h - v / scale_max * plot_h), label: format!("{}", v.round()) }
+            Tick {
+                pos: r1(top + plot_h - v / scale_max * plot_h),
+                label: format!("{}", v.round()),
+            }
         })
         .collect();
     ColumnChart {
@@ -1324,19 +1547,37 @@ static SECRET_QUERY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)([?&;][^=&#;]*(?:token|secret|passw(?:or)?d|api[-_]?key|signature|sig|auth|session|credential)[^=&#;]*=)[^&#;]*")
         .expect("static regex")
 });
-static URL_USERINFO: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(://)[^/@\s]+@").expect("static regex"));
+static URL_USERINFO: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(://)[^/@\s]+@").expect("static regex"));
 
 /// Header names whose values are never shown.
 pub fn is_secret_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
-        || ["token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "session", "auth", "credential"]
-            .iter()
-            .any(|k| n.contains(k))
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "apikey",
+        "api_key",
+        "session",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|k| n.contains(k))
 }
 
 fn is_secret_key(name: &str) -> bool {
-    let n: String = name.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let n: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     matches!(
         n.as_str(),
         "password"
@@ -1356,7 +1597,9 @@ fn is_secret_key(name: &str) -> bool {
 
 pub fn redact_url(url: &str) -> String {
     let u = URL_USERINFO.replace(url, format!("${{1}}{REDACTED}@"));
-    SECRET_QUERY.replace_all(&u, format!("${{1}}{REDACTED}")).into_owned()
+    SECRET_QUERY
+        .replace_all(&u, format!("${{1}}{REDACTED}"))
+        .into_owned()
 }
 
 fn redact_headers(h: &mut [(String, String)]) {
@@ -1409,7 +1652,10 @@ fn redact_report(r: &mut RunReport) {
                     *v = Value::String(REDACTED.into());
                 }
             }
-            case.steps.iter_mut().chain(case.cleanup.iter_mut()).for_each(redact_step);
+            case.steps
+                .iter_mut()
+                .chain(case.cleanup.iter_mut())
+                .for_each(redact_step);
         }
     }
 }
@@ -1422,10 +1668,22 @@ struct Anchors {
 
 impl Anchors {
     fn make(&mut self, prefix: &str, raw: &str) -> String {
-        let slug: String =
-            raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' }).collect();
+        let slug: String = raw
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
         let slug = slug.trim_matches('-');
-        let base = if slug.is_empty() { prefix.to_string() } else { format!("{prefix}-{slug}") };
+        let base = if slug.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}-{slug}")
+        };
         let mut id = base.clone();
         let mut n = 2;
         while !self.used.insert(id.clone()) {
@@ -1489,19 +1747,32 @@ mod tests {
         assert!(is_secret_header("X-Auth-Token"));
         assert!(is_secret_header("Cookie"));
         assert!(!is_secret_header("Content-Type"));
-        assert_eq!(redact_url("https://u:p@h/x?a=1&token=abc&b=2"), "https://[redacted]@h/x?a=1&token=[redacted]&b=2");
+        assert_eq!(
+            redact_url("https://u:p@h/x?a=1&token=abc&b=2"),
+            "https://[redacted]@h/x?a=1&token=[redacted]&b=2"
+        );
         let mut v = serde_json::json!({"user": "a", "password": "p", "nested": [{"api_key": "k"}]});
         redact_json(&mut v);
-        assert_eq!(v, serde_json::json!({"user": "a", "password": "[redacted]", "nested": [{"api_key": "[redacted]"}]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"user": "a", "password": "[redacted]", "nested": [{"api_key": "[redacted]"}]})
+        );
     }
 
     #[test]
     fn html_templates_are_auto_escaped() {
         let mut env = environment(None).unwrap();
         env.add_template("probe.html", "{{ x }}").unwrap();
-        let out = env.get_template("probe.html").unwrap().render(minijinja::context! { x => "<script>\"'&" }).unwrap();
+        let out = env
+            .get_template("probe.html")
+            .unwrap()
+            .render(minijinja::context! { x => "<script>\"'&" })
+            .unwrap();
         assert_eq!(out, "&lt;script&gt;&quot;&#x27;&amp;");
-        for name in VIEWS.iter().chain(&["_layout.html", "_macros.html", "_charts.html"]) {
+        for name in VIEWS
+            .iter()
+            .chain(&["_layout.html", "_macros.html", "_charts.html"])
+        {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
     }
@@ -1509,8 +1780,14 @@ mod tests {
     #[test]
     fn anchors_are_unique_and_valid() {
         let mut a = Anchors::default();
-        assert_eq!(a.make("spec", "k8s.lifecycle/Job opens"), "spec-k8s-lifecycle-job-opens");
-        assert_eq!(a.make("spec", "k8s.lifecycle/Job opens"), "spec-k8s-lifecycle-job-opens-2");
+        assert_eq!(
+            a.make("spec", "k8s.lifecycle/Job opens"),
+            "spec-k8s-lifecycle-job-opens"
+        );
+        assert_eq!(
+            a.make("spec", "k8s.lifecycle/Job opens"),
+            "spec-k8s-lifecycle-job-opens-2"
+        );
         assert_eq!(a.make("spec", "<>"), "spec");
     }
 }

@@ -30,15 +30,21 @@ pub fn render(report: &RunReport) -> Result<String, String> {
         }
         r.add_test_suite(suite);
     }
-    let xml = r.to_string().map_err(|e| format!("cannot write JUnit XML: {e}"))?;
+    let xml = r
+        .to_string()
+        .map_err(|e| format!("cannot write JUnit XML: {e}"))?;
     Ok(strip_testsuites_skipped(&xml))
 }
 
 /// quick-junit writes a `skipped` count on `<testsuites>`, which the Jenkins schema CI consumers
 /// validate against does not allow (it allows it on `<testsuite>`); drop it from that one tag.
 fn strip_testsuites_skipped(xml: &str) -> String {
-    let Some(start) = xml.find("<testsuites") else { return xml.to_string() };
-    let Some(len) = xml[start..].find('>') else { return xml.to_string() };
+    let Some(start) = xml.find("<testsuites") else {
+        return xml.to_string();
+    };
+    let Some(len) = xml[start..].find('>') else {
+        return xml.to_string();
+    };
     let tag = &xml[start..start + len];
     let re = regex::Regex::new(r#"\s+skipped="\d+""#).expect("static regex");
     let fixed = re.replace(tag, "");
@@ -57,11 +63,28 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
             s
         }
         Status::Failed | Status::Error => {
-            let kind = if case.status == Status::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+            let kind = if case.status == Status::Failed {
+                NonSuccessKind::Failure
+            } else {
+                NonSuccessKind::Error
+            };
             let mut s = TestCaseStatus::non_success(kind);
             let loc = case.location.clone().unwrap_or_else(|| file.to_string());
-            s.set_message(format!("{}: {}", loc, case.message.as_deref().unwrap_or("failed").lines().next().unwrap_or("")));
-            s.set_type(if case.status == Status::Failed { "assertion" } else { "error" });
+            s.set_message(format!(
+                "{}: {}",
+                loc,
+                case.message
+                    .as_deref()
+                    .unwrap_or("failed")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ));
+            s.set_type(if case.status == Status::Failed {
+                "assertion"
+            } else {
+                "error"
+            });
             s.set_description(failure_details(case));
             s
         }
@@ -69,7 +92,12 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
     let mut tc = TestCase::new(case.name.as_str(), status);
     tc.set_classname(spec_id);
     tc.set_time(Duration::from_secs_f64(case.duration_ms / 1000.0));
-    let asserts: usize = case.steps.iter().chain(&case.cleanup).map(|s| s.assertions.len()).sum();
+    let asserts: usize = case
+        .steps
+        .iter()
+        .chain(&case.cleanup)
+        .map(|s| s.assertions.len())
+        .sum();
     tc.set_assertions(asserts);
     tc.set_system_out(step_log(case));
     tc
@@ -78,8 +106,18 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
 /// Expected vs actual for every failing assertion, plus the failing request/response.
 fn failure_details(case: &CaseResult) -> String {
     let mut out = String::new();
-    for s in case.steps.iter().chain(&case.cleanup).filter(|s| matches!(s.status, Status::Failed | Status::Error)) {
-        out.push_str(&format!("step `{}` (line {}): {}\n", s.name, s.line, s.status.as_str()));
+    for s in case
+        .steps
+        .iter()
+        .chain(&case.cleanup)
+        .filter(|s| matches!(s.status, Status::Failed | Status::Error))
+    {
+        out.push_str(&format!(
+            "step `{}` (line {}): {}\n",
+            s.name,
+            s.line,
+            s.status.as_str()
+        ));
         if let Some(m) = &s.message {
             out.push_str(&format!("  {m}\n"));
         }
@@ -92,7 +130,10 @@ fn failure_details(case: &CaseResult) -> String {
             }
         }
         if let Some(p) = &s.poll {
-            out.push_str(&format!("  polled {} times over {:.0} ms\n", p.attempts, p.elapsed_ms));
+            out.push_str(&format!(
+                "  polled {} times over {:.0} ms\n",
+                p.attempts, p.elapsed_ms
+            ));
         }
         excerpt(s, &mut out);
         for a in &s.attachments {
@@ -121,9 +162,18 @@ fn excerpt(s: &StepResult, out: &mut String) {
 pub fn step_log(case: &CaseResult) -> String {
     let mut out = String::new();
     let mut line = |s: &StepResult, prefix: &str| {
-        out.push_str(&format!("{prefix}[{}] {} (line {}, {:.1} ms)", s.status.as_str(), s.name, s.line, s.duration_ms));
+        out.push_str(&format!(
+            "{prefix}[{}] {} (line {}, {:.1} ms)",
+            s.status.as_str(),
+            s.name,
+            s.line,
+            s.duration_ms
+        ));
         if let Some(p) = &s.poll {
-            out.push_str(&format!(" polled {}x in {:.0} ms", p.attempts, p.elapsed_ms));
+            out.push_str(&format!(
+                " polled {}x in {:.0} ms",
+                p.attempts, p.elapsed_ms
+            ));
         }
         if let Some(r) = &s.response {
             out.push_str(&format!(" -> {}", r.status));
@@ -145,9 +195,20 @@ pub fn step_log(case: &CaseResult) -> String {
         line(s, "cleanup ");
     }
     // Diagnostics of failed steps (Kubernetes objects, events, container statuses).
-    for s in case.steps.iter().chain(&case.cleanup).filter(|s| !s.attachments.is_empty()) {
+    for s in case
+        .steps
+        .iter()
+        .chain(&case.cleanup)
+        .filter(|s| !s.attachments.is_empty())
+    {
         for a in &s.attachments {
-            out.push_str(&format!("\n--- {} (step `{}`, line {}) ---\n{}\n", a.title, s.name, s.line, a.body.trim_end()));
+            out.push_str(&format!(
+                "\n--- {} (step `{}`, line {}) ---\n{}\n",
+                a.title,
+                s.name,
+                s.line,
+                a.body.trim_end()
+            ));
         }
     }
     out
@@ -166,7 +227,10 @@ mod tests {
     fn strips_only_the_root_skipped() {
         let xml = r#"<testsuites name="x" tests="1" skipped="0" failures="0"><testsuite name="a" tests="1" skipped="0"/></testsuites>"#;
         let out = strip_testsuites_skipped(xml);
-        assert!(out.starts_with(r#"<testsuites name="x" tests="1" failures="0">"#), "{out}");
+        assert!(
+            out.starts_with(r#"<testsuites name="x" tests="1" failures="0">"#),
+            "{out}"
+        );
         assert!(out.contains(r#"<testsuite name="a" tests="1" skipped="0"/>"#));
     }
 }

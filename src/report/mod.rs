@@ -16,8 +16,13 @@ pub struct Written {
 }
 
 /// Writes every file report into `dir` (results.json, junit.xml, HTML views).
-pub fn write_all(report: &RunReport, dir: &Path, templates: Option<&Path>) -> Result<Written, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
+pub fn write_all(
+    report: &RunReport,
+    dir: &Path,
+    templates: Option<&Path>,
+) -> Result<Written, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     let p = dir.join("results.json");
     json::write(report, &p)?;

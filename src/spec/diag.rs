@@ -22,7 +22,13 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.into(), pos, message: message.into(), hint: None, source_line: None }
+        Diagnostic {
+            file: file.into(),
+            pos,
+            message: message.into(),
+            hint: None,
+            source_line: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: Option<String>) -> Self {
@@ -33,7 +39,10 @@ impl Diagnostic {
     /// Attaches the source line the position points at.
     pub fn with_source(mut self, text: &str) -> Self {
         if self.pos.line > 0 {
-            self.source_line = text.lines().nth(self.pos.line as usize - 1).map(str::to_string);
+            self.source_line = text
+                .lines()
+                .nth(self.pos.line as usize - 1)
+                .map(str::to_string);
         }
         self
     }
@@ -58,7 +67,11 @@ impl fmt::Display for Diagnostic {
             let col = (self.pos.col.max(1) - 1) as usize;
             // Underline the token at the column (up to the next space or colon).
             let rest: String = line.chars().skip(col).collect();
-            let width = rest.chars().take_while(|c| !c.is_whitespace() && *c != ':').count().max(1);
+            let width = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ':')
+                .count()
+                .max(1);
             writeln!(f, "{pad} |")?;
             writeln!(f, "{num} | {line}")?;
             write!(f, "{pad} | {}{}", " ".repeat(col), "^".repeat(width))?;
@@ -74,7 +87,10 @@ impl fmt::Display for Diagnostic {
 }
 
 /// "did you mean `x`?" for a misspelt name among the candidates.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

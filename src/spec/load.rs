@@ -27,8 +27,13 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
         if p.is_dir() {
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
-                let entries = std::fs::read_dir(&dir)
-                    .map_err(|e| Diagnostic::new(dir.display().to_string(), Pos::default(), format!("cannot read directory: {e}")))?;
+                let entries = std::fs::read_dir(&dir).map_err(|e| {
+                    Diagnostic::new(
+                        dir.display().to_string(),
+                        Pos::default(),
+                        format!("cannot read directory: {e}"),
+                    )
+                })?;
                 for entry in entries.flatten() {
                     let path = entry.path();
                     if path.is_dir() {
@@ -41,8 +46,14 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
         } else if p.exists() {
             out.push(p.clone());
         } else {
-            return Err(Diagnostic::new(p.display().to_string(), Pos::default(), "no such file or directory")
-                .with_hint(Some("pass spec files or directories, e.g. `focusqa run specs/`".into())));
+            return Err(Diagnostic::new(
+                p.display().to_string(),
+                Pos::default(),
+                "no such file or directory",
+            )
+            .with_hint(Some(
+                "pass spec files or directories, e.g. `focusqa run specs/`".into(),
+            )));
         }
     }
     out.sort();
@@ -53,7 +64,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
 fn is_spec_file(p: &Path) -> bool {
     let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    (ext == "yaml" || ext == "yml") && name != CATALOG_FILE && !name.starts_with('_') && !name.starts_with('.')
+    (ext == "yaml" || ext == "yml")
+        && name != CATALOG_FILE
+        && !name.starts_with('_')
+        && !name.starts_with('.')
 }
 
 /// Shown path: relative to the working directory when possible.
@@ -67,7 +81,11 @@ pub fn display_path(p: &Path) -> String {
 }
 
 /// Loads every spec under `paths`, checking covers against the catalog when there is one.
-pub fn load_paths(paths: &[PathBuf], catalog: Option<&Catalog>, target_vars: &[String]) -> LoadedSpecs {
+pub fn load_paths(
+    paths: &[PathBuf],
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+) -> LoadedSpecs {
     let mut loaded = LoadedSpecs::default();
     let files = match collect_files(paths) {
         Ok(f) => f,
@@ -88,12 +106,21 @@ pub fn load_paths(paths: &[PathBuf], catalog: Option<&Catalog>, target_vars: &[S
         if let Some(prev) = first.get(&spec.id) {
             let text = std::fs::read_to_string(&spec.source.file).unwrap_or_default();
             loaded.diagnostics.push(
-                Diagnostic::new(&spec.source.display, spec.source.pos, format!("duplicate spec id `{}`", spec.id))
-                    .with_hint(Some(format!("it is already used by {prev}; ids must be unique")))
-                    .with_source(&text),
+                Diagnostic::new(
+                    &spec.source.display,
+                    spec.source.pos,
+                    format!("duplicate spec id `{}`", spec.id),
+                )
+                .with_hint(Some(format!(
+                    "it is already used by {prev}; ids must be unique"
+                )))
+                .with_source(&text),
             );
         } else {
-            first.insert(spec.id.clone(), format!("{}:{}", spec.source.display, spec.source.pos.line));
+            first.insert(
+                spec.id.clone(),
+                format!("{}:{}", spec.source.display, spec.source.pos.line),
+            );
         }
     }
     if !loaded.diagnostics.is_empty() {
@@ -105,7 +132,13 @@ pub fn load_paths(paths: &[PathBuf], catalog: Option<&Catalog>, target_vars: &[S
 
 /// Turns a serde_yaml error into a diagnostic with position and a "did you mean" hint.
 pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let pos = e.location().map(|l| Pos { line: l.line() as u32, col: l.column() as u32 }).unwrap_or_default();
+    let pos = e
+        .location()
+        .map(|l| Pos {
+            line: l.line() as u32,
+            col: l.column() as u32,
+        })
+        .unwrap_or_default();
     let mut msg = e.to_string();
     // serde_yaml appends " at line X column Y"; we show the position ourselves.
     if let Some(i) = msg.rfind(" at line ") {
@@ -114,40 +147,74 @@ pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     // `grpc` is accepted by the parser only to reject it with the scope decision; don't advertise it.
     msg = msg.replace(", `grpc`", "");
     let hint = unknown_field_hint(&msg);
-    let msg = msg.replace("data did not match any variant of untagged enum", "value has the wrong shape for");
-    Diagnostic::new(file, pos, msg).with_hint(hint).with_source(text)
+    let msg = msg.replace(
+        "data did not match any variant of untagged enum",
+        "value has the wrong shape for",
+    );
+    Diagnostic::new(file, pos, msg)
+        .with_hint(hint)
+        .with_source(text)
 }
 
 /// From "unknown field `expct`, expected one of `a`, `b`" to "did you mean `expect`?".
 fn unknown_field_hint(msg: &str) -> Option<String> {
-    let rest = msg.split("unknown field `").nth(1).or_else(|| msg.split("unknown variant `").nth(1))?;
+    let rest = msg
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| msg.split("unknown variant `").nth(1))?;
     let word = rest.split('`').next()?;
     let expected = rest.split("expected").nth(1)?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     if word == "grpc" {
         return Some(super::GRPC_OUT_OF_SCOPE.to_string());
     }
-    did_you_mean(word, candidates.iter().copied()).or_else(|| Some(format!("expected one of: {}", candidates.join(", "))))
+    did_you_mean(word, candidates.iter().copied())
+        .or_else(|| Some(format!("expected one of: {}", candidates.join(", "))))
 }
 
 /// Loads one spec file.
 /// `target_vars`: names the targets define, accepted in templates besides the spec's own.
-pub fn load_file(path: &Path, catalog: Option<&Catalog>, target_vars: &[String]) -> Result<Spec, Vec<Diagnostic>> {
+pub fn load_file(
+    path: &Path,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+) -> Result<Spec, Vec<Diagnostic>> {
     let file = display_path(path);
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![Diagnostic::new(&file, Pos::default(), format!("cannot read spec: {e}"))])?;
-    let index = PositionIndex::build(&text)
-        .map_err(|(pos, msg)| vec![Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text)])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::new(
+            &file,
+            Pos::default(),
+            format!("cannot read spec: {e}"),
+        )]
+    })?;
+    let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
+        vec![Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
+    })?;
     if text.trim().is_empty() {
-        return Err(vec![Diagnostic::new(&file, Pos { line: 1, col: 1 }, "the spec file is empty")
-            .with_hint(Some("a spec needs at least `id`, `title` and `steps`".into()))]);
+        return Err(vec![Diagnostic::new(
+            &file,
+            Pos { line: 1, col: 1 },
+            "the spec file is empty",
+        )
+        .with_hint(Some(
+            "a spec needs at least `id`, `title` and `steps`".into(),
+        ))]);
     }
-    let mut spec: Spec = serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(&file, &text, &e)])?;
-    spec.source = super::Source { file: path.to_path_buf(), display: file.clone(), pos: index.get("id") };
+    let mut spec: Spec =
+        serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(&file, &text, &e)])?;
+    spec.source = super::Source {
+        file: path.to_path_buf(),
+        display: file.clone(),
+        pos: index.get("id"),
+    };
     assign_positions(&mut spec, &index);
     let diags = check(&spec, &index, catalog, target_vars)
         .into_iter()
-        .map(|(pos, msg, hint)| Diagnostic::new(&file, pos, msg).with_hint(hint).with_source(&text))
+        .map(|(pos, msg, hint)| {
+            Diagnostic::new(&file, pos, msg)
+                .with_hint(hint)
+                .with_source(&text)
+        })
         .collect::<Vec<_>>();
     if diags.is_empty() {
         Ok(spec)
@@ -170,8 +237,16 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
         step.pos = index.get(&path);
         if let Some(e) = &mut step.expect {
             e.pos = index.key(&format!("{path}.expect"));
-            for k in ["status", "headers", "body", "match", "schema", "max_elapsed"] {
-                e.lines.insert(k.to_string(), index.key(&format!("{path}.expect.{k}")).line);
+            for k in [
+                "status",
+                "headers",
+                "body",
+                "match",
+                "schema",
+                "max_elapsed",
+            ] {
+                e.lines
+                    .insert(k.to_string(), index.key(&format!("{path}.expect.{k}")).line);
             }
             for (j, c) in e.json.iter_mut().enumerate() {
                 c.pos = index.get(&format!("{path}.expect.json[{j}]"));
@@ -195,13 +270,29 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
 type Problem = (Pos, String, Option<String>);
 
 /// Semantic checks that serde cannot do.
-fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>, target_vars: &[String]) -> Vec<Problem> {
+fn check(
+    spec: &Spec,
+    index: &PositionIndex,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+) -> Vec<Problem> {
     let mut out: Vec<Problem> = Vec::new();
     if spec.id.trim().is_empty() || spec.id.chars().any(char::is_whitespace) {
-        out.push((index.get("id"), format!("spec id `{}` must be non-empty and contain no spaces", spec.id), None));
+        out.push((
+            index.get("id"),
+            format!(
+                "spec id `{}` must be non-empty and contain no spaces",
+                spec.id
+            ),
+            None,
+        ));
     }
     if spec.steps.is_empty() {
-        out.push((index.key("steps"), "a spec needs at least one step".into(), None));
+        out.push((
+            index.key("steps"),
+            "a spec needs at least one step".into(),
+            None,
+        ));
     }
     // covers against the catalog
     if let Some(cat) = catalog {
@@ -211,13 +302,17 @@ fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>, target_v
                 None => out.push((
                     pos,
                     format!("`{id}` is not an item of the scope catalog"),
-                    did_you_mean(id, cat.items.iter().map(|i| i.id.as_str()))
-                        .or_else(|| Some("add the item to specs/scope.yaml first, or fix the id".into())),
+                    did_you_mean(id, cat.items.iter().map(|i| i.id.as_str())).or_else(|| {
+                        Some("add the item to specs/scope.yaml first, or fix the id".into())
+                    }),
                 )),
                 Some(item) if item.status == ScopeStatus::Out => out.push((
                     pos,
                     format!("`{id}` is out of the agreed scope and may not be covered"),
-                    Some(format!("excluded by decision: {}", item.reason.as_deref().unwrap_or("no reason given"))),
+                    Some(format!(
+                        "excluded by decision: {}",
+                        item.reason.as_deref().unwrap_or("no reason given")
+                    )),
                 )),
                 _ => {}
             }
@@ -227,7 +322,11 @@ fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>, target_v
     let mut names = HashSet::new();
     for (i, c) in spec.cases.iter().enumerate() {
         if !names.insert(c.name.as_str()) {
-            out.push((index.get(&format!("cases[{i}].name")), format!("duplicate case name `{}`", c.name), None));
+            out.push((
+                index.get(&format!("cases[{i}].name")),
+                format!("duplicate case name `{}`", c.name),
+                None,
+            ));
         }
     }
     // Names a template may use: vars, case vars, every capture, builtins.
@@ -253,7 +352,8 @@ fn check(spec: &Spec, index: &PositionIndex, catalog: Option<&Catalog>, target_v
         match analyse(&s.value, expression) {
             Err(e) => out.push((s.pos, format!("bad template `{}`: {e}", s.value), None)),
             Ok(names) => {
-                let mut unknown: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
+                let mut unknown: Vec<&String> =
+                    names.iter().filter(|n| !known.contains(*n)).collect();
                 unknown.sort();
                 for n in unknown {
                     let mut cands: Vec<&str> = known.iter().map(String::as_str).collect();
@@ -302,9 +402,16 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
             let jp = match cap {
                 Capture::Path(p) => Some(p.as_str()),
                 Capture::Detailed(d) => {
-                    let n = d.path.is_some() as u8 + d.header.is_some() as u8 + d.from.is_some() as u8;
+                    let n =
+                        d.path.is_some() as u8 + d.header.is_some() as u8 + d.from.is_some() as u8;
                     if n != 1 {
-                        out.push((index.get(&cpath), format!("capture `{name}` needs exactly one of `path`, `header`, `from`"), None));
+                        out.push((
+                            index.get(&cpath),
+                            format!(
+                                "capture `{name}` needs exactly one of `path`, `header`, `from`"
+                            ),
+                            None,
+                        ));
                     }
                     d.path.as_deref()
                 }
@@ -316,7 +423,11 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
         match &step.kind {
             StepKind::Assert(checks) => {
                 if checks.is_empty() {
-                    out.push((index.get(&format!("{path}.assert")), "an `assert` step needs at least one check".into(), None));
+                    out.push((
+                        index.get(&format!("{path}.assert")),
+                        "an `assert` step needs at least one check".into(),
+                        None,
+                    ));
                 }
                 for (j, c) in checks.iter().enumerate() {
                     check_check(c, &format!("{path}.assert[{j}]"), index, out);
@@ -324,13 +435,21 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
             }
             StepKind::Fanout(f) => {
                 if f.steps.is_empty() {
-                    out.push((index.get(&format!("{path}.fanout")), "a `fanout` needs at least one step".into(), None));
+                    out.push((
+                        index.get(&format!("{path}.fanout")),
+                        "a `fanout` needs at least one step".into(),
+                        None,
+                    ));
                 }
                 check_steps(&f.steps, &format!("{path}.fanout.steps"), index, out);
                 check_steps(&f.cleanup, &format!("{path}.fanout.cleanup"), index, out);
                 for (j, t) in f.thresholds.iter().enumerate() {
                     if let Err(e) = crate::engine::fanout::Threshold::parse(t) {
-                        out.push((index.get(&format!("{path}.fanout.thresholds[{j}]")), e, None));
+                        out.push((
+                            index.get(&format!("{path}.fanout.thresholds[{j}]")),
+                            e,
+                            None,
+                        ));
                     }
                 }
             }
@@ -343,10 +462,17 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                         Some("use `op: list` with `labels:` to select by label".into()),
                     ));
                 }
-                if matches!(k.op, Delete | Absent) && k.name.is_none() && k.labels.is_none() && k.fields.is_none() {
+                if matches!(k.op, Delete | Absent)
+                    && k.name.is_none()
+                    && k.labels.is_none()
+                    && k.fields.is_none()
+                {
                     out.push((
                         index.get(&format!("{path}.kube")),
-                        format!("kube `{}` needs a `name` or a selector (`labels`/`fields`)", k.op.as_str()),
+                        format!(
+                            "kube `{}` needs a `name` or a selector (`labels`/`fields`)",
+                            k.op.as_str()
+                        ),
                         None,
                     ));
                 }
@@ -361,13 +487,21 @@ fn check_expect(e: &Expect, path: &str, index: &PositionIndex, out: &mut Vec<Pro
         let t = t.trim();
         let class = t.len() == 3 && t.ends_with("xx") && t.as_bytes()[0].is_ascii_digit();
         if !class && !is_template(t) {
-            out.push((index.get(&format!("{path}.status")), format!("status `{t}` is not a code, a list of codes, or a class like `2xx`"), None));
+            out.push((
+                index.get(&format!("{path}.status")),
+                format!("status `{t}` is not a code, a list of codes, or a class like `2xx`"),
+                None,
+            ));
         }
     }
     for (name, h) in &e.headers {
         if let super::HeaderExpect::Check(c) = h {
             if let Some(re) = &c.matches {
-                check_regex(re, index.get(&format!("{path}.headers.{name}.matches")), out);
+                check_regex(
+                    re,
+                    index.get(&format!("{path}.headers.{name}.matches")),
+                    out,
+                );
             }
         }
     }
@@ -379,7 +513,11 @@ fn check_expect(e: &Expect, path: &str, index: &PositionIndex, out: &mut Vec<Pro
     for (j, c) in e.json.iter().enumerate() {
         let cp = format!("{path}.json[{j}]");
         if c.path.is_none() {
-            out.push((index.get(&cp), "a `json` check needs a `path` (a JSONPath such as `$.job_id`)".into(), None));
+            out.push((
+                index.get(&cp),
+                "a `json` check needs a `path` (a JSONPath such as `$.job_id`)".into(),
+                None,
+            ));
         }
         check_check(c, &cp, index, out);
     }
@@ -416,7 +554,11 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
         ));
     }
     if c.expr.is_some() && ops.iter().any(|b| *b) {
-        out.push((index.get(path), "an `expr` check is complete on its own; put comparisons inside the expression".into(), None));
+        out.push((
+            index.get(path),
+            "an `expr` check is complete on its own; put comparisons inside the expression".into(),
+            None,
+        ));
     }
     if let Some(p) = &c.path {
         check_jsonpath(p, index.get(&format!("{path}.path")), out);
@@ -434,7 +576,11 @@ fn check_jsonpath(p: &str, pos: Pos, out: &mut Vec<Problem>) {
         out.push((
             pos,
             format!("bad JSONPath `{p}`: {e}"),
-            Some(if p.starts_with('$') { "see RFC 9535, e.g. `$.items[0].name`".into() } else { format!("JSONPaths start with `$`: did you mean `$.{p}`?") }),
+            Some(if p.starts_with('$') {
+                "see RFC 9535, e.g. `$.items[0].name`".into()
+            } else {
+                format!("JSONPaths start with `$`: did you mean `$.{p}`?")
+            }),
         ));
     }
 }

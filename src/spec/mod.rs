@@ -30,7 +30,9 @@ pub struct Pos {
 pub type VarMap = IndexMap<String, Value>;
 
 /// Capabilities a target may offer and a spec may require.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// An HTTP base URL (every target with `base_url`).
@@ -54,7 +56,10 @@ impl Capability {
 /// One spec file: a scenario with optional table-driven cases.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "focusqa spec", description = "A focusqa test scenario: steps and assertions in YAML.")]
+#[schemars(
+    title = "focusqa spec",
+    description = "A focusqa test scenario: steps and assertions in YAML."
+)]
 pub struct Spec {
     /// Unique identifier, e.g. `api.configure.live`.
     pub id: String,
@@ -179,7 +184,10 @@ impl Step {
 /// The YAML form of a step: exactly one action key plus common keys.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "Step", description = "Exactly one of http, sleep, assert, sim, kube, fanout.")]
+#[schemars(
+    title = "Step",
+    description = "Exactly one of http, sleep, assert, sim, kube, fanout."
+)]
 pub struct RawStep {
     /// Step name shown in reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,7 +280,14 @@ impl TryFrom<RawStep> for Step {
 
 impl From<Step> for RawStep {
     fn from(s: Step) -> Self {
-        let mut r = RawStep { name: s.name, when: s.when, expect: s.expect, capture: s.capture, until: s.until, ..Default::default() };
+        let mut r = RawStep {
+            name: s.name,
+            when: s.when,
+            expect: s.expect,
+            capture: s.capture,
+            until: s.until,
+            ..Default::default()
+        };
         match s.kind {
             StepKind::Http(h) => r.http = Some(h),
             StepKind::Sleep(d) => r.sleep = Some(d),
@@ -372,7 +387,9 @@ impl<'de> Deserialize<'de> for Dur {
             N(f64),
             S(String),
         }
-        let raw = Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a duration such as `500ms`, `30s` or `2m`"))?;
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration such as `500ms`, `30s` or `2m`")
+        })?;
         let s = match raw {
             Raw::N(n) => format!("{n}s"),
             Raw::S(s) => s,
@@ -404,14 +421,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     }
     // humantime has no fractions: handle `1.5s` style ourselves.
-    if let Some(num) = t.strip_suffix('s').filter(|n| !n.ends_with('m') && !n.ends_with('n') && !n.ends_with('u') && !n.ends_with('µ')) {
+    if let Some(num) = t.strip_suffix('s').filter(|n| {
+        !n.ends_with('m') && !n.ends_with('n') && !n.ends_with('u') && !n.ends_with('µ')
+    }) {
         if let Ok(secs) = num.trim().parse::<f64>() {
             if secs >= 0.0 && secs.is_finite() {
                 return Ok(Duration::from_secs_f64(secs));
             }
         }
     }
-    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `500ms`, `30s`, `2m`)"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `500ms`, `30s`, `2m`)"))
 }
 
 /// A count that may be a template (`"{{ n }}"`).
@@ -468,7 +488,15 @@ pub struct Expect {
 impl Expect {
     /// Line of an expectation key, or of `expect:` itself.
     pub fn line_of(&self, key: &str, fallback: u32) -> u32 {
-        self.lines.get(key).copied().filter(|l| *l > 0).unwrap_or(if self.pos.line > 0 { self.pos.line } else { fallback })
+        self.lines
+            .get(key)
+            .copied()
+            .filter(|l| *l > 0)
+            .unwrap_or(if self.pos.line > 0 {
+                self.pos.line
+            } else {
+                fallback
+            })
     }
 }
 
@@ -582,7 +610,7 @@ pub struct Check {
 #[serde(untagged)]
 pub enum LengthCheck {
     /// `{gte: 1, lt: 10}` (tried first: an exact length is any other value)
-    Compare(Comparison),
+    Compare(Box<Comparison>),
     Exact(Value),
 }
 
@@ -628,7 +656,11 @@ pub struct CaptureSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<CaptureFrom>,
     /// Used when the source is missing (otherwise a missing source fails the step); may be `null`.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default: Option<Value>,
 }
 
@@ -705,7 +737,11 @@ pub struct KubeOp {
     /// Resource kind (`Job`, `Pod`, `Node`, `Event`, ...), resolved by discovery.
     pub kind: String,
     /// `group/version` when the kind is ambiguous (e.g. `batch/v1`).
-    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "apiVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -35,7 +35,13 @@ impl PositionIndex {
         let mut parser = Parser::new_from_str(text);
         parser.load(&mut b, false).map_err(|e| {
             let m = e.marker();
-            (Pos { line: m.line() as u32, col: m.col() as u32 + 1 }, e.info().to_string())
+            (
+                Pos {
+                    line: m.line() as u32,
+                    col: m.col() as u32 + 1,
+                },
+                e.info().to_string(),
+            )
         })?;
         Ok(b.index)
     }
@@ -56,13 +62,23 @@ impl PositionIndex {
 
     /// Position of the key of a mapping entry (`steps[0].expect`), falling back to the value.
     pub fn key(&self, path: &str) -> Pos {
-        self.nodes.get(&format!("{path}#key")).copied().unwrap_or_else(|| self.get(path))
+        self.nodes
+            .get(&format!("{path}#key"))
+            .copied()
+            .unwrap_or_else(|| self.get(path))
     }
 }
 
 enum Frame {
-    Map { path: String, key: Option<String>, seen_key: bool },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        seen_key: bool,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
@@ -74,7 +90,10 @@ struct Builder {
 
 fn pos_of(m: &Marker) -> Pos {
     // yaml-rust2 lines are 1-based and columns 0-based.
-    Pos { line: m.line() as u32, col: m.col() as u32 + 1 }
+    Pos {
+        line: m.line() as u32,
+        col: m.col() as u32 + 1,
+    }
 }
 
 impl Builder {
@@ -89,10 +108,18 @@ impl Builder {
                 Some(p)
             }
             Some(Frame::Map { path, key, .. }) => match key.take() {
-                Some(k) => Some(if path.is_empty() { k } else { format!("{path}.{k}") }),
+                Some(k) => Some(if path.is_empty() {
+                    k
+                } else {
+                    format!("{path}.{k}")
+                }),
                 None => {
                     let k = scalar_key.unwrap_or("?").to_string();
-                    let full = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let full = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     self.index.nodes.insert(format!("{full}#key"), pos);
                     *key = Some(k);
                     None
@@ -120,7 +147,12 @@ impl MarkedEventReceiver for Builder {
                     self.next_path(Some(&value), pos);
                 } else if let Some(path) = self.next_path(None, pos) {
                     self.index.nodes.insert(path.clone(), pos);
-                    self.index.scalars.push(ScalarAt { path, value, pos, quoted: style != TScalarStyle::Plain });
+                    self.index.scalars.push(ScalarAt {
+                        path,
+                        value,
+                        pos,
+                        quoted: style != TScalarStyle::Plain,
+                    });
                 }
             }
             Event::Alias(_) => {
@@ -131,7 +163,11 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(..) => {
                 let path = self.next_path(Some("?"), pos).unwrap_or_default();
                 self.index.nodes.insert(path.clone(), pos);
-                self.stack.push(Frame::Map { path, key: None, seen_key: false });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    seen_key: false,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.next_path(Some("?"), pos).unwrap_or_default();
@@ -161,7 +197,10 @@ mod tests {
         assert_eq!(idx.get("steps[0].expect.json[0]"), Pos { line: 8, col: 11 });
         // unknown paths fall back to the nearest ancestor
         assert_eq!(idx.get("steps[0].http.nope"), Pos { line: 5, col: 7 });
-        assert!(idx.scalars.iter().any(|s| s.path == "steps[0].expect.json[0].path" && s.value == "$.a"));
+        assert!(idx
+            .scalars
+            .iter()
+            .any(|s| s.path == "steps[0].expect.json[0].path" && s.value == "$.a"));
     }
 
     #[test]

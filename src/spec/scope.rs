@@ -68,37 +68,71 @@ impl Catalog {
     }
 
     pub fn area_title<'a>(&'a self, id: &'a str) -> &'a str {
-        self.areas.iter().find(|a| a.id == id).map(|a| a.title.as_str()).unwrap_or(id)
+        self.areas
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.title.as_str())
+            .unwrap_or(id)
     }
 
     /// Loads and checks the catalog (unique ids, known areas, reasons for `out` items).
     pub fn load(path: &Path) -> Result<Catalog, Vec<Diagnostic>> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| vec![Diagnostic::new(&file, Pos::default(), format!("cannot read the scope catalog: {e}"))])?;
-        let index = PositionIndex::build(&text)
-            .map_err(|(pos, msg)| vec![Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text)])?;
-        let cat: Catalog =
-            serde_yaml::from_str(&text).map_err(|e| vec![super::load::serde_diag(&file, &text, &e)])?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Diagnostic::new(
+                &file,
+                Pos::default(),
+                format!("cannot read the scope catalog: {e}"),
+            )]
+        })?;
+        let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
+            vec![
+                Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text),
+            ]
+        })?;
+        let cat: Catalog = serde_yaml::from_str(&text)
+            .map_err(|e| vec![super::load::serde_diag(&file, &text, &e)])?;
         let mut diags = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, item) in cat.items.iter().enumerate() {
             let at = |field: &str| index.get(&format!("items[{i}].{field}"));
             if !seen.insert(item.id.as_str()) {
-                diags.push(Diagnostic::new(&file, at("id"), format!("duplicate scope item id `{}`", item.id)).with_source(&text));
+                diags.push(
+                    Diagnostic::new(
+                        &file,
+                        at("id"),
+                        format!("duplicate scope item id `{}`", item.id),
+                    )
+                    .with_source(&text),
+                );
             }
             if !cat.areas.iter().any(|a| a.id == item.area) {
                 diags.push(
-                    Diagnostic::new(&file, at("area"), format!("unknown area `{}` for item `{}`", item.area, item.id))
-                        .with_hint(super::diag::did_you_mean(&item.area, cat.areas.iter().map(|a| a.id.as_str())))
-                        .with_source(&text),
+                    Diagnostic::new(
+                        &file,
+                        at("area"),
+                        format!("unknown area `{}` for item `{}`", item.area, item.id),
+                    )
+                    .with_hint(super::diag::did_you_mean(
+                        &item.area,
+                        cat.areas.iter().map(|a| a.id.as_str()),
+                    ))
+                    .with_source(&text),
                 );
             }
-            if item.status != ScopeStatus::In && item.reason.as_deref().unwrap_or("").trim().is_empty() {
+            if item.status != ScopeStatus::In
+                && item.reason.as_deref().unwrap_or("").trim().is_empty()
+            {
                 diags.push(
-                    Diagnostic::new(&file, at("status"), format!("item `{}` is not in scope but gives no `reason`", item.id))
-                        .with_hint(Some("say why it is excluded or deferred, e.g. the meeting decision".into()))
-                        .with_source(&text),
+                    Diagnostic::new(
+                        &file,
+                        at("status"),
+                        format!("item `{}` is not in scope but gives no `reason`", item.id),
+                    )
+                    .with_hint(Some(
+                        "say why it is excluded or deferred, e.g. the meeting decision".into(),
+                    ))
+                    .with_source(&text),
                 );
             }
         }

@@ -18,7 +18,10 @@ pub enum TargetError {
     #[error("target `{target}`: {message}")]
     Invalid { target: String, message: String },
     #[error("target `{target}`: cannot start the embedded simulator: {source}")]
-    Simulator { target: String, source: std::io::Error },
+    Simulator {
+        target: String,
+        source: std::io::Error,
+    },
     #[error("target `{target}`: Kubernetes: {message}")]
     Kube { target: String, message: String },
 }
@@ -58,8 +61,16 @@ impl Target {
     }
 
     /// Builds the target; starts the embedded simulator when the target asks for it.
-    pub async fn connect(name: &str, cfg: &TargetConfig, config: &Config, ov: &TargetOverrides) -> Result<Target, TargetError> {
-        let invalid = |message: String| TargetError::Invalid { target: name.to_string(), message };
+    pub async fn connect(
+        name: &str,
+        cfg: &TargetConfig,
+        config: &Config,
+        ov: &TargetOverrides,
+    ) -> Result<Target, TargetError> {
+        let invalid = |message: String| TargetError::Invalid {
+            target: name.to_string(),
+            message,
+        };
         let timeout = match &cfg.timeout {
             Some(d) => d.parse().map_err(invalid)?,
             None => Duration::from_secs(30),
@@ -72,7 +83,10 @@ impl Target {
         let mut sim_vars = VarMap::new();
         let base_url;
         if let Some(emb) = &cfg.embedded {
-            time_scale = ov.time_scale.or(emb.time_scale).unwrap_or(DEFAULT_EMBEDDED_TIME_SCALE);
+            time_scale = ov
+                .time_scale
+                .or(emb.time_scale)
+                .unwrap_or(DEFAULT_EMBEDDED_TIME_SCALE);
             let defaults = SimConfig::default();
             let sc = SimConfig {
                 time_scale,
@@ -87,14 +101,29 @@ impl Target {
             sim_vars.insert("port_max".into(), serde_json::json!(sc.port_range.1));
             sim_vars.insert("capacity".into(), serde_json::json!(sc.capacity));
             let handle =
-                crate::sim::start(sc, 0, 0).await.map_err(|source| TargetError::Simulator { target: name.into(), source })?;
+                crate::sim::start(sc, 0, 0)
+                    .await
+                    .map_err(|source| TargetError::Simulator {
+                        target: name.into(),
+                        source,
+                    })?;
             base_url = Some(handle.focus_url());
-            kube = Some(kube::KubeTarget::for_simulator(&handle).await.map_err(|message| TargetError::Kube { target: name.into(), message })?);
+            kube = Some(
+                kube::KubeTarget::for_simulator(&handle)
+                    .await
+                    .map_err(|message| TargetError::Kube {
+                        target: name.into(),
+                        message,
+                    })?,
+            );
             capabilities.insert(Capability::Simulator);
             sim = Some(handle);
             kind = "embedded";
         } else {
-            base_url = cfg.base_url.clone().map(|u| u.trim_end_matches('/').to_string());
+            base_url = cfg
+                .base_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_string());
             if cfg.simulator {
                 capabilities.insert(Capability::Simulator);
                 kind = "simulator";
@@ -104,7 +133,14 @@ impl Target {
             }
         }
         if let Some(kc) = &cfg.kubernetes {
-            kube = Some(kube::KubeTarget::from_config(kc, config).await.map_err(|message| TargetError::Kube { target: name.into(), message })?);
+            kube = Some(
+                kube::KubeTarget::from_config(kc, config)
+                    .await
+                    .map_err(|message| TargetError::Kube {
+                        target: name.into(),
+                        message,
+                    })?,
+            );
         }
         if base_url.is_some() {
             capabilities.insert(Capability::Http);
@@ -118,19 +154,28 @@ impl Target {
         let mut headers = Vec::new();
         let mut secrets = Vec::new();
         for (k, v) in &cfg.headers {
-            let value = scope.render_str(v).map_err(|e| invalid(format!("header `{k}`: {e}")))?;
+            let value = scope
+                .render_str(v)
+                .map_err(|e| invalid(format!("header `{k}`: {e}")))?;
             if crate::template::is_template(v) || is_sensitive_header(k) {
                 secrets.push(value.clone());
             }
             headers.push((k.clone(), value));
         }
         let http = build_http_client(cfg, config, timeout).map_err(invalid)?;
-        let sim_url = if capabilities.contains(&Capability::Simulator) { base_url.as_ref().map(|b| format!("{b}/sim")) } else { None };
+        let sim_url = if capabilities.contains(&Capability::Simulator) {
+            base_url.as_ref().map(|b| format!("{b}/sim"))
+        } else {
+            None
+        };
         let info = TargetInfo {
             name: name.to_string(),
             kind: kind.into(),
             base_url: base_url.clone(),
-            capabilities: capabilities.iter().map(|c| c.as_str().to_string()).collect(),
+            capabilities: capabilities
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             time_scale: (kind != "remote").then_some(time_scale),
             kube_namespace: kube.as_ref().map(|k| k.namespace.clone()),
         };
@@ -171,12 +216,23 @@ impl Target {
 /// Header names whose values never appear in reports.
 pub fn is_sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-api-key" | "x-auth-token")
-        || n.contains("token")
+    matches!(
+        n.as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "set-cookie"
+            | "x-api-key"
+            | "x-auth-token"
+    ) || n.contains("token")
         || n.contains("secret")
 }
 
-fn build_http_client(cfg: &TargetConfig, config: &Config, timeout: Duration) -> Result<reqwest::Client, String> {
+fn build_http_client(
+    cfg: &TargetConfig,
+    config: &Config,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10).min(timeout))
@@ -187,16 +243,21 @@ fn build_http_client(cfg: &TargetConfig, config: &Config, timeout: Duration) -> 
     }
     if let Some(ca) = &cfg.tls.ca_file {
         let path = config.resolve(ca);
-        let pem = std::fs::read(&path).map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+        let pem =
+            std::fs::read(&path).map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
         // A bundle may hold several CAs; a file with none is a mistake worth stopping for.
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("tls.ca_file {}: not a PEM certificate: {e}", path.display()))?;
         if certs.is_empty() {
-            return Err(format!("tls.ca_file {}: no `-----BEGIN CERTIFICATE-----` block found", path.display()));
+            return Err(format!(
+                "tls.ca_file {}: no `-----BEGIN CERTIFICATE-----` block found",
+                path.display()
+            ));
         }
         for cert in certs {
             b = b.add_root_certificate(cert);
         }
     }
-    b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+    b.build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

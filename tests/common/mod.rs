@@ -37,31 +37,59 @@ pub struct TestServer {
 
 async fn configure(State(s): State<Shared>, body: String) -> impl IntoResponse {
     let Ok(v) = serde_json::from_str::<Value>(&body) else {
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": "body is not JSON"})));
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"detail": "body is not JSON"})),
+        );
     };
-    let min = v.pointer("/channels/min").and_then(Value::as_i64).unwrap_or(0);
-    let max = v.pointer("/channels/max").and_then(Value::as_i64).unwrap_or(0);
+    let min = v
+        .pointer("/channels/min")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let max = v
+        .pointer("/channels/max")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if min > max {
-        return (StatusCode::BAD_REQUEST, Json(json!({"detail": format!("channels: min ({min}) must not be greater than max ({max})")})));
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"detail": format!("channels: min ({min}) must not be greater than max ({max})")}),
+            ),
+        );
     }
     let mut st = s.lock().unwrap();
     st.next += 1;
     let id = format!("18-{}", st.next);
     st.jobs.insert(id.clone(), 0);
     let port = 50050 + st.next;
-    (StatusCode::OK, Json(json!({"job_id": id, "status": "configured", "stream_url": "10.10.10.100", "stream_port": port})))
+    (
+        StatusCode::OK,
+        Json(
+            json!({"job_id": id, "status": "configured", "stream_url": "10.10.10.100", "stream_port": port}),
+        ),
+    )
 }
 
 async fn metadata(State(s): State<Shared>, AxPath(id): AxPath<String>) -> impl IntoResponse {
     let mut st = s.lock().unwrap();
     let ready_after = st.ready_after;
     match st.jobs.get_mut(&id) {
-        Some(seen) if *seen >= ready_after => (StatusCode::OK, Json(json!({"job_id": id, "status": "running", "stream_port": 50051}))),
+        Some(seen) if *seen >= ready_after => (
+            StatusCode::OK,
+            Json(json!({"job_id": id, "status": "running", "stream_port": 50051})),
+        ),
         Some(seen) => {
             *seen += 1;
-            (StatusCode::NOT_FOUND, Json(json!({"detail": "Invalid job_id"})))
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"detail": "Invalid job_id"})),
+            )
         }
-        None => (StatusCode::NOT_FOUND, Json(json!({"detail": "Invalid job_id"}))),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"detail": "Invalid job_id"})),
+        ),
     }
 }
 
@@ -69,14 +97,24 @@ async fn cancel(State(s): State<Shared>, AxPath(id): AxPath<String>) -> impl Int
     let mut st = s.lock().unwrap();
     if st.jobs.remove(&id).is_some() {
         st.cancelled.push(id.clone());
-        (StatusCode::OK, Json(json!({"job_id": id, "status": "cancelled"})))
+        (
+            StatusCode::OK,
+            Json(json!({"job_id": id, "status": "cancelled"})),
+        )
     } else {
-        (StatusCode::NOT_FOUND, Json(json!({"detail": format!("Unknown job_id {id}")})))
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"detail": format!("Unknown job_id {id}")})),
+        )
     }
 }
 
 async fn hostile() -> impl IntoResponse {
-    (StatusCode::OK, [("content-type", "text/html"), ("x-trace", "abc-123")], "<script>alert(1)</script>")
+    (
+        StatusCode::OK,
+        [("content-type", "text/html"), ("x-trace", "abc-123")],
+        "<script>alert(1)</script>",
+    )
 }
 
 async fn slow() -> impl IntoResponse {
@@ -96,15 +134,24 @@ async fn work(State(s): State<Shared>) -> impl IntoResponse {
 }
 
 async fn echo_headers(headers: axum::http::HeaderMap) -> impl IntoResponse {
-    let m: serde_json::Map<String, Value> =
-        headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("")))).collect();
+    let m: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+        .collect();
     Json(Value::Object(m))
 }
 
 impl TestServer {
     pub fn start(ready_after: u32) -> TestServer {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let state: Shared = Arc::new(Mutex::new(ServerState { ready_after, ..Default::default() }));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state: Shared = Arc::new(Mutex::new(ServerState {
+            ready_after,
+            ..Default::default()
+        }));
         let app = Router::new()
             .route("/configure", post(configure))
             .route("/metadata/{id}", get(metadata))
@@ -114,12 +161,18 @@ impl TestServer {
             .route("/headers", get(echo_headers))
             .route("/work", get(work))
             .with_state(state.clone());
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         rt.spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        TestServer { url, state, _rt: rt }
+        TestServer {
+            url,
+            state,
+            _rt: rt,
+        }
     }
 }
 
@@ -153,16 +206,23 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_focusqa")).args(args).current_dir(self.dir.path()).env("NO_COLOR", "1").output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_focusqa"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
     }
 
     pub fn results(&self) -> Value {
-        let text = std::fs::read_to_string(self.dir.path().join("reports/results.json")).expect("results.json written");
+        let text = std::fs::read_to_string(self.dir.path().join("reports/results.json"))
+            .expect("results.json written");
         serde_json::from_str(&text).unwrap()
     }
 
     pub fn junit(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("reports/junit.xml")).expect("junit.xml written")
+        std::fs::read_to_string(self.dir.path().join("reports/junit.xml"))
+            .expect("junit.xml written")
     }
 }
 
@@ -177,7 +237,13 @@ pub fn stderr(o: &Output) -> String {
 /// Validates JUnit XML against the Jenkins schema CI consumers use (needs xmllint).
 pub fn xmllint_validate(xml_path: &Path) {
     let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jenkins-junit.xsd");
-    let out = match Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(xml_path).output() {
+    let out = match Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&xsd)
+        .arg(xml_path)
+        .output()
+    {
         Ok(o) => o,
         Err(e) => {
             if std::env::var_os("CI").is_some() {
@@ -187,5 +253,9 @@ pub fn xmllint_validate(xml_path: &Path) {
             return;
         }
     };
-    assert!(out.status.success(), "junit.xml does not validate against the Jenkins XSD:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "junit.xml does not validate against the Jenkins XSD:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
