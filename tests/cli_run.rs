@@ -515,27 +515,7 @@ cleanup:
     expect: {status: 200}
 "#,
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args(["run"])
-        .current_dir(p.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // wait until the job exists, then interrupt
-    let t0 = std::time::Instant::now();
-    while srv.state.lock().unwrap().jobs.is_empty() {
-        assert!(
-            t0.elapsed().as_secs() < 20,
-            "the spec never configured a job"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = p.run_and_interrupt(|| !srv.state.lock().unwrap().jobs.is_empty());
     assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
     assert_eq!(
         srv.state.lock().unwrap().cancelled,

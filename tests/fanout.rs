@@ -158,25 +158,7 @@ steps:
           http: {method: DELETE, path: "/job/{{ job_id }}"}
 "#,
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args(["run"])
-        .current_dir(p.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while srv.state.lock().unwrap().jobs.len() < 8 {
-        assert!(
-            t0.elapsed().as_secs() < 20,
-            "the fan-out never opened 8 jobs"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = p.run_and_interrupt(|| srv.state.lock().unwrap().jobs.len() >= 8);
     assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
     let st = srv.state.lock().unwrap();
     assert_eq!(st.cancelled.len(), 8, "every iteration's job was cancelled");

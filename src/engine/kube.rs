@@ -59,6 +59,42 @@ fn subject(r: &Resolved) -> String {
     }
 }
 
+fn object_name(o: &Value) -> Option<String> {
+    o.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// One object by name, as shown to people; `None` when it does not exist.
+async fn get_one(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+) -> Result<Option<Value>, ExecError> {
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| kube_err(e, &format!("get {what}")))?;
+    Ok(found.map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null))))
+}
+
+/// Every object matching the step's selectors, as shown to people.
+async fn list_all(
+    api: &Api<DynamicObject>,
+    r: &Resolved,
+    what: &str,
+) -> Result<Vec<Value>, ExecError> {
+    let list = api
+        .list(&list_params(r))
+        .await
+        .map_err(|e| kube_err(e, &format!("list {what}")))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)))
+        .collect())
+}
+
 fn list_params(r: &Resolved) -> ListParams {
     let mut lp = ListParams::default();
     if let Some(l) = &r.labels {
@@ -108,12 +144,7 @@ pub async fn execute(
         };
     match op.op {
         KubeVerb::Get | KubeVerb::Wait => {
-            let name = r.name.as_deref().unwrap_or_default();
-            let found = api
-                .get_opt(name)
-                .await
-                .map_err(|e| kube_err(e, &format!("get {what}")))?;
-            let doc = found.map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)));
+            let doc = get_one(&api, r.name.as_deref().unwrap_or_default(), &what).await?;
             obs.assertions.push(assertion(
                 "exists",
                 json!(true),
@@ -123,27 +154,16 @@ pub async fn execute(
             obs.doc = doc.unwrap_or(Value::Null);
         }
         KubeVerb::List => {
-            let list = api
-                .list(&list_params(&r))
-                .await
-                .map_err(|e| kube_err(e, &format!("list {what}")))?;
-            let items: Vec<Value> = list
-                .items
-                .into_iter()
-                .map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)))
-                .collect();
+            let items = list_all(&api, &r, &what).await?;
             obs.doc = json!({"count": items.len(), "items": items});
         }
         KubeVerb::Delete => {
             let names: Vec<String> = match &r.name {
                 Some(n) => vec![n.clone()],
-                None => api
-                    .list(&list_params(&r))
-                    .await
-                    .map_err(|e| kube_err(e, &format!("list {what}")))?
-                    .items
-                    .into_iter()
-                    .filter_map(|o| o.metadata.name)
+                None => list_all(&api, &r, &what)
+                    .await?
+                    .iter()
+                    .filter_map(object_name)
                     .collect(),
             };
             let mut deleted = Vec::new();
@@ -155,44 +175,27 @@ pub async fn execute(
                 }
             }
             if r.name.is_some() {
-                obs.assertions.push(assertion(
-                    "deleted",
-                    json!(true),
-                    Some(json!(!deleted.is_empty())),
-                    !deleted.is_empty(),
-                ));
+                let done = !deleted.is_empty();
+                obs.assertions
+                    .push(assertion("deleted", json!(true), Some(json!(done)), done));
             }
             obs.doc = json!({"count": deleted.len(), "deleted": deleted});
         }
         KubeVerb::Absent => {
             let remaining: Vec<Value> = match &r.name {
-                Some(n) => api
-                    .get_opt(n)
-                    .await
-                    .map_err(|e| kube_err(e, &format!("get {what}")))?
-                    .map(|o| vec![tidy(serde_json::to_value(o).unwrap_or(Value::Null))])
-                    .unwrap_or_default(),
-                None => api
-                    .list(&list_params(&r))
-                    .await
-                    .map_err(|e| kube_err(e, &format!("list {what}")))?
-                    .items
-                    .into_iter()
-                    .map(|o| tidy(serde_json::to_value(o).unwrap_or(Value::Null)))
-                    .collect(),
+                Some(n) => get_one(&api, n, &what).await?.into_iter().collect(),
+                None => list_all(&api, &r, &what).await?,
             };
-            let names: Vec<Value> = remaining
-                .iter()
-                .filter_map(|o| o.pointer("/metadata/name").cloned())
-                .collect();
+            let names: Vec<String> = remaining.iter().filter_map(object_name).collect();
+            let actual = if names.is_empty() {
+                json!("gone")
+            } else {
+                json!(names)
+            };
             obs.assertions.push(assertion(
                 "is absent",
                 json!(true),
-                Some(if names.is_empty() {
-                    json!("gone")
-                } else {
-                    json!(names)
-                }),
+                Some(actual),
                 remaining.is_empty(),
             ));
             obs.doc = if r.name.is_some() {

@@ -214,6 +214,32 @@ impl Project {
             .unwrap()
     }
 
+    /// Runs `focusqa run`, waits until `ready()` holds (20 s at most), sends Ctrl-C (SIGINT)
+    /// and returns the output.
+    pub fn run_and_interrupt(&self, ready: impl Fn() -> bool) -> Output {
+        let child = Command::new(env!("CARGO_BIN_EXE_focusqa"))
+            .args(["run"])
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        while !ready() {
+            assert!(
+                t0.elapsed().as_secs() < 20,
+                "the run never reached the point to interrupt"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     pub fn results(&self) -> Value {
         let text = std::fs::read_to_string(self.dir.path().join("reports/results.json"))
             .expect("results.json written");
