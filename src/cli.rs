@@ -465,12 +465,22 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
             fail_fast: a.fail_fast,
         },
     );
-    engine.events = Some(tx.clone());
+    engine.events = Some(tx);
     let cancel = engine.cancel.clone();
     // First Ctrl-C: stop starting work, let cleanup run, write reports. Second: leave now.
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(Event::Interrupted);
+            let msg =
+                "interrupted: finishing cleanup steps and writing reports (Ctrl-C again to abort)";
+            eprintln!(
+                "{}",
+                if color {
+                    format!("\x1b[33;1m{msg}\x1b[0m")
+                } else {
+                    msg.to_string()
+                }
+            );
             cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("focusqa: aborted (second Ctrl-C); cleanup may be incomplete");

@@ -157,7 +157,6 @@ pub enum Event {
         message: String,
     },
     SpecFinished(Box<SpecResult>),
-    Interrupted,
 }
 
 #[derive(Debug, Clone)]

@@ -50,10 +50,17 @@ impl Console {
 
     pub fn event(&mut self, e: &Event) {
         match e {
-            Event::RunStarted { specs, cases, target } => {
+            Event::RunStarted {
+                specs,
+                cases,
+                target,
+            } => {
                 self.total = *specs;
                 let url = target.base_url.as_deref().unwrap_or("-");
-                let scale = target.time_scale.map(|t| format!(", time scale {t}")).unwrap_or_default();
+                let scale = target
+                    .time_scale
+                    .map(|t| format!(", time scale {t}"))
+                    .unwrap_or_default();
                 println!("focusqa: running {specs} specs ({cases} cases) against target `{}` ({} {url}{scale})", target.name, target.kind);
             }
             Event::SpecStarted { .. } => {}
@@ -65,12 +72,27 @@ impl Console {
             Event::SpecFinished(s) => {
                 self.done += 1;
                 println!("{}", self.spec_line(s));
-                for c in s.cases.iter().filter(|c| matches!(c.status, Status::Failed | Status::Error)) {
-                    let first = c.message.as_deref().unwrap_or("").lines().next().unwrap_or("");
-                    println!("          {} {} — {}: {}", label(self.color, c.status), c.name, c.location.as_deref().unwrap_or(&s.file), first);
+                for c in s
+                    .cases
+                    .iter()
+                    .filter(|c| matches!(c.status, Status::Failed | Status::Error))
+                {
+                    let first = c
+                        .message
+                        .as_deref()
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or("");
+                    println!(
+                        "          {} {} — {}: {}",
+                        label(self.color, c.status),
+                        c.name,
+                        c.location.as_deref().unwrap_or(&s.file),
+                        first
+                    );
                 }
             }
-            Event::Interrupted => println!("{}", paint(self.color, "33;1", "interrupted: finishing cleanup steps and writing reports (Ctrl-C again to abort)")),
         }
     }
 
