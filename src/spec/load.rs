@@ -444,7 +444,11 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 check_steps(&f.steps, &format!("{path}.fanout.steps"), index, out);
                 check_steps(&f.cleanup, &format!("{path}.fanout.cleanup"), index, out);
                 for (j, t) in f.thresholds.iter().enumerate() {
-                    if let Err(e) = crate::engine::fanout::Threshold::parse(t) {
+                    // Templated thresholds are checked once rendered, at run time.
+                    if is_template(t) {
+                        continue;
+                    }
+                    if let Err(e) = super::threshold::Threshold::parse(t) {
                         out.push((
                             index.get(&format!("{path}.fanout.thresholds[{j}]")),
                             e,

@@ -7,6 +7,7 @@ pub mod diag;
 pub mod load;
 pub mod position;
 pub mod scope;
+pub mod threshold;
 
 use std::path::PathBuf;
 use std::time::Duration;
