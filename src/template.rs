@@ -57,6 +57,12 @@ impl Object for EnvObject {
 }
 
 /// Formats a time as the Focus Server's `yymmddHHMMSS`.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// let t = Utc.with_ymd_and_hms(2025, 10, 21, 12, 0, 0).unwrap();
+/// assert_eq!(focusqa::template::focus_format(t), "251021120000");
+/// ```
 pub fn focus_format(t: chrono::DateTime<Utc>) -> String {
     t.format("%y%m%d%H%M%S").to_string()
 }

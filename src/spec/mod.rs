@@ -414,6 +414,16 @@ impl Dur {
 }
 
 /// Parses `100ms`, `1.5s`, `2m 30s`, or a bare number of seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use focusqa::spec::parse_duration;
+/// assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+/// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+/// assert_eq!(parse_duration("2m 30s"), Ok(Duration::from_secs(150)));
+/// assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+/// assert!(parse_duration("soon").unwrap_err().contains("write e.g. `500ms`"));
+/// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
