@@ -98,6 +98,15 @@ fn passing_spec_polls_captures_and_cleans_up() {
         .properties
         .iter()
         .any(|pr| pr.name.as_str() == "spec.id" && pr.value.as_str() == "demo.lifecycle"));
+
+    // `focusqa report` re-renders every report from results.json alone
+    let out = p.run(&["report", "reports/results.json", "--report-dir", "again"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for f in ["results.json", "junit.xml", "summary.html", "coverage.html"] {
+        assert!(p.path().join("again").join(f).exists(), "{f} re-rendered");
+    }
+    let again = std::fs::read_to_string(p.path().join("again/junit.xml")).unwrap();
+    assert_eq!(again, p.junit(), "the same results give the same JUnit");
 }
 
 #[test]
