@@ -118,6 +118,9 @@ pub struct SpecResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     pub started_at: DateTime<Utc>,
+    /// Start, in ms after the run started (monotonic clock: comparable across specs).
+    #[serde(default)]
+    pub start_offset_ms: f64,
     pub duration_ms: f64,
     pub cases: Vec<CaseResult>,
 }

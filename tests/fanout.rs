@@ -164,3 +164,107 @@ steps:
     assert_eq!(st.cancelled.len(), 8, "every iteration's job was cancelled");
     assert!(st.jobs.is_empty(), "none leaked");
 }
+
+#[test]
+fn deadline_stops_the_block_and_cleanup_still_runs() {
+    let srv = TestServer::start(0);
+    let p = Project::new(&srv.url);
+    p.spec(
+        "deadline.yaml",
+        r#"
+id: fan.deadline
+title: A block that cannot finish before its deadline
+steps:
+  - fanout:
+      count: 6
+      concurrency: 2
+      deadline: 400ms
+      steps:
+        - http: {method: POST, path: /configure, json: {channels: {min: 0, max: 1}}}
+          capture: {job_id: $.job_id}
+        - sleep: 1s
+      cleanup:
+        - when: job_id is defined
+          http: {method: DELETE, path: "/job/{{ job_id }}"}
+          expect: {status: 200}
+      thresholds: [succeeded == count]
+"#,
+    );
+    let t0 = std::time::Instant::now();
+    let out = p.run(&["run"]);
+    assert!(
+        t0.elapsed().as_secs_f64() < 5.0,
+        "the deadline cut the block short"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let r = p.results();
+    let f = &r["specs"][0]["cases"][0]["steps"][0]["fanout"];
+    assert_eq!(f["succeeded"], 0, "{f}");
+    assert_eq!(f["started"], 2, "only the first two started: {f}");
+    assert_eq!(f["by_reason"]["not started: deadline passed"], 4, "{f}");
+    assert_eq!(f["by_reason"]["error: deadline passed"], 2, "{f}");
+    let st = srv.state.lock().unwrap();
+    assert_eq!(st.cancelled.len(), 2, "the two opened jobs were cancelled");
+    assert!(st.jobs.is_empty());
+}
+
+#[test]
+fn ramp_up_spreads_the_starts() {
+    let srv = TestServer::start(0);
+    let p = Project::new(&srv.url);
+    p.spec(
+        "ramp.yaml",
+        "id: fan.ramp\ntitle: ramp\nsteps:\n  - fanout:\n      count: 5\n      ramp_up: 1s\n      steps:\n        - {name: work, http: {path: /work}, expect: {status: 200}}\n      thresholds: [succeeded == count]\n",
+    );
+    let t0 = std::time::Instant::now();
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // starts at 0, 0.2, 0.4, 0.6, 0.8 s: never more than one 60 ms request in flight
+    assert!(t0.elapsed().as_secs_f64() >= 0.8);
+    assert_eq!(srv.state.lock().unwrap().max_in_flight, 1);
+}
+
+#[test]
+fn exclusive_specs_run_alone() {
+    let srv = TestServer::start(0);
+    let p = Project::new(&srv.url);
+    for name in ["a", "b", "c", "d"] {
+        p.spec(
+            &format!("{name}.yaml"),
+            &format!("id: par.{name}\ntitle: {name}\nsteps:\n  - http: {{path: /work}}\n  - sleep: 300ms\n"),
+        );
+    }
+    p.spec("x.yaml", "id: par.x-exclusive\ntitle: alone\nexclusive: true\nsteps:\n  - http: {path: /work}\n  - sleep: 300ms\n");
+    let out = p.run(&["run", "--jobs", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let r = p.results();
+    // Offsets are on the monotonic clock, so spans of different specs compare exactly.
+    let span = |s: &serde_json::Value| {
+        let start = s["start_offset_ms"].as_f64().unwrap();
+        (start, start + s["duration_ms"].as_f64().unwrap())
+    };
+    let specs = r["specs"].as_array().unwrap();
+    let (xs, xe) = span(specs.iter().find(|s| s["id"] == "par.x-exclusive").unwrap());
+    let mut overlapping_others = 0;
+    for s in specs.iter().filter(|s| s["id"] != "par.x-exclusive") {
+        let (s0, e0) = span(s);
+        assert!(
+            e0 <= xs || s0 >= xe,
+            "{} [{s0}, {e0}] overlapped the exclusive spec [{xs}, {xe}]",
+            s["id"]
+        );
+        for o in specs
+            .iter()
+            .filter(|o| o["id"] != s["id"] && o["id"] != "par.x-exclusive")
+        {
+            let (o0, oe) = span(o);
+            if o0 < e0 && s0 < oe {
+                overlapping_others += 1;
+            }
+        }
+    }
+    assert!(
+        overlapping_others > 0,
+        "the other specs did run in parallel with each other"
+    );
+}

@@ -297,7 +297,9 @@ impl Engine {
                             title: spec.title.clone(),
                         });
                     }
-                    let res = run_spec(&spec, target, cancel, events.clone()).await;
+                    let offset = ms(t0.elapsed());
+                    let mut res = run_spec(&spec, target, cancel, events.clone()).await;
+                    res.start_offset_ms = offset;
                     if fail_fast && matches!(res.status, Status::Failed | Status::Error) {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -354,6 +356,7 @@ fn base_result(spec: &Spec, status: Status) -> SpecResult {
         status,
         skip_reason: None,
         started_at: Utc::now(),
+        start_offset_ms: 0.0,
         duration_ms: 0.0,
         cases: Vec::new(),
     }
