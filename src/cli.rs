@@ -335,7 +335,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
         Ok((_, selected, Some(cat))) => {
             let cov = crate::coverage::compute(&cat, &selected, None);
             println!("{}", cov.catalog_title);
-            for area in cov.areas.iter().filter(|a| !a.items.is_empty()) {
+            for area in &cov.areas {
                 println!("\n{}", area.title);
                 for item in &area.items {
                     let mark = if item.specs.is_empty() {

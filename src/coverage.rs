@@ -98,7 +98,10 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                 specs: covering,
             });
         }
-        cov.areas.push(ca);
+        // Areas holding only excluded items appear in `excluded`, not as empty matrices.
+        if !ca.items.is_empty() {
+            cov.areas.push(ca);
+        }
     }
     cov
 }
