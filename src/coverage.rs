@@ -105,3 +105,54 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
     }
     cov
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, covers: &[&str]) -> Spec {
+        serde_yaml::from_str(&format!("id: {id}\ntitle: {id}\ncovers: {covers:?}\nsteps:\n  - sleep: 1ms\n")).unwrap()
+    }
+
+    #[test]
+    fn outcomes_gaps_and_exclusions() {
+        let cat: Catalog = serde_yaml::from_str(
+            r#"
+title: t
+areas: [{id: a, title: Area A}, {id: x, title: Excluded area}]
+items:
+  - {id: i.verified, area: a, status: in, title: V}
+  - {id: i.failing, area: a, status: in, title: F}
+  - {id: i.skipped, area: a, status: in, title: S}
+  - {id: i.notrun, area: a, status: in, title: N}
+  - {id: i.gap, area: a, status: in, title: G}
+  - {id: i.later, area: a, status: backlog, title: L, reason: later}
+  - {id: o.grpc, area: x, status: out, title: gRPC, reason: decision}
+"#,
+        )
+        .unwrap();
+        let specs = vec![
+            spec("s.pass", &["i.verified", "i.failing"]),
+            spec("s.fail", &["i.failing"]),
+            spec("s.skip", &["i.skipped"]),
+            spec("s.unrun", &["i.notrun"]),
+        ];
+        let mut pass = crate::engine::not_run_result(&specs[0], "x");
+        pass.status = Status::Passed;
+        let mut fail = crate::engine::not_run_result(&specs[1], "x");
+        fail.status = Status::Failed;
+        let skip = crate::engine::not_run_result(&specs[2], "requires kubernetes");
+        let cov = compute(&cat, &specs, Some(&[pass, fail, skip]));
+        let outcome = |id: &str| cov.areas[0].items.iter().find(|i| i.id == id).unwrap().outcome.clone();
+        assert_eq!(outcome("i.verified"), "verified");
+        assert_eq!(outcome("i.failing"), "failing", "one failing spec makes the item failing");
+        assert_eq!(outcome("i.skipped"), "skipped");
+        assert_eq!(outcome("i.notrun"), "not_run");
+        assert_eq!(outcome("i.gap"), "gap");
+        assert_eq!((cov.in_scope, cov.verified, cov.failing), (5, 1, 1));
+        assert_eq!(cov.gaps, vec!["i.gap — G".to_string()]);
+        assert_eq!(cov.backlog.len(), 1);
+        assert_eq!(cov.excluded[0].id, "o.grpc");
+        assert_eq!(cov.areas.len(), 1, "the all-excluded area is not a matrix");
+    }
+}
