@@ -111,7 +111,10 @@ mod tests {
     use super::*;
 
     fn spec(id: &str, covers: &[&str]) -> Spec {
-        serde_yaml::from_str(&format!("id: {id}\ntitle: {id}\ncovers: {covers:?}\nsteps:\n  - sleep: 1ms\n")).unwrap()
+        serde_yaml::from_str(&format!(
+            "id: {id}\ntitle: {id}\ncovers: {covers:?}\nsteps:\n  - sleep: 1ms\n"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -143,9 +146,21 @@ items:
         fail.status = Status::Failed;
         let skip = crate::engine::not_run_result(&specs[2], "requires kubernetes");
         let cov = compute(&cat, &specs, Some(&[pass, fail, skip]));
-        let outcome = |id: &str| cov.areas[0].items.iter().find(|i| i.id == id).unwrap().outcome.clone();
+        let outcome = |id: &str| {
+            cov.areas[0]
+                .items
+                .iter()
+                .find(|i| i.id == id)
+                .unwrap()
+                .outcome
+                .clone()
+        };
         assert_eq!(outcome("i.verified"), "verified");
-        assert_eq!(outcome("i.failing"), "failing", "one failing spec makes the item failing");
+        assert_eq!(
+            outcome("i.failing"),
+            "failing",
+            "one failing spec makes the item failing"
+        );
         assert_eq!(outcome("i.skipped"), "skipped");
         assert_eq!(outcome("i.notrun"), "not_run");
         assert_eq!(outcome("i.gap"), "gap");

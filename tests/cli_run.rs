@@ -350,7 +350,10 @@ cleanup:
     let r = p.results();
     let step = &r["specs"][0]["cases"][0]["steps"][1];
     let attempts = step["poll"]["attempts"].as_u64().unwrap();
-    assert!((2..=10).contains(&attempts), "polled several times within the timeout: {step}");
+    assert!(
+        (2..=10).contains(&attempts),
+        "polled several times within the timeout: {step}"
+    );
     assert_eq!(step["poll"]["satisfied"], false);
     assert!(
         step["poll"]["last_mismatch"]

@@ -138,7 +138,10 @@ impl Target {
                     .await
                     .map_err(|message| TargetError::Kube {
                         target: name.into(),
-                        message,
+                        message: format!(
+                            "{message}. Fix the target's `kubernetes:` section (kubeconfig, context, in_cluster), \
+                             or remove it to run without Kubernetes (kube specs are then skipped with the reason)"
+                        ),
                     })?,
             );
         }
