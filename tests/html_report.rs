@@ -208,7 +208,7 @@ fn summary_charts_fanout_and_readiness() {
     assert!(out.contains("Readiness timing"));
     assert!(
         out.contains(
-            "over the 8 successful polls of the run, in simulated time (time scale 20.0×)"
+            "over the 8 successful polls of the run, in simulated time (time scale 20 (simulated delays run 20× slower than real time))"
         ),
         "{}",
         &out[out.find("Readiness timing").unwrap()..][..800]

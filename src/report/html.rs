@@ -72,6 +72,28 @@ pub fn render(report: &RunReport, view: &str, templates: Option<&Path>) -> Resul
     render_with(&env, &context(report), view)
 }
 
+/// Says what a simulator time scale means for a reader: delays multiplied by it.
+fn time_scale_label(ts: f64) -> String {
+    if (ts - 1.0).abs() < 1e-9 {
+        "1 (real timings)".to_string()
+    } else if ts < 1.0 {
+        format!(
+            "{ts} (simulated delays run {}× faster than real time)",
+            trim_float(1.0 / ts)
+        )
+    } else {
+        format!(
+            "{ts} (simulated delays run {}× slower than real time)",
+            trim_float(ts)
+        )
+    }
+}
+
+fn trim_float(x: f64) -> String {
+    let s = format!("{x:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
 fn render_with(env: &Environment<'static>, ctx: &Context, view: &str) -> Result<String, String> {
     let tmpl = env.get_template(view).map_err(template_error)?;
     tmpl.render(minijinja::context! { view => view, ..minijinja::Value::from_serialize(ctx) })
@@ -161,7 +183,8 @@ struct RunView {
     target_kind: String,
     base_url: Option<String>,
     namespace: Option<String>,
-    time_scale: Option<f64>,
+    /// e.g. "0.01 (simulated delays run 100× faster than real time)"
+    time_scale: Option<String>,
     capabilities: Vec<String>,
     started_at: String,
     started_at_iso: String,
@@ -363,7 +386,7 @@ struct LatencyRow {
 struct ReadinessView {
     count: usize,
     simulated: bool,
-    time_scale: Option<f64>,
+    time_scale: Option<String>,
     min: String,
     median: String,
     p90: String,
@@ -582,7 +605,7 @@ fn run_view(r: &RunReport) -> RunView {
         target_kind: r.target.kind.clone(),
         base_url: r.target.base_url.clone(),
         namespace: r.target.kube_namespace.clone(),
-        time_scale: r.target.time_scale,
+        time_scale: r.target.time_scale.map(time_scale_label),
         capabilities: r.target.capabilities.clone(),
         started_at: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         started_at_iso: r
@@ -1081,7 +1104,7 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
     Some(ReadinessView {
         count: values.len(),
         simulated,
-        time_scale: r.target.time_scale,
+        time_scale: r.target.time_scale.map(time_scale_label),
         min: fmt_ms(values[0]),
         median: fmt_ms(quantile(&values, 0.5)),
         p90: fmt_ms(quantile(&values, 0.9)),
@@ -1696,6 +1719,19 @@ impl Anchors {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn time_scale_labels_say_what_they_mean() {
+        assert_eq!(
+            super::time_scale_label(0.01),
+            "0.01 (simulated delays run 100× faster than real time)"
+        );
+        assert_eq!(super::time_scale_label(1.0), "1 (real timings)");
+        assert_eq!(
+            super::time_scale_label(2.5),
+            "2.5 (simulated delays run 2.5× slower than real time)"
+        );
+    }
+
     use super::*;
 
     #[test]
