@@ -230,28 +230,33 @@ impl AssertionResult {
                 .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| compact(v)))
                 .unwrap_or_default();
             let verdict = if self.passed { "met" } else { "not met" };
-            let extra = self
-                .message
-                .as_ref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            return format!("{} {verdict}: {v}{extra}", self.subject);
+            return format!("{} {verdict}: {v}{}", self.subject, self.note());
         }
         let found = match &self.actual {
             Some(v) => compact(v),
             None => "nothing".to_string(),
         };
-        let mut s = format!(
-            "{} {} {}: found {}",
+        format!(
+            "{} {} {}: found {}{}",
             self.subject,
             self.op,
             compact(&self.expected),
-            found
-        );
-        if let Some(m) = &self.message {
-            s.push_str(&format!(" ({m})"));
+            found,
+            self.note()
+        )
+    }
+
+    /// A one-line `message` (the author's words) goes in parentheses after the description.
+    fn note(&self) -> String {
+        match &self.message {
+            Some(m) if !m.contains('\n') => format!(" ({m})"),
+            _ => String::new(),
         }
-        s
+    }
+
+    /// A multi-line `message` (a diff, schema errors), shown below the one-line description.
+    pub fn details(&self) -> Option<&str> {
+        self.message.as_deref().filter(|m| m.contains('\n'))
     }
 }
 
@@ -386,4 +391,38 @@ pub struct ExcludedItem {
     pub title: String,
     pub area: String,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn a(message: Option<&str>) -> AssertionResult {
+        AssertionResult {
+            line: 3,
+            subject: "$.port".into(),
+            op: "<".into(),
+            expected: json!(1024),
+            actual: Some(json!(50051)),
+            passed: false,
+            message: message.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn one_line_notes_inline_multi_line_details_below() {
+        assert_eq!(a(None).describe(), "$.port < 1024: found 50051");
+        assert_eq!(
+            a(Some("ports are high")).describe(),
+            "$.port < 1024: found 50051 (ports are high)"
+        );
+        assert_eq!(a(Some("ports are high")).details(), None);
+        let diff = a(Some("$.a: expected 1, found 2\n$.b: expected 3, found 4"));
+        assert_eq!(diff.describe(), "$.port < 1024: found 50051");
+        assert_eq!(
+            diff.details(),
+            Some("$.a: expected 1, found 2\n$.b: expected 3, found 4")
+        );
+    }
 }

@@ -42,8 +42,6 @@ pub struct Observation {
     pub assertions: Vec<AssertionResult>,
     pub fanout: Option<FanoutStats>,
     pub attachments: Vec<Attachment>,
-    /// The kind decided to skip (with the reason).
-    pub skipped: Option<String>,
 }
 
 /// Why a step could not be carried out.

@@ -223,11 +223,6 @@ impl Step {
             match outcome {
                 Err(e) => finish_error(res, e, t0),
                 Ok((obs, assertions)) => {
-                    if let Some(why) = &obs.skipped {
-                        let mut s = skipped_step(self, why);
-                        s.duration_ms = ms(t0.elapsed());
-                        return s;
-                    }
                     res.request = obs.request.clone();
                     res.response = obs.response.clone();
                     res.fanout = obs.fanout.clone();
@@ -254,13 +249,8 @@ impl Step {
                                 elapsed.as_secs_f64()
                             )
                         };
-                        res.message = Some(format!("{}{timed_out}", a.describe()));
-                        if let Some(m) = a.message.as_ref().filter(|m| m.contains('\n')) {
-                            res.message = Some(format!(
-                                "{}{timed_out}\n{m}",
-                                a.describe().split(" (").next().unwrap_or_default()
-                            ));
-                        }
+                        let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();
+                        res.message = Some(format!("{}{timed_out}{details}", a.describe()));
                     } else if let Some(e) = cap_errors.first() {
                         res.message = Some(e.clone());
                     }

@@ -123,7 +123,7 @@ fn failure_details(case: &CaseResult) -> String {
         }
         for a in s.assertions.iter().filter(|a| !a.passed) {
             out.push_str(&format!("  line {}: {}\n", a.line, a.describe()));
-            if let Some(m) = &a.message {
+            if let Some(m) = a.details() {
                 for l in m.lines() {
                     out.push_str(&format!("    {l}\n"));
                 }
