@@ -3,27 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use common::{stderr, stdout, xmllint_validate};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn focusqa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn results(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
-}
+use common::{focusqa, results_in as results, stderr, stdout, xmllint_validate};
 
 #[test]
 fn the_main_job_passes_with_full_coverage() {

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{stderr, stdout, xmllint_validate};
+use common::{focusqa, results_in, stderr, stdout, xmllint_validate};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,16 +29,12 @@ fn the_readme_example_runs_as_written() {
     let spec = dir.path().join("example.yaml");
     std::fs::write(&spec, yaml).unwrap();
     let rd = dir.path().join("reports");
-    let out = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args([
-            "run",
-            spec.to_str().unwrap(),
-            "--report-dir",
-            rd.to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = focusqa(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--report-dir",
+        rd.to_str().unwrap(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -46,8 +42,7 @@ fn the_readme_example_runs_as_written() {
         stdout(&out),
         stderr(&out)
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
+    let r: serde_json::Value = results_in(&rd);
     let poll = &r["specs"][0]["cases"][0]["steps"][1]["poll"];
     assert_eq!(poll["satisfied"], true, "{poll}");
     assert!(r["specs"][0]["cases"][0]["steps"][1]["captures"]["ready_ms"].is_number());
@@ -96,20 +91,16 @@ fn a_separate_simulator_is_a_target_with_kubernetes() {
     std::fs::write(&cfg_path, cfg).unwrap();
     let rd = dir.path().join("reports");
     // The same shipped specs, unchanged: Kubernetes lifecycle, resources, failure fault, cleanup.
-    let out = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-        .args([
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "run",
-            "--quiet",
-            "specs/k8s",
-            "specs/errors/port-taken.yaml",
-            "--report-dir",
-            rd.to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = focusqa(&[
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "run",
+        "--quiet",
+        "specs/k8s",
+        "specs/errors/port-taken.yaml",
+        "--report-dir",
+        rd.to_str().unwrap(),
+    ]);
     std::process::Command::new("kill")
         .args(["-INT", &sim.id().to_string()])
         .status()
@@ -122,8 +113,7 @@ fn a_separate_simulator_is_a_target_with_kubernetes() {
         stdout(&out),
         stderr(&out)
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
+    let r: serde_json::Value = results_in(&rd);
     assert_eq!(r["target"]["kind"], "simulator");
     assert_eq!(r["totals"]["passed"], 5, "{}", r["totals"]);
     xmllint_validate(&rd.join("junit.xml"));

@@ -252,6 +252,24 @@ impl Project {
     }
 }
 
+/// Runs `focusqa` in the repository root (its focusqa.yaml and shipped specs).
+pub fn focusqa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_focusqa"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// The results.json in a report directory.
+pub fn results_in(dir: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join("results.json")).expect("results.json written"),
+    )
+    .unwrap()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
