@@ -260,6 +260,28 @@ impl AssertionResult {
     }
 }
 
+/// Header names whose values never appear in results or reports (engine and HTML alike).
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "apikey",
+        "api_key",
+        "session",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|k| n.contains(k))
+}
+
 /// A short one-line rendering of a JSON value.
 pub fn compact(v: &Value) -> String {
     let s = serde_json::to_string(v).unwrap_or_default();

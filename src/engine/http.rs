@@ -5,9 +5,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::{redact, ExecError, Observation};
+use crate::results::is_secret_header;
 use crate::results::{RequestExcerpt, ResponseExcerpt};
 use crate::spec::HttpRequest;
-use crate::target::is_sensitive_header;
 use crate::template::Scope;
 
 /// Bodies kept in results are cut to this many bytes.
@@ -54,7 +54,7 @@ pub async fn execute(
         rb = rb.header(k.as_str(), v.as_str());
         shown_headers.push((
             k.clone(),
-            if is_sensitive_header(k) {
+            if is_secret_header(k) {
                 "<redacted>".into()
             } else {
                 redact(v, &target.secrets)
@@ -138,7 +138,7 @@ pub async fn execute(
         .map(|(k, v)| {
             (
                 k.clone(),
-                if is_sensitive_header(k) {
+                if is_secret_header(k) {
                     "<redacted>".into()
                 } else {
                     v.clone()

@@ -1573,28 +1573,6 @@ static SECRET_QUERY: LazyLock<Regex> = LazyLock::new(|| {
 static URL_USERINFO: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(://)[^/@\s]+@").expect("static regex"));
 
-/// Header names whose values are never shown.
-pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || [
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "api-key",
-        "apikey",
-        "api_key",
-        "session",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|k| n.contains(k))
-}
-
 fn is_secret_key(name: &str) -> bool {
     let n: String = name
         .to_ascii_lowercase()
@@ -1627,7 +1605,7 @@ pub fn redact_url(url: &str) -> String {
 
 fn redact_headers(h: &mut [(String, String)]) {
     for (k, v) in h.iter_mut() {
-        if is_secret_header(k) {
+        if crate::results::is_secret_header(k) {
             *v = REDACTED.to_string();
         }
     }
@@ -1779,6 +1757,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
+        use crate::results::is_secret_header;
         assert!(is_secret_header("Authorization"));
         assert!(is_secret_header("X-Auth-Token"));
         assert!(is_secret_header("Cookie"));

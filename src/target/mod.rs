@@ -160,7 +160,7 @@ impl Target {
             let value = scope
                 .render_str(v)
                 .map_err(|e| invalid(format!("header `{k}`: {e}")))?;
-            if crate::template::is_template(v) || is_sensitive_header(k) {
+            if crate::template::is_template(v) || crate::results::is_secret_header(k) {
                 secrets.push(value.clone());
             }
             headers.push((k.clone(), value));
@@ -214,21 +214,6 @@ impl Target {
             sim.shutdown().await;
         }
     }
-}
-
-/// Header names whose values never appear in reports.
-pub fn is_sensitive_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization"
-            | "proxy-authorization"
-            | "cookie"
-            | "set-cookie"
-            | "x-api-key"
-            | "x-auth-token"
-    ) || n.contains("token")
-        || n.contains("secret")
 }
 
 fn build_http_client(
