@@ -393,22 +393,16 @@ fn report(a: &ReportArgs) -> Exit {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| ".".into())
     });
-    std::fs::create_dir_all(&dir).ok();
-    let mut files = Vec::new();
-    if dir.join("results.json") != a.results {
-        if let Err(e) = crate::report::json::write(&r, &dir.join("results.json")) {
-            eprintln!("error: {e}");
-            return Exit::Environment;
-        }
-        files.push(dir.join("results.json"));
-    }
-    let junit = dir.join("junit.xml");
-    match crate::report::junit::write(&r, &junit)
-        .and_then(|_| crate::report::html::write(&r, &dir, a.templates.as_deref()))
-    {
-        Ok(html) => {
-            files.push(junit);
-            files.extend(html);
+    // Re-rendering next to the input leaves the input alone; elsewhere it is copied along.
+    let same = std::fs::canonicalize(dir.join("results.json")).ok()
+        == std::fs::canonicalize(&a.results).ok();
+    let written = if same {
+        crate::report::write_views(&r, &dir, a.templates.as_deref())
+    } else {
+        crate::report::write_all(&r, &dir, a.templates.as_deref()).map(|w| w.files)
+    };
+    match written {
+        Ok(files) => {
             print!("{}", Console::new().summary(&r, &files));
             Exit::Ok
         }

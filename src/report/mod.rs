@@ -23,13 +23,24 @@ pub fn write_all(
 ) -> Result<Written, String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
-    let mut files = Vec::new();
     let p = dir.join("results.json");
     json::write(report, &p)?;
-    files.push(p);
+    let mut files = vec![p];
+    files.extend(write_views(report, dir, templates)?);
+    Ok(Written { files })
+}
+
+/// Writes what is rendered from the results (junit.xml and the HTML views) into `dir`.
+pub fn write_views(
+    report: &RunReport,
+    dir: &Path,
+    templates: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
     let p = dir.join("junit.xml");
     junit::write(report, &p)?;
-    files.push(p);
+    let mut files = vec![p];
     files.extend(html::write(report, dir, templates)?);
-    Ok(Written { files })
+    Ok(files)
 }
