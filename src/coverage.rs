@@ -4,7 +4,7 @@ use crate::results::{
     Coverage, CoverageArea, CoverageItem, CoveringSpec, ExcludedItem, SpecResult, Status,
 };
 use crate::spec::scope::{Catalog, ScopeStatus};
-use crate::spec::Spec;
+use crate::spec::{Spec, Step, StepKind};
 
 /// Computes coverage of `catalog` by `specs` (all loaded specs) with outcomes from `results`
 /// (a spec without a result counts as not run).
@@ -44,6 +44,7 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                 .map(|s| {
                     let r = results.and_then(|rs| rs.iter().find(|r| r.id == s.id));
                     CoveringSpec {
+                        via: None,
                         id: s.id.clone(),
                         title: s.title.clone(),
                         file: format!("{}:{}", s.source.display, s.source.pos.line),
@@ -62,6 +63,15 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                             .unwrap_or(0),
                     }
                 })
+                .chain(
+                    specs
+                        .iter()
+                        .filter(|s| !s.covers.iter().any(|c| c == &item.id))
+                        .filter_map(|s| {
+                            let r = results.and_then(|rs| rs.iter().find(|r| r.id == s.id));
+                            by_steps(s, r, &item.id)
+                        }),
+                )
                 .collect();
             let outcome = if covering.is_empty() {
                 "gap"
@@ -104,6 +114,84 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
         }
     }
     cov
+}
+
+/// Steps of `steps` (fan-out blocks included) whose own `covers` name `item`.
+fn covering_steps<'a>(steps: &'a [Step], item: &str, out: &mut Vec<&'a Step>) {
+    for st in steps {
+        if st.covers.iter().any(|c| c == item) {
+            out.push(st);
+        }
+        if let StepKind::Fanout(f) = &st.kind {
+            covering_steps(&f.steps, item, out);
+        }
+    }
+}
+
+/// Coverage of `item` by some steps of `spec`: their outcome decides, not the spec's.
+/// A step inside a fan-out counts through the fan-out step that ran it.
+fn by_steps(spec: &Spec, result: Option<&SpecResult>, item: &str) -> Option<CoveringSpec> {
+    let mut covering = Vec::new();
+    // Lines of the top-level steps whose results decide: the covering step, or its fan-out.
+    let mut lines = Vec::new();
+    for st in spec.steps.iter().chain(&spec.cleanup) {
+        let before = covering.len();
+        covering_steps(std::slice::from_ref(st), item, &mut covering);
+        if covering.len() > before {
+            lines.push(st.pos.line);
+        }
+    }
+    if covering.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = covering
+        .iter()
+        .map(|s| format!("\"{}\" (line {})", s.label(), s.pos.line))
+        .collect();
+    let mut cs = CoveringSpec {
+        id: spec.id.clone(),
+        title: spec.title.clone(),
+        file: format!("{}:{}", spec.source.display, covering[0].pos.line),
+        outcome: "not_run".into(),
+        cases: spec.cases.len().max(1),
+        cases_passed: 0,
+        via: Some(format!(
+            "{} {}",
+            if names.len() == 1 { "step" } else { "steps" },
+            names.join(", ")
+        )),
+    };
+    let Some(r) = result else { return Some(cs) };
+    cs.cases = r.cases.len();
+    // Per case, the worst outcome of the deciding steps; a step not reached proves nothing.
+    let mut worst = None::<Status>;
+    let mut reached = false;
+    for case in r.cases.iter().filter(|c| c.status != Status::Skipped) {
+        let ran: Vec<Status> = case
+            .steps
+            .iter()
+            .chain(&case.cleanup)
+            .filter(|s| lines.contains(&s.line) && s.status != Status::Skipped)
+            .map(|s| s.status)
+            .collect();
+        if ran.len() < lines.len() && !ran.iter().any(|s| *s != Status::Passed) {
+            continue;
+        }
+        reached = true;
+        let st = ran.iter().fold(Status::Passed, |a, b| a.worst(*b));
+        if st == Status::Passed {
+            cs.cases_passed += 1;
+        }
+        worst = Some(worst.map_or(st, |w| w.worst(st)));
+    }
+    cs.outcome = match worst {
+        _ if r.status == Status::Skipped => "skipped",
+        Some(st) if reached => st.as_str(),
+        // The spec ran but never reached the covering steps (an earlier step failed).
+        _ => "not_reached",
+    }
+    .into();
+    Some(cs)
 }
 
 #[cfg(test)]

@@ -152,7 +152,12 @@ pub struct StepResult {
     pub kind: String,
     pub line: u32,
     pub status: Status,
+    /// Wall time of the step.
     pub duration_ms: f64,
+    /// On a time-scaled simulator, the simulated time a waiting or polled step took
+    /// (`duration_ms / time_scale`): the figure its spec's durations are compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +175,9 @@ pub struct StepResult {
     /// Extra material for a failure: Kubernetes object YAML, events, container statuses...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Scope items this step proves on its own (the step's `covers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,6 +330,10 @@ pub struct LatencyStats {
     /// Histogram buckets: upper bound (ms) and count.
     #[serde(default)]
     pub histogram: Vec<Bucket>,
+    /// What the figures measure: `request latency` (one round trip, real time), `time until the
+    /// condition held` (a polled step, in the spec's time) or `step duration`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub measure: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -340,9 +352,15 @@ pub struct FanoutStats {
     /// Failures by reason (`503 capacity`, `error: timeout`, `assertion: $.status`...).
     pub by_reason: IndexMap<String, usize>,
     pub duration_ms: f64,
+    /// On a time-scaled simulator: the fan-out's duration in simulated time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated_duration_ms: Option<f64>,
     pub throughput_per_s: f64,
-    /// Per-step latency inside the block, by step name.
+    /// Per-step time inside the block, by step name (each says what it measures).
     pub steps: IndexMap<String, LatencyStats>,
+    /// For polled requests: the latency of the last request of each poll (`latency(step)`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub request_latency: IndexMap<String, LatencyStats>,
     /// Captured values of every iteration, by variable name (in iteration order).
     #[serde(default)]
     pub captures: IndexMap<String, Vec<Value>>,
@@ -405,6 +423,10 @@ pub struct CoveringSpec {
     pub outcome: String,
     pub cases: usize,
     pub cases_passed: usize,
+    /// When the item is proven by some steps of the spec rather than the whole spec: which
+    /// (`step "200 at once" (line 15)`), and the outcome above is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

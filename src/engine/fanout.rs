@@ -118,6 +118,46 @@ pub fn latency_stats(mut v: Vec<f64>) -> LatencyStats {
         p99: percentile(&v, 99.0),
         max: v[v.len() - 1],
         histogram,
+        measure: String::new(),
+    }
+}
+
+/// What a step's figure in the fan-out statistics measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// One request's round trip (real time on every target: no simulator models network time).
+    RequestLatency,
+    /// A polled or waiting step: first attempt until its condition held (or the poll gave up),
+    /// in the spec's time, i.e. simulated time on a scaled simulator.
+    TimeUntilHeld,
+    /// Any other step's whole duration.
+    Duration,
+}
+
+impl Measure {
+    fn label(self) -> &'static str {
+        match self {
+            Measure::RequestLatency => "request latency",
+            Measure::TimeUntilHeld => "time until the condition held",
+            Measure::Duration => "step duration",
+        }
+    }
+}
+
+/// The figure a step contributes to the fan-out's statistics and thresholds.
+fn step_time(r: &StepResult) -> (f64, Measure) {
+    if r.poll.is_some() || r.simulated_ms.is_some() {
+        let t = r.simulated_ms.unwrap_or(r.duration_ms);
+        let m = if r.poll.is_some() {
+            Measure::TimeUntilHeld
+        } else {
+            Measure::Duration
+        };
+        (t, m)
+    } else if let Some(resp) = &r.response {
+        (resp.elapsed_ms, Measure::RequestLatency)
+    } else {
+        (r.duration_ms, Measure::Duration)
     }
 }
 
@@ -127,7 +167,8 @@ struct IterationOutcome {
     started: bool,
     status: Status,
     reason: Option<String>,
-    latencies: Vec<(String, f64)>,
+    /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
+    latencies: Vec<(String, f64, Option<f64>, Measure)>,
     captures: IndexMap<String, Value>,
     cleanup_failed: bool,
 }
@@ -184,15 +225,16 @@ pub async fn execute(
         Some(c) => resolve_count(c, scope, "concurrency")?.max(1),
         None => count.max(1),
     };
+    // Spec durations are the simulated system's time: wait their wall equivalent.
     let ramp_up = f
         .ramp_up
         .as_ref()
-        .map(|d| resolve_dur(d, scope))
+        .map(|d| resolve_dur(d, scope).map(|d| ctx.target.wall(d)))
         .transpose()?;
     let deadline = f
         .deadline
         .as_ref()
-        .map(|d| resolve_dur(d, scope))
+        .map(|d| resolve_dur(d, scope).map(|d| ctx.target.wall(d)))
         .transpose()?;
     let thresholds: Vec<(String, Threshold)> = f
         .thresholds
@@ -268,12 +310,14 @@ pub async fn execute(
                 if r.status == Status::Skipped {
                     continue;
                 }
-                let l = r
-                    .response
+                let (time, measure) = step_time(r);
+                let last_request = r
+                    .poll
                     .as_ref()
-                    .map(|x| x.elapsed_ms)
-                    .unwrap_or(r.duration_ms);
-                out.latencies.push((r.name.clone(), l));
+                    .and(r.response.as_ref())
+                    .map(|x| x.elapsed_ms);
+                out.latencies
+                    .push((r.name.clone(), time, last_request, measure));
                 for (k, v) in &r.captures {
                     out.captures.insert(k.clone(), v.clone());
                 }
@@ -321,6 +365,9 @@ pub async fn execute(
     }
     outcomes.sort_by_key(|o| o.index);
     let mut stats = aggregate(&outcomes, count, concurrency, duration);
+    if ctx.target.is_scaled() {
+        stats.simulated_duration_ms = Some(ms(ctx.target.simulated(duration)));
+    }
     let assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
     stats.thresholds = thresholds
         .iter()
@@ -354,6 +401,8 @@ fn aggregate(
 ) -> FanoutStats {
     let mut by_reason: IndexMap<String, usize> = IndexMap::new();
     let mut per_step: IndexMap<String, Vec<f64>> = IndexMap::new();
+    let mut last_request: IndexMap<String, Vec<f64>> = IndexMap::new();
+    let mut measures: IndexMap<String, Measure> = IndexMap::new();
     let mut captures: IndexMap<String, Vec<Value>> = IndexMap::new();
     let mut sample_failures = Vec::new();
     for o in outcomes {
@@ -363,8 +412,12 @@ fn aggregate(
                 sample_failures.push(format!("iteration {}: {r}", o.index));
             }
         }
-        for (name, l) in &o.latencies {
+        for (name, l, req, measure) in &o.latencies {
             per_step.entry(name.clone()).or_default().push(*l);
+            measures.insert(name.clone(), *measure);
+            if let Some(req) = req {
+                last_request.entry(name.clone()).or_default().push(*req);
+            }
         }
         for (k, v) in &o.captures {
             captures.entry(k.clone()).or_default().push(v.clone());
@@ -384,10 +437,24 @@ fn aggregate(
         failed: count - succeeded,
         by_reason,
         duration_ms: ms(duration),
+        simulated_duration_ms: None,
         throughput_per_s: (succeeded as f64 / secs * 100.0).round() / 100.0,
         steps: per_step
             .into_iter()
-            .map(|(k, v)| (k, latency_stats(v)))
+            .map(|(k, v)| {
+                let measure = measures.get(&k).copied().unwrap_or(Measure::RequestLatency);
+                let mut st = latency_stats(v);
+                st.measure = measure.label().into();
+                (k, st)
+            })
+            .collect(),
+        request_latency: last_request
+            .into_iter()
+            .map(|(k, v)| {
+                let mut st = latency_stats(v);
+                st.measure = Measure::RequestLatency.label().into();
+                (k, st)
+            })
             .collect(),
         captures,
         thresholds: Vec::new(),
@@ -403,6 +470,23 @@ pub fn summary(s: &FanoutStats) -> String {
         out.push_str(&format!(", {n} x {reason}"));
     }
     out
+}
+
+/// The statistics a threshold names: `configure` (the step's time) or `latency(consumer ready)`
+/// (the last request of a polled step).
+fn series<'a>(stats: &'a FanoutStats, name: &str) -> Option<&'a LatencyStats> {
+    match name
+        .strip_prefix("latency(")
+        .and_then(|n| n.strip_suffix(')'))
+    {
+        Some(inner) => stats.request_latency.get(inner.trim()).or_else(|| {
+            stats
+                .steps
+                .get(inner.trim())
+                .filter(|l| l.measure == Measure::RequestLatency.label())
+        }),
+        None => stats.steps.get(name),
+    }
 }
 
 fn check_thresholds(
@@ -459,7 +543,7 @@ fn check_thresholds(
                             "success_rate" => stats.succeeded as f64 / stats.count.max(1) as f64,
                             "throughput" => stats.throughput_per_s,
                             "cleanup_failures" => stats.cleanup_failures as f64,
-                            _ => stats.duration_ms,
+                            _ => stats.simulated_duration_ms.unwrap_or(stats.duration_ms),
                         };
                         let shown = match c.as_str() {
                             "succeeded" | "failed" | "started" => summary(stats),
@@ -469,12 +553,17 @@ fn check_thresholds(
                         };
                         (Some(v), shown)
                     }
-                    Metric::Latency { stat, step } => match stats.steps.get(step) {
+                    Metric::Latency { stat, step } => match series(stats, step) {
                         None => (
                             None,
                             format!(
-                                "no step named `{step}` ran (steps: {})",
-                                stats.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+                                "no step named `{step}` ran (steps: {}{})",
+                                stats.steps.keys().cloned().collect::<Vec<_>>().join(", "),
+                                stats
+                                    .request_latency
+                                    .keys()
+                                    .map(|k| format!(", latency({k})"))
+                                    .collect::<String>()
                             ),
                         ),
                         Some(l) => {
@@ -489,7 +578,10 @@ fn check_thresholds(
                             };
                             (
                                 Some(v),
-                                format!("{stat}({step}) = {v:.1}ms over {} samples", l.count),
+                                format!(
+                                    "{stat}({step}) = {v:.1}ms over {} samples ({})",
+                                    l.count, l.measure
+                                ),
                             )
                         }
                     },

@@ -611,6 +611,7 @@ pub fn skipped_step(step: &Step, why: &str) -> StepResult {
         line: step.pos.line,
         status: Status::Skipped,
         message: Some(why.to_string()),
+        covers: step.covers.clone(),
         ..Default::default()
     }
 }

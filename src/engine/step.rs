@@ -13,7 +13,49 @@ use crate::spec::{Capture, CaptureFrom, Dur, KubeVerb, Step, StepKind, Until};
 use crate::template::Scope;
 
 /// Smallest poll interval after time scaling (keeps a scaled 100 ms poll from spinning).
-const MIN_INTERVAL: Duration = Duration::from_millis(5);
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A poll's interval and timeout as written (the spec's time) and as waited (wall time).
+struct Poll {
+    interval: Duration,
+    timeout: Duration,
+    wall_interval: Duration,
+    wall_timeout: Duration,
+}
+
+/// "1.2s", "350ms": a duration as people write them in specs.
+pub fn fmt_dur(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{:.0}ms", s * 1000.0)
+    }
+}
+
+/// `max_elapsed` of a polled step bounds the whole poll (first attempt to success, in the spec's
+/// time); each attempt evaluated it against one request, so it is re-judged here.
+fn bound_whole_poll(
+    asserts: &mut [crate::results::AssertionResult],
+    spec_elapsed: Duration,
+    step: &Step,
+    scope: &Scope,
+) {
+    let Some(max) = step.expect.as_ref().and_then(|e| e.max_elapsed.as_ref()) else {
+        return;
+    };
+    let Ok(max) = resolve_dur(max, scope) else {
+        return;
+    };
+    for a in asserts.iter_mut().filter(|a| a.subject == "elapsed") {
+        a.subject = "elapsed (whole poll)".into();
+        a.actual = Some(json!(format!(
+            "{:.1}ms",
+            spec_elapsed.as_secs_f64() * 1000.0
+        )));
+        a.passed = spec_elapsed <= max;
+    }
+}
 
 /// Runs steps in order; outside cleanup the first non-passing step stops the rest.
 /// In cleanup every step runs whatever happened before (each one tries to release something).
@@ -57,7 +99,7 @@ impl StepKind {
                 StepKind::Http(req) => super::http::execute(req, scope, ctx, false).await,
                 StepKind::Sim(req) => super::http::execute(req, scope, ctx, true).await,
                 StepKind::Sleep(d) => {
-                    let d = resolve_dur(d, scope)?.mul_f64(ctx.target.time_scale);
+                    let d = ctx.target.wall(resolve_dur(d, scope)?);
                     let t0 = Instant::now();
                     tokio::select! {
                         _ = tokio::time::sleep(d) => {}
@@ -130,6 +172,7 @@ impl Step {
                 name: self.label(),
                 kind: self.kind.name().into(),
                 line: self.pos.line,
+                covers: self.covers.clone(),
                 ..Default::default()
             };
             if let Some(cond) = &self.when {
@@ -167,20 +210,37 @@ impl Step {
                     resolve_dur(&u.interval, scope),
                     resolve_dur(&u.timeout, scope),
                 ) {
-                    (Ok(i), Ok(t)) => Some((i.mul_f64(ctx.target.time_scale).max(MIN_INTERVAL), t)),
+                    (Ok(interval), Ok(timeout)) => Some(Poll {
+                        interval,
+                        timeout,
+                        wall_interval: ctx.target.wall(interval).max(MIN_INTERVAL),
+                        wall_timeout: ctx.target.wall(timeout),
+                    }),
                     (Err(e), _) | (_, Err(e)) => return finish_error(res, e, t0),
                 },
             };
+            // The poll's timeout bounds everything, a request in flight included.
+            let deadline = poll.as_ref().map(|p| t0 + p.wall_timeout);
             let mut attempts = 0u32;
             let mut last_mismatch: Option<String> = None;
             let outcome = loop {
                 attempts += 1;
-                let attempt = self.attempt(scope, ctx).await;
+                let attempt = match deadline {
+                    None => self.attempt(scope, ctx).await,
+                    Some(d) => tokio::time::timeout_at(d.into(), self.attempt(scope, ctx))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ExecError::infra(format!(
+                                "timeout: the poll's timeout ({}) passed while attempt {attempts} was still waiting for an answer",
+                                fmt_dur(poll.as_ref().map(|p| p.timeout).unwrap_or_default())
+                            )))
+                        }),
+                };
                 let done = match &attempt {
                     Ok((_, asserts)) => asserts.iter().all(|a| a.passed),
                     Err(e) => e.kind != ErrorKind::Infra,
                 };
-                let Some((interval, timeout)) = poll else {
+                let Some(p) = &poll else {
                     break attempt;
                 };
                 if done {
@@ -190,35 +250,39 @@ impl Step {
                     Ok((obs, asserts)) => mismatch_text(obs, asserts),
                     Err(e) => e.message.clone(),
                 });
-                if t0.elapsed() + interval > timeout {
+                if t0.elapsed() + p.wall_interval > p.wall_timeout {
                     break attempt;
                 }
                 if attempts % 20 == 0 {
                     ctx.progress(format!(
-                        "{}: still polling after {} attempts ({:.1}s)",
+                        "{}: still polling after {} attempts ({})",
                         self.label(),
                         attempts,
-                        t0.elapsed().as_secs_f64()
+                        fmt_dur(ctx.target.simulated(t0.elapsed()))
                     ));
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
+                    _ = tokio::time::sleep(p.wall_interval) => {}
                     _ = ctx.cancel.cancelled(), if !in_cleanup => break Err(ExecError::interrupted()),
                 }
             };
             let elapsed = t0.elapsed();
+            // What the spec's durations mean: simulated time on a scaled simulator.
+            let spec_elapsed = ctx.target.simulated(elapsed);
             let satisfied = matches!(&outcome, Ok((_, a)) if a.iter().all(|x| x.passed));
-            if let Some((interval, timeout)) = poll {
-                let scale = ctx.target.time_scale;
+            if let Some(p) = &poll {
                 res.poll = Some(PollInfo {
                     attempts,
                     elapsed_ms: ms(elapsed),
-                    interval_ms: ms(interval),
-                    timeout_ms: ms(timeout),
+                    interval_ms: ms(p.interval),
+                    timeout_ms: ms(p.timeout),
                     satisfied,
-                    simulated_elapsed_ms: (scale != 1.0).then(|| ms(elapsed.div_f64(scale))),
+                    simulated_elapsed_ms: ctx.target.is_scaled().then(|| ms(spec_elapsed)),
                     last_mismatch: if satisfied { None } else { last_mismatch },
                 });
+            }
+            if ctx.target.is_scaled() && (poll.is_some() || self.kind.waits()) {
+                res.simulated_ms = Some(ms(spec_elapsed));
             }
             match outcome {
                 Err(e) => finish_error(res, e, t0),
@@ -228,8 +292,13 @@ impl Step {
                     res.fanout = obs.fanout.clone();
                     res.attachments = obs.attachments.clone();
                     res.assertions = assertions;
+                    // A polled step's time is the whole poll (in the spec's time), not one request.
+                    if poll.is_some() {
+                        bound_whole_poll(&mut res.assertions, spec_elapsed, self, scope);
+                    }
                     // Capture even after a failed expectation: cleanup may need the job id.
-                    let cap_errors = self.capture_into(&obs, scope, &mut res, attempts, elapsed);
+                    let cap_errors =
+                        self.capture_into(&obs, scope, &mut res, attempts, spec_elapsed);
                     res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty()
                     {
                         Status::Passed
@@ -245,8 +314,8 @@ impl Step {
                             String::new()
                         } else {
                             format!(
-                                " (still not met after {attempts} attempts in {:.1}s)",
-                                elapsed.as_secs_f64()
+                                " (still not met after {attempts} attempts in {})",
+                                fmt_dur(spec_elapsed)
                             )
                         };
                         let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();

@@ -201,6 +201,17 @@ impl Console {
                 cov.gaps.len(),
                 cov.excluded.len()
             ));
+            let not_run = cov
+                .areas
+                .iter()
+                .flat_map(|a| &a.items)
+                .filter(|i| i.status == "in" && i.outcome == "not_run")
+                .count();
+            if not_run > 0 {
+                out.push_str(&format!(
+                    "  {not_run} in-scope items not run in this run (their specs were not selected or not reached)\n"
+                ));
+            }
             for g in &cov.gaps {
                 out.push_str(&format!("  gap: {g}\n"));
             }

@@ -639,7 +639,8 @@ fn spec_outcome_label(s: &str) -> &'static str {
         "failed" => "Failed",
         "error" => "Error",
         "skipped" => "Skipped",
-        "not_run" => "Not run",
+        "not_run" => "Not run in this run",
+        "not_reached" => "Not reached (an earlier step failed)",
         _ => "Unknown",
     }
 }
@@ -650,7 +651,7 @@ fn outcome_label(s: &str) -> &'static str {
         "failing" => "Failing",
         "gap" => "Gap — no spec",
         "skipped" => "Skipped",
-        "not_run" => "Not run",
+        "not_run" => "Not run in this run",
         _ => "Unknown",
     }
 }
@@ -1309,7 +1310,7 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
         ("failing", None) => "Not met: the covering test failed.".to_string(),
         ("gap", _) => "Not tested: no test covers this requirement.".to_string(),
         ("skipped", _) => "Not tested in this run: the covering test was skipped.".to_string(),
-        _ => "Not tested in this run.".to_string(),
+        _ => "Not run in this run: the covering test was not selected (or not reached); this is not a gap.".to_string(),
     };
     HardView {
         id: item.id.clone(),

@@ -70,9 +70,12 @@ pub struct Faults {
     pub fail_next_jobs: u64,
     pub consumer_never_ready: bool,
     pub slow_responses_ms: u64,
+    /// Consumer readiness drawn uniformly from this range (real-world seconds) instead of the
+    /// default distribution: e.g. `[20, 40]` makes readiness slower than the 30 s requirement.
+    pub consumer_delay_s: Option<(f64, f64)>,
 }
 
-pub const FAULT_KEYS: [&str; 7] = [
+pub const FAULT_KEYS: [&str; 8] = [
     "live_data",
     "recordings",
     "occupied_ports",
@@ -80,6 +83,7 @@ pub const FAULT_KEYS: [&str; 7] = [
     "fail_next_jobs",
     "consumer_never_ready",
     "slow_responses_ms",
+    "consumer_delay_s",
 ];
 
 impl Faults {
@@ -92,6 +96,7 @@ impl Faults {
             fail_next_jobs: 0,
             consumer_never_ready: false,
             slow_responses_ms: 0,
+            consumer_delay_s: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl Faults {
             "fail_next_jobs": self.fail_next_jobs,
             "consumer_never_ready": self.consumer_never_ready,
             "slow_responses_ms": self.slow_responses_ms,
+            "consumer_delay_s": self.consumer_delay_s.map(|(lo, hi)| [lo, hi]),
         })
     }
 
@@ -140,6 +146,20 @@ impl Faults {
                         return Err("slow_responses_ms must be <= 600000".into());
                     }
                     f.slow_responses_ms = ms;
+                }
+                "consumer_delay_s" => {
+                    f.consumer_delay_s = if v.is_null() {
+                        None
+                    } else {
+                        let bad = "consumer_delay_s must be [min, max] seconds with 0 <= min <= max <= 3600, or null";
+                        let arr = v.as_array().filter(|a| a.len() == 2).ok_or(bad)?;
+                        let lo = arr[0].as_f64().ok_or(bad)?;
+                        let hi = arr[1].as_f64().ok_or(bad)?;
+                        if !(0.0..=3600.0).contains(&lo) || !(lo..=3600.0).contains(&hi) {
+                            return Err(bad.into());
+                        }
+                        Some((lo, hi))
+                    };
                 }
                 "occupied_ports" => {
                     let arr = v
@@ -508,7 +528,10 @@ impl State {
         let id = format!("{}-{}", self.cfg.instance, seq);
 
         // Draws from the main RNG, in a fixed order.
-        let consumer_secs = clock::consumer_delay_secs(&mut self.rng);
+        let mut consumer_secs = clock::consumer_delay_secs(&mut self.rng);
+        if let Some((lo, hi)) = self.faults.consumer_delay_s {
+            consumer_secs = lo + (hi - lo) * (consumer_secs - 1.0) / 29.0;
+        }
         let pod_secs = clock::uniform(&mut self.rng, 1.0, 5.0);
         let cleanup_secs = clock::uniform(&mut self.rng, 1.0, 5.0);
         let mut rng = clock::child_rng(&mut self.rng);

@@ -294,10 +294,27 @@ fn check(
             None,
         ));
     }
-    // covers against the catalog
+    // covers against the catalog: the spec's, and every step's (fan-out blocks included)
     if let Some(cat) = catalog {
-        for (i, id) in spec.covers.iter().enumerate() {
-            let pos = index.get(&format!("covers[{i}]"));
+        let mut all: Vec<(String, &String)> = spec
+            .covers
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (format!("covers[{i}]"), id))
+            .collect();
+        fn step_covers<'a>(steps: &'a [Step], prefix: &str, out: &mut Vec<(String, &'a String)>) {
+            for (i, st) in steps.iter().enumerate() {
+                for (j, id) in st.covers.iter().enumerate() {
+                    out.push((format!("{prefix}[{i}].covers[{j}]"), id));
+                }
+                if let StepKind::Fanout(f) = &st.kind {
+                    step_covers(&f.steps, &format!("{prefix}[{i}].fanout.steps"), out);
+                }
+            }
+        }
+        step_covers(&spec.steps, "steps", &mut all);
+        for (key, id) in all {
+            let pos = index.get(&key);
             match cat.item(id) {
                 None => out.push((
                     pos,

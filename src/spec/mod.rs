@@ -138,6 +138,8 @@ pub struct Step {
     pub expect: Option<Expect>,
     pub capture: IndexMap<String, Capture>,
     pub until: Option<Until>,
+    /// Scope items this step alone proves (its outcome, not the whole spec's, decides them).
+    pub covers: Vec<String>,
     pub pos: Pos,
 }
 
@@ -161,6 +163,16 @@ impl StepKind {
             StepKind::Sim(_) => "sim",
             StepKind::Kube(_) => "kube",
             StepKind::Fanout(_) => "fanout",
+        }
+    }
+
+    /// Kinds whose time is spent waiting on the system (measured in the spec's time, which is
+    /// simulated time on a scaled simulator), as opposed to one request's latency.
+    pub fn waits(&self) -> bool {
+        match self {
+            StepKind::Sleep(_) | StepKind::Fanout(_) => true,
+            StepKind::Kube(k) => matches!(k.op, KubeVerb::Wait | KubeVerb::Absent),
+            _ => false,
         }
     }
 }
@@ -227,6 +239,10 @@ pub struct RawStep {
     /// Retry the step until its expectations hold or the timeout passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Until>,
+    /// Scope catalog ids this step proves on its own: coverage takes this step's outcome for them
+    /// (so a failure elsewhere in the spec does not mark them failing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
 }
 
 /// Message shown wherever a gRPC construct appears in a spec.
@@ -274,6 +290,7 @@ impl TryFrom<RawStep> for Step {
             expect: r.expect,
             capture: r.capture,
             until: r.until,
+            covers: r.covers,
             pos: Pos::default(),
         })
     }
@@ -287,6 +304,7 @@ impl From<Step> for RawStep {
             expect: s.expect,
             capture: s.capture,
             until: s.until,
+            covers: s.covers,
             ..Default::default()
         };
         match s.kind {

@@ -76,7 +76,9 @@ impl Threshold {
         let (lhs, rhs) = (s[..i].trim(), s[i + len..].trim());
         let metric = if let Some(open) = lhs.find('(') {
             let stat = lhs[..open].trim();
-            let step = lhs[open + 1..].trim_end_matches(')').trim();
+            // `p95(latency(consumer ready))`: the inner parentheses belong to the step's series.
+            let inner = &lhs[open + 1..];
+            let step = inner.strip_suffix(')').unwrap_or(inner).trim();
             if !STATS.contains(&stat) {
                 return Err(format!(
                     "threshold `{src}`: unknown statistic `{stat}` (one of {})",

@@ -55,7 +55,73 @@ pub struct Target {
     sim: Option<SimHandle>,
 }
 
+/// What a simulator says about itself (`GET /sim/state`).
+struct SimFacts {
+    time_scale: f64,
+    vars: VarMap,
+}
+
+/// Variables every simulator target offers, embedded or separate: what the simulator answers.
+fn facts_vars(stream_ip: &str, ports: (u16, u16), capacity: usize) -> VarMap {
+    let mut v = VarMap::new();
+    v.insert("stream_ip".into(), serde_json::json!(stream_ip));
+    v.insert("port_min".into(), serde_json::json!(ports.0));
+    v.insert("port_max".into(), serde_json::json!(ports.1));
+    v.insert("capacity".into(), serde_json::json!(capacity));
+    v
+}
+
+async fn sim_facts(http: &reqwest::Client, sim_url: &str) -> Result<SimFacts, String> {
+    let url = format!("{sim_url}/state");
+    let unreachable = |e: String| {
+        format!("`simulator: true`, but {url} did not answer as a focusqa simulator ({e}); start one with `focusqa sim` or fix base_url")
+    };
+    let v: serde_json::Value = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| unreachable(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let c = &v["config"];
+    let time_scale = c["time_scale"]
+        .as_f64()
+        .filter(|t| *t > 0.0 && t.is_finite())
+        .ok_or_else(|| unreachable("no positive config.time_scale".into()))?;
+    let port = |i: usize| c["port_range"][i].as_u64().unwrap_or(0) as u16;
+    // A capacity fault in force is what the simulator answers now; the configured one otherwise.
+    let capacity = v["faults"]["capacity"]
+        .as_u64()
+        .or(c["capacity"].as_u64())
+        .unwrap_or(0) as usize;
+    Ok(SimFacts {
+        time_scale,
+        vars: facts_vars(
+            c["stream_ip"].as_str().unwrap_or_default(),
+            (port(0), port(1)),
+            capacity,
+        ),
+    })
+}
+
 impl Target {
+    /// Wall time to wait for a duration written in a spec (simulated time on a scaled simulator).
+    pub fn wall(&self, spec_time: Duration) -> Duration {
+        scale_duration(spec_time, self.time_scale)
+    }
+
+    /// The simulated time that a measured wall duration stands for.
+    pub fn simulated(&self, wall: Duration) -> Duration {
+        scale_duration(wall, 1.0 / self.time_scale)
+    }
+
+    /// Is a time scale in effect (reports then show simulated time beside wall time)?
+    pub fn is_scaled(&self) -> bool {
+        self.time_scale != 1.0
+    }
+
     pub fn has(&self, c: Capability) -> bool {
         self.capabilities.contains(&c)
     }
@@ -80,7 +146,7 @@ impl Target {
         let mut kube = None;
         let mut time_scale = cfg.time_scale.unwrap_or(1.0);
         let mut kind = "remote";
-        let mut sim_vars = VarMap::new();
+        let mut sim_vars;
         let base_url;
         if let Some(emb) = &cfg.embedded {
             time_scale = ov
@@ -96,10 +162,7 @@ impl Target {
                 ..defaults
             };
             // The simulator's own facts are target variables; configured `vars` override them.
-            sim_vars.insert("stream_ip".into(), serde_json::json!(sc.stream_ip));
-            sim_vars.insert("port_min".into(), serde_json::json!(sc.port_range.0));
-            sim_vars.insert("port_max".into(), serde_json::json!(sc.port_range.1));
-            sim_vars.insert("capacity".into(), serde_json::json!(sc.capacity));
+            sim_vars = facts_vars(&sc.stream_ip, sc.port_range, sc.capacity);
             let handle =
                 crate::sim::start(sc, 0, 0)
                     .await
@@ -120,6 +183,7 @@ impl Target {
             sim = Some(handle);
             kind = "embedded";
         } else {
+            sim_vars = VarMap::new();
             base_url = cfg
                 .base_url
                 .clone()
@@ -171,6 +235,23 @@ impl Target {
         } else {
             None
         };
+        // A separately started simulator knows its own clock and facts: ask it, so durations are
+        // converted with the scale it really runs at and specs see the same variables as embedded.
+        if kind == "simulator" {
+            if let Some(url) = &sim_url {
+                let facts = sim_facts(&http, url).await.map_err(invalid)?;
+                if (facts.time_scale - time_scale).abs() > f64::EPSILON * 4.0
+                    && cfg.time_scale.is_some()
+                {
+                    eprintln!(
+                        "warning: target `{name}` says time_scale {time_scale}, but the simulator runs at {}; using the simulator's",
+                        facts.time_scale
+                    );
+                }
+                time_scale = facts.time_scale;
+                sim_vars = facts.vars;
+            }
+        }
         let info = TargetInfo {
             name: name.to_string(),
             kind: kind.into(),
@@ -214,6 +295,15 @@ impl Target {
             sim.shutdown().await;
         }
     }
+}
+
+/// `d * factor`, saturating instead of panicking on huge or odd values.
+fn scale_duration(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(if factor > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
 }
 
 fn build_http_client(
