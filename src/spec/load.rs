@@ -589,12 +589,14 @@ fn check_operands(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Pr
         let Some(b) = bound else { continue };
         if !(b.is_number() || b.is_string()) {
             out.push((
-                index.get(&format!("{path}.{key}")),
+                index.key(&format!("{path}.{key}")),
                 format!(
                     "`{key}: {}` can never be compared: `{key}` orders numbers, or strings against strings",
                     serde_json::to_string(b).unwrap_or_default()
                 ),
-                Some("write a number (`gte: 1`), a string, or a template (`gte: \"{{ port_min }}\"`)".into()),
+                Some(format!(
+                    "write a number (`{key}: 1`), a string, or a template (`{key}: \"{{{{ port_min }}}}\"`)"
+                )),
             ));
         }
     }
@@ -615,7 +617,7 @@ fn check_operands(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Pr
         for (key, b) in bounds {
             if b.as_u64().is_none() && !templated(b) {
                 out.push((
-                    index.get(&format!("{path}.{key}")),
+                    index.key(&format!("{path}.{key}")),
                     format!(
                         "`{key}: {}` is not a length: write a whole number >= 0 (or a template)",
                         serde_json::to_string(b).unwrap_or_default()
@@ -628,7 +630,7 @@ fn check_operands(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Pr
     if let Some(o) = &c.one_of {
         if !o.is_array() && !templated(o) {
             out.push((
-                index.get(&format!("{path}.one_of")),
+                index.key(&format!("{path}.one_of")),
                 "`one_of` needs a list of values (or a template rendering to one)".into(),
                 Some("e.g. `one_of: [configured, running]`".into()),
             ));
