@@ -396,6 +396,7 @@ fn operands_that_can_never_compare_are_rejected_with_their_position() {
         (":12:28", "`one_of` needs a list"),
         (":13:41", "bad regular expression `(`"),
     ] {
+        let pos = format!("never-comparable.yaml{pos}");
         let at = err
             .find(text)
             .unwrap_or_else(|| panic!("`{text}` missing:\n{err}"));
@@ -404,10 +405,19 @@ fn operands_that_can_never_compare_are_rejected_with_their_position() {
             .find(|l| l.trim_start().starts_with("-->"))
             .unwrap_or_default();
         assert!(
-            location.contains(&format!("specs/never-comparable.yaml{pos}")),
+            location.contains(&format!("specs/{pos}")),
             "{text} at {pos}: {location}\n{err}"
         );
     }
+    // a literal operand (not a template) is read as its type, with the position and a hint
+    let at = err
+        .find("unknown variant `strin`")
+        .unwrap_or_else(|| panic!("{err}"));
+    let rest = &err[at..];
+    assert!(
+        rest.contains("--> specs/type-typo.yaml:5:26") && rest.contains("did you mean `string`?"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1005,6 +1005,11 @@ mod tests {
             fails("{path: $.nothing, not_equals: null}").contains("not equals null: found null")
         );
         assert!(passes("{path: $.nothing, type: 'null', exists: true}"));
+        assert!(
+            passes("{path: $.nothing, type: null}"),
+            "unquoted null is the null type"
+        );
+        assert!(fails("{path: $.zero, type: null}").contains("has type \"null\": found 0"));
         assert!(passes("{value: null, equals: null}"));
     }
 

@@ -631,8 +631,13 @@ pub struct Check {
     /// `true`: the path must match something; `false`: it must match nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<OrTemplate<bool>>,
-    /// The JSON type of the subject.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    /// The JSON type of the subject (`type: null` unquoted means the null type too).
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "type_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub type_: Option<OrTemplate<JsonType>>,
     /// Length of a text, list or object: a number or comparisons (`{gte: 1}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -715,17 +720,45 @@ pub enum OrTemplate<T> {
     Template(String),
 }
 
-impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OrTemplate<T> {
+/// Deserialized in place (not through a buffered value), so errors keep the operand's position.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrTemplate<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        if let Value::String(s) = &v {
-            if s.contains("{{") {
-                return Ok(OrTemplate::Template(s.clone()));
+        use serde::de::{value, Error, MapAccess, SeqAccess, Visitor};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OrTemplate<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a value or a template (`{{ ... }}`)")
+            }
+            fn visit_str<E: Error>(self, s: &str) -> Result<Self::Value, E> {
+                if s.contains("{{") {
+                    return Ok(OrTemplate::Template(s.to_string()));
+                }
+                T::deserialize(value::StrDeserializer::<E>::new(s)).map(OrTemplate::Literal)
+            }
+            fn visit_bool<E: Error>(self, b: bool) -> Result<Self::Value, E> {
+                T::deserialize(value::BoolDeserializer::<E>::new(b)).map(OrTemplate::Literal)
+            }
+            fn visit_i64<E: Error>(self, n: i64) -> Result<Self::Value, E> {
+                T::deserialize(value::I64Deserializer::<E>::new(n)).map(OrTemplate::Literal)
+            }
+            fn visit_u64<E: Error>(self, n: u64) -> Result<Self::Value, E> {
+                T::deserialize(value::U64Deserializer::<E>::new(n)).map(OrTemplate::Literal)
+            }
+            fn visit_f64<E: Error>(self, n: f64) -> Result<Self::Value, E> {
+                T::deserialize(value::F64Deserializer::<E>::new(n)).map(OrTemplate::Literal)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                T::deserialize(value::UnitDeserializer::<E>::new()).map(OrTemplate::Literal)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(value::SeqAccessDeserializer::new(a)).map(OrTemplate::Literal)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(value::MapAccessDeserializer::new(a)).map(OrTemplate::Literal)
             }
         }
-        T::deserialize(v)
-            .map(OrTemplate::Literal)
-            .map_err(serde::de::Error::custom)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -829,6 +862,14 @@ pub struct CaptureSpec {
 /// A key that is present is `Some`, even when its value is `null` (serde would say `None`).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
+}
+
+/// `type: null` (YAML null, unquoted) is the null type, not "no type check".
+fn type_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OrTemplate<JsonType>>, D::Error> {
+    Option::<OrTemplate<JsonType>>::deserialize(d)
+        .map(|t| Some(t.unwrap_or(OrTemplate::Literal(JsonType::Null))))
 }
 
 /// Outcome properties that can be captured.
