@@ -3,16 +3,18 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use std::cmp::Ordering;
+
+use serde_json::{json, Number, Value};
 use serde_json_path::JsonPath;
 
 use super::{ExecError, Observation};
 use crate::results::{compact, AssertionResult};
 use crate::spec::{
-    Check, Comparison, Expect, HeaderExpect, JsonType, LengthCheck, SchemaRef, StatusExpect,
-    TextCheck,
+    Check, Comparison, Expect, HeaderExpect, JsonType, LengthCheck, OrTemplate, SchemaRef,
+    StatusExpect, TextCheck,
 };
-use crate::template::Scope;
+use crate::template::{Scope, BUILTIN_FUNCS};
 
 /// Evaluates every expectation; template problems in expected values are spec errors.
 pub fn evaluate(
@@ -217,16 +219,67 @@ fn check_text(
     Ok(out)
 }
 
-/// Selects the subject of a JSONPath: one match = the value, several = the list, none = None.
-pub fn select(path: &str, doc: &Value) -> Result<Option<Value>, ExecError> {
+/// What a JSONPath selected: its value (`None`: nothing there) and how many nodes matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub value: Option<Value>,
+    pub matches: usize,
+}
+
+/// True for an RFC 9535 singular query (only name and index selectors, no `..`).
+///
+/// serde_json_path keeps its own `is_singular` private, so this asks its parser: the operands
+/// of a comparison in a filter must be singular queries, so `$[?<path> == null]` parses exactly
+/// when `<path>` is singular.
+pub fn is_singular(path: &str) -> bool {
+    path.starts_with('$') && JsonPath::parse(&format!("$[?{path} == null]")).is_ok()
+}
+
+/// Selects the subject of a JSONPath (RFC 9535): a singular path gives its value or nothing;
+/// any other path (wildcards, slices, filters, descendants, unions) gives the list of its
+/// matches, even of 0 or 1, so a check means the same whatever the number of matches.
+pub fn select(path: &str, doc: &Value) -> Result<Selection, ExecError> {
     let jp = JsonPath::parse(path)
         .map_err(|e| ExecError::spec(format!("bad JSONPath `{path}`: {e}")))?;
     let nodes = jp.query(doc).all();
-    Ok(match nodes.len() {
-        0 => None,
-        1 => Some(nodes[0].clone()),
-        _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
-    })
+    let matches = nodes.len();
+    let value = if is_singular(path) {
+        nodes.first().map(|v| (*v).clone())
+    } else {
+        Some(Value::Array(nodes.into_iter().cloned().collect()))
+    };
+    Ok(Selection { value, matches })
+}
+
+/// The verdict of one operator: passed, and why when that is not obvious from expected vs found.
+struct Verdict {
+    passed: bool,
+    note: Option<String>,
+}
+
+impl Verdict {
+    fn of(passed: bool) -> Verdict {
+        Verdict { passed, note: None }
+    }
+    /// The operator does not apply to these operands: a failure that says why.
+    fn invalid(why: String) -> Verdict {
+        Verdict {
+            passed: false,
+            note: Some(why),
+        }
+    }
+    /// `f` on the subject when there is one; nothing there fails (shown as "found nothing").
+    fn on(actual: Option<&Value>, f: impl FnOnce(&Value) -> Verdict) -> Verdict {
+        actual.map(f).unwrap_or(Verdict::of(false))
+    }
+}
+
+/// An applicable operator's result, or why it does not apply.
+fn verdict(r: Result<bool, String>, negate: bool) -> Verdict {
+    match r {
+        Ok(b) => Verdict::of(b != negate),
+        Err(why) => Verdict::invalid(why),
+    }
 }
 
 /// Evaluates one check (`path`, `value` or `expr`) into one result per operator.
@@ -242,23 +295,34 @@ pub fn eval_check(
         default_line
     };
     let mut out = Vec::new();
+    let with_note = |note: Option<String>| -> Option<String> {
+        match (c.message.clone(), note) {
+            (Some(m), Some(n)) => Some(format!("{m}; {n}")),
+            (m, n) => m.or(n),
+        }
+    };
     if let Some(expr) = &c.expr {
         let v = scope.eval(expr).map_err(ExecError::spec)?;
+        let passed = truthy(&v);
         out.push(AssertionResult {
             line,
             subject: expr.clone(),
             op: "is".into(),
             expected: json!(true),
-            passed: truthy(&v),
+            passed,
             actual: Some(v),
-            message: c.message.clone(),
+            message: with_note(if passed {
+                None
+            } else {
+                expr_values(expr, scope)
+            }),
         });
         return Ok(out);
     }
-    let (subject, actual) = if let Some(p) = &c.path {
+    let (subject, actual, found) = if let Some(p) = &c.path {
         let p = scope.render_str(p).map_err(ExecError::spec)?;
-        let v = select(&p, doc)?;
-        (p, v)
+        let sel = select(&p, doc)?;
+        (p, sel.value, sel.matches > 0)
     } else {
         let raw = c.value.clone().unwrap_or(Value::Null);
         let label = match &raw {
@@ -268,51 +332,85 @@ pub fn eval_check(
         (
             label,
             Some(scope.render_value(&raw).map_err(ExecError::spec)?),
+            true,
         )
     };
-    let mut push = |op: &str, expected: Value, passed: bool| {
+    let actual = actual.as_ref();
+    let mut push = |subject: &str, op: &str, expected: Value, found: Option<Value>, v: Verdict| {
         out.push(AssertionResult {
             line,
-            subject: subject.clone(),
+            subject: subject.to_string(),
             op: op.to_string(),
             expected,
-            actual: actual.clone(),
-            passed,
-            message: c.message.clone(),
+            actual: found,
+            passed: v.passed,
+            message: with_note(v.note),
         })
     };
     let render = |v: &Value| scope.render_value(v).map_err(ExecError::spec);
-    if let Some(e) = c.exists {
-        push("exists", json!(e), actual.is_some() == e);
-    }
-    if let Some(v) = &c.equals {
-        let v = render(v)?;
-        let ok = actual.as_ref().is_some_and(|a| json_eq(a, &v));
-        push("equals", v, ok);
-    }
-    if let Some(v) = &c.not_equals {
-        let v = render(v)?;
-        let ok = actual.as_ref().is_some_and(|a| !json_eq(a, &v));
-        push("not equals", v, ok);
-    }
-    if let Some(re) = &c.matches {
+    let regex = |re: &str| -> Result<(String, regex::Regex), ExecError> {
         let re_s = scope.render_str(re).map_err(ExecError::spec)?;
         let rx = regex::Regex::new(&re_s)
             .map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
-        let ok = actual.as_ref().is_some_and(|a| rx.is_match(&as_text(a)));
-        push("matches", json!(re_s), ok);
+        Ok((re_s, rx))
+    };
+    let found_value = actual.cloned();
+
+    if let Some(e) = &c.exists {
+        let want: bool = literal(e, "exists", scope)?;
+        push(
+            &subject,
+            "exists",
+            json!(want),
+            found_value.clone(),
+            Verdict::of(found == want),
+        );
     }
-    if let Some(v) = &c.contains {
-        let v = render(v)?;
-        let ok = actual.as_ref().is_some_and(|a| contains(a, &v));
-        push("contains", v, ok);
+    for (op, operand, negate) in [
+        ("equals", &c.equals, false),
+        ("not equals", &c.not_equals, true),
+    ] {
+        if let Some(v) = operand {
+            let v = render(v)?;
+            let verdict = Verdict::on(actual, |a| Verdict::of(json_eq(a, &v) != negate));
+            push(&subject, op, v, found_value.clone(), verdict);
+        }
     }
-    if let Some(t) = c.type_ {
-        let ok = actual.as_ref().is_some_and(|a| has_type(a, t));
-        push("has type", json!(t), ok);
+    for (op, operand, negate) in [
+        ("matches", &c.matches, false),
+        ("does not match", &c.not_matches, true),
+    ] {
+        if let Some(re) = operand {
+            let (re_s, rx) = regex(re)?;
+            let verdict = Verdict::on(actual, |a| {
+                verdict(text_of(a, op).map(|t| rx.is_match(&t)), negate)
+            });
+            push(&subject, op, json!(re_s), found_value.clone(), verdict);
+        }
+    }
+    for (op, operand, negate) in [
+        ("contains", &c.contains, false),
+        ("does not contain", &c.not_contains, true),
+    ] {
+        if let Some(v) = operand {
+            let v = render(v)?;
+            let verdict = Verdict::on(actual, |a| verdict(contains(a, &v, op), negate));
+            push(&subject, op, v, found_value.clone(), verdict);
+        }
+    }
+    if let Some(t) = &c.type_ {
+        let t: JsonType = literal(t, "type", scope)?;
+        let verdict = Verdict::on(actual, |a| Verdict::of(has_type(a, t)));
+        push(&subject, "has type", json!(t), found_value.clone(), verdict);
     }
     if let Some(l) = &c.length {
-        let len = actual.as_ref().and_then(length);
+        let label = format!("length of {subject}");
+        let len = actual.map(length);
+        // Found: the length, or the value itself when it has none.
+        let shown = match (&len, actual) {
+            (Some(Ok(n)), _) => Some(json!(n)),
+            (_, a) => a.cloned(),
+        };
         let cmp = match l {
             LengthCheck::Exact(v) => Comparison {
                 equals: Some(v.clone()),
@@ -322,19 +420,19 @@ pub fn eval_check(
         };
         for (op, bound) in comparisons(&cmp) {
             let b = render(bound)?;
-            let ok = match (len, b.as_f64()) {
-                (Some(n), Some(b)) => compare(op, n as f64, b),
-                _ => false,
+            let Some(want) = b.as_u64() else {
+                return Err(ExecError::spec(format!(
+                    "length {} {}: a length bound must be a whole number >= 0",
+                    op_word(op),
+                    compact(&b)
+                )));
             };
-            out.push(AssertionResult {
-                line,
-                subject: format!("length of {subject}"),
-                op: op_word(op).into(),
-                expected: b,
-                actual: len.map(|n| json!(n)),
-                passed: ok,
-                message: c.message.clone(),
-            });
+            let verdict = match &len {
+                None => Verdict::of(false),
+                Some(Err(why)) => Verdict::invalid(why.clone()),
+                Some(Ok(n)) => Verdict::of(holds(op, (*n as u64).cmp(&want))),
+            };
+            push(&label, op_word(op), b, shown.clone(), verdict);
         }
     }
     for (op, bound) in [
@@ -345,38 +443,84 @@ pub fn eval_check(
     ] {
         if let Some(b) = bound {
             let b = render(b)?;
-            let ok = match (actual.as_ref().and_then(number), number(&b)) {
-                (Some(a), Some(b)) => compare(op, a, b),
-                _ => false,
-            };
-            out.push(AssertionResult {
-                line,
-                subject: subject.clone(),
-                op: op_word(op).into(),
-                expected: b,
-                actual: actual.clone(),
-                passed: ok,
-                message: c.message.clone(),
+            let verdict = Verdict::on(actual, |a| match ordered(a, &b) {
+                Ok((ord, as_strings)) => Verdict {
+                    passed: holds(op, ord),
+                    note: as_strings.then(|| "compared as strings".to_string()),
+                },
+                Err(why) => Verdict::invalid(why),
             });
+            push(&subject, op_word(op), b, found_value.clone(), verdict);
         }
     }
     if let Some(opts) = &c.one_of {
-        let opts = render(&Value::Array(opts.clone()))?;
-        let ok = actual.as_ref().is_some_and(|a| {
-            opts.as_array()
-                .is_some_and(|o| o.iter().any(|x| json_eq(a, x)))
-        });
-        out.push(AssertionResult {
-            line,
-            subject: subject.clone(),
-            op: "is one of".into(),
-            expected: opts,
-            actual: actual.clone(),
-            passed: ok,
-            message: c.message.clone(),
-        });
+        let opts = render(opts)?;
+        let Some(list) = opts.as_array() else {
+            return Err(ExecError::spec(format!(
+                "one_of needs a list, got {}",
+                compact(&opts)
+            )));
+        };
+        let verdict = Verdict::on(actual, |a| Verdict::of(list.iter().any(|x| json_eq(a, x))));
+        push(
+            &subject,
+            "is one of",
+            opts.clone(),
+            found_value.clone(),
+            verdict,
+        );
     }
     Ok(out)
+}
+
+/// A literal operand, or its template rendered and read as a `T` (a spec error otherwise).
+fn literal<T: Clone + serde::de::DeserializeOwned>(
+    v: &OrTemplate<T>,
+    key: &str,
+    scope: &Scope,
+) -> Result<T, ExecError> {
+    match v {
+        OrTemplate::Literal(t) => Ok(t.clone()),
+        OrTemplate::Template(s) => {
+            let rendered = scope
+                .render_value(&Value::String(s.clone()))
+                .map_err(ExecError::spec)?;
+            serde_json::from_value(rendered.clone()).map_err(|e| {
+                ExecError::spec(format!(
+                    "`{key}: {s}` rendered to {}: {e}",
+                    compact(&rendered)
+                ))
+            })
+        }
+    }
+}
+
+/// The values of the variables an expression uses, for a failed `expr`
+/// (`stream_port = 50000, port_min = 50051`). Environment variables are never shown.
+fn expr_values(expr: &str, scope: &Scope) -> Option<String> {
+    let env = minijinja::Environment::new();
+    let compiled = env.compile_expression(expr).ok()?;
+    let mut names: Vec<String> = compiled
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|n| {
+            let top = n.split('.').next().unwrap_or(n);
+            top != "env" && !BUILTIN_FUNCS.contains(&top) && scope.get(top).is_some()
+        })
+        .collect();
+    names.sort_by_key(|n| (expr.find(n.as_str()).unwrap_or(usize::MAX), n.clone()));
+    let parts: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let v = scope.eval(n).ok()?;
+            let mut s = serde_json::to_string(&v).ok()?;
+            if s.chars().count() > 80 {
+                s = format!("{}…", s.chars().take(80).collect::<String>());
+            }
+            Some(format!("{n} = {s}"))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn comparisons(c: &Comparison) -> Vec<(&'static str, &Value)> {
@@ -407,20 +551,96 @@ fn op_word(op: &str) -> &'static str {
     }
 }
 
-fn compare(op: &str, a: f64, b: f64) -> bool {
+/// Does `subject <op> bound` hold, given how the subject orders against the bound?
+fn holds(op: &str, ord: Ordering) -> bool {
     match op {
-        "gt" => a > b,
-        "gte" => a >= b,
-        "lt" => a < b,
-        "lte" => a <= b,
-        _ => (a - b).abs() < f64::EPSILON,
+        "gt" => ord == Ordering::Greater,
+        "gte" => ord != Ordering::Less,
+        "lt" => ord == Ordering::Less,
+        "lte" => ord != Ordering::Greater,
+        _ => ord == Ordering::Equal,
     }
 }
 
-/// Numbers compare by value (1 == 1.0); everything else structurally.
+/// How `a` orders against `b`: numbers numerically (integers exactly), two strings as strings
+/// (Unicode code points; the flag says so); any other pair cannot be ordered, and the error says why.
+pub fn ordered(a: &Value, b: &Value) -> Result<(Ordering, bool), String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => num_cmp(x, y)
+            .map(|o| (o, false))
+            .ok_or_else(|| format!("{x} and {y} cannot be compared")),
+        (Value::String(x), Value::String(y)) => Ok((x.as_str().cmp(y.as_str()), true)),
+        _ => {
+            let numeric_text =
+                |v: &Value| v.as_str().is_some_and(|s| s.trim().parse::<f64>().is_ok());
+            let hint = if (a.is_number() && numeric_text(b)) || (b.is_number() && numeric_text(a)) {
+                " (a string is never a number here: convert it in a template, e.g. `{{ x | int }}`)"
+            } else {
+                ""
+            };
+            Err(format!(
+                "cannot compare {} with {}: only two numbers or two strings can be ordered{hint}",
+                kind(a),
+                kind(b)
+            ))
+        }
+    }
+}
+
+/// "a string", "a number", ... for messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An integer number as i128 (every i64 and u64 fits), `None` for floats.
+fn int_of(n: &Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Compares two JSON numbers exactly: integers as integers (no rounding through f64, so
+/// `10000000000000000365` is not `10000000000000000000`), an integer and a float exactly,
+/// two floats as floats.
+pub fn num_cmp(a: &Number, b: &Number) -> Option<Ordering> {
+    match (int_of(a), int_of(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        (Some(x), None) => int_float_cmp(x, b.as_f64()?),
+        (None, Some(y)) => int_float_cmp(y, a.as_f64()?).map(Ordering::reverse),
+        (None, None) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+/// `i` against `f`, exactly: compare `i` with the integer part of `f`, then its fraction.
+fn int_float_cmp(i: i128, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    let whole = f.floor();
+    const LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0; // 2^127
+    if whole >= LIMIT {
+        return Some(Ordering::Less);
+    }
+    if whole < -LIMIT {
+        return Some(Ordering::Greater);
+    }
+    Some(match i.cmp(&(whole as i128)) {
+        Ordering::Equal if f > whole => Ordering::Less,
+        o => o,
+    })
+}
+
+/// Numbers compare by value (1 == 1.0, integers exactly); everything else structurally.
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Some(Ordering::Equal),
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }
@@ -444,41 +664,56 @@ pub fn truthy(v: &Value) -> bool {
     }
 }
 
-fn as_text(v: &Value) -> String {
+/// The text a regex looks at: a string, or a number's or boolean's JSON text.
+fn text_of(v: &Value, op: &str) -> Result<String, String> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Ok(v.to_string()),
+        other => Err(format!(
+            "`{op}` looks at a text, a number or a boolean, not {}",
+            kind(other)
+        )),
     }
 }
 
-/// A number, or a string holding one (Kubernetes quantities stay strings: compare those with equals).
-fn number(v: &Value) -> Option<f64> {
+/// Length of a text (characters), list or object.
+fn length(v: &Value) -> Result<usize, String> {
     match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+        Value::String(s) => Ok(s.chars().count()),
+        Value::Array(a) => Ok(a.len()),
+        Value::Object(o) => Ok(o.len()),
+        other => Err(format!(
+            "only a text, a list or an object has a length, not {}",
+            kind(other)
+        )),
     }
 }
 
-fn length(v: &Value) -> Option<usize> {
-    match v {
-        Value::String(s) => Some(s.chars().count()),
-        Value::Array(a) => Some(a.len()),
-        Value::Object(o) => Some(o.len()),
-        _ => None,
-    }
-}
-
-fn contains(hay: &Value, needle: &Value) -> bool {
-    match hay {
-        Value::String(s) => s.contains(&as_text(needle)),
-        Value::Array(items) => items.iter().any(|i| {
+/// Substring of a text, element of a list (partial match), key of an object.
+fn contains(hay: &Value, needle: &Value, op: &str) -> Result<bool, String> {
+    match (hay, needle) {
+        (Value::String(s), Value::String(n)) => Ok(s.contains(n.as_str())),
+        (Value::String(s), Value::Number(_) | Value::Bool(_)) => {
+            Ok(s.contains(&needle.to_string()))
+        }
+        (Value::String(_), other) => Err(format!(
+            "a text can only contain a text, not {}",
+            kind(other)
+        )),
+        (Value::Array(items), _) => Ok(items.iter().any(|i| {
             let mut d = Vec::new();
             partial_match(needle, i, "$", &mut d);
             d.is_empty()
-        }),
-        Value::Object(o) => needle.as_str().is_some_and(|k| o.contains_key(k)),
-        _ => false,
+        })),
+        (Value::Object(o), Value::String(k)) => Ok(o.contains_key(k)),
+        (Value::Object(_), other) => Err(format!(
+            "an object contains keys (texts), not {}",
+            kind(other)
+        )),
+        (other, _) => Err(format!(
+            "`{op}` looks into a text, a list or an object, not {}",
+            kind(other)
+        )),
     }
 }
 
@@ -644,6 +879,381 @@ mod tests {
         let r = &run("{path: $.job_id, equals: '18-4'}", doc)[0];
         assert!(!r.passed);
         assert_eq!(r.describe(), "$.job_id equals \"18-4\": found \"18-3\"");
+    }
+
+    fn doc() -> Value {
+        json!({
+            "job_id": "18-3", "stream_port": 50051, "n": 1.0, "nothing": null, "zero": 0,
+            "items": [{"a": 1, "s": "x"}, {"a": 2, "s": "y"}],
+            "one": [{"a": 7}],
+            "big": 10000000000000000365u64, "neg": -3, "half": 2.5,
+            "name": "beta", "flag": true, "obj": {"k": 1}
+        })
+    }
+
+    fn scope() -> Scope {
+        let mut s = Scope::default();
+        s.set("expected_port", json!(50051));
+        s.set("port_min", json!(50051));
+        s.set("stream_port", json!(50000));
+        s.set("allowed", json!(["18-3", "18-4"]));
+        s.set("want_type", json!("string"));
+        s.set("should_exist", json!(false));
+        s.set("two", json!(2));
+        s.set("target", json!({"name": "local", "port_max": 50350}));
+        s
+    }
+
+    /// Every result of a check: (passed, describe()).
+    fn results(c: &str) -> Vec<(bool, String)> {
+        eval_check(&check(c), &doc(), &scope(), 1)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.passed, r.describe()))
+            .collect()
+    }
+
+    fn passes(c: &str) -> bool {
+        let r = results(c);
+        assert!(!r.is_empty(), "{c}: no result");
+        r.iter().all(|(p, _)| *p)
+    }
+
+    /// The single result of a check, which must fail; its description.
+    fn fails(c: &str) -> String {
+        let r = results(c);
+        assert_eq!(r.len(), 1, "{c}: {r:?}");
+        assert!(!r[0].0, "{c} should fail: {}", r[0].1);
+        r[0].1.clone()
+    }
+
+    #[test]
+    fn singular_paths_are_recognised() {
+        for p in [
+            "$",
+            "$.a",
+            "$.a.b",
+            "$['a']",
+            "$.items[0].a",
+            "$[0]",
+            "$.a[-1]",
+        ] {
+            assert!(is_singular(p), "{p} is singular");
+        }
+        for p in [
+            "$.*",
+            "$.items[*].a",
+            "$.items[0:1]",
+            "$..a",
+            "$['a','b']",
+            "$.items[?@.a == 1]",
+            "$.items[0,1]",
+        ] {
+            assert!(!is_singular(p), "{p} is not singular");
+        }
+    }
+
+    #[test]
+    fn non_singular_paths_give_lists_whatever_the_count() {
+        let sel = |p: &str| select(p, &doc()).unwrap();
+        assert_eq!(sel("$.items[*].a").value, Some(json!([1, 2])));
+        assert_eq!(
+            sel("$.one[*].a").value,
+            Some(json!([7])),
+            "one match: still a list"
+        );
+        assert_eq!(
+            sel("$.items[?@.a == 9].a").value,
+            Some(json!([])),
+            "no match: []"
+        );
+        assert_eq!(sel("$.items[?@.a == 9].a").matches, 0);
+        assert_eq!(sel("$.stream_port").value, Some(json!(50051)));
+        assert_eq!(sel("$.missing").value, None);
+        assert_eq!(sel("$.nothing").value, Some(Value::Null), "null is a value");
+        // the same operators mean the same for 0, 1 or 2 matches
+        assert!(passes(
+            "{path: '$.one[*].a', equals: [7], length: 1, contains: 7}"
+        ));
+        assert!(passes(
+            "{path: '$.items[*].a', equals: [1, 2], length: 2, contains: 2}"
+        ));
+        assert!(passes(
+            "{path: '$.items[?@.a == 9].a', equals: [], length: 0, not_contains: 9}"
+        ));
+        assert!(passes("{path: '$.items[?@.a == 9]', exists: false}"));
+        assert!(passes("{path: '$..a', length: 3}"));
+        assert!(passes("{path: \"$['job_id','n']\", equals: ['18-3', 1]}"));
+        assert!(fails("{path: '$.one[*].a', equals: 7}").contains("found [7]"));
+        assert!(fails("{path: '$.items[?@.a == 9].a', exists: true}").contains("found []"));
+        assert!(fails("{path: '$.items[*].a', length: 0}")
+            .contains("length of $.items[*].a == 0: found 2"));
+        // a singular path that matches nothing has no length
+        assert!(fails("{path: $.missing, length: 0}").contains("found nothing"));
+    }
+
+    #[test]
+    fn null_is_a_value_to_compare_with() {
+        let c = check("{path: $.x, equals: null}");
+        assert_eq!(c.equals, Some(Value::Null));
+        assert_eq!(check("{path: $.x, exists: true}").equals, None);
+        assert!(passes("{path: $.nothing, equals: null}"));
+        assert!(fails("{path: $.missing, equals: null}").contains("equals null: found nothing"));
+        assert!(fails("{path: $.zero, equals: null}").contains("found 0"));
+        assert!(passes("{path: $.zero, not_equals: null}"));
+        assert!(
+            fails("{path: $.nothing, not_equals: null}").contains("not equals null: found null")
+        );
+        assert!(passes("{path: $.nothing, type: 'null', exists: true}"));
+        assert!(
+            passes("{path: $.nothing, type: null}"),
+            "unquoted null is the null type"
+        );
+        assert!(fails("{path: $.zero, type: null}").contains("has type \"null\": found 0"));
+        assert!(passes("{value: null, equals: null}"));
+    }
+
+    #[test]
+    fn negations() {
+        assert!(passes("{path: $.job_id, not_contains: '-9'}"));
+        assert!(fails("{path: $.job_id, not_contains: '-3'}")
+            .contains("$.job_id does not contain \"-3\": found \"18-3\""));
+        assert!(passes("{path: '$.items[*].s', not_contains: z}"));
+        assert!(fails("{path: '$.items[*].s', not_contains: y}").contains("found [\"x\",\"y\"]"));
+        assert!(passes("{path: $.obj, not_contains: j}"));
+        assert!(fails("{path: $.obj, not_contains: k}").contains("does not contain \"k\""));
+        assert!(passes("{path: $.job_id, not_matches: '^x'}"));
+        assert!(fails("{path: $.job_id, not_matches: '^\\d+-'}")
+            .contains("$.job_id does not match \"^\\\\d+-\": found \"18-3\""));
+        assert!(passes("{path: $.missing, exists: false}"));
+        assert!(fails("{path: $.job_id, exists: false}")
+            .contains("$.job_id exists false: found \"18-3\""));
+        // nothing there is not a pass for a negation (use `exists: false`)
+        assert!(fails("{path: $.missing, not_contains: x}").contains("found nothing"));
+        assert!(fails("{path: $.missing, not_matches: x}").contains("found nothing"));
+        assert!(fails("{path: $.missing, not_equals: 1}").contains("found nothing"));
+        // an operator that does not apply fails with the reason, negated or not
+        let m = fails("{path: $.stream_port, not_contains: 5}");
+        assert!(
+            m.contains("looks into a text, a list or an object, not a number"),
+            "{m}"
+        );
+        let m = fails("{path: $.obj, not_matches: x}");
+        assert!(m.contains("not an object"), "{m}");
+        let m = fails("{path: $.obj, contains: 1}");
+        assert!(
+            m.contains("an object contains keys (texts), not a number"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn ordering_numbers_strings_and_mixes() {
+        assert!(passes(
+            "{path: $.stream_port, gt: 50050, gte: 50051, lt: 50052, lte: 50051}"
+        ));
+        assert!(fails("{path: $.stream_port, gt: 50051}")
+            .contains("$.stream_port > 50051: found 50051"));
+        assert!(fails("{path: $.stream_port, gte: 50052}").contains(">= 50052"));
+        assert!(fails("{path: $.stream_port, lt: 50051}").contains("< 50051"));
+        assert!(fails("{path: $.stream_port, lte: 50050}").contains("<= 50050"));
+        assert!(passes("{path: $.half, gt: 2, lt: 3}"));
+        assert!(passes("{path: $.neg, lt: -2.5}"));
+        // two strings: code-point order, and the message says so
+        let r = results("{path: $.name, gt: alpha, lt: gamma}");
+        assert!(
+            r.iter()
+                .all(|(p, d)| *p && d.contains("(compared as strings)")),
+            "{r:?}"
+        );
+        let m = fails("{path: $.name, gt: zeta}");
+        assert!(
+            m.contains("$.name > \"zeta\": found \"beta\" (compared as strings)"),
+            "{m}"
+        );
+        assert!(
+            passes("{value: 'B', lt: a}"),
+            "upper case sorts before lower case"
+        );
+        assert!(passes("{value: 'é', gt: z}"), "code points, not locale");
+        // mixes fail and say why: never a silent false
+        let m = fails("{path: $.job_id, gt: 5}");
+        assert!(m.contains("cannot compare a string with a number"), "{m}");
+        let m = fails("{value: '50051', gte: 50000}");
+        assert!(
+            m.contains("cannot compare a string with a number") && m.contains("| int"),
+            "{m}"
+        );
+        let m = fails("{path: $.flag, lt: 1}");
+        assert!(m.contains("cannot compare a boolean with a number"), "{m}");
+        let m = fails("{path: $.items, gt: 1}");
+        assert!(m.contains("cannot compare a list with a number"), "{m}");
+        let m = fails("{path: $.stream_port, gt: '{{ target }}'}");
+        assert!(m.contains("cannot compare a number with an object"), "{m}");
+        // the author's message comes first
+        let m = fails("{path: $.name, gt: zeta, message: names sort}");
+        assert!(m.ends_with("(names sort; compared as strings)"), "{m}");
+    }
+
+    #[test]
+    fn big_integers_compare_exactly() {
+        assert!(fails("{path: $.big, equals: 10000000000000000000}")
+            .contains("found 10000000000000000365"));
+        assert!(passes("{path: $.big, equals: 10000000000000000365}"));
+        assert!(passes(
+            "{path: $.big, gt: 10000000000000000364, lt: 10000000000000000366}"
+        ));
+        assert!(fails("{path: $.big, lte: 10000000000000000364}").contains("<="));
+        assert!(passes(
+            "{path: $.big, not_equals: 10000000000000000000, one_of: [1, 10000000000000000365]}"
+        ));
+        assert!(passes("{path: $.n, equals: 1}"), "1.0 == 1");
+        assert!(passes("{path: $.stream_port, equals: 50051.0}"));
+        let n = |v: Value| match v {
+            Value::Number(n) => n,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            num_cmp(&n(json!(i64::MIN)), &n(json!(u64::MAX))),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            num_cmp(
+                &n(json!(9007199254740993u64)),
+                &n(json!(9007199254740992.0))
+            ),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            num_cmp(&n(json!(3)), &n(json!(2.5))),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            num_cmp(&n(json!(-3)), &n(json!(-2.5))),
+            Some(Ordering::Less)
+        );
+        assert_eq!(num_cmp(&n(json!(2)), &n(json!(2.0))), Some(Ordering::Equal));
+        assert_eq!(
+            num_cmp(&n(json!(1e300)), &n(json!(u64::MAX))),
+            Some(Ordering::Greater)
+        );
+    }
+
+    #[test]
+    fn failed_expr_shows_its_variables() {
+        let r = eval_check(
+            &check("{expr: 'stream_port >= port_min'}"),
+            &doc(),
+            &scope(),
+            1,
+        )
+        .unwrap();
+        assert!(!r[0].passed);
+        assert_eq!(
+            r[0].describe(),
+            "stream_port >= port_min is true: found false (stream_port = 50000, port_min = 50051)"
+        );
+        let r = eval_check(
+            &check(
+                "{expr: 'stream_port < target.port_max and env.HOME is defined', message: ports}",
+            ),
+            &doc(),
+            &scope(),
+            1,
+        )
+        .unwrap();
+        assert!(r[0].passed);
+        assert_eq!(
+            r[0].message.as_deref(),
+            Some("ports"),
+            "values only on failure"
+        );
+        let r = eval_check(
+            &check("{expr: 'stream_port > target.port_max and range(3) | length > 0 and env.HOME is defined'}"),
+            &doc(),
+            &scope(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            r[0].message.as_deref(),
+            Some("stream_port = 50000, target.port_max = 50350"),
+            "nested names, no functions, never the environment"
+        );
+    }
+
+    #[test]
+    fn every_operand_may_be_a_template() {
+        assert!(passes("{path: $.job_id, one_of: '{{ allowed }}'}"));
+        assert!(fails("{path: $.stream_port, one_of: '{{ allowed }}'}")
+            .contains("is one of [\"18-3\",\"18-4\"]: found 50051"));
+        assert!(passes("{path: $.job_id, type: '{{ want_type }}'}"));
+        assert!(fails("{path: $.stream_port, type: '{{ want_type }}'}")
+            .contains("has type \"string\": found 50051"));
+        assert!(passes("{path: $.missing, exists: '{{ should_exist }}'}"));
+        assert!(fails("{path: $.job_id, exists: '{{ should_exist }}'}").contains("exists false"));
+        assert!(passes("{path: $.items, length: '{{ two }}'}"));
+        assert!(passes(
+            "{path: $.items, length: {gte: '{{ two }}', lt: '{{ two + 1 }}'}}"
+        ));
+        assert!(passes(
+            "{path: $.stream_port, gte: '{{ port_min }}', equals: '{{ expected_port }}'}"
+        ));
+        assert!(passes(
+            "{path: $.job_id, contains: '{{ \"18\" }}', not_contains: '{{ \"19\" }}'}"
+        ));
+        assert!(passes(
+            "{path: $.job_id, matches: '^{{ 18 }}-', not_matches: '^{{ 19 }}'}"
+        ));
+        let err = |c: &str| {
+            eval_check(&check(c), &doc(), &scope(), 1)
+                .unwrap_err()
+                .message
+        };
+        assert!(err("{path: $.job_id, one_of: '{{ two }}'}").contains("one_of needs a list"));
+        assert!(
+            err("{path: $.job_id, type: '{{ two }}'}").contains("`type: {{ two }}` rendered to 2")
+        );
+        assert!(err("{path: $.items, length: '{{ \"x\" }}'}").contains("whole number"));
+    }
+
+    #[test]
+    fn every_operator_fails_with_expected_and_found() {
+        // one result per operator, each with its own expected value
+        let r = eval_check(
+            &check("{path: $.job_id, equals: a, not_equals: '18-3', matches: '^z', not_matches: '^1', contains: q, not_contains: '8', exists: false, type: number, length: 1, gt: z, gte: z, lt: '0', lte: '0', one_of: [b]}"),
+            &doc(),
+            &scope(),
+            1,
+        )
+        .unwrap();
+        let ops: Vec<&str> = r.iter().map(|r| r.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "exists",
+                "equals",
+                "not equals",
+                "matches",
+                "does not match",
+                "contains",
+                "does not contain",
+                "has type",
+                "==",
+                ">",
+                ">=",
+                "<",
+                "<=",
+                "is one of"
+            ]
+        );
+        assert!(r.iter().all(|r| !r.passed), "{r:?}");
+        assert!(r.iter().all(|r| r.actual.is_some()));
+        assert_eq!(r[8].subject, "length of $.job_id");
+        assert_eq!(r[8].actual, Some(json!(4)));
+        assert_eq!(r[1].expected, json!("a"));
+        let m = fails("{path: $.stream_port, length: 3}");
+        assert!(m.contains("length of $.stream_port == 3: found 50051 (only a text, a list or an object has a length, not a number)"), "{m}");
     }
 
     #[test]

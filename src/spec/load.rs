@@ -557,7 +557,9 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
         c.equals.is_some(),
         c.not_equals.is_some(),
         c.matches.is_some(),
+        c.not_matches.is_some(),
         c.contains.is_some(),
+        c.not_contains.is_some(),
         c.exists.is_some(),
         c.type_.is_some(),
         c.length.is_some(),
@@ -571,7 +573,7 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
         out.push((
             index.get(path),
             "this check compares nothing".into(),
-            Some("add one of equals, not_equals, matches, contains, exists, type, length, gt, gte, lt, lte, one_of".into()),
+            Some("add one of equals, not_equals, matches, not_matches, contains, not_contains, exists, type, length, gt, gte, lt, lte, one_of".into()),
         ));
     }
     if c.expr.is_some() && ops.iter().any(|b| *b) {
@@ -584,8 +586,72 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
     if let Some(p) = &c.path {
         check_jsonpath(p, index.get(&format!("{path}.path")), out);
     }
-    if let Some(re) = &c.matches {
-        check_regex(re, index.get(&format!("{path}.matches")), out);
+    for (key, re) in [("matches", &c.matches), ("not_matches", &c.not_matches)] {
+        if let Some(re) = re {
+            check_regex(re, index.get(&format!("{path}.{key}")), out);
+        }
+    }
+    check_operands(c, path, index, out);
+}
+
+/// Literal operands that can never work (templates are checked once rendered, at run time).
+fn check_operands(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Problem>) {
+    let templated = |v: &serde_json::Value| v.as_str().is_some_and(is_template);
+    for (key, bound) in [
+        ("gt", &c.gt),
+        ("gte", &c.gte),
+        ("lt", &c.lt),
+        ("lte", &c.lte),
+    ] {
+        let Some(b) = bound else { continue };
+        if !(b.is_number() || b.is_string()) {
+            out.push((
+                index.key(&format!("{path}.{key}")),
+                format!(
+                    "`{key}: {}` can never be compared: `{key}` orders numbers, or strings against strings",
+                    serde_json::to_string(b).unwrap_or_default()
+                ),
+                Some(format!(
+                    "write a number (`{key}: 1`), a string, or a template (`{key}: \"{{{{ port_min }}}}\"`)"
+                )),
+            ));
+        }
+    }
+    if let Some(l) = &c.length {
+        let bounds: Vec<(&str, &serde_json::Value)> = match l {
+            super::LengthCheck::Exact(v) => vec![("length", v)],
+            super::LengthCheck::Compare(cmp) => [
+                ("length.equals", &cmp.equals),
+                ("length.gt", &cmp.gt),
+                ("length.gte", &cmp.gte),
+                ("length.lt", &cmp.lt),
+                ("length.lte", &cmp.lte),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .collect(),
+        };
+        for (key, b) in bounds {
+            if b.as_u64().is_none() && !templated(b) {
+                out.push((
+                    index.key(&format!("{path}.{key}")),
+                    format!(
+                        "`{key}: {}` is not a length: write a whole number >= 0 (or a template)",
+                        serde_json::to_string(b).unwrap_or_default()
+                    ),
+                    Some("e.g. `length: 3` or `length: {gte: 1}`".into()),
+                ));
+            }
+        }
+    }
+    if let Some(o) = &c.one_of {
+        if !o.is_array() && !templated(o) {
+            out.push((
+                index.key(&format!("{path}.one_of")),
+                "`one_of` needs a list of values (or a template rendering to one)".into(),
+                Some("e.g. `one_of: [configured, running]`".into()),
+            ));
+        }
     }
 }
 

@@ -585,14 +585,22 @@ pub enum JsonType {
 
 /// One check. Its subject is exactly one of `path` (JSONPath into the outcome's document),
 /// `value` (a templated value) or `expr` (an expression that must be true).
+/// Every operand may be a template (`"{{ expected }}"` alone keeps the expression's type).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
-    /// JSONPath (RFC 9535) into the document, e.g. `$.job_id`. Several matches = the list of them.
+    /// JSONPath (RFC 9535) into the document. A singular path (names and indexes only, e.g.
+    /// `$.items[0].status`) gives a value or nothing; any other path (wildcards, slices, filters,
+    /// `..`, unions) gives the list of its matches, even of 0 or 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// A value to check, usually a template such as `"{{ job_id }}"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Value")]
     pub value: Option<Value>,
     /// An expression that must be true, e.g. `stream_port >= 50051`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -600,38 +608,199 @@ pub struct Check {
     /// What the check is about, in words (shown on failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The subject equals this (numbers by value, integers exactly; `null` compares with null).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Value")]
     pub equals: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The subject exists and differs from this (`null` compares with null).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Value")]
     pub not_equals: Option<Value>,
-    /// Regex the value (as text) must match.
+    /// Regex (Rust syntax) a text must match somewhere (numbers and booleans as their JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<String>,
-    /// Substring (for text) or element (for lists) that must be present.
+    /// Regex a text must not match anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_matches: Option<String>,
+    /// Substring (of a text), element (of a list, partial match) or key (of an object) that must be present.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Value")]
     pub contains: Option<Value>,
+    /// Substring, element or key that must not be present (the subject must exist).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Value")]
+    pub not_contains: Option<Value>,
     /// `true`: the path must match something; `false`: it must match nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exists: Option<bool>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<JsonType>,
+    pub exists: Option<OrTemplate<bool>>,
+    /// The JSON type of the subject (`type: null` unquoted means the null type too).
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "type_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub type_: Option<OrTemplate<JsonType>>,
     /// Length of a text, list or object: a number or comparisons (`{gte: 1}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<LengthCheck>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Greater than: numbers numerically, two strings as strings (code-point order).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Bound")]
     pub gt: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Greater than or equal (numbers, or two strings).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Bound")]
     pub gte: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Less than (numbers, or two strings).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Bound")]
     pub lt: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Less than or equal (numbers, or two strings).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Bound")]
     pub lte: Option<Value>,
-    /// The value must equal one of these.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub one_of: Option<Vec<Value>>,
+    /// The value must equal one of these: a list, or a template rendering to one.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "OneOfSchema")]
+    pub one_of: Option<Value>,
     #[serde(skip)]
     #[schemars(skip)]
     pub pos: Pos,
+}
+
+/// A bound of `gt`/`gte`/`lt`/`lte`: a number, a string (compared with strings only), or a template.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "OrderBound")]
+enum Bound {
+    Number(f64),
+    /// A string (compared as text with a string subject) or a template
+    Text(String),
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "OneOf")]
+enum OneOfSchema {
+    List(Vec<Value>),
+    Template(TemplateSchema),
+}
+
+/// A template such as `"{{ expected }}"` (rendered when the check runs).
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[schemars(transparent, rename = "Template")]
+struct TemplateSchema(#[schemars(pattern(r"\{\{"))] String);
+
+/// A literal operand, or a template (a string with `{{ ... }}`) rendered when the check runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrTemplate<T> {
+    Literal(T),
+    Template(String),
+}
+
+/// Deserialized in place (not through a buffered value), so errors keep the operand's position.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrTemplate<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{value, Error, MapAccess, SeqAccess, Visitor};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OrTemplate<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a value or a template (`{{ ... }}`)")
+            }
+            fn visit_str<E: Error>(self, s: &str) -> Result<Self::Value, E> {
+                if s.contains("{{") {
+                    return Ok(OrTemplate::Template(s.to_string()));
+                }
+                T::deserialize(value::StrDeserializer::<E>::new(s)).map(OrTemplate::Literal)
+            }
+            fn visit_bool<E: Error>(self, b: bool) -> Result<Self::Value, E> {
+                T::deserialize(value::BoolDeserializer::<E>::new(b)).map(OrTemplate::Literal)
+            }
+            fn visit_i64<E: Error>(self, n: i64) -> Result<Self::Value, E> {
+                T::deserialize(value::I64Deserializer::<E>::new(n)).map(OrTemplate::Literal)
+            }
+            fn visit_u64<E: Error>(self, n: u64) -> Result<Self::Value, E> {
+                T::deserialize(value::U64Deserializer::<E>::new(n)).map(OrTemplate::Literal)
+            }
+            fn visit_f64<E: Error>(self, n: f64) -> Result<Self::Value, E> {
+                T::deserialize(value::F64Deserializer::<E>::new(n)).map(OrTemplate::Literal)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                T::deserialize(value::UnitDeserializer::<E>::new()).map(OrTemplate::Literal)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(value::SeqAccessDeserializer::new(a)).map(OrTemplate::Literal)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(value::MapAccessDeserializer::new(a)).map(OrTemplate::Literal)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<T: Serialize> Serialize for OrTemplate<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OrTemplate::Literal(t) => t.serialize(s),
+            OrTemplate::Template(t) => t.serialize(s),
+        }
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for OrTemplate<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("{}OrTemplate", T::schema_name()).into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [g.subschema_for::<T>(), g.subschema_for::<TemplateSchema>()]
+        })
+    }
 }
 
 /// Length expectation.
@@ -640,22 +809,37 @@ pub struct Check {
 pub enum LengthCheck {
     /// `{gte: 1, lt: 10}` (tried first: an exact length is any other value)
     Compare(Box<Comparison>),
-    Exact(Value),
+    /// An exact length, or a template rendering to one
+    Exact(#[schemars(with = "LengthSchema")] Value),
 }
 
-/// Numeric comparisons.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Length")]
+enum LengthSchema {
+    N(u64),
+    Template(TemplateSchema),
+}
+
+/// Length comparisons: numbers or templates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Comparison {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LengthSchema>")]
     pub equals: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LengthSchema>")]
     pub gt: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LengthSchema>")]
     pub gte: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LengthSchema>")]
     pub lt: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LengthSchema>")]
     pub lte: Option<Value>,
 }
 
@@ -696,6 +880,14 @@ pub struct CaptureSpec {
 /// A key that is present is `Some`, even when its value is `null` (serde would say `None`).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
+}
+
+/// `type: null` (YAML null, unquoted) is the null type, not "no type check".
+fn type_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OrTemplate<JsonType>>, D::Error> {
+    Option::<OrTemplate<JsonType>>::deserialize(d)
+        .map(|t| Some(t.unwrap_or(OrTemplate::Literal(JsonType::Null))))
 }
 
 /// Outcome properties that can be captured.
