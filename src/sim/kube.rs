@@ -77,6 +77,18 @@ fn not_found(kind: Kind, name: &str) -> Response {
     status(404, "NotFound", &msg, Some(d))
 }
 
+/// A `Status` failure for a status code (for [`super::serve::read_body`]).
+pub fn error_response(code: u16, msg: &str) -> Response {
+    let reason = match code {
+        400 => "BadRequest",
+        408 => "Timeout",
+        413 => "RequestEntityTooLarge",
+        415 => "UnsupportedMediaType",
+        _ => "Unknown",
+    };
+    status(code, reason, msg, None)
+}
+
 fn bad_request(msg: &str) -> Response {
     status(400, "BadRequest", msg, None)
 }
@@ -355,20 +367,36 @@ async fn dispatch(
     match (method.clone(), target) {
         (m, Target::List { kind, ns }) if m == Method::GET || m == Method::HEAD => {
             let watch = legacy_watch || q.get("watch").is_some_and(|w| w == "true" || w == "1");
-            let (labels, fields) = match selectors(&q) {
+            let (labels, fields) = match selectors(&q, kind) {
                 Ok(s) => s,
                 Err(r) => return r,
             };
+            let timeout = match timeout_seconds(&q) {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
             if watch {
-                return watch_response(shared, kind, ns, labels, fields, &q);
+                return watch_response(shared, kind, ns, labels, fields, timeout, &q);
             }
             list(&shared, kind, ns.as_deref(), &labels, &fields, table)
         }
         (m, Target::Object { kind, ns, name }) if m == Method::GET || m == Method::HEAD => {
             if legacy_watch {
+                let timeout = match timeout_seconds(&q) {
+                    Ok(t) => t,
+                    Err(r) => return r,
+                };
                 let fields =
                     FieldSelector::parse(&format!("metadata.name={name}")).unwrap_or_default();
-                return watch_response(shared, kind, ns, LabelSelector::default(), fields, &q);
+                return watch_response(
+                    shared,
+                    kind,
+                    ns,
+                    LabelSelector::default(),
+                    fields,
+                    timeout,
+                    &q,
+                );
             }
             get_one(&shared, kind, ns.as_deref().unwrap_or(""), &name, table)
         }
@@ -405,7 +433,7 @@ async fn dispatch(
                     None,
                 );
             }
-            let (labels, fields) = match selectors(&q) {
+            let (labels, fields) = match selectors(&q, kind) {
                 Ok(s) => s,
                 Err(r) => return r,
             };
@@ -482,12 +510,50 @@ impl DeleteOpts {
 }
 
 #[allow(clippy::result_large_err)]
-fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), Response> {
+fn selectors(
+    q: &HashMap<String, String>,
+    kind: Kind,
+) -> Result<(LabelSelector, FieldSelector), Response> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad_request(&e))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
-        .map_err(|e| bad_request(&e))?;
+    let fields = FieldSelector::parse_for(
+        kind,
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+    )
+    .map_err(|e| bad_request(&e))?;
     Ok((labels, fields))
+}
+
+/// Longest watch the server keeps open, and the default (the API server's
+/// `--min-request-timeout`).
+pub const MAX_WATCH_SECS: u64 = 3600;
+pub const DEFAULT_WATCH_SECS: u64 = 1800;
+
+/// `timeoutSeconds`: absent or 0 = the default, capped at [`MAX_WATCH_SECS`]; anything but a
+/// non-negative integer is a 400 (as the API server's parameter decoding).
+#[allow(clippy::result_large_err)]
+fn timeout_seconds(q: &HashMap<String, String>) -> Result<Duration, Response> {
+    let Some(raw) = q.get("timeoutSeconds") else {
+        return Ok(Duration::from_secs(DEFAULT_WATCH_SECS));
+    };
+    let secs: u64 = match raw.trim().parse::<i128>() {
+        Ok(n) if n < 0 => {
+            return Err(bad_request(&format!(
+                "timeoutSeconds: Invalid value: {n}: must be greater than or equal to 0"
+            )))
+        }
+        Ok(0) => DEFAULT_WATCH_SECS,
+        Ok(n) => u64::try_from(n).unwrap_or(u64::MAX).min(MAX_WATCH_SECS),
+        Err(_) if raw.trim().bytes().all(|b| b.is_ascii_digit()) && !raw.trim().is_empty() => {
+            MAX_WATCH_SECS
+        }
+        Err(_) => {
+            return Err(bad_request(&format!(
+                "timeoutSeconds: Invalid value: \"{raw}\": must be an integer number of seconds"
+            )))
+        }
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn list_body(kind: Kind, items: Vec<Value>, rv: u64) -> Value {
@@ -871,6 +937,7 @@ fn watch_response(
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    timeout: Duration,
     q: &HashMap<String, String>,
 ) -> Response {
     let filter = Filter {
@@ -886,11 +953,6 @@ fn watch_response(
         .get("sendInitialEvents")
         .is_some_and(|v| v == "true" || v == "1");
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
     let resume_from = if send_initial || rv_param.is_empty() || rv_param == "0" {
         None
     } else {
@@ -936,7 +998,9 @@ fn watch_response(
         rx,
         filter,
         last_rv,
-        deadline: now + timeout,
+        deadline: now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(MAX_WATCH_SECS)),
         bookmarks,
         next_bookmark: now + BOOKMARK_EVERY,
         shutdown: shared.shutdown_signal(),
