@@ -11,7 +11,12 @@
 //!
 //! # Focus API behaviour (the contract specs are written against)
 //! Errors are JSON `{"detail": "..."}`; the schema is `schemas/focus-server.openapi.yaml`.
+//! Every request body is read within [`SimConfig::body_read_timeout`] (else 408 and the connection
+//! is closed) and up to 2 MiB (else 413); a request head must arrive within
+//! [`SimConfig::header_read_timeout`] (else the connection is closed). See [`serve`].
 //! `POST /configure` checks, first failure answers:
+//! 0. 415: a `Content-Type` that is not JSON (`application/json`, `application/<x>+json`); no
+//!    `Content-Type` at all is read as JSON (as FastAPI does).
 //! 1. 422: body not JSON / not an object, a required field missing or of the wrong JSON type
 //!    (`"channels.min must be an integer"`, `"displayInfo (or legacy canvasInfo) is required"`).
 //! 2. 400, in this order: channels (`"channels: min (60) must not be greater than max (50)"`,
@@ -23,7 +28,8 @@
 //!    `"view_type: 2 is not a valid view type; allowed: 0 (MULTICHANNEL), 1 (SINGLECHANNEL)"`,
 //!    `"start_time and end_time must both be set (historic) or both be null (live)"`,
 //!    `"start_time: 'x' is not a valid yymmddHHMMSS time (UTC)"`, `"end_time must be after start_time"`.
-//!    Legacy names (`sensors`, `canvasInfo`) are accepted and named as sent in messages.
+//!    Legacy names (`sensors`, `canvasInfo`) are accepted and named as sent in messages (when both
+//!    names are sent, both are validated). Integers may be written as integral numbers (`1024.0`).
 //! 3. 404: `"No live data: the live stream is not available"` /
 //!    `"No historic data: no recordings cover <start>..<end>"`.
 //! 4. 503: `"Capacity reached: <capacity> concurrent jobs are open"`, then
