@@ -536,6 +536,30 @@ async fn malformed_selectors_are_400_status() {
         .await;
         assert_eq!(got.0, 200, "{label}: {}", got.1);
     }
+    // An unknown propagationPolicy (query or DeleteOptions body): 422 Invalid, nothing deleted.
+    for (query, body) in [
+        ("?propagationPolicy=Sideways", String::new()),
+        ("", r#"{"propagationPolicy":"background"}"#.to_string()),
+        ("?propagationPolicy=%00", String::new()),
+    ] {
+        for path in [
+            "/apis/batch/v1/namespaces/focus/jobs/x",
+            "/apis/batch/v1/namespaces/focus/jobs",
+        ] {
+            let r = kube_http()
+                .delete(format!("{}{path}{query}", sim.kube_url()))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let code = r.status().as_u16();
+            let msg = assert_status(&(code, r.json().await.unwrap()), 422, "Invalid");
+            assert!(
+                msg.contains("propagationPolicy: Unsupported value"),
+                "{msg}"
+            );
+        }
+    }
     // DELETE collection validates the same way (nothing deleted).
     let r = kube_http()
         .delete(format!(

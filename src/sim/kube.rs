@@ -410,7 +410,10 @@ async fn dispatch(
                     None,
                 );
             }
-            let opts = DeleteOpts::from(&q, &body);
+            let opts = match DeleteOpts::from(&q, &body) {
+                Ok(o) => o,
+                Err(r) => return r,
+            };
             let ns = ns.unwrap_or_default();
             let deleted = shared.with(|st, now| {
                 if opts.dry_run {
@@ -437,7 +440,10 @@ async fn dispatch(
                 Ok(s) => s,
                 Err(r) => return r,
             };
-            let opts = DeleteOpts::from(&q, &body);
+            let opts = match DeleteOpts::from(&q, &body) {
+                Ok(o) => o,
+                Err(r) => return r,
+            };
             let items = shared.with(|st, now| {
                 let names: Vec<(String, String)> = st
                     .store
@@ -481,7 +487,10 @@ struct DeleteOpts {
 }
 
 impl DeleteOpts {
-    fn from(q: &HashMap<String, String>, body: &[u8]) -> Self {
+    /// From the query and the `DeleteOptions` body; an unknown `propagationPolicy` is a 422
+    /// `Invalid`, as the API server's validation answers.
+    #[allow(clippy::result_large_err)]
+    fn from(q: &HashMap<String, String>, body: &[u8]) -> Result<Self, Response> {
         let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let propagation = q
             .get("propagationPolicy")
@@ -502,10 +511,20 @@ impl DeleteOpts {
             || b.get("dryRun")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|x| x == "All"));
-        DeleteOpts {
+        if let Some(p) = propagation.as_deref() {
+            if !matches!(p, "Foreground" | "Background" | "Orphan") {
+                return Err(status(
+                    422,
+                    "Invalid",
+                    &format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\"", Value::String(p.to_string())),
+                    Some(json!({"group": "meta.k8s.io", "kind": "DeleteOptions", "causes": [{"reason": "FieldValueNotSupported", "field": "propagationPolicy"}]})),
+                ));
+            }
+        }
+        Ok(DeleteOpts {
             propagation,
             dry_run,
-        }
+        })
     }
 }
 
