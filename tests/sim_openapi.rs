@@ -143,3 +143,138 @@ async fn every_documented_operation_answers_as_documented() {
     assert!(openapi().checked.load(Ordering::Relaxed) - before >= 27);
     sim.shutdown().await;
 }
+
+/// The `FocusTime` pattern states exactly what the simulator parses: same answer for every
+/// month/day of leap and common years, both centuries, and edge times.
+#[test]
+fn focus_time_pattern_agrees_with_the_parser() {
+    let doc = openapi().doc();
+    let pattern = doc
+        .pointer("/components/schemas/FocusTime/pattern")
+        .and_then(Value::as_str)
+        .expect("FocusTime pattern");
+    let re = regex::Regex::new(pattern).expect("pattern compiles");
+    let mut checked = 0;
+    for yy in ["00", "23", "24", "68", "69", "96", "99", "01", "72"] {
+        for mm in 0..=13 {
+            for dd in 0..=32 {
+                for hms in ["000000", "235959", "240000", "006000", "000060", "120000"] {
+                    let s = format!("{yy}{mm:02}{dd:02}{hms}");
+                    let parsed = focusqa::sim::clock::parse_focus_time(&s).is_some();
+                    assert_eq!(re.is_match(&s), parsed, "{s}: pattern vs parser");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    for s in [
+        "",
+        "2510211200",
+        "25102112000000",
+        "25102112000a",
+        " 51021120000",
+    ] {
+        assert!(!re.is_match(s) && focusqa::sim::clock::parse_focus_time(s).is_none());
+    }
+    assert!(checked > 10_000);
+}
+
+/// Schema-valid requests schemathesis once saw rejected, and the rules JSON Schema cannot
+/// state: each answer is the documented one.
+#[tokio::test]
+async fn schema_and_validation_agree() {
+    let api = openapi();
+    let sim = start(0.01).await;
+    let f = Focus::new(&sim);
+    // "000000000000" is not a FocusTime (month 00): schema-invalid, and 400 as documented.
+    let mut b = live_body();
+    b["start_time"] = json!("000000000000");
+    b["end_time"] = json!("000000000000");
+    assert!(!api.check_component("ConfigureRequest", &b).is_empty());
+    assert_error_names(&f.configure(&b).await, 400, &["start_time"]);
+    let got = f
+        .get("/recordings?start_time=000000000000&end_time=000000000000")
+        .await;
+    assert_error_names(&got, 400, &["start_time"]);
+    // frequencyRange min == max: no band; schema-valid per field, 400 as the description says.
+    let mut b = live_body();
+    b["frequencyRange"] = json!({"min": 0, "max": 0});
+    assert!(
+        !api.check_component("ConfigureRequest", &b).is_empty(),
+        "max > 0"
+    );
+    let mut b = live_body();
+    b["frequencyRange"] = json!({"min": 100, "max": 100});
+    assert!(api.check_component("ConfigureRequest", &b).is_empty());
+    assert_error(
+        &f.configure(&b).await,
+        400,
+        "frequencyRange: min (100) must be less than max (100)",
+    );
+    let desc = api.doc()["components"]["schemas"]["FrequencyRange"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(desc.contains("min must be strictly less"), "{desc}");
+    // channels min == max is one channel: accepted.
+    let mut b = live_body();
+    b["channels"] = json!({"min": 7, "max": 7});
+    assert_eq!(f.configure(&b).await.0, 200);
+    // Bounds the schema states are the sim's bounds.
+    for (field, value) in [
+        ("channels", json!({"min": 0, "max": 2500})),
+        ("frequencyRange", json!({"min": 0, "max": 500.5})),
+        ("frequencyRange", json!({"min": -1, "max": 10})),
+    ] {
+        let mut b = live_body();
+        b[field] = value;
+        assert!(!api.check_component("ConfigureRequest", &b).is_empty());
+        assert_eq!(f.configure(&b).await.0, 400);
+    }
+    // Half-historic: schema-invalid (oneOf live/historic) and 400.
+    let mut b = live_body();
+    b["start_time"] = json!("251021120000");
+    assert!(!api.check_component("ConfigureRequest", &b).is_empty());
+    assert_eq!(f.configure(&b).await.0, 400);
+    // Integral numbers are integers for the schema and for the sim.
+    let mut b = live_body();
+    b["nfftSelection"] = json!(1024.0);
+    b["displayInfo"]["height"] = json!(1e20);
+    b["channels"] = json!({"min": 0.0, "max": 5.0});
+    assert!(api.check_component("ConfigureRequest", &b).is_empty());
+    assert_eq!(f.configure(&b).await.0, 200);
+    b["nfftSelection"] = json!(1024.5);
+    assert!(!api.check_component("ConfigureRequest", &b).is_empty());
+    assert_eq!(f.configure(&b).await.0, 422);
+    // Both names sent: both validated.
+    let mut b = live_body();
+    b["sensors"] = json!({"min": 0, "max": 9999});
+    assert!(!api.check_component("ConfigureRequest", &b).is_empty());
+    assert_error_names(&f.configure(&b).await, 400, &["sensors: max (9999)"]);
+    let mut b = live_body();
+    b["canvasInfo"] = json!({"height": "x"});
+    assert!(!api.check_component("ConfigureRequest", &b).is_empty());
+    assert_error_names(&f.configure(&b).await, 422, &["canvasInfo.height"]);
+    sim.shutdown().await;
+}
+
+/// Every status code the Focus API can answer for an operation is documented for it.
+#[test]
+fn every_operation_documents_body_errors() {
+    let doc = openapi().doc();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for code in [408, 413] {
+                assert!(
+                    openapi().response_schema(method, path, code).is_some(),
+                    "{method} {path} {code}"
+                );
+            }
+            let has_body = op.get("requestBody").is_some();
+            assert_eq!(
+                openapi().response_schema(method, path, 415).is_some(),
+                has_body,
+                "{method} {path}: 415 documented exactly where a JSON body is read"
+            );
+        }
+    }
+}

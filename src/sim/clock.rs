@@ -50,9 +50,10 @@ impl Clock {
     }
 }
 
-/// Parse a Focus time `yymmddHHMMSS` (UTC).
+/// Parse a Focus time `yymmddHHMMSS` (UTC): a real calendar date, seconds 00-59 (no leap
+/// second). `FocusTime` in `schemas/focus-server.openapi.yaml` has the same rules as a pattern.
 pub fn parse_focus_time(s: &str) -> Option<NaiveDateTime> {
-    if s.len() != 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.len() != 12 || !s.bytes().all(|b| b.is_ascii_digit()) || &s[10..] > "59" {
         return None;
     }
     NaiveDateTime::parse_from_str(s, "%y%m%d%H%M%S").ok()
@@ -107,4 +108,38 @@ pub fn uuid(rng: &mut StdRng) -> String {
 pub fn hex(rng: &mut StdRng, n: usize) -> String {
     const H: &[u8] = b"0123456789abcdef";
     (0..n).map(|_| H[rng.random_range(0..16)] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn focus_times() {
+        for ok in [
+            "251021120000",
+            "240229235959",
+            "000229000000",
+            "991231235959",
+            "250131000000",
+            "251130000000",
+        ] {
+            assert!(parse_focus_time(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "000000000000",
+            "250229000000",
+            "251131000000",
+            "251021120060",
+            "251021240000",
+            "251021126000",
+            "251321000000",
+            "25102112000",
+            "2510211200000",
+            "25102112000a",
+            "２５１０２１１２００００",
+        ] {
+            assert!(parse_focus_time(bad).is_none(), "{bad}");
+        }
+    }
 }

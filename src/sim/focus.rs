@@ -6,7 +6,7 @@ use super::Shared;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -25,6 +25,11 @@ pub fn reply(status: u16, body: Value) -> Response {
 
 pub fn detail(status: u16, msg: impl Into<String>) -> Response {
     reply(status, json!({"detail": msg.into()}))
+}
+
+/// `{"detail": ...}` error (for [`super::serve::read_body`]).
+pub fn error_response(status: u16, msg: &str) -> Response {
+    detail(status, msg)
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -84,10 +89,17 @@ async fn health(State(shared): S) -> Response {
 
 // ------------------------------------------------------------------ validation
 
+/// An integer, also written as an integral number (`1024.0`, `1e3`), as JSON Schema and
+/// pydantic read it; beyond i128 it saturates (still "an integer" for the range checks).
 fn as_int(v: &Value) -> Option<i128> {
     v.as_i64()
         .map(i128::from)
         .or_else(|| v.as_u64().map(i128::from))
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite() && f.fract() == 0.0)
+                .map(|f| f as i128)
+        })
 }
 
 /// Type/required checks (422), then range checks (400), in the documented order.
@@ -111,28 +123,45 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
         .ok_or_else(|| e422("nfftSelection is required".into()))?;
     let nfft = as_int(nfft).ok_or_else(|| e422("nfftSelection must be an integer".into()))?;
 
-    let (di_name, di) = pick(obj, "displayInfo", "canvasInfo")
-        .ok_or_else(|| e422("displayInfo (or legacy canvasInfo) is required".into()))?;
-    let di = di
-        .as_object()
-        .ok_or_else(|| e422(format!("{di_name} must be an object")))?;
-    let height = di
-        .get("height")
-        .ok_or_else(|| e422(format!("{di_name}.height is required")))?;
-    let height =
-        as_int(height).ok_or_else(|| e422(format!("{di_name}.height must be an integer")))?;
+    // Both the current and the legacy name are validated when both are sent; the current
+    // one is used.
+    let displays = present(obj, "displayInfo", "canvasInfo");
+    if displays.is_empty() {
+        return Err(e422(
+            "displayInfo (or legacy canvasInfo) is required".into(),
+        ));
+    }
+    let mut heights = Vec::new();
+    for (name, di) in displays {
+        let di = di
+            .as_object()
+            .ok_or_else(|| e422(format!("{name} must be an object")))?;
+        let height = di
+            .get("height")
+            .ok_or_else(|| e422(format!("{name}.height is required")))?;
+        let height =
+            as_int(height).ok_or_else(|| e422(format!("{name}.height must be an integer")))?;
+        heights.push((name, height));
+    }
+    let (di_name, height) = heights[0];
 
-    let (ch_name, ch) = pick(obj, "channels", "sensors")
-        .ok_or_else(|| e422("channels (or legacy sensors) is required".into()))?;
-    let ch = ch
-        .as_object()
-        .ok_or_else(|| e422(format!("{ch_name} must be an object")))?;
-    let mut ch_vals = [0i128; 2];
-    for (i, k) in ["min", "max"].iter().enumerate() {
-        let v = ch
-            .get(*k)
-            .ok_or_else(|| e422(format!("{ch_name}.{k} is required")))?;
-        ch_vals[i] = as_int(v).ok_or_else(|| e422(format!("{ch_name}.{k} must be an integer")))?;
+    let channel_sets = present(obj, "channels", "sensors");
+    if channel_sets.is_empty() {
+        return Err(e422("channels (or legacy sensors) is required".into()));
+    }
+    let mut channels = Vec::new();
+    for (name, ch) in channel_sets {
+        let ch = ch
+            .as_object()
+            .ok_or_else(|| e422(format!("{name} must be an object")))?;
+        let mut vals = [0i128; 2];
+        for (i, k) in ["min", "max"].iter().enumerate() {
+            let v = ch
+                .get(*k)
+                .ok_or_else(|| e422(format!("{name}.{k} is required")))?;
+            vals[i] = as_int(v).ok_or_else(|| e422(format!("{name}.{k} must be an integer")))?;
+        }
+        channels.push((name, vals));
     }
 
     let fr = obj
@@ -168,20 +197,22 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
 
     // --- 400: values
     let e400 = |m: String| (400u16, m);
-    let (cmin, cmax) = (ch_vals[0], ch_vals[1]);
-    if cmin < 0 {
-        return Err(e400(format!("{ch_name}: min ({cmin}) must be >= 0")));
+    for (ch_name, [cmin, cmax]) in &channels {
+        if *cmin < 0 {
+            return Err(e400(format!("{ch_name}: min ({cmin}) must be >= 0")));
+        }
+        if *cmax > i128::from(MAX_CHANNEL) {
+            return Err(e400(format!(
+                "{ch_name}: max ({cmax}) must be <= {MAX_CHANNEL} (highest channel)"
+            )));
+        }
+        if cmin > cmax {
+            return Err(e400(format!(
+                "{ch_name}: min ({cmin}) must not be greater than max ({cmax})"
+            )));
+        }
     }
-    if cmax > i128::from(MAX_CHANNEL) {
-        return Err(e400(format!(
-            "{ch_name}: max ({cmax}) must be <= {MAX_CHANNEL} (highest channel)"
-        )));
-    }
-    if cmin > cmax {
-        return Err(e400(format!(
-            "{ch_name}: min ({cmin}) must not be greater than max ({cmax})"
-        )));
-    }
+    let [cmin, cmax] = channels[0].1;
     let ((fmin, fmin_v), (fmax, fmax_v)) = (&fr_vals[0], &fr_vals[1]);
     if *fmin < 0.0 {
         return Err(e400(format!("frequencyRange: min ({fmin_v}) must be >= 0")));
@@ -208,8 +239,10 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
             "displayTimeAxisDuration must be > 0 (got {dtad})"
         )));
     }
-    if height <= 0 {
-        return Err(e400(format!("{di_name}.height must be > 0 (got {height})")));
+    for (name, height) in &heights {
+        if *height <= 0 {
+            return Err(e400(format!("{name}.height must be > 0 (got {height})")));
+        }
     }
     if vt != 0 && vt != 1 {
         return Err(e400(format!("view_type: {vt} is not a valid view type; allowed: 0 (MULTICHANNEL), 1 (SINGLECHANNEL)")));
@@ -243,7 +276,7 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
     let config = json!({
         "displayTimeAxisDuration": num(&obj["displayTimeAxisDuration"]),
         "nfftSelection": nfft as i64,
-        "displayInfo": {"height": num(&obj[di_name]["height"])},
+        "displayInfo": {"height": u64::try_from(height).map(Value::from).unwrap_or_else(|_| num(&obj[di_name]["height"]))},
         "channels": {"min": cmin as i64, "max": cmax as i64},
         "frequencyRange": {"min": fmin_v, "max": fmax_v},
         "start_time": times[0],
@@ -258,17 +291,57 @@ pub fn validate(body: &[u8]) -> Result<ValidConfig, (u16, String)> {
     })
 }
 
-fn pick<'a>(
+/// The present ones of (current name, legacy name), the current first.
+fn present<'a>(
     obj: &'a Map<String, Value>,
     name: &'static str,
     legacy: &'static str,
-) -> Option<(&'static str, &'a Value)> {
-    obj.get(name)
-        .map(|v| (name, v))
-        .or_else(|| obj.get(legacy).map(|v| (legacy, v)))
+) -> Vec<(&'static str, &'a Value)> {
+    [name, legacy]
+        .into_iter()
+        .filter_map(|n| obj.get(n).map(|v| (n, v)))
+        .collect()
 }
 
-async fn configure(State(shared): S, body: Result<Bytes, BytesRejection>) -> Response {
+/// JSON bodies need a JSON content type: `application/json` or `application/<x>+json`, any
+/// parameters (charset). No `Content-Type` at all is read as JSON, as FastAPI does; any other
+/// type answers 415.
+#[allow(clippy::result_large_err)]
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), Response> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let shown = String::from_utf8_lossy(ct.as_bytes()).into_owned();
+    let essence = shown
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    };
+    if json {
+        Ok(())
+    } else {
+        Err(detail(
+            415,
+            format!(
+                "Unsupported Media Type: Content-Type '{shown}'; the body must be application/json"
+            ),
+        ))
+    }
+}
+
+async fn configure(
+    State(shared): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = check_json_content_type(&headers) {
+        return r;
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -423,7 +496,14 @@ async fn get_faults(State(shared): S) -> Response {
     reply(200, shared.with(|st, _| st.faults.to_json()))
 }
 
-async fn put_faults(State(shared): S, body: Result<Bytes, BytesRejection>) -> Response {
+async fn put_faults(
+    State(shared): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = check_json_content_type(&headers) {
+        return r;
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => {

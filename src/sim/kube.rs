@@ -77,6 +77,18 @@ fn not_found(kind: Kind, name: &str) -> Response {
     status(404, "NotFound", &msg, Some(d))
 }
 
+/// A `Status` failure for a status code (for [`super::serve::read_body`]).
+pub fn error_response(code: u16, msg: &str) -> Response {
+    let reason = match code {
+        400 => "BadRequest",
+        408 => "Timeout",
+        413 => "RequestEntityTooLarge",
+        415 => "UnsupportedMediaType",
+        _ => "Unknown",
+    };
+    status(code, reason, msg, None)
+}
+
 fn bad_request(msg: &str) -> Response {
     status(400, "BadRequest", msg, None)
 }
@@ -355,20 +367,36 @@ async fn dispatch(
     match (method.clone(), target) {
         (m, Target::List { kind, ns }) if m == Method::GET || m == Method::HEAD => {
             let watch = legacy_watch || q.get("watch").is_some_and(|w| w == "true" || w == "1");
-            let (labels, fields) = match selectors(&q) {
+            let (labels, fields) = match selectors(&q, kind) {
                 Ok(s) => s,
                 Err(r) => return r,
             };
+            let timeout = match timeout_seconds(&q) {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
             if watch {
-                return watch_response(shared, kind, ns, labels, fields, &q);
+                return watch_response(shared, kind, ns, labels, fields, timeout, &q);
             }
             list(&shared, kind, ns.as_deref(), &labels, &fields, table)
         }
         (m, Target::Object { kind, ns, name }) if m == Method::GET || m == Method::HEAD => {
             if legacy_watch {
+                let timeout = match timeout_seconds(&q) {
+                    Ok(t) => t,
+                    Err(r) => return r,
+                };
                 let fields =
                     FieldSelector::parse(&format!("metadata.name={name}")).unwrap_or_default();
-                return watch_response(shared, kind, ns, LabelSelector::default(), fields, &q);
+                return watch_response(
+                    shared,
+                    kind,
+                    ns,
+                    LabelSelector::default(),
+                    fields,
+                    timeout,
+                    &q,
+                );
             }
             get_one(&shared, kind, ns.as_deref().unwrap_or(""), &name, table)
         }
@@ -382,7 +410,10 @@ async fn dispatch(
                     None,
                 );
             }
-            let opts = DeleteOpts::from(&q, &body);
+            let opts = match DeleteOpts::from(&q, &body) {
+                Ok(o) => o,
+                Err(r) => return r,
+            };
             let ns = ns.unwrap_or_default();
             let deleted = shared.with(|st, now| {
                 if opts.dry_run {
@@ -405,11 +436,14 @@ async fn dispatch(
                     None,
                 );
             }
-            let (labels, fields) = match selectors(&q) {
+            let (labels, fields) = match selectors(&q, kind) {
                 Ok(s) => s,
                 Err(r) => return r,
             };
-            let opts = DeleteOpts::from(&q, &body);
+            let opts = match DeleteOpts::from(&q, &body) {
+                Ok(o) => o,
+                Err(r) => return r,
+            };
             let items = shared.with(|st, now| {
                 let names: Vec<(String, String)> = st
                     .store
@@ -453,7 +487,10 @@ struct DeleteOpts {
 }
 
 impl DeleteOpts {
-    fn from(q: &HashMap<String, String>, body: &[u8]) -> Self {
+    /// From the query and the `DeleteOptions` body; an unknown `propagationPolicy` is a 422
+    /// `Invalid`, as the API server's validation answers.
+    #[allow(clippy::result_large_err)]
+    fn from(q: &HashMap<String, String>, body: &[u8]) -> Result<Self, Response> {
         let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let propagation = q
             .get("propagationPolicy")
@@ -474,20 +511,68 @@ impl DeleteOpts {
             || b.get("dryRun")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|x| x == "All"));
-        DeleteOpts {
+        if let Some(p) = propagation.as_deref() {
+            if !matches!(p, "Foreground" | "Background" | "Orphan") {
+                return Err(status(
+                    422,
+                    "Invalid",
+                    &format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\"", Value::String(p.to_string())),
+                    Some(json!({"group": "meta.k8s.io", "kind": "DeleteOptions", "causes": [{"reason": "FieldValueNotSupported", "field": "propagationPolicy"}]})),
+                ));
+            }
+        }
+        Ok(DeleteOpts {
             propagation,
             dry_run,
-        }
+        })
     }
 }
 
 #[allow(clippy::result_large_err)]
-fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), Response> {
+fn selectors(
+    q: &HashMap<String, String>,
+    kind: Kind,
+) -> Result<(LabelSelector, FieldSelector), Response> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad_request(&e))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
-        .map_err(|e| bad_request(&e))?;
+    let fields = FieldSelector::parse_for(
+        kind,
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+    )
+    .map_err(|e| bad_request(&e))?;
     Ok((labels, fields))
+}
+
+/// Longest watch the server keeps open, and the default (the API server's
+/// `--min-request-timeout`).
+pub const MAX_WATCH_SECS: u64 = 3600;
+pub const DEFAULT_WATCH_SECS: u64 = 1800;
+
+/// `timeoutSeconds`: absent or 0 = the default, capped at [`MAX_WATCH_SECS`]; anything but a
+/// non-negative integer is a 400 (as the API server's parameter decoding).
+#[allow(clippy::result_large_err)]
+fn timeout_seconds(q: &HashMap<String, String>) -> Result<Duration, Response> {
+    let Some(raw) = q.get("timeoutSeconds") else {
+        return Ok(Duration::from_secs(DEFAULT_WATCH_SECS));
+    };
+    let secs: u64 = match raw.trim().parse::<i128>() {
+        Ok(n) if n < 0 => {
+            return Err(bad_request(&format!(
+                "timeoutSeconds: Invalid value: {n}: must be greater than or equal to 0"
+            )))
+        }
+        Ok(0) => DEFAULT_WATCH_SECS,
+        Ok(n) => u64::try_from(n).unwrap_or(u64::MAX).min(MAX_WATCH_SECS),
+        Err(_) if raw.trim().bytes().all(|b| b.is_ascii_digit()) && !raw.trim().is_empty() => {
+            MAX_WATCH_SECS
+        }
+        Err(_) => {
+            return Err(bad_request(&format!(
+                "timeoutSeconds: Invalid value: \"{raw}\": must be an integer number of seconds"
+            )))
+        }
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn list_body(kind: Kind, items: Vec<Value>, rv: u64) -> Value {
@@ -871,6 +956,7 @@ fn watch_response(
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    timeout: Duration,
     q: &HashMap<String, String>,
 ) -> Response {
     let filter = Filter {
@@ -886,11 +972,6 @@ fn watch_response(
         .get("sendInitialEvents")
         .is_some_and(|v| v == "true" || v == "1");
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
     let resume_from = if send_initial || rv_param.is_empty() || rv_param == "0" {
         None
     } else {
@@ -936,7 +1017,9 @@ fn watch_response(
         rx,
         filter,
         last_rv,
-        deadline: now + timeout,
+        deadline: now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(MAX_WATCH_SECS)),
         bookmarks,
         next_bookmark: now + BOOKMARK_EVERY,
         shutdown: shared.shutdown_signal(),

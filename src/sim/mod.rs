@@ -11,7 +11,12 @@
 //!
 //! # Focus API behaviour (the contract specs are written against)
 //! Errors are JSON `{"detail": "..."}`; the schema is `schemas/focus-server.openapi.yaml`.
+//! Every request body is read within [`SimConfig::body_read_timeout`] (else 408 and the connection
+//! is closed) and up to 2 MiB (else 413); a request head must arrive within
+//! [`SimConfig::header_read_timeout`] (else the connection is closed). See [`serve`].
 //! `POST /configure` checks, first failure answers:
+//! 0. 415: a `Content-Type` that is not JSON (`application/json`, `application/<x>+json`); no
+//!    `Content-Type` at all is read as JSON (as FastAPI does).
 //! 1. 422: body not JSON / not an object, a required field missing or of the wrong JSON type
 //!    (`"channels.min must be an integer"`, `"displayInfo (or legacy canvasInfo) is required"`).
 //! 2. 400, in this order: channels (`"channels: min (60) must not be greater than max (50)"`,
@@ -23,7 +28,8 @@
 //!    `"view_type: 2 is not a valid view type; allowed: 0 (MULTICHANNEL), 1 (SINGLECHANNEL)"`,
 //!    `"start_time and end_time must both be set (historic) or both be null (live)"`,
 //!    `"start_time: 'x' is not a valid yymmddHHMMSS time (UTC)"`, `"end_time must be after start_time"`.
-//!    Legacy names (`sensors`, `canvasInfo`) are accepted and named as sent in messages.
+//!    Legacy names (`sensors`, `canvasInfo`) are accepted and named as sent in messages (when both
+//!    names are sent, both are validated). Integers may be written as integral numbers (`1024.0`).
 //! 3. 404: `"No live data: the live stream is not available"` /
 //!    `"No historic data: no recordings cover <start>..<end>"`.
 //! 4. 503: `"Capacity reached: <capacity> concurrent jobs are open"`, then
@@ -43,6 +49,7 @@ pub mod focus;
 pub mod kube;
 pub mod objects;
 pub mod selectors;
+pub mod serve;
 pub mod state;
 pub mod store;
 
@@ -72,6 +79,12 @@ pub struct SimConfig {
     pub port_range: (u16, u16),
     /// First part of job ids "<instance>-<seq>" (default 18).
     pub instance: u32,
+    /// Real time a client gets to send a request head (request line + headers), also the
+    /// longest a kept-alive connection may sit idle (default 10 s). Not time-scaled.
+    pub header_read_timeout: Duration,
+    /// Real time a client gets to send a whole request body (default 30 s); then 408 and the
+    /// connection is closed. Not time-scaled.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for SimConfig {
@@ -84,6 +97,8 @@ impl Default for SimConfig {
             stream_ip: "10.10.10.100".into(),
             port_range: (50051, 50350),
             instance: 18,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -202,6 +217,11 @@ pub async fn start(
             "port_range: first port must not be greater than the last",
         ));
     }
+    if config.header_read_timeout.is_zero() || config.body_read_timeout.is_zero() {
+        return Err(invalid(
+            "header_read_timeout and body_read_timeout must be greater than zero",
+        ));
+    }
     let focus_listener = tokio::net::TcpListener::bind(("127.0.0.1", focus_port)).await?;
     let kube_listener = tokio::net::TcpListener::bind(("127.0.0.1", kube_port)).await?;
     let focus_addr = focus_listener.local_addr()?;
@@ -218,19 +238,33 @@ pub async fn start(
     });
 
     let mut tasks = Vec::new();
+    let body_read = |error| serve::BodyRead {
+        timeout: config.body_read_timeout,
+        limit: serve::BODY_LIMIT,
+        error,
+    };
     for (listener, app) in [
-        (focus_listener, focus::router(shared.clone())),
-        (kube_listener, kube::router(shared.clone())),
+        (
+            focus_listener,
+            focus::router(shared.clone()).layer(axum::middleware::from_fn_with_state(
+                body_read(focus::error_response),
+                serve::read_body,
+            )),
+        ),
+        (
+            kube_listener,
+            kube::router(shared.clone()).layer(axum::middleware::from_fn_with_state(
+                body_read(kube::error_response),
+                serve::read_body,
+            )),
+        ),
     ] {
-        let mut rx = shared.shutdown_signal();
-        tasks.push(tokio::spawn(async move {
-            let signal = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await;
-        }));
+        tasks.push(tokio::spawn(serve::serve(
+            listener,
+            app,
+            config.header_read_timeout,
+            shared.shutdown_signal(),
+        )));
     }
     tasks.push(tokio::spawn(timer_task(shared.clone())));
 

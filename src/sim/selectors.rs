@@ -1,5 +1,6 @@
 //! Kubernetes label and field selectors (the subset `kubectl` and `kube` send).
 
+use super::store::Kind;
 use serde_json::Value;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -10,6 +11,8 @@ enum LabelReq {
     NotIn(String, Vec<String>),
     Exists(String),
     NotExists(String),
+    Gt(String, i64),
+    Lt(String, i64),
 }
 
 /// A parsed label selector; empty matches everything.
@@ -42,17 +45,51 @@ fn split_top(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn valid_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 317
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?` of at most `max` characters.
+fn valid_name(n: &str, max: usize) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= max
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// A DNS-1123 subdomain: lowercase labels joined by dots, at most 253 characters.
+fn valid_subdomain(p: &str) -> bool {
+    p.len() <= 253
+        && p.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
+/// A label key: `[prefix/]name`, prefix a DNS subdomain, name at most 63 characters.
+fn valid_key(k: &str) -> bool {
+    match k.split('/').collect::<Vec<_>>().as_slice() {
+        [name] => valid_name(name, 63),
+        [prefix, name] => valid_subdomain(prefix) && valid_name(name, 63),
+        _ => false,
+    }
+}
+
+/// A label value: empty or a name of at most 63 characters.
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.is_empty() || valid_name(v, 63)
+}
+
+fn parse_int(key: &str, v: &str) -> Result<i64, String> {
+    v.trim().parse::<i64>().map_err(|_| {
+        format!(
+            "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer (key '{key}', value '{}')",
+            v.trim()
+        )
+    })
 }
 
 fn parse_set(key: &str, rest: &str) -> Result<Vec<String>, String> {
@@ -91,6 +128,10 @@ impl LabelSelector {
                 LabelReq::Eq(k.trim().to_string(), v.trim().to_string())
             } else if let Some((k, v)) = part.split_once('=') {
                 LabelReq::Eq(k.trim().to_string(), v.trim().to_string())
+            } else if let Some((k, v)) = part.split_once('>') {
+                LabelReq::Gt(k.trim().to_string(), parse_int(k.trim(), v)?)
+            } else if let Some((k, v)) = part.split_once('<') {
+                LabelReq::Lt(k.trim().to_string(), parse_int(k.trim(), v)?)
             } else if let Some(idx) = part.find(" notin ").or_else(|| part.find(" notin(")) {
                 let k = part[..idx].trim().to_string();
                 let vals = parse_set(&k, &part[idx + 6..])?;
@@ -107,7 +148,9 @@ impl LabelSelector {
                 LabelReq::In(k, _)
                 | LabelReq::NotIn(k, _)
                 | LabelReq::Exists(k)
-                | LabelReq::NotExists(k) => (k, None),
+                | LabelReq::NotExists(k)
+                | LabelReq::Gt(k, _)
+                | LabelReq::Lt(k, _) => (k, None),
             };
             if !valid_key(key) {
                 return Err(format!(
@@ -136,7 +179,70 @@ impl LabelSelector {
             LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
             LabelReq::Exists(k) => get(k).is_some(),
             LabelReq::NotExists(k) => get(k).is_none(),
+            LabelReq::Gt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            LabelReq::Lt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         })
+    }
+}
+
+/// Field selectors each kind supports, as the real API server (any other field answers 400
+/// `field label not supported: <field>`).
+pub fn supported_fields(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Pod => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        Kind::Job => &["metadata.name", "metadata.namespace", "status.successful"],
+        Kind::Event => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        Kind::Node => &["metadata.name", "spec.unschedulable"],
+        Kind::Namespace => &["metadata.name", "status.phase"],
+    }
+}
+
+/// The string a field selector compares for `field` of `obj` (unset = "", as the server's
+/// field sets; booleans and counters default to "false" / "0").
+fn field_value(obj: &Value, field: &str) -> String {
+    let (path, default) = match field {
+        "status.successful" => ("status.succeeded", "0"),
+        "source" => ("source.component", ""),
+        "spec.hostNetwork" | "spec.unschedulable" => (field, "false"),
+        _ => (field, ""),
+    };
+    let mut cur = Some(obj);
+    for seg in path.split('.') {
+        cur = cur.and_then(|c| c.get(seg));
+    }
+    match cur {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => default.to_string(),
+        Some(v) => v.to_string(),
     }
 }
 
@@ -145,6 +251,7 @@ impl LabelSelector {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
+    /// Syntax only; see [`FieldSelector::parse_for`] for the fields a kind supports.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -168,6 +275,16 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
+    /// Parse, then reject fields `kind` does not support (as the API server: 400).
+    pub fn parse_for(kind: Kind, s: &str) -> Result<Self, String> {
+        let sel = Self::parse(s)?;
+        let ok = supported_fields(kind);
+        if let Some((path, _, _)) = sel.0.iter().find(|(p, _, _)| !ok.contains(&p.as_str())) {
+            return Err(format!("field label not supported: {path}"));
+        }
+        Ok(sel)
+    }
+
     /// The value required for `path` by an equality requirement, if any.
     pub fn required(&self, path: &str) -> Option<&str> {
         self.0
@@ -177,18 +294,9 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(path, eq, want)| {
-            let mut cur = Some(obj);
-            for seg in path.split('.') {
-                cur = cur.and_then(|c| c.get(seg));
-            }
-            let got = match cur {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(v) => v.to_string(),
-            };
-            (got == *want) == *eq
-        })
+        self.0
+            .iter()
+            .all(|(path, eq, want)| (field_value(obj, path) == *want) == *eq)
     }
 }
 
@@ -221,6 +329,76 @@ mod tests {
         }
         assert!(LabelSelector::parse("app in x").is_err());
         assert!(LabelSelector::parse("a b=c").is_err());
+        let n = json!({"metadata": {"labels": {"rank": "3", "app": "x"}}});
+        for (sel, want) in [
+            ("rank>2", true),
+            ("rank>3", false),
+            ("rank<4", true),
+            ("app>1", false),
+            ("missing<9", false),
+        ] {
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&n),
+                want,
+                "{sel}"
+            );
+        }
+        for ok in [
+            "focus.example.com/job-id=a",
+            "app=",
+            "a.b_c-d=e.f_g-h",
+            "x in (a, b)",
+        ] {
+            assert!(LabelSelector::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "-a=b",
+            "a-=b",
+            "a=-b",
+            "a=b_",
+            "a/b/c",
+            "/a",
+            "Example.com/a",
+            "a>b",
+            "x<",
+            "=b",
+            "!",
+            "a in ()",
+            "a in (b",
+            "a in (-b)",
+        ] {
+            assert!(LabelSelector::parse(bad).is_err(), "{bad}");
+        }
+        assert!(LabelSelector::parse(&format!("{}=x", "k".repeat(63))).is_ok());
+        assert!(LabelSelector::parse(&format!("{}=x", "k".repeat(64))).is_err());
+        assert!(LabelSelector::parse(&format!("k={}", "v".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn field_selectors_per_kind() {
+        for kind in [
+            Kind::Pod,
+            Kind::Job,
+            Kind::Event,
+            Kind::Node,
+            Kind::Namespace,
+        ] {
+            for f in supported_fields(kind) {
+                assert!(FieldSelector::parse_for(kind, &format!("{f}=x")).is_ok());
+            }
+            let e = FieldSelector::parse_for(kind, "spec.foo=x").unwrap_err();
+            assert_eq!(e, "field label not supported: spec.foo");
+        }
+        assert!(FieldSelector::parse_for(Kind::Job, "status.phase=Running").is_err());
+        assert!(FieldSelector::parse_for(Kind::Node, "metadata.namespace=x").is_err());
+        // Mapped and defaulted fields.
+        let job = json!({"status": {"succeeded": 1}});
+        let sel = |k, s| FieldSelector::parse_for(k, s).unwrap();
+        assert!(sel(Kind::Job, "status.successful=1").matches(&job));
+        assert!(sel(Kind::Job, "status.successful=0").matches(&json!({"status": {}})));
+        let ev = json!({"source": {"component": "kubelet"}});
+        assert!(sel(Kind::Event, "source=kubelet").matches(&ev));
+        assert!(sel(Kind::Pod, "spec.hostNetwork=false").matches(&json!({"spec": {}})));
     }
 
     #[test]

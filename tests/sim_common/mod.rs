@@ -100,9 +100,13 @@ impl OpenApi {
             .get(tmpl)?
             .get(method.to_ascii_lowercase())?;
         let responses = op.get("responses")?;
-        let resp = responses
+        let mut resp = responses
             .get(status.to_string())
             .or_else(|| responses.get("default"))?;
+        // A shared response: `$ref: '#/components/responses/X'`.
+        if let Some(r) = resp.get("$ref").and_then(Value::as_str) {
+            resp = self.doc.pointer(r.strip_prefix('#')?)?;
+        }
         resp.pointer("/content/application~1json/schema").cloned()
     }
 
@@ -176,10 +180,25 @@ impl Focus {
     /// Send a request with an optional raw body; returns (status, JSON body). Every response
     /// must be JSON and conform to the OpenAPI document.
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        self.send(method, path, body, Some("application/json"))
+            .await
+    }
+
+    /// As [`Focus::raw`] with a chosen `Content-Type` for the body (None = no header).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: Option<&str>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(m, format!("{}{}", self.base, path));
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            req = req.body(b);
         }
         let resp = req
             .send()

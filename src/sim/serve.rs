@@ -1,0 +1,141 @@
+//! The simulator's HTTP serving: an accept loop with hyper's HTTP/1 header-read timeout (a
+//! client that never finishes its request head is dropped; this also bounds idle keep-alive
+//! connections) and [`read_body`], a middleware that reads every request body under a total
+//! deadline and a size limit, so a client trickling a half-sent body is answered 408 and
+//! disconnected instead of holding a connection forever.
+//!
+//! `axum::serve` has no such knobs, hence this loop (same shape: one task per connection,
+//! graceful shutdown waits for the connections in flight).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use futures::StreamExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Largest request body either API reads (as axum's default limit).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Serves `app` on `listener` until `shutdown` turns true, then waits for open connections to
+/// finish (idle ones close at once; watches end on the same signal).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|v| *v) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Per-connection errors (reset before accept) are not fatal; others
+                // (EMFILE, ...) are retried after a pause, as axum::serve does.
+                if !is_connection_error(&e) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// How [`read_body`] reads bodies and renders its errors (in each API's own error format).
+#[derive(Clone)]
+pub struct BodyRead {
+    pub timeout: Duration,
+    pub limit: usize,
+    /// (status, message) -> the API's error response.
+    pub error: fn(u16, &str) -> Response,
+}
+
+/// Middleware: buffers the request body within `timeout` (total, not per chunk) and `limit`
+/// bytes, then hands the buffered request on. 408 (connection closed) when the body does not
+/// arrive in time, 413 when it is too large, 400 when it breaks off.
+pub async fn read_body(State(cfg): State<BodyRead>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || {
+        close((cfg.error)(
+            413,
+            &format!("request body is larger than {} bytes", cfg.limit),
+        ))
+    };
+    if declared.is_some_and(|n| n > cfg.limit as u64) {
+        return too_large();
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Some(e.to_string()))?;
+            if buf.len().saturating_add(chunk.len()) > cfg.limit {
+                return Err(None);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok::<_, Option<String>>(buf)
+    };
+    match tokio::time::timeout(cfg.timeout, read).await {
+        Err(_) => close((cfg.error)(
+            408,
+            &format!(
+                "request body not received within {} ms",
+                cfg.timeout.as_millis()
+            ),
+        )),
+        Ok(Err(None)) => too_large(),
+        Ok(Err(Some(e))) => close((cfg.error)(
+            400,
+            &format!("request body could not be read: {e}"),
+        )),
+        Ok(Ok(buf)) => {
+            next.run(Request::from_parts(parts, Body::from(Bytes::from(buf))))
+                .await
+        }
+    }
+}
+
+/// The response with `Connection: close` (the rest of the request is never read).
+fn close(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
