@@ -238,6 +238,7 @@ pub fn encoded_forms(secret: &str) -> Vec<String> {
     let bytes = secret.as_bytes();
     for (padded, bare) in [(STANDARD, STANDARD_NO_PAD), (URL_SAFE, URL_SAFE_NO_PAD)] {
         out.push(padded.encode(bytes));
+        out.push(bare.encode(bytes));
         // At byte offsets 0, 1 and 2 inside a longer encoded text: the characters that depend
         // on the secret's bytes alone.
         for shift in 0..3usize {
