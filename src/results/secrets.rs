@@ -322,6 +322,24 @@ impl Secrets {
         }
     }
 
+    /// Adds a value found under a sensitive name (a header, a URL parameter, a JSON field):
+    /// like an `env.*` value, only when it is not a number, a boolean or a duration.
+    pub fn add_learnt(&self, value: &str) {
+        if env_value_is_secret(value) {
+            self.add(value);
+        }
+    }
+
+    /// Adds every string inside a JSON value found under a sensitive name (see [`Secrets::add_learnt`]).
+    fn add_learnt_value(&self, v: &Value) {
+        match v {
+            Value::String(s) => self.add_learnt(s),
+            Value::Array(a) => a.iter().for_each(|x| self.add_learnt_value(x)),
+            Value::Object(m) => m.values().for_each(|x| self.add_learnt_value(x)),
+            _ => {}
+        }
+    }
+
     /// Adds every string (and number) inside a JSON value, e.g. a variable marked secret.
     pub fn add_value(&self, v: &Value) {
         match v {
@@ -338,18 +356,18 @@ impl Secrets {
         if !is_secret_header(name) {
             return;
         }
-        self.add(value);
+        self.add_learnt(value);
         if name.to_ascii_lowercase().contains("cookie") {
             for part in value.split(';') {
                 if let Some((_, v)) = part.split_once('=') {
-                    self.add(v.trim());
+                    self.add_learnt(v.trim());
                 }
             }
         }
         // `Bearer <token>`, `Basic <base64>`: the credential alone too.
         if let Some((scheme, cred)) = value.trim().split_once(' ') {
             if scheme.chars().all(|c| c.is_ascii_alphabetic()) {
-                self.add(cred.trim());
+                self.add_learnt(cred.trim());
             }
         }
     }
@@ -425,8 +443,16 @@ impl Secrets {
         }
         report.specs.iter().for_each(|s| harvest_spec(self, s));
         let m = self.matcher();
-        if let Some(u) = &mut report.target.base_url {
+        let t = &mut report.target;
+        if let Some(u) = &mut t.base_url {
             *u = m.redact(&redact_url(u), false).into_owned();
+        }
+        for s in [&mut t.name, &mut t.kind]
+            .into_iter()
+            .chain(t.kube_namespace.as_mut())
+            .chain(t.capabilities.iter_mut())
+        {
+            m.redact_string(s);
         }
         for s in &mut report.specs {
             apply_spec(&m, s);
@@ -448,6 +474,8 @@ impl Secrets {
 struct Matcher {
     ac: Option<AhoCorasick>,
     patterns: Vec<String>,
+    /// The secrets themselves (a JSON number equal to one is hidden too).
+    raw: BTreeSet<String>,
     values: usize,
 }
 
@@ -462,6 +490,7 @@ impl Matcher {
         Matcher {
             ac,
             patterns,
+            raw: values.clone(),
             values: values.len(),
         }
     }
@@ -535,6 +564,9 @@ impl Matcher {
     fn redact_json(&self, v: &mut Value) {
         match v {
             Value::String(s) => self.redact_string(s),
+            Value::Number(n) if self.raw.contains(&n.to_string()) => {
+                *v = Value::String(REDACTED.into())
+            }
             Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json(x)),
             Value::Object(m) => {
                 let needs_key = m
@@ -563,15 +595,15 @@ fn harvest_url(secrets: &Secrets, url: &str) {
     if let Some(c) = URL_USERINFO.captures(url) {
         let info = &c[2];
         let decoded = percent_decode_str(info).decode_utf8_lossy();
-        secrets.add(&decoded);
+        secrets.add_learnt(&decoded);
         if let Some((_, pw)) = decoded.split_once(':') {
-            secrets.add(pw);
+            secrets.add_learnt(pw);
         }
     }
     for c in SECRET_QUERY.captures_iter(url) {
         let raw = c[2].replace('+', " ");
-        secrets.add(&percent_decode_str(&raw).decode_utf8_lossy());
-        secrets.add(&c[2]);
+        secrets.add_learnt(&percent_decode_str(&raw).decode_utf8_lossy());
+        secrets.add_learnt(&c[2]);
     }
 }
 
@@ -580,8 +612,8 @@ fn harvest_json_text(secrets: &Secrets, text: &str) {
         if is_secret_key(&c[1]) {
             let raw = &c[3];
             match serde_json::from_str::<Value>(raw) {
-                Ok(v) => secrets.add_value(&v),
-                Err(_) => secrets.add(raw.trim_matches('"')),
+                Ok(v) => secrets.add_learnt_value(&v),
+                Err(_) => secrets.add_learnt(raw.trim_matches('"')),
             }
         }
     }
@@ -592,7 +624,7 @@ fn harvest_json(secrets: &Secrets, v: &Value) {
         Value::Object(m) => {
             for (k, x) in m {
                 if is_secret_key(k) {
-                    secrets.add_value(x);
+                    secrets.add_learnt_value(x);
                 } else {
                     harvest_json(secrets, x);
                 }
@@ -606,7 +638,7 @@ fn harvest_json(secrets: &Secrets, v: &Value) {
 
 fn harvest_named(secrets: &Secrets, name: &str, v: &Value) {
     if is_secret_key(name) {
-        secrets.add_value(v);
+        secrets.add_learnt_value(v);
     } else {
         harvest_json(secrets, v);
     }
@@ -895,11 +927,11 @@ mod tests {
 
     #[test]
     fn values_and_keys_inside_json() {
-        let s = set(&["s3cr3t-token"]);
-        let v = json!({"a": ["x s3cr3t-token", 1], "s3cr3t-token": true});
+        let s = set(&["s3cr3t-token", "918273"]);
+        let v = json!({"a": ["x s3cr3t-token", 1], "s3cr3t-token": true, "pin": 918273});
         assert_eq!(
             s.redact_value(&v),
-            json!({"a": ["x [redacted]", 1], "[redacted]": true})
+            json!({"a": ["x [redacted]", 1], "[redacted]": true, "pin": "[redacted]"})
         );
     }
 
@@ -931,14 +963,17 @@ mod tests {
         s.add_header("Cookie", "session=abcd1234; theme=dark");
         s.add_header("X-Trace", "not-a-secret");
         s.add_header("Authorization", "Bearer tok-9876");
+        // Numbers and the like under sensitive names are too generic to hide everywhere.
+        s.add_header("X-Session-Id", "12345");
+        harvest_json_text(&s, r#"{"token": true, "password": "none"}"#);
         harvest_url(&s, "https://bob:hunter22@h/x?api_key=k%2Fey1&b=plain-value");
         harvest_json_text(&s, r#"{"token": "json-token", "other": "visible"}"#);
         let out = s.redact_str(
-            "abcd1234 not-a-secret tok-9876 hunter22 k/ey1 plain-value json-token visible",
+            "abcd1234 not-a-secret tok-9876 hunter22 k/ey1 plain-value json-token visible 12345 none",
         );
         assert_eq!(
             out,
-            "[redacted] not-a-secret [redacted] [redacted] [redacted] plain-value [redacted] visible"
+            "[redacted] not-a-secret [redacted] [redacted] [redacted] plain-value [redacted] visible 12345 none"
         );
     }
 }
