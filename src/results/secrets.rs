@@ -32,7 +32,12 @@ use percent_encoding::{
 use regex::Regex;
 use serde_json::Value;
 
-use super::{RunReport, SpecResult, StepResult};
+use indexmap::IndexMap;
+
+use super::{
+    AssertionResult, Attachment, CaseResult, FanoutStats, PollInfo, RequestExcerpt,
+    ResponseExcerpt, RunReport, SpecResult, StepResult, ThresholdResult,
+};
 
 /// What replaces a secret in results and reports.
 pub const REDACTED: &str = "[redacted]";
@@ -561,6 +566,20 @@ impl Matcher {
         }
     }
 
+    /// Redacts a map's keys (two keys redacted alike: the later entry wins) and, with `f`, its values.
+    fn redact_map<V>(&self, map: &mut IndexMap<String, V>, f: impl Fn(&Matcher, &mut V)) {
+        if map
+            .keys()
+            .any(|k| matches!(self.redact(k, false), Cow::Owned(_)))
+        {
+            let old = std::mem::take(map);
+            for (k, v) in old {
+                map.insert(self.redact(&k, false).into_owned(), v);
+            }
+        }
+        map.values_mut().for_each(|v| f(self, v));
+    }
+
     fn redact_json(&self, v: &mut Value) {
         match v {
             Value::String(s) => self.redact_string(s),
@@ -738,15 +757,6 @@ fn name_rules_step(s: &mut StepResult) {
     }
 }
 
-/// Body excerpts are cut at a size limit: a secret cut there is hidden by what is left of it.
-fn redact_cut_body(m: &Matcher, body: &mut Option<String>, cut: bool) {
-    if let Some(b) = body {
-        if let Cow::Owned(r) = m.redact(b, cut) {
-            *b = r;
-        }
-    }
-}
-
 fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
     // Name rules first: they leave markers the value rules never touch.
     for c in &mut spec.cases {
@@ -765,44 +775,199 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
     if m.is_empty() {
         return;
     }
-    // Bodies cut at the excerpt size may end in the start of a secret.
-    for s in spec
-        .cases
-        .iter_mut()
-        .flat_map(|c| c.steps.iter_mut().chain(c.cleanup.iter_mut()))
+    // Then every string of the result (map keys too). The structs are destructured without
+    // `..`: a field added to the model does not compile until it is redacted here.
+    let SpecResult {
+        id,
+        title,
+        description,
+        file,
+        line: _,
+        covers,
+        tags,
+        requires,
+        status: _,
+        skip_reason,
+        started_at: _,
+        start_offset_ms: _,
+        duration_ms: _,
+        cases,
+    } = spec;
+    for s in [id, title, file]
+        .into_iter()
+        .chain(covers)
+        .chain(tags)
+        .chain(requires)
     {
-        if let Some(r) = &mut s.request {
-            let cut = r
-                .body
-                .as_ref()
-                .is_some_and(|b| b.len() + 64 >= crate::engine::http::EXCERPT_BYTES);
-            redact_cut_body(m, &mut r.body, cut);
-        }
-        if let Some(r) = &mut s.response {
-            let cut = r.truncated;
-            redact_cut_body(m, &mut r.body, cut);
-        }
+        m.redact_string(s);
     }
-    // Then every string of the result, whatever field it is in (map keys too).
-    match serde_json::to_value(&*spec) {
-        Ok(mut v) => {
-            m.redact_json(&mut v);
-            match serde_json::from_value::<SpecResult>(v) {
-                Ok(back) => *spec = back,
-                Err(e) => scrub(spec, &format!("results could not be redacted: {e}")),
-            }
+    for s in [description, skip_reason].into_iter().flatten() {
+        m.redact_string(s);
+    }
+    for c in cases {
+        let CaseResult {
+            name,
+            description,
+            status: _,
+            duration_ms: _,
+            message,
+            location,
+            vars,
+            steps,
+            cleanup,
+        } = c;
+        m.redact_string(name);
+        for s in [description, message, location].into_iter().flatten() {
+            m.redact_string(s);
         }
-        Err(e) => scrub(spec, &format!("results could not be redacted: {e}")),
+        m.redact_map(vars, |m, v| m.redact_json(v));
+        steps
+            .iter_mut()
+            .chain(cleanup.iter_mut())
+            .for_each(|s| apply_step(m, s));
     }
 }
 
-/// Never reached in practice: a result that cannot be redacted is replaced by its outline.
-fn scrub(spec: &mut SpecResult, why: &str) {
-    for c in &mut spec.cases {
-        c.message = Some(why.to_string());
-        c.vars.clear();
-        c.steps.clear();
-        c.cleanup.clear();
+fn apply_step(m: &Matcher, s: &mut StepResult) {
+    let StepResult {
+        name,
+        kind,
+        line: _,
+        status: _,
+        duration_ms: _,
+        message,
+        request,
+        response,
+        assertions,
+        poll,
+        captures,
+        fanout,
+        attachments,
+    } = s;
+    m.redact_string(name);
+    m.redact_string(kind);
+    if let Some(msg) = message {
+        m.redact_string(msg);
+    }
+    let headers = |h: &mut Vec<(String, String)>| {
+        for (k, v) in h.iter_mut() {
+            m.redact_string(k);
+            m.redact_string(v);
+        }
+    };
+    if let Some(RequestExcerpt {
+        method,
+        url,
+        headers: h,
+        body,
+    }) = request
+    {
+        m.redact_string(method);
+        m.redact_string(url);
+        headers(h);
+        // An excerpt cut at the size limit may end in the start of a secret.
+        if let Some(b) = body {
+            let cut = b.len() + 64 >= crate::engine::http::EXCERPT_BYTES;
+            if let Cow::Owned(r) = m.redact(b, cut) {
+                *b = r;
+            }
+        }
+    }
+    if let Some(ResponseExcerpt {
+        status: _,
+        headers: h,
+        body,
+        truncated,
+        elapsed_ms: _,
+    }) = response
+    {
+        headers(h);
+        if let Some(b) = body {
+            if let Cow::Owned(r) = m.redact(b, *truncated) {
+                *b = r;
+            }
+        }
+    }
+    for a in assertions {
+        let AssertionResult {
+            line: _,
+            subject,
+            op,
+            expected,
+            actual,
+            passed: _,
+            message,
+        } = a;
+        m.redact_string(subject);
+        m.redact_string(op);
+        m.redact_json(expected);
+        if let Some(v) = actual {
+            m.redact_json(v);
+        }
+        if let Some(msg) = message {
+            m.redact_string(msg);
+        }
+    }
+    if let Some(PollInfo {
+        attempts: _,
+        elapsed_ms: _,
+        interval_ms: _,
+        timeout_ms: _,
+        satisfied: _,
+        simulated_elapsed_ms: _,
+        last_mismatch,
+    }) = poll
+    {
+        if let Some(t) = last_mismatch {
+            m.redact_string(t);
+        }
+    }
+    m.redact_map(captures, |m, v| m.redact_json(v));
+    if let Some(FanoutStats {
+        count: _,
+        concurrency: _,
+        started: _,
+        succeeded: _,
+        failed: _,
+        by_reason,
+        duration_ms: _,
+        throughput_per_s: _,
+        steps,
+        captures,
+        thresholds,
+        sample_failures,
+        cleanup_failures: _,
+    }) = fanout
+    {
+        // Reasons that differ only by a secret are one reason once it is hidden.
+        if by_reason
+            .keys()
+            .any(|k| matches!(m.redact(k, false), Cow::Owned(_)))
+        {
+            for (k, n) in std::mem::take(by_reason) {
+                *by_reason
+                    .entry(m.redact(&k, false).into_owned())
+                    .or_default() += n;
+            }
+        }
+        m.redact_map(steps, |_, _| {});
+        m.redact_map(captures, |m, vals| {
+            vals.iter_mut().for_each(|v| m.redact_json(v))
+        });
+        for ThresholdResult {
+            expr,
+            value,
+            passed: _,
+        } in thresholds
+        {
+            m.redact_string(expr);
+            m.redact_string(value);
+        }
+        sample_failures.iter_mut().for_each(|t| m.redact_string(t));
+    }
+    for Attachment { title, body } in attachments {
+        m.redact_string(title);
+        m.redact_string(body);
     }
 }
 
@@ -955,6 +1120,57 @@ mod tests {
         assert!(is_secret_header("X-Auth-Token"));
         assert!(is_secret_header("Cookie"));
         assert!(!is_secret_header("Content-Type"));
+    }
+
+    #[test]
+    fn every_string_of_a_spec_result() {
+        let t = "s3cr3t-value";
+        let b64 = STANDARD.encode(t);
+        let request = json!({"method": "GET", "url": format!("http://h/{t}?q={t}"),
+                             "headers": [["X-Plain", t]], "body": format!("{{\"a\":\"{b64}\"}}")});
+        let response = json!({"status": 200, "headers": [["x-echo", format!("Basic {b64}")]],
+                              "body": format!("xx {}", &t[..8]), "truncated": true, "elapsed_ms": 1.0});
+        let assertion = json!({"line": 3, "subject": "$.a", "op": "equals", "expected": [t],
+                               "actual": {"k": t}, "passed": false, "message": t});
+        let poll = json!({"attempts": 2, "elapsed_ms": 1.0, "interval_ms": 1.0, "timeout_ms": 1.0,
+                          "satisfied": false, "last_mismatch": format!("last {t}")});
+        let fanout = json!({"count": 2, "concurrency": 2, "started": 2, "succeeded": 0, "failed": 2,
+                            "by_reason": {format!("error: {t}"): 1, "error: [redacted]": 1},
+                            "duration_ms": 1.0, "throughput_per_s": 0.0, "steps": {},
+                            "captures": {"c": [t, t]},
+                            "thresholds": [{"expr": t, "value": t, "passed": false}],
+                            "sample_failures": [format!("iteration 0: {t}")]});
+        let step = json!({"name": "s", "kind": "http", "line": 2, "status": "failed",
+                          "duration_ms": 1.0, "request": request, "response": response,
+                          "assertions": [assertion], "poll": poll, "captures": {"c": t},
+                          "fanout": fanout,
+                          "attachments": [{"title": t, "body": format!("token: {t}")}]});
+        let case = json!({"name": t, "status": "failed", "duration_ms": 1.0,
+                          "message": format!("found {t}"), "vars": {"pw": t, t: 1},
+                          "steps": [step]});
+        let mut spec: SpecResult = serde_json::from_value(json!({
+            "id": "x", "title": format!("title {t}"), "file": "f.yaml", "line": 1,
+            "status": "failed", "started_at": "2026-01-01T00:00:00Z", "duration_ms": 1.0,
+            "skip_reason": t, "cases": [case]
+        }))
+        .unwrap();
+        set(&[t]).redact_spec(&mut spec);
+        let text = serde_json::to_string(&spec).unwrap();
+        assert!(
+            !text.contains(t) && !text.contains(&b64) && !text.contains("s3cr3t-v"),
+            "{text}"
+        );
+        let fanout = spec.cases[0].steps[0].fanout.as_ref().unwrap();
+        assert_eq!(fanout.by_reason.get("error: [redacted]"), Some(&2));
+        assert_eq!(
+            spec.cases[0].steps[0]
+                .response
+                .as_ref()
+                .unwrap()
+                .body
+                .as_deref(),
+            Some("xx [redacted]")
+        );
     }
 
     #[test]
