@@ -915,12 +915,10 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         timeout_ms: _,
         satisfied: _,
         simulated_elapsed_ms: _,
-        last_mismatch,
+        last_mismatch: Some(t),
     }) = poll
     {
-        if let Some(t) = last_mismatch {
-            m.redact_string(t);
-        }
+        m.redact_string(t);
     }
     m.redact_map(captures, |m, v| m.redact_json(v));
     if let Some(FanoutStats {
