@@ -279,3 +279,37 @@ fn secrets_names_unknown_variables_are_spec_errors() {
         "{text}"
     );
 }
+
+#[test]
+fn a_secret_learnt_in_a_later_spec_leaves_earlier_specs_too() {
+    let srv = start();
+    let p = Project::new(&srv.url);
+    // `a` sees the session without knowing it is secret; `b`, run after it, marks it secret.
+    p.spec(
+        "a.yaml",
+        "id: a\ntitle: a\nsteps:\n  - http: {path: /echo}\n    capture: {s: $.session}\n",
+    );
+    p.spec(
+        "b.yaml",
+        "id: b\ntitle: b\nsteps:\n  - http: {path: /echo}\n    capture: {s: {path: $.session, secret: true}}\n",
+    );
+    let out = focusqa(p.path(), &["run", "--jobs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // `a` finished first (before the session was known to be secret).
+    let console = stdout(&out);
+    let first = console.lines().find(|l| l.starts_with("[1/2]")).unwrap();
+    assert!(first.contains(" a ("), "{console}");
+    let text = std::fs::read_to_string(p.path().join("reports/results.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["specs"][0]["id"], "a");
+    assert_eq!(
+        r["specs"][0]["cases"][0]["steps"][0]["captures"]["s"],
+        "[redacted]"
+    );
+    assert!(!text.contains(SESSION), "{text}");
+    assert!(
+        !std::fs::read_to_string(p.path().join("reports/summary.html"))
+            .unwrap()
+            .contains(SESSION)
+    );
+}
