@@ -26,13 +26,12 @@ use std::sync::{Arc, LazyLock, Mutex};
 use aho_corasick::AhoCorasick;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use indexmap::IndexMap;
 use percent_encoding::{
     percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC,
 };
 use regex::Regex;
 use serde_json::Value;
-
-use indexmap::IndexMap;
 
 use super::{
     AssertionResult, Attachment, CaseResult, FanoutStats, PollInfo, RequestExcerpt,
@@ -104,10 +103,33 @@ pub fn is_secret_key(name: &str) -> bool {
     )
 }
 
-static SECRET_QUERY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)([?&;][^=&#;]*(?:token|secret|passw(?:or)?d|api[-_]?key|signature|sig|auth|session|credential)[^=&#;]*=)([^&#;]*)")
-        .expect("static regex")
-});
+/// Query parameter names whose values are secrets: `sig`, or names containing `token`,
+/// `secret`, `password`/`passwd`, `api-key`/`api_key`/`apikey`, `signature`, `auth` (not
+/// `author`), `session`, `credential` (case ignored).
+pub fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "sig"
+        || (n.contains("auth") && !n.contains("author"))
+        || n.contains("authorization")
+        || [
+            "token",
+            "secret",
+            "password",
+            "passwd",
+            "api-key",
+            "api_key",
+            "apikey",
+            "signature",
+            "session",
+            "credential",
+        ]
+        .iter()
+        .any(|k| n.contains(k))
+}
+
+/// A query parameter: separator, name, value.
+static QUERY_PARAM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"([?&;])([^=&#;?]*)=([^&#;]*)").expect("static regex"));
 static URL_USERINFO: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(://)([^/@\s]+)@").expect("static regex"));
 /// `"key": value` in JSON text (also in a truncated excerpt, which does not parse).
@@ -119,9 +141,17 @@ static JSON_FIELD: LazyLock<Regex> = LazyLock::new(|| {
 /// A URL with its user-info and secret-looking query parameters hidden.
 pub fn redact_url(url: &str) -> String {
     let u = URL_USERINFO.replace(url, format!("${{1}}{REDACTED}@"));
-    SECRET_QUERY
-        .replace_all(&u, format!("${{1}}{REDACTED}"))
-        .into_owned()
+    let Some(q) = u.find('?') else {
+        return u.into_owned();
+    };
+    let query = QUERY_PARAM.replace_all(&u[q..], |c: &regex::Captures| {
+        if is_secret_param(&c[2]) {
+            format!("{}{}={REDACTED}", &c[1], &c[2])
+        } else {
+            c[0].to_string()
+        }
+    });
+    format!("{}{query}", &u[..q])
 }
 
 /// JSON text with the values of secret-looking fields hidden.
@@ -619,10 +649,13 @@ fn harvest_url(secrets: &Secrets, url: &str) {
             secrets.add_learnt(pw);
         }
     }
-    for c in SECRET_QUERY.captures_iter(url) {
-        let raw = c[2].replace('+', " ");
-        secrets.add_learnt(&percent_decode_str(&raw).decode_utf8_lossy());
-        secrets.add_learnt(&c[2]);
+    let Some(q) = url.find('?') else { return };
+    for c in QUERY_PARAM.captures_iter(&url[q..]) {
+        if is_secret_param(&c[2]) {
+            let raw = c[3].replace('+', " ");
+            secrets.add_learnt(&percent_decode_str(&raw).decode_utf8_lossy());
+            secrets.add_learnt(&c[3]);
+        }
     }
 }
 
@@ -1103,6 +1136,10 @@ mod tests {
         assert_eq!(
             redact_url("https://u:p@h/x?a=1&token=abc&b=2"),
             "https://[redacted]@h/x?a=1&token=[redacted]&b=2"
+        );
+        assert_eq!(
+            redact_url("http://h/p;x=1?design=a&author=b&sig=c&X-Amz-Signature=d#f"),
+            "http://h/p;x=1?design=a&author=b&sig=[redacted]&X-Amz-Signature=[redacted]#f"
         );
         assert_eq!(
             redact_json_text(r#"{"user": "a", "password": "p\"w", "n": [{"api_key": 12}]}"#),
