@@ -7,6 +7,10 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod secrets;
+
+pub use secrets::{is_secret_header, Secrets, REDACTED};
+
 /// Outcome of a spec, case or step. Ordered by severity for `worst`.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -266,28 +270,6 @@ impl AssertionResult {
     pub fn details(&self) -> Option<&str> {
         self.message.as_deref().filter(|m| m.contains('\n'))
     }
-}
-
-/// Header names whose values never appear in results or reports (engine and HTML alike).
-pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || [
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "api-key",
-        "apikey",
-        "api_key",
-        "session",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|k| n.contains(k))
 }
 
 /// A short one-line rendering of a JSON value.

@@ -45,14 +45,15 @@ fn terr(message: impl Into<String>) -> TemplateError {
 }
 
 /// `env.NAME` reads environment variables lazily; a missing one is undefined (an error).
+/// Every value read is a secret: it is recorded so that reports redact it.
 #[derive(Debug)]
 struct EnvObject;
 
 impl Object for EnvObject {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
-        key.as_str()
-            .and_then(|k| std::env::var(k).ok())
-            .map(MjValue::from)
+        let v = key.as_str().and_then(|k| std::env::var(k).ok())?;
+        crate::results::secrets::note_env_value(&v);
+        Some(MjValue::from(v))
     }
 }
 

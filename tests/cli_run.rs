@@ -80,7 +80,7 @@ fn passing_spec_polls_captures_and_cleans_up() {
     // the Authorization header is redacted in the report
     let hdrs = steps[0]["request"]["headers"].to_string();
     assert!(
-        hdrs.contains("<redacted>") && !hdrs.contains("s3cr3t-token"),
+        hdrs.contains("[redacted]") && !hdrs.contains("s3cr3t-token"),
         "{hdrs}"
     );
     assert_eq!(

@@ -4,8 +4,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{redact, ExecError, Observation};
-use crate::results::is_secret_header;
+use super::{ExecError, Observation};
 use crate::results::{RequestExcerpt, ResponseExcerpt};
 use crate::spec::HttpRequest;
 use crate::template::Scope;
@@ -50,16 +49,13 @@ pub async fn execute(
         headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
         headers.push((k.clone(), scope.render_str(v)?));
     }
+    // Excerpts keep what was sent: secrets are redacted from the whole result when the spec
+    // finishes (crate::results::secrets). Sensitive headers are learnt here already, so their
+    // values also leave fan-out iterations, whose step results are not kept.
     for (k, v) in &headers {
         rb = rb.header(k.as_str(), v.as_str());
-        shown_headers.push((
-            k.clone(),
-            if is_secret_header(k) {
-                "<redacted>".into()
-            } else {
-                redact(v, &target.secrets)
-            },
-        ));
+        target.secrets.add_header(k, v);
+        shown_headers.push((k.clone(), v.clone()));
     }
     if !req.query.is_empty() {
         let mut q = Vec::new();
@@ -78,11 +74,11 @@ pub async fn execute(
     if let Some(j) = &req.json {
         let j = scope.render_value(j)?;
         let text = serde_json::to_string(&j).map_err(|e| ExecError::spec(e.to_string()))?;
-        body_shown = Some(excerpt(&redact(&text, &target.secrets)).0);
+        body_shown = Some(excerpt(&text).0);
         rb = rb.header("content-type", "application/json").body(text);
     } else if let Some(b) = &req.body {
         let b = scope.render_str(b)?;
-        body_shown = Some(excerpt(&redact(&b, &target.secrets)).0);
+        body_shown = Some(excerpt(&b).0);
         rb = rb.body(b);
     }
     if let Some(t) = &req.timeout {
@@ -93,7 +89,7 @@ pub async fn execute(
         .map_err(|e| ExecError::spec(format!("cannot build the request to {url}: {e}")))?;
     let shown = RequestExcerpt {
         method: req.method.as_str().into(),
-        url: redact(request.url().as_str(), &target.secrets),
+        url: request.url().to_string(),
         headers: shown_headers,
         body: body_shown,
     };
@@ -132,20 +128,11 @@ pub async fn execute(
     let elapsed = t0.elapsed();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let doc = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
-    let (body_excerpt, truncated) = excerpt(&redact(&text, &target.secrets));
-    let shown_resp_headers = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                if is_secret_header(k) {
-                    "<redacted>".into()
-                } else {
-                    v.clone()
-                },
-            )
-        })
-        .collect();
+    let (body_excerpt, truncated) = excerpt(&text);
+    for (k, v) in &headers {
+        target.secrets.add_header(k, v);
+    }
+    let shown_resp_headers = headers.clone();
     Ok(Observation {
         status: Some(status),
         headers,

@@ -180,6 +180,8 @@ pub struct Ctx {
     pub spec_id: String,
     pub spec_file: String,
     pub spec_dir: PathBuf,
+    /// The spec's `secrets:`: variables (and captures) whose values are secrets.
+    pub secret_vars: Vec<String>,
     /// When progress was last reported (starts at the spec's start).
     pub last_progress: std::sync::Mutex<Instant>,
 }
@@ -199,8 +201,24 @@ impl Ctx {
         *last = now;
         let _ = tx.send(Event::Progress {
             spec_id: self.spec_id.clone(),
-            message,
+            message: self.target.secrets.redact_str(&message),
         });
+    }
+
+    /// Adds the values of captures marked `secret: true` (or named in the spec's `secrets:`) to
+    /// the run's secrets, so reports redact them wherever they appear.
+    pub fn note_secret_captures(
+        &self,
+        captures: &indexmap::IndexMap<String, crate::spec::Capture>,
+        values: &indexmap::IndexMap<String, Value>,
+    ) {
+        for (name, cap) in captures {
+            if cap.is_secret() || self.secret_vars.contains(name) {
+                if let Some(v) = values.get(name) {
+                    self.target.secrets.add_value(v);
+                }
+            }
+        }
     }
 }
 
@@ -296,8 +314,10 @@ impl Engine {
                         });
                     }
                     let offset = ms(t0.elapsed());
-                    let mut res = run_spec(&spec, target, cancel, events.clone()).await;
+                    let mut res = run_spec(&spec, target.clone(), cancel, events.clone()).await;
                     res.start_offset_ms = offset;
+                    // Secrets leave the result before any reporter sees it.
+                    res.redact(&target.secrets);
                     if fail_fast && matches!(res.status, Status::Failed | Status::Error) {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -320,7 +340,7 @@ impl Engine {
             });
         }
         let interrupted = self.cancel.is_cancelled();
-        RunReport {
+        let mut report = RunReport {
             tool: "focusqa".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             target: self.target.info.clone(),
@@ -330,7 +350,11 @@ impl Engine {
             totals: Totals::from_specs(&results),
             specs: results,
             coverage: None,
-        }
+        };
+        // Again over the whole report: a secret learnt late (a capture in a later spec) also
+        // leaves the specs that finished before.
+        report.redact(&self.target.secrets);
+        report
     }
 }
 
@@ -448,6 +472,7 @@ async fn run_spec(
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
+        secret_vars: spec.secrets.clone(),
         last_progress: std::sync::Mutex::new(Instant::now()),
     };
     let cases: Vec<Option<&Case>> = if spec.cases.is_empty() {
@@ -539,15 +564,17 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
             return cr;
         }
     };
+    for name in &spec.secrets {
+        if let Some(v) = scope.get(name) {
+            ctx.target.secrets.add_value(v);
+        }
+    }
     if let Some(c) = case {
+        // As used; redacted with the rest of the result when the spec finishes.
         cr.vars = c
             .vars
             .keys()
-            .filter_map(|k| {
-                scope
-                    .get(k)
-                    .map(|v| (k.clone(), redact_value(v, &ctx.target.secrets)))
-            })
+            .filter_map(|k| scope.get(k).map(|v| (k.clone(), v.clone())))
             .collect();
     }
     let (steps, status) = step::run_steps(&spec.steps, &mut scope, ctx, false).await;
@@ -576,31 +603,6 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
     }
     cr.duration_ms = ms(t0.elapsed());
     cr
-}
-
-/// Replaces secret values inside a JSON value.
-pub fn redact_value(v: &Value, secrets: &[String]) -> Value {
-    match v {
-        Value::String(s) => Value::String(redact(s, secrets)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(x, secrets)).collect()),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| (k.clone(), redact_value(x, secrets)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// Replaces secret values inside a text.
-pub fn redact(s: &str, secrets: &[String]) -> String {
-    let mut out = s.to_string();
-    for sec in secrets {
-        if !sec.is_empty() && out.contains(sec.as_str()) {
-            out = out.replace(sec.as_str(), "<redacted>");
-        }
-    }
-    out
 }
 
 /// Convenience for steps that produce a StepResult without running anything.

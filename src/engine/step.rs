@@ -299,6 +299,7 @@ impl Step {
                     // Capture even after a failed expectation: cleanup may need the job id.
                     let cap_errors =
                         self.capture_into(&obs, scope, &mut res, attempts, spec_elapsed);
+                    ctx.note_secret_captures(&self.capture, &res.captures);
                     res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty()
                     {
                         Status::Passed
@@ -439,7 +440,11 @@ fn mismatch_text(obs: &Observation, asserts: &[crate::results::AssertionResult])
     let mut s = fails.join("; ");
     if let Some(r) = &obs.response {
         if let Some(b) = &r.body {
-            let b: String = b.chars().take(300).collect();
+            // `…` marks the cut (redaction also hides a secret cut there).
+            let mut b: String = b.chars().take(300).collect();
+            if b.len() < r.body.as_ref().map_or(0, String::len) {
+                b.push('…');
+            }
             s.push_str(&format!(" [last response {}: {}]", r.status, b));
         }
     }

@@ -4,17 +4,16 @@
 //! files have the same names overrides them one by one (a page, the layout, the macros or the
 //! stylesheet). Logic lives here: the templates receive a serialisable view model with
 //! everything precomputed (formatted durations, labels, chart geometry, filter options), plus
-//! the whole (re-redacted) `report` for template authors who want more.
+//! the whole `report` for template authors who want more. Secrets are already redacted in the
+//! results model (`crate::results::secrets`), so nothing here redacts again.
 //!
 //! Auto-escaping: minijinja escapes every expression in templates whose name ends in `.html`
 //! (checked by a test); templates never use `|safe` on data.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 use minijinja::{Environment, UndefinedBehavior};
-use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -168,7 +167,7 @@ fn environment(templates: Option<&Path>) -> Result<Environment<'static>, String>
 
 #[derive(Serialize)]
 struct Context {
-    /// The report itself, with secrets redacted again (for template authors).
+    /// The report itself (already redacted), for template authors.
     report: RunReport,
     run: RunView,
     summary: SummaryView,
@@ -573,8 +572,7 @@ struct Column {
 // ---------------------------------------------------------------------------------------------
 
 fn context(report: &RunReport) -> Context {
-    let mut report = report.clone();
-    redact_report(&mut report);
+    let report = report.clone();
     let mut anchors = Anchors::default();
     let spec_anchor: HashMap<String, String> = report
         .specs
@@ -1547,119 +1545,17 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// JSON bodies pretty-printed (with secret-looking fields redacted), others as they are.
+/// JSON bodies pretty-printed, others as they are.
 fn pretty_body(b: &str) -> String {
     let t = b.trim_start();
     if t.starts_with('{') || t.starts_with('[') {
-        if let Ok(mut v) = serde_json::from_str::<Value>(b) {
-            redact_json(&mut v);
+        if let Ok(v) = serde_json::from_str::<Value>(b) {
             if let Ok(p) = serde_json::to_string_pretty(&v) {
                 return p;
             }
         }
     }
     b.to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redaction (the model is already redacted; this is a second line of defence)
-// ---------------------------------------------------------------------------------------------
-
-pub const REDACTED: &str = "[redacted]";
-
-static SECRET_QUERY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)([?&;][^=&#;]*(?:token|secret|passw(?:or)?d|api[-_]?key|signature|sig|auth|session|credential)[^=&#;]*=)[^&#;]*")
-        .expect("static regex")
-});
-static URL_USERINFO: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(://)[^/@\s]+@").expect("static regex"));
-
-fn is_secret_key(name: &str) -> bool {
-    let n: String = name
-        .to_ascii_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    matches!(
-        n.as_str(),
-        "password"
-            | "passwd"
-            | "secret"
-            | "token"
-            | "accesstoken"
-            | "refreshtoken"
-            | "idtoken"
-            | "apikey"
-            | "authorization"
-            | "clientsecret"
-            | "cookie"
-            | "bearer"
-    )
-}
-
-pub fn redact_url(url: &str) -> String {
-    let u = URL_USERINFO.replace(url, format!("${{1}}{REDACTED}@"));
-    SECRET_QUERY
-        .replace_all(&u, format!("${{1}}{REDACTED}"))
-        .into_owned()
-}
-
-fn redact_headers(h: &mut [(String, String)]) {
-    for (k, v) in h.iter_mut() {
-        if crate::results::is_secret_header(k) {
-            *v = REDACTED.to_string();
-        }
-    }
-}
-
-fn redact_json(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m.iter_mut() {
-                if is_secret_key(k) && !x.is_null() {
-                    *x = Value::String(REDACTED.into());
-                } else {
-                    redact_json(x);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(redact_json),
-        _ => {}
-    }
-}
-
-fn redact_step(s: &mut StepResult) {
-    if let Some(r) = &mut s.request {
-        redact_headers(&mut r.headers);
-        r.url = redact_url(&r.url);
-    }
-    if let Some(r) = &mut s.response {
-        redact_headers(&mut r.headers);
-    }
-    for (k, v) in s.captures.iter_mut() {
-        if is_secret_key(k) {
-            *v = Value::String(REDACTED.into());
-        }
-    }
-}
-
-fn redact_report(r: &mut RunReport) {
-    if let Some(u) = &mut r.target.base_url {
-        *u = redact_url(u);
-    }
-    for spec in &mut r.specs {
-        for case in &mut spec.cases {
-            for (k, v) in case.vars.iter_mut() {
-                if is_secret_key(k) {
-                    *v = Value::String(REDACTED.into());
-                }
-            }
-            case.steps
-                .iter_mut()
-                .chain(case.cleanup.iter_mut())
-                .for_each(redact_step);
-        }
-    }
 }
 
 /// Unique, valid HTML ids.
@@ -1754,25 +1650,6 @@ mod tests {
         assert_eq!(b.first().unwrap().0, "1–1.2 s");
         assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), 2);
         assert_eq!(range_buckets(&[5.0]).len(), 1);
-    }
-
-    #[test]
-    fn secrets_are_redacted() {
-        use crate::results::is_secret_header;
-        assert!(is_secret_header("Authorization"));
-        assert!(is_secret_header("X-Auth-Token"));
-        assert!(is_secret_header("Cookie"));
-        assert!(!is_secret_header("Content-Type"));
-        assert_eq!(
-            redact_url("https://u:p@h/x?a=1&token=abc&b=2"),
-            "https://[redacted]@h/x?a=1&token=[redacted]&b=2"
-        );
-        let mut v = serde_json::json!({"user": "a", "password": "p", "nested": [{"api_key": "k"}]});
-        redact_json(&mut v);
-        assert_eq!(
-            v,
-            serde_json::json!({"user": "a", "password": "[redacted]", "nested": [{"api_key": "[redacted]"}]})
-        );
     }
 
     #[test]

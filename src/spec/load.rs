@@ -353,8 +353,20 @@ fn check(
     }
     collect_captures(&spec.steps, &mut known);
     collect_captures(&spec.cleanup, &mut known);
-    known.extend(BUILTIN_VARS.iter().map(|s| s.to_string()));
     known.extend(target_vars.iter().cloned());
+    // `secrets:` names variables or captures of this spec (or of the target).
+    for (i, name) in spec.secrets.iter().enumerate() {
+        if !known.contains(name) {
+            let mut cands: Vec<&str> = known.iter().map(String::as_str).collect();
+            cands.sort();
+            out.push((
+                index.get(&format!("secrets[{i}]")),
+                format!("`secrets` names `{name}`, which is no variable or capture of this spec"),
+                did_you_mean(name, cands.iter().copied()),
+            ));
+        }
+    }
+    known.extend(BUILTIN_VARS.iter().map(|s| s.to_string()));
     known.extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
 
     check_steps(&spec.steps, "steps", index, &mut out);

@@ -85,6 +85,10 @@ pub struct Spec {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Value>")]
     pub vars: VarMap,
+    /// Names of variables whose values are secrets, redacted from every report: spec or case
+    /// `vars`, target `vars` and captures of these names (`secrets: [password, token]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// Table-driven cases: each case runs all steps with its own variables and is one JUnit testcase.
     #[serde(default)]
     pub cases: Vec<Case>,
@@ -875,6 +879,17 @@ pub struct CaptureSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub default: Option<Value>,
+    /// The captured value is a secret: redacted from every report (in this and later steps and
+    /// specs), wherever it shows up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+}
+
+impl Capture {
+    /// Marked `secret: true` (long form only).
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Capture::Detailed(d) if d.secret)
+    }
 }
 
 /// A key that is present is `Some`, even when its value is `null` (serde would say `None`).

@@ -50,8 +50,9 @@ pub struct Target {
     /// Root URL of the simulator's control API (`<focus>/sim`), when this target is a simulator.
     pub sim_url: Option<String>,
     pub kube: Option<kube::KubeTarget>,
-    /// Secret values to redact from reports.
-    pub secrets: Vec<String>,
+    /// The run's secret values, redacted from every report (shared: grows during the run with
+    /// `env.*` values, sensitive headers, secret captures and variables).
+    pub secrets: crate::results::Secrets,
     sim: Option<SimHandle>,
 }
 
@@ -216,18 +217,24 @@ impl Target {
             capabilities.insert(Capability::Kubernetes);
         }
 
-        // Default headers are templates over the environment (tokens); their values are secrets.
+        // Default headers are templates over the environment (tokens): the values of templated
+        // or sensitive headers are secrets (`env.*` values are secrets anyway).
         let scope = Scope::default();
         let mut headers = Vec::new();
-        let mut secrets = Vec::new();
+        let secrets = crate::results::Secrets::new();
         for (k, v) in &cfg.headers {
             let value = scope
                 .render_str(v)
                 .map_err(|e| invalid(format!("header `{k}`: {e}")))?;
-            if crate::template::is_template(v) || crate::results::is_secret_header(k) {
-                secrets.push(value.clone());
+            if crate::template::is_template(v) {
+                secrets.add(&value);
             }
+            secrets.add_header(k, &value);
             headers.push((k.clone(), value));
+        }
+        if let Some(u) = &base_url {
+            // A password in the base URL (`https://user:pw@host`) is a secret too.
+            secrets.add_url(u);
         }
         let http = build_http_client(cfg, config, timeout).map_err(invalid)?;
         let sim_url = if capabilities.contains(&Capability::Simulator) {
@@ -255,7 +262,7 @@ impl Target {
         let info = TargetInfo {
             name: name.to_string(),
             kind: kind.into(),
-            base_url: base_url.clone(),
+            base_url: base_url.as_deref().map(crate::results::secrets::redact_url),
             capabilities: capabilities
                 .iter()
                 .map(|c| c.as_str().to_string())
@@ -279,7 +286,7 @@ impl Target {
             },
             sim_url,
             kube,
-            secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
+            secrets,
             sim,
         })
     }
