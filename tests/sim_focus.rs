@@ -707,7 +707,10 @@ async fn faults_merge_validate_and_reset() {
         "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s)",
     );
     let (s, v) = f.faults(json!({"consumer_delay_s": [20, 40]})).await;
-    assert_eq!((s, v["consumer_delay_s"].clone()), (200, json!([20.0, 40.0])));
+    assert_eq!(
+        (s, v["consumer_delay_s"].clone()),
+        (200, json!([20.0, 40.0]))
+    );
     for bad in [json!([40, 20]), json!([1]), json!([-1, 2]), json!("20s")] {
         assert_error(
             &f.faults(json!({"consumer_delay_s": bad})).await,
@@ -715,7 +718,10 @@ async fn faults_merge_validate_and_reset() {
             "consumer_delay_s must be [min, max] seconds with 0 <= min <= max <= 3600, or null",
         );
     }
-    assert_eq!(f.faults(json!({"consumer_delay_s": null})).await.1["consumer_delay_s"], json!(null));
+    assert_eq!(
+        f.faults(json!({"consumer_delay_s": null})).await.1["consumer_delay_s"],
+        json!(null)
+    );
     assert_error(
         &f.faults(json!({"live_data": "no"})).await,
         400,

@@ -119,6 +119,7 @@ pub fn latency_stats(mut v: Vec<f64>) -> LatencyStats {
         max: v[v.len() - 1],
         histogram,
         measure: String::new(),
+        held_samples: Vec::new(),
     }
 }
 
@@ -161,6 +162,19 @@ fn step_time(r: &StepResult) -> (f64, Measure) {
     }
 }
 
+/// One step's figure in one iteration.
+struct Sample {
+    step: String,
+    time: f64,
+    measure: Measure,
+    last_request: Option<f64>,
+    /// A poll whose condition held (its time is a readiness sample for the reports).
+    held: bool,
+}
+
+/// Times of successful polls kept per step for the readiness distribution (bounded).
+const MAX_HELD_SAMPLES: usize = 10_000;
+
 /// What one iteration left behind.
 struct IterationOutcome {
     index: usize,
@@ -168,7 +182,7 @@ struct IterationOutcome {
     status: Status,
     reason: Option<String>,
     /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
-    latencies: Vec<(String, f64, Option<f64>, Measure)>,
+    latencies: Vec<Sample>,
     captures: IndexMap<String, Value>,
     cleanup_failed: bool,
 }
@@ -311,13 +325,17 @@ pub async fn execute(
                     continue;
                 }
                 let (time, measure) = step_time(r);
-                let last_request = r
-                    .poll
-                    .as_ref()
-                    .and(r.response.as_ref())
-                    .map(|x| x.elapsed_ms);
-                out.latencies
-                    .push((r.name.clone(), time, last_request, measure));
+                out.latencies.push(Sample {
+                    step: r.name.clone(),
+                    time,
+                    measure,
+                    last_request: r
+                        .poll
+                        .as_ref()
+                        .and(r.response.as_ref())
+                        .map(|x| x.elapsed_ms),
+                    held: r.poll.as_ref().is_some_and(|p| p.satisfied),
+                });
                 for (k, v) in &r.captures {
                     out.captures.insert(k.clone(), v.clone());
                 }
@@ -403,6 +421,7 @@ fn aggregate(
     let mut per_step: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut last_request: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut measures: IndexMap<String, Measure> = IndexMap::new();
+    let mut held: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut captures: IndexMap<String, Vec<Value>> = IndexMap::new();
     let mut sample_failures = Vec::new();
     for o in outcomes {
@@ -412,11 +431,17 @@ fn aggregate(
                 sample_failures.push(format!("iteration {}: {r}", o.index));
             }
         }
-        for (name, l, req, measure) in &o.latencies {
-            per_step.entry(name.clone()).or_default().push(*l);
-            measures.insert(name.clone(), *measure);
-            if let Some(req) = req {
-                last_request.entry(name.clone()).or_default().push(*req);
+        for sm in &o.latencies {
+            per_step.entry(sm.step.clone()).or_default().push(sm.time);
+            measures.insert(sm.step.clone(), sm.measure);
+            if let Some(req) = sm.last_request {
+                last_request.entry(sm.step.clone()).or_default().push(req);
+            }
+            if sm.held {
+                let v = held.entry(sm.step.clone()).or_default();
+                if v.len() < MAX_HELD_SAMPLES {
+                    v.push(sm.time);
+                }
             }
         }
         for (k, v) in &o.captures {
@@ -445,6 +470,7 @@ fn aggregate(
                 let measure = measures.get(&k).copied().unwrap_or(Measure::RequestLatency);
                 let mut st = latency_stats(v);
                 st.measure = measure.label().into();
+                st.held_samples = held.shift_remove(&k).unwrap_or_default();
                 (k, st)
             })
             .collect(),
