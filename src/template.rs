@@ -27,10 +27,108 @@ pub const BUILTIN_FUNCS: &[&str] = &[
     "dict",
     "debug",
     "namespace",
-    "lipsum",
-    "cycler",
-    "joiner",
 ];
+
+/// minijinja's filters as built here (features `builtins` and `json`; no `urlencode`).
+pub const BUILTIN_FILTERS: &[&str] = &[
+    "safe",
+    "escape",
+    "e",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "replace",
+    "length",
+    "count",
+    "dictsort",
+    "items",
+    "reverse",
+    "trim",
+    "join",
+    "split",
+    "lines",
+    "default",
+    "d",
+    "round",
+    "abs",
+    "int",
+    "float",
+    "attr",
+    "first",
+    "last",
+    "min",
+    "max",
+    "sort",
+    "list",
+    "string",
+    "bool",
+    "batch",
+    "slice",
+    "sum",
+    "indent",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "map",
+    "groupby",
+    "unique",
+    "chain",
+    "zip",
+    "pprint",
+    "format",
+    "tojson",
+];
+
+/// minijinja's tests (`x is defined`).
+pub const BUILTIN_TESTS: &[&str] = &[
+    "undefined",
+    "defined",
+    "none",
+    "safe",
+    "escaped",
+    "boolean",
+    "odd",
+    "even",
+    "divisibleby",
+    "number",
+    "integer",
+    "int",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "startingwith",
+    "endingwith",
+    "lower",
+    "upper",
+    "sameas",
+    "eq",
+    "equalto",
+    "==",
+    "ne",
+    "!=",
+    "lt",
+    "lessthan",
+    "<",
+    "le",
+    "<=",
+    "gt",
+    "greaterthan",
+    ">",
+    "ge",
+    ">=",
+    "in",
+    "true",
+    "false",
+    "filter",
+    "test",
+];
+
+/// Methods values have at run time (only `loop.changed()`/`loop.cycle()`: no Python methods).
+const BUILTIN_METHODS: &[&str] = &["changed", "cycle"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -67,6 +165,9 @@ pub fn focus_format(t: chrono::DateTime<Utc>) -> String {
     t.format("%y%m%d%H%M%S").to_string()
 }
 
+/// The largest time offset `now()`/`focus_time()` accept.
+const MAX_OFFSET: std::time::Duration = std::time::Duration::from_secs(100 * 366 * 24 * 3600);
+
 fn offset(spec: Option<String>) -> Result<ChronoDuration, MjError> {
     let Some(s) = spec else {
         return Ok(ChronoDuration::zero());
@@ -76,33 +177,74 @@ fn offset(spec: Option<String>) -> Result<ChronoDuration, MjError> {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let d = crate::spec::parse_duration(body)
-        .map_err(|e| MjError::new(ErrorKind::InvalidOperation, e))?;
+    let d = crate::spec::parse_duration_max(body, MAX_OFFSET).map_err(|e| {
+        MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("time offset: {e}").replace("at most 36600 days", "at most 100 years"),
+        )
+    })?;
     let d = ChronoDuration::from_std(d)
         .map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
     Ok(if neg { -d } else { d })
 }
+
+/// Now plus an offset, without overflowing chrono's range.
+fn now_plus(off: Option<String>) -> Result<chrono::DateTime<Utc>, MjError> {
+    let o = offset(off)?;
+    Utc::now().checked_add_signed(o).ok_or_else(|| {
+        MjError::new(
+            ErrorKind::InvalidOperation,
+            "time offset leaves the representable range of dates",
+        )
+    })
+}
+
+/// Checks a strftime format before it is used (chrono panics when displaying a bad one).
+pub fn check_time_format(fmt: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(fmt).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "invalid time format `{fmt}` (strftime specifiers such as %Y-%m-%dT%H:%M:%SZ)"
+        ));
+    }
+    Ok(())
+}
+
+/// Template limits: instructions per render, nesting depth, merge depth.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+pub const TEMPLATE_RECURSION: usize = 100;
+pub const MAX_MERGE_DEPTH: usize = 64;
 
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Bounded rendering: a runaway loop runs out of fuel, deep nesting hits the limit.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         // now(fmt="%Y-%m-%dT%H:%M:%SZ", offset="-10m")
         env.add_function(
             "now",
             |fmt: Option<String>, off: Option<String>| -> Result<String, MjError> {
-                let t = Utc::now() + offset(off)?;
-                Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ"))
-                    .to_string())
+                let fmt = fmt.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ");
+                check_time_format(fmt).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e))?;
+                let t = now_plus(off)?;
+                let mut out = String::new();
+                use std::fmt::Write;
+                write!(out, "{}", t.format(fmt)).map_err(|_| {
+                    MjError::new(
+                        ErrorKind::InvalidOperation,
+                        format!("invalid time format `{fmt}`"),
+                    )
+                })?;
+                Ok(out)
             },
         );
         // focus_time("-10m") -> "251021120000" (UTC, yymmddHHMMSS)
         env.add_function(
             "focus_time",
-            |off: Option<String>| -> Result<String, MjError> {
-                Ok(focus_format(Utc::now() + offset(off)?))
-            },
+            |off: Option<String>| -> Result<String, MjError> { Ok(focus_format(now_plus(off)?)) },
         );
         env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
         // merge(base, patch): deep merge of maps (patch wins), for table-driven payloads.
@@ -110,7 +252,7 @@ fn environment() -> &'static Environment<'static> {
             "merge",
             |a: MjValue, b: MjValue| -> Result<MjValue, MjError> {
                 let (a, b) = (to_json(&a)?, to_json(&b)?);
-                Ok(MjValue::from_serialize(deep_merge(a, b)))
+                Ok(MjValue::from_serialize(deep_merge(a, b, 0)?))
             },
         );
         // omit(map, "key", "nested.key", ...): a copy without those keys.
@@ -151,15 +293,52 @@ fn environment() -> &'static Environment<'static> {
 }
 
 fn to_json(v: &MjValue) -> Result<Value, MjError> {
+    if too_deep(v, 0) {
+        return Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("value is nested deeper than {MAX_MERGE_DEPTH} levels"),
+        ));
+    }
     serde_json::to_value(v).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))
 }
 
-fn deep_merge(a: Value, b: Value) -> Value {
-    match (a, b) {
+/// True when a value nests deeper than [`MAX_MERGE_DEPTH`] (checked without deep recursion).
+fn too_deep(v: &MjValue, depth: usize) -> bool {
+    use minijinja::value::ValueKind;
+    if depth > MAX_MERGE_DEPTH {
+        return true;
+    }
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => v
+            .try_iter()
+            .map(|mut it| it.any(|x| too_deep(&x, depth + 1)))
+            .unwrap_or(false),
+        ValueKind::Map => v
+            .try_iter()
+            .map(|mut it| {
+                it.any(|k| {
+                    v.get_item(&k)
+                        .map(|x| too_deep(&x, depth + 1))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn deep_merge(a: Value, b: Value, depth: usize) -> Result<Value, MjError> {
+    if depth > MAX_MERGE_DEPTH {
+        return Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("merge: the maps are nested deeper than {MAX_MERGE_DEPTH} levels"),
+        ));
+    }
+    Ok(match (a, b) {
         (Value::Object(mut a), Value::Object(b)) => {
             for (k, v) in b {
                 let merged = match a.remove(&k) {
-                    Some(old) => deep_merge(old, v),
+                    Some(old) => deep_merge(old, v, depth + 1)?,
                     None => v,
                 };
                 a.insert(k, merged);
@@ -167,7 +346,7 @@ fn deep_merge(a: Value, b: Value) -> Value {
             Value::Object(a)
         }
         (_, b) => b,
-    }
+    })
 }
 
 fn remove_path(v: &mut Value, path: &str) {
@@ -362,6 +541,89 @@ pub fn analyse(src: &str, expression: bool) -> Result<HashSet<String>, String> {
         env.template_from_str(src)
             .map(|t| t.undeclared_variables(false))
             .map_err(|e| describe(&e))
+    }
+}
+
+/// What a template uses, found without rendering it.
+#[derive(Debug, Default)]
+pub struct Usage {
+    /// Variables it reads that it does not define itself.
+    pub names: HashSet<String>,
+    /// Unknown filters, tests, methods and functions, as messages.
+    pub problems: Vec<String>,
+}
+
+/// Static checks for the loader: syntax, the variables a template reads, and every filter,
+/// test, method and function it calls against those that exist.
+pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
+    use minijinja::machinery::{
+        ast, parse, parse_expr, CodeGenerator, Instruction, WhitespaceConfig,
+    };
+    let names = analyse(src, expression)?;
+    let mut usage = Usage {
+        names,
+        problems: Vec::new(),
+    };
+    let mut gen = CodeGenerator::new("<spec>", src);
+    if expression {
+        let e: ast::Expr = parse_expr(src).map_err(|e| describe(&e))?;
+        gen.compile_expr(&e);
+    } else {
+        let t = parse(
+            src,
+            "<spec>",
+            minijinja::syntax::SyntaxConfig::default(),
+            WhitespaceConfig::default(),
+        )
+        .map_err(|e| describe(&e))?;
+        gen.compile_stmt(&t);
+    }
+    let (instrs, blocks) = gen.finish();
+    let mut seen = HashSet::new();
+    for ins in std::iter::once(&instrs).chain(blocks.values()) {
+        for i in 0..ins.len() {
+            let Some(op) = ins.get(i as u32) else {
+                continue;
+            };
+            let problem = match op {
+                Instruction::ApplyFilter(name, ..) if !BUILTIN_FILTERS.contains(name) => {
+                    Some(format!(
+                        "unknown filter `{name}`{}",
+                        hint(name, BUILTIN_FILTERS, "filters")
+                    ))
+                }
+                Instruction::PerformTest(name, ..) if !BUILTIN_TESTS.contains(name) => {
+                    Some(format!(
+                        "unknown test `is {name}`{}",
+                        hint(name, BUILTIN_TESTS, "tests")
+                    ))
+                }
+                Instruction::CallMethod(name, ..) if !BUILTIN_METHODS.contains(name) => {
+                    Some(format!(
+                        "unknown method `.{name}()`: values have no methods here; use a filter{}",
+                        if BUILTIN_FILTERS.contains(name) {
+                            format!(", e.g. `x | {name}`")
+                        } else {
+                            format!(" ({})", BUILTIN_FILTERS.join(", "))
+                        }
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                if seen.insert(p.clone()) {
+                    usage.problems.push(p);
+                }
+            }
+        }
+    }
+    Ok(usage)
+}
+
+fn hint(name: &str, known: &[&str], what: &str) -> String {
+    match crate::spec::diag::did_you_mean(name, known.iter().copied()) {
+        Some(h) => format!(" ({h})"),
+        None => format!(" (known {what}: {})", known.join(", ")),
     }
 }
 

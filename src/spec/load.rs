@@ -180,19 +180,60 @@ pub fn load_file(
     target_vars: &[String],
 ) -> Result<Spec, Vec<Diagnostic>> {
     let file = display_path(path);
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         vec![Diagnostic::new(
             &file,
             Pos::default(),
             format!("cannot read spec: {e}"),
         )]
     })?;
-    let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
-        vec![Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
-    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let off = e.utf8_error().valid_up_to();
+            let good = String::from_utf8_lossy(&e.as_bytes()[..off]).into_owned();
+            let pos = text_end_pos(&good);
+            let rest = String::from_utf8_lossy(e.as_bytes());
+            return Err(vec![Diagnostic::new(
+                &file,
+                pos,
+                format!("the file is not valid UTF-8: invalid byte at offset {off}"),
+            )
+            .with_hint(Some("save the spec as UTF-8".into()))
+            .with_source(&rest)]);
+        }
+    };
+    let mut spec = load_text(&file, &text, catalog, target_vars)?;
+    spec.source.file = path.to_path_buf();
+    Ok(spec)
+}
+
+/// Line and column just after `text` (1-based), e.g. where an invalid byte starts.
+fn text_end_pos(text: &str) -> Pos {
+    let line = text.matches('\n').count() as u32 + 1;
+    let last = text.rsplit('\n').next().unwrap_or("");
+    Pos {
+        line,
+        col: last.chars().count() as u32 + 1,
+    }
+}
+
+/// Loads a spec from its text (`file` is the name shown in diagnostics). Never panics:
+/// every problem of the text is a diagnostic with its position.
+pub fn load_text(
+    file: &str,
+    text: &str,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+) -> Result<Spec, Vec<Diagnostic>> {
+    let diag = |(pos, msg, hint): Problem| {
+        Diagnostic::new(file, pos, msg)
+            .with_hint(hint)
+            .with_source(text)
+    };
     if text.trim().is_empty() {
         return Err(vec![Diagnostic::new(
-            &file,
+            file,
             Pos { line: 1, col: 1 },
             "the spec file is empty",
         )
@@ -200,21 +241,65 @@ pub fn load_file(
             "a spec needs at least `id`, `title` and `steps`".into(),
         ))]);
     }
-    let mut spec: Spec =
-        serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(&file, &text, &e)])?;
+    let index = PositionIndex::build(text).map_err(|(pos, msg)| {
+        vec![Diagnostic::new(file, pos, format!("YAML syntax error: {msg}")).with_source(text)]
+    })?;
+    if !index.problems.is_empty() {
+        return Err(index
+            .problems
+            .iter()
+            .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
+            .collect());
+    }
+    let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| {
+        let mut d = serde_diag(file, text, &e);
+        if d.pos.line == 0 {
+            // Errors about alias expansion or nesting come without a position.
+            let pos = if d.message.contains("repetition") {
+                index.first_alias
+            } else {
+                None
+            };
+            d.pos = pos.unwrap_or(Pos { line: 1, col: 1 });
+            d = d.with_source(text);
+        }
+        vec![d]
+    })?;
+    if !value.is_object() {
+        return Err(vec![diag((
+            index.get(""),
+            "a spec is a mapping with `id`, `title` and `steps`".into(),
+            None,
+        ))]);
+    }
+    // The schema finds every structural problem; typed deserialization adds what a schema
+    // cannot say (durations, one action per step), except where the schema already spoke.
+    let mut problems = super::structure::schema_problems(&value, &index);
+    let typed = super::structure::typed_spec(&value, &index);
+    if let Err(more) = &typed {
+        let lines: HashSet<u32> = problems.iter().map(|p| p.0.line).collect();
+        problems.extend(more.iter().filter(|p| !lines.contains(&p.0.line)).cloned());
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| (p.0.line, p.0.col));
+        return Err(problems.into_iter().map(diag).collect());
+    }
+    let Ok(mut spec) = typed else {
+        return Err(vec![diag((
+            index.get(""),
+            "the spec could not be read".into(),
+            None,
+        ))]);
+    };
     spec.source = super::Source {
-        file: path.to_path_buf(),
-        display: file.clone(),
+        file: PathBuf::from(file),
+        display: file.to_string(),
         pos: index.get("id"),
     };
     assign_positions(&mut spec, &index);
     let diags = check(&spec, &index, catalog, target_vars)
         .into_iter()
-        .map(|(pos, msg, hint)| {
-            Diagnostic::new(&file, pos, msg)
-                .with_hint(hint)
-                .with_source(&text)
-        })
+        .map(diag)
         .collect::<Vec<_>>();
     if diags.is_empty() {
         Ok(spec)
@@ -267,7 +352,7 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
     }
 }
 
-type Problem = (Pos, String, Option<String>);
+pub(crate) type Problem = (Pos, String, Option<String>);
 
 /// Semantic checks that serde cannot do.
 fn check(
