@@ -229,6 +229,33 @@ type Selection = (Vec<Spec>, Vec<Spec>, Option<Catalog>);
 
 /// Loads, validates and filters specs; prints the diagnostics and fails when anything is invalid.
 fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
+    load_selection(config, sel, false).map(|(s, _)| s)
+}
+
+/// For `list` and `coverage`: the valid specs even when some files are broken, and the
+/// broken files (their diagnostics are printed).
+fn load_lenient(config: &Config, sel: &SelectArgs) -> Result<(Selection, Vec<String>), Exit> {
+    load_selection(config, sel, true)
+}
+
+/// Tells which files were left out and why (after the listing, so it is not missed).
+fn report_broken(broken: &[String]) -> bool {
+    if broken.is_empty() {
+        return false;
+    }
+    eprintln!(
+        "error: {} invalid spec file(s) left out: {} (run `focusqa validate` for the details)",
+        broken.len(),
+        broken.join(", ")
+    );
+    true
+}
+
+fn load_selection(
+    config: &Config,
+    sel: &SelectArgs,
+    lenient: bool,
+) -> Result<(Selection, Vec<String>), Exit> {
     let catalog = match load_catalog(config) {
         Ok(c) => c,
         Err(d) => {
@@ -242,9 +269,22 @@ fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
         sel.paths.clone()
     };
     let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let mut broken: Vec<String> = Vec::new();
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);
-        return Err(Exit::Invalid);
+        if !lenient
+            || loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.pos.line == 0 && loaded.specs.is_empty())
+        {
+            return Err(Exit::Invalid);
+        }
+        for d in &loaded.diagnostics {
+            if !broken.contains(&d.file) {
+                broken.push(d.file.clone());
+            }
+        }
     }
     let id_re = match sel.id.as_deref().map(Regex::new).transpose() {
         Ok(r) => r,
@@ -260,7 +300,7 @@ fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
         .filter(|s| id_re.as_ref().is_none_or(|r| r.is_match(&s.id)))
         .cloned()
         .collect();
-    Ok((all, selected, catalog))
+    Ok(((all, selected, catalog), broken))
 }
 
 fn validate(config: &Config, sel: &SelectArgs) -> Exit {
@@ -289,9 +329,9 @@ fn validate(config: &Config, sel: &SelectArgs) -> Exit {
 }
 
 fn list(config: &Config, sel: &SelectArgs) -> Exit {
-    match load_selected(config, sel) {
+    match load_lenient(config, sel) {
         Err(e) => e,
-        Ok((_, selected, _)) => {
+        Ok(((_, selected, _), broken)) => {
             for s in &selected {
                 println!("{}  {}", s.id, s.title);
                 println!("    file:     {}:{}", s.source.display, s.source.pos.line);
@@ -316,15 +356,18 @@ fn list(config: &Config, sel: &SelectArgs) -> Exit {
                 }
             }
             println!("{} specs", selected.len());
+            if report_broken(&broken) {
+                return Exit::Invalid;
+            }
             Exit::Ok
         }
     }
 }
 
 fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
-    match load_selected(config, sel) {
+    match load_lenient(config, sel) {
         Err(e) => e,
-        Ok((_, selected, None)) => {
+        Ok(((_, selected, None), _)) => {
             eprintln!(
                 "error: no scope catalog at {} (set `scope:` in focusqa.yaml)",
                 config.resolve(&config.scope).display()
@@ -332,7 +375,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
             let _ = selected;
             Exit::Invalid
         }
-        Ok((_, selected, Some(cat))) => {
+        Ok(((_, selected, Some(cat)), broken)) => {
             let cov = crate::coverage::compute(&cat, &selected, None);
             println!("{}", cov.catalog_title);
             for area in &cov.areas {
@@ -370,6 +413,9 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
                 cov.gaps.len(),
                 cov.excluded.len()
             );
+            if report_broken(&broken) {
+                return Exit::Invalid;
+            }
             if cov.gaps.is_empty() {
                 Exit::Ok
             } else {

@@ -54,20 +54,26 @@ fn op_holds(op: Op, a: f64, b: f64) -> bool {
 }
 
 fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
-    match c {
-        Count::N(n) => Ok(*n as usize),
+    let n = match c {
+        Count::N(n) => *n,
         Count::Template(t) => {
             let v = scope.render_value(&Value::String(t.clone()))?;
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .map(|n| n as usize)
                 .ok_or_else(|| {
                     ExecError::spec(format!(
                         "fanout {what} `{t}` rendered to {v}, not a whole number"
                     ))
-                })
+                })?
         }
+    };
+    if n > crate::spec::MAX_FANOUT {
+        return Err(ExecError::spec(format!(
+            "fanout {what} {n} is too large: at most {}",
+            crate::spec::MAX_FANOUT
+        )));
     }
+    usize::try_from(n).map_err(|_| ExecError::spec(format!("fanout {what} {n} is too large")))
 }
 
 /// Percentile by nearest rank over sorted values.

@@ -8,7 +8,7 @@ use super::diag::{did_you_mean, Diagnostic};
 use super::position::PositionIndex;
 use super::scope::{Catalog, ScopeStatus};
 use super::{Capture, Check, Expect, Pos, Spec, Step, StepKind};
-use crate::template::{analyse, is_template, BUILTIN_FUNCS, BUILTIN_VARS};
+use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS, BUILTIN_VARS};
 
 /// The outcome of loading: the good specs and every diagnostic.
 #[derive(Debug, Default)]
@@ -414,43 +414,37 @@ fn check(
             ));
         }
     }
-    // Names a template may use: vars, case vars, every capture, builtins.
-    let mut known: HashSet<String> = spec.vars.keys().cloned().collect();
-    for c in &spec.cases {
-        known.extend(c.vars.keys().cloned());
-    }
-    collect_captures(&spec.steps, &mut known);
-    collect_captures(&spec.cleanup, &mut known);
-    known.extend(BUILTIN_VARS.iter().map(|s| s.to_string()));
-    known.extend(target_vars.iter().cloned());
-    known.extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
-
     check_steps(&spec.steps, "steps", index, &mut out);
     check_steps(&spec.cleanup, "cleanup", index, &mut out);
 
-    // Every templated string: syntax, and variables that exist somewhere.
+    // Every templated string: syntax, filters/tests/methods, and variables defined at that point.
+    let regions = scope_regions(spec, target_vars);
     for s in &index.scalars {
         let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
         if !expression && !is_template(&s.value) {
             continue;
         }
-        match analyse(&s.value, expression) {
-            Err(e) => out.push((s.pos, format!("bad template `{}`: {e}", s.value), None)),
-            Ok(names) => {
-                let mut unknown: Vec<&String> =
-                    names.iter().filter(|n| !known.contains(*n)).collect();
-                unknown.sort();
-                for n in unknown {
-                    let mut cands: Vec<&str> = known.iter().map(String::as_str).collect();
-                    cands.sort();
-                    out.push((
-                        s.pos,
-                        format!("undefined variable `{n}` in `{}`", s.value),
-                        did_you_mean(n, cands.iter().copied()).or_else(|| {
-                            Some("define it under `vars`, in a case's `vars`, in a target's `vars` (focusqa.yaml), or `capture` it in an earlier step".into())
-                        }),
-                    ));
-                }
+        let usage = match lint(&s.value, expression) {
+            Err(e) => {
+                out.push((s.pos, format!("bad template `{}`: {e}", s.value), None));
+                continue;
+            }
+            Ok(u) => u,
+        };
+        for p in usage.problems {
+            out.push((s.pos, format!("{p} in `{}`", s.value), None));
+        }
+        let region = regions
+            .iter()
+            .filter(|(prefix, _)| within(&s.path, prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, k)| k);
+        let Some(known) = region else { continue };
+        let mut names: Vec<&String> = usage.names.iter().collect();
+        names.sort();
+        for n in names {
+            if let Some(p) = known.problem(n, &s.value) {
+                out.push((s.pos, p.0, p.1));
             }
         }
     }
@@ -459,14 +453,280 @@ fn check(
     out
 }
 
-fn collect_captures(steps: &[Step], known: &mut HashSet<String>) {
-    for s in steps {
-        known.extend(s.capture.keys().cloned());
-        if let StepKind::Fanout(f) = &s.kind {
-            collect_captures(&f.steps, known);
-            collect_captures(&f.cleanup, known);
+/// The expression tests whether `n` is defined (`n is defined`, `n is undefined`, `n | default`).
+fn guards_itself(src: &str, n: &str) -> bool {
+    let compact: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        format!("{n} is defined"),
+        format!("{n} is not defined"),
+        format!("{n} is undefined"),
+        format!("{n} is not undefined"),
+        format!("{n} | default"),
+        format!("{n} | d("),
+    ]
+    .iter()
+    .any(|g| {
+        compact.contains(g.as_str()) || compact.replace(" |", "|").contains(&g.replace(" |", "|"))
+    })
+}
+
+/// `path` is `prefix` or inside it.
+fn within(path: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+}
+
+/// The names a template may use at one place of a spec.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    defined: HashSet<String>,
+    /// Defined only if an earlier step ran (name -> why not certain).
+    maybe: HashMap<String, String>,
+    /// Not defined at this point (name -> why).
+    not_yet: HashMap<String, String>,
+    /// Names the `when` of this step (or of an enclosing fan-out) mentions: they guard `maybe` names.
+    guards: HashSet<String>,
+}
+
+impl Known {
+    fn problem(&self, n: &str, src: &str) -> Option<(String, Option<String>)> {
+        if self.defined.contains(n) {
+            return None;
+        }
+        if let Some(why) = self.maybe.get(n) {
+            let guarded = self.guards.contains(n) || guards_itself(src, n);
+            if guarded {
+                return None;
+            }
+            return Some((
+                format!("`{n}` may be undefined in `{src}`: {why}"),
+                Some(format!("guard the step with `when: {n} is defined`")),
+            ));
+        }
+        if let Some(why) = self.not_yet.get(n) {
+            return Some((format!("`{n}` is not defined yet in `{src}`: {why}"), None));
+        }
+        let call = format!("{n}(");
+        if src.contains(&call) && !src.contains(&format!("{n} ")) {
+            return Some((
+                format!("unknown function `{n}` in `{src}`"),
+                did_you_mean(n, BUILTIN_FUNCS.iter().copied())
+                    .or_else(|| Some(format!("functions: {}", BUILTIN_FUNCS.join(", ")))),
+            ));
+        }
+        let mut cands: Vec<&str> = self
+            .defined
+            .iter()
+            .chain(self.maybe.keys())
+            .map(String::as_str)
+            .collect();
+        cands.sort();
+        let hint = if n == "index" || n == "iteration" {
+            Some(format!("`{n}` exists only inside a `fanout` block"))
+        } else {
+            did_you_mean(n, cands.iter().copied()).or_else(|| {
+                Some("define it under `vars`, in a case's `vars`, in a target's `vars` (focusqa.yaml), or `capture` it in an earlier step".into())
+            })
+        };
+        Some((format!("undefined variable `{n}` in `{src}`"), hint))
+    }
+}
+
+/// For every part of the spec, what is defined there, in the order things happen at run time:
+/// target vars, spec vars (in order), case vars, then each step's captures for the steps after it.
+fn scope_regions(spec: &Spec, target_vars: &[String]) -> Vec<(String, Known)> {
+    let mut regions = Vec::new();
+    let mut base = Known::default();
+    base.defined
+        .extend(["env", "target", "spec", "case"].map(String::from));
+    base.defined.extend(target_vars.iter().cloned());
+    base.defined
+        .extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
+    debug_assert!(BUILTIN_VARS.contains(&"index"));
+    let mut captures: Vec<(String, String)> = Vec::new();
+    all_captures(&spec.steps, "steps", &mut captures);
+    all_captures(&spec.cleanup, "cleanup", &mut captures);
+    let case_names: HashSet<&String> = spec.cases.iter().flat_map(|c| c.vars.keys()).collect();
+    regions.push((String::new(), base.clone()));
+
+    // Spec vars: each may use the target's and the earlier ones.
+    let spec_names: Vec<&String> = spec.vars.keys().collect();
+    for (i, k) in spec_names.iter().enumerate() {
+        let mut r = base.clone();
+        r.defined
+            .extend(spec_names[..i].iter().map(|s| s.to_string()));
+        for later in &spec_names[i..] {
+            r.not_yet.insert(
+                later.to_string(),
+                format!("spec vars are set in order and `{later}` comes at or after `{k}`"),
+            );
+        }
+        for c in &case_names {
+            if !r.defined.contains(*c) {
+                r.not_yet.insert(
+                    c.to_string(),
+                    format!("`{c}` is a case var, and case vars are set after the spec's `vars`"),
+                );
+            }
+        }
+        for (c, p) in &captures {
+            r.not_yet.entry(c.clone()).or_insert(format!(
+                "`{c}` is captured by {p}; spec vars are set before any step runs"
+            ));
+        }
+        regions.push((format!("vars.{k}"), r));
+    }
+    let mut after_vars = base.clone();
+    after_vars.defined.extend(spec.vars.keys().cloned());
+
+    // Case vars: spec vars and the case's earlier vars, never captures.
+    for (ci, case) in spec.cases.iter().enumerate() {
+        let names: Vec<&String> = case.vars.keys().collect();
+        for (i, k) in names.iter().enumerate() {
+            let mut r = after_vars.clone();
+            r.defined.extend(names[..i].iter().map(|s| s.to_string()));
+            for (c, p) in &captures {
+                if !r.defined.contains(c) {
+                    r.not_yet.insert(
+                        c.clone(),
+                        format!("`{c}` is captured by {p}; case vars are set before any step runs"),
+                    );
+                }
+            }
+            for later in &names[i..] {
+                if !r.defined.contains(*later) {
+                    r.not_yet.insert(
+                        later.to_string(),
+                        format!("case vars are set in order and `{later}` comes at or after `{k}`"),
+                    );
+                }
+            }
+            regions.push((format!("cases[{ci}].vars.{k}"), r));
         }
     }
+
+    // Steps: spec vars plus the vars every case that runs defines.
+    let mut steps_known = after_vars.clone();
+    let running: Vec<&super::Case> = spec.cases.iter().filter(|c| c.skip.is_none()).collect();
+    if let Some(first) = running.first() {
+        for k in first.vars.keys() {
+            if running.iter().all(|c| c.vars.contains_key(k)) {
+                steps_known.defined.insert(k.clone());
+            }
+        }
+    }
+    for c in &case_names {
+        if !steps_known.defined.contains(*c) {
+            let missing = running
+                .iter()
+                .find(|x| !x.vars.contains_key(*c))
+                .map(|x| x.name.clone())
+                .unwrap_or_default();
+            steps_known.not_yet.insert(
+                c.to_string(),
+                format!("only some cases define it (not case `{missing}`)"),
+            );
+        }
+    }
+    for (c, p) in &captures {
+        steps_known
+            .not_yet
+            .entry(c.clone())
+            .or_insert(format!("it is captured later, by {p}"));
+    }
+    let after_steps = step_regions(&spec.steps, "steps", steps_known.clone(), &mut regions);
+    // Cleanup sees every capture of the steps (documented: captures are variables for cleanup).
+    // After a failure some may be missing at run time; `when: x is defined` guards against that.
+    let mut cleanup_known = steps_known;
+    for name in after_steps
+        .defined
+        .into_iter()
+        .chain(after_steps.maybe.into_keys())
+    {
+        cleanup_known.not_yet.remove(&name);
+        cleanup_known.defined.insert(name);
+    }
+    step_regions(&spec.cleanup, "cleanup", cleanup_known, &mut regions);
+    regions
+}
+
+fn all_captures(steps: &[Step], base: &str, out: &mut Vec<(String, String)>) {
+    for (i, s) in steps.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        for k in s.capture.keys() {
+            out.push((k.clone(), format!("`{p}` ({})", s.label())));
+        }
+        if let StepKind::Fanout(f) = &s.kind {
+            all_captures(&f.steps, &format!("{p}.fanout.steps"), out);
+            all_captures(&f.cleanup, &format!("{p}.fanout.cleanup"), out);
+        }
+    }
+}
+
+/// Regions of a list of steps run in order; returns what is known after the last one.
+fn step_regions(
+    steps: &[Step],
+    base: &str,
+    mut known: Known,
+    regions: &mut Vec<(String, Known)>,
+) -> Known {
+    for (i, step) in steps.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        let mut r = known.clone();
+        if let Some(w) = &step.when {
+            let names = analyse(w, true).unwrap_or_default();
+            r.guards
+                .extend(names.into_iter().filter(|n| guards_itself(w, n)));
+        }
+        for k in step.capture.keys() {
+            if !r.defined.contains(k) && !r.maybe.contains_key(k) {
+                r.not_yet.insert(
+                    k.clone(),
+                    "it is captured by this very step, after its request and `expect`; use it in a later step".into(),
+                );
+            }
+        }
+        regions.push((p.clone(), r.clone()));
+        if let StepKind::Fanout(f) = &step.kind {
+            let mut inner = known.clone();
+            inner.guards = r.guards.clone();
+            inner.defined.insert("index".into());
+            inner.defined.insert("iteration".into());
+            let after = step_regions(
+                &f.steps,
+                &format!("{p}.fanout.steps"),
+                inner.clone(),
+                regions,
+            );
+            let mut cl = inner;
+            for n in after.defined.into_iter().chain(after.maybe.into_keys()) {
+                cl.not_yet.remove(&n);
+                cl.defined.insert(n);
+            }
+            step_regions(&f.cleanup, &format!("{p}.fanout.cleanup"), cl, regions);
+        }
+        for k in step.capture.keys() {
+            known.not_yet.remove(k);
+            if step.when.is_some() {
+                if !known.defined.contains(k) {
+                    known.maybe.insert(
+                        k.clone(),
+                        format!(
+                            "it is captured by `{p}`, which runs only `when: {}`",
+                            step.when.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+            } else {
+                known.maybe.remove(k);
+                known.defined.insert(k.clone());
+            }
+        }
+    }
+    known
 }
 
 fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<Problem>) {
@@ -528,17 +788,70 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 }
                 check_steps(&f.steps, &format!("{path}.fanout.steps"), index, out);
                 check_steps(&f.cleanup, &format!("{path}.fanout.cleanup"), index, out);
+                check_count(
+                    &f.count,
+                    "count",
+                    &format!("{path}.fanout.count"),
+                    index,
+                    out,
+                );
+                if let Some(c) = &f.concurrency {
+                    check_count(
+                        c,
+                        "concurrency",
+                        &format!("{path}.fanout.concurrency"),
+                        index,
+                        out,
+                    );
+                }
+                let labels: Vec<String> = f.steps.iter().map(Step::label).collect();
+                let captured: Vec<&String> =
+                    f.steps.iter().flat_map(|s| s.capture.keys()).collect();
                 for (j, t) in f.thresholds.iter().enumerate() {
                     // Templated thresholds are checked once rendered, at run time.
                     if is_template(t) {
                         continue;
                     }
-                    if let Err(e) = super::threshold::Threshold::parse(t) {
-                        out.push((
-                            index.get(&format!("{path}.fanout.thresholds[{j}]")),
-                            e,
-                            None,
-                        ));
+                    let pos = index.get(&format!("{path}.fanout.thresholds[{j}]"));
+                    use super::threshold::{Metric, Threshold};
+                    match Threshold::parse(t) {
+                        Err(e) => out.push((pos, e, None)),
+                        Ok(Threshold::Unique(v)) if !captured.contains(&&v) => out.push((
+                            pos,
+                            format!("threshold `{t}`: no step of this fan-out captures `{v}`"),
+                            did_you_mean(&v, captured.iter().map(|s| s.as_str())).or_else(|| {
+                                Some(format!(
+                                    "captured here: {}",
+                                    if captured.is_empty() {
+                                        "nothing".to_string()
+                                    } else {
+                                        captured
+                                            .iter()
+                                            .map(|c| format!("`{c}`"))
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    }
+                                ))
+                            }),
+                        )),
+                        Ok(Threshold::Compare {
+                            metric: Metric::Latency { step, .. },
+                            ..
+                        }) if !labels.contains(&step) => out.push((
+                            pos,
+                            format!("threshold `{t}`: this fan-out has no step named `{step}`"),
+                            did_you_mean(&step, labels.iter().map(String::as_str)).or_else(|| {
+                                Some(format!(
+                                    "its steps: {}",
+                                    labels
+                                        .iter()
+                                        .map(|c| format!("`{c}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ))
+                            }),
+                        )),
+                        Ok(_) => {}
                     }
                 }
             }
@@ -652,8 +965,101 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
     if let Some(p) = &c.path {
         check_jsonpath(p, index.get(&format!("{path}.path")), out);
     }
+    if let Some(l) = &c.length {
+        let lp = format!("{path}.length");
+        match l {
+            super::LengthCheck::Exact(v) => check_number(v, "length", true, &lp, index, out),
+            super::LengthCheck::Compare(cmp) => {
+                for (k, v) in [
+                    ("equals", &cmp.equals),
+                    ("gt", &cmp.gt),
+                    ("gte", &cmp.gte),
+                    ("lt", &cmp.lt),
+                    ("lte", &cmp.lte),
+                ] {
+                    if let Some(v) = v {
+                        check_number(v, "length", true, &format!("{lp}.{k}"), index, out);
+                    }
+                }
+            }
+        }
+    }
     if let Some(re) = &c.matches {
         check_regex(re, index.get(&format!("{path}.matches")), out);
+    }
+}
+
+/// A number (a whole one when `whole`) or a template rendering to one.
+fn check_number(
+    v: &serde_json::Value,
+    what: &str,
+    whole: bool,
+    path: &str,
+    index: &PositionIndex,
+    out: &mut Vec<Problem>,
+) {
+    let ok = match v {
+        serde_json::Value::Number(n) => !whole || n.as_u64().is_some(),
+        serde_json::Value::String(s) => is_template(s) || s.trim().parse::<u64>().is_ok(),
+        _ => false,
+    };
+    if !ok {
+        out.push((
+            index.get(path),
+            format!(
+                "`{what}` must be a {} or a template, not {v}",
+                if whole { "whole number" } else { "number" }
+            ),
+            Some(format!(
+                "write e.g. `{what}: 3`, `{what}: {{gte: 1}}` or `{what}: \"{{{{ n }}}}\"`"
+            )),
+        ));
+    }
+}
+
+/// A fan-out count: a whole number up to [`super::MAX_FANOUT`], or a template.
+fn check_count(
+    c: &super::Count,
+    what: &str,
+    path: &str,
+    index: &PositionIndex,
+    out: &mut Vec<Problem>,
+) {
+    let n = match c {
+        super::Count::N(n) => Some(*n),
+        super::Count::Template(t) if is_template(t) => None,
+        super::Count::Template(t) => match t.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                out.push((
+                    index.get(path),
+                    format!("fanout `{what}` must be a whole number or a template, not `{t}`"),
+                    Some(format!(
+                        "write e.g. `{what}: 200` or `{what}: \"{{{{ jobs }}}}\"`"
+                    )),
+                ));
+                None
+            }
+        },
+    };
+    if let Some(n) = n {
+        if n > super::MAX_FANOUT {
+            out.push((
+                index.get(path),
+                format!(
+                    "fanout `{what}` {n} is too large: at most {}",
+                    super::MAX_FANOUT
+                ),
+                None,
+            ));
+        }
+        if what == "concurrency" && n == 0 {
+            out.push((
+                index.get(path),
+                "fanout `concurrency` must be at least 1".into(),
+                None,
+            ));
+        }
     }
 }
 
