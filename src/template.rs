@@ -532,6 +532,10 @@ fn describe(e: &MjError) -> String {
 
 /// Static checks for the loader: syntax, and the variables a template uses.
 pub fn analyse(src: &str, expression: bool) -> Result<HashSet<String>, String> {
+    lint(src, expression).map(|u| u.names)
+}
+
+fn undeclared(src: &str, expression: bool) -> Result<HashSet<String>, String> {
     let env = environment();
     if expression {
         env.compile_expression(src)
@@ -559,11 +563,15 @@ pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
     use minijinja::machinery::{
         ast, parse, parse_expr, CodeGenerator, Instruction, WhitespaceConfig,
     };
-    let names = analyse(src, expression)?;
+    let names = undeclared(src, expression)?;
     let mut usage = Usage {
         names,
         problems: Vec::new(),
     };
+    // minijinja's own analysis misses names inside slices (`xs[-3:]`): add every name the
+    // code looks up that the template does not store itself.
+    let mut looked_up: HashSet<&str> = HashSet::new();
+    let mut stored: HashSet<&str> = HashSet::new();
     let mut gen = CodeGenerator::new("<spec>", src);
     if expression {
         let e: ast::Expr = parse_expr(src).map_err(|e| describe(&e))?;
@@ -585,6 +593,15 @@ pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
             let Some(op) = ins.get(i as u32) else {
                 continue;
             };
+            match op {
+                Instruction::Lookup(n) | Instruction::CallFunction(n, _) => {
+                    looked_up.insert(n);
+                }
+                Instruction::StoreLocal(n) | Instruction::Enclose(n) => {
+                    stored.insert(n);
+                }
+                _ => {}
+            }
             let problem = match op {
                 Instruction::ApplyFilter(name, ..) if !BUILTIN_FILTERS.contains(name) => {
                     Some(format!(
@@ -615,6 +632,11 @@ pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
                     usage.problems.push(p);
                 }
             }
+        }
+    }
+    for n in looked_up {
+        if !stored.contains(n) && !["loop", "self", "caller", "varargs", "kwargs"].contains(&n) {
+            usage.names.insert(n.to_string());
         }
     }
     Ok(usage)

@@ -448,9 +448,147 @@ fn check(
             }
         }
     }
+    if out.is_empty() {
+        static_evaluation(spec, index, &mut out);
+    }
     out.sort_by_key(|p| (p.0.line, p.0.col));
     out.dedup();
     out
+}
+
+/// Keys whose (rendered) value is a duration.
+const DURATION_KEYS: &[&str] = &[
+    "sleep",
+    "timeout",
+    "interval",
+    "ramp_up",
+    "deadline",
+    "max_elapsed",
+];
+
+/// Names every string inside a value reads (None: a string is not a valid template).
+fn value_names(v: &serde_json::Value, out: &mut HashSet<String>) -> bool {
+    match v {
+        serde_json::Value::String(s) if is_template(s) => match analyse(s, false) {
+            Ok(n) => {
+                out.extend(n);
+                true
+            }
+            Err(_) => false,
+        },
+        serde_json::Value::Array(a) => a.iter().all(|x| value_names(x, out)),
+        serde_json::Value::Object(m) => m.values().all(|x| value_names(x, out)),
+        _ => true,
+    }
+}
+
+/// Templates that depend only on what is known before the run (spec and case vars that are
+/// constants, functions such as `now()`, `focus_time()`, `range()`) are rendered by `validate`:
+/// a bad time format, an offset out of range, a runaway loop or a templated duration that is
+/// not one is found before anything is sent.
+fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>) {
+    use crate::template::Scope;
+    use serde_json::json;
+    let mut base = Scope::default();
+    base.set("spec", json!({"id": spec.id, "title": spec.title}));
+    let mut known: HashSet<String> = BUILTIN_FUNCS.iter().map(|s| s.to_string()).collect();
+    known.insert("spec".into());
+    let render_vars = |scope: &mut Scope,
+                       known: &mut HashSet<String>,
+                       vars: &super::VarMap,
+                       base_path: &str,
+                       out: &mut Vec<Problem>| {
+        for (k, v) in vars {
+            let mut names = HashSet::new();
+            if !value_names(v, &mut names) || !names.is_subset(known) {
+                continue;
+            }
+            match scope.render_value(v) {
+                Ok(r) => {
+                    scope.set(k.clone(), r);
+                    known.insert(k.clone());
+                }
+                Err(e) => out.push((
+                    index.get(&format!("{base_path}.{k}")),
+                    format!("var `{k}` cannot be rendered: {e}"),
+                    None,
+                )),
+            }
+        }
+    };
+    render_vars(&mut base, &mut known, &spec.vars, "vars", out);
+    let mut scopes: Vec<(Scope, HashSet<String>)> = Vec::new();
+    let running: Vec<(usize, &super::Case)> = spec
+        .cases
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.skip.is_none())
+        .collect();
+    if spec.cases.is_empty() {
+        let mut sc = base.clone();
+        sc.set("case", json!({"name": spec.title}));
+        let mut k = known.clone();
+        k.insert("case".into());
+        scopes.push((sc, k));
+    }
+    for (i, c) in running {
+        let mut sc = base.clone();
+        sc.set("case", json!({"name": c.name}));
+        let mut k = known.clone();
+        k.insert("case".into());
+        render_vars(&mut sc, &mut k, &c.vars, &format!("cases[{i}].vars"), out);
+        scopes.push((sc, k));
+    }
+    // A captured name has its run-time value only then.
+    let mut captured = Vec::new();
+    all_captures(&spec.steps, "steps", &mut captured);
+    all_captures(&spec.cleanup, "cleanup", &mut captured);
+    for (_, known) in scopes.iter_mut() {
+        for (c, _) in &captured {
+            known.remove(c);
+        }
+    }
+    for s in &index.scalars {
+        if !(s.path.starts_with("steps") || s.path.starts_with("cleanup")) {
+            continue;
+        }
+        let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
+        if !expression && !is_template(&s.value) {
+            continue;
+        }
+        let Ok(names) = analyse(&s.value, expression) else {
+            continue;
+        };
+        let key = s.path.rsplit('.').next().unwrap_or("");
+        for (scope, known) in &scopes {
+            if !names.is_subset(known) {
+                continue;
+            }
+            let result = if expression {
+                scope.eval(&s.value).map(|_| ())
+            } else {
+                scope
+                    .render_value(&serde_json::Value::String(s.value.clone()))
+                    .map_err(|e| e.message)
+                    .and_then(|v| {
+                        if DURATION_KEYS.contains(&key) {
+                            let text = match &v {
+                                serde_json::Value::String(t) => t.clone(),
+                                other => format!("{other}s"),
+                            };
+                            super::parse_duration(&text).map(|_| ())
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .map_err(|m| crate::template::TemplateError { message: m })
+            };
+            if let Err(e) = result {
+                out.push((s.pos, format!("`{}` fails: {}", s.value, e.message), None));
+                break;
+            }
+        }
+    }
 }
 
 /// The expression tests whether `n` is defined (`n is defined`, `n is undefined`, `n | default`).
