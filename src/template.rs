@@ -378,10 +378,47 @@ fn single_expression(s: &str) -> Option<&str> {
         return None;
     }
     let inner = inner.trim();
-    environment()
-        .compile_expression(inner)
+    compile_expression(environment(), inner)
         .is_ok()
         .then_some(inner)
+}
+
+/// minijinja's expression lexer panics on a stray `}}` or `%}` ("empty lexer stack"): such
+/// an expression is refused before it reaches the lexer.
+fn expression_guard(src: &str) -> Result<(), MjError> {
+    let mut quote: Option<char> = None;
+    let mut prev = '\0';
+    for c in src.chars() {
+        match quote {
+            Some(q) if c == q && prev != '\\' => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '}' && (prev == '}' || prev == '%' || prev == '#') => {
+                return Err(MjError::new(
+                    ErrorKind::SyntaxError,
+                    format!("unexpected `{prev}}}` in an expression"),
+                ))
+            }
+            None => {}
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
+/// Compiles an expression; never panics.
+fn compile_expression<'e, 's>(
+    env: &'e Environment<'static>,
+    src: &'s str,
+) -> Result<minijinja::Expression<'e, 's>, MjError> {
+    expression_guard(src)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.compile_expression(src)))
+        .unwrap_or_else(|_| {
+            Err(MjError::new(
+                ErrorKind::SyntaxError,
+                "the expression cannot be parsed",
+            ))
+        })
 }
 
 /// Variables visible to a template.
@@ -476,8 +513,7 @@ impl Scope {
     /// Evaluates an expression (`stream_port >= 50051`).
     pub fn eval(&self, expr: &str) -> Result<Value, TemplateError> {
         let env = environment();
-        let e = env
-            .compile_expression(expr)
+        let e = compile_expression(env, expr)
             .map_err(|e| terr(format!("expression `{expr}`: {}", describe(&e))))?;
         let v = e
             .eval(self.context())
@@ -538,7 +574,7 @@ pub fn analyse(src: &str, expression: bool) -> Result<HashSet<String>, String> {
 fn undeclared(src: &str, expression: bool) -> Result<HashSet<String>, String> {
     let env = environment();
     if expression {
-        env.compile_expression(src)
+        compile_expression(env, src)
             .map(|e| e.undeclared_variables(false))
             .map_err(|e| describe(&e))
     } else {
@@ -574,6 +610,7 @@ pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
     let mut stored: HashSet<&str> = HashSet::new();
     let mut gen = CodeGenerator::new("<spec>", src);
     if expression {
+        expression_guard(src).map_err(|e| describe(&e))?;
         let e: ast::Expr = parse_expr(src).map_err(|e| describe(&e))?;
         gen.compile_expr(&e);
     } else {

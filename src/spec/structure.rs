@@ -117,9 +117,60 @@ pub fn schema_problems(value: &Value, index: &PositionIndex) -> Vec<Problem> {
     for e in s.validator.iter_errors(value) {
         convert(&e, s, index, &mut out, 0);
     }
+    for list in ["steps", "cleanup"] {
+        duration_problems(value.get(list), list, index, &mut out);
+    }
     out.sort_by_key(|p| (p.0.line, p.0.col));
     out.dedup();
     out
+}
+
+/// Every literal duration of every step (serde would stop at the first bad one of a step).
+fn duration_problems(
+    steps: Option<&Value>,
+    base: &str,
+    index: &PositionIndex,
+    out: &mut Vec<Problem>,
+) {
+    let Some(Value::Array(items)) = steps else {
+        return;
+    };
+    for (i, step) in items.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        let fields: [(&str, &[&str]); 7] = [
+            ("sleep", &[]),
+            ("http", &["timeout"]),
+            ("sim", &["timeout"]),
+            ("until", &["interval", "timeout"]),
+            ("kube", &["interval", "timeout"]),
+            ("expect", &["max_elapsed"]),
+            ("fanout", &["ramp_up", "deadline"]),
+        ];
+        for (key, subs) in fields {
+            let Some(v) = step.get(key) else { continue };
+            let targets: Vec<(String, &Value)> = if subs.is_empty() {
+                vec![(format!("{p}.{key}"), v)]
+            } else {
+                subs.iter()
+                    .filter_map(|k| v.get(*k).map(|x| (format!("{p}.{key}.{k}"), x)))
+                    .collect()
+            };
+            for (path, d) in targets {
+                let text = match d {
+                    Value::Number(n) => format!("{n}s"),
+                    Value::String(s) if !s.contains("{{") => s.clone(),
+                    _ => continue,
+                };
+                if let Err(e) = super::parse_duration(&text) {
+                    out.push((index.get(&path), format!("{path}: {e}"), None));
+                }
+            }
+        }
+        if let Some(f) = step.get("fanout") {
+            duration_problems(f.get("steps"), &format!("{p}.fanout.steps"), index, out);
+            duration_problems(f.get("cleanup"), &format!("{p}.fanout.cleanup"), index, out);
+        }
+    }
 }
 
 fn convert(
