@@ -60,7 +60,7 @@ const REJECTED: &[(&str, &[(u32, u32, &str)])] = &[
     ("own-capture.yaml", &[(8, 36, "captured by this very step")]),
     (
         "case-var-capture.yaml",
-        &[(5, 21, "case vars are set before any step runs")],
+        &[(5, 18, "case vars are set before any step runs")],
     ),
     (
         "spec-var-order.yaml",
@@ -110,7 +110,7 @@ const REJECTED: &[(&str, &[(u32, u32, &str)])] = &[
             (5, 18, "at most 100 years"),
         ],
     ),
-    ("runaway-loop.yaml", &[(4, 17, "fuel")]),
+    ("runaway-loop.yaml", &[(4, 18, "fuel")]),
     ("deep-merge.yaml", &[(7, 13, "nested deeper than")]),
     ("duplicate-key.yaml", &[(6, 5, "duplicate key `expect`")]),
     ("multi-doc.yaml", &[(5, 1, "one YAML document")]),
