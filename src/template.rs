@@ -388,18 +388,24 @@ fn single_expression(s: &str) -> Option<&str> {
 fn expression_guard(src: &str) -> Result<(), MjError> {
     let mut quote: Option<char> = None;
     let mut prev = '\0';
+    let mut depth = 0usize;
     for c in src.chars() {
         match quote {
             Some(q) if c == q && prev != '\\' => quote = None,
             Some(_) => {}
-            None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == '}' && (prev == '}' || prev == '%' || prev == '#') => {
-                return Err(MjError::new(
-                    ErrorKind::SyntaxError,
-                    format!("unexpected `{prev}}}` in an expression"),
-                ))
-            }
-            None => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' => depth = depth.saturating_sub(1),
+                '}' if depth == 0 && matches!(prev, '}' | '%' | '#') => {
+                    return Err(MjError::new(
+                        ErrorKind::SyntaxError,
+                        format!("unexpected `{prev}}}` in an expression"),
+                    ))
+                }
+                '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
         }
         prev = c;
     }
@@ -778,5 +784,80 @@ mod tests {
         assert!(analyse("{{ a + }}", false).is_err());
         let names = analyse("{{ a }} {{ b.c }}", false).unwrap();
         assert!(names.contains("a") && names.contains("b"));
+    }
+
+    #[test]
+    fn run_time_errors_instead_of_panics() {
+        let s = scope();
+        let e = s.render_str("{{ now('%Q') }}").unwrap_err().message;
+        assert!(e.contains("invalid time format `%Q`"), "{e}");
+        assert_eq!(s.render_str("{{ now('%Y') }}").unwrap().len(), 4);
+        let e = s
+            .render_str("{{ focus_time('1000000y') }}")
+            .unwrap_err()
+            .message;
+        assert!(e.contains("at most 100 years"), "{e}");
+        assert!(s.render_str("{{ focus_time('-99y') }}").is_ok());
+        let e = s
+            .render_str(
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            )
+            .unwrap_err()
+            .message;
+        assert!(e.contains("fuel"), "{e}");
+        let e = s
+            .render_str("{{ range(1000000000) | list }}")
+            .unwrap_err()
+            .message;
+        assert!(e.contains("range has too many elements"), "{e}");
+        let deep = "{% set ns = namespace(v={}) %}{% for i in range(100) %}{% set ns.v = {'a': ns.v} %}{% endfor %}{{ merge(ns.v, ns.v) }}";
+        let e = s.render_str(deep).unwrap_err().message;
+        assert!(e.contains("nested deeper than"), "{e}");
+        assert!(s.eval("x }} y").is_err());
+        assert!(s.eval("'}}' == '}}'").unwrap() == serde_json::json!(true));
+    }
+
+    #[test]
+    fn lint_finds_unknown_filters_tests_methods() {
+        let u = lint(
+            "{{ x | urlencode }}{% if y is definde %}{% endif %}{{ z.split(',') }}",
+            false,
+        )
+        .unwrap();
+        assert_eq!(u.problems.len(), 3, "{:?}", u.problems);
+        assert!(u.problems[0].contains("unknown filter `urlencode`"));
+        assert!(u.problems[1].contains("did you mean `defined`?"));
+        assert!(u.problems[2].contains("unknown method `.split()`"));
+        let u = lint(
+            "{% for i in xs[-3:] %}{{ loop.cycle('a', 'b') }}{{ i | tojson }}{% endfor %}",
+            false,
+        )
+        .unwrap();
+        assert!(u.problems.is_empty(), "{:?}", u.problems);
+        assert!(
+            u.names.contains("xs") && !u.names.contains("i"),
+            "{:?}",
+            u.names
+        );
+    }
+
+    #[test]
+    fn every_listed_filter_and_test_exists() {
+        let env = environment();
+        for f in BUILTIN_FILTERS {
+            let e = env.render_str(&format!("{{{{ 1 | {f} }}}}"), ());
+            if let Err(e) = e {
+                assert_ne!(e.kind(), ErrorKind::UnknownFilter, "{f}");
+            }
+        }
+        for t in BUILTIN_TESTS
+            .iter()
+            .filter(|t| t.chars().all(|c| c.is_ascii_alphabetic()))
+        {
+            let e = env.render_str(&format!("{{{{ 1 is {t} }}}}"), ());
+            if let Err(e) = e {
+                assert_ne!(e.kind(), ErrorKind::UnknownTest, "{t}");
+            }
+        }
     }
 }

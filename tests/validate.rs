@@ -84,6 +84,10 @@ const REJECTED: &[(&str, &[(u32, u32, &str)])] = &[
     ),
     ("count-huge.yaml", &[(5, 14, "at most 10000000")]),
     (
+        "templated-count.yaml",
+        &[(6, 14, "at most 10000000"), (7, 20, "not a whole number")],
+    ),
+    (
         "thresholds.yaml",
         &[
             (10, 20, "no step named `confgure`"),
@@ -383,6 +387,14 @@ fn list_and_coverage_show_the_valid_specs_and_name_the_broken_file() {
 }
 
 // ---- property tests: no input panics the loader or the renderer ----
+// A few seconds in `cargo test`; `FOCUSQA_PROPTEST_CASES=20000` for a longer run (or `fuzz/`).
+
+fn cases(default: u32) -> u32 {
+    std::env::var("FOCUSQA_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 const SHIPPED: &[&str] = &[
     "specs/limits/concurrent-200.yaml",
@@ -475,7 +487,7 @@ fn mutate(text: &str, ops: &[(usize, usize, usize)]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(120)))]
 
     #[test]
     fn mutated_specs_never_panic_the_loader(
@@ -564,7 +576,7 @@ const TEMPLATE_BITS: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
     #[test]
     fn random_templates_never_panic_the_renderer(

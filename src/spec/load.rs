@@ -571,7 +571,21 @@ fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>)
                     .render_value(&serde_json::Value::String(s.value.clone()))
                     .map_err(|e| e.message)
                     .and_then(|v| {
-                        if DURATION_KEYS.contains(&key) {
+                        if (key == "count" || key == "concurrency") && s.path.contains(".fanout.") {
+                            let n = v
+                                .as_u64()
+                                .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()));
+                            match n {
+                                None => Err(format!(
+                                    "fanout `{key}` rendered to {v}, not a whole number"
+                                )),
+                                Some(n) if n > super::MAX_FANOUT => Err(format!(
+                                    "fanout `{key}` {n} is too large: at most {}",
+                                    super::MAX_FANOUT
+                                )),
+                                Some(_) => Ok(()),
+                            }
+                        } else if DURATION_KEYS.contains(&key) {
                             let text = match &v {
                                 serde_json::Value::String(t) => t.clone(),
                                 other => format!("{other}s"),

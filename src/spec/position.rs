@@ -242,4 +242,25 @@ mod tests {
         let err = PositionIndex::build("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.0.line >= 1, "{err:?}");
     }
+
+    #[test]
+    fn duplicate_keys_and_second_documents_are_located() {
+        let idx = PositionIndex::build("a: 1\nb:\n  c: 1\n  c: 2\n---\nd: 1\n").unwrap();
+        assert_eq!(
+            idx.problems,
+            vec![
+                (
+                    Pos { line: 4, col: 3 },
+                    "duplicate key `c` in `b`".to_string()
+                ),
+                (
+                    Pos { line: 5, col: 1 },
+                    "a spec file holds one YAML document; this is a second one (`---`)".to_string()
+                )
+            ]
+        );
+        assert_eq!(idx.get("d"), idx.get(""));
+        let idx = PositionIndex::build("a: &x [1]\nb: *x\n").unwrap();
+        assert_eq!(idx.first_alias, Some(Pos { line: 2, col: 4 }));
+    }
 }
