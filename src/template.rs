@@ -623,7 +623,7 @@ pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
         let t = parse(
             src,
             "<spec>",
-            minijinja::syntax::SyntaxConfig::default(),
+            minijinja::syntax::SyntaxConfig,
             WhitespaceConfig::default(),
         )
         .map_err(|e| describe(&e))?;

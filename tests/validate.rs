@@ -26,7 +26,10 @@ fn corpus() -> Vec<PathBuf> {
 }
 
 /// Every broken file, with the diagnostics it must produce: (line, col, part of the message).
-const REJECTED: &[(&str, &[(u32, u32, &str)])] = &[
+/// (line, column, part of the message)
+type Expected = (u32, u32, &'static str);
+
+const REJECTED: &[(&str, &[Expected])] = &[
     (
         "typos.yaml",
         &[
