@@ -105,8 +105,7 @@ const REJECTED: &[(&str, &[Expected])] = &[
             (6, 23, "at most 365 days"),
             (8, 12, "unknown time unit \"parsecs\""),
             (9, 12, "is negative"),
-            // `.nan` is no duration: the step has no action left
-            (10, 5, "exactly one action"),
+            (10, 12, "invalid duration `.nan`"),
         ],
     ),
     ("templated-duration.yaml", &[(5, 12, "at most 365 days")]),

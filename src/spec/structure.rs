@@ -159,6 +159,15 @@ fn duration_problems(
                 let text = match d {
                     Value::Number(n) => format!("{n}s"),
                     Value::String(s) if !s.contains("{{") => s.clone(),
+                    // `.nan` and `.inf` have no JSON form: they arrive as null.
+                    Value::Null => match index.scalars.iter().find(|x| x.path == path) {
+                        Some(x)
+                            if !matches!(x.value.as_str(), "null" | "~" | "Null" | "NULL" | "") =>
+                        {
+                            x.value.clone()
+                        }
+                        _ => continue,
+                    },
                     _ => continue,
                 };
                 if let Err(e) = super::parse_duration(&text) {
