@@ -8,7 +8,7 @@ use super::diag::{did_you_mean, Diagnostic};
 use super::position::PositionIndex;
 use super::scope::{Catalog, ScopeStatus};
 use super::{Capture, Check, Expect, Pos, Spec, Step, StepKind};
-use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS, BUILTIN_VARS};
+use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
 
 /// The outcome of loading: the good specs and every diagnostic.
 #[derive(Debug, Default)]
@@ -697,7 +697,6 @@ fn scope_regions(spec: &Spec, target_vars: &[String]) -> Vec<(String, Known)> {
     base.defined.extend(target_vars.iter().cloned());
     base.defined
         .extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
-    debug_assert!(BUILTIN_VARS.contains(&"index"));
     let mut captures: Vec<(String, String)> = Vec::new();
     all_captures(&spec.steps, "steps", &mut captures);
     all_captures(&spec.cleanup, "cleanup", &mut captures);
