@@ -434,9 +434,10 @@ fn check(
         for p in usage.problems {
             out.push((s.pos, format!("{p} in `{}`", s.value), None));
         }
+        // Titles, descriptions and case names are shown as written, never rendered.
         let region = regions
             .iter()
-            .filter(|(prefix, _)| within(&s.path, prefix))
+            .filter(|(prefix, _)| !prefix.is_empty() && within(&s.path, prefix))
             .max_by_key(|(prefix, _)| prefix.len())
             .map(|(_, k)| k);
         let Some(known) = region else { continue };
@@ -701,7 +702,6 @@ fn scope_regions(spec: &Spec, target_vars: &[String]) -> Vec<(String, Known)> {
     all_captures(&spec.steps, "steps", &mut captures);
     all_captures(&spec.cleanup, "cleanup", &mut captures);
     let case_names: HashSet<&String> = spec.cases.iter().flat_map(|c| c.vars.keys()).collect();
-    regions.push((String::new(), base.clone()));
 
     // Spec vars: each may use the target's and the earlier ones.
     let spec_names: Vec<&String> = spec.vars.keys().collect();
