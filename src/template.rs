@@ -813,6 +813,15 @@ mod tests {
         let deep = "{% set ns = namespace(v={}) %}{% for i in range(100) %}{% set ns.v = {'a': ns.v} %}{% endfor %}{{ merge(ns.v, ns.v) }}";
         let e = s.render_str(deep).unwrap_err().message;
         assert!(e.contains("nested deeper than"), "{e}");
+        let nested = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+        assert!(s.render_str(&nested).is_err());
+        assert!(lint(&nested, false).is_err());
+        let ifs = format!(
+            "{}x{}",
+            "{% if true %}".repeat(300),
+            "{% endif %}".repeat(300)
+        );
+        assert!(s.render_str(&ifs).is_err());
         assert!(s.eval("x }} y").is_err());
         assert!(s.eval("'}}' == '}}'").unwrap() == serde_json::json!(true));
     }
