@@ -54,20 +54,26 @@ fn op_holds(op: Op, a: f64, b: f64) -> bool {
 }
 
 fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
-    match c {
-        Count::N(n) => Ok(*n as usize),
+    let n = match c {
+        Count::N(n) => *n,
         Count::Template(t) => {
             let v = scope.render_value(&Value::String(t.clone()))?;
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .map(|n| n as usize)
                 .ok_or_else(|| {
                     ExecError::spec(format!(
                         "fanout {what} `{t}` rendered to {v}, not a whole number"
                     ))
-                })
+                })?
         }
+    };
+    if n > crate::spec::MAX_FANOUT {
+        return Err(ExecError::spec(format!(
+            "fanout {what} {n} is too large: at most {}",
+            crate::spec::MAX_FANOUT
+        )));
     }
+    usize::try_from(n).map_err(|_| ExecError::spec(format!("fanout {what} {n} is too large")))
 }
 
 /// Percentile by nearest rank over sorted values.
@@ -148,7 +154,12 @@ impl Measure {
 /// The figure a step contributes to the fan-out's statistics and thresholds.
 fn step_time(r: &StepResult) -> (f64, Measure) {
     if r.poll.is_some() || r.simulated_ms.is_some() {
-        let t = r.simulated_ms.unwrap_or(r.duration_ms);
+        let mut t = r.simulated_ms.unwrap_or(r.duration_ms);
+        // A poll that gave up did not hold within its timeout: it counts at least that long
+        // (its last attempt may have started one interval before the timeout).
+        if let Some(p) = r.poll.as_ref().filter(|p| !p.satisfied) {
+            t = t.max(p.timeout_ms);
+        }
         let m = if r.poll.is_some() {
             Measure::TimeUntilHeld
         } else {
@@ -386,7 +397,26 @@ pub async fn execute(
     if ctx.target.is_scaled() {
         stats.simulated_duration_ms = Some(ms(ctx.target.simulated(duration)));
     }
-    let assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
+    let mut assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
+    // A cleanup that failed may have left jobs open: never a pass, threshold or not.
+    if stats.cleanup_failures > 0 {
+        assertions.push(AssertionResult {
+            line: f
+                .cleanup
+                .first()
+                .map(|c| c.pos.line)
+                .unwrap_or(step.pos.line),
+            subject: "fan-out cleanup".into(),
+            op: "released every iteration".into(),
+            expected: json!(0),
+            actual: Some(json!(format!(
+                "{} of {} iterations' cleanup failed (what they opened may still be open)",
+                stats.cleanup_failures, count
+            ))),
+            passed: false,
+            message: None,
+        });
+    }
     stats.thresholds = thresholds
         .iter()
         .zip(&assertions)
