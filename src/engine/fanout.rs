@@ -9,10 +9,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
-use tokio::sync::{Barrier, Semaphore};
+use hdrhistogram::Histogram;
+use tokio::sync::Barrier;
 
 use super::step::run_steps;
 use super::{ms, resolve_dur, Ctx, ExecError, Observation};
@@ -74,59 +75,6 @@ fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecErro
         )));
     }
     usize::try_from(n).map_err(|_| ExecError::spec(format!("fanout {what} {n} is too large")))
-}
-
-/// Percentile by nearest rank over sorted values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-pub fn latency_stats(mut v: Vec<f64>) -> LatencyStats {
-    if v.is_empty() {
-        return LatencyStats::default();
-    }
-    v.sort_by(f64::total_cmp);
-    let mut histogram: Vec<Bucket> = BUCKETS_MS
-        .iter()
-        .map(|b| Bucket {
-            le_ms: *b,
-            count: 0,
-        })
-        .collect();
-    for x in &v {
-        if let Some(b) = histogram.iter_mut().find(|b| *x <= b.le_ms) {
-            b.count += 1;
-        }
-    }
-    // Trim empty buckets at both ends so charts show the interesting range.
-    while histogram.len() > 1 && histogram.last().is_some_and(|b| b.count == 0) {
-        histogram.pop();
-    }
-    while histogram.len() > 1 && histogram[0].count == 0 {
-        histogram.remove(0);
-    }
-    for b in &mut histogram {
-        if b.le_ms.is_infinite() {
-            b.le_ms = f64::MAX;
-        }
-    }
-    LatencyStats {
-        count: v.len(),
-        min: v[0],
-        mean: v.iter().sum::<f64>() / v.len() as f64,
-        p50: percentile(&v, 50.0),
-        p90: percentile(&v, 90.0),
-        p95: percentile(&v, 95.0),
-        p99: percentile(&v, 99.0),
-        max: v[v.len() - 1],
-        histogram,
-        measure: String::new(),
-        held_samples: Vec::new(),
-    }
 }
 
 /// What a step's figure in the fan-out statistics measures.
@@ -195,7 +143,6 @@ struct IterationOutcome {
     /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
     latencies: Vec<Sample>,
     captures: IndexMap<String, Value>,
-    cleanup_failed: bool,
 }
 
 /// A short, groupable reason: `503 capacity reached`, `error: timeout`, `assertion: $.status equals`.
@@ -272,20 +219,27 @@ pub async fn execute(
         })
         .collect::<Result<_, _>>()?;
 
-    let sem = Arc::new(Semaphore::new(concurrency));
+    // Iterations are created as slots free up and folded into streaming statistics as they
+    // finish, so memory does not grow with `count` (beyond what cleanup needs to remember).
     // With every iteration in flight at once, a barrier makes "200 at once" really simultaneous.
     let barrier = (concurrency >= count && ramp_up.is_none() && count > 1)
         .then(|| Arc::new(Barrier::new(count)));
     let t0 = Instant::now();
     let end = deadline.map(|d| t0 + d);
-    let mut futs = FuturesUnordered::new();
-    for i in 0..count {
-        let mut it_scope = scope.clone();
-        it_scope.set("index", json!(i));
-        it_scope.set("iteration", json!(i + 1));
-        let (sem, barrier) = (sem.clone(), barrier.clone());
-        let delay = ramp_up.map(|r| r.mul_f64(i as f64 / count.max(1) as f64));
-        futs.push(async move {
+    let keep = KeepCaptures::for_step(f, step, count);
+    let capture_names: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for st in &f.steps {
+            v.extend(st.capture.keys().filter(|k| !v.contains(k)).cloned().collect::<Vec<_>>());
+        }
+        v
+    };
+    let capture_names = &capture_names;
+    let base: &Scope = scope;
+    let iteration = |i: usize| {
+        let barrier = barrier.clone();
+        let start_at = ramp_up.map(|r| t0 + r.mul_f64(i as f64 / count.max(1) as f64));
+        async move {
             let mut out = IterationOutcome {
                 index: i,
                 started: false,
@@ -293,12 +247,10 @@ pub async fn execute(
                 reason: None,
                 latencies: Vec::new(),
                 captures: IndexMap::new(),
-                cleanup_failed: false,
             };
-            if let Some(d) = delay {
-                tokio::time::sleep(d).await;
+            if let Some(at) = start_at {
+                tokio::time::sleep_until(at.into()).await;
             }
-            let _permit = sem.acquire().await;
             if let Some(b) = &barrier {
                 b.wait().await;
             }
@@ -312,9 +264,10 @@ pub async fn execute(
                     }
                     .into(),
                 );
-                return (out, it_scope);
+                return out;
             }
             out.started = true;
+            let mut it_scope = iteration_scope(base, i, &IndexMap::new());
             let run = run_steps(&f.steps, &mut it_scope, ctx, false);
             let (results, status) = match end {
                 Some(e) => match tokio::time::timeout_at(e.into(), run).await {
@@ -323,6 +276,12 @@ pub async fn execute(
                 },
                 None => run.await,
             };
+            // Captured so far, also by a run the deadline cut short: cleanup needs the job id.
+            for name in capture_names {
+                if let Some(v) = it_scope.get(name) {
+                    out.captures.insert(name.clone(), v.clone());
+                }
+            }
             out.status = status;
             if matches!(status, Status::Failed | Status::Error) {
                 out.reason = Some(if results.is_empty() {
@@ -347,53 +306,50 @@ pub async fn execute(
                         .map(|x| x.elapsed_ms),
                     held: r.poll.as_ref().is_some_and(|p| p.satisfied),
                 });
-                for (k, v) in &r.captures {
-                    out.captures.insert(k.clone(), v.clone());
-                }
             }
-            (out, it_scope)
-        });
-    }
-    let mut done = Vec::with_capacity(count);
+            out
+        }
+    };
+    let mut agg = Aggregate::default();
+    // What each iteration's cleanup needs: its captures (its scope is rebuilt from them).
+    let mut pending_cleanup: Vec<(usize, IndexMap<String, Value>)> = Vec::new();
+    let mut finished = 0usize;
     let step_tick = (count / 10).max(1);
-    while let Some(o) = futs.next().await {
-        done.push(o);
-        if done.len() % step_tick == 0 && done.len() < count {
+    let mut iterations = futures::stream::iter(0..count)
+        .map(iteration)
+        .buffer_unordered(concurrency);
+    while let Some(o) = iterations.next().await {
+        finished += 1;
+        if !f.cleanup.is_empty() && o.started {
+            pending_cleanup.push((o.index, o.captures.clone()));
+        }
+        agg.add(o, &keep);
+        if finished % step_tick == 0 && finished < count {
             ctx.progress(format!(
                 "{}: {}/{} iterations done",
                 step.label(),
-                done.len(),
+                finished,
                 count
             ));
         }
     }
-    drop(futs);
+    drop(iterations);
     let duration = t0.elapsed();
     // Cleanup phase: every iteration's cleanup, with its own variables, after all steps finished
     // (what the block opened was open together). Runs after failures, deadlines and Ctrl-C too.
-    let mut outcomes = Vec::with_capacity(count);
-    if f.cleanup.is_empty() {
-        outcomes.extend(done.into_iter().map(|(o, _)| o));
-    } else {
-        let csem = Arc::new(Semaphore::new(concurrency));
-        let mut cleanups: FuturesUnordered<_> = done
-            .into_iter()
-            .map(|(mut o, mut it_scope)| {
-                let csem = csem.clone();
-                async move {
-                    let _permit = csem.acquire().await;
-                    let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
-                    o.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
-                    o
-                }
+    if !f.cleanup.is_empty() {
+        let mut cleanups = futures::stream::iter(pending_cleanup)
+            .map(|(i, caps)| async move {
+                let mut it_scope = iteration_scope(base, i, &caps);
+                let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
+                matches!(cst, Status::Failed | Status::Error)
             })
-            .collect();
-        while let Some(o) = cleanups.next().await {
-            outcomes.push(o);
+            .buffer_unordered(concurrency);
+        while let Some(failed) = cleanups.next().await {
+            agg.cleanup_failures += usize::from(failed);
         }
     }
-    outcomes.sort_by_key(|o| o.index);
-    let mut stats = aggregate(&outcomes, count, concurrency, duration);
+    let mut stats = agg.finish(count, concurrency, duration);
     if ctx.target.is_scaled() {
         stats.simulated_duration_ms = Some(ms(ctx.target.simulated(duration)));
     }
@@ -441,81 +397,210 @@ pub async fn execute(
     })
 }
 
-fn aggregate(
-    outcomes: &[IterationOutcome],
-    count: usize,
-    concurrency: usize,
-    duration: Duration,
-) -> FanoutStats {
-    let mut by_reason: IndexMap<String, usize> = IndexMap::new();
-    let mut per_step: IndexMap<String, Vec<f64>> = IndexMap::new();
-    let mut last_request: IndexMap<String, Vec<f64>> = IndexMap::new();
-    let mut measures: IndexMap<String, Measure> = IndexMap::new();
-    let mut held: IndexMap<String, Vec<f64>> = IndexMap::new();
-    let mut captures: IndexMap<String, Vec<Value>> = IndexMap::new();
-    let mut sample_failures = Vec::new();
-    for o in outcomes {
-        if let Some(r) = &o.reason {
-            *by_reason.entry(r.clone()).or_default() += 1;
-            if sample_failures.len() < 5 {
-                sample_failures.push(format!("iteration {}: {r}", o.index));
-            }
+/// An iteration's variables: the fan-out's scope, its `index`/`iteration`, and its captures.
+fn iteration_scope(base: &Scope, i: usize, captures: &IndexMap<String, Value>) -> Scope {
+    let mut sc = base.clone();
+    sc.set("index", json!(i));
+    sc.set("iteration", json!(i + 1));
+    for (k, v) in captures {
+        sc.set(k.clone(), v.clone());
+    }
+    sc
+}
+
+/// Up to this many iterations, every captured value is kept in the statistics (reports show
+/// them); beyond, only the captures a threshold or the fan-out's own capture/expect uses.
+const KEEP_ALL_CAPTURES_UP_TO: usize = 10_000;
+
+/// Which captured values the statistics keep.
+enum KeepCaptures {
+    All,
+    Only(HashSet<String>),
+}
+
+impl KeepCaptures {
+    fn for_step(f: &Fanout, step: &Step, count: usize) -> KeepCaptures {
+        if count <= KEEP_ALL_CAPTURES_UP_TO {
+            return KeepCaptures::All;
         }
-        for sm in &o.latencies {
-            per_step.entry(sm.step.clone()).or_default().push(sm.time);
-            measures.insert(sm.step.clone(), sm.measure);
-            if let Some(req) = sm.last_request {
-                last_request.entry(sm.step.clone()).or_default().push(req);
-            }
-            if sm.held {
-                let v = held.entry(sm.step.clone()).or_default();
-                if v.len() < MAX_HELD_SAMPLES {
-                    v.push(sm.time);
-                }
-            }
+        // `capture: {ids: $.captures.job_id}` or a check on `$.captures...` reads them all.
+        let doc_paths = step
+            .capture
+            .values()
+            .filter_map(|c| match c {
+                crate::spec::Capture::Path(p) => Some(p.clone()),
+                crate::spec::Capture::Detailed(d) => d.path.clone(),
+            })
+            .chain(
+                step.expect
+                    .iter()
+                    .flat_map(|e| e.json.iter().filter_map(|c| c.path.clone())),
+            );
+        if doc_paths.into_iter().any(|p| p.contains("captures")) {
+            return KeepCaptures::All;
         }
-        for (k, v) in &o.captures {
-            captures.entry(k.clone()).or_default().push(v.clone());
+        KeepCaptures::Only(
+            f.thresholds
+                .iter()
+                .filter_map(|t| Threshold::parse(t).ok())
+                .filter_map(|t| match t {
+                    Threshold::Unique(name) => Some(name),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            KeepCaptures::All => true,
+            KeepCaptures::Only(names) => names.contains(name),
         }
     }
-    by_reason.sort_by(|_, a, _, b| b.cmp(a));
-    let succeeded = outcomes
-        .iter()
-        .filter(|o| o.status == Status::Passed)
-        .count();
-    let secs = duration.as_secs_f64().max(1e-9);
-    FanoutStats {
-        count,
-        concurrency,
-        started: outcomes.iter().filter(|o| o.started).count(),
-        succeeded,
-        failed: count - succeeded,
-        by_reason,
-        duration_ms: ms(duration),
-        simulated_duration_ms: None,
-        throughput_per_s: (succeeded as f64 / secs * 100.0).round() / 100.0,
-        steps: per_step
-            .into_iter()
-            .map(|(k, v)| {
-                let measure = measures.get(&k).copied().unwrap_or(Measure::RequestLatency);
-                let mut st = latency_stats(v);
-                st.measure = measure.label().into();
-                st.held_samples = held.shift_remove(&k).unwrap_or_default();
-                (k, st)
-            })
-            .collect(),
-        request_latency: last_request
-            .into_iter()
-            .map(|(k, v)| {
-                let mut st = latency_stats(v);
-                st.measure = Measure::RequestLatency.label().into();
-                (k, st)
-            })
-            .collect(),
-        captures,
-        thresholds: Vec::new(),
-        sample_failures,
-        cleanup_failures: outcomes.iter().filter(|o| o.cleanup_failed).count(),
+}
+
+/// Streaming statistics of one step: an HDR histogram (3 significant digits) in microseconds.
+struct StepAgg {
+    hist: Histogram<u64>,
+    sum_ms: f64,
+    measure: Measure,
+    held: Vec<f64>,
+}
+
+impl StepAgg {
+    fn new(measure: Measure) -> StepAgg {
+        StepAgg {
+            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
+            sum_ms: 0.0,
+            measure,
+            held: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, v_ms: f64) {
+        let us = (v_ms.max(0.0) * 1000.0).round() as u64;
+        // Auto-resizing histograms only refuse values beyond u64 range: nothing to lose here.
+        let _ = self.hist.record(us.max(1));
+        self.sum_ms += v_ms;
+    }
+
+    fn stats(&self) -> LatencyStats {
+        let h = &self.hist;
+        let n = h.len() as usize;
+        if n == 0 {
+            return LatencyStats::default();
+        }
+        let ms_of = |us: u64| us as f64 / 1000.0;
+        let q = |p: f64| ms_of(h.highest_equivalent(h.value_at_quantile(p)).min(h.max()));
+        let mut histogram: Vec<Bucket> = Vec::new();
+        let mut below = 0u64;
+        for le in BUCKETS_MS {
+            let upto = if le.is_infinite() {
+                h.len()
+            } else {
+                h.iter_recorded()
+                    .take_while(|v| ms_of(v.value_iterated_to()) <= *le)
+                    .map(|v| v.count_at_value())
+                    .sum()
+            };
+            histogram.push(Bucket {
+                le_ms: if le.is_infinite() { f64::MAX } else { *le },
+                count: (upto - below) as usize,
+            });
+            below = upto;
+        }
+        while histogram.len() > 1 && histogram.last().is_some_and(|b| b.count == 0) {
+            histogram.pop();
+        }
+        while histogram.len() > 1 && histogram[0].count == 0 {
+            histogram.remove(0);
+        }
+        LatencyStats {
+            count: n,
+            min: ms_of(h.min()),
+            mean: self.sum_ms / n as f64,
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: ms_of(h.max()),
+            histogram,
+            measure: self.measure.label().into(),
+            held_samples: self.held.clone(),
+        }
+    }
+}
+
+/// Everything the report needs from the iterations, kept as they finish (bounded memory).
+#[derive(Default)]
+struct Aggregate {
+    started: usize,
+    succeeded: usize,
+    by_reason: IndexMap<String, usize>,
+    sample_failures: Vec<String>,
+    steps: IndexMap<String, StepAgg>,
+    last_request: IndexMap<String, StepAgg>,
+    captures: IndexMap<String, Vec<Value>>,
+    cleanup_failures: usize,
+}
+
+impl Aggregate {
+    fn add(&mut self, o: IterationOutcome, keep: &KeepCaptures) {
+        self.started += usize::from(o.started);
+        self.succeeded += usize::from(o.status == Status::Passed);
+        if let Some(r) = o.reason {
+            if self.sample_failures.len() < 5 {
+                self.sample_failures.push(format!("iteration {}: {r}", o.index));
+            }
+            *self.by_reason.entry(r).or_default() += 1;
+        }
+        for sm in o.latencies {
+            if let Some(req) = sm.last_request {
+                self.last_request
+                    .entry(sm.step.clone())
+                    .or_insert_with(|| StepAgg::new(Measure::RequestLatency))
+                    .record(req);
+            }
+            let agg = self
+                .steps
+                .entry(sm.step)
+                .or_insert_with(|| StepAgg::new(sm.measure));
+            agg.record(sm.time);
+            if sm.held && agg.held.len() < MAX_HELD_SAMPLES {
+                agg.held.push(sm.time);
+            }
+        }
+        for (k, v) in o.captures {
+            if keep.keeps(&k) {
+                self.captures.entry(k).or_default().push(v);
+            }
+        }
+    }
+
+    fn finish(mut self, count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
+        self.by_reason.sort_by(|_, a, _, b| b.cmp(a));
+        let secs = duration.as_secs_f64().max(1e-9);
+        FanoutStats {
+            count,
+            concurrency,
+            started: self.started,
+            succeeded: self.succeeded,
+            failed: count - self.succeeded,
+            by_reason: self.by_reason,
+            duration_ms: ms(duration),
+            simulated_duration_ms: None,
+            throughput_per_s: (self.succeeded as f64 / secs * 100.0).round() / 100.0,
+            steps: self.steps.iter().map(|(k, a)| (k.clone(), a.stats())).collect(),
+            request_latency: self
+                .last_request
+                .iter()
+                .map(|(k, a)| (k.clone(), a.stats()))
+                .collect(),
+            captures: self.captures,
+            thresholds: Vec::new(),
+            sample_failures: self.sample_failures,
+            cleanup_failures: self.cleanup_failures,
+        }
     }
 }
 
@@ -663,14 +748,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 95.0), 95.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        let s = latency_stats(vec![3.0, 1.0, 2.0]);
-        assert_eq!((s.min, s.p50, s.max, s.count), (1.0, 2.0, 3.0, 3));
-        assert_eq!(s.histogram.iter().map(|b| b.count).sum::<usize>(), 3);
+    fn streaming_percentiles_keep_three_significant_digits() {
+        let mut a = StepAgg::new(Measure::RequestLatency);
+        for v in 1..=100 {
+            a.record(f64::from(v));
+        }
+        let s = a.stats();
+        let close = |x: f64, want: f64| (x - want).abs() <= want * 0.001;
+        assert!(close(s.p50, 50.0), "{}", s.p50);
+        assert!(close(s.p95, 95.0), "{}", s.p95);
+        assert!(close(s.p99, 99.0), "{}", s.p99);
+        assert!(close(s.max, 100.0) && close(s.min, 1.0));
+        assert_eq!(s.count, 100);
+        assert!((s.mean - 50.5).abs() < 1e-9, "the mean is exact");
+        assert_eq!(s.histogram.iter().map(|b| b.count).sum::<usize>(), 100);
+        assert_eq!(s.measure, "request latency");
+        // A skewed sample: the tail shows in p99, not in p50.
+        let mut a = StepAgg::new(Measure::TimeUntilHeld);
+        for _ in 0..990 {
+            a.record(2.0);
+        }
+        for _ in 0..10 {
+            a.record(30_000.0);
+        }
+        let s = a.stats();
+        assert!(close(s.p50, 2.0) && close(s.p99, 2.0) && close(s.max, 30_000.0));
     }
 
     #[test]
