@@ -11,6 +11,8 @@
 //!   endpoint: peak memory.
 //! - `suite200`: the shipped `specs/limits/concurrent-200.yaml` end to end against the embedded
 //!   simulator (time scale 0.01): wall time and CPU.
+//! - `million`: 1,000,000 iterations (`BENCH_MILLION`), 64 in flight, against the no-op endpoint:
+//!   peak memory stays flat however long a load runs.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -117,6 +119,23 @@ fn child(mode: &str, arg: &str) {
                     peak_rss_mib()
                 );
             }
+            "million" => {
+                // Memory must not grow with the iteration count (issue 13): a long load run.
+                let n: usize = std::env::var("BENCH_MILLION").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+                let spec = format!(
+                    "id: bench.million\ntitle: million\nsteps:\n  - fanout:\n      count: {n}\n      concurrency: 64\n      steps:\n        - name: noop\n          http: {{path: /noop}}\n          expect: {{status: 200}}\n      thresholds: [succeeded == count, p99(noop) < 1s]\n"
+                );
+                let (c0, t0) = (proc_cpu_seconds(), Instant::now());
+                let r = run_spec(&spec, Some(arg)).await;
+                let (cpu, wall) = (proc_cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+                assert_eq!(r.totals.passed, 1, "bench spec failed: {:?}", r.specs[0].cases[0].message);
+                println!(
+                    "RESULT million n={n} wall_s={wall:.1} req_per_s={:.0} cpu_us_per_step={:.1} peak_rss_mib={:.1}",
+                    n as f64 / wall,
+                    cpu * 1e6 / n as f64,
+                    peak_rss_mib()
+                );
+            }
             "fanout200" => {
                 let spec = "id: bench.fanout200\ntitle: fanout\nsteps:\n  - fanout:\n      count: 200\n      steps:\n        - name: configure\n          http: {method: POST, path: /configure, json: {channels: {min: 0, max: 50}, index: \"{{ index }}\"}}\n          expect: {status: 200}\n          capture: {job_id: $.job_id, stream_port: $.stream_port}\n        - name: metadata\n          http: {path: \"/metadata/{{ job_id }}\"}\n          expect: {status: 200}\n      thresholds: [succeeded == count]\n";
                 let t0 = Instant::now();
@@ -176,6 +195,7 @@ fn main() {
         ("steps", url.as_str()),
         ("fanout200", url.as_str()),
         ("suite200", ""),
+        ("million", url.as_str()),
     ] {
         let out = Command::new(&exe)
             .args(["--child", mode, arg])

@@ -272,6 +272,10 @@ impl AssertionResult {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// A short one-line rendering of a JSON value.
 pub fn compact(v: &Value) -> String {
     let s = serde_json::to_string(v).unwrap_or_default();
@@ -345,6 +349,9 @@ pub struct FanoutStats {
     pub started: usize,
     pub succeeded: usize,
     pub failed: usize,
+    /// Open loop: scheduled starts dropped because `max_in_flight` iterations were running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: usize,
     /// Failures by reason (`503 capacity`, `error: timeout`, `assertion: $.status`...).
     pub by_reason: IndexMap<String, usize>,
     pub duration_ms: f64,

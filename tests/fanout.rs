@@ -268,3 +268,78 @@ fn exclusive_specs_run_alone() {
         "the other specs did run in parallel with each other"
     );
 }
+
+#[test]
+fn open_loop_starts_on_schedule_and_drops_past_max_in_flight() {
+    let srv = TestServer::start(0);
+    let p = Project::new(&srv.url);
+    // 200/s for 0.5 s = ~100 scheduled starts; each takes 60 ms and at most 3 may run at once,
+    // so most starts are dropped (never delayed: an open loop keeps its schedule).
+    p.spec(
+        "open.yaml",
+        r#"
+id: fan.open-loop
+title: Arrival rate with a bound on iterations in flight
+steps:
+  - fanout:
+      rate: 200/s
+      duration: 500ms
+      max_in_flight: 3
+      steps:
+        - name: work
+          http: {path: /work}
+          expect: {status: 200}
+      thresholds: [dropped == 0]
+"#,
+    );
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let r = p.results();
+    let step = &r["specs"][0]["cases"][0]["steps"][0];
+    let f = &step["fanout"];
+    let (count, started, dropped) = (
+        f["count"].as_u64().unwrap(),
+        f["started"].as_u64().unwrap(),
+        f["dropped"].as_u64().unwrap(),
+    );
+    assert!((80..=110).contains(&count), "about 100 scheduled: {f}");
+    assert_eq!(started + dropped, count, "{f}");
+    assert!(dropped >= count / 2, "most were dropped: {f}");
+    assert!(
+        srv.state.lock().unwrap().max_in_flight <= 3,
+        "never more than 3 in flight"
+    );
+    assert_eq!(
+        f["thresholds"][0]["passed"], false,
+        "`dropped == 0` can fail: {f}"
+    );
+}
+
+#[test]
+fn a_closed_loop_can_run_for_a_duration() {
+    let srv = TestServer::start(0);
+    let p = Project::new(&srv.url);
+    p.spec(
+        "closed.yaml",
+        r#"
+id: fan.closed-duration
+title: Two workers for 0.4 s
+steps:
+  - fanout:
+      duration: 400ms
+      concurrency: 2
+      steps:
+        - name: work
+          http: {path: /work}
+          expect: {status: 200}
+      thresholds: [succeeded == count, count >= 6, dropped == 0]
+"#,
+    );
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let f = &p.results()["specs"][0]["cases"][0]["steps"][0]["fanout"];
+    let n = f["count"].as_u64().unwrap();
+    // 2 workers x 400 ms / 60 ms per iteration, plus the ones started just before the end.
+    assert!((6..=20).contains(&n), "{f}");
+    assert_eq!(srv.state.lock().unwrap().max_in_flight, 2);
+}

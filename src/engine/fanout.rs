@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
+use hdrhistogram::Histogram;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
-use hdrhistogram::Histogram;
 use tokio::sync::Barrier;
 
 use super::step::run_steps;
@@ -143,6 +143,72 @@ struct IterationOutcome {
     /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
     latencies: Vec<Sample>,
     captures: IndexMap<String, Value>,
+    /// Its own cleanup failed (loads that release each iteration as it ends).
+    cleanup_failed: bool,
+}
+
+/// An open-loop schedule: iterations per simulated second, constant or ramped by stages.
+struct OpenLoop {
+    /// Rate before the first stage (or throughout, without stages).
+    base: f64,
+    /// (end of the stage in spec seconds, rate at that end).
+    stages: Vec<(f64, f64)>,
+    max_in_flight: usize,
+}
+
+impl OpenLoop {
+    fn resolve(f: &Fanout, scope: &Scope) -> Result<Option<OpenLoop>, ExecError> {
+        if f.rate.is_none() && f.stages.is_empty() {
+            return Ok(None);
+        }
+        let rate = |r: &str| -> Result<f64, ExecError> {
+            crate::spec::parse_rate(&scope.render_str(r)?).map_err(ExecError::spec)
+        };
+        let base = f.rate.as_deref().map(rate).transpose()?.unwrap_or(0.0);
+        let mut stages = Vec::new();
+        let mut t = 0.0;
+        for st in &f.stages {
+            t += resolve_dur(&st.duration, scope)?.as_secs_f64();
+            stages.push((t, rate(&st.rate)?));
+        }
+        let max_in_flight = match &f.max_in_flight {
+            Some(c) => resolve_count(c, scope, "max_in_flight")?.max(1),
+            None => 1000,
+        };
+        Ok(Some(OpenLoop {
+            base,
+            stages,
+            max_in_flight,
+        }))
+    }
+
+    /// When the stages end (spec seconds); a plain rate runs until `duration`/`count`.
+    fn stages_end(&self) -> f64 {
+        self.stages.last().map(|s| s.0).unwrap_or(f64::INFINITY)
+    }
+
+    /// The rate at `t` spec seconds: linear within each stage, from the previous stage's rate.
+    fn rate_at(&self, t: f64) -> f64 {
+        let (mut from_t, mut from_r) = (0.0, self.base);
+        for &(end, r) in &self.stages {
+            if t <= end {
+                let span = (end - from_t).max(1e-9);
+                return from_r + (r - from_r) * ((t - from_t) / span);
+            }
+            (from_t, from_r) = (end, r);
+        }
+        from_r
+    }
+
+    /// The next start after one at `t` (a zero rate waits a little and looks again).
+    fn next_start(&self, t: f64) -> f64 {
+        let r = self.rate_at(t);
+        if r > 1e-9 {
+            t + 1.0 / r
+        } else {
+            t + 0.01
+        }
+    }
 }
 
 /// A short, groupable reason: `503 capacity reached`, `error: timeout`, `assertion: $.status equals`.
@@ -192,11 +258,25 @@ pub async fn execute(
     scope: &mut Scope,
     ctx: &Ctx,
 ) -> Result<Observation, ExecError> {
-    let count = resolve_count(&f.count, scope, "count")?;
+    // Without `count`, a `duration` bounds the run (validate requires one of them).
+    let count = match &f.count {
+        Some(c) => resolve_count(c, scope, "count")?,
+        None => usize::MAX,
+    };
+    let run_for = f
+        .duration
+        .as_ref()
+        .map(|d| resolve_dur(d, scope))
+        .transpose()?;
+    let open_loop = OpenLoop::resolve(f, scope)?;
     let concurrency = match &f.concurrency {
         Some(c) => resolve_count(c, scope, "concurrency")?.max(1),
+        None if count == usize::MAX => 1,
         None => count.max(1),
     };
+    // A load that runs for a time releases each iteration as soon as it is done (bounded memory);
+    // a counted block keeps what it opened open together until every iteration finished.
+    let cleanup_each = run_for.is_some() || open_loop.is_some();
     // Spec durations are the simulated system's time: wait their wall equivalent.
     let ramp_up = f
         .ramp_up
@@ -222,21 +302,32 @@ pub async fn execute(
     // Iterations are created as slots free up and folded into streaming statistics as they
     // finish, so memory does not grow with `count` (beyond what cleanup needs to remember).
     // With every iteration in flight at once, a barrier makes "200 at once" really simultaneous.
-    let barrier = (concurrency >= count && ramp_up.is_none() && count > 1)
-        .then(|| Arc::new(Barrier::new(count)));
+    let barrier = (concurrency >= count
+        && ramp_up.is_none()
+        && count > 1
+        && run_for.is_none()
+        && open_loop.is_none())
+    .then(|| Arc::new(Barrier::new(count)));
     let t0 = Instant::now();
     let end = deadline.map(|d| t0 + d);
+    let stop_starting_at = run_for.map(|d| t0 + ctx.target.wall(d));
     let keep = KeepCaptures::for_step(f, step, count);
     let capture_names: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
         for st in &f.steps {
-            v.extend(st.capture.keys().filter(|k| !v.contains(k)).cloned().collect::<Vec<_>>());
+            v.extend(
+                st.capture
+                    .keys()
+                    .filter(|k| !v.contains(k))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
         }
         v
     };
     let capture_names = &capture_names;
     let base: &Scope = scope;
-    let iteration = |i: usize| {
+    let iteration = |i: usize, scheduled: Option<Instant>| {
         let barrier = barrier.clone();
         let start_at = ramp_up.map(|r| t0 + r.mul_f64(i as f64 / count.max(1) as f64));
         async move {
@@ -247,6 +338,7 @@ pub async fn execute(
                 reason: None,
                 latencies: Vec::new(),
                 captures: IndexMap::new(),
+                cleanup_failed: false,
             };
             if let Some(at) = start_at {
                 tokio::time::sleep_until(at.into()).await;
@@ -267,6 +359,9 @@ pub async fn execute(
                 return out;
             }
             out.started = true;
+            // Open loop: the time between the scheduled and the real start counts (no
+            // coordinated omission); it is added to the first step's figure below.
+            let mut lag_ms = scheduled.map(|at| ms(Instant::now().saturating_duration_since(at)));
             let mut it_scope = iteration_scope(base, i, &IndexMap::new());
             let run = run_steps(&f.steps, &mut it_scope, ctx, false);
             let (results, status) = match end {
@@ -294,7 +389,8 @@ pub async fn execute(
                 if r.status == Status::Skipped {
                     continue;
                 }
-                let (time, measure) = step_time(r);
+                let (mut time, measure) = step_time(r);
+                time += lag_ms.take().unwrap_or(0.0);
                 out.latencies.push(Sample {
                     step: r.name.clone(),
                     time,
@@ -307,6 +403,10 @@ pub async fn execute(
                     held: r.poll.as_ref().is_some_and(|p| p.satisfied),
                 });
             }
+            if cleanup_each && !f.cleanup.is_empty() {
+                let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
+                out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
+            }
             out
         }
     };
@@ -315,16 +415,16 @@ pub async fn execute(
     let mut pending_cleanup: Vec<(usize, IndexMap<String, Value>)> = Vec::new();
     let mut finished = 0usize;
     let step_tick = (count / 10).max(1);
-    let mut iterations = futures::stream::iter(0..count)
-        .map(iteration)
-        .buffer_unordered(concurrency);
-    while let Some(o) = iterations.next().await {
+    let mut take = |o: IterationOutcome, agg: &mut Aggregate| {
         finished += 1;
-        if !f.cleanup.is_empty() && o.started {
+        if !cleanup_each && !f.cleanup.is_empty() && o.started {
             pending_cleanup.push((o.index, o.captures.clone()));
         }
         agg.add(o, &keep);
-        if finished % step_tick == 0 && finished < count {
+        if count == usize::MAX || open_loop.is_some() {
+            // Long loads: a live line every few seconds (throttled by `progress`).
+            ctx.progress(agg.live_line(&step.label(), t0.elapsed(), ctx));
+        } else if finished % step_tick == 0 && finished < count {
             ctx.progress(format!(
                 "{}: {}/{} iterations done",
                 step.label(),
@@ -332,12 +432,65 @@ pub async fn execute(
                 count
             ));
         }
-    }
-    drop(iterations);
+    };
+    let scheduled_count = match &open_loop {
+        None => {
+            let mut iterations = futures::stream::iter(0..count)
+                .take_while(|_| {
+                    futures::future::ready(stop_starting_at.is_none_or(|e| Instant::now() < e))
+                })
+                .map(|i| iteration(i, None))
+                .buffer_unordered(concurrency);
+            while let Some(o) = iterations.next().await {
+                take(o, &mut agg);
+            }
+            finished
+        }
+        Some(ol) => {
+            // Starts follow the schedule whatever the answers; a start that finds
+            // `max_in_flight` iterations running is dropped, never delayed.
+            let mut inflight = futures::stream::FuturesUnordered::new();
+            let mut at_spec = 0.0_f64;
+            let mut i = 0usize;
+            let horizon = run_for.map(|d| d.as_secs_f64()).unwrap_or(ol.stages_end());
+            while i < count && at_spec <= horizon && !ctx.cancel.is_cancelled() {
+                let at = t0 + ctx.target.wall(Duration::from_secs_f64(at_spec));
+                if end.is_some_and(|e| at >= e) {
+                    break;
+                }
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => break,
+                        Some(o) = inflight.next(), if !inflight.is_empty() => take(o, &mut agg),
+                        _ = ctx.cancel.cancelled() => break,
+                    }
+                }
+                if ctx.cancel.is_cancelled() {
+                    break;
+                }
+                if inflight.len() >= ol.max_in_flight {
+                    agg.dropped += 1;
+                } else {
+                    inflight.push(iteration(i, Some(at)));
+                }
+                i += 1;
+                at_spec = ol.next_start(at_spec);
+            }
+            while let Some(o) = inflight.next().await {
+                take(o, &mut agg);
+            }
+            i
+        }
+    };
+    let count = if count == usize::MAX || open_loop.is_some() {
+        scheduled_count
+    } else {
+        count
+    };
     let duration = t0.elapsed();
     // Cleanup phase: every iteration's cleanup, with its own variables, after all steps finished
     // (what the block opened was open together). Runs after failures, deadlines and Ctrl-C too.
-    if !f.cleanup.is_empty() {
+    if !f.cleanup.is_empty() && !cleanup_each {
         let mut cleanups = futures::stream::iter(pending_cleanup)
             .map(|(i, caps)| async move {
                 let mut it_scope = iteration_scope(base, i, &caps);
@@ -542,15 +695,39 @@ struct Aggregate {
     last_request: IndexMap<String, StepAgg>,
     captures: IndexMap<String, Vec<Value>>,
     cleanup_failures: usize,
+    dropped: usize,
+    finished: usize,
 }
 
 impl Aggregate {
+    /// "load: 12000 iterations, 198.7/s, 3 failed, 0 dropped, p95(configure) 41ms".
+    fn live_line(&self, label: &str, elapsed: Duration, ctx: &Ctx) -> String {
+        let secs = ctx.target.simulated(elapsed).as_secs_f64().max(1e-9);
+        let p95 = self
+            .steps
+            .first()
+            .map(|(name, a)| {
+                let v = a.hist.value_at_quantile(0.95) as f64 / 1000.0;
+                format!(", p95({name}) {v:.0}ms")
+            })
+            .unwrap_or_default();
+        format!(
+            "{label}: {} iterations, {:.1}/s, {} failed, {} dropped{p95}",
+            self.finished,
+            self.finished as f64 / secs,
+            self.finished - self.succeeded,
+            self.dropped
+        )
+    }
+
     fn add(&mut self, o: IterationOutcome, keep: &KeepCaptures) {
+        self.finished += 1;
         self.started += usize::from(o.started);
         self.succeeded += usize::from(o.status == Status::Passed);
         if let Some(r) = o.reason {
             if self.sample_failures.len() < 5 {
-                self.sample_failures.push(format!("iteration {}: {r}", o.index));
+                self.sample_failures
+                    .push(format!("iteration {}: {r}", o.index));
             }
             *self.by_reason.entry(r).or_default() += 1;
         }
@@ -575,6 +752,7 @@ impl Aggregate {
                 self.captures.entry(k).or_default().push(v);
             }
         }
+        self.cleanup_failures += usize::from(o.cleanup_failed);
     }
 
     fn finish(mut self, count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
@@ -585,12 +763,17 @@ impl Aggregate {
             concurrency,
             started: self.started,
             succeeded: self.succeeded,
-            failed: count - self.succeeded,
+            failed: count.saturating_sub(self.succeeded),
+            dropped: self.dropped,
             by_reason: self.by_reason,
             duration_ms: ms(duration),
             simulated_duration_ms: None,
             throughput_per_s: (self.succeeded as f64 / secs * 100.0).round() / 100.0,
-            steps: self.steps.iter().map(|(k, a)| (k.clone(), a.stats())).collect(),
+            steps: self
+                .steps
+                .iter()
+                .map(|(k, a)| (k.clone(), a.stats()))
+                .collect(),
             request_latency: self
                 .last_request
                 .iter()
@@ -684,6 +867,7 @@ fn check_thresholds(
                             "success_rate" => stats.succeeded as f64 / stats.count.max(1) as f64,
                             "throughput" => stats.throughput_per_s,
                             "cleanup_failures" => stats.cleanup_failures as f64,
+                            "dropped" => stats.dropped as f64,
                             _ => stats.simulated_duration_ms.unwrap_or(stats.duration_ms),
                         };
                         let shown = match c.as_str() {

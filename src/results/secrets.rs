@@ -962,6 +962,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         started: _,
         succeeded: _,
         failed: _,
+        dropped: _,
         by_reason,
         duration_ms: _,
         simulated_duration_ms: _,

@@ -977,13 +977,50 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 }
                 check_steps(&f.steps, &format!("{path}.fanout.steps"), index, out);
                 check_steps(&f.cleanup, &format!("{path}.fanout.cleanup"), index, out);
-                check_count(
-                    &f.count,
-                    "count",
-                    &format!("{path}.fanout.count"),
-                    index,
-                    out,
-                );
+                match &f.count {
+                    Some(c) => check_count(c, "count", &format!("{path}.fanout.count"), index, out),
+                    None if f.duration.is_none() => out.push((
+                        index.get(&format!("{path}.fanout")),
+                        "a `fanout` needs a `count`, a `duration`, or both".into(),
+                        Some(
+                            "e.g. `count: 200`, or `duration: 10m` for a load that runs for a time"
+                                .into(),
+                        ),
+                    )),
+                    None => {}
+                }
+                if let Some(c) = &f.max_in_flight {
+                    check_count(
+                        c,
+                        "max_in_flight",
+                        &format!("{path}.fanout.max_in_flight"),
+                        index,
+                        out,
+                    );
+                }
+                let rates =
+                    f.rate
+                        .iter()
+                        .map(|r| (format!("{path}.fanout.rate"), r))
+                        .chain(
+                            f.stages.iter().enumerate().map(|(k, st)| {
+                                (format!("{path}.fanout.stages[{k}].rate"), &st.rate)
+                            }),
+                        );
+                for (key, r) in rates {
+                    if !is_template(r) {
+                        if let Err(e) = super::parse_rate(r) {
+                            out.push((index.get(&key), e, None));
+                        }
+                    }
+                }
+                if f.rate.is_none() && f.stages.is_empty() && f.max_in_flight.is_some() {
+                    out.push((
+                        index.key(&format!("{path}.fanout.max_in_flight")),
+                        "`max_in_flight` bounds an open-loop fan-out: set `rate` or `stages` too (a closed loop uses `concurrency`)".into(),
+                        None,
+                    ));
+                }
                 if let Some(c) = &f.concurrency {
                     check_count(
                         c,

@@ -194,7 +194,11 @@ impl Step {
             StepKind::Sleep(d) => format!("sleep {}", d.0),
             StepKind::Assert(c) => format!("assert ({} checks)", c.len()),
             StepKind::Kube(k) => format!("kube {} {}", k.op.as_str(), k.kind),
-            StepKind::Fanout(f) => format!("fanout x{}", f.count),
+            StepKind::Fanout(f) => match (&f.count, &f.duration) {
+                (Some(c), _) => format!("fanout x{c}"),
+                (None, Some(d)) => format!("fanout for {}", d.0),
+                (None, None) => "fanout".into(),
+            },
         }
     }
 }
@@ -507,6 +511,47 @@ fn parse_duration_unbounded(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(t)
         .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `500ms`, `30s`, `2m`)"))
+}
+
+/// One stage of an open-loop ramp: reach `rate` linearly over `duration`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub duration: Dur,
+    /// Target rate at the end of the stage, e.g. `50/s`.
+    pub rate: String,
+}
+
+/// Parses an arrival rate (`50/s`, `600/m`, `3600/h`, or a plain number per second) into
+/// iterations per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (n, per) = match t.split_once('/') {
+        Some((n, u)) => (
+            n.trim(),
+            match u.trim() {
+                "s" | "sec" | "second" => 1.0,
+                "m" | "min" | "minute" => 60.0,
+                "h" | "hour" => 3600.0,
+                other => {
+                    return Err(format!(
+                        "rate `{s}`: unknown unit `{other}` (write e.g. `50/s`, `600/m`)"
+                    ))
+                }
+            },
+        ),
+        None => (t, 1.0),
+    };
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("rate `{s}` is not a number per time unit (write e.g. `50/s`)"))?;
+    let r = n / per;
+    if !(r.is_finite() && r >= 0.0 && r <= 1_000_000.0) {
+        return Err(format!(
+            "rate `{s}` must be between 0 and 1,000,000 per second"
+        ));
+    }
+    Ok(r)
 }
 
 /// A count that may be a template (`"{{ n }}"`).
@@ -1043,8 +1088,25 @@ pub struct KubeOp {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fanout {
-    /// Number of iterations.
-    pub count: Count,
+    /// Number of iterations (with `duration`: at most this many; one of the two is needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Count>,
+    /// Keep starting iterations for this long (simulated time on a scaled simulator): closed loop
+    /// with `concurrency` workers, or open loop at `rate`. Each iteration's cleanup then runs right
+    /// after it, so memory stays flat however long the load runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// Open loop (k6's arrival rate): start iterations at this rate whatever the response times,
+    /// e.g. `50/s`, `600/m`. Latency counts from the scheduled start (no coordinated omission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Open loop: rates to ramp to, each reached linearly over its duration, from `rate` (or 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    /// Open loop: at most this many iterations in flight; a start that finds it reached is
+    /// dropped and counted (`dropped`), never delayed. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<Count>,
     /// Iterations in flight at once (default = count: all start together behind a barrier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Count>,

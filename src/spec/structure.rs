@@ -144,7 +144,7 @@ fn duration_problems(
             ("until", &["interval", "timeout"]),
             ("kube", &["interval", "timeout"]),
             ("expect", &["max_elapsed"]),
-            ("fanout", &["ramp_up", "deadline"]),
+            ("fanout", &["ramp_up", "deadline", "duration"]),
         ];
         for (key, subs) in fields {
             let Some(v) = step.get(key) else { continue };

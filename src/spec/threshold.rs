@@ -43,6 +43,7 @@ const COUNTERS: &[&str] = &[
     "throughput",
     "cleanup_failures",
     "duration",
+    "dropped",
 ];
 const STATS: &[&str] = &["min", "mean", "p50", "p90", "p95", "p99", "max"];
 
