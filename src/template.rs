@@ -89,6 +89,7 @@ fn environment() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        crate::filters::register(&mut env);
         // now(fmt="%Y-%m-%dT%H:%M:%SZ", offset="-10m")
         env.add_function(
             "now",
