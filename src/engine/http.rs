@@ -314,7 +314,7 @@ pub async fn execute(
         body: None,
     });
     let status = resp.status().as_u16();
-    let version = format!("{:?}", resp.version());
+    let version = version_name(resp.version());
     let final_url = resp.url().to_string();
     let headers = pairs_of(resp.headers());
     let encoding = resp
@@ -874,6 +874,15 @@ fn excerpt(s: &str) -> (String, bool) {
         end -= 1;
     }
     (s[..end].to_string(), true)
+}
+
+/// `HTTP/1.1`, `HTTP/2`, `HTTP/3` (as people write them, not `HTTP/2.0`).
+fn version_name(v: reqwest::Version) -> String {
+    match v {
+        reqwest::Version::HTTP_2 => "HTTP/2".into(),
+        reqwest::Version::HTTP_3 => "HTTP/3".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// The kind of failure, in the words of `expect: {error: ...}`.
