@@ -835,7 +835,7 @@ pub struct BodyCheck {
 #[serde(untagged)]
 pub enum CookieExpect {
     Value(String),
-    Check(CookieCheck),
+    Check(Box<CookieCheck>),
 }
 
 /// Checks on a cookie set by the response (`Set-Cookie`).
