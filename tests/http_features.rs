@@ -172,6 +172,14 @@ fn charset(name: &str) -> Response {
         .into_response()
 }
 
+/// 200 MiB in 64 KiB chunks.
+fn huge() -> Response {
+    let chunk = Bytes::from(vec![b'y'; 64 * 1024]);
+    let stream =
+        futures::stream::iter((0..3200).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    Body::from_stream(stream).into_response()
+}
+
 /// Chunks of "tick\n" forever.
 fn endless() -> Response {
     let stream = futures::stream::unfold((), |_| async {
@@ -218,6 +226,7 @@ fn app() -> Router {
             "/big",
             get(|| async { vec![b'x'; 1 << 20].into_response() }),
         )
+        .route("/huge", get(|| async { huge() }))
         .route(
             "/date",
             get(|| async {
@@ -592,6 +601,27 @@ fn expected_errors_version_and_bounded_bodies() {
     assert_eq!(fails, ["HTTP version equals"]);
 }
 
+/// A 200 MiB body on a target with the default `max_body` (16 MiB): counted, its start kept, and
+/// the runner's peak memory stays far below the body's size.
+#[test]
+fn a_200_mib_body_costs_bounded_memory() {
+    let r = run();
+    let s = spec(&r.h2, "http.h2");
+    let st = &s["cases"][0]["steps"][1];
+    assert_eq!(st["status"], "passed", "{st}");
+    let note = st["response"]["note"].as_str().unwrap();
+    assert!(note.contains("max_body (16777216 bytes)"), "{note}");
+    // The largest focusqa child process of this test binary (the runs above).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let peak_mib = usage.ru_maxrss / 1024;
+    eprintln!("peak RSS of the focusqa runs: {peak_mib} MiB");
+    assert!(peak_mib < 150, "peak RSS {peak_mib} MiB for a 200 MiB body");
+}
+
 #[test]
 fn invalid_templated_header_is_named() {
     let (st, _, msg) = failing("invalid templated header");
@@ -605,7 +635,7 @@ fn http2_prior_knowledge_and_target_basic_auth() {
     let steps = s["cases"][0]["steps"].as_array().unwrap();
     assert_eq!(steps[0]["status"], "passed", "{}", steps[0]);
     assert_eq!(steps[0]["response"]["version"], "HTTP/2");
-    assert_eq!(steps[1]["status"], "failed");
+    assert_eq!(steps[2]["status"], "failed");
     let text = serde_json::to_string(&run().h2).unwrap();
     assert!(!text.contains("target-password"));
 }
