@@ -594,6 +594,11 @@ fn expected_errors_version_and_bounded_bodies() {
         (st.as_str(), fails),
         ("failed", vec!["request fails with".to_string()])
     );
+    let (st, fails, _) = failing("another failure than the expected one");
+    assert_eq!(
+        (st.as_str(), fails),
+        ("failed", vec!["request fails with".to_string()])
+    );
     let (st, _, msg) = failing("an unexpected timeout");
     assert_eq!(st, "error");
     assert!(msg.starts_with("timeout"), "{msg}");

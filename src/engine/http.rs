@@ -243,22 +243,21 @@ pub async fn execute(
             Err(e) => {
                 let kind = error_kind(&e);
                 let message = describe_reqwest(&e, hop.url.as_str());
-                if let Some(want) = expected_error {
-                    if kind.is_some() {
-                        return Ok(Observation {
-                            elapsed: start.elapsed(),
-                            request: shown,
-                            http: Some(Box::new(HttpObs {
-                                url: hop.url.to_string(),
-                                redirects,
-                                error: kind,
-                                error_message: Some(message),
-                                ..Default::default()
-                            })),
+                // Expected (`expect: {error: ...}`): an observation the check judges, whichever
+                // kind the step wanted (a wrong kind fails the check, it is not an error).
+                if expected_error.is_some() && kind.is_some() {
+                    return Ok(Observation {
+                        elapsed: start.elapsed(),
+                        request: shown,
+                        http: Some(Box::new(HttpObs {
+                            url: hop.url.to_string(),
+                            redirects,
+                            error: kind,
+                            error_message: Some(message),
                             ..Default::default()
-                        });
-                    }
-                    let _ = want;
+                        })),
+                        ..Default::default()
+                    });
                 }
                 let mut err = ExecError::infra(message);
                 err.request = shown.map(Box::new);

@@ -555,6 +555,9 @@ fn check_expect(e: &Expect, path: &str, index: &PositionIndex, out: &mut Vec<Pro
             check_regex(re, index.get(&format!("{path}.body.matches")), out);
         }
     }
+    for (j, c) in e.redirects.iter().enumerate() {
+        check_check(c, &format!("{path}.redirects[{j}]"), index, out);
+    }
     for (j, c) in e.json.iter().enumerate() {
         let cp = format!("{path}.json[{j}]");
         if c.path.is_none() {
