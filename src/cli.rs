@@ -9,6 +9,7 @@ use regex::Regex;
 use crate::config::Config;
 use crate::engine::{Engine, Event, RunOptions};
 use crate::report::console::Console;
+use crate::results::SpecResult;
 use crate::spec::diag::Diagnostic;
 use crate::spec::scope::Catalog;
 use crate::spec::{load_paths, Spec};
@@ -25,8 +26,10 @@ pub enum Exit {
     Invalid,
     /// The target could not be prepared, or reports could not be written.
     Environment,
-    /// Interrupted by Ctrl-C (cleanup ran, reports were written).
+    /// Interrupted by Ctrl-C, SIGTERM or SIGHUP (cleanup ran, reports were written).
     Interrupted,
+    /// Interrupted twice: the reports of what finished were written, cleanup may be incomplete.
+    Aborted,
 }
 
 impl Exit {
@@ -37,6 +40,7 @@ impl Exit {
             Exit::Invalid => 2,
             Exit::Environment => 3,
             Exit::Interrupted => 130,
+            Exit::Aborted => 4,
         }
     }
 }
@@ -46,7 +50,10 @@ const EXIT_CODES: &str = "Exit codes:
   1    at least one case failed (assertion) or errored (e.g. connection refused)
   2    invalid specs, scope catalog, config or command line (nothing was sent)
   3    the target could not be prepared, or reports could not be written
-  130  interrupted by Ctrl-C (cleanup steps ran, reports were written)";
+  4    aborted by a second interrupt: reports of what finished were written,
+       cleanup may be incomplete (look for jobs left open)
+  130  interrupted by Ctrl-C, SIGTERM or SIGHUP (requests in flight finished,
+       every cleanup step ran, reports were written)";
 
 #[derive(Parser, Debug)]
 #[command(name = "focusqa", version, about = "Declarative YAML test scenarios for the Focus Server API and Kubernetes", after_help = EXIT_CODES)]
@@ -229,6 +236,33 @@ type Selection = (Vec<Spec>, Vec<Spec>, Option<Catalog>);
 
 /// Loads, validates and filters specs; prints the diagnostics and fails when anything is invalid.
 fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
+    load_selection(config, sel, false).map(|(s, _)| s)
+}
+
+/// For `list` and `coverage`: the valid specs even when some files are broken, and the
+/// broken files (their diagnostics are printed).
+fn load_lenient(config: &Config, sel: &SelectArgs) -> Result<(Selection, Vec<String>), Exit> {
+    load_selection(config, sel, true)
+}
+
+/// Tells which files were left out and why (after the listing, so it is not missed).
+fn report_broken(broken: &[String]) -> bool {
+    if broken.is_empty() {
+        return false;
+    }
+    eprintln!(
+        "error: {} invalid spec file(s) left out: {} (run `focusqa validate` for the details)",
+        broken.len(),
+        broken.join(", ")
+    );
+    true
+}
+
+fn load_selection(
+    config: &Config,
+    sel: &SelectArgs,
+    lenient: bool,
+) -> Result<(Selection, Vec<String>), Exit> {
     let catalog = match load_catalog(config) {
         Ok(c) => c,
         Err(d) => {
@@ -242,9 +276,22 @@ fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
         sel.paths.clone()
     };
     let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let mut broken: Vec<String> = Vec::new();
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);
-        return Err(Exit::Invalid);
+        if !lenient
+            || loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.pos.line == 0 && loaded.specs.is_empty())
+        {
+            return Err(Exit::Invalid);
+        }
+        for d in &loaded.diagnostics {
+            if !broken.contains(&d.file) {
+                broken.push(d.file.clone());
+            }
+        }
     }
     let id_re = match sel.id.as_deref().map(Regex::new).transpose() {
         Ok(r) => r,
@@ -271,7 +318,7 @@ fn load_selected(config: &Config, sel: &SelectArgs) -> Result<Selection, Exit> {
             }
         }
     }
-    Ok((all, selected, catalog))
+    Ok(((all, selected, catalog), broken))
 }
 
 fn validate(config: &Config, sel: &SelectArgs) -> Exit {
@@ -300,9 +347,9 @@ fn validate(config: &Config, sel: &SelectArgs) -> Exit {
 }
 
 fn list(config: &Config, sel: &SelectArgs) -> Exit {
-    match load_selected(config, sel) {
+    match load_lenient(config, sel) {
         Err(e) => e,
-        Ok((_, selected, _)) => {
+        Ok(((_, selected, _), broken)) => {
             for s in &selected {
                 println!("{}  {}", s.id, s.title);
                 println!("    file:     {}:{}", s.source.display, s.source.pos.line);
@@ -327,15 +374,18 @@ fn list(config: &Config, sel: &SelectArgs) -> Exit {
                 }
             }
             println!("{} specs", selected.len());
+            if report_broken(&broken) {
+                return Exit::Invalid;
+            }
             Exit::Ok
         }
     }
 }
 
 fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
-    match load_selected(config, sel) {
+    match load_lenient(config, sel) {
         Err(e) => e,
-        Ok((_, selected, None)) => {
+        Ok(((_, selected, None), _)) => {
             eprintln!(
                 "error: no scope catalog at {} (set `scope:` in focusqa.yaml)",
                 config.resolve(&config.scope).display()
@@ -343,7 +393,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
             let _ = selected;
             Exit::Invalid
         }
-        Ok((_, selected, Some(cat))) => {
+        Ok(((_, selected, Some(cat)), broken)) => {
             let cov = crate::coverage::compute(&cat, &selected, None);
             println!("{}", cov.catalog_title);
             for area in &cov.areas {
@@ -381,6 +431,9 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
                 cov.gaps.len(),
                 cov.excluded.len()
             );
+            if report_broken(&broken) {
+                return Exit::Invalid;
+            }
             if cov.gaps.is_empty() {
                 Exit::Ok
             } else {
@@ -425,6 +478,15 @@ fn report(a: &ReportArgs) -> Exit {
 }
 
 async fn run(config: &Config, a: RunArgs) -> Exit {
+    // Listen first: a signal that comes while specs load or the target connects still means
+    // "stop, write the reports", not the default of dying on the spot.
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            return Exit::Environment;
+        }
+    };
     let (all, selected, catalog) = match load_selected(config, &a.select) {
         Ok(x) => x,
         Err(e) => return e,
@@ -472,35 +534,75 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
     );
     engine.events = Some(tx);
     let cancel = engine.cancel.clone();
-    // First Ctrl-C: stop starting work, let cleanup run, write reports. Second: leave now.
+    // Finished specs as reported, kept for the reports of an aborted run.
+    let finished: Arc<std::sync::Mutex<Vec<SpecResult>>> = Arc::default();
+    // First signal (Ctrl-C, SIGTERM from a CI cancel or a pod's termination, SIGHUP): stop
+    // starting work, let requests in flight finish, run every cleanup, write reports (130).
+    // Second: write what can be written now and leave with 4; cleanup may be incomplete.
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let msg =
-                "interrupted: finishing cleanup steps and writing reports (Ctrl-C again to abort)";
+    {
+        let finished = finished.clone();
+        let specs = selected.clone();
+        let (all, catalog) = (all.clone(), catalog.clone());
+        let target_info = target.info.clone();
+        let dir = a
+            .report_dir
+            .clone()
+            .unwrap_or_else(|| config.resolve(&config.report_dir));
+        let templates = a.templates.clone();
+        let started = (chrono::Utc::now(), std::time::Instant::now());
+        tokio::spawn(async move {
+            let sig = signals.next().await;
+            let msg = format!(
+                "interrupted ({sig}): finishing requests in flight and cleanup steps, then writing reports (interrupt again to abort)"
+            );
             eprintln!(
                 "{}",
                 if color {
                     format!("\x1b[33;1m{msg}\x1b[0m")
                 } else {
-                    msg.to_string()
+                    msg
                 }
             );
             cancel.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("focusqa: aborted (second Ctrl-C); cleanup may be incomplete");
-                std::process::exit(Exit::Interrupted.code() as i32);
+            let sig = signals.next().await;
+            eprintln!("focusqa: aborted ({sig} again); cleanup may be incomplete: writing the reports of what finished");
+            let done = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut report = crate::engine::aborted_report(target_info, &specs, done, started);
+            if let Some(cat) = &catalog {
+                report.coverage = Some(crate::coverage::compute(cat, &all, Some(&report.specs)));
             }
-        }
-    });
+            match crate::report::write_all(&report, &dir, templates.as_deref()) {
+                Ok(w) => eprintln!(
+                    "Reports: {}",
+                    w.files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(e) => eprintln!("error: {e}"),
+            }
+            std::process::exit(Exit::Aborted.code() as i32);
+        });
+    }
     let mut console = Console::new();
     console.verbose = !a.quiet;
-    let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            console.event(&e);
-        }
-        console
-    });
+    let printer = {
+        let finished = finished.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if let Event::SpecFinished(r) = &e {
+                    finished
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((**r).clone());
+                }
+                console.event(&e);
+            }
+            console
+        })
+    };
     let mut report = engine.run(selected).await;
     let interrupted = engine.cancel.is_cancelled();
     drop(engine);
@@ -536,6 +638,34 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         Exit::Ok
     } else {
         Exit::TestFailed
+    }
+}
+
+/// The signals that mean "stop": SIGINT (Ctrl-C), SIGTERM (CI cancel, Kubernetes pod
+/// termination, `kill`) and SIGHUP (the terminal went away).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next stop signal, by name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
     }
 }
 
@@ -577,7 +707,15 @@ async fn sim(a: SimArgs) -> Exit {
         handle.config().namespace
     );
     println!("Press Ctrl-C to stop.");
-    let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C, or SIGTERM/SIGHUP when the simulator runs as a service or in a pod.
+    match Signals::new() {
+        Ok(mut sig) => {
+            sig.next().await;
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     handle.shutdown().await;
     println!("simulator stopped");
     Exit::Ok

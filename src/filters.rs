@@ -1,6 +1,7 @@
 //! Template filters for HTTP work: encoding (`urlencode`, `b64encode`, `b64decode`), digests
-//! (`sha256`, `md5`), text (`split`, `regex_capture`) and HTTP dates (`http_date`).
-//! Registered on the template environment in one place: [`register`].
+//! (`sha256`, `md5`), text (`regex_capture`) and HTTP dates (`http_date`); minijinja's own
+//! `split` splits texts. Registered on the template environment in one place: [`register`]
+//! (and listed in `crate::template::BUILTIN_FILTERS`, which `validate` checks names against).
 
 use base64::Engine as _;
 use minijinja::value::Value as MjValue;
@@ -17,7 +18,6 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("b64decode", b64decode);
     env.add_filter("sha256", sha256);
     env.add_filter("md5", md5);
-    env.add_filter("split", split);
     env.add_filter("regex_capture", regex_capture);
     env.add_filter("http_date", http_date);
 }
@@ -59,14 +59,6 @@ pub fn md5(v: String) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `"a,b" | split(",")` -> `["a", "b"]`; without a separator, splits on whitespace.
-pub fn split(v: String, sep: Option<String>) -> Vec<String> {
-    match sep.as_deref() {
-        None | Some("") => v.split_whitespace().map(str::to_string).collect(),
-        Some(s) => v.split(s).map(str::to_string).collect(),
-    }
 }
 
 /// `value | regex_capture('id=(\d+)')`: the first group (or `group`, by number or name) of the
@@ -137,7 +129,6 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(md5("abc".into()), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(split("a,b".into(), Some(",".into())), ["a", "b"]);
         assert_eq!(
             regex_capture("id=42;x".into(), r"id=(\d+)".into(), None).unwrap(),
             MjValue::from("42")

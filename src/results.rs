@@ -311,6 +311,16 @@ pub struct PollInfo {
     pub last_mismatch: Option<String>,
 }
 
+impl PollInfo {
+    /// "3210 ms simulated (32 ms wall)" on a time-scaled simulator, else "32 ms".
+    pub fn elapsed_text(&self) -> String {
+        match self.simulated_elapsed_ms {
+            Some(sim) => format!("{sim:.0} ms simulated ({:.0} ms wall)", self.elapsed_ms),
+            None => format!("{:.0} ms", self.elapsed_ms),
+        }
+    }
+}
+
 /// Latency statistics of one step inside a fan-out, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LatencyStats {
@@ -329,6 +339,10 @@ pub struct LatencyStats {
     /// condition held` (a polled step, in the spec's time) or `step duration`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub measure: String,
+    /// For polled steps: the times of the polls whose condition held, in iteration order (at
+    /// most 10,000), for the readiness distribution.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_samples: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,10 +27,116 @@ pub const BUILTIN_FUNCS: &[&str] = &[
     "dict",
     "debug",
     "namespace",
-    "lipsum",
-    "cycler",
-    "joiner",
 ];
+
+/// minijinja's filters as built here (features `builtins` and `json`; no `urlencode`), and the
+/// HTTP filters of [`crate::filters`].
+pub const BUILTIN_FILTERS: &[&str] = &[
+    "urlencode",
+    "b64encode",
+    "b64decode",
+    "sha256",
+    "md5",
+    "regex_capture",
+    "http_date",
+    "safe",
+    "escape",
+    "e",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "replace",
+    "length",
+    "count",
+    "dictsort",
+    "items",
+    "reverse",
+    "trim",
+    "join",
+    "split",
+    "lines",
+    "default",
+    "d",
+    "round",
+    "abs",
+    "int",
+    "float",
+    "attr",
+    "first",
+    "last",
+    "min",
+    "max",
+    "sort",
+    "list",
+    "string",
+    "bool",
+    "batch",
+    "slice",
+    "sum",
+    "indent",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "map",
+    "groupby",
+    "unique",
+    "chain",
+    "zip",
+    "pprint",
+    "format",
+    "tojson",
+];
+
+/// minijinja's tests (`x is defined`).
+pub const BUILTIN_TESTS: &[&str] = &[
+    "undefined",
+    "defined",
+    "none",
+    "safe",
+    "escaped",
+    "boolean",
+    "odd",
+    "even",
+    "divisibleby",
+    "number",
+    "integer",
+    "int",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "startingwith",
+    "endingwith",
+    "lower",
+    "upper",
+    "sameas",
+    "eq",
+    "equalto",
+    "==",
+    "ne",
+    "!=",
+    "lt",
+    "lessthan",
+    "<",
+    "le",
+    "<=",
+    "gt",
+    "greaterthan",
+    ">",
+    "ge",
+    ">=",
+    "in",
+    "true",
+    "false",
+    "filter",
+    "test",
+];
+
+/// Methods values have at run time (only `loop.changed()`/`loop.cycle()`: no Python methods).
+const BUILTIN_METHODS: &[&str] = &["changed", "cycle"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -68,6 +174,9 @@ pub fn focus_format(t: chrono::DateTime<Utc>) -> String {
     t.format("%y%m%d%H%M%S").to_string()
 }
 
+/// The largest time offset `now()`/`focus_time()` accept.
+const MAX_OFFSET: std::time::Duration = std::time::Duration::from_secs(100 * 366 * 24 * 3600);
+
 fn offset(spec: Option<String>) -> Result<ChronoDuration, MjError> {
     let Some(s) = spec else {
         return Ok(ChronoDuration::zero());
@@ -77,34 +186,75 @@ fn offset(spec: Option<String>) -> Result<ChronoDuration, MjError> {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let d = crate::spec::parse_duration(body)
-        .map_err(|e| MjError::new(ErrorKind::InvalidOperation, e))?;
+    let d = crate::spec::parse_duration_max(body, MAX_OFFSET).map_err(|e| {
+        MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("time offset: {e}").replace("at most 36600 days", "at most 100 years"),
+        )
+    })?;
     let d = ChronoDuration::from_std(d)
         .map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
     Ok(if neg { -d } else { d })
 }
+
+/// Now plus an offset, without overflowing chrono's range.
+fn now_plus(off: Option<String>) -> Result<chrono::DateTime<Utc>, MjError> {
+    let o = offset(off)?;
+    Utc::now().checked_add_signed(o).ok_or_else(|| {
+        MjError::new(
+            ErrorKind::InvalidOperation,
+            "time offset leaves the representable range of dates",
+        )
+    })
+}
+
+/// Checks a strftime format before it is used (chrono panics when displaying a bad one).
+pub fn check_time_format(fmt: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(fmt).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "invalid time format `{fmt}` (strftime specifiers such as %Y-%m-%dT%H:%M:%SZ)"
+        ));
+    }
+    Ok(())
+}
+
+/// Template limits: instructions per render, nesting depth, merge depth.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+pub const TEMPLATE_RECURSION: usize = 100;
+pub const MAX_MERGE_DEPTH: usize = 64;
 
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Bounded rendering: a runaway loop runs out of fuel, deep nesting hits the limit.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         crate::filters::register(&mut env);
         // now(fmt="%Y-%m-%dT%H:%M:%SZ", offset="-10m")
         env.add_function(
             "now",
             |fmt: Option<String>, off: Option<String>| -> Result<String, MjError> {
-                let t = Utc::now() + offset(off)?;
-                Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ"))
-                    .to_string())
+                let fmt = fmt.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ");
+                check_time_format(fmt).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e))?;
+                let t = now_plus(off)?;
+                let mut out = String::new();
+                use std::fmt::Write;
+                write!(out, "{}", t.format(fmt)).map_err(|_| {
+                    MjError::new(
+                        ErrorKind::InvalidOperation,
+                        format!("invalid time format `{fmt}`"),
+                    )
+                })?;
+                Ok(out)
             },
         );
         // focus_time("-10m") -> "251021120000" (UTC, yymmddHHMMSS)
         env.add_function(
             "focus_time",
-            |off: Option<String>| -> Result<String, MjError> {
-                Ok(focus_format(Utc::now() + offset(off)?))
-            },
+            |off: Option<String>| -> Result<String, MjError> { Ok(focus_format(now_plus(off)?)) },
         );
         env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
         // merge(base, patch): deep merge of maps (patch wins), for table-driven payloads.
@@ -112,7 +262,7 @@ fn environment() -> &'static Environment<'static> {
             "merge",
             |a: MjValue, b: MjValue| -> Result<MjValue, MjError> {
                 let (a, b) = (to_json(&a)?, to_json(&b)?);
-                Ok(MjValue::from_serialize(deep_merge(a, b)))
+                Ok(MjValue::from_serialize(deep_merge(a, b, 0)?))
             },
         );
         // omit(map, "key", "nested.key", ...): a copy without those keys.
@@ -153,15 +303,52 @@ fn environment() -> &'static Environment<'static> {
 }
 
 fn to_json(v: &MjValue) -> Result<Value, MjError> {
+    if too_deep(v, 0) {
+        return Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("value is nested deeper than {MAX_MERGE_DEPTH} levels"),
+        ));
+    }
     serde_json::to_value(v).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))
 }
 
-fn deep_merge(a: Value, b: Value) -> Value {
-    match (a, b) {
+/// True when a value nests deeper than [`MAX_MERGE_DEPTH`] (checked without deep recursion).
+fn too_deep(v: &MjValue, depth: usize) -> bool {
+    use minijinja::value::ValueKind;
+    if depth > MAX_MERGE_DEPTH {
+        return true;
+    }
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => v
+            .try_iter()
+            .map(|mut it| it.any(|x| too_deep(&x, depth + 1)))
+            .unwrap_or(false),
+        ValueKind::Map => v
+            .try_iter()
+            .map(|mut it| {
+                it.any(|k| {
+                    v.get_item(&k)
+                        .map(|x| too_deep(&x, depth + 1))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn deep_merge(a: Value, b: Value, depth: usize) -> Result<Value, MjError> {
+    if depth > MAX_MERGE_DEPTH {
+        return Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("merge: the maps are nested deeper than {MAX_MERGE_DEPTH} levels"),
+        ));
+    }
+    Ok(match (a, b) {
         (Value::Object(mut a), Value::Object(b)) => {
             for (k, v) in b {
                 let merged = match a.remove(&k) {
-                    Some(old) => deep_merge(old, v),
+                    Some(old) => deep_merge(old, v, depth + 1)?,
                     None => v,
                 };
                 a.insert(k, merged);
@@ -169,7 +356,7 @@ fn deep_merge(a: Value, b: Value) -> Value {
             Value::Object(a)
         }
         (_, b) => b,
-    }
+    })
 }
 
 fn remove_path(v: &mut Value, path: &str) {
@@ -201,10 +388,53 @@ fn single_expression(s: &str) -> Option<&str> {
         return None;
     }
     let inner = inner.trim();
-    environment()
-        .compile_expression(inner)
+    compile_expression(environment(), inner)
         .is_ok()
         .then_some(inner)
+}
+
+/// minijinja's expression lexer panics on a stray `}}` or `%}` ("empty lexer stack"): such
+/// an expression is refused before it reaches the lexer.
+fn expression_guard(src: &str) -> Result<(), MjError> {
+    let mut quote: Option<char> = None;
+    let mut prev = '\0';
+    let mut depth = 0usize;
+    for c in src.chars() {
+        match quote {
+            Some(q) if c == q && prev != '\\' => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' => depth = depth.saturating_sub(1),
+                '}' if depth == 0 && matches!(prev, '}' | '%' | '#') => {
+                    return Err(MjError::new(
+                        ErrorKind::SyntaxError,
+                        format!("unexpected `{prev}}}` in an expression"),
+                    ))
+                }
+                '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
+/// Compiles an expression; never panics.
+fn compile_expression<'e, 's>(
+    env: &'e Environment<'static>,
+    src: &'s str,
+) -> Result<minijinja::Expression<'e, 's>, MjError> {
+    expression_guard(src)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.compile_expression(src)))
+        .unwrap_or_else(|_| {
+            Err(MjError::new(
+                ErrorKind::SyntaxError,
+                "the expression cannot be parsed",
+            ))
+        })
 }
 
 /// Variables visible to a template.
@@ -299,8 +529,7 @@ impl Scope {
     /// Evaluates an expression (`stream_port >= 50051`).
     pub fn eval(&self, expr: &str) -> Result<Value, TemplateError> {
         let env = environment();
-        let e = env
-            .compile_expression(expr)
+        let e = compile_expression(env, expr)
             .map_err(|e| terr(format!("expression `{expr}`: {}", describe(&e))))?;
         let v = e
             .eval(self.context())
@@ -355,15 +584,121 @@ fn describe(e: &MjError) -> String {
 
 /// Static checks for the loader: syntax, and the variables a template uses.
 pub fn analyse(src: &str, expression: bool) -> Result<HashSet<String>, String> {
+    lint(src, expression).map(|u| u.names)
+}
+
+fn undeclared(src: &str, expression: bool) -> Result<HashSet<String>, String> {
     let env = environment();
     if expression {
-        env.compile_expression(src)
+        compile_expression(env, src)
             .map(|e| e.undeclared_variables(false))
             .map_err(|e| describe(&e))
     } else {
         env.template_from_str(src)
             .map(|t| t.undeclared_variables(false))
             .map_err(|e| describe(&e))
+    }
+}
+
+/// What a template uses, found without rendering it.
+#[derive(Debug, Default)]
+pub struct Usage {
+    /// Variables it reads that it does not define itself.
+    pub names: HashSet<String>,
+    /// Unknown filters, tests, methods and functions, as messages.
+    pub problems: Vec<String>,
+}
+
+/// Static checks for the loader: syntax, the variables a template reads, and every filter,
+/// test, method and function it calls against those that exist.
+pub fn lint(src: &str, expression: bool) -> Result<Usage, String> {
+    use minijinja::machinery::{
+        ast, parse, parse_expr, CodeGenerator, Instruction, WhitespaceConfig,
+    };
+    let names = undeclared(src, expression)?;
+    let mut usage = Usage {
+        names,
+        problems: Vec::new(),
+    };
+    // minijinja's own analysis misses names inside slices (`xs[-3:]`): add every name the
+    // code looks up that the template does not store itself.
+    let mut looked_up: HashSet<&str> = HashSet::new();
+    let mut stored: HashSet<&str> = HashSet::new();
+    let mut gen = CodeGenerator::new("<spec>", src);
+    if expression {
+        expression_guard(src).map_err(|e| describe(&e))?;
+        let e: ast::Expr = parse_expr(src).map_err(|e| describe(&e))?;
+        gen.compile_expr(&e);
+    } else {
+        let t = parse(
+            src,
+            "<spec>",
+            minijinja::syntax::SyntaxConfig,
+            WhitespaceConfig::default(),
+        )
+        .map_err(|e| describe(&e))?;
+        gen.compile_stmt(&t);
+    }
+    let (instrs, blocks) = gen.finish();
+    let mut seen = HashSet::new();
+    for ins in std::iter::once(&instrs).chain(blocks.values()) {
+        for i in 0..ins.len() {
+            let Some(op) = ins.get(i as u32) else {
+                continue;
+            };
+            match op {
+                Instruction::Lookup(n) | Instruction::CallFunction(n, _) => {
+                    looked_up.insert(n);
+                }
+                Instruction::StoreLocal(n) | Instruction::Enclose(n) => {
+                    stored.insert(n);
+                }
+                _ => {}
+            }
+            let problem = match op {
+                Instruction::ApplyFilter(name, ..) if !BUILTIN_FILTERS.contains(name) => {
+                    Some(format!(
+                        "unknown filter `{name}`{}",
+                        hint(name, BUILTIN_FILTERS, "filters")
+                    ))
+                }
+                Instruction::PerformTest(name, ..) if !BUILTIN_TESTS.contains(name) => {
+                    Some(format!(
+                        "unknown test `is {name}`{}",
+                        hint(name, BUILTIN_TESTS, "tests")
+                    ))
+                }
+                Instruction::CallMethod(name, ..) if !BUILTIN_METHODS.contains(name) => {
+                    Some(format!(
+                        "unknown method `.{name}()`: values have no methods here; use a filter{}",
+                        if BUILTIN_FILTERS.contains(name) {
+                            format!(", e.g. `x | {name}`")
+                        } else {
+                            format!(" ({})", BUILTIN_FILTERS.join(", "))
+                        }
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                if seen.insert(p.clone()) {
+                    usage.problems.push(p);
+                }
+            }
+        }
+    }
+    for n in looked_up {
+        if !stored.contains(n) && !["loop", "self", "caller", "varargs", "kwargs"].contains(&n) {
+            usage.names.insert(n.to_string());
+        }
+    }
+    Ok(usage)
+}
+
+fn hint(name: &str, known: &[&str], what: &str) -> String {
+    match crate::spec::diag::did_you_mean(name, known.iter().copied()) {
+        Some(h) => format!(" ({h})"),
+        None => format!(" (known {what}: {})", known.join(", ")),
     }
 }
 
@@ -459,5 +794,89 @@ mod tests {
         assert!(analyse("{{ a + }}", false).is_err());
         let names = analyse("{{ a }} {{ b.c }}", false).unwrap();
         assert!(names.contains("a") && names.contains("b"));
+    }
+
+    #[test]
+    fn run_time_errors_instead_of_panics() {
+        let s = scope();
+        let e = s.render_str("{{ now('%Q') }}").unwrap_err().message;
+        assert!(e.contains("invalid time format `%Q`"), "{e}");
+        assert_eq!(s.render_str("{{ now('%Y') }}").unwrap().len(), 4);
+        let e = s
+            .render_str("{{ focus_time('1000000y') }}")
+            .unwrap_err()
+            .message;
+        assert!(e.contains("at most 100 years"), "{e}");
+        assert!(s.render_str("{{ focus_time('-99y') }}").is_ok());
+        let e = s
+            .render_str(
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            )
+            .unwrap_err()
+            .message;
+        assert!(e.contains("fuel"), "{e}");
+        let e = s
+            .render_str("{{ range(1000000000) | list }}")
+            .unwrap_err()
+            .message;
+        assert!(e.contains("range has too many elements"), "{e}");
+        let deep = "{% set ns = namespace(v={}) %}{% for i in range(100) %}{% set ns.v = {'a': ns.v} %}{% endfor %}{{ merge(ns.v, ns.v) }}";
+        let e = s.render_str(deep).unwrap_err().message;
+        assert!(e.contains("nested deeper than"), "{e}");
+        let nested = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+        assert!(s.render_str(&nested).is_err());
+        assert!(lint(&nested, false).is_err());
+        let ifs = format!(
+            "{}x{}",
+            "{% if true %}".repeat(300),
+            "{% endif %}".repeat(300)
+        );
+        assert!(s.render_str(&ifs).is_err());
+        assert!(s.eval("x }} y").is_err());
+        assert!(s.eval("'}}' == '}}'").unwrap() == serde_json::json!(true));
+    }
+
+    #[test]
+    fn lint_finds_unknown_filters_tests_methods() {
+        let u = lint(
+            "{{ x | urlencode }}{% if y is definde %}{% endif %}{{ z.split(',') }}",
+            false,
+        )
+        .unwrap();
+        assert_eq!(u.problems.len(), 3, "{:?}", u.problems);
+        assert!(u.problems[0].contains("unknown filter `urlencode`"));
+        assert!(u.problems[1].contains("did you mean `defined`?"));
+        assert!(u.problems[2].contains("unknown method `.split()`"));
+        let u = lint(
+            "{% for i in xs[-3:] %}{{ loop.cycle('a', 'b') }}{{ i | tojson }}{% endfor %}",
+            false,
+        )
+        .unwrap();
+        assert!(u.problems.is_empty(), "{:?}", u.problems);
+        assert!(
+            u.names.contains("xs") && !u.names.contains("i"),
+            "{:?}",
+            u.names
+        );
+    }
+
+    #[test]
+    fn every_listed_filter_and_test_exists() {
+        let env = environment();
+        for f in BUILTIN_FILTERS {
+            let e = env.render_str(&format!("{{{{ 1 | {f} }}}}"), ());
+            if let Err(e) = e {
+                assert_ne!(e.kind(), ErrorKind::UnknownFilter, "{f}");
+            }
+        }
+        for t in BUILTIN_TESTS
+            .iter()
+            .filter(|t| t.chars().all(|c| c.is_ascii_alphabetic()))
+        {
+            let e = env.render_str(&format!("{{{{ 1 is {t} }}}}"), ());
+            if let Err(e) = e {
+                assert_ne!(e.kind(), ErrorKind::UnknownTest, "{t}");
+            }
+        }
     }
 }

@@ -391,8 +391,14 @@ fn operands_that_can_never_compare_are_rejected_with_their_position() {
         (":7:33", "`gt: true` can never be compared"),
         (":8:33", "`lte: {\"max\":3}` can never be compared"),
         (":9:33", "`gte: null` can never be compared"),
-        (":10:26", "`length: -1` is not a length"),
-        (":11:35", "`length.gte: \"many\"` is not a length"),
+        (
+            ":10:34",
+            "`length` must be a whole number or a template, not -1",
+        ),
+        (
+            ":11:40",
+            "`length` must be a whole number or a template, not \"many\"",
+        ),
         (":12:28", "`one_of` needs a list"),
         (":13:41", "bad regular expression `(`"),
     ] {

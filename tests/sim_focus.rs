@@ -688,7 +688,8 @@ async fn faults_merge_validate_and_reset() {
     let f = Focus::new(&sim);
     let defaults = json!({
         "live_data": true, "recordings": null, "occupied_ports": [], "capacity": 200,
-        "fail_next_jobs": 0, "consumer_never_ready": false, "slow_responses_ms": 0
+        "fail_next_jobs": 0, "consumer_never_ready": false, "slow_responses_ms": 0,
+        "consumer_delay_s": null
     });
     assert_eq!(f.get("/sim/faults").await, (200, defaults.clone()));
     let (s, v) = f.faults(json!({"capacity": 2, "fail_next_jobs": 1})).await;
@@ -703,7 +704,23 @@ async fn faults_merge_validate_and_reset() {
     assert_error(
         &f.faults(json!({"bogus": 1})).await,
         400,
-        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms)",
+        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s)",
+    );
+    let (s, v) = f.faults(json!({"consumer_delay_s": [20, 40]})).await;
+    assert_eq!(
+        (s, v["consumer_delay_s"].clone()),
+        (200, json!([20.0, 40.0]))
+    );
+    for bad in [json!([40, 20]), json!([1]), json!([-1, 2]), json!("20s")] {
+        assert_error(
+            &f.faults(json!({"consumer_delay_s": bad})).await,
+            400,
+            "consumer_delay_s must be [min, max] seconds with 0 <= min <= max <= 3600, or null",
+        );
+    }
+    assert_eq!(
+        f.faults(json!({"consumer_delay_s": null})).await.1["consumer_delay_s"],
+        json!(null)
     );
     assert_error(
         &f.faults(json!({"live_data": "no"})).await,

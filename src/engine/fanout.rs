@@ -54,20 +54,26 @@ fn op_holds(op: Op, a: f64, b: f64) -> bool {
 }
 
 fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
-    match c {
-        Count::N(n) => Ok(*n as usize),
+    let n = match c {
+        Count::N(n) => *n,
         Count::Template(t) => {
             let v = scope.render_value(&Value::String(t.clone()))?;
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .map(|n| n as usize)
                 .ok_or_else(|| {
                     ExecError::spec(format!(
                         "fanout {what} `{t}` rendered to {v}, not a whole number"
                     ))
-                })
+                })?
         }
+    };
+    if n > crate::spec::MAX_FANOUT {
+        return Err(ExecError::spec(format!(
+            "fanout {what} {n} is too large: at most {}",
+            crate::spec::MAX_FANOUT
+        )));
     }
+    usize::try_from(n).map_err(|_| ExecError::spec(format!("fanout {what} {n} is too large")))
 }
 
 /// Percentile by nearest rank over sorted values.
@@ -119,6 +125,7 @@ pub fn latency_stats(mut v: Vec<f64>) -> LatencyStats {
         max: v[v.len() - 1],
         histogram,
         measure: String::new(),
+        held_samples: Vec::new(),
     }
 }
 
@@ -147,7 +154,12 @@ impl Measure {
 /// The figure a step contributes to the fan-out's statistics and thresholds.
 fn step_time(r: &StepResult) -> (f64, Measure) {
     if r.poll.is_some() || r.simulated_ms.is_some() {
-        let t = r.simulated_ms.unwrap_or(r.duration_ms);
+        let mut t = r.simulated_ms.unwrap_or(r.duration_ms);
+        // A poll that gave up did not hold within its timeout: it counts at least that long
+        // (its last attempt may have started one interval before the timeout).
+        if let Some(p) = r.poll.as_ref().filter(|p| !p.satisfied) {
+            t = t.max(p.timeout_ms);
+        }
         let m = if r.poll.is_some() {
             Measure::TimeUntilHeld
         } else {
@@ -161,6 +173,19 @@ fn step_time(r: &StepResult) -> (f64, Measure) {
     }
 }
 
+/// One step's figure in one iteration.
+struct Sample {
+    step: String,
+    time: f64,
+    measure: Measure,
+    last_request: Option<f64>,
+    /// A poll whose condition held (its time is a readiness sample for the reports).
+    held: bool,
+}
+
+/// Times of successful polls kept per step for the readiness distribution (bounded).
+const MAX_HELD_SAMPLES: usize = 10_000;
+
 /// What one iteration left behind.
 struct IterationOutcome {
     index: usize,
@@ -168,7 +193,7 @@ struct IterationOutcome {
     status: Status,
     reason: Option<String>,
     /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
-    latencies: Vec<(String, f64, Option<f64>, Measure)>,
+    latencies: Vec<Sample>,
     captures: IndexMap<String, Value>,
     cleanup_failed: bool,
 }
@@ -311,13 +336,17 @@ pub async fn execute(
                     continue;
                 }
                 let (time, measure) = step_time(r);
-                let last_request = r
-                    .poll
-                    .as_ref()
-                    .and(r.response.as_ref())
-                    .map(|x| x.elapsed_ms);
-                out.latencies
-                    .push((r.name.clone(), time, last_request, measure));
+                out.latencies.push(Sample {
+                    step: r.name.clone(),
+                    time,
+                    measure,
+                    last_request: r
+                        .poll
+                        .as_ref()
+                        .and(r.response.as_ref())
+                        .map(|x| x.elapsed_ms),
+                    held: r.poll.as_ref().is_some_and(|p| p.satisfied),
+                });
                 for (k, v) in &r.captures {
                     out.captures.insert(k.clone(), v.clone());
                 }
@@ -368,7 +397,26 @@ pub async fn execute(
     if ctx.target.is_scaled() {
         stats.simulated_duration_ms = Some(ms(ctx.target.simulated(duration)));
     }
-    let assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
+    let mut assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
+    // A cleanup that failed may have left jobs open: never a pass, threshold or not.
+    if stats.cleanup_failures > 0 {
+        assertions.push(AssertionResult {
+            line: f
+                .cleanup
+                .first()
+                .map(|c| c.pos.line)
+                .unwrap_or(step.pos.line),
+            subject: "fan-out cleanup".into(),
+            op: "released every iteration".into(),
+            expected: json!(0),
+            actual: Some(json!(format!(
+                "{} of {} iterations' cleanup failed (what they opened may still be open)",
+                stats.cleanup_failures, count
+            ))),
+            passed: false,
+            message: None,
+        });
+    }
     stats.thresholds = thresholds
         .iter()
         .zip(&assertions)
@@ -403,6 +451,7 @@ fn aggregate(
     let mut per_step: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut last_request: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut measures: IndexMap<String, Measure> = IndexMap::new();
+    let mut held: IndexMap<String, Vec<f64>> = IndexMap::new();
     let mut captures: IndexMap<String, Vec<Value>> = IndexMap::new();
     let mut sample_failures = Vec::new();
     for o in outcomes {
@@ -412,11 +461,17 @@ fn aggregate(
                 sample_failures.push(format!("iteration {}: {r}", o.index));
             }
         }
-        for (name, l, req, measure) in &o.latencies {
-            per_step.entry(name.clone()).or_default().push(*l);
-            measures.insert(name.clone(), *measure);
-            if let Some(req) = req {
-                last_request.entry(name.clone()).or_default().push(*req);
+        for sm in &o.latencies {
+            per_step.entry(sm.step.clone()).or_default().push(sm.time);
+            measures.insert(sm.step.clone(), sm.measure);
+            if let Some(req) = sm.last_request {
+                last_request.entry(sm.step.clone()).or_default().push(req);
+            }
+            if sm.held {
+                let v = held.entry(sm.step.clone()).or_default();
+                if v.len() < MAX_HELD_SAMPLES {
+                    v.push(sm.time);
+                }
             }
         }
         for (k, v) in &o.captures {
@@ -445,6 +500,7 @@ fn aggregate(
                 let measure = measures.get(&k).copied().unwrap_or(Measure::RequestLatency);
                 let mut st = latency_stats(v);
                 st.measure = measure.label().into();
+                st.held_samples = held.shift_remove(&k).unwrap_or_default();
                 (k, st)
             })
             .collect(),

@@ -429,6 +429,37 @@ pub fn not_run_result(spec: &Spec, why: &str) -> SpecResult {
     r
 }
 
+/// The report of a run aborted by a second interrupt: what finished, and every other spec as an
+/// error that says its cleanup may not have run.
+pub fn aborted_report(
+    target: TargetInfo,
+    specs: &[Spec],
+    finished: Vec<SpecResult>,
+    started: (chrono::DateTime<Utc>, Instant),
+) -> RunReport {
+    let mut results = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match finished.iter().find(|r| r.id == spec.id) {
+            Some(r) => results.push(r.clone()),
+            None => results.push(error_result(
+                spec,
+                "aborted by a second interrupt before this spec finished: its cleanup may not have run (check for jobs left open)",
+            )),
+        }
+    }
+    RunReport {
+        tool: "focusqa".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        target,
+        started_at: started.0,
+        duration_ms: ms(started.1.elapsed()),
+        interrupted: true,
+        totals: Totals::from_specs(&results),
+        specs: results,
+        coverage: None,
+    }
+}
+
 fn error_result(spec: &Spec, why: &str) -> SpecResult {
     let mut r = base_result(spec, Status::Error);
     r.cases = case_names(spec)
@@ -583,11 +614,14 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
             .filter_map(|k| scope.get(k).map(|v| (k.clone(), v.clone())))
             .collect();
     }
-    let (steps, status) = step::run_steps(&spec.steps, &mut scope, ctx, false).await;
+    // A panic is a bug of ours; caught here as a last resort so cleanup still runs and the
+    // reports are still written.
+    let (steps, status) = contain_panic(step::run_steps(&spec.steps, &mut scope, ctx, false)).await;
     cr.steps = steps;
     cr.status = status;
     // Cleanup always runs, also after a failure or Ctrl-C; its own failures are reported too.
-    let (cleanup, cstatus) = step::run_steps(&spec.cleanup, &mut scope, ctx, true).await;
+    let (cleanup, cstatus) =
+        contain_panic(step::run_steps(&spec.cleanup, &mut scope, ctx, true)).await;
     cr.cleanup = cleanup;
     if cr.status == Status::Passed && cstatus != Status::Passed && cstatus != Status::Skipped {
         cr.status = cstatus;
@@ -611,6 +645,33 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
     cr
 }
 
+/// Runs a step list; a panic inside becomes an error step instead of ending the spec.
+async fn contain_panic(
+    fut: impl std::future::Future<Output = (Vec<StepResult>, Status)>,
+) -> (Vec<StepResult>, Status) {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let step = StepResult {
+                name: "internal error".into(),
+                kind: "panic".into(),
+                status: Status::Error,
+                message: Some(format!(
+                    "internal error (a bug in focusqa, please report it): {what}"
+                )),
+                ..Default::default()
+            };
+            (vec![step], Status::Error)
+        }
+    }
+}
+
 /// Convenience for steps that produce a StepResult without running anything.
 pub fn skipped_step(step: &Step, why: &str) -> StepResult {
     StepResult {
@@ -621,5 +682,31 @@ pub fn skipped_step(step: &Step, why: &str) -> StepResult {
         message: Some(why.to_string()),
         covers: step.covers.clone(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_error_step_instead_of_ending_the_spec() {
+        let (steps, status) = contain_panic(async {
+            if std::hint::black_box(true) {
+                panic!("boom in a step");
+            }
+            (Vec::new(), Status::Passed)
+        })
+        .await;
+        assert_eq!(status, Status::Error);
+        assert_eq!(steps[0].status, Status::Error);
+        assert!(steps[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("boom in a step"));
+        // Nothing was lost: an ordinary list passes through unchanged.
+        let (steps, status) = contain_panic(async { (Vec::new(), Status::Passed) }).await;
+        assert_eq!((steps.len(), status), (0, Status::Passed));
     }
 }

@@ -15,6 +15,10 @@ use crate::template::Scope;
 /// Smallest poll interval after time scaling (keeps a scaled 100 ms poll from spinning).
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
+/// How long a step in flight may still finish after an interrupt (its answer may hold what
+/// cleanup needs, such as a job id). A second interrupt aborts at once.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+
 /// A poll's interval and timeout as written (the spec's time) and as waited (wall time).
 struct Poll {
     interval: Duration,
@@ -93,6 +97,7 @@ impl StepKind {
         step: &'a Step,
         scope: &'a mut Scope,
         ctx: &'a Ctx,
+        in_cleanup: bool,
     ) -> BoxFuture<'a, Result<Observation, ExecError>> {
         Box::pin(async move {
             match self {
@@ -106,7 +111,7 @@ impl StepKind {
                     let t0 = Instant::now();
                     tokio::select! {
                         _ = tokio::time::sleep(d) => {}
-                        _ = ctx.cancel.cancelled() => return Err(ExecError::interrupted()),
+                        _ = ctx.cancel.cancelled(), if !in_cleanup => return Err(ExecError::interrupted()),
                     }
                     Ok(Observation {
                         elapsed: t0.elapsed(),
@@ -226,18 +231,29 @@ impl Step {
             let deadline = poll.as_ref().map(|p| t0 + p.wall_timeout);
             let mut attempts = 0u32;
             let mut last_mismatch: Option<String> = None;
+            // The last completed attempt: when the deadline cuts a request in flight, the poll's
+            // verdict is that attempt's (the condition did not hold), not the cut one's.
+            let mut previous = None;
             let outcome = loop {
                 attempts += 1;
                 let attempt = match deadline {
-                    None => self.attempt(scope, ctx).await,
-                    Some(d) => tokio::time::timeout_at(d.into(), self.attempt(scope, ctx))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(ExecError::infra(format!(
-                                "timeout: the poll's timeout ({}) passed while attempt {attempts} was still waiting for an answer",
-                                fmt_dur(poll.as_ref().map(|p| p.timeout).unwrap_or_default())
-                            )))
-                        }),
+                    None => self.attempt(scope, ctx, in_cleanup).await,
+                    Some(d) => match tokio::time::timeout_at(
+                        d.into(),
+                        self.attempt(scope, ctx, in_cleanup),
+                    )
+                    .await
+                    {
+                        Ok(a) => a,
+                        Err(_) if previous.is_some() => {
+                            attempts -= 1;
+                            break previous.take().expect("checked");
+                        }
+                        Err(_) => Err(ExecError::infra(format!(
+                            "timeout: the poll's timeout ({}) passed while its first attempt was still waiting for an answer",
+                            fmt_dur(poll.as_ref().map(|p| p.timeout).unwrap_or_default())
+                        ))),
+                    },
                 };
                 let done = match &attempt {
                     Ok((_, asserts)) => asserts.iter().all(|a| a.passed),
@@ -256,6 +272,7 @@ impl Step {
                 if t0.elapsed() + p.wall_interval > p.wall_timeout {
                     break attempt;
                 }
+                previous = Some(attempt);
                 if attempts % 20 == 0 {
                     ctx.progress(format!(
                         "{}: still polling after {} attempts ({})",
@@ -338,15 +355,24 @@ impl Step {
         &self,
         scope: &mut Scope,
         ctx: &Ctx,
+        in_cleanup: bool,
     ) -> Result<(Observation, Vec<crate::results::AssertionResult>), ExecError> {
-        // A fan-out handles Ctrl-C itself: its iterations stop and their cleanup still runs.
-        // Other kinds are abandoned at once (their spec's cleanup runs afterwards).
-        let obs = if matches!(self.kind, StepKind::Fanout(_)) {
-            self.kind.execute(self, scope, ctx).await?
+        // A fan-out handles interrupts itself: its iterations stop and their cleanup still runs.
+        // Cleanup is never cut short. Other kinds get a short grace: a request in flight when the
+        // interrupt came may be creating a job, and its answer (the job id) is what lets cleanup
+        // release it.
+        let obs = if in_cleanup || matches!(self.kind, StepKind::Fanout(_)) {
+            self.kind.execute(self, scope, ctx, in_cleanup).await?
         } else {
+            let mut fut = self.kind.execute(self, scope, ctx, in_cleanup);
             tokio::select! {
-                r = self.kind.execute(self, scope, ctx) => r?,
-                _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => return Err(ExecError::interrupted()),
+                r = &mut fut => r?,
+                _ = ctx.cancel.cancelled() => {
+                    match tokio::time::timeout(INTERRUPT_GRACE, fut).await {
+                        Ok(r) => r?,
+                        Err(_) => return Err(ExecError::interrupted()),
+                    }
+                }
             }
         };
         let mut assertions = obs.assertions.clone();

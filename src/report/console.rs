@@ -158,9 +158,9 @@ impl Console {
                 {
                     if let Some(p) = step.poll.as_ref().filter(|p| !p.satisfied) {
                         out.push_str(&format!(
-                            "     polled {} times over {:.0} ms; last mismatch: {}\n",
+                            "     polled {} times over {}; last mismatch: {}\n",
                             p.attempts,
-                            p.elapsed_ms,
+                            p.elapsed_text(),
                             p.last_mismatch.as_deref().unwrap_or("-")
                         ));
                     }

@@ -369,6 +369,8 @@ struct ThresholdView {
 #[derive(Serialize)]
 struct LatencyRow {
     step: String,
+    /// What the figures are: request latency, time until the condition held, step duration.
+    measure: String,
     count: usize,
     min: String,
     mean: String,
@@ -410,7 +412,8 @@ struct ReadinessSample {
     spec_anchor: String,
     case_name: String,
     step: String,
-    attempts: u32,
+    /// Attempts of a plain poll; "—" for a fan-out iteration (its statistics keep only times).
+    attempts: String,
     time: String,
 }
 
@@ -856,7 +859,10 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
         line: s.line,
         status: s.status.as_str(),
         status_label: status_label(s.status),
-        duration: fmt_ms(s.duration_ms),
+        duration: match s.simulated_ms {
+            Some(sim) => format!("{} simulated ({} wall)", fmt_ms(sim), fmt_ms(s.duration_ms)),
+            None => fmt_ms(s.duration_ms),
+        },
         message_multiline: s.message.as_deref().is_some_and(|m| m.contains('\n')),
         message: s.message.clone(),
         detailed: failing || s.poll.is_some() || !s.attachments.is_empty(),
@@ -919,10 +925,18 @@ fn fanout_view(
     anchor: &str,
     spec_anchor: &str,
 ) -> FanoutView {
+    let request_latency: Vec<(String, &crate::results::LatencyStats)> = f
+        .request_latency
+        .iter()
+        .map(|(n, l)| (format!("latency({n})"), l))
+        .collect();
     let latency = f
         .steps
         .iter()
+        .map(|(n, l)| (n.clone(), l))
+        .chain(request_latency)
         .map(|(name, l)| LatencyRow {
+            measure: l.measure.clone(),
             step: name.clone(),
             count: l.count,
             min: fmt_ms(l.min),
@@ -932,8 +946,8 @@ fn fanout_view(
             p95: fmt_ms(l.p95),
             p99: fmt_ms(l.p99),
             max: fmt_ms(l.max),
-            percentiles: percentile_chart(name, l),
-            histogram: latency_histogram(name, &l.histogram),
+            percentiles: percentile_chart(&name, l),
+            histogram: latency_histogram(&name, &l.histogram),
         })
         .collect();
     let mut rows: Vec<(String, f64, String, &'static str)> = vec![(
@@ -983,7 +997,10 @@ fn fanout_view(
         started: f.started,
         succeeded: f.succeeded,
         failed: f.failed,
-        duration: fmt_ms(f.duration_ms),
+        duration: match f.simulated_duration_ms {
+            Some(sim) => format!("{} simulated ({} wall)", fmt_ms(sim), fmt_ms(f.duration_ms)),
+            None => fmt_ms(f.duration_ms),
+        },
         throughput: format!("{:.1}/s", f.throughput_per_s),
         cleanup_failures: f.cleanup_failures,
         thresholds_failed: f.thresholds.iter().filter(|t| !t.passed).count(),
@@ -1071,10 +1088,30 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
                         spec_anchor: spec_anchor[&spec.id].clone(),
                         case_name: case.name.clone(),
                         step: s.name.clone(),
-                        attempts: p.attempts,
+                        attempts: p.attempts.to_string(),
                         time: fmt_ms(v),
                     },
                 ));
+            }
+            // Polls inside fan-outs: each iteration's time until its condition held.
+            for s in case.steps.iter().chain(&case.cleanup) {
+                let Some(f) = &s.fanout else { continue };
+                for (step, l) in &f.steps {
+                    simulated |= !l.held_samples.is_empty() && f.simulated_duration_ms.is_some();
+                    for (i, v) in l.held_samples.iter().enumerate() {
+                        samples.push((
+                            *v,
+                            ReadinessSample {
+                                spec_id: spec.id.clone(),
+                                spec_anchor: spec_anchor[&spec.id].clone(),
+                                case_name: format!("{} · poll {}", case.name, i + 1),
+                                step: format!("{} › {step}", s.name),
+                                attempts: "—".into(),
+                                time: fmt_ms(*v),
+                            },
+                        ));
+                    }
+                }
             }
         }
     }

@@ -131,8 +131,9 @@ fn failure_details(case: &CaseResult) -> String {
         }
         if let Some(p) = &s.poll {
             out.push_str(&format!(
-                "  polled {} times over {:.0} ms\n",
-                p.attempts, p.elapsed_ms
+                "  polled {} times over {}\n",
+                p.attempts,
+                p.elapsed_text()
             ));
         }
         excerpt(s, &mut out);
@@ -173,10 +174,7 @@ pub fn step_log(case: &CaseResult) -> String {
             s.duration_ms
         ));
         if let Some(p) = &s.poll {
-            out.push_str(&format!(
-                " polled {}x in {:.0} ms",
-                p.attempts, p.elapsed_ms
-            ));
+            out.push_str(&format!(" polled {}x in {}", p.attempts, p.elapsed_text()));
         }
         if let Some(r) = &s.response {
             out.push_str(&format!(" -> {}", r.status));

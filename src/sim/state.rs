@@ -530,7 +530,9 @@ impl State {
         // Draws from the main RNG, in a fixed order.
         let mut consumer_secs = clock::consumer_delay_secs(&mut self.rng);
         if let Some((lo, hi)) = self.faults.consumer_delay_s {
-            consumer_secs = lo + (hi - lo) * (consumer_secs - 1.0) / 29.0;
+            // The same draw, mapped onto the fault's range.
+            consumer_secs =
+                lo + (hi - lo) * (consumer_secs - 1.0) / (clock::CONSUMER_TAIL_MAX_SECS - 1.0);
         }
         let pod_secs = clock::uniform(&mut self.rng, 1.0, 5.0);
         let cleanup_secs = clock::uniform(&mut self.rng, 1.0, 5.0);

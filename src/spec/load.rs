@@ -8,7 +8,7 @@ use super::diag::{did_you_mean, Diagnostic};
 use super::position::PositionIndex;
 use super::scope::{Catalog, ScopeStatus};
 use super::{Capture, Check, Expect, Pos, Spec, Step, StepKind};
-use crate::template::{analyse, is_template, BUILTIN_FUNCS, BUILTIN_VARS};
+use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
 
 /// The outcome of loading: the good specs and every diagnostic.
 #[derive(Debug, Default)]
@@ -180,19 +180,60 @@ pub fn load_file(
     target_vars: &[String],
 ) -> Result<Spec, Vec<Diagnostic>> {
     let file = display_path(path);
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         vec![Diagnostic::new(
             &file,
             Pos::default(),
             format!("cannot read spec: {e}"),
         )]
     })?;
-    let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
-        vec![Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
-    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let off = e.utf8_error().valid_up_to();
+            let good = String::from_utf8_lossy(&e.as_bytes()[..off]).into_owned();
+            let pos = text_end_pos(&good);
+            let rest = String::from_utf8_lossy(e.as_bytes());
+            return Err(vec![Diagnostic::new(
+                &file,
+                pos,
+                format!("the file is not valid UTF-8: invalid byte at offset {off}"),
+            )
+            .with_hint(Some("save the spec as UTF-8".into()))
+            .with_source(&rest)]);
+        }
+    };
+    let mut spec = load_text(&file, &text, catalog, target_vars)?;
+    spec.source.file = path.to_path_buf();
+    Ok(spec)
+}
+
+/// Line and column just after `text` (1-based), e.g. where an invalid byte starts.
+fn text_end_pos(text: &str) -> Pos {
+    let line = text.matches('\n').count() as u32 + 1;
+    let last = text.rsplit('\n').next().unwrap_or("");
+    Pos {
+        line,
+        col: last.chars().count() as u32 + 1,
+    }
+}
+
+/// Loads a spec from its text (`file` is the name shown in diagnostics). Never panics:
+/// every problem of the text is a diagnostic with its position.
+pub fn load_text(
+    file: &str,
+    text: &str,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+) -> Result<Spec, Vec<Diagnostic>> {
+    let diag = |(pos, msg, hint): Problem| {
+        Diagnostic::new(file, pos, msg)
+            .with_hint(hint)
+            .with_source(text)
+    };
     if text.trim().is_empty() {
         return Err(vec![Diagnostic::new(
-            &file,
+            file,
             Pos { line: 1, col: 1 },
             "the spec file is empty",
         )
@@ -200,21 +241,65 @@ pub fn load_file(
             "a spec needs at least `id`, `title` and `steps`".into(),
         ))]);
     }
-    let mut spec: Spec =
-        serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(&file, &text, &e)])?;
+    let index = PositionIndex::build(text).map_err(|(pos, msg)| {
+        vec![Diagnostic::new(file, pos, format!("YAML syntax error: {msg}")).with_source(text)]
+    })?;
+    if !index.problems.is_empty() {
+        return Err(index
+            .problems
+            .iter()
+            .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
+            .collect());
+    }
+    let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| {
+        let mut d = serde_diag(file, text, &e);
+        if d.pos.line == 0 {
+            // Errors about alias expansion or nesting come without a position.
+            let pos = if d.message.contains("repetition") {
+                index.first_alias
+            } else {
+                None
+            };
+            d.pos = pos.unwrap_or(Pos { line: 1, col: 1 });
+            d = d.with_source(text);
+        }
+        vec![d]
+    })?;
+    if !value.is_object() {
+        return Err(vec![diag((
+            index.get(""),
+            "a spec is a mapping with `id`, `title` and `steps`".into(),
+            None,
+        ))]);
+    }
+    // The schema finds every structural problem; typed deserialization adds what a schema
+    // cannot say (durations, one action per step), except where the schema already spoke.
+    let mut problems = super::structure::schema_problems(&value, &index);
+    let typed = super::structure::typed_spec(&value, &index);
+    if let Err(more) = &typed {
+        let lines: HashSet<u32> = problems.iter().map(|p| p.0.line).collect();
+        problems.extend(more.iter().filter(|p| !lines.contains(&p.0.line)).cloned());
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| (p.0.line, p.0.col));
+        return Err(problems.into_iter().map(diag).collect());
+    }
+    let Ok(mut spec) = typed else {
+        return Err(vec![diag((
+            index.get(""),
+            "the spec could not be read".into(),
+            None,
+        ))]);
+    };
     spec.source = super::Source {
-        file: path.to_path_buf(),
-        display: file.clone(),
+        file: PathBuf::from(file),
+        display: file.to_string(),
         pos: index.get("id"),
     };
     assign_positions(&mut spec, &index);
     let diags = check(&spec, &index, catalog, target_vars)
         .into_iter()
-        .map(|(pos, msg, hint)| {
-            Diagnostic::new(&file, pos, msg)
-                .with_hint(hint)
-                .with_source(&text)
-        })
+        .map(diag)
         .collect::<Vec<_>>();
     if diags.is_empty() {
         Ok(spec)
@@ -267,7 +352,7 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
     }
 }
 
-type Problem = (Pos, String, Option<String>);
+pub(crate) type Problem = (Pos, String, Option<String>);
 
 /// Semantic checks that serde cannot do.
 fn check(
@@ -346,15 +431,16 @@ fn check(
             ));
         }
     }
-    // Names a template may use: vars, case vars, every capture, builtins.
+    // `secrets:` names variables or captures of this spec (or of the target).
     let mut known: HashSet<String> = spec.vars.keys().cloned().collect();
     for c in &spec.cases {
         known.extend(c.vars.keys().cloned());
     }
-    collect_captures(&spec.steps, &mut known);
-    collect_captures(&spec.cleanup, &mut known);
+    let mut caps = Vec::new();
+    all_captures(&spec.steps, "steps", &mut caps);
+    all_captures(&spec.cleanup, "cleanup", &mut caps);
+    known.extend(caps.into_iter().map(|(name, _)| name));
     known.extend(target_vars.iter().cloned());
-    // `secrets:` names variables or captures of this spec (or of the target).
     for (i, name) in spec.secrets.iter().enumerate() {
         if !known.contains(name) {
             let mut cands: Vec<&str> = known.iter().map(String::as_str).collect();
@@ -366,51 +452,470 @@ fn check(
             ));
         }
     }
-    known.extend(BUILTIN_VARS.iter().map(|s| s.to_string()));
-    known.extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
-
     check_steps(&spec.steps, "steps", index, &mut out);
     check_steps(&spec.cleanup, "cleanup", index, &mut out);
 
-    // Every templated string: syntax, and variables that exist somewhere.
+    // Every templated string: syntax, filters/tests/methods, and variables defined at that point.
+    let regions = scope_regions(spec, target_vars);
     for s in &index.scalars {
         let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
         if !expression && !is_template(&s.value) {
             continue;
         }
-        match analyse(&s.value, expression) {
-            Err(e) => out.push((s.pos, format!("bad template `{}`: {e}", s.value), None)),
-            Ok(names) => {
-                let mut unknown: Vec<&String> =
-                    names.iter().filter(|n| !known.contains(*n)).collect();
-                unknown.sort();
-                for n in unknown {
-                    let mut cands: Vec<&str> = known.iter().map(String::as_str).collect();
-                    cands.sort();
-                    out.push((
-                        s.pos,
-                        format!("undefined variable `{n}` in `{}`", s.value),
-                        did_you_mean(n, cands.iter().copied()).or_else(|| {
-                            Some("define it under `vars`, in a case's `vars`, in a target's `vars` (focusqa.yaml), or `capture` it in an earlier step".into())
-                        }),
-                    ));
-                }
+        let usage = match lint(&s.value, expression) {
+            Err(e) => {
+                out.push((s.pos, format!("bad template `{}`: {e}", s.value), None));
+                continue;
+            }
+            Ok(u) => u,
+        };
+        for p in usage.problems {
+            out.push((s.pos, format!("{p} in `{}`", s.value), None));
+        }
+        // Titles, descriptions and case names are shown as written, never rendered.
+        let region = regions
+            .iter()
+            .filter(|(prefix, _)| !prefix.is_empty() && within(&s.path, prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, k)| k);
+        let Some(known) = region else { continue };
+        let mut names: Vec<&String> = usage.names.iter().collect();
+        names.sort();
+        for n in names {
+            if let Some(p) = known.problem(n, &s.value) {
+                out.push((s.pos, p.0, p.1));
             }
         }
+    }
+    if out.is_empty() {
+        static_evaluation(spec, index, &mut out);
     }
     out.sort_by_key(|p| (p.0.line, p.0.col));
     out.dedup();
     out
 }
 
-fn collect_captures(steps: &[Step], known: &mut HashSet<String>) {
-    for s in steps {
-        known.extend(s.capture.keys().cloned());
-        if let StepKind::Fanout(f) = &s.kind {
-            collect_captures(&f.steps, known);
-            collect_captures(&f.cleanup, known);
+/// Keys whose (rendered) value is a duration.
+const DURATION_KEYS: &[&str] = &[
+    "sleep",
+    "timeout",
+    "interval",
+    "ramp_up",
+    "deadline",
+    "max_elapsed",
+];
+
+/// Names every string inside a value reads (None: a string is not a valid template).
+fn value_names(v: &serde_json::Value, out: &mut HashSet<String>) -> bool {
+    match v {
+        serde_json::Value::String(s) if is_template(s) => match analyse(s, false) {
+            Ok(n) => {
+                out.extend(n);
+                true
+            }
+            Err(_) => false,
+        },
+        serde_json::Value::Array(a) => a.iter().all(|x| value_names(x, out)),
+        serde_json::Value::Object(m) => m.values().all(|x| value_names(x, out)),
+        _ => true,
+    }
+}
+
+/// Templates that depend only on what is known before the run (spec and case vars that are
+/// constants, functions such as `now()`, `focus_time()`, `range()`) are rendered by `validate`:
+/// a bad time format, an offset out of range, a runaway loop or a templated duration that is
+/// not one is found before anything is sent.
+fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>) {
+    use crate::template::Scope;
+    use serde_json::json;
+    let mut base = Scope::default();
+    base.set("spec", json!({"id": spec.id, "title": spec.title}));
+    let mut known: HashSet<String> = BUILTIN_FUNCS.iter().map(|s| s.to_string()).collect();
+    known.insert("spec".into());
+    let render_vars = |scope: &mut Scope,
+                       known: &mut HashSet<String>,
+                       vars: &super::VarMap,
+                       base_path: &str,
+                       out: &mut Vec<Problem>| {
+        for (k, v) in vars {
+            let mut names = HashSet::new();
+            if !value_names(v, &mut names) || !names.is_subset(known) {
+                continue;
+            }
+            match scope.render_value(v) {
+                Ok(r) => {
+                    scope.set(k.clone(), r);
+                    known.insert(k.clone());
+                }
+                Err(e) => out.push((
+                    index.get(&format!("{base_path}.{k}")),
+                    format!("var `{k}` cannot be rendered: {e}"),
+                    None,
+                )),
+            }
+        }
+    };
+    render_vars(&mut base, &mut known, &spec.vars, "vars", out);
+    let mut scopes: Vec<(Scope, HashSet<String>)> = Vec::new();
+    let running: Vec<(usize, &super::Case)> = spec
+        .cases
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.skip.is_none())
+        .collect();
+    if spec.cases.is_empty() {
+        let mut sc = base.clone();
+        sc.set("case", json!({"name": spec.title}));
+        let mut k = known.clone();
+        k.insert("case".into());
+        scopes.push((sc, k));
+    }
+    for (i, c) in running {
+        let mut sc = base.clone();
+        sc.set("case", json!({"name": c.name}));
+        let mut k = known.clone();
+        k.insert("case".into());
+        render_vars(&mut sc, &mut k, &c.vars, &format!("cases[{i}].vars"), out);
+        scopes.push((sc, k));
+    }
+    // A captured name has its run-time value only then.
+    let mut captured = Vec::new();
+    all_captures(&spec.steps, "steps", &mut captured);
+    all_captures(&spec.cleanup, "cleanup", &mut captured);
+    for (_, known) in scopes.iter_mut() {
+        for (c, _) in &captured {
+            known.remove(c);
         }
     }
+    for s in &index.scalars {
+        if !(s.path.starts_with("steps") || s.path.starts_with("cleanup")) {
+            continue;
+        }
+        let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
+        if !expression && !is_template(&s.value) {
+            continue;
+        }
+        let Ok(names) = analyse(&s.value, expression) else {
+            continue;
+        };
+        let key = s.path.rsplit('.').next().unwrap_or("");
+        for (scope, known) in &scopes {
+            if !names.is_subset(known) {
+                continue;
+            }
+            let result = if expression {
+                scope.eval(&s.value).map(|_| ())
+            } else {
+                scope
+                    .render_value(&serde_json::Value::String(s.value.clone()))
+                    .map_err(|e| e.message)
+                    .and_then(|v| {
+                        if (key == "count" || key == "concurrency") && s.path.contains(".fanout.") {
+                            let n = v
+                                .as_u64()
+                                .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()));
+                            match n {
+                                None => Err(format!(
+                                    "fanout `{key}` rendered to {v}, not a whole number"
+                                )),
+                                Some(n) if n > super::MAX_FANOUT => Err(format!(
+                                    "fanout `{key}` {n} is too large: at most {}",
+                                    super::MAX_FANOUT
+                                )),
+                                Some(_) => Ok(()),
+                            }
+                        } else if DURATION_KEYS.contains(&key) {
+                            let text = match &v {
+                                serde_json::Value::String(t) => t.clone(),
+                                other => format!("{other}s"),
+                            };
+                            super::parse_duration(&text).map(|_| ())
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .map_err(|m| crate::template::TemplateError { message: m })
+            };
+            if let Err(e) = result {
+                out.push((s.pos, format!("`{}` fails: {}", s.value, e.message), None));
+                break;
+            }
+        }
+    }
+}
+
+/// The expression tests whether `n` is defined (`n is defined`, `n is undefined`, `n | default`).
+fn guards_itself(src: &str, n: &str) -> bool {
+    let compact: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        format!("{n} is defined"),
+        format!("{n} is not defined"),
+        format!("{n} is undefined"),
+        format!("{n} is not undefined"),
+        format!("{n} | default"),
+        format!("{n} | d("),
+    ]
+    .iter()
+    .any(|g| {
+        compact.contains(g.as_str()) || compact.replace(" |", "|").contains(&g.replace(" |", "|"))
+    })
+}
+
+/// `path` is `prefix` or inside it.
+fn within(path: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+}
+
+/// The names a template may use at one place of a spec.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    defined: HashSet<String>,
+    /// Defined only if an earlier step ran (name -> why not certain).
+    maybe: HashMap<String, String>,
+    /// Not defined at this point (name -> why).
+    not_yet: HashMap<String, String>,
+    /// Names the `when` of this step (or of an enclosing fan-out) mentions: they guard `maybe` names.
+    guards: HashSet<String>,
+}
+
+impl Known {
+    fn problem(&self, n: &str, src: &str) -> Option<(String, Option<String>)> {
+        if self.defined.contains(n) {
+            return None;
+        }
+        if let Some(why) = self.maybe.get(n) {
+            let guarded = self.guards.contains(n) || guards_itself(src, n);
+            if guarded {
+                return None;
+            }
+            return Some((
+                format!("`{n}` may be undefined in `{src}`: {why}"),
+                Some(format!("guard the step with `when: {n} is defined`")),
+            ));
+        }
+        if let Some(why) = self.not_yet.get(n) {
+            return Some((format!("`{n}` is not defined yet in `{src}`: {why}"), None));
+        }
+        let call = format!("{n}(");
+        if src.contains(&call) && !src.contains(&format!("{n} ")) {
+            return Some((
+                format!("unknown function `{n}` in `{src}`"),
+                did_you_mean(n, BUILTIN_FUNCS.iter().copied())
+                    .or_else(|| Some(format!("functions: {}", BUILTIN_FUNCS.join(", ")))),
+            ));
+        }
+        let mut cands: Vec<&str> = self
+            .defined
+            .iter()
+            .chain(self.maybe.keys())
+            .map(String::as_str)
+            .collect();
+        cands.sort();
+        let hint = if n == "index" || n == "iteration" {
+            Some(format!("`{n}` exists only inside a `fanout` block"))
+        } else {
+            did_you_mean(n, cands.iter().copied()).or_else(|| {
+                Some("define it under `vars`, in a case's `vars`, in a target's `vars` (focusqa.yaml), or `capture` it in an earlier step".into())
+            })
+        };
+        Some((format!("undefined variable `{n}` in `{src}`"), hint))
+    }
+}
+
+/// For every part of the spec, what is defined there, in the order things happen at run time:
+/// target vars, spec vars (in order), case vars, then each step's captures for the steps after it.
+fn scope_regions(spec: &Spec, target_vars: &[String]) -> Vec<(String, Known)> {
+    let mut regions = Vec::new();
+    let mut base = Known::default();
+    base.defined
+        .extend(["env", "target", "spec", "case"].map(String::from));
+    base.defined.extend(target_vars.iter().cloned());
+    base.defined
+        .extend(BUILTIN_FUNCS.iter().map(|s| s.to_string()));
+    let mut captures: Vec<(String, String)> = Vec::new();
+    all_captures(&spec.steps, "steps", &mut captures);
+    all_captures(&spec.cleanup, "cleanup", &mut captures);
+    let case_names: HashSet<&String> = spec.cases.iter().flat_map(|c| c.vars.keys()).collect();
+
+    // Spec vars: each may use the target's and the earlier ones.
+    let spec_names: Vec<&String> = spec.vars.keys().collect();
+    for (i, k) in spec_names.iter().enumerate() {
+        let mut r = base.clone();
+        r.defined
+            .extend(spec_names[..i].iter().map(|s| s.to_string()));
+        for later in &spec_names[i..] {
+            r.not_yet.insert(
+                later.to_string(),
+                format!("spec vars are set in order and `{later}` comes at or after `{k}`"),
+            );
+        }
+        for c in &case_names {
+            if !r.defined.contains(*c) {
+                r.not_yet.insert(
+                    c.to_string(),
+                    format!("`{c}` is a case var, and case vars are set after the spec's `vars`"),
+                );
+            }
+        }
+        for (c, p) in &captures {
+            r.not_yet.entry(c.clone()).or_insert(format!(
+                "`{c}` is captured by {p}; spec vars are set before any step runs"
+            ));
+        }
+        regions.push((format!("vars.{k}"), r));
+    }
+    let mut after_vars = base.clone();
+    after_vars.defined.extend(spec.vars.keys().cloned());
+
+    // Case vars: spec vars and the case's earlier vars, never captures.
+    for (ci, case) in spec.cases.iter().enumerate() {
+        let names: Vec<&String> = case.vars.keys().collect();
+        for (i, k) in names.iter().enumerate() {
+            let mut r = after_vars.clone();
+            r.defined.extend(names[..i].iter().map(|s| s.to_string()));
+            for (c, p) in &captures {
+                if !r.defined.contains(c) {
+                    r.not_yet.insert(
+                        c.clone(),
+                        format!("`{c}` is captured by {p}; case vars are set before any step runs"),
+                    );
+                }
+            }
+            for later in &names[i..] {
+                if !r.defined.contains(*later) {
+                    r.not_yet.insert(
+                        later.to_string(),
+                        format!("case vars are set in order and `{later}` comes at or after `{k}`"),
+                    );
+                }
+            }
+            regions.push((format!("cases[{ci}].vars.{k}"), r));
+        }
+    }
+
+    // Steps: spec vars plus the vars every case that runs defines.
+    let mut steps_known = after_vars.clone();
+    let running: Vec<&super::Case> = spec.cases.iter().filter(|c| c.skip.is_none()).collect();
+    if let Some(first) = running.first() {
+        for k in first.vars.keys() {
+            if running.iter().all(|c| c.vars.contains_key(k)) {
+                steps_known.defined.insert(k.clone());
+            }
+        }
+    }
+    for c in &case_names {
+        if !steps_known.defined.contains(*c) {
+            let missing = running
+                .iter()
+                .find(|x| !x.vars.contains_key(*c))
+                .map(|x| x.name.clone())
+                .unwrap_or_default();
+            steps_known.not_yet.insert(
+                c.to_string(),
+                format!("only some cases define it (not case `{missing}`)"),
+            );
+        }
+    }
+    for (c, p) in &captures {
+        steps_known
+            .not_yet
+            .entry(c.clone())
+            .or_insert(format!("it is captured later, by {p}"));
+    }
+    let after_steps = step_regions(&spec.steps, "steps", steps_known.clone(), &mut regions);
+    // Cleanup sees every capture of the steps (documented: captures are variables for cleanup).
+    // After a failure some may be missing at run time; `when: x is defined` guards against that.
+    let mut cleanup_known = steps_known;
+    for name in after_steps
+        .defined
+        .into_iter()
+        .chain(after_steps.maybe.into_keys())
+    {
+        cleanup_known.not_yet.remove(&name);
+        cleanup_known.defined.insert(name);
+    }
+    step_regions(&spec.cleanup, "cleanup", cleanup_known, &mut regions);
+    regions
+}
+
+fn all_captures(steps: &[Step], base: &str, out: &mut Vec<(String, String)>) {
+    for (i, s) in steps.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        for k in s.capture.keys() {
+            out.push((k.clone(), format!("`{p}` ({})", s.label())));
+        }
+        if let StepKind::Fanout(f) = &s.kind {
+            all_captures(&f.steps, &format!("{p}.fanout.steps"), out);
+            all_captures(&f.cleanup, &format!("{p}.fanout.cleanup"), out);
+        }
+    }
+}
+
+/// Regions of a list of steps run in order; returns what is known after the last one.
+fn step_regions(
+    steps: &[Step],
+    base: &str,
+    mut known: Known,
+    regions: &mut Vec<(String, Known)>,
+) -> Known {
+    for (i, step) in steps.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        let mut r = known.clone();
+        if let Some(w) = &step.when {
+            let names = analyse(w, true).unwrap_or_default();
+            r.guards
+                .extend(names.into_iter().filter(|n| guards_itself(w, n)));
+        }
+        for k in step.capture.keys() {
+            if !r.defined.contains(k) && !r.maybe.contains_key(k) {
+                r.not_yet.insert(
+                    k.clone(),
+                    "it is captured by this very step, after its request and `expect`; use it in a later step".into(),
+                );
+            }
+        }
+        regions.push((p.clone(), r.clone()));
+        if let StepKind::Fanout(f) = &step.kind {
+            let mut inner = known.clone();
+            inner.guards = r.guards.clone();
+            inner.defined.insert("index".into());
+            inner.defined.insert("iteration".into());
+            let after = step_regions(
+                &f.steps,
+                &format!("{p}.fanout.steps"),
+                inner.clone(),
+                regions,
+            );
+            let mut cl = inner;
+            for n in after.defined.into_iter().chain(after.maybe.into_keys()) {
+                cl.not_yet.remove(&n);
+                cl.defined.insert(n);
+            }
+            step_regions(&f.cleanup, &format!("{p}.fanout.cleanup"), cl, regions);
+        }
+        for k in step.capture.keys() {
+            known.not_yet.remove(k);
+            if step.when.is_some() {
+                if !known.defined.contains(k) {
+                    known.maybe.insert(
+                        k.clone(),
+                        format!(
+                            "it is captured by `{p}`, which runs only `when: {}`",
+                            step.when.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+            } else {
+                known.maybe.remove(k);
+                known.defined.insert(k.clone());
+            }
+        }
+    }
+    known
 }
 
 fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<Problem>) {
@@ -484,17 +989,70 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 }
                 check_steps(&f.steps, &format!("{path}.fanout.steps"), index, out);
                 check_steps(&f.cleanup, &format!("{path}.fanout.cleanup"), index, out);
+                check_count(
+                    &f.count,
+                    "count",
+                    &format!("{path}.fanout.count"),
+                    index,
+                    out,
+                );
+                if let Some(c) = &f.concurrency {
+                    check_count(
+                        c,
+                        "concurrency",
+                        &format!("{path}.fanout.concurrency"),
+                        index,
+                        out,
+                    );
+                }
+                let labels: Vec<String> = f.steps.iter().map(Step::label).collect();
+                let captured: Vec<&String> =
+                    f.steps.iter().flat_map(|s| s.capture.keys()).collect();
                 for (j, t) in f.thresholds.iter().enumerate() {
                     // Templated thresholds are checked once rendered, at run time.
                     if is_template(t) {
                         continue;
                     }
-                    if let Err(e) = super::threshold::Threshold::parse(t) {
-                        out.push((
-                            index.get(&format!("{path}.fanout.thresholds[{j}]")),
-                            e,
-                            None,
-                        ));
+                    let pos = index.get(&format!("{path}.fanout.thresholds[{j}]"));
+                    use super::threshold::{Metric, Threshold};
+                    match Threshold::parse(t) {
+                        Err(e) => out.push((pos, e, None)),
+                        Ok(Threshold::Unique(v)) if !captured.contains(&&v) => out.push((
+                            pos,
+                            format!("threshold `{t}`: no step of this fan-out captures `{v}`"),
+                            did_you_mean(&v, captured.iter().map(|s| s.as_str())).or_else(|| {
+                                Some(format!(
+                                    "captured here: {}",
+                                    if captured.is_empty() {
+                                        "nothing".to_string()
+                                    } else {
+                                        captured
+                                            .iter()
+                                            .map(|c| format!("`{c}`"))
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    }
+                                ))
+                            }),
+                        )),
+                        Ok(Threshold::Compare {
+                            metric: Metric::Latency { step, .. },
+                            ..
+                        }) if !labels.contains(&step) => out.push((
+                            pos,
+                            format!("threshold `{t}`: this fan-out has no step named `{step}`"),
+                            did_you_mean(&step, labels.iter().map(String::as_str)).or_else(|| {
+                                Some(format!(
+                                    "its steps: {}",
+                                    labels
+                                        .iter()
+                                        .map(|c| format!("`{c}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ))
+                            }),
+                        )),
+                        Ok(_) => {}
                     }
                 }
             }
@@ -618,6 +1176,25 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
             check_regex(re, index.get(&format!("{path}.{key}")), out);
         }
     }
+    if let Some(l) = &c.length {
+        let lp = format!("{path}.length");
+        match l {
+            super::LengthCheck::Exact(v) => check_number(v, "length", true, &lp, index, out),
+            super::LengthCheck::Compare(cmp) => {
+                for (k, v) in [
+                    ("equals", &cmp.equals),
+                    ("gt", &cmp.gt),
+                    ("gte", &cmp.gte),
+                    ("lt", &cmp.lt),
+                    ("lte", &cmp.lte),
+                ] {
+                    if let Some(v) = v {
+                        check_number(v, "length", true, &format!("{lp}.{k}"), index, out);
+                    }
+                }
+            }
+        }
+    }
     check_operands(c, path, index, out);
 }
 
@@ -644,39 +1221,86 @@ fn check_operands(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Pr
             ));
         }
     }
-    if let Some(l) = &c.length {
-        let bounds: Vec<(&str, &serde_json::Value)> = match l {
-            super::LengthCheck::Exact(v) => vec![("length", v)],
-            super::LengthCheck::Compare(cmp) => [
-                ("length.equals", &cmp.equals),
-                ("length.gt", &cmp.gt),
-                ("length.gte", &cmp.gte),
-                ("length.lt", &cmp.lt),
-                ("length.lte", &cmp.lte),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-            .collect(),
-        };
-        for (key, b) in bounds {
-            if b.as_u64().is_none() && !templated(b) {
-                out.push((
-                    index.key(&format!("{path}.{key}")),
-                    format!(
-                        "`{key}: {}` is not a length: write a whole number >= 0 (or a template)",
-                        serde_json::to_string(b).unwrap_or_default()
-                    ),
-                    Some("e.g. `length: 3` or `length: {gte: 1}`".into()),
-                ));
-            }
-        }
-    }
     if let Some(o) = &c.one_of {
         if !o.is_array() && !templated(o) {
             out.push((
                 index.key(&format!("{path}.one_of")),
                 "`one_of` needs a list of values (or a template rendering to one)".into(),
                 Some("e.g. `one_of: [configured, running]`".into()),
+            ));
+        }
+    }
+}
+
+/// A number (a whole one when `whole`) or a template rendering to one.
+fn check_number(
+    v: &serde_json::Value,
+    what: &str,
+    whole: bool,
+    path: &str,
+    index: &PositionIndex,
+    out: &mut Vec<Problem>,
+) {
+    let ok = match v {
+        serde_json::Value::Number(n) => !whole || n.as_u64().is_some(),
+        serde_json::Value::String(s) => is_template(s) || s.trim().parse::<u64>().is_ok(),
+        _ => false,
+    };
+    if !ok {
+        out.push((
+            index.get(path),
+            format!(
+                "`{what}` must be a {} or a template, not {v}",
+                if whole { "whole number" } else { "number" }
+            ),
+            Some(format!(
+                "write e.g. `{what}: 3`, `{what}: {{gte: 1}}` or `{what}: \"{{{{ n }}}}\"`"
+            )),
+        ));
+    }
+}
+
+/// A fan-out count: a whole number up to [`super::MAX_FANOUT`], or a template.
+fn check_count(
+    c: &super::Count,
+    what: &str,
+    path: &str,
+    index: &PositionIndex,
+    out: &mut Vec<Problem>,
+) {
+    let n = match c {
+        super::Count::N(n) => Some(*n),
+        super::Count::Template(t) if is_template(t) => None,
+        super::Count::Template(t) => match t.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                out.push((
+                    index.get(path),
+                    format!("fanout `{what}` must be a whole number or a template, not `{t}`"),
+                    Some(format!(
+                        "write e.g. `{what}: 200` or `{what}: \"{{{{ jobs }}}}\"`"
+                    )),
+                ));
+                None
+            }
+        },
+    };
+    if let Some(n) = n {
+        if n > super::MAX_FANOUT {
+            out.push((
+                index.get(path),
+                format!(
+                    "fanout `{what}` {n} is too large: at most {}",
+                    super::MAX_FANOUT
+                ),
+                None,
+            ));
+        }
+        if what == "concurrency" && n == 0 {
+            out.push((
+                index.get(path),
+                "fanout `concurrency` must be at least 1".into(),
+                None,
             ));
         }
     }

@@ -7,6 +7,7 @@ pub mod diag;
 pub mod load;
 pub mod position;
 pub mod scope;
+pub mod structure;
 pub mod threshold;
 
 use std::path::PathBuf;
@@ -636,7 +637,15 @@ impl Dur {
     }
 }
 
-/// Parses `100ms`, `1.5s`, `2m 30s`, or a bare number of seconds.
+/// The longest duration a spec may ask for (a `sleep`, a timeout, a poll interval, ...).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The largest fan-out `count` (and `concurrency`): beyond that the iterations' bookkeeping
+/// alone would exhaust memory.
+pub const MAX_FANOUT: u64 = 10_000_000;
+
+/// Parses `100ms`, `1.5s`, `2m 30s`, or a bare number of seconds, up to [`MAX_DURATION`].
+/// Never panics: huge, negative, NaN or malformed values are errors.
 ///
 /// ```
 /// use std::time::Duration;
@@ -646,21 +655,54 @@ impl Dur {
 /// assert_eq!(parse_duration("2m 30s"), Ok(Duration::from_secs(150)));
 /// assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
 /// assert!(parse_duration("soon").unwrap_err().contains("write e.g. `500ms`"));
+/// assert!(parse_duration("1e20").unwrap_err().contains("at most 365 days"));
+/// assert!(parse_duration("1e300s").is_err());
+/// assert!(parse_duration("18446744073709551615").is_err());
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_duration_max(s, MAX_DURATION)
+}
+
+/// [`parse_duration`] with another upper bound (e.g. for time offsets).
+pub fn parse_duration_max(s: &str, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration_unbounded(s)?;
+    if d > max {
+        return Err(format!(
+            "duration `{}` is too long: at most {} days",
+            s.trim(),
+            max.as_secs() / 86_400
+        ));
+    }
+    Ok(d)
+}
+
+fn secs(s: &str, n: f64) -> Result<Duration, String> {
+    if n < 0.0 {
+        return Err(format!("duration `{s}` is negative"));
+    }
+    Duration::try_from_secs_f64(n).map_err(|_| {
+        format!(
+            "duration `{s}` is too long: at most {} days",
+            MAX_DURATION.as_secs() / 86_400
+        )
+    })
+}
+
+fn parse_duration_unbounded(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs >= 0.0 && secs.is_finite() {
-            return Ok(Duration::from_secs_f64(secs));
+    if let Ok(n) = t.parse::<f64>() {
+        if n.is_nan() {
+            return Err(format!("duration `{t}` is not a number"));
         }
+        return secs(t, n);
     }
     // humantime has no fractions: handle `1.5s` style ourselves.
     if let Some(num) = t.strip_suffix('s').filter(|n| {
         !n.ends_with('m') && !n.ends_with('n') && !n.ends_with('u') && !n.ends_with('µ')
     }) {
-        if let Ok(secs) = num.trim().parse::<f64>() {
-            if secs >= 0.0 && secs.is_finite() {
-                return Ok(Duration::from_secs_f64(secs));
+        if let Ok(n) = num.trim().parse::<f64>() {
+            if !n.is_nan() {
+                return secs(t, n);
             }
         }
     }

@@ -26,6 +26,10 @@ pub struct ScalarAt {
 pub struct PositionIndex {
     nodes: HashMap<String, Pos>,
     pub scalars: Vec<ScalarAt>,
+    /// Problems YAML parsers accept or report without a position: duplicate keys, a second document.
+    pub problems: Vec<(Pos, String)>,
+    /// Where the first alias (`*name`) is, for errors about alias expansion.
+    pub first_alias: Option<Pos>,
 }
 
 impl PositionIndex {
@@ -33,7 +37,7 @@ impl PositionIndex {
     pub fn build(text: &str) -> Result<Self, (Pos, String)> {
         let mut b = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        parser.load(&mut b, false).map_err(|e| {
+        parser.load(&mut b, true).map_err(|e| {
             let m = e.marker();
             (
                 Pos {
@@ -74,6 +78,7 @@ enum Frame {
         path: String,
         key: Option<String>,
         seen_key: bool,
+        keys: std::collections::HashSet<String>,
     },
     Seq {
         path: String,
@@ -132,16 +137,43 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = pos_of(&mark);
+        if self.depth_docs > 1 && !matches!(ev, Event::DocumentStart) {
+            return;
+        }
         match ev {
-            Event::DocumentStart => self.depth_docs += 1,
+            Event::DocumentStart => {
+                self.depth_docs += 1;
+                if self.depth_docs == 2 {
+                    self.index.problems.push((
+                        pos,
+                        "a spec file holds one YAML document; this is a second one (`---`)".into(),
+                    ));
+                }
+            }
             Event::Scalar(value, style, ..) => {
                 let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
                 if is_key {
                     // A block mapping's start mark is unreliable; its first key says where it begins.
-                    if let Some(Frame::Map { path, seen_key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map {
+                        path,
+                        seen_key,
+                        keys,
+                        ..
+                    }) = self.stack.last_mut()
+                    {
                         if !*seen_key {
                             *seen_key = true;
                             self.index.nodes.insert(path.clone(), pos);
+                        }
+                        if !keys.insert(value.clone()) {
+                            let at = if path.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" in `{path}`")
+                            };
+                            self.index
+                                .problems
+                                .push((pos, format!("duplicate key `{value}`{at}")));
                         }
                     }
                     self.next_path(Some(&value), pos);
@@ -156,6 +188,7 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(_) => {
+                self.index.first_alias.get_or_insert(pos);
                 if let Some(path) = self.next_path(Some("*alias"), pos) {
                     self.index.nodes.insert(path, pos);
                 }
@@ -167,6 +200,7 @@ impl MarkedEventReceiver for Builder {
                     path,
                     key: None,
                     seen_key: false,
+                    keys: Default::default(),
                 });
             }
             Event::SequenceStart(..) => {
@@ -207,5 +241,26 @@ mod tests {
     fn syntax_error_has_position() {
         let err = PositionIndex::build("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.0.line >= 1, "{err:?}");
+    }
+
+    #[test]
+    fn duplicate_keys_and_second_documents_are_located() {
+        let idx = PositionIndex::build("a: 1\nb:\n  c: 1\n  c: 2\n---\nd: 1\n").unwrap();
+        assert_eq!(
+            idx.problems,
+            vec![
+                (
+                    Pos { line: 4, col: 3 },
+                    "duplicate key `c` in `b`".to_string()
+                ),
+                (
+                    Pos { line: 5, col: 1 },
+                    "a spec file holds one YAML document; this is a second one (`---`)".to_string()
+                )
+            ]
+        );
+        assert_eq!(idx.get("d"), idx.get(""));
+        let idx = PositionIndex::build("a: &x [1]\nb: *x\n").unwrap();
+        assert_eq!(idx.first_alias, Some(Pos { line: 2, col: 4 }));
     }
 }

@@ -303,3 +303,124 @@ pub fn xmllint_validate(xml_path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A `focusqa sim` started as its own process on free ports (as a user would start one), with a
+/// `focusqa.yaml` whose default target `sim` reaches it. Stopped (SIGINT) when dropped.
+pub struct SeparateSim {
+    pub child: std::process::Child,
+    pub focus_url: String,
+    pub dir: tempfile::TempDir,
+    /// Kept open: the simulator prints on shutdown and must not hit a closed pipe.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl SeparateSim {
+    pub fn start(time_scale: &str) -> SeparateSim {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_focusqa"))
+            .args([
+                "sim",
+                "--port",
+                "0",
+                "--kube-port",
+                "0",
+                "--time-scale",
+                time_scale,
+            ])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut focus_url = String::new();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(u) = line.trim().strip_prefix("Focus Server API:") {
+                focus_url = u.trim().to_string();
+            }
+            if line.contains("Press Ctrl-C") {
+                break;
+            }
+            line.clear();
+        }
+        assert!(
+            focus_url.starts_with("http://127.0.0.1:"),
+            "printed the Focus URL"
+        );
+        assert!(kubeconfig.exists(), "wrote the kubeconfig");
+        // No time_scale nor capacity here: the run asks the simulator for its own.
+        let cfg = format!(
+            "default_target: sim\nspecs: [{root}/specs]\nscope: {root}/specs/scope.yaml\ntargets:\n  sim:\n    base_url: {focus_url}\n    simulator: true\n    kubernetes:\n      kubeconfig: {}\n      namespace: focus\n",
+            kubeconfig.display(),
+            root = env!("CARGO_MANIFEST_DIR"),
+        );
+        std::fs::write(dir.path().join("focusqa.yaml"), cfg).unwrap();
+        SeparateSim {
+            child,
+            focus_url,
+            dir,
+            _stdout: reader,
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("focusqa.yaml")
+    }
+
+    /// `focusqa --config <this sim's config> ARGS` in the repository root.
+    pub fn focusqa(&self, args: &[&str]) -> Output {
+        let config = self.config();
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        focusqa(&all)
+    }
+
+    /// A JSON request to the simulator (`curl`-free: a tiny blocking client over std).
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        http_json(&self.focus_url, method, path, body)
+    }
+}
+
+impl Drop for SeparateSim {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking HTTP/1.1 JSON client for tests (no extra dependency).
+pub fn http_json(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://");
+    let (host, prefix) = match hostport.find('/') {
+        Some(i) => (&hostport[..i], &hostport[i..]),
+        None => (hostport, ""),
+    };
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let text = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    // Bodies may be chunked: take the JSON between the first `{` and the last `}`.
+    let json = match (text.find('{'), text.rfind('}')) {
+        (Some(a), Some(b)) if b >= a => serde_json::from_str(&text[a..=b]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, json)
+}

@@ -1,0 +1,199 @@
+//! Interrupts and cleanup never leak (issue 11): SIGINT and SIGTERM at many moments of the
+//! 200-job spec, against a separately started simulator, leave no job open and all four reports
+//! written; a second interrupt still writes results.json and junit.xml and exits 4; a failed
+//! fan-out cleanup is never a pass.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{focusqa, results_in, stderr, stdout, SeparateSim};
+use serde_json::Value;
+
+const REPORTS: [&str; 4] = ["results.json", "junit.xml", "summary.html", "coverage.html"];
+
+fn spawn_run(sim: &SeparateSim, report_dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_focusqa"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--config")
+        .arg(sim.config())
+        .args(["run", "--quiet", "specs/limits/concurrent-200.yaml"])
+        .arg("--report-dir")
+        .arg(report_dir)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Waits for the run to end (bounded: a hung run fails the test instead of hanging it).
+fn wait(child: &mut Child) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if t0.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("the interrupted run did not end within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn open_jobs(sim: &SeparateSim) -> Value {
+    sim.request("GET", "/jobs", None).1["count"].clone()
+}
+
+#[test]
+fn sigint_and_sigterm_at_any_moment_leave_no_job_open_and_write_every_report() {
+    let sim = SeparateSim::start("0.01");
+    // From the first configure requests, through the waits, to the fan-out's cleanup.
+    let moments_ms = [20, 60, 120, 200, 320, 500, 750, 1100];
+    let mut interrupted = 0;
+    for delay in moments_ms {
+        for sig in ["INT", "TERM"] {
+            assert_eq!(sim.request("POST", "/sim/reset", None).0, 200);
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = spawn_run(&sim, dir.path());
+            std::thread::sleep(Duration::from_millis(delay));
+            signal(&child, sig);
+            let code = wait(&mut child);
+            // 130 = interrupted, cleanup ran; 0 = it had already finished.
+            assert!(
+                code == 130 || code == 0,
+                "SIG{sig} after {delay} ms: exit {code}"
+            );
+            interrupted += usize::from(code == 130);
+            for f in REPORTS {
+                assert!(
+                    dir.path().join(f).exists(),
+                    "SIG{sig} after {delay} ms: {f} written"
+                );
+            }
+            let r = results_in(dir.path());
+            assert_eq!(r["interrupted"], code == 130, "SIG{sig} after {delay} ms");
+            assert_eq!(
+                open_jobs(&sim),
+                0,
+                "SIG{sig} after {delay} ms left jobs open (exit {code})"
+            );
+        }
+    }
+    assert!(
+        interrupted >= 8,
+        "most runs were really interrupted ({interrupted} of 16)"
+    );
+}
+
+#[test]
+fn a_second_interrupt_aborts_with_4_and_still_writes_results_and_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("slow-cleanup.yaml");
+    // A cleanup that takes a while (60 s simulated = 0.6 s here) leaves time for a second signal.
+    std::fs::write(
+        &spec,
+        r#"id: faults.slow-cleanup
+title: A spec whose cleanup takes a while
+steps:
+  - name: wait for the interrupt
+    sleep: 100s
+cleanup:
+  - name: a slow release
+    sleep: 60s
+"#,
+    )
+    .unwrap();
+    let rd = dir.path().join("reports");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_focusqa"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--quiet"])
+        .arg(&spec)
+        .arg("--report-dir")
+        .arg(&rd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(150));
+    signal(&child, "INT");
+    let code = wait(&mut child);
+    assert_eq!(code, 4, "a second interrupt aborts with its own exit code");
+    let r = results_in(&rd);
+    assert_eq!(r["interrupted"], true);
+    let case = &r["specs"][0]["cases"][0];
+    assert_eq!(case["status"], "error", "{case}");
+    assert!(
+        case["message"]
+            .as_str()
+            .unwrap()
+            .contains("cleanup may not have run"),
+        "{case}"
+    );
+    assert!(rd.join("junit.xml").exists());
+}
+
+#[test]
+fn a_failed_fanout_cleanup_is_never_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("leaky.yaml");
+    std::fs::write(
+        &spec,
+        r#"id: faults.leaky-cleanup
+title: A fan-out whose cleanup fails
+steps:
+  - name: three iterations
+    fanout:
+      count: 3
+      steps:
+        - name: health
+          http: {path: /health}
+          expect: {status: 200}
+      cleanup:
+        - name: release something that is not there
+          http: {method: DELETE, path: /job/no-such-job}
+          expect: {status: 200}
+      thresholds: [succeeded == count]
+"#,
+    )
+    .unwrap();
+    let rd = dir.path().join("reports");
+    let out = focusqa(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--report-dir",
+        rd.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r = results_in(&rd);
+    let step = &r["specs"][0]["cases"][0]["steps"][0];
+    assert_eq!(step["status"], "failed", "{step}");
+    assert_eq!(step["fanout"]["cleanup_failures"], 3);
+    let a = step["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subject"] == "fan-out cleanup")
+        .expect("the cleanup failure is an assertion");
+    assert_eq!(a["passed"], false);
+    // The threshold itself held: the failure comes from the cleanup alone.
+    assert_eq!(step["fanout"]["thresholds"][0]["passed"], true);
+}
