@@ -29,8 +29,8 @@ pub const BUILTIN_FUNCS: &[&str] = &[
     "namespace",
 ];
 
-/// minijinja's filters as built here (features `builtins` and `json`; no `urlencode`), and the
-/// HTTP filters of [`crate::filters`].
+/// minijinja's filters as built here (features `builtins` and `json`; `urlencode` is ours), and
+/// the HTTP filters of [`crate::filters`].
 pub const BUILTIN_FILTERS: &[&str] = &[
     "urlencode",
     "b64encode",
@@ -839,12 +839,12 @@ mod tests {
     #[test]
     fn lint_finds_unknown_filters_tests_methods() {
         let u = lint(
-            "{{ x | urlencode }}{% if y is definde %}{% endif %}{{ z.split(',') }}",
+            "{{ x | slugify }}{% if y is definde %}{% endif %}{{ z.split(',') }}",
             false,
         )
         .unwrap();
         assert_eq!(u.problems.len(), 3, "{:?}", u.problems);
-        assert!(u.problems[0].contains("unknown filter `urlencode`"));
+        assert!(u.problems[0].contains("unknown filter `slugify`"));
         assert!(u.problems[1].contains("did you mean `defined`?"));
         assert!(u.problems[2].contains("unknown method `.split()`"));
         let u = lint(
