@@ -424,3 +424,31 @@ pub fn http_json(base: &str, method: &str, path: &str, body: Option<&Value>) -> 
     };
     (status, json)
 }
+
+/// What [`run_expecting`] ran: the results.json, the report directory and the console output.
+pub struct Run {
+    pub results: Value,
+    pub dir: tempfile::TempDir,
+    pub stdout: String,
+}
+
+/// `focusqa ARGS --report-dir <temp dir>` in the repository root: asserts the exit code (showing
+/// the output when it differs) and returns what the run wrote.
+pub fn run_expecting(code: i32, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = args.to_vec();
+    all.extend(["--report-dir", dir.path().to_str().unwrap()]);
+    let out = focusqa(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "focusqa {args:?}\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    Run {
+        results: results_in(dir.path()),
+        dir,
+        stdout: stdout(&out),
+    }
+}
