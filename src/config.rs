@@ -96,6 +96,27 @@ pub struct TargetConfig {
     /// Default request timeout (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+    /// Follow redirects (default true); a step's `follow_redirects` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
+    /// Most redirects followed for one request (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_redirects: Option<u32>,
+    /// A cookie jar per case (default true): cookies set by responses go with later requests of
+    /// the same case. A spec's `cookies: false|true` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookies: Option<bool>,
+    /// HTTP basic authentication for every request (templates: `{{ env.LAB_PASSWORD }}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<crate::spec::BasicAuth>,
+    /// `prior_knowledge`: speak HTTP/2 without negotiation (h2c on plain http); `http1`: HTTP/1.1
+    /// only. Default: HTTP/2 when TLS negotiates it, else HTTP/1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Http2Mode>,
+    /// Most response body bytes kept (default `16MiB`); the rest is counted and discarded and
+    /// the step's response says so. A number of bytes or `64KiB`, `16MiB`, `1GB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<ByteSize>,
     /// Kubernetes access for `kube` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubeTargetConfig>,
@@ -104,6 +125,73 @@ pub struct TargetConfig {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(with = "IndexMap<String, serde_json::Value>")]
     pub vars: VarMap,
+}
+
+/// How a target speaks HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Http2Mode {
+    /// HTTP/2 from the first byte, without negotiation (also `h2c` on plain http).
+    PriorKnowledge,
+    /// HTTP/1.1 only.
+    Http1,
+}
+
+/// A size in bytes: a number, or a text such as `64KiB`, `16MiB`, `1GB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "ByteSizeSchema")]
+pub struct ByteSize(pub u64);
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum ByteSizeSchema {
+    Bytes(u64),
+    /// e.g. `64KiB`, `16MiB`, `1GB`
+    Text(#[schemars(pattern(r"^\s*\d+(\.\d+)?\s*([kKmMgG]i?[bB]?|[bB])?\s*$"))] String),
+}
+
+impl ByteSize {
+    /// Parses `1024`, `64KiB`, `16MiB`, `1.5GB`, `10kb`.
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size (write e.g. `65536`, `64KiB`, `16MiB`)"))?;
+        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "ki" | "kib" => 1024.0,
+            "m" | "mb" => 1e6,
+            "mi" | "mib" => 1024.0 * 1024.0,
+            "g" | "gb" => 1e9,
+            "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown size unit `{unit}` (B, KB, KiB, MB, MiB, GB, GiB)"
+                ))
+            }
+        };
+        Ok(ByteSize((n * mult) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) if n.as_u64().is_some() => {
+                Ok(ByteSize(n.as_u64().unwrap_or_default()))
+            }
+            serde_json::Value::String(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "{other} is not a size (write e.g. `65536`, `64KiB`, `16MiB`)"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -207,10 +207,23 @@ pub struct ResponseExcerpt {
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// True when `body` was cut to the excerpt size.
+    /// True when `body` was cut to the excerpt size (or the body was over the target's
+    /// `max_body`: see `note`).
     #[serde(default)]
     pub truncated: bool,
     pub elapsed_ms: f64,
+    /// Body bytes as received on the wire (before gzip/deflate/br/zstd decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_bytes: Option<u64>,
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The final URL, when redirects were followed to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// What the reader should know: the body was over `max_body`, the charset it was decoded by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One evaluated expectation: what was expected, what was found.

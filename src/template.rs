@@ -29,8 +29,16 @@ pub const BUILTIN_FUNCS: &[&str] = &[
     "namespace",
 ];
 
-/// minijinja's filters as built here (features `builtins` and `json`; no `urlencode`).
+/// minijinja's filters as built here (features `builtins` and `json`; `urlencode` is ours), and
+/// the HTTP filters of [`crate::filters`].
 pub const BUILTIN_FILTERS: &[&str] = &[
+    "urlencode",
+    "b64encode",
+    "b64decode",
+    "sha256",
+    "md5",
+    "regex_capture",
+    "http_date",
     "safe",
     "escape",
     "e",
@@ -224,6 +232,7 @@ fn environment() -> &'static Environment<'static> {
         // Bounded rendering: a runaway loop runs out of fuel, deep nesting hits the limit.
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_recursion_limit(TEMPLATE_RECURSION);
+        crate::filters::register(&mut env);
         // now(fmt="%Y-%m-%dT%H:%M:%SZ", offset="-10m")
         env.add_function(
             "now",
@@ -830,12 +839,12 @@ mod tests {
     #[test]
     fn lint_finds_unknown_filters_tests_methods() {
         let u = lint(
-            "{{ x | urlencode }}{% if y is definde %}{% endif %}{{ z.split(',') }}",
+            "{{ x | slugify }}{% if y is definde %}{% endif %}{{ z.split(',') }}",
             false,
         )
         .unwrap();
         assert_eq!(u.problems.len(), 3, "{:?}", u.problems);
-        assert!(u.problems[0].contains("unknown filter `urlencode`"));
+        assert!(u.problems[0].contains("unknown filter `slugify`"));
         assert!(u.problems[1].contains("did you mean `defined`?"));
         assert!(u.problems[2].contains("unknown method `.split()`"));
         let u = lint(

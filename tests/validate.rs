@@ -48,7 +48,7 @@ const REJECTED: &[(&str, &[Expected])] = &[
     ),
     (
         "unknown-filter.yaml",
-        &[(5, 18, "unknown filter `urlencode`")],
+        &[(5, 18, "unknown filter `slugify`")],
     ),
     ("unknown-test.yaml", &[(5, 11, "unknown test `is definde`")]),
     ("method-call.yaml", &[(6, 16, "unknown method `.split()`")]),
@@ -127,7 +127,7 @@ const REJECTED: &[(&str, &[Expected])] = &[
         &[
             (3, 9, "covers"),
             (5, 18, "steps[0].http.path"),
-            (5, 30, "FETCH"),
+            (5, 30, "FE TCH"),
             (7, 18, "steps[1].capture.a"),
             (8, 13, "steps[2].assert"),
         ],

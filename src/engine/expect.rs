@@ -11,8 +11,8 @@ use serde_json_path::JsonPath;
 use super::{ExecError, Observation};
 use crate::results::{compact, AssertionResult};
 use crate::spec::{
-    Check, Comparison, Expect, HeaderExpect, JsonType, LengthCheck, OrTemplate, SchemaRef,
-    StatusExpect, TextCheck,
+    BodyCheck, Check, Comparison, CookieExpect, Expect, ExpectedError, HeaderExpect, JsonType,
+    LengthCheck, OrTemplate, SchemaRef, StatusExpect, TextCheck, TextExpect,
 };
 use crate::template::{Scope, BUILTIN_FUNCS};
 
@@ -35,39 +35,64 @@ pub fn evaluate(
             e.line_of("status", fallback),
         )?);
     }
+    if let Some(want) = e.error {
+        out.push(check_error(want, obs, e.line_of("error", fallback)));
+    }
     for (name, h) in &e.headers {
-        let actual = obs
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone());
-        let subject = format!("header `{name}`");
-        match h {
-            HeaderExpect::Exact(v) => {
-                let want = scope.render_str(v).map_err(ExecError::spec)?;
-                out.push(AssertionResult {
-                    line,
-                    subject,
-                    op: "equals".into(),
-                    passed: actual.as_deref() == Some(want.as_str()),
-                    expected: Value::String(want),
-                    actual: actual.map(Value::String),
-                    message: None,
-                });
-            }
-            HeaderExpect::Check(tc) => {
-                out.extend(check_text(tc, actual.as_deref(), &subject, scope, line)?)
-            }
-        }
+        out.extend(check_header(name, h, &obs.headers, scope, line)?);
     }
     if let Some(b) = &e.body {
-        out.extend(check_text(
-            b,
-            obs.body.as_deref(),
-            "body",
+        out.extend(check_body(b, obs, scope, e.line_of("body", fallback))?);
+    }
+    let http = obs.http.as_deref();
+    if !e.cookies.is_empty() {
+        let line = e.line_of("cookies", fallback);
+        for (name, c) in &e.cookies {
+            let cookie = http.and_then(|h| h.cookies.get(name));
+            out.extend(check_cookie(name, c, cookie, scope, line)?);
+        }
+    }
+    if let Some(v) = &e.version {
+        let want = scope.render_str(v).map_err(ExecError::spec)?;
+        let found = http.map(|h| h.version.clone()).filter(|v| !v.is_empty());
+        let norm = |s: &str| {
+            let s = s.trim().to_ascii_uppercase();
+            match s.as_str() {
+                "HTTP/2.0" | "2" | "H2" => "HTTP/2".to_string(),
+                "HTTP/3.0" | "3" | "H3" => "HTTP/3".to_string(),
+                "1.1" => "HTTP/1.1".to_string(),
+                _ => s,
+            }
+        };
+        out.push(AssertionResult {
+            line: e.line_of("version", fallback),
+            subject: "HTTP version".into(),
+            op: "equals".into(),
+            passed: found.as_deref().is_some_and(|f| norm(f) == norm(&want)),
+            expected: json!(want),
+            actual: found.map(Value::String),
+            message: None,
+        });
+    }
+    if let Some(u) = &e.url {
+        let found = http.map(|h| h.url.clone()).filter(|u| !u.is_empty());
+        out.extend(check_text_expect(
+            u,
+            found.as_deref(),
+            "final URL",
             scope,
-            e.line_of("body", fallback),
+            e.line_of("url", fallback),
         )?);
+    }
+    if !e.redirects.is_empty() {
+        let chain = json!(http.map(|h| h.redirects.clone()).unwrap_or_default());
+        for c in &e.redirects {
+            let mut r = eval_check(c, &chain, scope, e.line_of("redirects", fallback))?;
+            for a in &mut r {
+                a.subject = format!("redirects {}", a.subject);
+            }
+            out.extend(r);
+        }
     }
     for c in &e.json {
         out.extend(eval_check(c, &obs.doc, scope, fallback)?);
@@ -171,6 +196,352 @@ fn check_status(
         actual: actual.map(|a| json!(a)),
         message: None,
     })
+}
+
+/// `expect: {error: timeout|connect|any}`: the failure happened, and no response came instead.
+fn check_error(want: ExpectedError, obs: &Observation, line: u32) -> AssertionResult {
+    let http = obs.http.as_deref();
+    let happened = http.and_then(|h| h.error);
+    let passed = match (want, happened) {
+        (_, None) => false,
+        (ExpectedError::Any, Some(_)) => true,
+        (w, Some(k)) => w.as_str() == k,
+    };
+    let actual = match (happened, obs.status) {
+        (Some(k), _) => Some(json!(k)),
+        (None, Some(s)) => Some(json!(format!("a response ({s})"))),
+        (None, None) => None,
+    };
+    AssertionResult {
+        line,
+        subject: "request".into(),
+        op: "fails with".into(),
+        expected: json!(want.as_str()),
+        actual,
+        passed,
+        message: http.and_then(|h| h.error_message.clone()).or_else(|| {
+            obs.status
+                .map(|_| "a response arrived instead of the expected error".to_string())
+        }),
+    }
+}
+
+/// A header check. Its subject is the first value (the result says so when the header came
+/// several times), or with `all: true` the list of every value.
+fn check_header(
+    name: &str,
+    h: &HeaderExpect,
+    headers: &[(String, String)],
+    scope: &Scope,
+    line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
+    let values: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let first = values.first().copied();
+    let several = (values.len() > 1).then(|| {
+        format!(
+            "the header came {} times: the first value was checked (`all: true` checks them all)",
+            values.len()
+        )
+    });
+    let subject = format!("header `{name}`");
+    let mut out = Vec::new();
+    match h {
+        HeaderExpect::Exact(v) => {
+            let want = scope.render_str(v).map_err(ExecError::spec)?;
+            out.push(AssertionResult {
+                line,
+                subject,
+                op: "equals".into(),
+                passed: first == Some(want.as_str()),
+                expected: Value::String(want),
+                actual: first.map(|a| Value::String(a.to_string())),
+                message: several,
+            });
+        }
+        HeaderExpect::Check(c) if !c.all => {
+            let tc = TextCheck {
+                equals: match &c.equals {
+                    None => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => {
+                        return Err(ExecError::spec(format!(
+                            "header `{name}`: `equals: {other}` needs `all: true` to compare a list of values"
+                        )))
+                    }
+                },
+                contains: c.contains.clone(),
+                matches: c.matches.clone(),
+                exists: c.exists,
+            };
+            let mut r = check_text(&tc, first, &subject, scope, line)?;
+            if let Some(n) = &several {
+                r.iter_mut().for_each(|a| a.message = Some(n.clone()));
+            }
+            out.extend(r);
+            if let Some(n) = c.count {
+                out.push(count_result(&subject, n, values.len(), line));
+            }
+        }
+        HeaderExpect::Check(c) => {
+            let found = (!values.is_empty()).then(|| json!(values));
+            let mk = |op: &str, expected: Value, passed: bool| AssertionResult {
+                line,
+                subject: format!("{subject} (all values)"),
+                op: op.into(),
+                expected,
+                actual: found.clone(),
+                passed,
+                message: None,
+            };
+            if let Some(e) = c.exists {
+                out.push(mk("exists", json!(e), values.is_empty() != e));
+            }
+            if let Some(v) = &c.equals {
+                let want = match scope.render_value(v).map_err(ExecError::spec)? {
+                    Value::Array(a) => a,
+                    other => vec![other],
+                };
+                let want: Vec<String> = want
+                    .iter()
+                    .map(|w| match w {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                let passed = want.iter().map(String::as_str).eq(values.iter().copied());
+                out.push(mk("equals", json!(want), passed));
+            }
+            if let Some(v) = &c.contains {
+                let v = scope.render_str(v).map_err(ExecError::spec)?;
+                let passed = values.iter().any(|x| x.contains(&v));
+                out.push(mk("contains (in some value)", json!(v), passed));
+            }
+            if let Some(re) = &c.matches {
+                let re_s = scope.render_str(re).map_err(ExecError::spec)?;
+                let rx = regex::Regex::new(&re_s)
+                    .map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
+                let passed = values.iter().any(|x| rx.is_match(x));
+                out.push(mk("matches (some value)", json!(re_s), passed));
+            }
+            if let Some(n) = c.count {
+                out.push(count_result(&subject, n, values.len(), line));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn count_result(subject: &str, want: usize, found: usize, line: u32) -> AssertionResult {
+    AssertionResult {
+        line,
+        subject: format!("{subject} values"),
+        op: "count".into(),
+        expected: json!(want),
+        actual: Some(json!(found)),
+        passed: want == found,
+        message: None,
+    }
+}
+
+/// Body checks: on the text (decoded by its charset) and on the bytes (digests, length).
+fn check_body(
+    b: &BodyCheck,
+    obs: &Observation,
+    scope: &Scope,
+    line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
+    let tc = TextCheck {
+        equals: b.equals.clone(),
+        contains: b.contains.clone(),
+        matches: b.matches.clone(),
+        exists: b.exists,
+    };
+    let mut out = check_text(&tc, obs.body.as_deref(), "body", scope, line)?;
+    // The bytes: an HTTP step's decoded body; other steps' body text.
+    let bytes: Option<&[u8]> = match obs.http.as_deref() {
+        Some(h) if h.error.is_none() => Some(&h.bytes),
+        Some(_) => None,
+        None => obs.body.as_deref().map(str::as_bytes),
+    };
+    let over = obs.http.as_deref().is_some_and(|h| h.over_limit);
+    let note = over.then(|| {
+        "the body was over the target's max_body: only its kept start was checked".to_string()
+    });
+    let mut digest =
+        |op: &str, want: &Option<String>, f: fn(&[u8]) -> String| -> Result<(), ExecError> {
+            if let Some(w) = want {
+                let w = scope.render_str(w).map_err(ExecError::spec)?;
+                let found = bytes.map(f);
+                out.push(AssertionResult {
+                    line,
+                    subject: "body bytes".into(),
+                    op: op.into(),
+                    passed: found
+                        .as_deref()
+                        .is_some_and(|h| h.eq_ignore_ascii_case(w.trim())),
+                    expected: json!(w),
+                    actual: found.map(Value::String),
+                    message: note.clone(),
+                });
+            }
+            Ok(())
+        };
+    digest("sha256", &b.sha256, |x| {
+        use sha2::Digest;
+        crate::filters::hex(&sha2::Sha256::digest(x))
+    })?;
+    digest("md5", &b.md5, |x| {
+        use md5::Digest;
+        crate::filters::hex(&md5::Md5::digest(x))
+    })?;
+    if let Some(n) = &b.bytes_length {
+        let want = scope.render_value(n).map_err(ExecError::spec)?;
+        let found = match obs.http.as_deref() {
+            Some(h) if h.error.is_none() => Some(h.total_bytes),
+            Some(_) => None,
+            None => bytes.map(|b| b.len() as u64),
+        };
+        out.push(AssertionResult {
+            line,
+            subject: "body bytes".into(),
+            op: "length".into(),
+            passed: found.is_some_and(|f| want.as_u64() == Some(f)),
+            expected: want,
+            actual: found.map(|f| json!(f)),
+            message: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks on a cookie the response set (`cookie` is its parsed `Set-Cookie`).
+fn check_cookie(
+    name: &str,
+    c: &CookieExpect,
+    cookie: Option<&Value>,
+    scope: &Scope,
+    line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
+    let subject = |attr: &str| {
+        if attr.is_empty() {
+            format!("cookie `{name}`")
+        } else {
+            format!("cookie `{name}` {attr}")
+        }
+    };
+    let value = cookie.and_then(|c| c["value"].as_str());
+    let c = match c {
+        CookieExpect::Value(v) => {
+            return check_text_expect(
+                &TextExpect::Exact(v.clone()),
+                value,
+                &subject(""),
+                scope,
+                line,
+            )
+        }
+        CookieExpect::Check(c) => c,
+    };
+    let mut out = Vec::new();
+    if let Some(e) = c.exists {
+        out.push(AssertionResult {
+            line,
+            subject: subject(""),
+            op: "exists".into(),
+            expected: json!(e),
+            actual: cookie.cloned(),
+            passed: cookie.is_some() == e,
+            message: None,
+        });
+    }
+    if let Some(v) = &c.value {
+        out.extend(check_text_expect(v, value, &subject("value"), scope, line)?);
+    }
+    if let Some(v) = &c.expires {
+        let found = cookie.and_then(|c| c["expires"].as_str());
+        out.extend(check_text_expect(
+            v,
+            found,
+            &subject("expires"),
+            scope,
+            line,
+        )?);
+    }
+    let mut attr = |key: &str, want: Value, eq: &dyn Fn(&Value, &Value) -> bool| {
+        let found = cookie.map(|c| c[key].clone());
+        out.push(AssertionResult {
+            line,
+            subject: subject(key),
+            op: "equals".into(),
+            passed: found.as_ref().is_some_and(|f| eq(f, &want)),
+            expected: want,
+            actual: found,
+            message: None,
+        });
+    };
+    let text_eq = |f: &Value, w: &Value| match (f.as_str(), w.as_str()) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b.trim_start_matches('.')),
+        _ => false,
+    };
+    if let Some(d) = &c.domain {
+        attr(
+            "domain",
+            json!(scope.render_str(d).map_err(ExecError::spec)?),
+            &text_eq,
+        );
+    }
+    if let Some(p) = &c.path {
+        attr(
+            "path",
+            json!(scope.render_str(p).map_err(ExecError::spec)?),
+            &|f, w| f == w,
+        );
+    }
+    if let Some(s) = &c.same_site {
+        attr(
+            "same_site",
+            json!(scope.render_str(s).map_err(ExecError::spec)?),
+            &text_eq,
+        );
+    }
+    if let Some(b) = c.secure {
+        attr("secure", json!(b), &|f, w| f == w);
+    }
+    if let Some(b) = c.http_only {
+        attr("http_only", json!(b), &|f, w| f == w);
+    }
+    if let Some(n) = c.max_age {
+        attr("max_age", json!(n), &|f, w| f == w);
+    }
+    Ok(out)
+}
+
+fn check_text_expect(
+    t: &TextExpect,
+    actual: Option<&str>,
+    subject: &str,
+    scope: &Scope,
+    line: u32,
+) -> Result<Vec<AssertionResult>, ExecError> {
+    match t {
+        TextExpect::Exact(v) => {
+            let want = scope.render_str(v).map_err(ExecError::spec)?;
+            Ok(vec![AssertionResult {
+                line,
+                subject: subject.into(),
+                op: "equals".into(),
+                passed: actual == Some(want.as_str()),
+                expected: json!(want),
+                actual: actual.map(|a| json!(a)),
+                message: None,
+            }])
+        }
+        TextExpect::Check(tc) => check_text(tc, actual, subject, scope, line),
+    }
 }
 
 fn check_text(

@@ -1,22 +1,116 @@
-//! `http` and `sim` steps: one request, measured from the moment it is handed to the client.
+//! `http` and `sim` steps: one request (and the redirects it leads to), measured from the moment
+//! it is handed to the client until the whole body has arrived.
+//!
+//! What the engine does itself rather than leave to reqwest, and why:
+//! - **redirects** are followed hop by hop here (the client never follows): the chain is
+//!   checkable, cookies set on the way go to the case's jar, and `Authorization` (and cookies of
+//!   the old host) are dropped when a redirect leaves the host;
+//! - **cookies** live in a jar per case ([`CookieJar`], a `cookie_store` in [`super::Ctx`]),
+//!   since the HTTP client is shared by every spec of a target;
+//! - **content decoding** (gzip, deflate, br, zstd) happens while the body streams in, so the
+//!   `Content-Encoding` header and the size on the wire stay visible, and the body is bounded
+//!   (`max_body`) after decoding as well as before.
 
-use std::time::Instant;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use base64::Engine as _;
+use bytes::Bytes;
+use indexmap::IndexMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{json, Value};
 
 use super::{ExecError, Observation};
 use crate::results::{RequestExcerpt, ResponseExcerpt};
-use crate::spec::HttpRequest;
+use crate::spec::{ExpectedError, HttpRequest};
 use crate::template::Scope;
 
 /// Bodies kept in results are cut to this many bytes.
 pub const EXCERPT_BYTES: usize = 4096;
 
+/// The `User-Agent` sent unless a step or the target sets one.
+pub const USER_AGENT: &str = concat!("focusqa/", env!("CARGO_PKG_VERSION"));
+
+/// The `Accept-Encoding` sent unless a step or the target sets one (all are decoded).
+pub const ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+
+/// What an HTTP step observed beyond status, headers and body text.
+#[derive(Debug, Clone, Default)]
+pub struct HttpObs {
+    /// The final URL (after redirects).
+    pub url: String,
+    /// The redirects followed: `{status, url, location}` each.
+    pub redirects: Vec<Value>,
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub version: String,
+    /// Cookies set by the response and the redirects before it (latest wins), by name:
+    /// `{name, value, domain, path, secure, http_only, same_site, expires, max_age}`.
+    pub cookies: IndexMap<String, Value>,
+    /// The body bytes after content decoding (at most `max_body`).
+    pub bytes: Bytes,
+    /// Decoded body bytes in all, kept or not.
+    pub total_bytes: u64,
+    /// Body bytes on the wire (before content decoding).
+    pub raw_bytes: u64,
+    /// The body was over `max_body`: only its start was kept.
+    pub over_limit: bool,
+    /// The failure that happened when the step expected one (`timeout`, `connect`).
+    pub error: Option<&'static str>,
+    pub error_message: Option<String>,
+}
+
+/// A case's cookie jar: cookies set by responses go with the later requests of the same case
+/// (RFC 6265 domain, path, expiry and `Secure` rules, by `cookie_store`).
+pub struct CookieJar {
+    enabled: bool,
+    store: Mutex<cookie_store::CookieStore>,
+}
+
+impl CookieJar {
+    pub fn new(enabled: bool) -> CookieJar {
+        CookieJar {
+            enabled,
+            store: Mutex::new(cookie_store::CookieStore::new()),
+        }
+    }
+
+    /// Forgets every cookie (a new case starts).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, cookie_store::CookieStore> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `name=value` pairs the jar holds for a URL.
+    fn for_url(&self, url: &url::Url) -> Vec<(String, String)> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        self.lock()
+            .get_request_values(url)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn store(&self, set_cookie: &str, url: &url::Url) {
+        if self.enabled {
+            let _ = self.lock().parse(set_cookie, url);
+        }
+    }
+}
+
+/// Runs an `http` (or `sim`) step. When the step expects an error (`expect: {error: timeout}`)
+/// and that error happens, it is an observation, not a failure to carry out the step.
 pub async fn execute(
     req: &HttpRequest,
     scope: &Scope,
     ctx: &super::Ctx,
     sim: bool,
+    expected_error: Option<ExpectedError>,
 ) -> Result<Observation, ExecError> {
     let target = &ctx.target;
     let path = scope.render_str(&req.path)?;
@@ -36,103 +130,252 @@ pub async fn execute(
         })?;
         join_url(&base, &path)
     };
-    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
-        .map_err(|e| ExecError::spec(e.to_string()))?;
-    let mut rb = target.http.request(method, &url);
-    let mut shown_headers: Vec<(String, String)> = Vec::new();
-    let mut headers: Vec<(String, String)> = if sim {
-        Vec::new()
-    } else {
-        target.headers.clone()
-    };
-    for (k, v) in &req.headers {
-        headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
-        headers.push((k.clone(), scope.render_str(v)?));
+    let mut url = url::Url::parse(&url)
+        .map_err(|e| ExecError::spec(format!("`{url}` is not a valid URL: {e}")))?;
+    if !req.query.is_empty() {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in &req.query {
+            let v = scope.render_value(v)?;
+            push_pairs(&mut pairs, k, &v);
+        }
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
     }
+    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
+        .map_err(|e| ExecError::spec(format!("method `{}`: {e}", req.method.as_str())))?;
+
+    // Headers: defaults, then the target's, then the step's (a name given replaces the earlier
+    // values of that name; a list sends the header once per element).
+    let mut headers = HeaderMap::new();
+    set_header(&mut headers, "user-agent", USER_AGENT)?;
+    set_header(&mut headers, "accept", "*/*")?;
+    set_header(&mut headers, "accept-encoding", ACCEPT_ENCODING)?;
+    if !sim {
+        for (k, v) in &target.headers {
+            set_header(&mut headers, k, v)?;
+        }
+    }
+    let mut explicit: Vec<String> = Vec::new();
+    for (k, vs) in &req.headers {
+        let name = header_name(k)?;
+        headers.remove(&name);
+        explicit.push(name.as_str().to_string());
+        for v in &vs.0 {
+            let v = scope
+                .render_str(v)
+                .map_err(|e| ExecError::spec(format!("header `{k}`: {}", e.message)))?;
+            headers.append(name.clone(), header_value(k, &v)?);
+        }
+    }
+    let has_explicit = |n: &str| explicit.iter().any(|e| e == n);
+    // Basic auth: the step's, else the target's unless an Authorization header was written.
+    let auth = match &req.basic_auth {
+        Some(b) => Some((scope.render_str(&b.user)?, scope.render_str(&b.password)?)),
+        None if !has_explicit("authorization") => target.basic_auth.clone(),
+        None => None,
+    };
+    if let Some((user, password)) = &auth {
+        target.secrets.add_basic_auth(user, password);
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        set_header(&mut headers, "authorization", &format!("Basic {token}"))?;
+    }
+
+    // Body: exactly one kind; its default Content-Type yields to an explicit one.
+    let kinds = req.body_kinds();
+    if kinds.len() > 1 {
+        return Err(ExecError::spec(format!(
+            "a request has at most one body, found {}",
+            kinds.join(" + ")
+        )));
+    }
+    let (body, content_type) = build_body(req, scope, &ctx.spec_dir)?;
+    if let Some(ct) = content_type {
+        if !headers.contains_key("content-type") {
+            set_header(&mut headers, "content-type", &ct)?;
+        }
+    }
+    let timeout = match &req.timeout {
+        Some(t) => super::resolve_dur(t, scope)?,
+        None => target.timeout,
+    };
+    let mut request_cookies: Vec<(String, String)> = Vec::new();
+    for (k, v) in &req.cookies {
+        request_cookies.push((k.clone(), scope.render_str(v)?));
+    }
+
     // Excerpts keep what was sent: secrets are redacted from the whole result when the spec
     // finishes (crate::results::secrets). Sensitive headers are learnt here already, so their
     // values also leave fan-out iterations, whose step results are not kept.
-    for (k, v) in &headers {
-        rb = rb.header(k.as_str(), v.as_str());
-        target.secrets.add_header(k, v);
-        shown_headers.push((k.clone(), v.clone()));
-    }
-    if !req.query.is_empty() {
-        let mut q = Vec::new();
-        for (k, v) in &req.query {
-            let v = scope.render_value(v)?;
-            let s = match v {
-                Value::String(s) => s,
-                Value::Null => continue,
-                other => other.to_string(),
-            };
-            q.push((k.clone(), s));
+    let follow = req.follow_redirects.unwrap_or(target.follow_redirects);
+    let max_redirects = req.max_redirects.unwrap_or(target.max_redirects);
+    let mut hop = Hop {
+        method,
+        url,
+        headers,
+        body,
+    };
+    let mut shown: Option<RequestExcerpt> = None;
+    let mut redirects: Vec<Value> = Vec::new();
+    let mut cookies: IndexMap<String, Value> = IndexMap::new();
+    // The clock starts at the first hand-over to the client: templating is not latency.
+    let mut t0: Option<Instant> = None;
+    let resp = loop {
+        let request = hop.build(&ctx.cookies, &request_cookies, timeout)?;
+        for (k, v) in request.headers() {
+            target
+                .secrets
+                .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
         }
-        rb = rb.query(&q);
-    }
-    let mut body_shown = None;
-    if let Some(j) = &req.json {
-        let j = scope.render_value(j)?;
-        let text = serde_json::to_string(&j).map_err(|e| ExecError::spec(e.to_string()))?;
-        body_shown = Some(excerpt(&text).0);
-        rb = rb.header("content-type", "application/json").body(text);
-    } else if let Some(b) = &req.body {
-        let b = scope.render_str(b)?;
-        body_shown = Some(excerpt(&b).0);
-        rb = rb.body(b);
-    }
-    if let Some(t) = &req.timeout {
-        rb = rb.timeout(super::resolve_dur(t, scope)?);
-    }
-    let request = rb
-        .build()
-        .map_err(|e| ExecError::spec(format!("cannot build the request to {url}: {e}")))?;
-    let shown = RequestExcerpt {
+        // The request as first sent (a redirect's own request is in the chain).
+        if shown.is_none() {
+            shown = Some(RequestExcerpt {
+                method: request.method().as_str().into(),
+                url: request.url().to_string(),
+                headers: pairs_of(request.headers()),
+                body: hop.body.as_deref().map(body_excerpt),
+            });
+        }
+        let start = *t0.get_or_insert_with(Instant::now);
+        let resp = match target.http.execute(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = error_kind(&e);
+                let message = describe_reqwest(&e, hop.url.as_str());
+                // Expected (`expect: {error: ...}`): an observation the check judges, whichever
+                // kind the step wanted (a wrong kind fails the check, it is not an error).
+                if expected_error.is_some() && kind.is_some() {
+                    return Ok(Observation {
+                        elapsed: start.elapsed(),
+                        request: shown,
+                        http: Some(Box::new(HttpObs {
+                            url: hop.url.to_string(),
+                            redirects,
+                            error: kind,
+                            error_message: Some(message),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    });
+                }
+                let mut err = ExecError::infra(message);
+                err.request = shown.map(Box::new);
+                return Err(err);
+            }
+        };
+        for v in resp.headers().get_all("set-cookie") {
+            let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            ctx.cookies.store(&text, &hop.url);
+            if let Some(c) = parse_set_cookie(&text) {
+                target.secrets.add_header("set-cookie", &text);
+                let name = c["name"].as_str().unwrap_or_default().to_string();
+                cookies.insert(name, c);
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
+        match (follow && redirect, location) {
+            (true, Some(loc)) => {
+                if redirects.len() as u32 >= max_redirects {
+                    let mut err = ExecError::infra(format!(
+                        "too many redirects: more than {max_redirects} from {} (the last to {loc}); raise `max_redirects` or set `follow_redirects: false` to check them one by one",
+                        shown.as_ref().map(|s| s.url.as_str()).unwrap_or_default()
+                    ));
+                    err.request = shown.map(Box::new);
+                    return Err(err);
+                }
+                let next = hop.url.join(&loc).map_err(|e| {
+                    ExecError::infra(format!(
+                        "redirect from {} to `{loc}`: not a valid URL: {e}",
+                        hop.url
+                    ))
+                })?;
+                redirects.push(
+                    json!({"status": status, "url": hop.url.as_str(), "location": next.as_str()}),
+                );
+                // The redirect's own body is not needed: the connection may be reused once read.
+                let _ = tokio::time::timeout(Duration::from_secs(1), resp.bytes()).await;
+                hop.redirect(status, next);
+            }
+            _ => break resp,
+        }
+    };
+    let t0 = t0.unwrap_or_else(Instant::now);
+    let shown = shown.unwrap_or_else(|| RequestExcerpt {
         method: req.method.as_str().into(),
-        url: request.url().to_string(),
-        headers: shown_headers,
-        body: body_shown,
-    };
-    // The clock starts here: templating and queueing in the runner are not part of the latency.
-    let t0 = Instant::now();
-    let resp = match target.http.execute(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            let mut err = ExecError::infra(describe_reqwest(&e, &url));
-            err.request = Some(Box::new(shown));
-            return Err(err);
-        }
-    };
+        url: hop.url.to_string(),
+        headers: Vec::new(),
+        body: None,
+    });
     let status = resp.status().as_u16();
-    let headers: Vec<(String, String)> = resp
+    let version = version_name(resp.version());
+    let final_url = resp.url().to_string();
+    let headers = pairs_of(resp.headers());
+    let encoding = resp
         .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let bytes = match resp.bytes().await {
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let body = match read_body(resp, &encoding, target.max_body, timeout, t0).await {
         Ok(b) => b,
         Err(e) => {
-            let mut err = ExecError::infra(format!(
-                "reading the response of {url}: {}",
-                describe_reqwest(&e, &url)
-            ));
+            let mut err = ExecError::infra(format!("reading the response of {final_url}: {e}"));
             err.request = Some(Box::new(shown));
             return Err(err);
         }
     };
     let elapsed = t0.elapsed();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let doc = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
-    let (body_excerpt, truncated) = excerpt(&text);
+    let (text, charset) = decode_text(&body.bytes, &content_type);
+    let doc = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+    let (body_excerpt, cut) = excerpt(&text);
     for (k, v) in &headers {
         target.secrets.add_header(k, v);
     }
-    let shown_resp_headers = headers.clone();
+    let mut notes = Vec::new();
+    if body.over_limit {
+        notes.push(format!(
+            "the body was over the target's max_body ({} bytes): its first {} bytes were kept, {} more were counted and discarded{}",
+            target.max_body,
+            body.bytes.len(),
+            body.total - body.bytes.len() as u64,
+            if body.stopped {
+                " (it had not ended when the request's timeout passed: reading stopped there)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(cs) = charset {
+        notes.push(format!("body decoded from {cs}"));
+    }
+    if !encoding.is_empty() && encoding != "identity" {
+        notes.push(format!(
+            "{encoding}-encoded: {} bytes on the wire, {} decoded",
+            body.raw, body.total
+        ));
+    }
+    let response = ResponseExcerpt {
+        status,
+        headers: headers.clone(),
+        body: (!body_excerpt.is_empty()).then_some(body_excerpt),
+        truncated: cut || body.over_limit,
+        elapsed_ms: super::ms(elapsed),
+        raw_bytes: Some(body.raw),
+        version: Some(version.clone()),
+        url: (!redirects.is_empty()).then(|| final_url.clone()),
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    };
     Ok(Observation {
         status: Some(status),
         headers,
@@ -140,15 +383,477 @@ pub async fn execute(
         doc,
         elapsed,
         request: Some(shown),
-        response: Some(ResponseExcerpt {
-            status,
-            headers: shown_resp_headers,
-            body: (!body_excerpt.is_empty()).then_some(body_excerpt),
-            truncated,
-            elapsed_ms: super::ms(elapsed),
-        }),
+        response: Some(response),
+        http: Some(Box::new(HttpObs {
+            url: final_url,
+            redirects,
+            version,
+            cookies,
+            total_bytes: body.total,
+            raw_bytes: body.raw,
+            over_limit: body.over_limit,
+            bytes: body.bytes,
+            error: None,
+            error_message: None,
+        })),
         ..Default::default()
     })
+}
+
+/// One request of a redirect chain.
+struct Hop {
+    method: reqwest::Method,
+    url: url::Url,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+}
+
+impl Hop {
+    fn build(
+        &self,
+        jar: &CookieJar,
+        request_cookies: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<reqwest::Request, ExecError> {
+        let mut r = reqwest::Request::new(self.method.clone(), self.url.clone());
+        let mut headers = self.headers.clone();
+        // The jar's cookies for this URL, then the step's own (which win by name).
+        let mut pairs: Vec<(String, String)> = jar
+            .for_url(&self.url)
+            .into_iter()
+            .filter(|(n, _)| !request_cookies.iter().any(|(rn, _)| rn == n))
+            .collect();
+        pairs.extend(request_cookies.iter().cloned());
+        if !pairs.is_empty() {
+            let mut line: Vec<String> = headers
+                .get_all("cookie")
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            line.extend(pairs.iter().map(|(n, v)| format!("{n}={v}")));
+            headers.insert(
+                "cookie",
+                HeaderValue::from_bytes(line.join("; ").as_bytes())
+                    .map_err(|e| ExecError::spec(format!("cookie header: {e}")))?,
+            );
+        }
+        *r.headers_mut() = headers;
+        if let Some(b) = &self.body {
+            *r.body_mut() = Some(reqwest::Body::from(b.clone()));
+        }
+        *r.timeout_mut() = Some(timeout);
+        Ok(r)
+    }
+
+    /// Becomes the request a redirect asks for (RFC 9110 15.4): 303, and 301/302 after a POST,
+    /// turn into a GET without body; 307/308 repeat the request. Leaving the host drops the
+    /// credentials (`Authorization`, `Proxy-Authorization`, a written `Cookie`), as browsers
+    /// and curl do; the jar adds the cookies of the new host.
+    fn redirect(&mut self, status: u16, next: url::Url) {
+        let to_get = status == 303 && self.method != reqwest::Method::HEAD
+            || matches!(status, 301 | 302) && self.method == reqwest::Method::POST;
+        if to_get {
+            self.method = reqwest::Method::GET;
+            self.body = None;
+            for h in [
+                "content-type",
+                "content-length",
+                "content-encoding",
+                "transfer-encoding",
+            ] {
+                self.headers.remove(h);
+            }
+        }
+        let same_host = self.url.host_str() == next.host_str()
+            && self.url.port_or_known_default() == next.port_or_known_default();
+        if !same_host {
+            for h in [
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "www-authenticate",
+            ] {
+                self.headers.remove(h);
+            }
+        }
+        self.url = next;
+    }
+}
+
+/// Adds query pairs for one key: a list repeats the key, `null` sends `key=`.
+fn push_pairs(pairs: &mut Vec<(String, String)>, k: &str, v: &Value) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| push_pairs(pairs, k, i)),
+        Value::Null => pairs.push((k.to_string(), String::new())),
+        Value::String(s) => pairs.push((k.to_string(), s.clone())),
+        other => pairs.push((k.to_string(), other.to_string())),
+    }
+}
+
+fn header_name(k: &str) -> Result<HeaderName, ExecError> {
+    HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| {
+        ExecError::spec(format!(
+            "header name `{k}` is not valid: a header name is a token (letters, digits, `-`, no spaces or `:`)"
+        ))
+    })
+}
+
+fn header_value(k: &str, v: &str) -> Result<HeaderValue, ExecError> {
+    HeaderValue::from_bytes(v.as_bytes()).map_err(|_| {
+        ExecError::spec(format!(
+            "header `{k}`: the value {v:?} is not valid (no line breaks or control characters)"
+        ))
+    })
+}
+
+fn set_header(h: &mut HeaderMap, k: &str, v: &str) -> Result<(), ExecError> {
+    h.insert(header_name(k)?, header_value(k, v)?);
+    Ok(())
+}
+
+fn pairs_of(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The body bytes and their default Content-Type.
+fn build_body(
+    req: &HttpRequest,
+    scope: &Scope,
+    spec_dir: &Path,
+) -> Result<(Option<Bytes>, Option<String>), ExecError> {
+    if let Some(j) = &req.json {
+        let j = scope.render_value(j)?;
+        let text = serde_json::to_string(&j).map_err(|e| ExecError::spec(e.to_string()))?;
+        return Ok((Some(text.into()), Some("application/json".into())));
+    }
+    if let Some(b) = &req.body {
+        return Ok((Some(scope.render_str(b)?.into()), None));
+    }
+    if let Some(b) = &req.body_base64 {
+        let b = scope.render_str(b)?;
+        let clean: String = b.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(clean.trim_end_matches('='))
+            .or_else(|_| {
+                base64::engine::general_purpose::STANDARD_NO_PAD.decode(clean.trim_end_matches('='))
+            })
+            .map_err(|e| ExecError::spec(format!("body_base64: not base64: {e}")))?;
+        return Ok((Some(bytes.into()), None));
+    }
+    if let Some(f) = &req.body_file {
+        let f = scope.render_str(f)?;
+        let path = spec_dir.join(&f);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ExecError::spec(format!("body_file {}: {e}", path.display())))?;
+        return Ok((Some(bytes.into()), None));
+    }
+    if let Some(form) = &req.form {
+        let mut pairs = Vec::new();
+        for (k, v) in form {
+            push_pairs(&mut pairs, k, &scope.render_value(v)?);
+        }
+        let text = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        return Ok((
+            Some(text.into()),
+            Some("application/x-www-form-urlencoded".into()),
+        ));
+    }
+    if let Some(parts) = &req.multipart {
+        let boundary = format!("focusqa-{}", uuid::Uuid::new_v4().simple());
+        let mut out: Vec<u8> = Vec::new();
+        for p in parts {
+            let name = scope.render_str(&p.name)?;
+            out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            let (data, filename, ct) = match (&p.value, &p.file) {
+                (Some(v), None) => (scope.render_str(v)?.into_bytes(), None, None),
+                (None, Some(f)) => {
+                    let f = scope.render_str(f)?;
+                    let path = spec_dir.join(&f);
+                    let data = std::fs::read(&path).map_err(|e| {
+                        ExecError::spec(format!("multipart part `{name}`: {}: {e}", path.display()))
+                    })?;
+                    let filename = match &p.filename {
+                        Some(n) => scope.render_str(n)?,
+                        None => Path::new(&f)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or(f.clone()),
+                    };
+                    (
+                        data,
+                        Some(filename),
+                        Some("application/octet-stream".to_string()),
+                    )
+                }
+                _ => {
+                    return Err(ExecError::spec(format!(
+                        "multipart part `{name}` needs exactly one of `value` or `file`"
+                    )))
+                }
+            };
+            let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+            let mut head = format!("Content-Disposition: form-data; name=\"{}\"", quote(&name));
+            if let Some(f) = &filename {
+                head.push_str(&format!("; filename=\"{}\"", quote(f)));
+            }
+            head.push_str("\r\n");
+            let ct = match &p.content_type {
+                Some(c) => Some(scope.render_str(c)?),
+                None => ct,
+            };
+            if let Some(ct) = ct {
+                head.push_str(&format!("Content-Type: {ct}\r\n"));
+            }
+            head.push_str("\r\n");
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        return Ok((
+            Some(out.into()),
+            Some(format!("multipart/form-data; boundary={boundary}")),
+        ));
+    }
+    Ok((None, None))
+}
+
+/// A request body as shown in reports: its text, or its size when it is not text.
+fn body_excerpt(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => excerpt(s).0,
+        Err(_) => {
+            let lossy = String::from_utf8_lossy(b);
+            format!(
+                "{} [{} bytes, not UTF-8: invalid bytes shown as \u{FFFD}]",
+                excerpt(&lossy).0,
+                b.len()
+            )
+        }
+    }
+}
+
+/// A response body as read: the kept bytes (decoded), the totals, and whether it was cut.
+struct ReadBody {
+    bytes: Bytes,
+    /// Decoded bytes in all.
+    total: u64,
+    /// Bytes on the wire.
+    raw: u64,
+    over_limit: bool,
+    /// Reading stopped at the timeout while discarding the part over the limit.
+    stopped: bool,
+}
+
+/// Keeps the first `limit` bytes written, counts the rest.
+struct Bounded {
+    kept: Vec<u8>,
+    limit: usize,
+    total: u64,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.limit.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&buf[..room.min(buf.len())]);
+        self.total += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Decoder {
+    Identity(Bounded),
+    Gzip(Box<flate2::write::MultiGzDecoder<Bounded>>),
+    Deflate(Box<flate2::write::ZlibDecoder<Bounded>>),
+    Brotli(Box<brotli::DecompressorWriter<Bounded>>),
+    Zstd(Box<zstd::stream::write::Decoder<'static, Bounded>>),
+}
+
+impl Decoder {
+    fn new(encoding: &str, sink: Bounded) -> Result<Decoder, String> {
+        Ok(match encoding {
+            "gzip" | "x-gzip" => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
+            "deflate" => Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(sink))),
+            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 8192))),
+            "zstd" => Decoder::Zstd(Box::new(
+                zstd::stream::write::Decoder::new(sink).map_err(|e| e.to_string())?,
+            )),
+            _ => Decoder::Identity(sink),
+        })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            Decoder::Identity(s) => s.write_all(chunk),
+            Decoder::Gzip(d) => d.write_all(chunk),
+            Decoder::Deflate(d) => d.write_all(chunk),
+            Decoder::Brotli(d) => d.write_all(chunk),
+            Decoder::Zstd(d) => d.write_all(chunk),
+        }
+    }
+
+    fn sink(&self) -> &Bounded {
+        match self {
+            Decoder::Identity(s) => s,
+            Decoder::Gzip(d) => d.get_ref(),
+            Decoder::Deflate(d) => d.get_ref(),
+            Decoder::Brotli(d) => d.get_ref(),
+            Decoder::Zstd(d) => d.get_ref(),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Bounded> {
+        match self {
+            Decoder::Identity(s) => Ok(s),
+            Decoder::Gzip(d) => d.finish(),
+            Decoder::Deflate(d) => d.finish(),
+            Decoder::Brotli(mut d) => {
+                d.flush()?;
+                d.into_inner()
+                    .map_err(|_| std::io::Error::other("the brotli stream ended early"))
+            }
+            Decoder::Zstd(mut d) => {
+                d.flush()?;
+                Ok(d.into_inner())
+            }
+        }
+    }
+}
+
+/// Streams the body in, decoding it, keeping at most `limit` decoded bytes. Past the limit the
+/// rest is read, counted and discarded until the body ends or the request's timeout passes
+/// (an endless stream then ends the step with what was kept, not an error).
+async fn read_body(
+    mut resp: reqwest::Response,
+    encoding: &str,
+    limit: u64,
+    timeout: Duration,
+    t0: Instant,
+) -> Result<ReadBody, String> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
+    let sink = Bounded {
+        kept: Vec::with_capacity(hint.min(1 << 20)),
+        limit,
+        total: 0,
+    };
+    let mut dec = Decoder::new(encoding, sink)?;
+    let mut raw = 0u64;
+    let mut stopped = false;
+    let deadline = t0 + timeout;
+    loop {
+        let over = dec.sink().total > limit as u64;
+        let next = tokio::time::timeout_at(deadline.into(), resp.chunk()).await;
+        match next {
+            Ok(Ok(Some(c))) => {
+                raw += c.len() as u64;
+                dec.write(&c)
+                    .map_err(|e| format!("cannot decode the {encoding} body: {e}"))?;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) if over && e.is_timeout() => {
+                stopped = true;
+                break;
+            }
+            Err(_) if over => {
+                stopped = true;
+                break;
+            }
+            Ok(Err(e)) => return Err(describe_reqwest(&e, "")),
+            Err(_) => {
+                return Err(format!(
+                    "timeout: the body did not arrive within {} (raise the step's `timeout` or the target's `timeout`)",
+                    super::step::fmt_dur(timeout)
+                ))
+            }
+        }
+    }
+    let sink = if stopped {
+        // The stream was cut: what was decoded so far is what there is.
+        match dec {
+            Decoder::Identity(s) => s,
+            other => {
+                let total = other.sink().total;
+                let kept = other.sink().kept.clone();
+                Bounded { kept, limit, total }
+            }
+        }
+    } else {
+        dec.finish()
+            .map_err(|e| format!("cannot decode the {encoding} body: {e}"))?
+    };
+    Ok(ReadBody {
+        over_limit: sink.total > limit as u64,
+        total: sink.total,
+        bytes: Bytes::from(sink.kept),
+        raw,
+        stopped,
+    })
+}
+
+/// The body as text, by its declared charset (UTF-8 when none is declared): the text, and the
+/// charset's name when it was another one.
+fn decode_text(bytes: &[u8], content_type: &str) -> (String, Option<&'static str>) {
+    let label = content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_string())
+    });
+    let enc = label
+        .as_deref()
+        .and_then(|l| encoding_rs::Encoding::for_label(l.as_bytes()))
+        .unwrap_or(encoding_rs::UTF_8);
+    let (text, _, _) = enc.decode(bytes);
+    let name = (enc != encoding_rs::UTF_8).then(|| enc.name());
+    (text.into_owned(), name)
+}
+
+/// A `Set-Cookie` header as an object: `{name, value, domain, path, secure, http_only,
+/// same_site, expires, max_age}` (absent attributes are null, flags false).
+pub fn parse_set_cookie(header: &str) -> Option<Value> {
+    let mut parts = header.split(';');
+    let (name, value) = parts.next()?.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let mut c = json!({
+        "name": name, "value": value.trim().trim_matches('"'),
+        "domain": null, "path": null, "secure": false, "http_only": false,
+        "same_site": null, "expires": null, "max_age": null,
+    });
+    for attr in parts {
+        let (k, v) = match attr.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
+            None => (attr.trim().to_ascii_lowercase(), None),
+        };
+        match (k.as_str(), v) {
+            ("domain", Some(v)) => c["domain"] = json!(v.trim_start_matches('.')),
+            ("path", Some(v)) => c["path"] = json!(v),
+            ("secure", _) => c["secure"] = json!(true),
+            ("httponly", _) => c["http_only"] = json!(true),
+            ("samesite", Some(v)) => c["same_site"] = json!(v),
+            ("expires", Some(v)) => c["expires"] = json!(v),
+            ("max-age", Some(v)) => {
+                c["max_age"] = v.parse::<i64>().map(|n| json!(n)).unwrap_or(json!(v))
+            }
+            _ => {}
+        }
+    }
+    Some(c)
 }
 
 fn join_url(base: &str, path: &str) -> String {
@@ -168,6 +873,26 @@ fn excerpt(s: &str) -> (String, bool) {
         end -= 1;
     }
     (s[..end].to_string(), true)
+}
+
+/// `HTTP/1.1`, `HTTP/2`, `HTTP/3` (as people write them, not `HTTP/2.0`).
+fn version_name(v: reqwest::Version) -> String {
+    match v {
+        reqwest::Version::HTTP_2 => "HTTP/2".into(),
+        reqwest::Version::HTTP_3 => "HTTP/3".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The kind of failure, in the words of `expect: {error: ...}`.
+fn error_kind(e: &reqwest::Error) -> Option<&'static str> {
+    if e.is_timeout() {
+        Some("timeout")
+    } else if e.is_connect() {
+        Some("connect")
+    } else {
+        None
+    }
 }
 
 /// Says what went wrong in words a QA engineer can act on.
@@ -195,7 +920,7 @@ fn describe_reqwest(e: &reqwest::Error, url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::join_url;
+    use super::*;
 
     #[test]
     fn joins_urls() {
@@ -208,5 +933,44 @@ mod tests {
             "http://h/focus-server/configure"
         );
         assert_eq!(join_url("http://h", "jobs"), "http://h/jobs");
+    }
+
+    #[test]
+    fn http_set_cookie_attributes() {
+        let c = parse_set_cookie(
+            "sid=abc; Path=/; Domain=.example.com; Secure; HttpOnly; SameSite=Lax; Max-Age=60; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
+        )
+        .unwrap();
+        assert_eq!(c["name"], "sid");
+        assert_eq!(c["value"], "abc");
+        assert_eq!(c["domain"], "example.com");
+        assert_eq!(c["secure"], true);
+        assert_eq!(c["http_only"], true);
+        assert_eq!(c["same_site"], "Lax");
+        assert_eq!(c["max_age"], 60);
+        assert_eq!(c["expires"], "Wed, 21 Oct 2037 07:28:00 GMT");
+        assert!(parse_set_cookie("garbage").is_none());
+    }
+
+    #[test]
+    fn http_query_pairs() {
+        let mut p = Vec::new();
+        push_pairs(&mut p, "a", &Value::Null);
+        push_pairs(&mut p, "b", &json!([1, 2]));
+        push_pairs(&mut p, "c", &json!("x y"));
+        assert_eq!(
+            p,
+            [("a", ""), ("b", "1"), ("b", "2"), ("c", "x y")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+    }
+
+    #[test]
+    fn http_charsets() {
+        let (t, cs) = decode_text(b"caf\xe9", "text/plain; charset=ISO-8859-1");
+        assert_eq!(t, "café");
+        assert_eq!(cs, Some("windows-1252"));
+        let (t, cs) = decode_text("café".as_bytes(), "text/plain");
+        assert_eq!((t.as_str(), cs), ("café", None));
     }
 }

@@ -42,6 +42,8 @@ pub struct Observation {
     pub assertions: Vec<AssertionResult>,
     pub fanout: Option<FanoutStats>,
     pub attachments: Vec<Attachment>,
+    /// What only an HTTP step has (final URL, redirects, cookies, body bytes, version).
+    pub http: Option<Box<http::HttpObs>>,
 }
 
 /// Why a step could not be carried out.
@@ -184,6 +186,8 @@ pub struct Ctx {
     pub secret_vars: Vec<String>,
     /// When progress was last reported (starts at the spec's start).
     pub last_progress: std::sync::Mutex<Instant>,
+    /// The case's cookie jar (emptied when a case starts; shared by a fan-out's iterations).
+    pub cookies: http::CookieJar,
 }
 
 /// Long steps report progress at most this often, and only once a spec has run this long.
@@ -505,6 +509,7 @@ async fn run_spec(
             .unwrap_or_default(),
         secret_vars: spec.secrets.clone(),
         last_progress: std::sync::Mutex::new(Instant::now()),
+        cookies: http::CookieJar::new(spec.cookies.unwrap_or(target.cookies)),
     };
     let cases: Vec<Option<&Case>> = if spec.cases.is_empty() {
         vec![None]
@@ -586,6 +591,7 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         return cr;
     }
     let line = case.map(|c| c.pos.line).unwrap_or(spec.source.pos.line);
+    ctx.cookies.clear();
     let mut scope = match case_scope(spec, case, &ctx.target) {
         Ok(s) => s,
         Err(e) => {

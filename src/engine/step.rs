@@ -101,8 +101,11 @@ impl StepKind {
     ) -> BoxFuture<'a, Result<Observation, ExecError>> {
         Box::pin(async move {
             match self {
-                StepKind::Http(req) => super::http::execute(req, scope, ctx, false).await,
-                StepKind::Sim(req) => super::http::execute(req, scope, ctx, true).await,
+                StepKind::Http(req) | StepKind::Sim(req) => {
+                    let sim = matches!(self, StepKind::Sim(_));
+                    let error = step.expect.as_ref().and_then(|e| e.error);
+                    super::http::execute(req, scope, ctx, sim, error).await
+                }
                 StepKind::Sleep(d) => {
                     let d = ctx.target.wall(resolve_dur(d, scope)?);
                     let t0 = Instant::now();
@@ -407,6 +410,7 @@ impl Step {
                         .path
                         .as_ref()
                         .map(|p| scope.render_str(p).unwrap_or_else(|_| p.clone()));
+                    let http = obs.http.as_deref();
                     let v = if let Some(p) = &rendered {
                         let nodes = serde_json_path::JsonPath::parse(p).map(|jp| {
                             jp.query(&obs.doc)
@@ -421,10 +425,21 @@ impl Step {
                             Err(_) => None,
                         }
                     } else if let Some(h) = &d.header {
-                        obs.headers
+                        // A repeated header: the first value, or all of them with `all: true`.
+                        let values: Vec<Value> = obs
+                            .headers
                             .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(h))
+                            .filter(|(k, _)| k.eq_ignore_ascii_case(h))
                             .map(|(_, v)| json!(v))
+                            .collect();
+                        if d.all {
+                            (!values.is_empty()).then_some(Value::Array(values))
+                        } else {
+                            values.into_iter().next()
+                        }
+                    } else if let Some(c) = &d.cookie {
+                        http.and_then(|h| h.cookies.get(c))
+                            .map(|c| c["value"].clone())
                     } else {
                         match d.from {
                             Some(CaptureFrom::Status) => obs.status.map(|s| json!(s)),
@@ -432,14 +447,54 @@ impl Step {
                             Some(CaptureFrom::ElapsedMs) => Some(json!(ms(obs.elapsed))),
                             Some(CaptureFrom::PollMs) => Some(json!(ms(elapsed))),
                             Some(CaptureFrom::Attempts) => Some(json!(attempts)),
+                            Some(CaptureFrom::Url) => http.map(|h| json!(h.url)),
+                            Some(CaptureFrom::Redirects) => http.map(|h| json!(h.redirects)),
+                            Some(CaptureFrom::Version) => http
+                                .filter(|h| !h.version.is_empty())
+                                .map(|h| json!(h.version)),
+                            Some(CaptureFrom::Cookies) => http.map(|h| json!(h.cookies)),
                             None => None,
                         }
+                    };
+                    // `regex`: its first group (or whole match) in the captured text.
+                    let v = match (&d.regex, v) {
+                        (Some(re), Some(v)) => {
+                            let text = match &v {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            match scope
+                                .render_str(re)
+                                .map_err(|e| e.message)
+                                .and_then(|r| regex::Regex::new(&r).map_err(|e| e.to_string()))
+                            {
+                                Ok(rx) => rx
+                                    .captures(&text)
+                                    .and_then(|c| c.get(1).or(c.get(0)).map(|m| json!(m.as_str()))),
+                                Err(e) => {
+                                    errors.push(format!("capture `{name}`: bad regex: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                        (_, v) => v,
                     };
                     let what = d
                         .path
                         .clone()
                         .or(d.header.clone().map(|h| format!("header {h}")))
-                        .unwrap_or_else(|| format!("{:?}", d.from));
+                        .or(d.cookie.clone().map(|c| format!("cookie {c}")))
+                        .unwrap_or_else(|| match d.from {
+                            Some(f) => serde_json::to_value(f)
+                                .ok()
+                                .and_then(|v| v.as_str().map(|s| format!("`from: {s}`")))
+                                .unwrap_or_default(),
+                            None => "nothing".into(),
+                        });
+                    let what = match &d.regex {
+                        Some(re) => format!("{what} with regex `{re}`"),
+                        None => what,
+                    };
                     (v, d.default.clone(), what)
                 }
             };

@@ -156,6 +156,9 @@ fn excerpt(s: &StepResult, out: &mut String) {
         if let Some(b) = &r.body {
             out.push_str(&format!("  < {b}{}\n", if r.truncated { " …" } else { "" }));
         }
+        if let Some(n) = &r.note {
+            out.push_str(&format!("  < ({n})\n"));
+        }
     }
 }
 

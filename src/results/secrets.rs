@@ -914,9 +914,19 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         body,
         truncated,
         elapsed_ms: _,
+        raw_bytes: _,
+        version: _,
+        url,
+        note,
     }) = response
     {
         headers(h);
+        if let Some(u) = url {
+            m.redact_string(u);
+        }
+        if let Some(n) = note {
+            m.redact_string(n);
+        }
         if let Some(b) = body {
             if let Cow::Owned(r) = m.redact(b, *truncated) {
                 *b = r;

@@ -936,13 +936,15 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
             let jp = match cap {
                 Capture::Path(p) => Some(p.as_str()),
                 Capture::Detailed(d) => {
-                    let n =
-                        d.path.is_some() as u8 + d.header.is_some() as u8 + d.from.is_some() as u8;
+                    let n = d.path.is_some() as u8
+                        + d.header.is_some() as u8
+                        + d.cookie.is_some() as u8
+                        + d.from.is_some() as u8;
                     if n != 1 {
                         out.push((
                             index.get(&cpath),
                             format!(
-                                "capture `{name}` needs exactly one of `path`, `header`, `from`"
+                                "capture `{name}` needs exactly one of `path`, `header`, `cookie`, `from`"
                             ),
                             None,
                         ));
@@ -955,6 +957,16 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
             }
         }
         match &step.kind {
+            StepKind::Http(r) | StepKind::Sim(r) if r.body_kinds().len() > 1 => {
+                out.push((
+                    index.get(&path.to_string()),
+                    format!(
+                        "a request has at most one body, found {}",
+                        r.body_kinds().join(" + ")
+                    ),
+                    Some("keep one of `json`, `body`, `body_base64`, `body_file`, `form`, `multipart`".into()),
+                ));
+            }
             StepKind::Assert(checks) => {
                 if checks.is_empty() {
                     out.push((
@@ -1137,6 +1149,9 @@ fn check_expect(e: &Expect, path: &str, index: &PositionIndex, out: &mut Vec<Pro
         if let Some(re) = &b.matches {
             check_regex(re, index.get(&format!("{path}.body.matches")), out);
         }
+    }
+    for (j, c) in e.redirects.iter().enumerate() {
+        check_check(c, &format!("{path}.redirects[{j}]"), index, out);
     }
     for (j, c) in e.json.iter().enumerate() {
         let cp = format!("{path}.json[{j}]");

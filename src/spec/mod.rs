@@ -90,6 +90,10 @@ pub struct Spec {
     /// `vars`, target `vars` and captures of these names (`secrets: [password, token]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Keep a cookie jar per case (default: the target's `cookies`, itself default true):
+    /// cookies set by responses are sent with later requests of the same case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookies: Option<bool>,
     /// Table-driven cases: each case runs all steps with its own variables and is one JUnit testcase.
     #[serde(default)]
     pub cases: Vec<Case>,
@@ -337,11 +341,27 @@ impl JsonSchema for Step {
     }
 }
 
-/// HTTP methods.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// An HTTP method: any valid token (RFC 9110), case-insensitive, sent upper-cased
+/// (`GET`, `post`, `PURGE`, `PROPFIND`, `LOCK`, a custom one). Default `GET`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "MethodSchema")]
+pub struct Method(String);
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "HttpMethod")]
+enum MethodSchema {
+    /// A common method
+    Known(KnownMethod),
+    /// Any other method: an HTTP token (letters, digits, ``!#$%&'*+-.^_`|~``)
+    Token(#[schemars(pattern(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))] String),
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    #[default]
+enum KnownMethod {
     Get,
     Post,
     Put,
@@ -349,47 +369,228 @@ pub enum Method {
     Delete,
     Head,
     Options,
+    Trace,
+    Connect,
+    Purge,
+    Propfind,
+    Proppatch,
+    Mkcol,
+    Copy,
+    Move,
+    Lock,
+    Unlock,
+}
+
+impl Default for Method {
+    fn default() -> Self {
+        Method("GET".into())
+    }
 }
 
 impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-            Method::Head => "HEAD",
-            Method::Options => "OPTIONS",
+    /// A method from a token (upper-cased); an error says what is wrong with it.
+    pub fn parse(s: &str) -> Result<Method, String> {
+        let t = s.trim();
+        let ok = !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if ok {
+            Ok(Method(t.to_ascii_uppercase()))
+        } else {
+            Err(format!(
+                "`{s}` is not an HTTP method: a method is a token of letters, digits and !#$%&'*+-.^_`|~ (e.g. GET, POST, PURGE, PROPFIND)"
+            ))
         }
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Method::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The value(s) of a request header: a text (or number, boolean), or a list to send the header
+/// once per element (`X-A: [1, 2]`). Values are templates.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "HeaderValuesSchema")]
+pub struct HeaderValues(pub Vec<String>);
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "HeaderValues")]
+enum HeaderValuesSchema {
+    /// One value (a template)
+    One(HeaderScalar),
+    /// The header is sent once per element
+    Many(Vec<HeaderScalar>),
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum HeaderScalar {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for HeaderValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn scalar(v: &Value) -> Option<String> {
+            match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }
+        }
+        let v = Value::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom("a header value is a text, a number, a boolean, or a list of them (the header is then sent once per element)")
+        };
+        match &v {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| scalar(i).ok_or_else(bad))
+                .collect::<Result<Vec<_>, _>>()
+                .map(HeaderValues),
+            other => scalar(other).map(|s| HeaderValues(vec![s])).ok_or_else(bad),
+        }
+    }
+}
+
+impl Serialize for HeaderValues {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.len() == 1 {
+            self.0[0].serialize(s)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl From<&str> for HeaderValues {
+    fn from(s: &str) -> Self {
+        HeaderValues(vec![s.to_string()])
+    }
+}
+
+/// HTTP basic authentication (`Authorization: Basic ...`); both are templates. The password
+/// (and `user:password`) is a secret, redacted from every report.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+/// One part of a `multipart/form-data` body: a text field (`name`, `value`) or a file
+/// (`name`, `file` relative to the spec file, optional `filename` and `content_type`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MultipartPart {
+    /// The field name.
+    pub name: String,
+    /// A text value (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A file to send, relative to the spec file (sent byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The file name announced (default: the file's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// The part's Content-Type (default for files: `application/octet-stream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// An HTTP request (also used by `sim`, where `path` is relative to the simulator's `/sim`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequest {
-    /// GET (default), POST, PUT, PATCH, DELETE, HEAD, OPTIONS.
+    /// Any HTTP method, case-insensitive: GET (default), POST, PUT, PATCH, DELETE, HEAD,
+    /// OPTIONS, TRACE, PURGE, PROPFIND, LOCK, or any other token.
     #[serde(default)]
     pub method: Method,
     /// Path relative to the target's base URL (e.g. `/configure`), or an absolute URL.
     pub path: String,
-    /// Query parameters.
+    /// Query parameters: `null` sends `key=`, a list repeats the key (`b=1&b=2`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(with = "IndexMap<String, Value>")]
     pub query: VarMap,
-    /// Request headers (added to the target's default headers).
+    /// Request headers (added to the target's default headers, replacing those of the same
+    /// name); a list sends the header once per element.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub headers: IndexMap<String, String>,
-    /// JSON body (strings inside are templates; `"{{ expr }}"` alone keeps the expression's type).
+    pub headers: IndexMap<String, HeaderValues>,
+    /// Cookies sent with this request only (besides the case's cookie jar): `{name: value}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub cookies: IndexMap<String, String>,
+    /// JSON body (strings inside are templates; `"{{ expr }}"` alone keeps the expression's
+    /// type). Content-Type `application/json` unless a `Content-Type` header says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
-    /// Raw body text (use `json` for JSON bodies).
+    /// Raw body text, sent as written (UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Body bytes given in base64 (binary bodies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// Body read from a file relative to the spec file, sent byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<String>,
+    /// An `application/x-www-form-urlencoded` body: `{k: v}` (a list repeats the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<IndexMap<String, Value>>")]
+    pub form: Option<VarMap>,
+    /// A `multipart/form-data` body: text fields and files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<Vec<MultipartPart>>,
+    /// HTTP basic authentication for this request (overrides the target's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Follow redirects (default: the target's `follow_redirects`, itself default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
+    /// At most this many redirects are followed (default: the target's, itself default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_redirects: Option<u32>,
     /// Per-request timeout (default: the target's request timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+}
+
+impl HttpRequest {
+    /// The body keys given (at most one is allowed).
+    pub fn body_kinds(&self) -> Vec<&'static str> {
+        let mut k = Vec::new();
+        if self.json.is_some() {
+            k.push("json");
+        }
+        if self.body.is_some() {
+            k.push("body");
+        }
+        if self.body_base64.is_some() {
+            k.push("body_base64");
+        }
+        if self.body_file.is_some() {
+            k.push("body_file");
+        }
+        if self.form.is_some() {
+            k.push("form");
+        }
+        if self.multipart.is_some() {
+            k.push("multipart");
+        }
+        k
+    }
 }
 
 /// A duration such as `100ms`, `30s`, `2m`, a number of seconds, or a template rendering to one.
@@ -581,9 +782,28 @@ pub struct Expect {
     /// Response headers: `name: exact value` or `name: {matches|contains|equals|exists}`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub headers: IndexMap<String, HeaderExpect>,
-    /// Checks on the raw body text.
+    /// Checks on the body: its text (decoded by its charset) and its bytes (`sha256`, `md5`,
+    /// `bytes_length`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<TextCheck>,
+    pub body: Option<BodyCheck>,
+    /// Cookies set by the response (and by the redirects followed on the way), by name:
+    /// `session: {exists: true, http_only: true}` or `session: exact-value`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub cookies: IndexMap<String, CookieExpect>,
+    /// The HTTP version of the response: `HTTP/1.1`, `HTTP/2`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The final URL (after redirects): exact, or `{equals|contains|matches}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<TextExpect>,
+    /// Checks on the redirect chain followed, a list of `{status, url, location}`
+    /// (`{path: $, length: 1}`, `{path: "$[0].status", equals: 302}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<Check>,
+    /// The request must fail this way (`timeout`, `connect`, or `any`): the step passes when it
+    /// does, and fails when a response arrives instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExpectedError>,
     /// JSONPath checks on the JSON document of the outcome (response body, Kubernetes object, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub json: Vec<Check>,
@@ -635,7 +855,124 @@ pub enum StatusExpect {
 #[serde(untagged)]
 pub enum HeaderExpect {
     Exact(String),
+    Check(HeaderCheck),
+}
+
+/// Checks on a header. Without `all` the subject is the header's first value (the result says
+/// so when there were several); with `all: true` it is the list of all its values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCheck {
+    /// The value; with `all: true` the list of values (a text = a list of one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Value>")]
+    pub equals: Option<Value>,
+    /// A substring of the value (with `all`: of some value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// A regex (Rust syntax) matching the value somewhere (with `all`: some value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    /// The number of values the header has (repeated headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// Check every value of a repeated header (Set-Cookie, Link, Vary, ...) as a list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// A text: exact, or checks.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TextExpect {
+    Exact(String),
     Check(TextCheck),
+}
+
+/// Checks on the response body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BodyCheck {
+    /// The body text (decoded by its declared charset) equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// Regular expression (Rust regex syntax) that must match somewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    /// SHA-256 of the body bytes (after content decoding), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// MD5 of the body bytes (after content decoding), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// Number of body bytes (after content decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LengthSchema>")]
+    pub bytes_length: Option<Value>,
+}
+
+/// Expectation on a response cookie: its exact value, or checks on it and its attributes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CookieExpect {
+    Value(String),
+    Check(Box<CookieCheck>),
+}
+
+/// Checks on a cookie set by the response (`Set-Cookie`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CookieCheck {
+    /// The response sets it (`false`: it does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<TextExpect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_only: Option<bool>,
+    /// `Strict`, `Lax` or `None` (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<String>,
+    /// The `Expires` attribute as sent (exact, or `{exists|matches|...}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<TextExpect>,
+    /// The `Max-Age` attribute, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+}
+
+/// A failure a step may expect instead of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedError {
+    /// No answer in time (the request's `timeout`).
+    Timeout,
+    /// No connection (refused, unreachable, DNS, TLS).
+    Connect,
+    /// Either.
+    Any,
+}
+
+impl ExpectedError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpectedError::Timeout => "timeout",
+            ExpectedError::Connect => "connect",
+            ExpectedError::Any => "any",
+        }
+    }
 }
 
 /// Checks on a text.
@@ -950,12 +1287,18 @@ pub struct CaptureSpec {
     /// JSONPath into the document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// With `path`: capture the list of all matches instead of the first.
+    /// With `path` or `header`: capture the list of all matches (values) instead of the first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
-    /// A response header.
+    /// A response header (with `all: true`: the list of all its values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// The value of a cookie set by the response (or by a redirect followed on the way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// A regex applied to the captured text: the value is its first group (or the whole match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
     /// A property of the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<CaptureFrom>,
@@ -1006,6 +1349,14 @@ pub enum CaptureFrom {
     PollMs,
     /// Number of attempts (polling).
     Attempts,
+    /// The final URL (after redirects).
+    Url,
+    /// The redirect chain followed: a list of `{status, url, location}`.
+    Redirects,
+    /// The response's HTTP version (`HTTP/1.1`, `HTTP/2`).
+    Version,
+    /// Every cookie the response set: `{name: {value, domain, path, secure, http_only, ...}}`.
+    Cookies,
 }
 
 /// Polling: retry every `interval` until the expectations hold or `timeout` passes.

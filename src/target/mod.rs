@@ -26,6 +26,11 @@ pub enum TargetError {
     Kube { target: String, message: String },
 }
 
+/// Response bodies are kept up to this many bytes unless the target says `max_body`.
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
+/// Redirects followed for one request unless the target says `max_redirects`.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+
 /// Overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct TargetOverrides {
@@ -42,6 +47,15 @@ pub struct Target {
     /// Default headers, rendered once (values may come from the environment).
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Follow redirects unless a step says otherwise, at most `max_redirects` of them.
+    pub follow_redirects: bool,
+    pub max_redirects: u32,
+    /// A cookie jar per case unless a spec says otherwise.
+    pub cookies: bool,
+    /// `(user, password)` for every request (rendered once; the password is a secret).
+    pub basic_auth: Option<(String, String)>,
+    /// Most response body bytes kept (the rest is counted and discarded).
+    pub max_body: u64,
     pub capabilities: BTreeSet<Capability>,
     /// Simulated delays are multiplied by this; the engine scales sleeps and poll intervals alike.
     pub time_scale: f64,
@@ -232,6 +246,19 @@ impl Target {
             secrets.add_header(k, &value);
             headers.push((k.clone(), value));
         }
+        let basic_auth = match &cfg.basic_auth {
+            None => None,
+            Some(b) => {
+                let user = scope
+                    .render_str(&b.user)
+                    .map_err(|e| invalid(format!("basic_auth.user: {e}")))?;
+                let password = scope
+                    .render_str(&b.password)
+                    .map_err(|e| invalid(format!("basic_auth.password: {e}")))?;
+                secrets.add_basic_auth(&user, &password);
+                Some((user, password))
+            }
+        };
         if let Some(u) = &base_url {
             // A password in the base URL (`https://user:pw@host`) is a secret too.
             secrets.add_url(u);
@@ -277,6 +304,11 @@ impl Target {
             http,
             headers,
             timeout,
+            follow_redirects: cfg.follow_redirects.unwrap_or(true),
+            max_redirects: cfg.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
+            cookies: cfg.cookies.unwrap_or(true),
+            basic_auth,
+            max_body: cfg.max_body.map_or(DEFAULT_MAX_BODY, |b| b.0),
             capabilities,
             time_scale,
             vars: {
@@ -322,7 +354,15 @@ fn build_http_client(
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10).min(timeout))
         .pool_max_idle_per_host(256)
-        .user_agent(concat!("focusqa/", env!("CARGO_PKG_VERSION")));
+        // Redirects are followed by the engine (crate::engine::http), hop by hop: the chain, the
+        // cookies set on the way and the per-step setting need it.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(crate::engine::http::USER_AGENT);
+    match cfg.http2 {
+        Some(crate::config::Http2Mode::PriorKnowledge) => b = b.http2_prior_knowledge(),
+        Some(crate::config::Http2Mode::Http1) => b = b.http1_only(),
+        None => {}
+    }
     if cfg.tls.insecure {
         b = b.danger_accept_invalid_certs(true);
     }
