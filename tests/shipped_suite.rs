@@ -163,7 +163,7 @@ steps:
     expect: {status: 200}
     capture: {job_id: $.job_id}
   - name: analyzer memory
-    kube: {op: wait, kind: Job, name: "baby-analyzer-{{ job_id }}", timeout: 2s}
+    kube: {op: wait, kind: Job, name: "baby-analyzer-{{ job_id }}", timeout: 20s}
     expect:
       match:
         spec: {template: {spec: {containers: [{name: baby-analyzer, resources: {limits: {memory: 8Gi}}}]}}}

@@ -37,7 +37,7 @@ fn the_readiness_threshold_holds_on_the_default_and_fails_when_consumers_are_slo
     // Passing: the embedded default, readiness 1-5 s with a tail below 30 s.
     let run = run_expecting(0, &["run", "--quiet", "--id", "^data.consumer-readiness$"]);
     let r = &run.results;
-    let f = fanout_of(&r, "data.consumer-readiness");
+    let f = fanout_of(r, "data.consumer-readiness");
     let ready = &f["steps"]["consumer ready"];
     assert_eq!(ready["measure"], "time until the condition held");
     assert_eq!(ready["held_samples"].as_array().unwrap().len(), 10);

@@ -747,7 +747,7 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("rate `{s}` is not a number per time unit (write e.g. `50/s`)"))?;
     let r = n / per;
-    if !(r.is_finite() && r >= 0.0 && r <= 1_000_000.0) {
+    if !(r.is_finite() && (0.0..=1_000_000.0).contains(&r)) {
         return Err(format!(
             "rate `{s}` must be between 0 and 1,000,000 per second"
         ));

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Side-by-side load figures (issue 13): focusqa, oha and hurl against the same `focusqa sim`
+# /health endpoint in the same run. A peer that is not installed is skipped with a notice:
+#   cargo install --locked oha
+#   cargo install --locked hurl@8.0.1   (needs libcurl4-openssl-dev libxml2-dev libclang-dev)
+#   scripts/peers.sh [REQUESTS=20000] [CONCURRENCY=64] [SEQUENTIAL=2000]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-20000}; c=${2:-64}; seq_n=${3:-2000}
+cargo build -q --release || exit 2
+bin=target/release/focusqa
+work=$(mktemp -d); trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
+port=$((20000 + RANDOM % 20000))
+"$bin" sim --port "$port" --kube-port 0 --kubeconfig "$work/kc.yaml" >"$work/sim.log" 2>&1 & sim=$!
+for _ in $(seq 50); do grep -q "Press Ctrl-C" "$work/sim.log" && break; sleep 0.1; done
+url="http://127.0.0.1:$port/health"
+cpu() { # CPU seconds (user+sys) of a command (children included), then its wall seconds
+  local TIMEFORMAT='%U %S %R'
+  { time "$@" >"$work/out" 2>&1; } 2>"$work/t"
+  awk '{printf "%.3f %.3f", $1+$2, $3}' "$work/t"; }
+
+cat >"$work/fan.yaml" <<Y
+id: peers.fanout
+title: fan-out of plain requests
+steps:
+  - fanout:
+      count: $n
+      concurrency: $c
+      steps:
+        - {name: health, http: {path: /health}, expect: {status: 200}}
+      thresholds: [succeeded == count]
+Y
+printf 'default_target: t\nscope: none.yaml\ntargets:\n  t: {base_url: "http://127.0.0.1:%s"}\n' "$port" >"$work/focusqa.yaml"
+read -r fq_cpu fq_wall < <(cpu "$bin" --config "$work/focusqa.yaml" run --quiet "$work/fan.yaml" --report-dir "$work/r")
+fq_rate=$(awk -v n="$n" -v w="$fq_wall" 'BEGIN{printf "%.0f", n/w}')
+echo "focusqa fan-out: $n requests, $c in flight: ${fq_rate} req/s, $(awk -v c="$fq_cpu" -v n="$n" 'BEGIN{printf "%.1f", c*1e6/n}') us CPU/request (process total incl. start-up)"
+if command -v oha >/dev/null; then
+  read -r oha_cpu oha_wall < <(cpu oha --no-tui -n "$n" -c "$c" "$url")
+  oha_rate=$(awk -v n="$n" -v w="$oha_wall" 'BEGIN{printf "%.0f", n/w}')
+  echo "oha:             ${oha_rate} req/s, $(awk -v c="$oha_cpu" -v n="$n" 'BEGIN{printf "%.1f", c*1e6/n}') us CPU/request"
+  echo "ratio focusqa/oha request rate: $(awk -v a="$fq_rate" -v b="$oha_rate" 'BEGIN{printf "%.2f", a/b}') (target >= 0.80)"
+else
+  echo "oha: not installed, skipped (cargo install --locked oha)"
+fi
+# Sequential steps: focusqa vs hurl, same number of requests one after another.
+cat >"$work/seq.yaml" <<Y
+id: peers.sequential
+title: sequential requests
+steps:
+  - fanout:
+      count: $seq_n
+      concurrency: 1
+      steps:
+        - {name: health, http: {path: /health}, expect: {status: 200}}
+Y
+read -r fs_cpu _ < <(cpu "$bin" --config "$work/focusqa.yaml" run --quiet "$work/seq.yaml" --report-dir "$work/r2")
+echo "focusqa sequential: $seq_n requests, ${fs_cpu} s CPU"
+if command -v hurl >/dev/null; then
+  for _ in $(seq "$seq_n"); do printf 'GET %s\nHTTP 200\n\n' "$url"; done >"$work/seq.hurl"
+  read -r h_cpu _ < <(cpu hurl --test "$work/seq.hurl")
+  echo "hurl sequential:    $seq_n requests, ${h_cpu} s CPU"
+  echo "ratio focusqa/hurl CPU: $(awk -v a="$fs_cpu" -v b="$h_cpu" 'BEGIN{printf "%.2f", a/b}') (target <= 0.70)"
+else
+  echo "hurl: not installed, skipped (cargo install --locked hurl@8.0.1)"
+fi
