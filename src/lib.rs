@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod engine;
 pub mod report;
 pub mod results;
+pub mod shard;
 pub mod sim;
 pub mod spec;
 pub mod target;

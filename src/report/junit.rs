@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{
+    FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 
-use crate::results::{CaseResult, RunReport, Status, StepResult};
+use crate::results::{AttemptResult, CaseResult, RunReport, Status, StepResult};
 
 pub fn render(report: &RunReport) -> Result<String, String> {
     let mut r = Report::new("focusqa");
@@ -85,10 +87,17 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
             } else {
                 "error"
             });
-            s.set_description(failure_details(case));
+            s.set_description(failure_details(&case.steps, &case.cleanup));
             s
         }
     };
+    let mut status = status;
+    // Earlier failed attempts (`--retries`), as quick-junit models reruns: `<flakyFailure>` /
+    // `<flakyError>` when a later attempt passed, `<rerunFailure>` / `<rerunError>` when all failed.
+    if !case.attempts.is_empty() {
+        status.add_reruns(case.attempts.iter().map(|a| rerun(file, a)));
+        status.set_rerun_kind(FlakyOrRerun::Rerun);
+    }
     let mut tc = TestCase::new(case.name.as_str(), status);
     tc.set_classname(spec_id);
     tc.set_time(Duration::from_secs_f64(case.duration_ms / 1000.0));
@@ -103,13 +112,33 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
     tc
 }
 
+/// One failed earlier attempt of a case.
+fn rerun(file: &str, a: &AttemptResult) -> TestRerun {
+    let kind = if a.status == Status::Error {
+        NonSuccessKind::Error
+    } else {
+        NonSuccessKind::Failure
+    };
+    let mut r = TestRerun::new(kind);
+    let loc = a.location.clone().unwrap_or_else(|| file.to_string());
+    let first = a.message.as_deref().unwrap_or("failed");
+    r.set_message(format!("{loc}: {}", first.lines().next().unwrap_or("")));
+    r.set_type(if kind == NonSuccessKind::Failure {
+        "assertion"
+    } else {
+        "error"
+    });
+    r.set_time(Duration::from_secs_f64(a.duration_ms.max(0.0) / 1000.0));
+    r.set_description(failure_details(&a.steps, &a.cleanup));
+    r
+}
+
 /// Expected vs actual for every failing assertion, plus the failing request/response.
-fn failure_details(case: &CaseResult) -> String {
+fn failure_details(steps: &[StepResult], cleanup: &[StepResult]) -> String {
     let mut out = String::new();
-    for s in case
-        .steps
+    for s in steps
         .iter()
-        .chain(&case.cleanup)
+        .chain(cleanup)
         .filter(|s| matches!(s.status, Status::Failed | Status::Error))
     {
         out.push_str(&format!(

@@ -76,6 +76,20 @@ struct CaseView {
     vars: Vec<(String, String)>,
     steps: Vec<StepView>,
     cleanup: Vec<StepView>,
+    /// Passed only after failing (`retries`): marked, never shown as a plain pass.
+    flaky: bool,
+    /// The failed earlier attempts, oldest first.
+    attempts: Vec<AttemptView>,
+}
+
+#[derive(Serialize)]
+struct AttemptView {
+    number: usize,
+    status: &'static str,
+    status_label: &'static str,
+    duration: String,
+    message: Option<String>,
+    location: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -319,7 +333,21 @@ pub(super) fn summary_view(
                 message_multiline: message.as_deref().is_some_and(|m| m.contains('\n')),
                 message,
                 location: case.location.clone(),
-                open: matches!(case.status, Status::Failed | Status::Error),
+                open: matches!(case.status, Status::Failed | Status::Error) || case.flaky,
+                flaky: case.flaky,
+                attempts: case
+                    .attempts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| AttemptView {
+                        number: i + 1,
+                        status: a.status.as_str(),
+                        status_label: status_label(a.status),
+                        duration: fmt_ms(a.duration_ms),
+                        message: a.message.clone(),
+                        location: a.location.clone(),
+                    })
+                    .collect(),
                 vars: case
                     .vars
                     .iter()
