@@ -143,6 +143,13 @@ pub struct RunArgs {
     /// A previous results.json whose spec durations balance `--shard-by duration`.
     #[arg(long, value_name = "RESULTS_JSON")]
     pub durations: Option<PathBuf>,
+    /// Keep a compact record of this run in DIR (one small JSON file per run) and show the
+    /// trend of the last runs in the HTML reports.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+    /// How many runs the history keeps (the oldest are deleted).
+    #[arg(long, default_value_t = crate::history::DEFAULT_KEEP, value_name = "N")]
+    pub history_keep: usize,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +181,9 @@ pub struct ReportArgs {
     /// Directory of HTML templates overriding the embedded ones (same file names).
     #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// A run history (`run --history DIR`) whose trend the HTML reports show.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -481,7 +491,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
 }
 
 fn report(a: &ReportArgs) -> Exit {
-    let r = match crate::report::json::read(&a.results) {
+    let mut r = match crate::report::json::read(&a.results) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -494,6 +504,9 @@ fn report(a: &ReportArgs) -> Exit {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| ".".into())
     });
+    if let Some(h) = &a.history {
+        r.history = crate::history::load(h);
+    }
     // Re-rendering next to the input leaves the input alone; elsewhere it is copied along.
     let same = std::fs::canonicalize(dir.join("results.json")).ok()
         == std::fs::canonicalize(&a.results).ok();
@@ -793,6 +806,14 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         .report_dir
         .clone()
         .unwrap_or_else(|| config.resolve(&config.report_dir));
+    if let Some(h) = &a.history {
+        // A history that cannot be written is reported, never the run's failure.
+        let rec = crate::history::RunRecord::of(&report, crate::history::git_commit());
+        match crate::history::save(h, &rec, a.history_keep) {
+            Ok(_) => report.history = crate::history::load(h),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
     let written = crate::report::write_all(&report, &dir, a.templates.as_deref());
     let files = written
         .as_ref()

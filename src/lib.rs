@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod coverage;
 pub mod engine;
+pub mod history;
 pub mod report;
 pub mod results;
 pub mod shard;

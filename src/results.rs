@@ -58,6 +58,10 @@ pub struct RunReport {
     /// This run was one shard of a split run (`--shard K/N`); `focusqa merge` combines them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
+    /// Earlier runs and this one (`--history DIR`), oldest first, for the trend section of
+    /// the HTML reports. Kept in the history directory, not in results.json.
+    #[serde(skip)]
+    pub history: Vec<crate::history::RunRecord>,
 }
 
 /// Which part of a split run a report is: shard `index` (1-based) of `total`.

@@ -217,6 +217,7 @@ pub fn merge(reports: Vec<(String, RunReport)>) -> Result<(RunReport, Vec<String
         specs,
         coverage: None,
         shard: None,
+        history: Vec::new(),
     };
     Ok((report, warnings))
 }

@@ -281,3 +281,58 @@ fn a_case_that_passes_on_retry_is_reported_flaky_everywhere() {
     assert!(html.contains("Flaky: passed on attempt 2 after 1 failed attempt(s)"));
     assert!(html.contains("Failed on all 2 attempts"));
 }
+
+#[test]
+fn history_keeps_the_last_runs_and_the_reports_show_the_trend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).to_str().unwrap().to_string();
+    for _ in 0..3 {
+        run_ok(&[
+            "run",
+            "specs/api/nfft.yaml",
+            "--quiet",
+            "--report-dir",
+            &p("reports"),
+            "--history",
+            &p("history"),
+            "--history-keep",
+            "2",
+        ]);
+    }
+    let records: Vec<_> = std::fs::read_dir(tmp.path().join("history"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 2, "bounded to the last 2 runs: {records:?}");
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
+    assert_eq!(rec["target"], "embedded");
+    assert!(rec["coverage"].as_object().unwrap().len() > 5);
+    assert_eq!(rec["specs"].as_object().unwrap().len(), 1);
+    for page in ["summary.html", "coverage.html"] {
+        let html = std::fs::read_to_string(tmp.path().join("reports").join(page)).unwrap();
+        assert!(html.contains(r#"<section class="trend""#), "{page}");
+        assert!(html.contains("Trend over the last 2 run(s)"), "{page}");
+        assert_eq!(html.matches(r#"<circle class="trend-dot pass""#).count(), 2);
+        assert!(html.contains("New failures since the previous run"));
+    }
+    // `report --history` re-renders with it; without, no trend section.
+    let out = tmp.path().join("again");
+    run_ok(&[
+        "report",
+        &p("reports/results.json"),
+        "--report-dir",
+        out.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(out.join("summary.html")).unwrap();
+    assert!(!html.contains(r#"<section class="trend""#));
+    run_ok(&[
+        "report",
+        &p("reports/results.json"),
+        "--report-dir",
+        out.to_str().unwrap(),
+        "--history",
+        &p("history"),
+    ]);
+    let html = std::fs::read_to_string(out.join("summary.html")).unwrap();
+    assert!(html.contains("Trend over the last 2 run(s)"));
+}

@@ -356,6 +356,7 @@ impl Engine {
             specs: results,
             coverage: None,
             shard: None,
+            history: Vec::new(),
         };
         // Again over the whole report: a secret learnt late (a capture in a later spec) also
         // leaves the specs that finished before.
@@ -462,6 +463,7 @@ pub fn aborted_report(
         specs: results,
         coverage: None,
         shard: None,
+        history: Vec::new(),
     }
 }
 

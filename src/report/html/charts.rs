@@ -215,3 +215,116 @@ pub(super) fn nice_ceil(x: f64) -> f64 {
     }
     10.0 * exp
 }
+
+/// Lines over a sequence (runs), values from 0 to `max` (percentages: 100).
+#[derive(Serialize)]
+pub(super) struct LineChart {
+    title: String,
+    width: f64,
+    height: f64,
+    left: f64,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+    bottom: f64,
+    y_ticks: Vec<Tick>,
+    x_labels: Vec<Tick>,
+    series: Vec<Series>,
+}
+
+#[derive(Serialize)]
+struct Series {
+    name: String,
+    class: &'static str,
+    /// `x,y x,y ...` for a `<polyline>`.
+    points: String,
+    dots: Vec<Dot>,
+}
+
+#[derive(Serialize)]
+struct Dot {
+    x: f64,
+    y: f64,
+    value: String,
+}
+
+/// `series`: name, CSS class, one value per label; `unit` follows each value (`%`).
+pub(super) fn line_chart(
+    title: &str,
+    labels: Vec<String>,
+    series: Vec<(String, &'static str, Vec<f64>)>,
+    max: f64,
+    unit: &str,
+) -> LineChart {
+    let left = 44.0;
+    let top = 12.0;
+    let plot_w = CHART_W - left - 16.0;
+    let plot_h = 140.0;
+    let n = labels.len().max(1);
+    let x = |i: usize| {
+        if n == 1 {
+            left + plot_w / 2.0
+        } else {
+            left + plot_w * i as f64 / (n - 1) as f64
+        }
+    };
+    let max = if max > 0.0 { max } else { 1.0 };
+    let y = |v: f64| top + plot_h - v.clamp(0.0, max) / max * plot_h;
+    let series = series
+        .into_iter()
+        .map(|(name, class, values)| {
+            let dots: Vec<Dot> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Dot {
+                    x: r1(x(i)),
+                    y: r1(y(*v)),
+                    value: format!("{}{unit}", (v * 10.0).round() / 10.0),
+                })
+                .collect();
+            Series {
+                name,
+                class,
+                points: dots
+                    .iter()
+                    .map(|d| format!("{},{}", d.x, d.y))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                dots,
+            }
+        })
+        .collect();
+    let y_ticks = (0..=4)
+        .map(|i| {
+            let v = max * i as f64 / 4.0;
+            Tick {
+                pos: r1(y(v)),
+                label: format!("{}{unit}", v.round()),
+            }
+        })
+        .collect();
+    // At most about 10 labels on the x axis.
+    let every = n.div_ceil(10);
+    let x_labels = labels
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0 || *i == n - 1)
+        .map(|(i, label)| Tick {
+            pos: r1(x(i)),
+            label,
+        })
+        .collect();
+    LineChart {
+        title: title.to_string(),
+        width: CHART_W,
+        height: top + plot_h + 34.0,
+        left,
+        top,
+        plot_w: r1(plot_w),
+        plot_h,
+        bottom: top + plot_h,
+        y_ticks,
+        x_labels,
+        series,
+    }
+}

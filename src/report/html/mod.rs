@@ -18,6 +18,7 @@
 mod charts;
 mod coverage;
 mod summary;
+mod trend;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -55,6 +56,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     (
         "_charts.html",
         include_str!("../../../templates/_charts.html"),
+    ),
+    (
+        "_trend.html",
+        include_str!("../../../templates/_trend.html"),
     ),
     ("_style.css", include_str!("../../../templates/_style.css")),
 ];
@@ -193,6 +198,7 @@ struct Context {
     run: RunView,
     summary: SummaryView,
     coverage: Option<CoverageView>,
+    trend: Option<trend::TrendView>,
 }
 
 #[derive(Serialize)]
@@ -236,11 +242,13 @@ fn context(report: &RunReport) -> Context {
         .coverage
         .as_ref()
         .map(|c| coverage_view(c, &report, &spec_anchor, &mut anchors));
+    let trend = trend::trend_view(&report.history);
     Context {
         report,
         run,
         summary,
         coverage,
+        trend,
     }
 }
 
