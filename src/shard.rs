@@ -288,4 +288,45 @@ mod tests {
         };
         assert!((load(0) - load(1)).abs() <= 60.0, "{} {}", load(0), load(1));
     }
+
+    fn report(target: &str, url: &str, shard: (usize, usize), specs: &[&str]) -> RunReport {
+        let specs: Vec<serde_json::Value> = specs
+            .iter()
+            .map(|id| {
+                serde_json::json!({"id": id, "title": id, "file": format!("specs/{id}.yaml"), "line": 1,
+                    "status": "passed", "started_at": "2026-01-01T10:00:00Z", "duration_ms": 5.0,
+                    "cases": [{"name": id, "status": "passed", "duration_ms": 5.0, "steps": []}]})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "tool": "focusqa", "version": "0", "started_at": "2026-01-01T10:00:00Z", "duration_ms": 10.0,
+            "target": {"name": target, "kind": "remote", "base_url": url},
+            "totals": {"specs": 0, "cases": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0},
+            "shard": {"index": shard.0, "total": shard.1}, "specs": specs
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn merge_checks_what_would_make_the_union_wrong() {
+        let a = report("lab", "https://a", (1, 3), &["x", "y"]);
+        let b = report("lab", "https://a", (2, 3), &["z"]);
+        let (m, warnings) = merge(vec![("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
+        assert_eq!(m.totals.specs, 3);
+        assert_eq!(m.totals.passed, 3);
+        assert!(m.shard.is_none());
+        assert_eq!(
+            warnings,
+            vec!["shard(s) 3/3 missing: their specs are reported as not run"]
+        );
+        let other = report("lab", "https://b", (2, 3), &["z"]);
+        let e = merge(vec![("a".into(), a.clone()), ("o".into(), other)]).unwrap_err();
+        assert!(e.contains("share a target"), "{e}");
+        let dup = report("lab", "https://a", (2, 3), &["y"]);
+        let e = merge(vec![("a".into(), a.clone()), ("d".into(), dup)]).unwrap_err();
+        assert!(e.contains("spec `y` is in two shards"), "{e}");
+        let split = report("lab", "https://a", (2, 4), &["z"]);
+        assert!(merge(vec![("a".into(), a), ("s".into(), split)]).is_err());
+        assert!(merge(Vec::new()).is_err());
+    }
 }

@@ -217,6 +217,11 @@ fn a_case_that_passes_on_retry_is_reported_flaky_everywhere() {
         stdout(&out),
         stderr(&out)
     );
+    assert!(
+        stdout(&out).contains("Flaky, passed on a retry (1):\n  infra.flaky / Fails once then passes: attempt 2 passed"),
+        "{}",
+        stdout(&out)
+    );
     // Cleanup after each attempt of the flaky case.
     assert_eq!(counts[0].load(Ordering::SeqCst), 2);
     assert_eq!(
