@@ -3,7 +3,8 @@
 //! Layers, from the inside out: `spec` (model + loading, no I/O clients), `template`,
 //! `engine` (steps, assertions, polling, fan-out), `target` (HTTP + Kubernetes clients),
 //! `results` (the model reporters read), `report` (console, JSON, JUnit, HTML),
-//! `coverage`, `sim` (the embedded simulator), and `cli`.
+//! `coverage`, `shard` (split runs and their merge), `history` (run records and trends), `sim`
+//! (the embedded simulator), and `cli`.
 
 pub mod cli;
 pub mod config;
