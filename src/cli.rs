@@ -1,4 +1,4 @@
-//! Command line: `run`, `validate`, `list`, `coverage`, `report`, `sim`, `schema`.
+//! Command line: `run`, `validate`, `list`, `coverage`, `report`, `merge`, `sim`, `schema`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +77,8 @@ pub enum Command {
     Coverage(SelectArgs),
     /// Re-render the reports from a results.json.
     Report(ReportArgs),
+    /// Combine the results.json of shards (`run --shard K/N`) into one run's reports.
+    Merge(MergeArgs),
     /// Serve the Focus Server + Kubernetes API simulator on 127.0.0.1 until Ctrl-C.
     Sim(SimArgs),
     /// Print or write the JSON Schemas of specs, the scope catalog and the config.
@@ -126,6 +128,47 @@ pub struct RunArgs {
     /// Less output: no progress lines for long steps.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Run a failed case again up to N times (known-flaky infrastructure); a spec's `retries:`
+    /// overrides it. A case that passes only on a later attempt is reported flaky.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Run only shard K of N (`2/4`): a deterministic share of the selected specs, the same on
+    /// every machine. Combine the shards' reports with `focusqa merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// How shards are balanced: `count` (specs dealt round-robin by id) or `duration` (by the
+    /// spec durations of a previous results.json given with --durations).
+    #[arg(long, value_enum, default_value_t = ShardBy::Count, requires = "shard")]
+    pub shard_by: ShardBy,
+    /// A previous results.json whose spec durations balance `--shard-by duration`.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    pub durations: Option<PathBuf>,
+    /// Keep a compact record of this run in DIR (one small JSON file per run) and show the
+    /// trend of the last runs in the HTML reports.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+    /// How many runs the history keeps (the oldest are deleted).
+    #[arg(long, default_value_t = crate::history::DEFAULT_KEEP, value_name = "N")]
+    pub history_keep: usize,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardBy {
+    Count,
+    Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// Shard results: results.json files, or directories searched for them (recursively).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the merged results.json, junit.xml and HTML reports (default: the config's, `reports/`).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Directory of HTML templates overriding the embedded ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -138,6 +181,9 @@ pub struct ReportArgs {
     /// Directory of HTML templates overriding the embedded ones (same file names).
     #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// A run history (`run --history DIR`) whose trend the HTML reports show.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -216,6 +262,7 @@ pub fn main() -> Exit {
         Command::List(a) => list(&config, &a),
         Command::Coverage(a) => coverage(&config, &a),
         Command::Report(a) => report(&a),
+        Command::Merge(a) => merge(&config, &a),
         Command::Sim(a) => rt.block_on(sim(a)),
         Command::Schema(a) => schema(&a),
     }
@@ -444,7 +491,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
 }
 
 fn report(a: &ReportArgs) -> Exit {
-    let r = match crate::report::json::read(&a.results) {
+    let mut r = match crate::report::json::read(&a.results) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -457,6 +504,9 @@ fn report(a: &ReportArgs) -> Exit {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| ".".into())
     });
+    if let Some(h) = &a.history {
+        r.history = crate::history::load(h);
+    }
     // Re-rendering next to the input leaves the input alone; elsewhere it is copied along.
     let same = std::fs::canonicalize(dir.join("results.json")).ok()
         == std::fs::canonicalize(&a.results).ok();
@@ -474,6 +524,100 @@ fn report(a: &ReportArgs) -> Exit {
             eprintln!("error: {e}");
             Exit::Environment
         }
+    }
+}
+
+/// The results.json files among `inputs`: files as given, directories searched recursively.
+fn results_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.file_name().is_some_and(|n| n == "results.json") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            walk(p, &mut out).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{} does not exist", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn merge(config: &Config, a: &MergeArgs) -> Exit {
+    let files = match results_files(&a.inputs) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Invalid;
+        }
+    };
+    let out = a
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| config.resolve(&config.report_dir));
+    let out_results = std::fs::canonicalize(out.join("results.json")).ok();
+    let mut reports = Vec::new();
+    for f in &files {
+        // A merged results.json already in the output directory is not one of the inputs.
+        if out_results.is_some() && std::fs::canonicalize(f).ok() == out_results {
+            continue;
+        }
+        match crate::report::json::read(f) {
+            Ok(r) => reports.push((f.display().to_string(), r)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Invalid;
+            }
+        }
+    }
+    let (mut report, warnings) = match crate::shard::merge(reports) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Invalid;
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    // Coverage over the union, with the project's catalog and specs: what no shard ran is
+    // "not run in this run", never a gap.
+    match load_lenient(config, &SelectArgs::default()) {
+        Ok(((all, _, Some(cat)), _)) => {
+            report.coverage = Some(crate::coverage::compute(&cat, &all, Some(&report.specs)));
+        }
+        Ok(((_, _, None), _)) => {}
+        Err(e) => return e,
+    }
+    match crate::report::write_all(&report, &out, a.templates.as_deref()) {
+        Ok(w) => {
+            eprintln!("merged {} shard result(s)", files.len());
+            print!("{}", Console::new().summary(&report, &w.files));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Environment;
+        }
+    }
+    if report.interrupted {
+        Exit::Interrupted
+    } else if report.totals.all_passed() {
+        Exit::Ok
+    } else {
+        Exit::TestFailed
     }
 }
 
@@ -495,6 +639,47 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         eprintln!("error: no spec matches the selection (paths, --tag, --id)");
         return Exit::Invalid;
     }
+    let shard = match a.shard.as_deref().map(crate::shard::parse).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Invalid;
+        }
+    };
+    let selected = match shard {
+        None => selected,
+        Some(sh) => {
+            let weights = match (a.shard_by, &a.durations) {
+                (ShardBy::Count, _) => None,
+                (ShardBy::Duration, None) => {
+                    eprintln!("error: --shard-by duration needs --durations RESULTS_JSON (a previous run's results.json)");
+                    return Exit::Invalid;
+                }
+                (ShardBy::Duration, Some(p)) => match crate::report::json::read(p) {
+                    Ok(r) => Some(crate::shard::durations(&r)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Exit::Invalid;
+                    }
+                },
+            };
+            let n = selected.len();
+            let mine = crate::shard::select(selected, sh, weights.as_ref());
+            eprintln!(
+                "shard {}/{}: {} of {} selected specs",
+                sh.index,
+                sh.total,
+                mine.len(),
+                n
+            );
+            if mine.is_empty() {
+                // Nothing to do is not a failure: more shards than specs. Reports are written
+                // (empty) so a merge finds every shard.
+                eprintln!("(this shard has no spec: more shards than specs)");
+            }
+            mine
+        }
+    };
     let target_name = a
         .target
         .clone()
@@ -530,6 +715,7 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         RunOptions {
             jobs: a.jobs,
             fail_fast: a.fail_fast,
+            retries: a.retries,
         },
     );
     engine.events = Some(tx);
@@ -604,6 +790,7 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         })
     };
     let mut report = engine.run(selected).await;
+    report.shard = shard;
     let interrupted = engine.cancel.is_cancelled();
     drop(engine);
     if let Some(cat) = &catalog {
@@ -619,6 +806,14 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         .report_dir
         .clone()
         .unwrap_or_else(|| config.resolve(&config.report_dir));
+    if let Some(h) = &a.history {
+        // A history that cannot be written is reported, never the run's failure.
+        let rec = crate::history::RunRecord::of(&report, crate::history::git_commit());
+        match crate::history::save(h, &rec, a.history_keep) {
+            Ok(_) => report.history = crate::history::load(h),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
     let written = crate::report::write_all(&report, &dir, a.templates.as_deref());
     let files = written
         .as_ref()

@@ -55,6 +55,20 @@ pub struct RunReport {
     pub specs: Vec<SpecResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
+    /// This run was one shard of a split run (`--shard K/N`); `focusqa merge` combines them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// Earlier runs and this one (`--history DIR`), oldest first, for the trend section of
+    /// the HTML reports. Kept in the history directory, not in results.json.
+    #[serde(skip)]
+    pub history: Vec<crate::history::RunRecord>,
+}
+
+/// Which part of a split run a report is: shard `index` (1-based) of `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub index: usize,
+    pub total: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -145,6 +159,27 @@ pub struct CaseResult {
     /// The case's variables as used (secrets redacted).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub vars: IndexMap<String, Value>,
+    pub steps: Vec<StepResult>,
+    #[serde(default)]
+    pub cleanup: Vec<StepResult>,
+    /// Failed earlier attempts of a case run again (`--retries`, `retries:`), oldest first.
+    /// `status` is the last attempt's; with a pass after failures the case is `flaky`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptResult>,
+    /// Passed only after failing: reported apart, never as a silent pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flaky: bool,
+}
+
+/// One failed attempt of a case that was run again (its steps kept for the reader).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptResult {
+    pub status: Status,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     pub steps: Vec<StepResult>,
     #[serde(default)]
     pub cleanup: Vec<StepResult>,

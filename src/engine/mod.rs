@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, RwLock, Semaphore};
 
 use crate::results::{
-    AssertionResult, Attachment, CaseResult, FanoutStats, RequestExcerpt, ResponseExcerpt,
-    RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
+    AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, RequestExcerpt,
+    ResponseExcerpt, RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
 };
 use crate::spec::{Capability, Case, Dur, Spec, Step, StepKind, VarMap};
 use crate::target::Target;
@@ -163,6 +163,8 @@ pub enum Event {
 pub struct RunOptions {
     pub jobs: usize,
     pub fail_fast: bool,
+    /// Runs of a failed case again (`--retries`); a spec's `retries:` overrides it.
+    pub retries: u32,
 }
 
 impl Default for RunOptions {
@@ -170,6 +172,7 @@ impl Default for RunOptions {
         RunOptions {
             jobs: 4,
             fail_fast: false,
+            retries: 0,
         }
     }
 }
@@ -290,6 +293,7 @@ impl Engine {
             let cancel = self.cancel.clone();
             let events = self.events.clone();
             let fail_fast = self.opts.fail_fast;
+            let retries = self.opts.retries;
             handles.push((
                 spec.clone(),
                 tokio::spawn(async move {
@@ -318,7 +322,8 @@ impl Engine {
                         });
                     }
                     let offset = ms(t0.elapsed());
-                    let mut res = run_spec(&spec, target.clone(), cancel, events.clone()).await;
+                    let mut res =
+                        run_spec(&spec, target.clone(), cancel, events.clone(), retries).await;
                     res.start_offset_ms = offset;
                     // Secrets leave the result before any reporter sees it.
                     res.redact(&target.secrets);
@@ -354,6 +359,8 @@ impl Engine {
             totals: Totals::from_specs(&results),
             specs: results,
             coverage: None,
+            shard: None,
+            history: Vec::new(),
         };
         // Again over the whole report: a secret learnt late (a capture in a later spec) also
         // leaves the specs that finished before.
@@ -415,6 +422,8 @@ fn empty_case(
         vars: Default::default(),
         steps: Vec::new(),
         cleanup: Vec::new(),
+        attempts: Vec::new(),
+        flaky: false,
     }
 }
 
@@ -457,6 +466,8 @@ pub fn aborted_report(
         totals: Totals::from_specs(&results),
         specs: results,
         coverage: None,
+        shard: None,
+        history: Vec::new(),
     }
 }
 
@@ -474,6 +485,7 @@ async fn run_spec(
     target: Arc<Target>,
     cancel: Cancel,
     events: Option<mpsc::UnboundedSender<Event>>,
+    retries: u32,
 ) -> SpecResult {
     let t0 = Instant::now();
     let missing: Vec<&str> = required_capabilities(spec)
@@ -516,8 +528,9 @@ async fn run_spec(
     } else {
         spec.cases.iter().map(Some).collect()
     };
+    let retries = spec.retries.unwrap_or(retries);
     for case in cases {
-        let cr = run_case(spec, case, &ctx).await;
+        let cr = run_case_with_retries(spec, case, &ctx, retries).await;
         result.status = result.status.worst(cr.status);
         result.cases.push(cr);
     }
@@ -568,6 +581,37 @@ fn case_scope(spec: &Spec, case: Option<&Case>, target: &Target) -> Result<Scope
     Ok(scope)
 }
 
+/// Runs a case, and again while it fails, up to `retries` more times (for known-flaky
+/// infrastructure). Each attempt is a whole case: its cleanup runs after it. The failed attempts
+/// are kept; a pass after failures is `flaky`, never a silent pass.
+async fn run_case_with_retries(
+    spec: &Spec,
+    case: Option<&Case>,
+    ctx: &Ctx,
+    retries: u32,
+) -> CaseResult {
+    let mut attempts = Vec::new();
+    let mut cr = run_case(spec, case, ctx).await;
+    while matches!(cr.status, Status::Failed | Status::Error)
+        && attempts.len() < retries as usize
+        && !ctx.cancel.is_cancelled()
+    {
+        attempts.push(AttemptResult {
+            status: cr.status,
+            duration_ms: cr.duration_ms,
+            message: cr.message.take(),
+            location: cr.location.take(),
+            steps: std::mem::take(&mut cr.steps),
+            cleanup: std::mem::take(&mut cr.cleanup),
+        });
+        cr = run_case(spec, case, ctx).await;
+    }
+    cr.flaky = !attempts.is_empty() && cr.status == Status::Passed;
+    cr.duration_ms += attempts.iter().map(|a| a.duration_ms).sum::<f64>();
+    cr.attempts = attempts;
+    cr
+}
+
 async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
     let t0 = Instant::now();
     let (name, description) = match case {
@@ -584,6 +628,8 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         vars: Default::default(),
         steps: Vec::new(),
         cleanup: Vec::new(),
+        attempts: Vec::new(),
+        flaky: false,
     };
     if let Some(reason) = case.and_then(|c| c.skip.clone()) {
         cr.status = Status::Skipped;

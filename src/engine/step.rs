@@ -245,14 +245,16 @@ impl Step {
                     .await
                     {
                         Ok(a) => a,
-                        Err(_) if previous.is_some() => {
-                            attempts -= 1;
-                            break previous.take().expect("checked");
-                        }
-                        Err(_) => Err(ExecError::infra(format!(
-                            "timeout: the poll's timeout ({}) passed while its first attempt was still waiting for an answer",
-                            fmt_dur(poll.as_ref().map(|p| p.timeout).unwrap_or_default())
-                        ))),
+                        Err(_) => match previous.take() {
+                            Some(prev) => {
+                                attempts -= 1;
+                                break prev;
+                            }
+                            None => Err(ExecError::infra(format!(
+                                "timeout: the poll's timeout ({}) passed while its first attempt was still waiting for an answer",
+                                fmt_dur(poll.as_ref().map(|p| p.timeout).unwrap_or_default())
+                            ))),
+                        },
                     },
                 };
                 let done = match &attempt {

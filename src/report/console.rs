@@ -177,6 +177,37 @@ impl Console {
                 }
             }
         }
+        // Passed only on a retry: said apart, never counted as a plain pass.
+        let flaky: Vec<_> = r
+            .specs
+            .iter()
+            .flat_map(|s| s.cases.iter().map(move |c| (s, c)))
+            .filter(|(_, c)| c.flaky)
+            .collect();
+        if !flaky.is_empty() {
+            out.push_str(&format!(
+                "\n{}\n",
+                paint(
+                    self.color,
+                    "33",
+                    &format!("Flaky, passed on a retry ({}):", flaky.len())
+                )
+            ));
+            for (s, c) in flaky {
+                let first = c.attempts.first();
+                out.push_str(&format!(
+                    "  {} / {}: attempt {} passed; attempt 1 at {}: {}\n",
+                    s.id,
+                    c.name,
+                    c.attempts.len() + 1,
+                    first.and_then(|a| a.location.as_deref()).unwrap_or(&s.file),
+                    first
+                        .and_then(|a| a.message.as_deref())
+                        .and_then(|m| m.lines().next())
+                        .unwrap_or("failed")
+                ));
+            }
+        }
         let skipped: Vec<&SpecResult> = r
             .specs
             .iter()

@@ -85,11 +85,62 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
             } else {
                 "error"
             });
-            s.set_description(failure_details(case));
+            s.set_description(failure_details(&case.steps, &case.cleanup));
             s
         }
     };
+    // Earlier failed attempts (`--retries`). quick-junit can write them as `<flakyFailure>` /
+    // `<rerunFailure>`, but the Jenkins schema CI consumers validate against has no such
+    // elements, so they are told within it: a flaky case keeps its pass, says `status="flaky"`
+    // and lists the failed attempts first in its `<system-out>`; a case that failed every time
+    // says so in its failure message, with each attempt's details.
+    let mut status = status;
+    let mut attempts_log = String::new();
+    if !case.attempts.is_empty() {
+        let n = case.attempts.len();
+        if case.status == Status::Passed {
+            attempts_log = format!(
+                "FLAKY: passed on attempt {} after {n} failed attempt(s)\n",
+                n + 1
+            );
+        } else if let TestCaseStatus::NonSuccess {
+            message,
+            description,
+            ..
+        } = &mut status
+        {
+            let last = message
+                .as_ref()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            *message = Some(format!("failed on all {} attempts; the last: {last}", n + 1).into());
+            let mut d = String::new();
+            for (i, a) in case.attempts.iter().enumerate() {
+                d.push_str(&format!(
+                    "--- attempt {} ---\n{}\n",
+                    i + 1,
+                    failure_details(&a.steps, &a.cleanup)
+                ));
+            }
+            d.push_str(&format!("--- attempt {} (the last) ---\n", n + 1));
+            d.push_str(description.as_ref().map(|x| x.as_str()).unwrap_or(""));
+            *description = Some(d.into());
+        }
+        for (i, a) in case.attempts.iter().enumerate() {
+            let loc = a.location.clone().unwrap_or_else(|| file.to_string());
+            let first = a.message.as_deref().unwrap_or("failed");
+            attempts_log.push_str(&format!(
+                "  attempt {} {}: {loc}: {}\n",
+                i + 1,
+                a.status.as_str(),
+                first.lines().next().unwrap_or("")
+            ));
+        }
+    }
     let mut tc = TestCase::new(case.name.as_str(), status);
+    if case.flaky {
+        tc.extra.insert("status".into(), "flaky".into());
+    }
     tc.set_classname(spec_id);
     tc.set_time(Duration::from_secs_f64(case.duration_ms / 1000.0));
     let asserts: usize = case
@@ -99,17 +150,16 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
         .map(|s| s.assertions.len())
         .sum();
     tc.set_assertions(asserts);
-    tc.set_system_out(step_log(case));
+    tc.set_system_out(format!("{attempts_log}{}", step_log(case)));
     tc
 }
 
 /// Expected vs actual for every failing assertion, plus the failing request/response.
-fn failure_details(case: &CaseResult) -> String {
+fn failure_details(steps: &[StepResult], cleanup: &[StepResult]) -> String {
     let mut out = String::new();
-    for s in case
-        .steps
+    for s in steps
         .iter()
-        .chain(&case.cleanup)
+        .chain(cleanup)
         .filter(|s| matches!(s.status, Status::Failed | Status::Error))
     {
         out.push_str(&format!(

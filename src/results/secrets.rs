@@ -34,7 +34,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    AssertionResult, Attachment, CaseResult, FanoutStats, PollInfo, RequestExcerpt,
+    AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, PollInfo, RequestExcerpt,
     ResponseExcerpt, RunReport, SpecResult, StepResult, ThresholdResult,
 };
 
@@ -738,6 +738,11 @@ fn harvest_spec(secrets: &Secrets, spec: &SpecResult) {
         c.steps
             .iter()
             .chain(&c.cleanup)
+            .chain(
+                c.attempts
+                    .iter()
+                    .flat_map(|a| a.steps.iter().chain(&a.cleanup)),
+            )
             .for_each(|s| harvest_step(secrets, s));
     }
 }
@@ -848,6 +853,8 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
             vars,
             steps,
             cleanup,
+            attempts,
+            flaky: _,
         } = c;
         m.redact_string(name);
         for s in [description, message, location].into_iter().flatten() {
@@ -858,6 +865,23 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
             .iter_mut()
             .chain(cleanup.iter_mut())
             .for_each(|s| apply_step(m, s));
+        for a in attempts {
+            let AttemptResult {
+                status: _,
+                duration_ms: _,
+                message,
+                location,
+                steps,
+                cleanup,
+            } = a;
+            for s in [message, location].into_iter().flatten() {
+                m.redact_string(s);
+            }
+            steps
+                .iter_mut()
+                .chain(cleanup.iter_mut())
+                .for_each(|s| apply_step(m, s));
+        }
     }
 }
 

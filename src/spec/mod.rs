@@ -82,6 +82,10 @@ pub struct Spec {
     /// Run this spec alone (no other spec in parallel), e.g. when it fills the job capacity.
     #[serde(default)]
     pub exclusive: bool,
+    /// Runs of a failed case again, for known-flaky infrastructure (overrides `--retries`).
+    /// A case that passes only on a later attempt is reported flaky, with its failures kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
     /// Spec-level variables (rendered in order; later ones may use earlier ones).
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Value>")]

@@ -1,0 +1,247 @@
+//! Run history (`run --history DIR`): one small JSON record per run (date, target, git commit,
+//! totals, per-item coverage outcomes, spec outcomes, p95 of fan-out steps), bounded to the
+//! last N runs, so the HTML reports can show trends: coverage and pass rate over the last runs,
+//! new failures since the previous run, and specs that flip between pass and fail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::results::{RunReport, ShardInfo, Status, Totals};
+
+/// How many runs a history keeps unless told otherwise.
+pub const DEFAULT_KEEP: usize = 30;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub started_at: DateTime<Utc>,
+    pub target: String,
+    /// `git rev-parse HEAD` of the working directory, when it is a git checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    pub totals: Totals,
+    /// In-scope items verified / in scope (absent without a catalog).
+    #[serde(default)]
+    pub verified: usize,
+    #[serde(default)]
+    pub in_scope: usize,
+    /// Coverage item id -> outcome (verified, failing, gap, skipped, not_run).
+    #[serde(default)]
+    pub coverage: BTreeMap<String, String>,
+    /// Spec id -> status.
+    #[serde(default)]
+    pub specs: BTreeMap<String, Status>,
+    /// `spec id / step` -> p95 (ms) of fan-out steps.
+    #[serde(default)]
+    pub p95: BTreeMap<String, f64>,
+}
+
+impl RunRecord {
+    pub fn of(report: &RunReport, commit: Option<String>) -> RunRecord {
+        let mut p95 = BTreeMap::new();
+        for s in &report.specs {
+            for c in &s.cases {
+                for st in c.steps.iter().chain(&c.cleanup) {
+                    if let Some(f) = &st.fanout {
+                        for (name, l) in &f.steps {
+                            p95.insert(format!("{} / {name}", s.id), l.p95);
+                        }
+                    }
+                }
+            }
+        }
+        let cov = report.coverage.as_ref();
+        RunRecord {
+            started_at: report.started_at,
+            target: report.target.name.clone(),
+            commit,
+            shard: report.shard,
+            totals: report.totals,
+            verified: cov.map(|c| c.verified).unwrap_or(0),
+            in_scope: cov.map(|c| c.in_scope).unwrap_or(0),
+            coverage: cov
+                .map(|c| {
+                    c.areas
+                        .iter()
+                        .flat_map(|a| &a.items)
+                        .filter(|i| i.status == "in")
+                        .map(|i| (i.id.clone(), i.outcome.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            specs: report
+                .specs
+                .iter()
+                .map(|s| (s.id.clone(), s.status))
+                .collect(),
+            p95,
+        }
+    }
+
+    /// Executed cases that passed, in percent (100 when nothing ran).
+    pub fn pass_rate(&self) -> f64 {
+        let t = &self.totals;
+        let ran = t.passed + t.failed + t.errors;
+        if ran == 0 {
+            100.0
+        } else {
+            t.passed as f64 * 100.0 / ran as f64
+        }
+    }
+
+    /// In-scope items verified, in percent (0 without a catalog).
+    pub fn coverage_rate(&self) -> f64 {
+        if self.in_scope == 0 {
+            0.0
+        } else {
+            self.verified as f64 * 100.0 / self.in_scope as f64
+        }
+    }
+}
+
+/// The commit checked out in the working directory, best-effort.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("run-") && n.ends_with(".json"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Names are run-<UTC timestamp>.json: name order is time order.
+    v.sort();
+    v
+}
+
+/// Adds a run to the history and deletes the oldest records beyond `keep`.
+pub fn save(dir: &Path, rec: &RunRecord, keep: usize) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create history directory {}: {e}", dir.display()))?;
+    let mut name = format!("run-{}", rec.started_at.format("%Y%m%dT%H%M%S%.3fZ"));
+    if let Some(s) = rec.shard {
+        name.push_str(&format!("-shard{}of{}", s.index, s.total));
+    }
+    let path = dir.join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(rec).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let all = files(dir);
+    let excess = all.len().saturating_sub(keep.max(1));
+    for old in &all[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(path)
+}
+
+/// The records of a history, oldest first (unreadable files are left out).
+pub fn load(dir: &Path) -> Vec<RunRecord> {
+    files(dir)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect()
+}
+
+/// Specs failing in the last run that passed in the one before.
+pub fn new_failures(runs: &[RunRecord]) -> Vec<String> {
+    let [.., prev, last] = runs else {
+        return Vec::new();
+    };
+    last.specs
+        .iter()
+        .filter(|(id, s)| {
+            matches!(s, Status::Failed | Status::Error)
+                && prev.specs.get(*id) == Some(&Status::Passed)
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Specs that flipped between pass and fail over the runs, with the number of flips.
+pub fn flaky(runs: &[RunRecord]) -> Vec<(String, usize)> {
+    let mut seq: BTreeMap<&str, Vec<bool>> = BTreeMap::new();
+    for r in runs {
+        for (id, s) in &r.specs {
+            match s {
+                Status::Passed => seq.entry(id).or_default().push(true),
+                Status::Failed | Status::Error => seq.entry(id).or_default().push(false),
+                Status::Skipped => {}
+            }
+        }
+    }
+    seq.into_iter()
+        .map(|(id, v)| {
+            (
+                id.to_string(),
+                v.windows(2).filter(|w| w[0] != w[1]).count(),
+            )
+        })
+        .filter(|(_, flips)| *flips >= 2)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(minute: u32, specs: &[(&str, Status)]) -> RunRecord {
+        RunRecord {
+            started_at: format!("2026-01-01T10:{minute:02}:00Z").parse().unwrap(),
+            target: "embedded".into(),
+            commit: None,
+            shard: None,
+            totals: Totals::default(),
+            verified: 0,
+            in_scope: 0,
+            coverage: BTreeMap::new(),
+            specs: specs.iter().map(|(i, s)| (i.to_string(), *s)).collect(),
+            p95: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn new_failures_and_flips() {
+        use Status::*;
+        let runs = vec![
+            rec(0, &[("a", Passed), ("b", Passed), ("c", Failed)]),
+            rec(1, &[("a", Failed), ("b", Passed), ("c", Failed)]),
+            rec(2, &[("a", Passed), ("b", Failed), ("c", Failed)]),
+        ];
+        assert_eq!(new_failures(&runs), vec!["b".to_string()]);
+        // a: pass, fail, pass = flaky; b failed once (a new failure, not yet flaky); c steady.
+        assert_eq!(flaky(&runs), vec![("a".to_string(), 2)]);
+        assert!(new_failures(&runs[..1]).is_empty());
+    }
+
+    #[test]
+    fn bounded_to_the_last_n_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for m in 0..5 {
+            save(dir.path(), &rec(m, &[]), 3).unwrap();
+        }
+        let kept = load(dir.path());
+        assert_eq!(kept.len(), 3);
+        assert_eq!(
+            kept[0].started_at,
+            rec(2, &[]).started_at,
+            "the oldest went first"
+        );
+    }
+}

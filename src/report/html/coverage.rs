@@ -1,0 +1,266 @@
+//! The coverage page's view model: in-scope items and their outcomes by area, the hard
+//! requirements stated for a manager, gaps, backlog and excluded items.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::summary::fanout_summary;
+use super::{fmt_ms, outcome_label, spec_outcome_label, Anchors};
+use crate::results::{Coverage, RunReport};
+
+#[derive(Serialize)]
+pub(super) struct CoverageView {
+    catalog_title: String,
+    in_scope: usize,
+    verified: usize,
+    failing: usize,
+    gaps: usize,
+    skipped: usize,
+    not_run: usize,
+    headline: String,
+    verdict: &'static str,
+    /// Stacked bar of the in-scope outcomes (percent widths).
+    bar: Vec<BarPart>,
+    hard: Vec<HardView>,
+    areas: Vec<AreaView>,
+    gap_list: Vec<String>,
+    backlog: Vec<ExcludedView>,
+    excluded: Vec<ExcludedView>,
+}
+
+#[derive(Serialize)]
+struct BarPart {
+    outcome: &'static str,
+    label: &'static str,
+    count: usize,
+    percent: f64,
+}
+
+#[derive(Serialize)]
+struct HardView {
+    id: String,
+    title: String,
+    area: String,
+    outcome: String,
+    outcome_label: &'static str,
+    /// A sentence for a manager: "Met: 200 of 200 concurrent jobs succeeded".
+    statement: String,
+    specs: Vec<HardSpec>,
+}
+
+#[derive(Serialize)]
+struct HardSpec {
+    id: String,
+    title: String,
+    outcome: String,
+    outcome_label: &'static str,
+    fanouts: Vec<String>,
+    failed_thresholds: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct AreaView {
+    id: String,
+    title: String,
+    anchor: String,
+    counts: String,
+    items: Vec<ItemView>,
+}
+
+#[derive(Serialize)]
+struct ItemView {
+    id: String,
+    title: String,
+    backlog: bool,
+    hard_requirement: bool,
+    outcome: String,
+    outcome_label: &'static str,
+    specs: Vec<CoveringView>,
+}
+
+#[derive(Serialize)]
+struct CoveringView {
+    /// Anchor of the spec in summary.html, when it ran.
+    anchor: Option<String>,
+    id: String,
+    title: String,
+    file: String,
+    outcome: String,
+    outcome_label: &'static str,
+    cases: String,
+}
+
+#[derive(Serialize)]
+struct ExcludedView {
+    id: String,
+    title: String,
+    area: String,
+    reason: String,
+}
+
+pub(super) fn coverage_view(
+    c: &Coverage,
+    r: &RunReport,
+    spec_anchor: &HashMap<String, String>,
+    anchors: &mut Anchors,
+) -> CoverageView {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut hard = Vec::new();
+    let mut areas = Vec::new();
+    for area in &c.areas {
+        let mut area_counts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut items = Vec::new();
+        for item in &area.items {
+            if item.status == "in" {
+                *counts.entry(item.outcome.as_str()).or_default() += 1;
+                *area_counts.entry(item.outcome.as_str()).or_default() += 1;
+            }
+            let specs: Vec<CoveringView> = item
+                .specs
+                .iter()
+                .map(|s| CoveringView {
+                    anchor: spec_anchor.get(&s.id).cloned(),
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    file: s.file.clone(),
+                    outcome: s.outcome.clone(),
+                    outcome_label: spec_outcome_label(&s.outcome),
+                    cases: if s.outcome == "not_run" {
+                        String::new()
+                    } else {
+                        format!("{}/{} cases passed", s.cases_passed, s.cases)
+                    },
+                })
+                .collect();
+            if item.hard_requirement {
+                hard.push(hard_view(item, &area.title, r));
+            }
+            items.push(ItemView {
+                id: item.id.clone(),
+                title: item.title.clone(),
+                backlog: item.status != "in",
+                hard_requirement: item.hard_requirement,
+                outcome: item.outcome.clone(),
+                outcome_label: outcome_label(&item.outcome),
+                specs,
+            });
+        }
+        let in_area: usize = area_counts.values().sum();
+        areas.push(AreaView {
+            id: area.id.clone(),
+            title: area.title.clone(),
+            anchor: anchors.make("area", &area.id),
+            counts: format!(
+                "{} of {} verified",
+                area_counts.get("verified").copied().unwrap_or(0),
+                in_area
+            ),
+            items,
+        });
+    }
+    let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    let total: usize = counts.values().sum::<usize>().max(1);
+    let bar = ["verified", "failing", "skipped", "not_run", "gap"]
+        .into_iter()
+        .filter(|k| n(k) > 0)
+        .map(|k| BarPart {
+            outcome: k,
+            label: outcome_label(k),
+            count: n(k),
+            percent: (n(k) as f64 * 1000.0 / total as f64).round() / 10.0,
+        })
+        .collect();
+    let verdict = if c.failing > 0 || n("failing") > 0 {
+        "failing"
+    } else if !c.gaps.is_empty() || n("skipped") + n("not_run") > 0 {
+        "incomplete"
+    } else {
+        "verified"
+    };
+    CoverageView {
+        catalog_title: c.catalog_title.clone(),
+        in_scope: c.in_scope,
+        verified: c.verified,
+        failing: c.failing,
+        gaps: c.gaps.len(),
+        skipped: n("skipped"),
+        not_run: n("not_run"),
+        headline: format!("{} of {} in-scope items verified", c.verified, c.in_scope),
+        verdict,
+        bar,
+        hard,
+        areas,
+        gap_list: c.gaps.clone(),
+        backlog: c.backlog.iter().map(excluded_view).collect(),
+        excluded: c.excluded.iter().map(excluded_view).collect(),
+    }
+}
+
+fn excluded_view(e: &crate::results::ExcludedItem) -> ExcludedView {
+    ExcludedView {
+        id: e.id.clone(),
+        title: e.title.clone(),
+        area: e.area.clone(),
+        reason: e.reason.clone(),
+    }
+}
+
+fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> HardView {
+    let mut specs = Vec::new();
+    let mut best: Option<String> = None;
+    for cs in &item.specs {
+        let mut fanouts = Vec::new();
+        let mut failed_thresholds = Vec::new();
+        if let Some(spec) = r.specs.iter().find(|s| s.id == cs.id) {
+            for case in &spec.cases {
+                for s in case.steps.iter().chain(&case.cleanup) {
+                    let Some(f) = &s.fanout else { continue };
+                    let mut line = fanout_summary(f);
+                    if let Some((name, l)) = f.steps.first() {
+                        line.push_str(&format!(", p95 {} ({name})", fmt_ms(l.p95)));
+                    }
+                    if f.cleanup_failures > 0 {
+                        line.push_str(&format!(", {} cleanup failures", f.cleanup_failures));
+                    }
+                    if best.is_none() {
+                        best = Some(format!("{} of {} succeeded", f.succeeded, f.count));
+                    }
+                    fanouts.push(line);
+                    failed_thresholds.extend(
+                        f.thresholds
+                            .iter()
+                            .filter(|t| !t.passed)
+                            .map(|t| format!("{} (was {})", t.expr, t.value)),
+                    );
+                }
+            }
+        }
+        specs.push(HardSpec {
+            id: cs.id.clone(),
+            title: cs.title.clone(),
+            outcome: cs.outcome.clone(),
+            outcome_label: spec_outcome_label(&cs.outcome),
+            fanouts,
+            failed_thresholds,
+        });
+    }
+    let statement = match (item.outcome.as_str(), &best) {
+        ("verified", Some(b)) => format!("Met: {b}."),
+        ("verified", None) => "Met.".to_string(),
+        ("failing", Some(b)) => format!("Not met: {b}."),
+        ("failing", None) => "Not met: the covering test failed.".to_string(),
+        ("gap", _) => "Not tested: no test covers this requirement.".to_string(),
+        ("skipped", _) => "Not tested in this run: the covering test was skipped.".to_string(),
+        _ => "Not run in this run: the covering test was not selected (or not reached); this is not a gap.".to_string(),
+    };
+    HardView {
+        id: item.id.clone(),
+        title: item.title.clone(),
+        area: area.to_string(),
+        outcome: item.outcome.clone(),
+        outcome_label: outcome_label(&item.outcome),
+        statement,
+        specs,
+    }
+}
