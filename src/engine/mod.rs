@@ -4,6 +4,7 @@
 //! in order, stops at the first failure, and always runs its cleanup steps (also on Ctrl-C).
 //! Progress goes out as [`Event`]s; reporters never see engine internals.
 
+pub mod blocks;
 pub mod expect;
 pub mod fanout;
 pub mod http;
@@ -42,6 +43,8 @@ pub struct Observation {
     pub assertions: Vec<AssertionResult>,
     pub fanout: Option<FanoutStats>,
     pub attachments: Vec<Attachment>,
+    /// Results of the steps a block kind ran (foreach items, repeat runs, included steps).
+    pub children: Vec<StepResult>,
 }
 
 /// Why a step could not be carried out.
@@ -231,8 +234,12 @@ pub fn required_capabilities(spec: &Spec) -> Vec<Capability> {
                 StepKind::Http(_) => caps.push(Capability::Http),
                 StepKind::Sim(_) => caps.push(Capability::Simulator),
                 StepKind::Kube(_) => caps.push(Capability::Kubernetes),
-                StepKind::Fanout(f) => walk(&f.steps, caps),
-                _ => {}
+                StepKind::Include(i) => walk(&i.steps, caps),
+                k => {
+                    for (_, block) in k.blocks() {
+                        walk(block, caps);
+                    }
+                }
             }
         }
     }
@@ -627,13 +634,15 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         .find(|s| matches!(s.status, Status::Failed | Status::Error))
     {
         cr.message = bad.message.clone();
-        let line = bad
+        // Inside a loop or an included fragment: the innermost failing step, in its own file.
+        let (leaf, file) = bad.failing_leaf();
+        let line = leaf
             .assertions
             .iter()
             .find(|a| !a.passed)
             .map(|a| a.line)
-            .unwrap_or(bad.line);
-        cr.location = Some(format!("{}:{}", ctx.spec_file, line));
+            .unwrap_or(leaf.line);
+        cr.location = Some(format!("{}:{}", file.unwrap_or(&ctx.spec_file), line));
     }
     cr.duration_ms = ms(t0.elapsed());
     cr

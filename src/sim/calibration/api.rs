@@ -288,12 +288,14 @@ async fn create_batch(State(sh): S, body: Bytes) -> Response {
         None | Some(Value::Null) => 5,
         Some(v) => match v.as_u64() {
             Some(n) if (1..=BATCH_MAX_SIZE as u64).contains(&n) => n as usize,
-            _ => return error(
-                400,
-                format!(
+            _ => {
+                return error(
+                    400,
+                    format!(
                     "parallel_limit must be an integer between 1 and {BATCH_MAX_SIZE} (got {v})"
                 ),
-            ),
+                )
+            }
         },
     };
     let fail_fast = match m.get("fail_fast") {
