@@ -704,7 +704,7 @@ fn check(
     for s in &index.scalars {
         let expression = s.path.ends_with(".expr")
             || s.path.ends_with(".when")
-            || s.path.ends_with(".repeat.while");
+            || (s.path.ends_with(".repeat.while") && !is_template(&s.value));
         if !expression && !is_template(&s.value) {
             continue;
         }
@@ -839,7 +839,7 @@ fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>)
         }
         let expression = s.path.ends_with(".expr")
             || s.path.ends_with(".when")
-            || s.path.ends_with(".repeat.while");
+            || (s.path.ends_with(".repeat.while") && !is_template(&s.value));
         if !expression && !is_template(&s.value) {
             continue;
         }
@@ -1155,9 +1155,18 @@ fn step_regions(
             inner.defined.insert(f.as_.clone());
             inner.defined.insert("index".into());
             let after = step_regions(&f.steps, &format!("{p}.foreach.steps"), inner, regions);
-            // An empty list runs nothing: what the block captures may be missing afterwards.
+            // An empty list runs nothing: what the block captures may be missing afterwards
+            // (unless the list is written out and not empty).
+            let runs = matches!(&f.items, serde_json::Value::Array(a) if !a.is_empty());
             for n in after.defined.into_iter().chain(after.maybe.into_keys()) {
-                if n != f.as_ && n != "index" && !known.defined.contains(&n) {
+                if n == f.as_ || n == "index" {
+                    continue;
+                }
+                if runs {
+                    known.not_yet.remove(&n);
+                    known.maybe.remove(&n);
+                    known.defined.insert(n);
+                } else if !known.defined.contains(&n) {
                     known.not_yet.remove(&n);
                     known.maybe.insert(
                         n.clone(),

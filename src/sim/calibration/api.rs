@@ -89,13 +89,22 @@ impl Shared {
     /// A simulated instant as an RFC 3339 timestamp (simulated time runs `1/scale` times faster).
     pub fn time(&self, s: f64) -> String {
         let ms = (s * 1000.0).clamp(0.0, 1.0e15) as i64;
-        (self.clock.start_wall + chrono::Duration::milliseconds(ms))
+        (self.base() + chrono::Duration::milliseconds(ms))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
 
     fn parse_time(&self, text: &str) -> Option<f64> {
         let t = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
-        Some((t - self.clock.start_wall).num_milliseconds() as f64 / 1000.0)
+        Some((t - self.base()).num_milliseconds() as f64 / 1000.0)
+    }
+
+    /// The start, to the millisecond: shown timestamps read back to the instants they show.
+    fn base(&self) -> DateTime<Utc> {
+        use chrono::DurationRound;
+        self.clock
+            .start_wall
+            .duration_trunc(chrono::Duration::milliseconds(1))
+            .unwrap_or(self.clock.start_wall)
     }
 
     /// Runs `f` on the state brought up to now.
@@ -602,8 +611,9 @@ async fn list_jobs(State(sh): S, q: Q) -> Response {
             .filter(|j| job_type.is_none_or(|t| (t == "batch_calibration") == j.batch.is_some()))
             .filter(|j| age_group.is_none_or(|a| j.req.age_group == a))
             .filter(|j| country.is_none_or(|c| j.req.country == c))
-            .filter(|j| bounds[0].is_none_or(|t| j.created > t - 0.0005))
-            .filter(|j| bounds[1].is_none_or(|t| j.created < t + 0.0005))
+            // Compared at the millisecond precision of the timestamps the API shows.
+            .filter(|j| bounds[0].is_none_or(|t| ms(j.created) > ms(t)))
+            .filter(|j| bounds[1].is_none_or(|t| ms(j.created) < ms(t)))
             .collect();
         let total = all.len();
         let items: Vec<Value> = all
@@ -631,6 +641,10 @@ async fn list_jobs(State(sh): S, q: Q) -> Response {
             }),
         )
     })
+}
+
+fn ms(s: f64) -> i64 {
+    (s * 1000.0).clamp(0.0, 1.0e15) as i64
 }
 
 async fn health(State(sh): S) -> Response {
