@@ -12,6 +12,9 @@ use crate::results::{AssertionResult, Status, StepResult};
 use crate::spec::{Foreach, Include, Repeat, Step};
 use crate::template::{is_template, Scope};
 
+/// The operator of a block's verdict.
+pub const EVERY_STEP_PASSES: &str = "every step passes";
+
 /// A block's verdict as an assertion: passed when no child failed.
 fn verdict(step: &Step, subject: String, children: &[StepResult]) -> Vec<AssertionResult> {
     let bad = children
@@ -20,7 +23,7 @@ fn verdict(step: &Step, subject: String, children: &[StepResult]) -> Vec<Asserti
     vec![AssertionResult {
         line: step.pos.line,
         subject,
-        op: "every step passes".into(),
+        op: EVERY_STEP_PASSES.into(),
         expected: json!("passed"),
         actual: Some(json!(bad.map_or("passed", |b| b.status.as_str()))),
         passed: bad.is_none(),

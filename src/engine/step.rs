@@ -358,6 +358,10 @@ impl Step {
                         };
                         let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();
                         res.message = Some(format!("{}{timed_out}{details}", a.describe()));
+                        // A block says which item or run failed, and how: "run 3: $.page <= 2: found 3".
+                        if a.op == super::blocks::EVERY_STEP_PASSES {
+                            res.message = a.message.clone().or(res.message.take());
+                        }
                     } else if let Some(e) = cap_errors.first() {
                         res.message = Some(e.clone());
                     }
