@@ -5,6 +5,9 @@
 //! job, batch or path), 405, 413/408 (bodies, see [`crate::sim::serve`]) or 503 (a dependency is
 //! down). Query parameters and bodies are read by hand so that every rejection keeps this format.
 
+// Helpers return the finished error response as their `Err` (once per request, never stored).
+#![allow(clippy::result_large_err)]
+
 use super::state::{
     Request as CalRequest, State as CalState, Status, BATCH_MAX_SIZE, LOG_LEVELS, MAX_LOG_ENTRIES,
     MAX_TIMEOUT_MINUTES, STATUSES, STEP_NAMES, TOTAL_STEPS,
