@@ -93,7 +93,7 @@ fn failures_inside_loops_and_fragments_point_at_their_file_and_line() {
     let walk = case(r, "fixture.page-walk");
     assert_eq!(
         walk["location"],
-        "tests/fixtures/calibration/failing/page-walk.yaml:21"
+        "tests/fixtures/calibration/failing/page-walk.yaml:20"
     );
     assert_eq!(walk["message"], "run 3: $.page <= 2: found 3");
     let items = case(r, "fixture.batch-items");
@@ -123,6 +123,8 @@ fn failures_inside_loops_and_fragments_point_at_their_file_and_line() {
     // The JUnit failure carries the same location.
     let junit = std::fs::read_to_string(run.dir.path().join("junit.xml")).unwrap();
     assert!(junit.contains("tests/fixtures/calibration/fragments/wrong-status.yaml:10"));
+    // ... and its step log shows the included steps, indented, at their own file:line.
+    assert!(junit.contains("  [failed] wrongly expects success at once (tests/fixtures/calibration/fragments/wrong-status.yaml:6"), "{junit}");
 }
 
 /// `validate` on one broken fixture: exit 2 and the diagnostics (stderr).
@@ -174,6 +176,15 @@ fn validate_knows_loops_includes_and_appends() {
     );
     assert!(
         e.contains("--> tests/fixtures/calibration/broken/loops.yaml:6:12"),
+        "{e}"
+    );
+
+    // Inside a repeat, a capture of the previous run may be used guarded (the page walk of
+    // tests/fixtures/calibration/failing does); unguarded, the first run has none.
+    let e = broken("repeat-unguarded.yaml");
+    assert!(e.contains("`page` may be undefined in `{{ page + 1 }}`: `page` is captured inside this `repeat` and missing in its first run"), "{e}");
+    assert!(
+        e.contains("--> tests/fixtures/calibration/broken/repeat-unguarded.yaml:7:45"),
         "{e}"
     );
 

@@ -1178,6 +1178,21 @@ fn step_regions(
         if let StepKind::Repeat(rep) = &step.kind {
             let mut inner = known.clone();
             inner.guards = r.guards.clone();
+            // From the second run on, the body's captures of the previous run are there:
+            // before their step they may be used when guarded (`page | default(0)`).
+            let mut body = Vec::new();
+            all_captures(&rep.steps, "", &mut body);
+            for (n, _) in body {
+                if !inner.defined.contains(&n) {
+                    inner.not_yet.remove(&n);
+                    inner.maybe.insert(
+                        n.clone(),
+                        format!(
+                            "`{n}` is captured inside this `repeat` and missing in its first run"
+                        ),
+                    );
+                }
+            }
             let after = step_regions(&rep.steps, &format!("{p}.repeat.steps"), inner, regions);
             // `while` is checked after each run: it sees the run's captures.
             regions.push((format!("{p}.repeat.while"), after.clone()));
