@@ -293,10 +293,13 @@ impl Engine {
             let cancel = self.cancel.clone();
             let events = self.events.clone();
             let fail_fast = self.opts.fail_fast;
+            // Specs start in order: the slot is taken before the task is spawned (tasks racing
+            // for it could start a later spec first, e.g. with `--jobs 1`).
+            let permit = sem.acquire_owned().await;
             handles.push((
                 spec.clone(),
                 tokio::spawn(async move {
-                    let _permit = sem.acquire().await;
+                    let _permit = permit;
                     let not_run = |why: &str| not_run_result(&spec, why);
                     if cancel.is_cancelled() {
                         return not_run("not run: the run was interrupted (Ctrl-C)");
