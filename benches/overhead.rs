@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use focusqa::config::{Config, TargetConfig};
 use focusqa::engine::{Engine, RunOptions};
-use focusqa::target::{Target, TargetOverrides};
+use focusqa::targets::{Target, TargetOverrides};
 
 fn proc_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();

@@ -13,7 +13,7 @@ use crate::results::SpecResult;
 use crate::spec::diag::Diagnostic;
 use crate::spec::scope::Catalog;
 use crate::spec::{load_paths, Spec};
-use crate::target::{Target, TargetOverrides};
+use crate::targets::{Target, TargetOverrides};
 
 /// Process exit codes (documented in the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +188,10 @@ pub struct ReportArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
+    /// Which system to simulate: `focus` (Focus Server + Kubernetes API) or `calibration`
+    /// (the async calibration job API under /api/v1; --kube-port, --capacity, --kubeconfig unused).
+    #[arg(long, value_enum, default_value_t = crate::sim::Service::Focus)]
+    pub service: crate::sim::Service,
     /// Focus API port (0 = any free port).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -865,6 +869,9 @@ impl Signals {
 }
 
 async fn sim(a: SimArgs) -> Exit {
+    if a.service == crate::sim::Service::Calibration {
+        return sim_calibration(a).await;
+    }
     let cfg = crate::sim::SimConfig {
         time_scale: a.time_scale,
         capacity: a.capacity,
@@ -903,6 +910,43 @@ async fn sim(a: SimArgs) -> Exit {
     );
     println!("Press Ctrl-C to stop.");
     // Ctrl-C, or SIGTERM/SIGHUP when the simulator runs as a service or in a pod.
+    match Signals::new() {
+        Ok(mut sig) => {
+            sig.next().await;
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    handle.shutdown().await;
+    println!("simulator stopped");
+    Exit::Ok
+}
+
+/// `focusqa sim --service calibration`: the calibration job API until Ctrl-C.
+async fn sim_calibration(a: SimArgs) -> Exit {
+    let cfg = crate::sim::calibration::CalibrationConfig {
+        time_scale: a.time_scale,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let handle = match crate::sim::calibration::start(cfg, a.port).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: cannot start the simulator: {e} (is the port taken? try --port 0)");
+            return Exit::Environment;
+        }
+    };
+    println!(
+        "focusqa calibration simulator (time scale {}, seed {})",
+        a.time_scale, a.seed
+    );
+    println!("  Calibration API: {}", handle.api_url());
+    println!(
+        "  control:         {}/sim (faults, state, reset)",
+        handle.url()
+    );
+    println!("Press Ctrl-C to stop.");
     match Signals::new() {
         Ok(mut sig) => {
             sig.next().await;

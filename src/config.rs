@@ -208,6 +208,10 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedConfig {
+    /// The simulated system: `focus` (default: Focus Server + Kubernetes) or `calibration`
+    /// (the async calibration job API; the target's base URL is then its `/api/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::sim::Service>,
     /// Multiplies every simulated delay (default 0.01; 1 = real timings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_scale: Option<f64>,

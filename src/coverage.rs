@@ -122,8 +122,11 @@ fn covering_steps<'a>(steps: &'a [Step], item: &str, out: &mut Vec<&'a Step>) {
         if st.covers.iter().any(|c| c == item) {
             out.push(st);
         }
-        if let StepKind::Fanout(f) = &st.kind {
-            covering_steps(&f.steps, item, out);
+        for (_, block) in st.kind.blocks() {
+            covering_steps(block, item, out);
+        }
+        if let StepKind::Include(i) = &st.kind {
+            covering_steps(&i.steps, item, out);
         }
     }
 }

@@ -17,5 +17,5 @@ pub mod results;
 pub mod shard;
 pub mod sim;
 pub mod spec;
-pub mod target;
+pub mod targets;
 pub mod template;

@@ -217,6 +217,31 @@ pub struct StepResult {
     /// Scope items this step proves on its own (the step's `covers`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub covers: Vec<String>,
+    /// The file of a step that is not the spec's own (an `include`d fragment); `line` is in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// What a block step ran: one result per `foreach` item or `repeat` run (each holding its
+    /// steps), or the steps of an `include`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+}
+
+impl StepResult {
+    /// The innermost failing (or erroring) step below this one, and its file when it is not
+    /// the spec's: where a failure in a loop or an included fragment really is.
+    pub fn failing_leaf(&self) -> (&StepResult, Option<&str>) {
+        let mut cur = self;
+        let mut file = self.file.as_deref();
+        while let Some(child) = cur
+            .steps
+            .iter()
+            .find(|s| matches!(s.status, Status::Failed | Status::Error))
+        {
+            cur = child;
+            file = child.file.as_deref().or(file);
+        }
+        (cur, file)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -54,7 +54,7 @@ fn op_holds(op: Op, a: f64, b: f64) -> bool {
     }
 }
 
-fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
+pub(super) fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
     let n = match c {
         Count::N(n) => *n,
         Count::Template(t) => {

@@ -4,6 +4,7 @@
 //! in order, stops at the first failure, and always runs its cleanup steps (also on Ctrl-C).
 //! Progress goes out as [`Event`]s; reporters never see engine internals.
 
+pub mod blocks;
 pub mod expect;
 pub mod fanout;
 pub mod http;
@@ -24,7 +25,7 @@ use crate::results::{
     ResponseExcerpt, RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
 };
 use crate::spec::{Capability, Case, Dur, Spec, Step, StepKind, VarMap};
-use crate::target::Target;
+use crate::targets::Target;
 use crate::template::{Scope, TemplateError};
 
 /// What a step kind observed: the material expectations and captures work on.
@@ -44,6 +45,8 @@ pub struct Observation {
     pub attachments: Vec<Attachment>,
     /// What only an HTTP step has (final URL, redirects, cookies, body bytes, version).
     pub http: Option<Box<http::HttpObs>>,
+    /// Results of the steps a block kind ran (foreach items, repeat runs, included steps).
+    pub children: Vec<StepResult>,
 }
 
 /// Why a step could not be carried out.
@@ -238,8 +241,12 @@ pub fn required_capabilities(spec: &Spec) -> Vec<Capability> {
                 StepKind::Http(_) => caps.push(Capability::Http),
                 StepKind::Sim(_) => caps.push(Capability::Simulator),
                 StepKind::Kube(_) => caps.push(Capability::Kubernetes),
-                StepKind::Fanout(f) => walk(&f.steps, caps),
-                _ => {}
+                StepKind::Include(i) => walk(&i.steps, caps),
+                k => {
+                    for (_, block) in k.blocks() {
+                        walk(block, caps);
+                    }
+                }
             }
         }
     }
@@ -294,10 +301,13 @@ impl Engine {
             let events = self.events.clone();
             let fail_fast = self.opts.fail_fast;
             let retries = self.opts.retries;
+            // Specs start in order: the slot is taken before the task is spawned (tasks racing
+            // for it could start a later spec first, e.g. with `--jobs 1`).
+            let permit = sem.acquire_owned().await;
             handles.push((
                 spec.clone(),
                 tokio::spawn(async move {
-                    let _permit = sem.acquire().await;
+                    let _permit = permit;
                     let not_run = |why: &str| not_run_result(&spec, why);
                     if cancel.is_cancelled() {
                         return not_run("not run: the run was interrupted (Ctrl-C)");
@@ -679,13 +689,15 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         .find(|s| matches!(s.status, Status::Failed | Status::Error))
     {
         cr.message = bad.message.clone();
-        let line = bad
+        // Inside a loop or an included fragment: the innermost failing step, in its own file.
+        let (leaf, file) = bad.failing_leaf();
+        let line = leaf
             .assertions
             .iter()
             .find(|a| !a.passed)
             .map(|a| a.line)
-            .unwrap_or(bad.line);
-        cr.location = Some(format!("{}:{}", ctx.spec_file, line));
+            .unwrap_or(leaf.line);
+        cr.location = Some(format!("{}:{}", file.unwrap_or(&ctx.spec_file), line));
     }
     cr.duration_ms = ms(t0.elapsed());
     cr

@@ -133,6 +133,13 @@ impl StepKind {
                 }
                 StepKind::Kube(op) => super::kube::execute(op, step, scope, ctx).await,
                 StepKind::Fanout(f) => super::fanout::execute(f, step, scope, ctx).await,
+                StepKind::Foreach(f) => {
+                    super::blocks::foreach(f, step, scope, ctx, in_cleanup).await
+                }
+                StepKind::Repeat(r) => super::blocks::repeat(r, step, scope, ctx, in_cleanup).await,
+                StepKind::Include(i) => {
+                    super::blocks::include(i, step, scope, ctx, in_cleanup).await
+                }
             }
         })
     }
@@ -313,6 +320,7 @@ impl Step {
                     res.response = obs.response.clone();
                     res.fanout = obs.fanout.clone();
                     res.attachments = obs.attachments.clone();
+                    res.steps = obs.children.clone();
                     res.assertions = assertions;
                     // A polled step's time is the whole poll (in the spec's time), not one request.
                     if poll.is_some() {
@@ -328,6 +336,18 @@ impl Step {
                     } else {
                         Status::Failed
                     };
+                    // A block whose inner step errored (not an assertion) is an error too.
+                    if res.status == Status::Failed
+                        && matches!(
+                            res.steps
+                                .iter()
+                                .find(|c| matches!(c.status, Status::Failed | Status::Error))
+                                .map(|c| c.failing_leaf().0.status),
+                            Some(Status::Error)
+                        )
+                    {
+                        res.status = Status::Error;
+                    }
                     if res.status == Status::Failed {
                         res.attachments
                             .extend(self.kind.diagnose(&obs, scope, ctx).await);
@@ -343,6 +363,10 @@ impl Step {
                         };
                         let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();
                         res.message = Some(format!("{}{timed_out}{details}", a.describe()));
+                        // A block says which item or run failed, and how: "run 3: $.page <= 2: found 3".
+                        if a.op == super::blocks::EVERY_STEP_PASSES {
+                            res.message = a.message.clone().or(res.message.take());
+                        }
                     } else if let Some(e) = cap_errors.first() {
                         res.message = Some(e.clone());
                     }
@@ -363,7 +387,15 @@ impl Step {
         // Cleanup is never cut short. Other kinds get a short grace: a request in flight when the
         // interrupt came may be creating a job, and its answer (the job id) is what lets cleanup
         // release it.
-        let obs = if in_cleanup || matches!(self.kind, StepKind::Fanout(_)) {
+        // Blocks (foreach, repeat, include) handle interrupts through the steps they run.
+        let obs = if in_cleanup
+            || matches!(
+                self.kind,
+                StepKind::Fanout(_)
+                    | StepKind::Foreach(_)
+                    | StepKind::Repeat(_)
+                    | StepKind::Include(_)
+            ) {
             self.kind.execute(self, scope, ctx, in_cleanup).await?
         } else {
             let mut fut = self.kind.execute(self, scope, ctx, in_cleanup);
@@ -501,6 +533,20 @@ impl Step {
                 }
             };
             match value.or(default) {
+                Some(v) if cap.appends() => {
+                    // A list variable that grows: a captured list is appended item by item.
+                    let mut list = match scope.get(name) {
+                        Some(Value::Array(a)) => a.clone(),
+                        _ => Vec::new(),
+                    };
+                    match v {
+                        Value::Array(items) => list.extend(items),
+                        other => list.push(other),
+                    }
+                    res.captures
+                        .insert(name.clone(), Value::Array(list.clone()));
+                    scope.set(name.clone(), Value::Array(list));
+                }
                 Some(v) => {
                     res.captures.insert(name.clone(), v.clone());
                     scope.set(name.clone(), v);

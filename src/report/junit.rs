@@ -215,12 +215,15 @@ fn excerpt(s: &StepResult, out: &mut String) {
 /// The step log: one line per step with status and timing (the whole story of the case).
 pub fn step_log(case: &CaseResult) -> String {
     let mut out = String::new();
-    let mut line = |s: &StepResult, prefix: &str| {
+    fn line(out: &mut String, s: &StepResult, prefix: &str) {
+        let at = match &s.file {
+            Some(f) => format!("{f}:{}", s.line),
+            None => format!("line {}", s.line),
+        };
         out.push_str(&format!(
-            "{prefix}[{}] {} (line {}, {:.1} ms)",
+            "{prefix}[{}] {} ({at}, {:.1} ms)",
             s.status.as_str(),
             s.name,
-            s.line,
             s.duration_ms
         ));
         if let Some(p) = &s.poll {
@@ -238,12 +241,17 @@ pub fn step_log(case: &CaseResult) -> String {
             }
         }
         out.push('\n');
-    };
+        // What a block ran (foreach items, repeat runs, included steps), indented below it.
+        let inner = format!("{}  ", " ".repeat(prefix.len()));
+        for c in &s.steps {
+            line(out, c, &inner);
+        }
+    }
     for s in &case.steps {
-        line(s, "");
+        line(&mut out, s, "");
     }
     for s in &case.cleanup {
-        line(s, "cleanup ");
+        line(&mut out, s, "cleanup ");
     }
     // Diagnostics of failed steps (Kubernetes objects, events, container statuses).
     for s in case

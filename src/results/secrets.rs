@@ -902,7 +902,11 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         fanout,
         attachments,
         covers: _,
+        file: _,
+        steps: children,
     } = s;
+    // What a block ran (foreach items, repeat runs, included steps) is redacted alike.
+    children.iter_mut().for_each(|c| apply_step(m, c));
     m.redact_string(name);
     m.redact_string(kind);
     if let Some(msg) = message {

@@ -43,7 +43,11 @@
 //!
 //! `/sim/faults` keys ([`FAULT_KEYS`]): `live_data`, `recordings`, `occupied_ports`, `capacity`,
 //! `fail_next_jobs`, `consumer_never_ready`, `slow_responses_ms`.
+//!
+//! A second service, the async calibration job API, lives in [`calibration`] (`focusqa sim
+//! --service calibration`, or `embedded: {service: calibration}`); [`Service`] picks one.
 
+pub mod calibration;
 pub mod clock;
 pub mod focus;
 pub mod kube;
@@ -61,6 +65,28 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// Which simulated system a simulator serves.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    /// The Focus Server API and the Kubernetes API it drives.
+    #[default]
+    Focus,
+    /// The async calibration job API (`/api/v1`).
+    Calibration,
+}
 
 /// Simulator settings.
 #[derive(Clone, Debug)]

@@ -297,6 +297,35 @@ pub fn load_text(
         pos: index.get("id"),
     };
     assign_positions(&mut spec, &index);
+    // Shared variables and included step lists, relative to this file.
+    let dir = Path::new(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut extra = Vec::new();
+    if let Some(vf) = spec.vars_file.clone() {
+        match load_vars_file(&dir.join(&vf)) {
+            Ok(mut shared) => {
+                // The spec's own vars come after (they may use and override the shared ones).
+                shared.extend(std::mem::take(&mut spec.vars));
+                spec.vars = shared;
+            }
+            Err(m) => extra.push(diag((index.get("vars_file"), m, None))),
+        }
+    }
+    let here = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
+    let mut stack = vec![here];
+    let src = Src {
+        file,
+        text,
+        index: &index,
+        dir: &dir,
+    };
+    resolve_includes(&mut spec.steps, "steps", &src, &mut stack, &mut extra);
+    resolve_includes(&mut spec.cleanup, "cleanup", &src, &mut stack, &mut extra);
+    if !extra.is_empty() {
+        return Err(extra);
+    }
     let diags = check(&spec, &index, catalog, target_vars)
         .into_iter()
         .map(diag)
@@ -305,6 +334,181 @@ pub fn load_text(
         Ok(spec)
     } else {
         Err(diags)
+    }
+}
+
+/// A file being loaded: its shown name, text, positions and directory (for relative paths).
+struct Src<'a> {
+    file: &'a str,
+    text: &'a str,
+    index: &'a PositionIndex,
+    dir: &'a Path,
+}
+
+/// Reads a `vars_file`: a YAML mapping of variables.
+fn load_vars_file(path: &Path) -> Result<super::VarMap, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("vars_file {}: cannot read it: {e}", display_path(path)))?;
+    let v: serde_json::Value = serde_yaml::from_str(&text)
+        .map_err(|e| format!("vars_file {}: {e}", display_path(path)))?;
+    match v {
+        serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
+        _ => Err(format!(
+            "vars_file {}: a vars file is a YAML mapping of names to values",
+            display_path(path)
+        )),
+    }
+}
+
+/// Loads every `include:` below `steps` (in blocks too, and includes of included files),
+/// each file checked as a step list with diagnostics at its own `file:line:col`; a missing
+/// file or a cycle is reported at the `include` that names it.
+fn resolve_includes(
+    steps: &mut [Step],
+    base: &str,
+    src: &Src,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (i, step) in steps.iter_mut().enumerate() {
+        let p = format!("{base}[{i}]");
+        match &mut step.kind {
+            StepKind::Include(inc) => {
+                let at = src.index.get(&format!("{p}.include"));
+                let here = |m: String, hint: Option<String>| {
+                    Diagnostic::new(src.file, at, m)
+                        .with_hint(hint)
+                        .with_source(src.text)
+                };
+                let path = src.dir.join(&inc.path);
+                if !path.is_file() {
+                    out.push(here(
+                        format!(
+                            "included file `{}` not found ({})",
+                            inc.path,
+                            display_path(&path)
+                        ),
+                        Some("an include path is relative to the file that includes it".into()),
+                    ));
+                    continue;
+                }
+                let canon = std::fs::canonicalize(&path).unwrap_or(path.clone());
+                if let Some(k) = stack.iter().position(|s| *s == canon) {
+                    let chain: Vec<String> = stack[k..]
+                        .iter()
+                        .chain(std::iter::once(&canon))
+                        .map(|s| display_path(s))
+                        .collect();
+                    out.push(here(
+                        format!("include cycle: {}", chain.join(" -> ")),
+                        Some(
+                            "a fragment may not include itself, directly or through others".into(),
+                        ),
+                    ));
+                    continue;
+                }
+                let display = display_path(&path);
+                match load_step_list(&path, &display) {
+                    Err(mut d) => out.append(&mut d),
+                    Ok((mut inner, text)) => {
+                        let idx = PositionIndex::build(&text).unwrap_or_default();
+                        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                        let sub = Src {
+                            file: &display,
+                            text: &text,
+                            index: &idx,
+                            dir: &dir,
+                        };
+                        stack.push(canon);
+                        resolve_includes(&mut inner, "", &sub, stack, out);
+                        stack.pop();
+                        inc.steps = inner;
+                        inc.file = path.clone();
+                        inc.display = display.clone();
+                    }
+                }
+            }
+            StepKind::Fanout(f) => {
+                resolve_includes(&mut f.steps, &format!("{p}.fanout.steps"), src, stack, out);
+                resolve_includes(
+                    &mut f.cleanup,
+                    &format!("{p}.fanout.cleanup"),
+                    src,
+                    stack,
+                    out,
+                );
+            }
+            StepKind::Foreach(f) => {
+                resolve_includes(&mut f.steps, &format!("{p}.foreach.steps"), src, stack, out)
+            }
+            StepKind::Repeat(r) => {
+                resolve_includes(&mut r.steps, &format!("{p}.repeat.steps"), src, stack, out)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An included file: a YAML list of steps, read and checked like a spec's `steps`.
+fn load_step_list(path: &Path, display: &str) -> Result<(Vec<Step>, String), Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::new(
+            display,
+            Pos::default(),
+            format!("cannot read included file: {e}"),
+        )]
+    })?;
+    let diag = |(pos, msg, hint): Problem| {
+        Diagnostic::new(display, pos, msg)
+            .with_hint(hint)
+            .with_source(&text)
+    };
+    let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
+        vec![Diagnostic::new(display, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
+    })?;
+    if !index.problems.is_empty() {
+        return Err(index
+            .problems
+            .iter()
+            .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
+            .collect());
+    }
+    let value: serde_json::Value =
+        serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(display, &text, &e)])?;
+    if !value.is_array() {
+        return Err(vec![diag((
+            Pos { line: 1, col: 1 },
+            "an included file is a YAML list of steps (`- name: ...`)".into(),
+            None,
+        ))]);
+    }
+    let mut problems = Vec::new();
+    let mut steps = super::structure::typed_steps(Some(&value), "", &index, &mut problems);
+    if problems.is_empty() {
+        assign_steps(&mut steps, "", &index);
+        check_steps(&steps, "", &index, &mut problems);
+        for s in &index.scalars {
+            let expression = s.path.ends_with(".expr")
+                || s.path.ends_with(".when")
+                || s.path.ends_with(".while");
+            if !expression && !is_template(&s.value) {
+                continue;
+            }
+            match lint(&s.value, expression) {
+                Err(e) => problems.push((s.pos, format!("bad template `{}`: {e}", s.value), None)),
+                Ok(u) => problems.extend(
+                    u.problems
+                        .into_iter()
+                        .map(|p| (s.pos, format!("{p} in `{}`", s.value), None)),
+                ),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok((steps, text.clone()))
+    } else {
+        problems.sort_by_key(|p| (p.0.line, p.0.col));
+        Err(problems.into_iter().map(diag).collect())
     }
 }
 
@@ -346,6 +550,12 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
             StepKind::Fanout(f) => {
                 assign_steps(&mut f.steps, &format!("{path}.fanout.steps"), index);
                 assign_steps(&mut f.cleanup, &format!("{path}.fanout.cleanup"), index);
+            }
+            StepKind::Foreach(f) => {
+                assign_steps(&mut f.steps, &format!("{path}.foreach.steps"), index)
+            }
+            StepKind::Repeat(r) => {
+                assign_steps(&mut r.steps, &format!("{path}.repeat.steps"), index)
             }
             _ => {}
         }
@@ -392,8 +602,8 @@ fn check(
                 for (j, id) in st.covers.iter().enumerate() {
                     out.push((format!("{prefix}[{i}].covers[{j}]"), id));
                 }
-                if let StepKind::Fanout(f) = &st.kind {
-                    step_covers(&f.steps, &format!("{prefix}[{i}].fanout.steps"), out);
+                for (b, block) in st.kind.blocks() {
+                    step_covers(block, &format!("{prefix}[{i}].{b}"), out);
                 }
             }
         }
@@ -454,11 +664,47 @@ fn check(
     }
     check_steps(&spec.steps, "steps", index, &mut out);
     check_steps(&spec.cleanup, "cleanup", index, &mut out);
+    // `append` captures collect into a list: a variable of that name must be one.
+    fn appends(steps: &[Step], base: &str, out: &mut Vec<(String, String)>) {
+        for (i, s) in steps.iter().enumerate() {
+            let p = format!("{base}[{i}]");
+            for (k, c) in &s.capture {
+                if c.appends() {
+                    out.push((k.clone(), format!("{p}.capture.{k}")));
+                }
+            }
+            for (b, block) in s.kind.blocks() {
+                appends(block, &format!("{p}.{b}"), out);
+            }
+        }
+    }
+    let mut app = Vec::new();
+    appends(&spec.steps, "steps", &mut app);
+    for (name, at) in app {
+        let vals = spec
+            .vars
+            .get(&name)
+            .into_iter()
+            .chain(spec.cases.iter().filter_map(|c| c.vars.get(&name)));
+        for v in vals {
+            if !v.is_array() && !(v.as_str().is_some_and(is_template)) {
+                out.push((
+                    index.get(&at),
+                    format!("capture `{name}` appends to a list, but the variable `{name}` is {v}"),
+                    Some(format!(
+                        "start it as a list (`{name}: []`) or leave it undefined"
+                    )),
+                ));
+            }
+        }
+    }
 
     // Every templated string: syntax, filters/tests/methods, and variables defined at that point.
     let regions = scope_regions(spec, target_vars);
     for s in &index.scalars {
-        let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
+        let expression = s.path.ends_with(".expr")
+            || s.path.ends_with(".when")
+            || (s.path.ends_with(".repeat.while") && !is_template(&s.value));
         if !expression && !is_template(&s.value) {
             continue;
         }
@@ -591,7 +837,9 @@ fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>)
         if !(s.path.starts_with("steps") || s.path.starts_with("cleanup")) {
             continue;
         }
-        let expression = s.path.ends_with(".expr") || s.path.ends_with(".when");
+        let expression = s.path.ends_with(".expr")
+            || s.path.ends_with(".when")
+            || (s.path.ends_with(".repeat.while") && !is_template(&s.value));
         if !expression && !is_template(&s.value) {
             continue;
         }
@@ -848,9 +1096,11 @@ fn all_captures(steps: &[Step], base: &str, out: &mut Vec<(String, String)>) {
         for k in s.capture.keys() {
             out.push((k.clone(), format!("`{p}` ({})", s.label())));
         }
-        if let StepKind::Fanout(f) = &s.kind {
-            all_captures(&f.steps, &format!("{p}.fanout.steps"), out);
-            all_captures(&f.cleanup, &format!("{p}.fanout.cleanup"), out);
+        for (b, block) in s.kind.blocks() {
+            all_captures(block, &format!("{p}.{b}"), out);
+        }
+        if let StepKind::Include(inc) = &s.kind {
+            all_captures(&inc.steps, &format!("{p} (in {})", inc.display), out);
         }
     }
 }
@@ -896,6 +1146,77 @@ fn step_regions(
                 cl.defined.insert(n);
             }
             step_regions(&f.cleanup, &format!("{p}.fanout.cleanup"), cl, regions);
+        }
+        if let StepKind::Foreach(f) = &step.kind {
+            // The item (and `index`) exist inside the block only.
+            let mut inner = known.clone();
+            inner.guards = r.guards.clone();
+            inner.not_yet.remove(&f.as_);
+            inner.defined.insert(f.as_.clone());
+            inner.defined.insert("index".into());
+            let after = step_regions(&f.steps, &format!("{p}.foreach.steps"), inner, regions);
+            // An empty list runs nothing: what the block captures may be missing afterwards
+            // (unless the list is written out and not empty).
+            let runs = matches!(&f.items, serde_json::Value::Array(a) if !a.is_empty());
+            for n in after.defined.into_iter().chain(after.maybe.into_keys()) {
+                if n == f.as_ || n == "index" {
+                    continue;
+                }
+                if runs {
+                    known.not_yet.remove(&n);
+                    known.maybe.remove(&n);
+                    known.defined.insert(n);
+                } else if !known.defined.contains(&n) {
+                    known.not_yet.remove(&n);
+                    known.maybe.insert(
+                        n.clone(),
+                        format!("it is captured inside the `foreach` at `{p}`, which runs nothing for an empty list"),
+                    );
+                }
+            }
+        }
+        if let StepKind::Repeat(rep) = &step.kind {
+            let mut inner = known.clone();
+            inner.guards = r.guards.clone();
+            // From the second run on, the body's captures of the previous run are there:
+            // before their step they may be used when guarded (`page | default(0)`).
+            let mut body = Vec::new();
+            all_captures(&rep.steps, "", &mut body);
+            for (n, _) in body {
+                if !inner.defined.contains(&n) {
+                    inner.not_yet.remove(&n);
+                    inner.maybe.insert(
+                        n.clone(),
+                        format!(
+                            "`{n}` is captured inside this `repeat` and missing in its first run"
+                        ),
+                    );
+                }
+            }
+            let after = step_regions(&rep.steps, &format!("{p}.repeat.steps"), inner, regions);
+            // `while` is checked after each run: it sees the run's captures.
+            regions.push((format!("{p}.repeat.while"), after.clone()));
+            // A repeat runs at least once.
+            for n in after.defined {
+                known.not_yet.remove(&n);
+                known.maybe.remove(&n);
+                known.defined.insert(n);
+            }
+            for (n, why) in after.maybe {
+                if !known.defined.contains(&n) {
+                    known.not_yet.remove(&n);
+                    known.maybe.insert(n, why);
+                }
+            }
+        }
+        if let StepKind::Include(inc) = &step.kind {
+            let mut caps = Vec::new();
+            all_captures(&inc.steps, "", &mut caps);
+            for (n, _) in caps {
+                known.not_yet.remove(&n);
+                known.maybe.remove(&n);
+                known.defined.insert(n);
+            }
         }
         for k in step.capture.keys() {
             known.not_yet.remove(k);
@@ -1092,6 +1413,71 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                         Ok(_) => {}
                     }
                 }
+            }
+            StepKind::Foreach(f) => {
+                let at = format!("{path}.foreach");
+                if f.steps.is_empty() {
+                    out.push((
+                        index.get(&at),
+                        "a `foreach` needs at least one step".into(),
+                        None,
+                    ));
+                }
+                let valid = f
+                    .as_
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && f.as_.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid || ["env", "target", "spec", "case", "index"].contains(&f.as_.as_str()) {
+                    out.push((
+                        index.get(&format!("{at}.as")),
+                        format!("foreach `as: {}` must be a variable name (letters, digits, `_`) other than env, target, spec, case, index", f.as_),
+                        None,
+                    ));
+                }
+                match &f.items {
+                    serde_json::Value::Array(_) => {}
+                    serde_json::Value::String(t) if is_template(t) => {}
+                    other => out.push((
+                        index.get(&format!("{at}.items")),
+                        format!("foreach `items` must be a list or a template rendering to one, found {other}"),
+                        Some("e.g. `items: \"{{ job_ids }}\"` or `items: [a, b]`".into()),
+                    )),
+                }
+                if let Some(c) = &f.concurrency {
+                    check_count(c, "concurrency", &format!("{at}.concurrency"), index, out);
+                }
+                check_steps(&f.steps, &format!("{at}.steps"), index, out);
+            }
+            StepKind::Repeat(r) => {
+                let at = format!("{path}.repeat");
+                if r.steps.is_empty() {
+                    out.push((
+                        index.get(&at),
+                        "a `repeat` needs at least one step".into(),
+                        None,
+                    ));
+                }
+                if r.max == 0 || r.max > super::MAX_REPEAT {
+                    out.push((
+                        index.get(&format!("{at}.max")),
+                        format!(
+                            "repeat `max` {} is out of range: 1 to {}",
+                            r.max,
+                            super::MAX_REPEAT
+                        ),
+                        None,
+                    ));
+                }
+                if let Err(e) = lint(&r.while_, !is_template(&r.while_)) {
+                    out.push((
+                        index.get(&format!("{at}.while")),
+                        format!("bad `while` condition `{}`: {e}", r.while_),
+                        None,
+                    ));
+                }
+                check_steps(&r.steps, &format!("{at}.steps"), index, out);
             }
             StepKind::Kube(k) => {
                 use super::KubeVerb::*;

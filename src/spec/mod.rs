@@ -90,6 +90,10 @@ pub struct Spec {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Value>")]
     pub vars: VarMap,
+    /// A YAML file of shared variables (a mapping), relative to the spec: read before `vars`,
+    /// which may use and override them (`vars_file: fragments/vars.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars_file: Option<String>,
     /// Names of variables whose values are secrets, redacted from every report: spec or case
     /// `vars`, target `vars` and captures of these names (`secrets: [password, token]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -165,6 +169,9 @@ pub enum StepKind {
     Sim(HttpRequest),
     Kube(Box<KubeOp>),
     Fanout(Box<Fanout>),
+    Foreach(Box<Foreach>),
+    Repeat(Box<Repeat>),
+    Include(Box<Include>),
 }
 
 impl StepKind {
@@ -176,6 +183,20 @@ impl StepKind {
             StepKind::Sim(_) => "sim",
             StepKind::Kube(_) => "kube",
             StepKind::Fanout(_) => "fanout",
+            StepKind::Foreach(_) => "foreach",
+            StepKind::Repeat(_) => "repeat",
+            StepKind::Include(_) => "include",
+        }
+    }
+
+    /// The step lists this kind runs inside itself, with their YAML path below the step
+    /// (`fanout.steps`, `foreach.steps`, ...). An include's steps live in another file: `None`.
+    pub fn blocks(&self) -> Vec<(&'static str, &[Step])> {
+        match self {
+            StepKind::Fanout(f) => vec![("fanout.steps", &f.steps), ("fanout.cleanup", &f.cleanup)],
+            StepKind::Foreach(f) => vec![("foreach.steps", &f.steps)],
+            StepKind::Repeat(r) => vec![("repeat.steps", &r.steps)],
+            _ => Vec::new(),
         }
     }
 
@@ -183,7 +204,11 @@ impl StepKind {
     /// simulated time on a scaled simulator), as opposed to one request's latency.
     pub fn waits(&self) -> bool {
         match self {
-            StepKind::Sleep(_) | StepKind::Fanout(_) => true,
+            StepKind::Sleep(_)
+            | StepKind::Fanout(_)
+            | StepKind::Foreach(_)
+            | StepKind::Repeat(_)
+            | StepKind::Include(_) => true,
             StepKind::Kube(k) => matches!(k.op, KubeVerb::Wait | KubeVerb::Absent),
             _ => false,
         }
@@ -207,6 +232,9 @@ impl Step {
                 (None, Some(d)) => format!("fanout for {}", d.0),
                 (None, None) => "fanout".into(),
             },
+            StepKind::Foreach(f) => format!("foreach {} in {}", f.as_, compact_value(&f.items)),
+            StepKind::Repeat(r) => format!("repeat while {}", r.while_),
+            StepKind::Include(i) => format!("include {}", i.path),
         }
     }
 }
@@ -216,7 +244,7 @@ impl Step {
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "Step",
-    description = "Exactly one of http, sleep, assert, sim, kube, fanout."
+    description = "Exactly one of http, sleep, assert, sim, kube, fanout, foreach, repeat, include."
 )]
 pub struct RawStep {
     /// Step name shown in reports.
@@ -243,6 +271,15 @@ pub struct RawStep {
     /// Run a block of steps many times concurrently, with aggregate thresholds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout: Option<Fanout>,
+    /// Run a block of steps once per item of a list (`as` names the item inside the block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreach: Option<Foreach>,
+    /// Run a block of steps again while a condition holds (checked after each run), up to `max` times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
+    /// Run the steps of another file (a YAML list of steps, relative to this file) here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
     /// Rejected: gRPC streaming is out of the agreed scope. Accepted by the parser only to say so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(skip)]
@@ -293,10 +330,22 @@ impl TryFrom<RawStep> for Step {
         if let Some(f) = r.fanout {
             kinds.push(StepKind::Fanout(Box::new(f)));
         }
+        if let Some(f) = r.foreach {
+            kinds.push(StepKind::Foreach(Box::new(f)));
+        }
+        if let Some(x) = r.repeat {
+            kinds.push(StepKind::Repeat(Box::new(x)));
+        }
+        if let Some(path) = r.include {
+            kinds.push(StepKind::Include(Box::new(Include {
+                path,
+                ..Default::default()
+            })));
+        }
         if kinds.len() != 1 {
             let found: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
             return Err(format!(
-                "a step needs exactly one action (http, sleep, assert, sim, kube or fanout), found {}",
+                "a step needs exactly one action (http, sleep, assert, sim, kube, fanout, foreach, repeat or include), found {}",
                 if found.is_empty() { "none".to_string() } else { found.join(" + ") }
             ));
         }
@@ -331,6 +380,9 @@ impl From<Step> for RawStep {
             StepKind::Sim(h) => r.sim = Some(h),
             StepKind::Kube(k) => r.kube = Some(*k),
             StepKind::Fanout(f) => r.fanout = Some(*f),
+            StepKind::Foreach(f) => r.foreach = Some(*f),
+            StepKind::Repeat(x) => r.repeat = Some(*x),
+            StepKind::Include(i) => r.include = Some(i.path),
         }
         r
     }
@@ -1313,6 +1365,10 @@ pub struct CaptureSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub default: Option<Value>,
+    /// Append to a list variable instead of replacing it (a list captured is appended item by
+    /// item; the variable starts as an empty list): collects values across `repeat`/`foreach` runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append: bool,
     /// The captured value is a secret: redacted from every report (in this and later steps and
     /// specs), wherever it shows up.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -1320,6 +1376,11 @@ pub struct CaptureSpec {
 }
 
 impl Capture {
+    /// `append: true` (long form only): the variable is a list that grows.
+    pub fn appends(&self) -> bool {
+        matches!(self, Capture::Detailed(d) if d.append)
+    }
+
     /// Marked `secret: true` (long form only).
     pub fn is_secret(&self) -> bool {
         matches!(self, Capture::Detailed(d) if d.secret)
@@ -1481,4 +1542,63 @@ pub struct Fanout {
     /// Aggregate thresholds, e.g. `succeeded == count`, `p95(configure) < 2s`, `unique(stream_port)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<String>,
+}
+
+/// Most iterations a `repeat` may run.
+pub const MAX_REPEAT: u64 = 10_000;
+
+fn compact_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Run a block of steps once per item of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Foreach {
+    /// The list: a YAML list, or a template rendering to one (`"{{ job_ids }}"`).
+    #[schemars(with = "Value")]
+    pub items: Value,
+    /// Name of the current item inside the block (defined there only); `index` (0-based) too.
+    #[serde(rename = "as")]
+    pub as_: String,
+    /// Steps run for each item. With `concurrency` 1 (default) items run in order and share the
+    /// variables (captures carry over, `append` collects); with more, each item keeps its own.
+    pub steps: Vec<Step>,
+    /// Items in flight at once (default 1: one after the other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Count>,
+}
+
+/// Run a block of steps, then again while `while` holds: at least once, at most `max` times.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    /// Expression checked after each run (`"{{ has_next }}"` or `has_next`): another run while true.
+    #[serde(rename = "while")]
+    pub while_: String,
+    /// Most runs (default 100, at most 10,000); still true after `max` runs fails the step.
+    #[serde(default = "default_repeat_max")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max: u64,
+    /// Steps of one run (they share the variables: a capture of one run is seen by the next).
+    pub steps: Vec<Step>,
+}
+
+fn default_repeat_max() -> u64 {
+    100
+}
+
+/// `include: path`: the steps of another file, read when the spec is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Include {
+    /// As written (relative to the including file).
+    pub path: String,
+    /// The file as read, and as shown in diagnostics and failure locations.
+    pub file: PathBuf,
+    pub display: String,
+    /// The included steps, positioned in their own file.
+    pub steps: Vec<Step>,
 }

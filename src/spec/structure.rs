@@ -342,7 +342,7 @@ fn unknown_variant_hint(msg: &str) -> Option<String> {
 
 /// Steps one by one (and the steps of fan-outs before their fan-out), so one bad step does
 /// not hide the problems of the others.
-fn typed_steps(
+pub(crate) fn typed_steps(
     v: Option<&Value>,
     base: &str,
     index: &PositionIndex,
@@ -358,6 +358,11 @@ fn typed_steps(
         if let Some(f) = item.get("fanout") {
             typed_steps(f.get("steps"), &format!("{p}.fanout.steps"), index, out);
             typed_steps(f.get("cleanup"), &format!("{p}.fanout.cleanup"), index, out);
+        }
+        for block in ["foreach", "repeat"] {
+            if let Some(b) = item.get(block) {
+                typed_steps(b.get("steps"), &format!("{p}.{block}.steps"), index, out);
+            }
         }
         if out.len() > before {
             continue;

@@ -68,6 +68,7 @@ pub struct Target {
     /// `env.*` values, sensitive headers, secret captures and variables).
     pub secrets: crate::results::Secrets,
     sim: Option<SimHandle>,
+    calibration: Option<crate::sim::calibration::CalibrationHandle>,
 }
 
 /// What a simulator says about itself (`GET /sim/state`).
@@ -158,12 +159,39 @@ impl Target {
         };
         let mut capabilities = BTreeSet::new();
         let mut sim = None;
+        let mut calibration = None;
         let mut kube = None;
         let mut time_scale = cfg.time_scale.unwrap_or(1.0);
         let mut kind = "remote";
         let mut sim_vars;
         let base_url;
-        if let Some(emb) = &cfg.embedded {
+        if let Some(emb) = cfg
+            .embedded
+            .as_ref()
+            .filter(|e| e.service == Some(crate::sim::Service::Calibration))
+        {
+            // The calibration job API: no Kubernetes, no stream facts; its base URL is `/api/v1`.
+            time_scale = ov
+                .time_scale
+                .or(emb.time_scale)
+                .unwrap_or(DEFAULT_EMBEDDED_TIME_SCALE);
+            let cc = crate::sim::calibration::CalibrationConfig {
+                time_scale,
+                seed: ov.seed.or(emb.seed).unwrap_or(42),
+                ..Default::default()
+            };
+            let handle = crate::sim::calibration::start(cc, 0)
+                .await
+                .map_err(|source| TargetError::Simulator {
+                    target: name.into(),
+                    source,
+                })?;
+            base_url = Some(handle.api_url());
+            sim_vars = VarMap::new();
+            capabilities.insert(Capability::Simulator);
+            calibration = Some(handle);
+            kind = "embedded";
+        } else if let Some(emb) = &cfg.embedded {
             time_scale = ov
                 .time_scale
                 .or(emb.time_scale)
@@ -320,6 +348,7 @@ impl Target {
             kube,
             secrets,
             sim,
+            calibration,
         })
     }
 
@@ -332,6 +361,9 @@ impl Target {
     pub async fn shutdown(mut self) {
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
+        }
+        if let Some(c) = self.calibration.take() {
+            c.shutdown().await;
         }
     }
 }
