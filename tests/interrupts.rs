@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{focusqa, results_in, stderr, stdout, SeparateSim};
+use common::{results_in, run_expecting, SeparateSim};
 use serde_json::Value;
 
 const REPORTS: [&str; 4] = ["results.json", "junit.xml", "summary.html", "coverage.html"];
@@ -169,22 +169,8 @@ steps:
 "#,
     )
     .unwrap();
-    let rd = dir.path().join("reports");
-    let out = focusqa(&[
-        "run",
-        spec.to_str().unwrap(),
-        "--report-dir",
-        rd.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let r = results_in(&rd);
-    let step = &r["specs"][0]["cases"][0]["steps"][0];
+    let run = run_expecting(1, &["run", spec.to_str().unwrap()]);
+    let step = &run.results["specs"][0]["cases"][0]["steps"][0];
     assert_eq!(step["status"], "failed", "{step}");
     assert_eq!(step["fanout"]["cleanup_failures"], 3);
     let a = step["assertions"]
