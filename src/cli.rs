@@ -868,6 +868,18 @@ impl Signals {
     }
 }
 
+/// Waits for Ctrl-C, or SIGTERM/SIGHUP when a simulator runs as a service or in a pod.
+async fn stop_signal() {
+    match Signals::new() {
+        Ok(mut sig) => {
+            sig.next().await;
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 async fn sim(a: SimArgs) -> Exit {
     if a.service == crate::sim::Service::Calibration {
         return sim_calibration(a).await;
@@ -909,15 +921,7 @@ async fn sim(a: SimArgs) -> Exit {
         handle.config().namespace
     );
     println!("Press Ctrl-C to stop.");
-    // Ctrl-C, or SIGTERM/SIGHUP when the simulator runs as a service or in a pod.
-    match Signals::new() {
-        Ok(mut sig) => {
-            sig.next().await;
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    stop_signal().await;
     handle.shutdown().await;
     println!("simulator stopped");
     Exit::Ok
@@ -947,14 +951,7 @@ async fn sim_calibration(a: SimArgs) -> Exit {
         handle.url()
     );
     println!("Press Ctrl-C to stop.");
-    match Signals::new() {
-        Ok(mut sig) => {
-            sig.next().await;
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    stop_signal().await;
     handle.shutdown().await;
     println!("simulator stopped");
     Exit::Ok

@@ -359,19 +359,12 @@ impl Engine {
             });
         }
         let interrupted = self.cancel.is_cancelled();
-        let mut report = RunReport {
-            tool: "focusqa".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            target: self.target.info.clone(),
-            started_at,
-            duration_ms: ms(t0.elapsed()),
+        let mut report = run_report(
+            self.target.info.clone(),
+            (started_at, t0),
             interrupted,
-            totals: Totals::from_specs(&results),
-            specs: results,
-            coverage: None,
-            shard: None,
-            history: Vec::new(),
-        };
+            results,
+        );
         // Again over the whole report: a secret learnt late (a capture in a later spec) also
         // leaves the specs that finished before.
         report.redact(&self.target.secrets);
@@ -466,13 +459,23 @@ pub fn aborted_report(
             )),
         }
     }
+    run_report(target, started, true, results)
+}
+
+/// A run's report from its spec results (coverage, shard and history are added by the caller).
+fn run_report(
+    target: TargetInfo,
+    started: (chrono::DateTime<Utc>, Instant),
+    interrupted: bool,
+    results: Vec<SpecResult>,
+) -> RunReport {
     RunReport {
         tool: "focusqa".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         target,
         started_at: started.0,
         duration_ms: ms(started.1.elapsed()),
-        interrupted: true,
+        interrupted,
         totals: Totals::from_specs(&results),
         specs: results,
         coverage: None,
