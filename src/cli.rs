@@ -144,12 +144,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "RESULTS_JSON")]
     pub durations: Option<PathBuf>,
     /// Keep a compact record of this run in DIR (one small JSON file per run) and show the
-    /// trend of the last runs in the HTML reports.
+    /// trend of the last runs in the HTML reports (default: the config's `history:`).
     #[arg(long, value_name = "DIR")]
     pub history: Option<PathBuf>,
-    /// How many runs the history keeps (the oldest are deleted).
-    #[arg(long, default_value_t = crate::history::DEFAULT_KEEP, value_name = "N")]
-    pub history_keep: usize,
+    /// Record nothing in the history for this run, even if the config names one.
+    #[arg(long, conflicts_with = "history")]
+    pub no_history: bool,
+    /// How many runs the history keeps, the oldest deleted (default: the config's
+    /// `history_keep:`, else 30).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_keep: Option<u64>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +214,10 @@ pub struct SimArgs {
     /// Where to write the kubeconfig of the simulated cluster.
     #[arg(long, default_value = "reports/sim-kubeconfig.yaml")]
     pub kubeconfig: PathBuf,
+    /// Require this bearer token on the Kubernetes API (401 otherwise), as a real API server
+    /// requires a service account's; the written kubeconfig carries it.
+    #[arg(long, env = "FOCUSQA_SIM_KUBE_TOKEN", hide_env_values = true)]
+    pub kube_token: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -810,10 +818,20 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         .report_dir
         .clone()
         .unwrap_or_else(|| config.resolve(&config.report_dir));
-    if let Some(h) = &a.history {
+    let history = match (&a.history, a.no_history) {
+        (Some(h), _) => Some(h.clone()),
+        (None, false) => config.history.as_ref().map(|h| config.resolve(h)),
+        (None, true) => None,
+    };
+    let keep = a
+        .history_keep
+        .map(|n| n as usize)
+        .or(config.history_keep)
+        .unwrap_or(crate::history::DEFAULT_KEEP);
+    if let Some(h) = &history {
         // A history that cannot be written is reported, never the run's failure.
         let rec = crate::history::RunRecord::of(&report, crate::history::git_commit());
-        match crate::history::save(h, &rec, a.history_keep) {
+        match crate::history::save(h, &rec, keep) {
             Ok(_) => report.history = crate::history::load(h),
             Err(e) => eprintln!("warning: {e}"),
         }
@@ -888,6 +906,7 @@ async fn sim(a: SimArgs) -> Exit {
         time_scale: a.time_scale,
         capacity: a.capacity,
         seed: a.seed,
+        kube_token: a.kube_token.clone(),
         ..Default::default()
     };
     let handle = match crate::sim::start(cfg, a.port, a.kube_port).await {

@@ -37,6 +37,14 @@ pub struct Config {
     pub report_dir: PathBuf,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+    /// Keep a record of every run in this folder and show the trend in the HTML reports (as
+    /// `run --history DIR`, which overrides it; `--no-history` skips it for one run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<PathBuf>,
+    /// How many runs the history keeps (default 30; `--history-keep` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub history_keep: Option<usize>,
     /// Directory this config was read from (paths inside are relative to it).
     #[serde(skip)]
     #[schemars(skip)]
@@ -64,6 +72,8 @@ impl Default for Config {
             scope: default_scope(),
             report_dir: default_report_dir(),
             targets: BTreeMap::new(),
+            history: None,
+            history_keep: None,
             base_dir: PathBuf::from("."),
         }
     }
@@ -237,9 +247,15 @@ pub struct KubeTargetConfig {
     /// Namespace of the Focus jobs (default `focus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Use the in-cluster service account (when focusqa itself runs in a pod).
+    /// Use the in-cluster service account (when focusqa itself runs in a pod): the API server
+    /// from `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`, the token and CA from
+    /// `service_account_dir`.
     #[serde(default)]
     pub in_cluster: bool,
+    /// Where the pod's service account is mounted (default
+    /// `/var/run/secrets/kubernetes.io/serviceaccount`); holds `token` and `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_dir: Option<PathBuf>,
 }
 
 impl Config {

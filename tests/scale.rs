@@ -356,3 +356,57 @@ fn history_keeps_the_last_runs_and_the_reports_show_the_trend() {
     let html = std::fs::read_to_string(out.join("summary.html")).unwrap();
     assert!(html.contains("Trend over the last 2 run(s)"));
 }
+
+#[test]
+fn the_config_names_the_history_and_a_run_can_skip_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cfg = tmp.path().join("focusqa.yaml");
+    std::fs::write(
+        &cfg,
+        format!("specs: [{root}/specs]\nscope: {root}/specs/scope.yaml\nhistory: runs\nhistory_keep: 2\n"),
+    )
+    .unwrap();
+    let count = || {
+        std::fs::read_dir(tmp.path().join("runs"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--id",
+            "api.validation.nfft",
+            "--quiet",
+            "--report-dir",
+        ];
+        let reports = tmp.path().join("reports");
+        let reports = reports.to_str().unwrap().to_string();
+        args.push(&reports);
+        args.extend_from_slice(extra);
+        run_ok(&args);
+    };
+    run(&[]);
+    // The folder is relative to the config file, not to where focusqa runs.
+    assert_eq!(count(), 1, "the config's `history:` recorded the run");
+    run(&[]);
+    run(&[]);
+    assert_eq!(count(), 2, "bounded by the config's `history_keep: 2`");
+    let html = std::fs::read_to_string(tmp.path().join("reports/summary.html")).unwrap();
+    assert!(html.contains("Trend over the last 2 run(s)"));
+
+    let before: Vec<_> = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    run(&["--no-history"]);
+    let after: Vec<_> = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "--no-history leaves the history alone");
+    let html = std::fs::read_to_string(tmp.path().join("reports/summary.html")).unwrap();
+    assert!(!html.contains(r#"<section class="trend""#));
+}

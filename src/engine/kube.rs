@@ -37,7 +37,10 @@ fn resolve(op: &KubeOp, scope: &Scope, default_ns: &str) -> Result<Resolved, Exe
 fn kube_err(e: kube::Error, what: &str) -> ExecError {
     let msg = match &e {
         kube::Error::Api(s) => format!("Kubernetes API refused {what}: {} {} ({})", s.code, s.message, s.reason),
-        other => format!("Kubernetes API unreachable for {what}: {other} (check the target's kubernetes settings)"),
+        other => format!(
+            "Kubernetes API unreachable for {what}: {} (check the target's kubernetes settings)",
+            crate::targets::kube::error_chain(other)
+        ),
     };
     ExecError::infra(msg)
 }
@@ -142,9 +145,30 @@ pub async fn execute(
             passed,
             message: None,
         };
+    // `wait` and `absent` poll: they read a watch shared by every step on the same kind,
+    // namespace and selectors, or the API server when no live watch can answer.
+    let watched = match op.op {
+        KubeVerb::Wait | KubeVerb::Absent => {
+            let q = crate::targets::watch::Query {
+                resource: &ar,
+                namespace: (caps.scope == KScope::Namespaced).then_some(r.namespace.as_str()),
+                name: r.name.as_deref(),
+                labels: r.labels.as_deref(),
+                fields: r.fields.as_deref(),
+            };
+            kt.watches
+                .objects(&kt.client, &q)
+                .await
+                .map(|objs| objs.into_iter().map(tidy).collect::<Vec<_>>())
+        }
+        _ => None,
+    };
     match op.op {
         KubeVerb::Get | KubeVerb::Wait => {
-            let doc = get_one(&api, r.name.as_deref().unwrap_or_default(), &what).await?;
+            let doc = match watched {
+                Some(objs) => objs.into_iter().next(),
+                None => get_one(&api, r.name.as_deref().unwrap_or_default(), &what).await?,
+            };
             obs.assertions.push(assertion(
                 "exists",
                 json!(true),
@@ -182,9 +206,12 @@ pub async fn execute(
             obs.doc = json!({"count": deleted.len(), "deleted": deleted});
         }
         KubeVerb::Absent => {
-            let remaining: Vec<Value> = match &r.name {
-                Some(n) => get_one(&api, n, &what).await?.into_iter().collect(),
-                None => list_all(&api, &r, &what).await?,
+            // A watch can lag by an event's delivery: "gone" is confirmed by the API server
+            // (one request per verdict, not per poll); "still there" just polls again.
+            let remaining: Vec<Value> = match (watched, &r.name) {
+                (Some(objs), _) if !objs.is_empty() => objs,
+                (_, Some(n)) => get_one(&api, n, &what).await?.into_iter().collect(),
+                (_, None) => list_all(&api, &r, &what).await?,
             };
             let names: Vec<String> = remaining.iter().filter_map(object_name).collect();
             let actual = if names.is_empty() {

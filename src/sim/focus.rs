@@ -487,6 +487,7 @@ async fn sim_state(State(shared): S) -> Response {
                 "events": st.store.count(super::store::Kind::Event),
                 "resource_version": st.store.resource_version().to_string(),
             },
+            "kube_api": st.kube_api.to_json(),
         })
     });
     reply(200, body)

@@ -27,6 +27,77 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(dispatch).with_state(shared)
 }
 
+/// What a request asks of the API server, for the request counts in `/sim/state`.
+fn verb_of(method: &Method, uri: &Uri) -> &'static str {
+    let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segs.as_slice() {
+        ["api", "v1", rest @ ..] | ["apis", "batch", "v1", rest @ ..] if !rest.is_empty() => rest,
+        _ => return "discovery",
+    };
+    let watch_query = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1")
+    });
+    match (method, parse_target(rest)) {
+        (&Method::DELETE, Some((Target::List { .. }, _))) => "deletecollection",
+        (&Method::DELETE, _) => "delete",
+        (_, Some((_, true))) => "watch",
+        (_, Some((Target::List { .. }, _))) if watch_query => "watch",
+        (_, Some((Target::List { .. }, _))) => "list",
+        (_, Some((Target::Log { .. }, _))) => "log",
+        (_, Some((Target::Object { .. }, _))) => "get",
+        (_, None) => "other",
+    }
+}
+
+/// In front of every Kubernetes API request: counts it, checks the bearer token when one is
+/// required (401 as the API server answers), and answers 429 + `Retry-After` while a
+/// `kube_throttle` fault lasts.
+pub async fn gate(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let verb = verb_of(req.method(), req.uri());
+    let bearer: Option<String> = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let verdict = shared.with(|st, now| {
+        let authorized = match &st.cfg.kube_token {
+            None => true,
+            Some(t) => bearer.as_deref() == Some(t.as_str()),
+        };
+        if !authorized {
+            return Err(None);
+        }
+        let faults = &mut st.faults;
+        match st.kube_api.admit(verb, faults, now) {
+            Some(after) => Err(Some(after)),
+            None => Ok(()),
+        }
+    });
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(None) => status(401, "Unauthorized", "Unauthorized", None),
+        Err(Some(after)) => {
+            let mut r = status(
+                429,
+                "TooManyRequests",
+                "the simulator is throttling Kubernetes API requests (fault kube_throttle)",
+                Some(json!({"retryAfterSeconds": after})),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(after),
+            );
+            r
+        }
+    }
+}
+
 fn json_response(code: u16, body: &Value) -> Response {
     json_response_ct(code, body, "application/json")
 }

@@ -111,6 +111,9 @@ pub struct SimConfig {
     /// Real time a client gets to send a whole request body (default 30 s); then 408 and the
     /// connection is closed. Not time-scaled.
     pub body_read_timeout: Duration,
+    /// When set, the Kubernetes API answers 401 unless `Authorization: Bearer <token>` is sent
+    /// (as an API server does for a service account); `None` = no authentication.
+    pub kube_token: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -125,6 +128,7 @@ impl Default for SimConfig {
             instance: 18,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            kube_token: None,
         }
     }
 }
@@ -190,10 +194,14 @@ impl SimHandle {
     }
 
     /// Writes a kubeconfig (server = kube_url, context "focusqa-sim", namespace = config.namespace,
-    /// no auth) to `path`.
+    /// the bearer token when one is required) to `path`.
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let user = match &self.config.kube_token {
+            Some(t) => format!("{{token: {}}}", serde_json::Value::String(t.clone())),
+            None => "{}".into(),
+        };
         let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: focusqa-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: focusqa-sim\n  context:\n    cluster: focusqa-sim\n    namespace: {ns}\n    user: focusqa-sim\ncurrent-context: focusqa-sim\npreferences: {{}}\nusers:\n- name: focusqa-sim\n  user: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: focusqa-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: focusqa-sim\n  context:\n    cluster: focusqa-sim\n    namespace: {ns}\n    user: focusqa-sim\ncurrent-context: focusqa-sim\npreferences: {{}}\nusers:\n- name: focusqa-sim\n  user: {user}\n",
             server = self.kube_url(),
             ns = serde_json::Value::String(self.config.namespace.clone()),
         );
@@ -279,10 +287,15 @@ pub async fn start(
         ),
         (
             kube_listener,
-            kube::router(shared.clone()).layer(axum::middleware::from_fn_with_state(
-                body_read(kube::error_response),
-                serve::read_body,
-            )),
+            kube::router(shared.clone())
+                .layer(axum::middleware::from_fn_with_state(
+                    shared.clone(),
+                    kube::gate,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    body_read(kube::error_response),
+                    serve::read_body,
+                )),
         ),
     ] {
         tasks.push(tokio::spawn(serve::serve(

@@ -73,9 +73,18 @@ pub struct Faults {
     /// Consumer readiness drawn uniformly from this range (real-world seconds) instead of the
     /// default distribution: e.g. `[20, 40]` makes readiness slower than the 30 s requirement.
     pub consumer_delay_s: Option<(f64, f64)>,
+    /// The next `requests` Kubernetes API requests answer 429 with `Retry-After: retry_after_s`
+    /// (real seconds: the header has whole-second resolution, so it is not time-scaled).
+    pub kube_throttle: Option<KubeThrottle>,
 }
 
-pub const FAULT_KEYS: [&str; 8] = [
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KubeThrottle {
+    pub requests: u64,
+    pub retry_after_s: u64,
+}
+
+pub const FAULT_KEYS: [&str; 9] = [
     "live_data",
     "recordings",
     "occupied_ports",
@@ -84,6 +93,7 @@ pub const FAULT_KEYS: [&str; 8] = [
     "consumer_never_ready",
     "slow_responses_ms",
     "consumer_delay_s",
+    "kube_throttle",
 ];
 
 impl Faults {
@@ -97,6 +107,7 @@ impl Faults {
             consumer_never_ready: false,
             slow_responses_ms: 0,
             consumer_delay_s: None,
+            kube_throttle: None,
         }
     }
 
@@ -110,6 +121,7 @@ impl Faults {
             "consumer_never_ready": self.consumer_never_ready,
             "slow_responses_ms": self.slow_responses_ms,
             "consumer_delay_s": self.consumer_delay_s.map(|(lo, hi)| [lo, hi]),
+            "kube_throttle": self.kube_throttle.map(|t| json!({"requests": t.requests, "retry_after_s": t.retry_after_s})),
         })
     }
 
@@ -159,6 +171,29 @@ impl Faults {
                             return Err(bad.into());
                         }
                         Some((lo, hi))
+                    };
+                }
+                "kube_throttle" => {
+                    f.kube_throttle = if v.is_null() {
+                        None
+                    } else {
+                        let bad = "kube_throttle must be {requests: N, retry_after_s: S} with N <= 1000 and S <= 60, or null";
+                        let o = v.as_object().ok_or(bad)?;
+                        if o.keys().any(|k| k != "requests" && k != "retry_after_s") {
+                            return Err(bad.into());
+                        }
+                        let requests = o.get("requests").and_then(Value::as_u64).ok_or(bad)?;
+                        let retry_after_s = match o.get("retry_after_s") {
+                            None => 1,
+                            Some(s) => s.as_u64().ok_or(bad)?,
+                        };
+                        if requests > 1000 || retry_after_s > 60 {
+                            return Err(bad.into());
+                        }
+                        Some(KubeThrottle {
+                            requests,
+                            retry_after_s,
+                        })
                     };
                 }
                 "occupied_ports" => {
@@ -313,6 +348,53 @@ pub struct State {
     default_recording: Recording,
     node_uids: Vec<String>,
     event_seq: u64,
+    /// What the Kubernetes API was asked, for `/sim/state` (how many polls vs one watch).
+    pub kube_api: KubeApiStats,
+}
+
+/// Kubernetes API requests seen by the simulator, by verb.
+#[derive(Debug, Default)]
+pub struct KubeApiStats {
+    pub requests: u64,
+    pub by_verb: BTreeMap<&'static str, u64>,
+    pub throttled: u64,
+    /// When the last 429 was answered; the next request's gap shows whether the client waited.
+    last_throttled: Option<Instant>,
+    /// The shortest time between a 429 and the next request (ms, real time).
+    pub min_retry_gap_ms: Option<u64>,
+}
+
+impl KubeApiStats {
+    /// Counts a request; with a throttle fault pending, answers `Some(retry_after_s)` (429).
+    pub fn admit(&mut self, verb: &'static str, faults: &mut Faults, now: Instant) -> Option<u64> {
+        self.requests += 1;
+        *self.by_verb.entry(verb).or_default() += 1;
+        if let Some(t) = self.last_throttled.take() {
+            let gap = now.saturating_duration_since(t).as_millis() as u64;
+            self.min_retry_gap_ms = Some(self.min_retry_gap_ms.map_or(gap, |m| m.min(gap)));
+        }
+        let th = faults.kube_throttle.as_mut()?;
+        if th.requests == 0 {
+            return None;
+        }
+        th.requests -= 1;
+        let after = th.retry_after_s;
+        if th.requests == 0 {
+            faults.kube_throttle = None;
+        }
+        self.throttled += 1;
+        self.last_throttled = Some(now);
+        Some(after)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "by_verb": self.by_verb,
+            "throttled": self.throttled,
+            "min_retry_gap_ms": self.min_retry_gap_ms,
+        })
+    }
 }
 
 impl State {
@@ -341,6 +423,7 @@ impl State {
             default_recording,
             node_uids: Vec::new(),
             event_seq: 0,
+            kube_api: KubeApiStats::default(),
         };
         st.create_cluster_objects();
         st
@@ -636,6 +719,7 @@ impl State {
         self.schedule.clear();
         self.store.delete_all(&[Kind::Job, Kind::Pod, Kind::Event]);
         self.faults = Faults::defaults(&self.cfg);
+        // `kube_api` counts on: it measures the client, not the simulated world.
         self.update_node_capacity();
     }
 

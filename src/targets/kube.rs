@@ -9,6 +9,64 @@ use tokio::sync::OnceCell;
 use crate::config::{Config, KubeTargetConfig};
 use crate::sim::SimHandle;
 
+/// An error with its causes ("client error (Connect): invalid peer certificate: UnknownIssuer"):
+/// kube's own message stops at the outermost layer, which rarely says what to fix.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// Where Kubernetes mounts a pod's service account.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// A pod's own access, as client-go's `rest.InClusterConfig` builds it: the API server from
+/// `KUBERNETES_SERVICE_HOST`/`_PORT`, the CA and the token (re-read as it rotates) from the
+/// mounted service account. `dir` is configurable so the same code runs outside a pod in tests.
+async fn in_cluster(dir: &std::path::Path) -> Result<kube::Config, String> {
+    let not_in_pod = "focusqa is not running in a pod (or the pod's service account is not \
+                      mounted: check `automountServiceAccountToken`); drop `in_cluster: true` \
+                      to use a kubeconfig";
+    let env = |name: &str| {
+        std::env::var(name).map_err(|_| format!("in_cluster: ${name} is not set: {not_in_pod}"))
+    };
+    let host = env("KUBERNETES_SERVICE_HOST")?;
+    let port: u16 = env("KUBERNETES_SERVICE_PORT")?.parse().map_err(|_| {
+        "in_cluster: $KUBERNETES_SERVICE_PORT is not a port number".to_string()
+    })?;
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => host,
+    };
+    let (token, ca) = (dir.join("token"), dir.join("ca.crt"));
+    for f in [&token, &ca] {
+        if !f.is_file() {
+            return Err(format!("in_cluster: {} not found: {not_in_pod}", f.display()));
+        }
+    }
+    let path = |p: &std::path::Path| serde_json::Value::String(p.display().to_string());
+    // A kubeconfig in memory: kube then reads the CA and keeps the token file fresh itself.
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: in-cluster\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\ncontexts:\n- name: in-cluster\n  context: {{cluster: in-cluster, user: service-account}}\ncurrent-context: in-cluster\nusers:\n- name: service-account\n  user:\n    tokenFile: {token}\n",
+        server = serde_json::Value::String(format!("https://{host}:{port}")),
+        ca = path(&ca),
+        token = path(&token),
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml)
+        .map_err(|e| format!("in_cluster: {e}"))?;
+    kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| format!("in_cluster: {e} (is {} a PEM certificate?)", ca.display()))
+}
+
 /// A connected Kubernetes client and the namespace of the Focus jobs.
 #[derive(Clone)]
 pub struct KubeTarget {
@@ -18,6 +76,8 @@ pub struct KubeTarget {
     pub cluster_url: String,
     /// API discovery, done once per run on first use.
     discovery: Arc<OnceCell<Discovery>>,
+    /// Shared watches that `wait` and `absent` steps read.
+    pub watches: super::watch::Watches,
 }
 
 impl KubeTarget {
@@ -27,6 +87,7 @@ impl KubeTarget {
             namespace,
             cluster_url,
             discovery: Arc::new(OnceCell::new()),
+            watches: Default::default(),
         }
     }
 
@@ -40,7 +101,7 @@ impl KubeTarget {
             .discovery
             .get_or_try_init(|| async { Discovery::new(self.client.clone()).run().await })
             .await
-            .map_err(|e| format!("Kubernetes discovery failed at {}: {e}", self.cluster_url))?;
+            .map_err(|e| format!("Kubernetes discovery failed at {}: {}", self.cluster_url, error_chain(&e)))?;
         if let Some(av) = api_version {
             let (group, version) = match av.split_once('/') {
                 Some((g, v)) => (g.to_string(), v.to_string()),
@@ -109,7 +170,12 @@ impl KubeTarget {
             ..Default::default()
         };
         let cfg = if kc.in_cluster {
-            kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?
+            let dir = kc
+                .service_account_dir
+                .as_ref()
+                .map(|d| config.resolve(d))
+                .unwrap_or_else(|| std::path::PathBuf::from(SERVICE_ACCOUNT_DIR));
+            in_cluster(&dir).await?
         } else if let Some(path) = &kc.kubeconfig {
             let path = config.resolve(path);
             let file = kube::config::Kubeconfig::read_from(&path)

@@ -2,6 +2,7 @@
 //! optional Kubernetes access, its capabilities, and (for `embedded`) the simulator it started.
 
 pub mod kube;
+pub mod watch;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

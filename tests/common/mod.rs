@@ -309,6 +309,7 @@ pub fn xmllint_validate(xml_path: &Path) {
 pub struct SeparateSim {
     pub child: std::process::Child,
     pub focus_url: String,
+    pub kube_url: String,
     pub dir: tempfile::TempDir,
     /// Kept open: the simulator prints on shutdown and must not hit a closed pipe.
     _stdout: std::io::BufReader<std::process::ChildStdout>,
@@ -316,6 +317,11 @@ pub struct SeparateSim {
 
 impl SeparateSim {
     pub fn start(time_scale: &str) -> SeparateSim {
+        Self::start_with(time_scale, &[])
+    }
+
+    /// Started with extra `focusqa sim` arguments (e.g. `--kube-token`).
+    pub fn start_with(time_scale: &str, extra: &[&str]) -> SeparateSim {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -329,17 +335,22 @@ impl SeparateSim {
                 "--time-scale",
                 time_scale,
             ])
+            .args(extra)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let mut focus_url = String::new();
+        let mut kube_url = String::new();
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 {
             if let Some(u) = line.trim().strip_prefix("Focus Server API:") {
                 focus_url = u.trim().to_string();
+            }
+            if let Some(u) = line.trim().strip_prefix("Kubernetes API:") {
+                kube_url = u.trim().to_string();
             }
             if line.contains("Press Ctrl-C") {
                 break;
@@ -361,6 +372,7 @@ impl SeparateSim {
         SeparateSim {
             child,
             focus_url,
+            kube_url,
             dir,
             _stdout: reader,
         }

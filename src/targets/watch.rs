@@ -1,0 +1,192 @@
+//! Shared Kubernetes watches: every `kube wait`/`absent` step on the same kind, namespace and
+//! selectors reads one reflector (one list, then one watch) instead of polling the API server
+//! itself. 200 concurrent waits cost O(kinds) API requests, not O(jobs × polls).
+//!
+//! A watch only answers while it is live: until its first list completed, after a watch error
+//! (until the watcher re-listed) or when it cannot start at all (no `watch` permission), the
+//! steps read the API directly, as before, so a verdict never comes from a stale cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// More distinct watches than this (a spec waiting on many different selectors) and further
+/// keys are polled directly: every watch is an open connection and a cache.
+const MAX_WATCHES: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    group: String,
+    version: String,
+    plural: String,
+    namespace: Option<String>,
+    labels: Option<String>,
+    fields: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Health {
+    Starting,
+    Live,
+    /// A watch error after the first list: the watcher re-lists (with backoff).
+    Lagging,
+    /// The watch could not start; steps poll the API directly.
+    Failed(String),
+}
+
+struct Shared {
+    store: Store<DynamicObject>,
+    health: watch::Receiver<Health>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The watches of one Kubernetes target, started on first use and ended with the target.
+#[derive(Clone, Default)]
+pub struct Watches {
+    map: Arc<Mutex<HashMap<Key, Arc<Shared>>>>,
+}
+
+/// What a step asks of a watch.
+pub struct Query<'a> {
+    pub resource: &'a ApiResource,
+    /// `None` for cluster-scoped kinds.
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub labels: Option<&'a str>,
+    pub fields: Option<&'a str>,
+}
+
+impl Watches {
+    /// The objects matching `q` from a live shared watch, or `None` when no live watch can
+    /// answer (the caller then asks the API server directly).
+    pub async fn objects(&self, client: &kube::Client, q: &Query<'_>) -> Option<Vec<Value>> {
+        let shared = self.get_or_start(client, q)?;
+        let mut health = shared.health.clone();
+        // Wait for the first list (the step's poll deadline bounds this wait).
+        let live = loop {
+            match &*health.borrow_and_update() {
+                Health::Live => break true,
+                Health::Failed(_) | Health::Lagging => break false,
+                Health::Starting => {}
+            }
+            if health.changed().await.is_err() {
+                break false;
+            }
+        };
+        if !live {
+            return None;
+        }
+        let objs: Vec<Arc<DynamicObject>> = match q.name {
+            Some(name) => {
+                let mut r = ObjectRef::new_with(name, q.resource.clone());
+                if let Some(ns) = q.namespace {
+                    r = r.within(ns);
+                }
+                shared.store.get(&r).into_iter().collect()
+            }
+            None => shared.store.state(),
+        };
+        let mut out: Vec<Value> = objs
+            .iter()
+            .map(|o| serde_json::to_value(&**o).unwrap_or(Value::Null))
+            .collect();
+        // The store is a hash map: keep the API server's order (by name).
+        out.sort_by(|a, b| {
+            let name = |v: &Value| v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned);
+            name(a).cmp(&name(b))
+        });
+        Some(out)
+    }
+
+    fn get_or_start(&self, client: &kube::Client, q: &Query<'_>) -> Option<Arc<Shared>> {
+        let key = Key {
+            group: q.resource.group.clone(),
+            version: q.resource.version.clone(),
+            plural: q.resource.plural.clone(),
+            namespace: q.namespace.map(str::to_owned),
+            labels: q.labels.map(str::to_owned),
+            fields: q.fields.map(str::to_owned),
+        };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(&key) {
+            return Some(s.clone());
+        }
+        if map.len() >= MAX_WATCHES {
+            return None;
+        }
+        let shared = Arc::new(start(client.clone(), &key, q.resource));
+        map.insert(key, shared.clone());
+        Some(shared)
+    }
+
+    /// How many watches were started (for tests and the run's notes).
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn start(client: kube::Client, key: &Key, ar: &ApiResource) -> Shared {
+    let api: Api<DynamicObject> = match &key.namespace {
+        Some(ns) => Api::namespaced_with(client, ns, ar),
+        None => Api::all_with(client, ar),
+    };
+    let mut cfg = watcher::Config::default();
+    if let Some(l) = &key.labels {
+        cfg = cfg.labels(l);
+    }
+    if let Some(f) = &key.fields {
+        cfg = cfg.fields(f);
+    }
+    let writer = reflector::store::Writer::new(ar.clone());
+    let store = writer.as_reader();
+    let (tx, rx) = watch::channel(Health::Starting);
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(reflector(writer, watcher(api, cfg).default_backoff()));
+        let mut listed = false;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    listed = true;
+                    let _ = tx.send(Health::Live);
+                }
+                // After an error the watcher resumes from the last resource version (or
+                // re-lists on 410 Gone): the first event back means the store caught up.
+                Ok(_) if listed => {
+                    tx.send_if_modified(|h| std::mem::replace(h, Health::Live) != Health::Live);
+                }
+                Ok(_) => {}
+                Err(e) if !listed => {
+                    let _ = tx.send(Health::Failed(e.to_string()));
+                    return;
+                }
+                Err(_) => {
+                    let _ = tx.send(Health::Lagging);
+                }
+            }
+        }
+        let _ = tx.send(Health::Failed("the watch ended".into()));
+    });
+    Shared {
+        store,
+        health: rx,
+        task,
+    }
+}
