@@ -689,7 +689,7 @@ async fn faults_merge_validate_and_reset() {
     let defaults = json!({
         "live_data": true, "recordings": null, "occupied_ports": [], "capacity": 200,
         "fail_next_jobs": 0, "consumer_never_ready": false, "slow_responses_ms": 0,
-        "consumer_delay_s": null
+        "consumer_delay_s": null, "kube_throttle": null
     });
     assert_eq!(f.get("/sim/faults").await, (200, defaults.clone()));
     let (s, v) = f.faults(json!({"capacity": 2, "fail_next_jobs": 1})).await;
@@ -704,7 +704,7 @@ async fn faults_merge_validate_and_reset() {
     assert_error(
         &f.faults(json!({"bogus": 1})).await,
         400,
-        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s)",
+        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s, kube_throttle)",
     );
     let (s, v) = f.faults(json!({"consumer_delay_s": [20, 40]})).await;
     assert_eq!(
@@ -720,6 +720,29 @@ async fn faults_merge_validate_and_reset() {
     }
     assert_eq!(
         f.faults(json!({"consumer_delay_s": null})).await.1["consumer_delay_s"],
+        json!(null)
+    );
+    let (s, v) = f.faults(json!({"kube_throttle": {"requests": 3}})).await;
+    assert_eq!(
+        (s, v["kube_throttle"].clone()),
+        (200, json!({"requests": 3, "retry_after_s": 1})),
+        "retry_after_s defaults to 1"
+    );
+    for bad in [
+        json!({"requests": 1001}),
+        json!({"requests": 1, "retry_after_s": 61}),
+        json!({"retry_after_s": 1}),
+        json!({"requests": 1, "every": 2}),
+        json!(5),
+    ] {
+        assert_error(
+            &f.faults(json!({"kube_throttle": bad})).await,
+            400,
+            "kube_throttle must be {requests: N, retry_after_s: S} with N <= 1000 and S <= 60, or null",
+        );
+    }
+    assert_eq!(
+        f.faults(json!({"kube_throttle": null})).await.1["kube_throttle"],
         json!(null)
     );
     assert_error(
