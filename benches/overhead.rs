@@ -20,6 +20,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+// The allocator of the shipped binary (src/main.rs), so figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use focusqa::config::{Config, TargetConfig};
 use focusqa::engine::{Engine, RunOptions};
 use focusqa::targets::{Target, TargetOverrides};

@@ -224,9 +224,11 @@ pub async fn execute(
     let resp = loop {
         let request = hop.build(&ctx.cookies, &request_cookies, timeout)?;
         for (k, v) in request.headers() {
-            target
-                .secrets
-                .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
+            if crate::results::secrets::is_secret_header(k.as_str()) {
+                target
+                    .secrets
+                    .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
+            }
         }
         // The request as first sent (a redirect's own request is in the chain).
         if shown.is_none() {

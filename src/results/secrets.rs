@@ -58,24 +58,28 @@ const MIN_PARTIAL: usize = 4;
 
 /// Header names whose values never appear in results or reports.
 pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || [
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "api-key",
-        "apikey",
-        "api_key",
-        "session",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|k| n.contains(k))
+    // Asked for every header of every request and response: one case-insensitive automaton,
+    // no allocation (a lowercase copy and ten substring searches were a tenth of a fan-out's CPU).
+    static PARTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([
+                "token",
+                "secret",
+                "password",
+                "passwd",
+                "api-key",
+                "apikey",
+                "api_key",
+                "session",
+                "auth",
+                "credential",
+                "cookie",
+            ])
+            .expect("static patterns")
+    });
+    // `authorization`, `proxy-authorization`, `cookie` and `set-cookie` contain a part too.
+    PARTS.is_match(name)
 }
 
 /// JSON field, capture and variable names whose values are secrets (`password`, `api_key`,
@@ -392,7 +396,7 @@ impl Secrets {
             return;
         }
         self.add_learnt(value);
-        if name.to_ascii_lowercase().contains("cookie") {
+        if name.len() >= 6 && name.as_bytes().windows(6).any(|w| w.eq_ignore_ascii_case(b"cookie")) {
             for part in value.split(';') {
                 if let Some((_, v)) = part.split_once('=') {
                     self.add_learnt(v.trim());
