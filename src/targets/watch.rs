@@ -38,8 +38,8 @@ enum Health {
     Live,
     /// A watch error after the first list: the watcher re-lists (with backoff).
     Lagging,
-    /// The watch could not start; steps poll the API directly.
-    Failed(String),
+    /// The watch could not start (or ended); steps poll the API directly.
+    Failed,
 }
 
 struct Shared {
@@ -80,7 +80,7 @@ impl Watches {
         let live = loop {
             match &*health.borrow_and_update() {
                 Health::Live => break true,
-                Health::Failed(_) | Health::Lagging => break false,
+                Health::Failed | Health::Lagging => break false,
                 Health::Starting => {}
             }
             if health.changed().await.is_err() {
@@ -105,10 +105,7 @@ impl Watches {
             .map(|o| serde_json::to_value(&**o).unwrap_or(Value::Null))
             .collect();
         // The store is a hash map: keep the API server's order (by name).
-        out.sort_by(|a, b| {
-            let name = |v: &Value| v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned);
-            name(a).cmp(&name(b))
-        });
+        out.sort_by(|a, b| object_name(a).cmp(&object_name(b)));
         Some(out)
     }
 
@@ -132,15 +129,10 @@ impl Watches {
         map.insert(key, shared.clone());
         Some(shared)
     }
+}
 
-    /// How many watches were started (for tests and the run's notes).
-    pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+fn object_name(v: &Value) -> Option<&str> {
+    v.pointer("/metadata/name").and_then(Value::as_str)
 }
 
 fn start(client: kube::Client, key: &Key, ar: &ApiResource) -> Shared {
@@ -173,8 +165,8 @@ fn start(client: kube::Client, key: &Key, ar: &ApiResource) -> Shared {
                     tx.send_if_modified(|h| std::mem::replace(h, Health::Live) != Health::Live);
                 }
                 Ok(_) => {}
-                Err(e) if !listed => {
-                    let _ = tx.send(Health::Failed(e.to_string()));
+                Err(_) if !listed => {
+                    let _ = tx.send(Health::Failed);
                     return;
                 }
                 Err(_) => {
@@ -182,7 +174,7 @@ fn start(client: kube::Client, key: &Key, ar: &ApiResource) -> Shared {
                 }
             }
         }
-        let _ = tx.send(Health::Failed("the watch ended".into()));
+        let _ = tx.send(Health::Failed);
     });
     Shared {
         store,
