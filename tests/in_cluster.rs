@@ -10,7 +10,6 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::{stderr, stdout, SeparateSim};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const TOKEN: &str = "sa-token-7f3c9e1d2b4a";
 
@@ -22,45 +21,18 @@ struct TlsFront {
     _rt: tokio::runtime::Runtime,
 }
 
+/// The names a real API server certificate carries for in-cluster clients.
 fn ca_and_leaf() -> (String, rustls::ServerConfig) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    // The names a real API server certificate carries for in-cluster clients.
-    let leaf = CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "kubernetes.default.svc".to_string(),
-    ])
-    .unwrap()
-    .signed_by(&leaf_key, &ca)
-    .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
+    let (ca_pem, mut cfg) = common::lab_certificate(&["127.0.0.1", "kubernetes.default.svc"]);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (ca.pem(), cfg)
+    (ca_pem, cfg)
 }
 
 fn tls_front(upstream: &str) -> TlsFront {
     let upstream = upstream.trim_start_matches("http://").to_string();
     let (ca_pem, cfg) = ca_and_leaf();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let (rt, listener) = common::listener_runtime();
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {
         loop {

@@ -6,7 +6,6 @@ mod common;
 use std::sync::Arc;
 
 use common::{stdout, Project};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct TlsServer {
@@ -17,33 +16,9 @@ struct TlsServer {
 
 /// An HTTPS server with a certificate from a throwaway CA; answers every request with JSON.
 fn start_tls_server() -> TlsServer {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
+    let (ca_pem, cfg) = common::lab_certificate(&["127.0.0.1", "localhost"]);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let (rt, listener) = common::listener_runtime();
     let url = format!("https://{}", listener.local_addr().unwrap());
     rt.spawn(async move {
         loop {
@@ -68,7 +43,7 @@ fn start_tls_server() -> TlsServer {
     });
     TlsServer {
         url,
-        ca_pem: ca.pem(),
+        ca_pem,
         _rt: rt,
     }
 }
