@@ -36,12 +36,18 @@ fn tls_front(upstream: &str) -> TlsFront {
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let upstream = upstream.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }
@@ -125,7 +131,13 @@ fn in_cluster_uses_the_service_account_token_and_ca_over_tls() {
     let p = project(&sim, sa.path());
     let before = kube_requests(&sim);
     let out = run_in_pod(p.path(), front.port);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(
         kube_requests(&sim) > before,
         "the Kubernetes steps reached the simulator through TLS"
@@ -140,7 +152,10 @@ fn in_cluster_uses_the_service_account_token_and_ca_over_tls() {
     let out = run_in_pod(p.path(), front.port);
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("401"), "says the API server answered 401: {text}");
+    assert!(
+        text.contains("401"),
+        "says the API server answered 401: {text}"
+    );
 
     // A CA that did not sign the API server's certificate: TLS verification fails.
     let other_ca = ca_and_leaf().0;
@@ -167,7 +182,10 @@ fn in_cluster_outside_a_pod_says_what_is_missing() {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("token not found"), "{text}");
-    assert!(text.contains("automountServiceAccountToken"), "says how to fix it: {text}");
+    assert!(
+        text.contains("automountServiceAccountToken"),
+        "says how to fix it: {text}"
+    );
 
     // Not in a pod at all: no KUBERNETES_SERVICE_HOST.
     let out = Command::new(env!("CARGO_BIN_EXE_focusqa"))
@@ -178,5 +196,8 @@ fn in_cluster_outside_a_pod_says_what_is_missing() {
         .unwrap();
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("KUBERNETES_SERVICE_HOST is not set"), "{text}");
+    assert!(
+        text.contains("KUBERNETES_SERVICE_HOST is not set"),
+        "{text}"
+    );
 }

@@ -26,7 +26,13 @@ fn two_hundred_concurrent_waits_share_one_watch() {
         "--report-dir",
         sim.dir.path().join("r").to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let after = kube_api(&sim);
     let requests = after["requests"].as_u64().unwrap() - before["requests"].as_u64().unwrap();
     let gets = count(&after, "get") - count(&before, "get");
@@ -35,7 +41,10 @@ fn two_hundred_concurrent_waits_share_one_watch() {
     // at least one GET per job (200) and one per poll.
     assert_eq!(gets, 0, "no per-job GETs: {after}");
     assert!(watches >= 1, "the waits read a watch: {after}");
-    assert!(requests <= 20, "O(kinds) requests, not O(jobs x polls): {requests} ({after})");
+    assert!(
+        requests <= 20,
+        "O(kinds) requests, not O(jobs x polls): {requests} ({after})"
+    );
 }
 
 #[test]
@@ -76,10 +85,19 @@ fn retry_after_from_the_api_server_is_waited_out() {
         "--report-dir",
         dir.join("r").to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let api = kube_api(&sim);
     assert_eq!(api["throttled"], 2, "{api}");
     // A client that ignored Retry-After would come back within milliseconds.
     let gap = api["min_retry_gap_ms"].as_u64().unwrap();
-    assert!(gap >= 950, "waited the 1 s Retry-After before retrying: {gap} ms ({api})");
+    assert!(
+        gap >= 950,
+        "waited the 1 s Retry-After before retrying: {gap} ms ({api})"
+    );
 }

@@ -312,147 +312,82 @@ pub async fn execute(
     let end = deadline.map(|d| t0 + d);
     let stop_starting_at = run_for.map(|d| t0 + ctx.target.wall(d));
     let keep = KeepCaptures::for_step(f, step, count);
-    let capture_names: Vec<String> = {
-        let mut v: Vec<String> = Vec::new();
-        for st in &f.steps {
-            v.extend(
-                st.capture
-                    .keys()
-                    .filter(|k| !v.contains(k))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
+    let mut capture_names: Vec<String> = Vec::new();
+    for st in &f.steps {
+        for k in st.capture.keys() {
+            if !capture_names.contains(k) {
+                capture_names.push(k.clone());
+            }
         }
-        v
-    };
-    let capture_names = &capture_names;
-    let base: &Scope = scope;
-    let iteration = |i: usize, scheduled: Option<Instant>| {
-        let barrier = barrier.clone();
-        let start_at = ramp_up.map(|r| t0 + r.mul_f64(i as f64 / count.max(1) as f64));
-        async move {
-            let mut out = IterationOutcome {
-                index: i,
-                started: false,
-                status: Status::Passed,
-                reason: None,
-                latencies: Vec::new(),
-                captures: IndexMap::new(),
-                cleanup_failed: false,
-            };
-            if let Some(at) = start_at {
-                tokio::time::sleep_until(at.into()).await;
-            }
-            if let Some(b) = &barrier {
-                b.wait().await;
-            }
-            if ctx.cancel.is_cancelled() || end.is_some_and(|e| Instant::now() >= e) {
-                out.status = Status::Error;
-                out.reason = Some(
-                    if ctx.cancel.is_cancelled() {
-                        "not started: interrupted"
-                    } else {
-                        "not started: deadline passed"
-                    }
-                    .into(),
-                );
-                return out;
-            }
-            out.started = true;
-            // Open loop: the time between the scheduled and the real start counts (no
-            // coordinated omission); it is added to the first step's figure below.
-            let mut lag_ms = scheduled.map(|at| ms(Instant::now().saturating_duration_since(at)));
-            let mut it_scope = iteration_scope(base, i, &IndexMap::new());
-            let run = run_steps(&f.steps, &mut it_scope, ctx, false);
-            let (results, status) = match end {
-                Some(e) => match tokio::time::timeout_at(e.into(), run).await {
-                    Ok(r) => r,
-                    Err(_) => (Vec::new(), Status::Error),
-                },
-                None => run.await,
-            };
-            // Captured so far, also by a run the deadline cut short: cleanup needs the job id.
-            for name in capture_names {
-                if let Some(v) = it_scope.get(name) {
-                    out.captures.insert(name.clone(), v.clone());
-                }
-            }
-            out.status = status;
-            if matches!(status, Status::Failed | Status::Error) {
-                out.reason = Some(if results.is_empty() {
-                    "error: deadline passed".into()
-                } else {
-                    failure_reason(&results)
-                });
-            }
-            for r in &results {
-                if r.status == Status::Skipped {
-                    continue;
-                }
-                let (mut time, measure) = step_time(r);
-                time += lag_ms.take().unwrap_or(0.0);
-                out.latencies.push(Sample {
-                    step: r.name.clone(),
-                    time,
-                    measure,
-                    last_request: r
-                        .poll
-                        .as_ref()
-                        .and(r.response.as_ref())
-                        .map(|x| x.elapsed_ms),
-                    held: r.poll.as_ref().is_some_and(|p| p.satisfied),
-                });
-            }
-            if cleanup_each && !f.cleanup.is_empty() {
-                let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
-                out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
-            }
-            out
-        }
-    };
-    let mut agg = Aggregate::default();
-    // What each iteration's cleanup needs: its captures (its scope is rebuilt from them).
-    let mut pending_cleanup: Vec<(usize, IndexMap<String, Value>)> = Vec::new();
-    let mut finished = 0usize;
-    let step_tick = (count / 10).max(1);
-    let mut take = |o: IterationOutcome, agg: &mut Aggregate| {
-        finished += 1;
-        if !cleanup_each && !f.cleanup.is_empty() && o.started {
-            pending_cleanup.push((o.index, o.captures.clone()));
-        }
-        agg.add(o, &keep);
-        if count == usize::MAX || open_loop.is_some() {
-            // Long loads: a live line every few seconds (throttled by `progress`).
-            ctx.progress(agg.live_line(&step.label(), t0.elapsed(), ctx));
-        } else if finished % step_tick == 0 && finished < count {
-            ctx.progress(format!(
-                "{}: {}/{} iterations done",
-                step.label(),
-                finished,
-                count
-            ));
-        }
-    };
+    }
+    // Iterations run as tasks of their own on every worker thread (each drives its own
+    // connection, see crate::targets::h1): what they need is owned, not borrowed.
+    let plan = Arc::new(Plan {
+        steps: f.steps.clone(),
+        cleanup: if cleanup_each {
+            f.cleanup.clone()
+        } else {
+            Vec::new()
+        },
+        base: scope.clone(),
+        ctx: ctx.fork(),
+        capture_names,
+        barrier,
+        ramp_up,
+        t0,
+        count,
+        end,
+    });
+    let tally = Arc::new(Tally {
+        label: step.label(),
+        count,
+        live: count == usize::MAX || open_loop.is_some(),
+        step_tick: (count / 10).max(1),
+        keep,
+        keep_for_cleanup: !cleanup_each && !f.cleanup.is_empty(),
+        t0,
+        state: std::sync::Mutex::new(TallyState::default()),
+    });
     let scheduled_count = match &open_loop {
         None => {
-            let mut iterations = futures::stream::iter(0..count)
-                .take_while(|_| {
-                    futures::future::ready(stop_starting_at.is_none_or(|e| Instant::now() < e))
-                })
-                .map(|i| iteration(i, None))
-                .buffer_unordered(concurrency);
-            while let Some(o) = iterations.next().await {
-                take(o, &mut agg);
+            // Lanes share the iteration numbers and split the concurrency; one per worker thread.
+            let workers = tokio::runtime::Handle::current().metrics().num_workers();
+            let lanes = workers.clamp(1, concurrency);
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut set = tokio::task::JoinSet::new();
+            for l in 0..lanes {
+                let width = concurrency / lanes + usize::from(l < concurrency % lanes);
+                let (plan, tally, next) = (plan.clone(), tally.clone(), next.clone());
+                set.spawn(async move {
+                    let numbers = std::iter::from_fn(|| {
+                        if stop_starting_at.is_some_and(|e| Instant::now() >= e) {
+                            return None;
+                        }
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        (i < count).then_some(i)
+                    });
+                    let mut iterations = futures::stream::iter(numbers)
+                        .map(|i| run_iteration(plan.clone(), i, None))
+                        .buffer_unordered(width);
+                    while let Some(o) = iterations.next().await {
+                        tally.take(o, &plan.ctx);
+                    }
+                });
             }
-            finished
+            join_all(set).await;
+            tally.finished()
         }
         Some(ol) => {
             // Starts follow the schedule whatever the answers; a start that finds
             // `max_in_flight` iterations running is dropped, never delayed.
-            let mut inflight = futures::stream::FuturesUnordered::new();
+            let mut inflight = tokio::task::JoinSet::new();
             let mut at_spec = 0.0_f64;
             let mut i = 0usize;
             let horizon = run_for.map(|d| d.as_secs_f64()).unwrap_or(ol.stages_end());
+            let collect = |r: Result<IterationOutcome, tokio::task::JoinError>| match r {
+                Ok(o) => tally.take(o, ctx),
+                Err(e) => resume(e),
+            };
             while i < count && at_spec <= horizon && !ctx.cancel.is_cancelled() {
                 let at = t0 + ctx.target.wall(Duration::from_secs_f64(at_spec));
                 if end.is_some_and(|e| at >= e) {
@@ -461,7 +396,7 @@ pub async fn execute(
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at.into()) => break,
-                        Some(o) = inflight.next(), if !inflight.is_empty() => take(o, &mut agg),
+                        Some(r) = inflight.join_next(), if !inflight.is_empty() => collect(r),
                         _ = ctx.cancel.cancelled() => break,
                     }
                 }
@@ -469,18 +404,25 @@ pub async fn execute(
                     break;
                 }
                 if inflight.len() >= ol.max_in_flight {
-                    agg.dropped += 1;
+                    tally.lock().agg.dropped += 1;
                 } else {
-                    inflight.push(iteration(i, Some(at)));
+                    inflight.spawn(run_iteration(plan.clone(), i, Some(at)));
                 }
                 i += 1;
                 at_spec = ol.next_start(at_spec);
             }
-            while let Some(o) = inflight.next().await {
-                take(o, &mut agg);
+            while let Some(r) = inflight.join_next().await {
+                collect(r);
             }
             i
         }
+    };
+    let (mut agg, pending_cleanup) = {
+        let mut st = tally.lock();
+        (
+            std::mem::take(&mut st.agg),
+            std::mem::take(&mut st.pending_cleanup),
+        )
     };
     let count = if count == usize::MAX || open_loop.is_some() {
         scheduled_count
@@ -491,6 +433,7 @@ pub async fn execute(
     // Cleanup phase: every iteration's cleanup, with its own variables, after all steps finished
     // (what the block opened was open together). Runs after failures, deadlines and Ctrl-C too.
     if !f.cleanup.is_empty() && !cleanup_each {
+        let base: &Scope = scope;
         let mut cleanups = futures::stream::iter(pending_cleanup)
             .map(|(i, caps)| async move {
                 let mut it_scope = iteration_scope(base, i, &caps);
@@ -548,6 +491,175 @@ pub async fn execute(
         fanout: Some(stats),
         ..Default::default()
     })
+}
+
+/// What every iteration of one fan-out needs, owned (iterations are tasks of their own).
+struct Plan {
+    steps: Vec<Step>,
+    /// Each iteration's own cleanup (loads that release each iteration as it ends), else empty.
+    cleanup: Vec<Step>,
+    base: Scope,
+    ctx: Ctx,
+    capture_names: Vec<String>,
+    barrier: Option<Arc<Barrier>>,
+    ramp_up: Option<Duration>,
+    t0: Instant,
+    count: usize,
+    end: Option<Instant>,
+}
+
+/// Runs iteration `i` (scheduled at `scheduled` in an open loop).
+async fn run_iteration(plan: Arc<Plan>, i: usize, scheduled: Option<Instant>) -> IterationOutcome {
+    let ctx = &plan.ctx;
+    let mut out = IterationOutcome {
+        index: i,
+        started: false,
+        status: Status::Passed,
+        reason: None,
+        latencies: Vec::new(),
+        captures: IndexMap::new(),
+        cleanup_failed: false,
+    };
+    if let Some(r) = plan.ramp_up {
+        let at = plan.t0 + r.mul_f64(i as f64 / plan.count.max(1) as f64);
+        tokio::time::sleep_until(at.into()).await;
+    }
+    if let Some(b) = &plan.barrier {
+        b.wait().await;
+    }
+    if ctx.cancel.is_cancelled() || plan.end.is_some_and(|e| Instant::now() >= e) {
+        out.status = Status::Error;
+        out.reason = Some(
+            if ctx.cancel.is_cancelled() {
+                "not started: interrupted"
+            } else {
+                "not started: deadline passed"
+            }
+            .into(),
+        );
+        return out;
+    }
+    out.started = true;
+    // Open loop: the time between the scheduled and the real start counts (no
+    // coordinated omission); it is added to the first step's figure below.
+    let mut lag_ms = scheduled.map(|at| ms(Instant::now().saturating_duration_since(at)));
+    let mut it_scope = iteration_scope(&plan.base, i, &IndexMap::new());
+    let run = run_steps(&plan.steps, &mut it_scope, ctx, false);
+    let (results, status) = match plan.end {
+        Some(e) => match tokio::time::timeout_at(e.into(), run).await {
+            Ok(r) => r,
+            Err(_) => (Vec::new(), Status::Error),
+        },
+        None => run.await,
+    };
+    // Captured so far, also by a run the deadline cut short: cleanup needs the job id.
+    for name in &plan.capture_names {
+        if let Some(v) = it_scope.get(name) {
+            out.captures.insert(name.clone(), v.clone());
+        }
+    }
+    out.status = status;
+    if matches!(status, Status::Failed | Status::Error) {
+        out.reason = Some(if results.is_empty() {
+            "error: deadline passed".into()
+        } else {
+            failure_reason(&results)
+        });
+    }
+    for r in results {
+        if r.status == Status::Skipped {
+            continue;
+        }
+        let (mut time, measure) = step_time(&r);
+        time += lag_ms.take().unwrap_or(0.0);
+        let last_request = r
+            .poll
+            .as_ref()
+            .and(r.response.as_ref())
+            .map(|x| x.elapsed_ms);
+        out.latencies.push(Sample {
+            step: r.name,
+            time,
+            measure,
+            last_request,
+            held: r.poll.as_ref().is_some_and(|p| p.satisfied),
+        });
+    }
+    if !plan.cleanup.is_empty() {
+        let (_, cst) = run_steps(&plan.cleanup, &mut it_scope, ctx, true).await;
+        out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
+    }
+    out
+}
+
+/// Where iterations report as they finish: the statistics, and what cleanup needs later.
+struct Tally {
+    label: String,
+    count: usize,
+    /// A load that runs for a time: a live line every few seconds rather than a tenth-count.
+    live: bool,
+    step_tick: usize,
+    keep: KeepCaptures,
+    /// Remember each started iteration's captures for the cleanup phase.
+    keep_for_cleanup: bool,
+    t0: Instant,
+    state: std::sync::Mutex<TallyState>,
+}
+
+#[derive(Default)]
+struct TallyState {
+    agg: Aggregate,
+    /// What each iteration's cleanup needs: its captures (its scope is rebuilt from them).
+    pending_cleanup: Vec<(usize, IndexMap<String, Value>)>,
+    finished: usize,
+}
+
+impl Tally {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TallyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finished(&self) -> usize {
+        self.lock().finished
+    }
+
+    fn take(&self, o: IterationOutcome, ctx: &Ctx) {
+        let mut st = self.lock();
+        st.finished += 1;
+        if self.keep_for_cleanup && o.started {
+            st.pending_cleanup.push((o.index, o.captures.clone()));
+        }
+        st.agg.add(o, &self.keep);
+        let finished = st.finished;
+        if self.live {
+            // Long loads: a live line every few seconds (throttled by `progress`).
+            let line = st.agg.live_line(&self.label, self.t0.elapsed(), ctx);
+            drop(st);
+            ctx.progress(line);
+        } else if finished % self.step_tick == 0 && finished < self.count {
+            drop(st);
+            ctx.progress(format!(
+                "{}: {}/{} iterations done",
+                self.label, finished, self.count
+            ));
+        }
+    }
+}
+
+/// Waits for every task of a set; a task's panic goes on in this one (where it is contained
+/// like any step's), and dropping the set on the way aborts the others.
+async fn join_all<T: 'static>(mut set: tokio::task::JoinSet<T>) {
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r {
+            resume(e);
+        }
+    }
+}
+
+fn resume(e: tokio::task::JoinError) {
+    if e.is_panic() {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 /// An iteration's variables: the fan-out's scope, its `index`/`iteration`, and its captures.

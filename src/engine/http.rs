@@ -222,8 +222,8 @@ pub async fn execute(
     // The clock starts at the first hand-over to the client: templating is not latency.
     let mut t0: Option<Instant> = None;
     let resp = loop {
-        let request = hop.build(&ctx.cookies, &request_cookies, timeout)?;
-        for (k, v) in request.headers() {
+        let headers = hop.headers(&ctx.cookies, &request_cookies)?;
+        for (k, v) in &headers {
             if crate::results::secrets::is_secret_header(k.as_str()) {
                 target
                     .secrets
@@ -233,18 +233,16 @@ pub async fn execute(
         // The request as first sent (a redirect's own request is in the chain).
         if shown.is_none() {
             shown = Some(RequestExcerpt {
-                method: request.method().as_str().into(),
-                url: request.url().to_string(),
-                headers: pairs_of(request.headers()),
+                method: hop.method.as_str().into(),
+                url: hop.url.to_string(),
+                headers: pairs_of(&headers),
                 body: hop.body.as_deref().map(body_excerpt),
             });
         }
         let start = *t0.get_or_insert_with(Instant::now);
-        let resp = match target.http.execute(request).await {
+        let resp = match send(target, &hop, headers, timeout).await {
             Ok(r) => r,
-            Err(e) => {
-                let kind = error_kind(&e);
-                let message = describe_reqwest(&e, hop.url.as_str());
+            Err(Failure { kind, message }) => {
                 // Expected (`expect: {error: ...}`): an observation the check judges, whichever
                 // kind the step wanted (a wrong kind fails the check, it is not an error).
                 if expected_error.is_some() && kind.is_some() {
@@ -301,7 +299,11 @@ pub async fn execute(
                     json!({"status": status, "url": hop.url.as_str(), "location": next.as_str()}),
                 );
                 // The redirect's own body is not needed: the connection may be reused once read.
-                let _ = tokio::time::timeout(Duration::from_secs(1), resp.bytes()).await;
+                let mut resp = resp;
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while let Ok(Some(_)) = resp.chunk().await {}
+                })
+                .await;
                 hop.redirect(status, next);
             }
             _ => break resp,
@@ -316,7 +318,7 @@ pub async fn execute(
     });
     let status = resp.status().as_u16();
     let version = version_name(resp.version());
-    let final_url = resp.url().to_string();
+    let final_url = hop.url.to_string();
     let headers = pairs_of(resp.headers());
     let encoding = resp
         .headers()
@@ -411,15 +413,14 @@ struct Hop {
 }
 
 impl Hop {
-    fn build(
+    /// The headers to send: the step's and the target's, with the jar's cookies for this URL
+    /// and the step's own (which win by name).
+    fn headers(
         &self,
         jar: &CookieJar,
         request_cookies: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<reqwest::Request, ExecError> {
-        let mut r = reqwest::Request::new(self.method.clone(), self.url.clone());
+    ) -> Result<HeaderMap, ExecError> {
         let mut headers = self.headers.clone();
-        // The jar's cookies for this URL, then the step's own (which win by name).
         let mut pairs: Vec<(String, String)> = jar
             .for_url(&self.url)
             .into_iter()
@@ -439,12 +440,7 @@ impl Hop {
                     .map_err(|e| ExecError::spec(format!("cookie header: {e}")))?,
             );
         }
-        *r.headers_mut() = headers;
-        if let Some(b) = &self.body {
-            *r.body_mut() = Some(reqwest::Body::from(b.clone()));
-        }
-        *r.timeout_mut() = Some(timeout);
-        Ok(r)
+        Ok(headers)
     }
 
     /// Becomes the request a redirect asks for (RFC 9110 15.4): 303, and 301/302 after a POST,
@@ -738,7 +734,7 @@ impl Decoder {
 /// rest is read, counted and discarded until the body ends or the request's timeout passes
 /// (an endless stream then ends the step with what was kept, not an error).
 async fn read_body(
-    mut resp: reqwest::Response,
+    mut resp: Resp<'_>,
     encoding: &str,
     limit: u64,
     timeout: Duration,
@@ -765,7 +761,7 @@ async fn read_body(
                     .map_err(|e| format!("cannot decode the {encoding} body: {e}"))?;
             }
             Ok(Ok(None)) => break,
-            Ok(Err(e)) if over && e.is_timeout() => {
+            Ok(Err(e)) if over && e.timeout => {
                 stopped = true;
                 break;
             }
@@ -773,7 +769,7 @@ async fn read_body(
                 stopped = true;
                 break;
             }
-            Ok(Err(e)) => return Err(describe_reqwest(&e, "")),
+            Ok(Err(e)) => return Err(e.message),
             Err(_) => {
                 return Err(format!(
                     "timeout: the body did not arrive within {} (raise the step's `timeout` or the target's `timeout`)",
@@ -886,37 +882,136 @@ fn version_name(v: reqwest::Version) -> String {
     }
 }
 
-/// The kind of failure, in the words of `expect: {error: ...}`.
-fn error_kind(e: &reqwest::Error) -> Option<&'static str> {
-    if e.is_timeout() {
-        Some("timeout")
-    } else if e.is_connect() {
-        Some("connect")
-    } else {
-        None
+/// Why a request got no response: the kind in the words of `expect: {error: ...}` (`timeout`,
+/// `connect`; `None` for other failures) and what to tell the user.
+struct Failure {
+    kind: Option<&'static str>,
+    message: String,
+}
+
+impl Failure {
+    /// Says what went wrong in words a QA engineer can act on.
+    fn new(kind: Option<&'static str>, detail: &str, url: &str) -> Failure {
+        let message = match kind {
+            Some("timeout") => format!("timeout: no answer from {url} in time (raise the step's `timeout` or the target's `timeout`)"),
+            Some(_) if detail.to_lowercase().contains("certificate") => format!("TLS error connecting to {url}: {detail} (for lab servers set `tls.insecure: true` or `tls.ca_file` on the target)"),
+            Some(_) => format!("cannot connect to {url}: {detail} (is the server up and the target's base_url right?)"),
+            None => format!("request to {url} failed: {detail}"),
+        };
+        Failure { kind, message }
+    }
+
+    fn of_reqwest(e: &reqwest::Error, url: &str) -> Failure {
+        use std::error::Error;
+        let mut root = String::new();
+        let mut src = e.source();
+        while let Some(s) = src {
+            root = s.to_string();
+            src = s.source();
+        }
+        let detail = if root.is_empty() { e.to_string() } else { root };
+        let kind = if e.is_timeout() {
+            Some("timeout")
+        } else if e.is_connect() {
+            Some("connect")
+        } else {
+            None
+        };
+        Failure::new(kind, &detail, url)
     }
 }
 
-/// Says what went wrong in words a QA engineer can act on.
-fn describe_reqwest(e: &reqwest::Error, url: &str) -> String {
-    use std::error::Error;
-    let mut root = String::new();
-    let mut src = e.source();
-    while let Some(s) = src {
-        root = s.to_string();
-        src = s.source();
-    }
-    let detail = if root.is_empty() { e.to_string() } else { root };
-    if e.is_timeout() {
-        format!("timeout: no answer from {url} in time (raise the step's `timeout` or the target's `timeout`)")
-    } else if e.is_connect() {
-        if detail.to_lowercase().contains("certificate") {
-            format!("TLS error connecting to {url}: {detail} (for lab servers set `tls.insecure: true` or `tls.ca_file` on the target)")
-        } else {
-            format!("cannot connect to {url}: {detail} (is the server up and the target's base_url right?)")
+/// Sends one hop: plain `http://` through the target's lean HTTP/1.1 client, the rest (https,
+/// HTTP/2, proxies) through reqwest. `timeout` bounds the answer here and the body later.
+async fn send<'a>(
+    target: &'a crate::targets::Target,
+    hop: &Hop,
+    headers: HeaderMap,
+    timeout: Duration,
+) -> Result<Resp<'a>, Failure> {
+    use crate::targets::h1::{H1Client, SendError};
+    match &target.h1 {
+        Some(h1) if H1Client::handles(&hop.url) => {
+            let body = http_body_util::Full::new(hop.body.clone().unwrap_or_default());
+            let mut r = http::Request::new(body);
+            *r.method_mut() = hop.method.clone();
+            *r.headers_mut() = headers;
+            match tokio::time::timeout(timeout, h1.send(&hop.url, r)).await {
+                Ok(Ok(resp)) => Ok(Resp::Lean(resp)),
+                Ok(Err(SendError::Connect(m))) => {
+                    Err(Failure::new(Some("connect"), &m, hop.url.as_str()))
+                }
+                Ok(Err(SendError::Request(m))) => Err(Failure::new(None, &m, hop.url.as_str())),
+                Err(_) => Err(Failure::new(Some("timeout"), "", hop.url.as_str())),
+            }
         }
-    } else {
-        format!("request to {url} failed: {detail}")
+        _ => {
+            let mut r = reqwest::Request::new(hop.method.clone(), hop.url.clone());
+            *r.headers_mut() = headers;
+            if let Some(b) = &hop.body {
+                *r.body_mut() = Some(reqwest::Body::from(b.clone()));
+            }
+            *r.timeout_mut() = Some(timeout);
+            match target.http.execute(r).await {
+                Ok(resp) => Ok(Resp::Reqwest(resp)),
+                Err(e) => Err(Failure::of_reqwest(&e, hop.url.as_str())),
+            }
+        }
+    }
+}
+
+/// A response from either client.
+enum Resp<'a> {
+    Reqwest(reqwest::Response),
+    Lean(crate::targets::h1::Response<'a>),
+}
+
+/// A body that could not be read to its end.
+struct BodyError {
+    timeout: bool,
+    message: String,
+}
+
+impl Resp<'_> {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Resp::Reqwest(r) => r.status(),
+            Resp::Lean(r) => r.head.status,
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Resp::Reqwest(r) => r.headers(),
+            Resp::Lean(r) => &r.head.headers,
+        }
+    }
+
+    fn version(&self) -> http::Version {
+        match self {
+            Resp::Reqwest(r) => r.version(),
+            Resp::Lean(r) => r.head.version,
+        }
+    }
+
+    fn content_length(&self) -> Option<u64> {
+        match self {
+            Resp::Reqwest(r) => r.content_length(),
+            Resp::Lean(r) => r.content_length(),
+        }
+    }
+
+    async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        match self {
+            Resp::Reqwest(r) => r.chunk().await.map_err(|e| BodyError {
+                timeout: e.is_timeout(),
+                message: Failure::of_reqwest(&e, "").message,
+            }),
+            Resp::Lean(r) => r.chunk().await.map_err(|m| BodyError {
+                timeout: false,
+                message: format!("the body broke off: {m}"),
+            }),
+        }
     }
 }
 

@@ -36,7 +36,10 @@ fn resolve(op: &KubeOp, scope: &Scope, default_ns: &str) -> Result<Resolved, Exe
 
 fn kube_err(e: kube::Error, what: &str) -> ExecError {
     let msg = match &e {
-        kube::Error::Api(s) => format!("Kubernetes API refused {what}: {} {} ({})", s.code, s.message, s.reason),
+        kube::Error::Api(s) => format!(
+            "Kubernetes API refused {what}: {} {} ({})",
+            s.code, s.message, s.reason
+        ),
         other => format!(
             "Kubernetes API unreachable for {what}: {} (check the target's kubernetes settings)",
             crate::targets::kube::error_chain(other)

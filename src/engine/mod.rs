@@ -191,15 +191,31 @@ pub struct Ctx {
     /// The spec's `secrets:`: variables (and captures) whose values are secrets.
     pub secret_vars: Vec<String>,
     /// When progress was last reported (starts at the spec's start).
-    pub last_progress: std::sync::Mutex<Instant>,
+    pub last_progress: Arc<std::sync::Mutex<Instant>>,
     /// The case's cookie jar (emptied when a case starts; shared by a fan-out's iterations).
-    pub cookies: http::CookieJar,
+    pub cookies: Arc<http::CookieJar>,
 }
 
 /// Long steps report progress at most this often, and only once a spec has run this long.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 impl Ctx {
+    /// The same context, owned: for a fan-out's iterations, which run as tasks of their own.
+    /// Progress throttling and the cookie jar stay shared with the case.
+    pub fn fork(&self) -> Ctx {
+        Ctx {
+            target: self.target.clone(),
+            cancel: self.cancel.clone(),
+            events: self.events.clone(),
+            spec_id: self.spec_id.clone(),
+            spec_file: self.spec_file.clone(),
+            spec_dir: self.spec_dir.clone(),
+            secret_vars: self.secret_vars.clone(),
+            last_progress: self.last_progress.clone(),
+            cookies: self.cookies.clone(),
+        }
+    }
+
     /// Reports progress of a long step (throttled: quiet specs print nothing extra).
     pub fn progress(&self, message: String) {
         let Some(tx) = &self.events else { return };
@@ -533,8 +549,8 @@ async fn run_spec(
             .map(Path::to_path_buf)
             .unwrap_or_default(),
         secret_vars: spec.secrets.clone(),
-        last_progress: std::sync::Mutex::new(Instant::now()),
-        cookies: http::CookieJar::new(spec.cookies.unwrap_or(target.cookies)),
+        last_progress: Arc::new(std::sync::Mutex::new(Instant::now())),
+        cookies: Arc::new(http::CookieJar::new(spec.cookies.unwrap_or(target.cookies))),
     };
     let cases: Vec<Option<&Case>> = if spec.cases.is_empty() {
         vec![None]

@@ -396,7 +396,12 @@ impl Secrets {
             return;
         }
         self.add_learnt(value);
-        if name.len() >= 6 && name.as_bytes().windows(6).any(|w| w.eq_ignore_ascii_case(b"cookie")) {
+        if name.len() >= 6
+            && name
+                .as_bytes()
+                .windows(6)
+                .any(|w| w.eq_ignore_ascii_case(b"cookie"))
+        {
             for part in value.split(';') {
                 if let Some((_, v)) = part.split_once('=') {
                     self.add_learnt(v.trim());

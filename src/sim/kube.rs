@@ -34,10 +34,9 @@ fn verb_of(method: &Method, uri: &Uri) -> &'static str {
         ["api", "v1", rest @ ..] | ["apis", "batch", "v1", rest @ ..] if !rest.is_empty() => rest,
         _ => return "discovery",
     };
-    let watch_query = uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "watch=true" || kv == "watch=1")
-    });
+    let watch_query = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     match (method, parse_target(rest)) {
         (&Method::DELETE, Some((Target::List { .. }, _))) => "deletecollection",
         (&Method::DELETE, _) => "delete",
@@ -89,10 +88,8 @@ pub async fn gate(
                 "the simulator is throttling Kubernetes API requests (fault kube_throttle)",
                 Some(json!({"retryAfterSeconds": after})),
             );
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from(after),
-            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(after));
             r
         }
     }

@@ -39,9 +39,9 @@ async fn in_cluster(dir: &std::path::Path) -> Result<kube::Config, String> {
         std::env::var(name).map_err(|_| format!("in_cluster: ${name} is not set: {not_in_pod}"))
     };
     let host = env("KUBERNETES_SERVICE_HOST")?;
-    let port: u16 = env("KUBERNETES_SERVICE_PORT")?.parse().map_err(|_| {
-        "in_cluster: $KUBERNETES_SERVICE_PORT is not a port number".to_string()
-    })?;
+    let port: u16 = env("KUBERNETES_SERVICE_PORT")?
+        .parse()
+        .map_err(|_| "in_cluster: $KUBERNETES_SERVICE_PORT is not a port number".to_string())?;
     let host = match host.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
         _ => host,
@@ -49,7 +49,10 @@ async fn in_cluster(dir: &std::path::Path) -> Result<kube::Config, String> {
     let (token, ca) = (dir.join("token"), dir.join("ca.crt"));
     for f in [&token, &ca] {
         if !f.is_file() {
-            return Err(format!("in_cluster: {} not found: {not_in_pod}", f.display()));
+            return Err(format!(
+                "in_cluster: {} not found: {not_in_pod}",
+                f.display()
+            ));
         }
     }
     let path = |p: &std::path::Path| serde_json::Value::String(p.display().to_string());
@@ -60,8 +63,7 @@ async fn in_cluster(dir: &std::path::Path) -> Result<kube::Config, String> {
         ca = path(&ca),
         token = path(&token),
     );
-    let kc = kube::config::Kubeconfig::from_yaml(&yaml)
-        .map_err(|e| format!("in_cluster: {e}"))?;
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| format!("in_cluster: {e}"))?;
     kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| format!("in_cluster: {e} (is {} a PEM certificate?)", ca.display()))
@@ -101,7 +103,13 @@ impl KubeTarget {
             .discovery
             .get_or_try_init(|| async { Discovery::new(self.client.clone()).run().await })
             .await
-            .map_err(|e| format!("Kubernetes discovery failed at {}: {}", self.cluster_url, error_chain(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "Kubernetes discovery failed at {}: {}",
+                    self.cluster_url,
+                    error_chain(&e)
+                )
+            })?;
         if let Some(av) = api_version {
             let (group, version) = match av.split_once('/') {
                 Some((g, v)) => (g.to_string(), v.to_string()),

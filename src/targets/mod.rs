@@ -1,6 +1,7 @@
 //! Targets: where specs run. A target bundles the HTTP client for the Focus Server,
 //! optional Kubernetes access, its capabilities, and (for `embedded`) the simulator it started.
 
+pub mod h1;
 pub mod kube;
 pub mod watch;
 
@@ -45,6 +46,9 @@ pub struct Target {
     pub info: TargetInfo,
     pub base_url: Option<String>,
     pub http: reqwest::Client,
+    /// The lean client of plain `http://` requests; `None` when reqwest must carry them
+    /// (`http2: prior_knowledge`, or a proxy set in the environment).
+    pub h1: Option<h1::H1Client>,
     /// Default headers, rendered once (values may come from the environment).
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
@@ -331,6 +335,7 @@ impl Target {
             info,
             base_url,
             http,
+            h1: lean_http1(cfg).then(|| h1::H1Client::new(connect_timeout(timeout))),
             headers,
             timeout,
             follow_redirects: cfg.follow_redirects.unwrap_or(true),
@@ -378,6 +383,21 @@ fn scale_duration(d: Duration, factor: f64) -> Duration {
     })
 }
 
+/// How long a connection may take to open: 10 s, or the request timeout when shorter.
+fn connect_timeout(timeout: Duration) -> Duration {
+    Duration::from_secs(10).min(timeout)
+}
+
+/// Whether plain `http://` requests take the lean HTTP/1.1 client: not when the target wants
+/// HTTP/2 from the first byte, nor when the environment names a proxy (reqwest honours
+/// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`; the lean client does not know proxies).
+fn lean_http1(cfg: &TargetConfig) -> bool {
+    let proxied = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    !proxied && !matches!(cfg.http2, Some(crate::config::Http2Mode::PriorKnowledge))
+}
+
 fn build_http_client(
     cfg: &TargetConfig,
     config: &Config,
@@ -385,7 +405,7 @@ fn build_http_client(
 ) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .connect_timeout(connect_timeout(timeout))
         .pool_max_idle_per_host(256)
         // Redirects are followed by the engine (crate::engine::http), hop by hop: the chain, the
         // cookies set on the way and the per-step setting need it.

@@ -1,0 +1,334 @@
+//! A lean HTTP/1.1 client for plain `http://` requests: hyper's connection API and a small pool
+//! of idle connections per host.
+//!
+//! Why not reqwest for these: measured on a fan-out of plain requests (scripts/peers.sh, perf),
+//! reqwest's layers (the URL parsed three times, tower retry and redirect layers, the pool's
+//! checkout, a client clone per request) were a third of focusqa's CPU per request. reqwest stays
+//! for everything this does not cover: https, HTTP/2, proxies, credentials in the URL.
+//!
+//! What it keeps from hyper-util's client: connections are reused once their response body was
+//! read to the end, and a request that a reused connection could not even start (the server
+//! closed it while idle) is sent again on a new connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+
+/// Idle connections kept per host (as the reqwest client's `pool_max_idle_per_host`).
+const MAX_IDLE_PER_HOST: usize = 256;
+
+/// Where a connection goes: the URL's host as written and its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    host: String,
+    port: u16,
+}
+
+/// One connection: the handle requests are sent through, and the state machine that reads and
+/// writes the socket. The step that uses the connection drives it too (no task of its own), so
+/// an answer reaches the step without a hand-over between threads.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
+    /// The driver has finished (the connection is closed).
+    ended: bool,
+}
+
+impl Conn {
+    /// Awaits `fut` while driving the connection.
+    async fn drive<F: Future>(
+        driver: &mut Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
+        ended: &mut bool,
+        fut: F,
+    ) -> F::Output {
+        let mut fut = pin!(fut);
+        std::future::poll_fn(|cx| {
+            if !*ended && driver.as_mut().poll(cx).is_ready() {
+                *ended = true;
+            }
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+pub struct H1Client {
+    idle: Mutex<Vec<(Key, Vec<Conn>)>>,
+    connect_timeout: Duration,
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (refused, unknown host, connect timeout).
+    Connect(String),
+    /// The connection failed while sending or before the response head arrived.
+    Request(String),
+}
+
+/// A response whose connection goes back to the pool when its body has been read to the end.
+pub struct Response<'a> {
+    pub head: http::response::Parts,
+    body: Incoming,
+    conn: Option<(Key, Conn)>,
+    client: &'a H1Client,
+}
+
+impl H1Client {
+    pub fn new(connect_timeout: Duration) -> H1Client {
+        H1Client {
+            idle: Mutex::new(Vec::new()),
+            connect_timeout,
+        }
+    }
+
+    /// Whether a URL can go this way (the caller sends the rest through reqwest).
+    pub fn handles(url: &url::Url) -> bool {
+        url.scheme() == "http" && url.username().is_empty() && url.password().is_none()
+    }
+
+    /// Sends a request to `url` (`handles(url)` must hold): the request's URI is made
+    /// origin-form and a `Host` header is added here.
+    pub async fn send(
+        &self,
+        url: &url::Url,
+        mut req: http::Request<Full<Bytes>>,
+    ) -> Result<Response<'_>, SendError> {
+        let key = Key {
+            host: url.host_str().unwrap_or_default().to_string(),
+            port: url.port_or_known_default().unwrap_or(80),
+        };
+        let origin = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        *req.uri_mut() = origin
+            .parse()
+            .map_err(|e| SendError::Request(format!("`{origin}`: {e}")))?;
+        let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let host = http::HeaderValue::from_str(host)
+            .map_err(|e| SendError::Request(format!("host `{host}`: {e}")))?;
+        req.headers_mut().insert(http::header::HOST, host);
+        loop {
+            let (mut c, reused) = match self.checkout(&key) {
+                Some(c) => (c, true),
+                None => (self.connect(url, &key).await?, false),
+            };
+            let Conn {
+                sender,
+                driver,
+                ended,
+            } = &mut c;
+            if Conn::drive(driver, ended, sender.ready()).await.is_err() {
+                continue; // closed while idle: the next one
+            }
+            let sent = sender.try_send_request(req);
+            match Conn::drive(driver, ended, sent).await {
+                Ok(resp) => {
+                    let (head, body) = resp.into_parts();
+                    return Ok(Response {
+                        head,
+                        body,
+                        conn: Some((key, c)),
+                        client: self,
+                    });
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not started on a connection the server had closed: send it on another.
+                    Some(r) if reused => req = r,
+                    _ => return Err(SendError::Request(chain(e.error()))),
+                },
+            }
+        }
+    }
+
+    fn checkout(&self, key: &Key) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = &mut idle.iter_mut().find(|(k, _)| k == key)?.1;
+        while let Some(c) = list.pop() {
+            if !c.ended && !c.sender.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: Key, c: Conn) {
+        if c.ended || c.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        match idle.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) if list.len() < MAX_IDLE_PER_HOST => list.push(c),
+            Some(_) => {}
+            None => idle.push((key, vec![c])),
+        }
+    }
+
+    async fn connect(&self, url: &url::Url, key: &Key) -> Result<Conn, SendError> {
+        let connect = async {
+            let stream = match url.host() {
+                Some(url::Host::Ipv4(ip)) => {
+                    tokio::net::TcpStream::connect(SocketAddr::from((ip, key.port))).await
+                }
+                Some(url::Host::Ipv6(ip)) => {
+                    tokio::net::TcpStream::connect(SocketAddr::from((ip, key.port))).await
+                }
+                _ => tokio::net::TcpStream::connect((key.host.as_str(), key.port)).await,
+            }?;
+            // Requests are small and answered at once: Nagle's delay would only add latency.
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(stream)
+        };
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
+            Err(_) => {
+                return Err(SendError::Connect(format!(
+                    "no connection within {:?}",
+                    self.connect_timeout
+                )))
+            }
+        };
+        let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(chain(&e)))?;
+        Ok(Conn {
+            sender,
+            driver: Box::pin(driver),
+            ended: false,
+        })
+    }
+}
+
+impl Response<'_> {
+    /// The body's length when the server declared it.
+    pub fn content_length(&self) -> Option<u64> {
+        http_body::Body::size_hint(&self.body).exact()
+    }
+
+    /// The next piece of the body, `None` at its end (the connection is then reusable).
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            let frame = match &mut self.conn {
+                Some((_, c)) => Conn::drive(&mut c.driver, &mut c.ended, self.body.frame()).await,
+                None => self.body.frame().await,
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    self.conn = None;
+                    return Err(chain(&e));
+                }
+                None => {
+                    if let Some((key, c)) = self.conn.take() {
+                        self.client.checkin(key, c);
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// An error and its causes, outermost first ("connection closed: broken pipe").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_without_credentials_only() {
+        let ok = |u: &str| H1Client::handles(&url::Url::parse(u).unwrap());
+        assert!(ok("http://127.0.0.1:8080/health"));
+        assert!(ok("http://[::1]/x?y=1"));
+        assert!(!ok("https://focus.lab/health"));
+        assert!(!ok("http://user:pw@focus.lab/health"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        // Bind then drop: the port is (almost certainly) closed now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/x")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        let r = c
+            .send(&url, http::Request::new(Full::new(Bytes::new())))
+            .await;
+        assert!(matches!(r, Err(SendError::Connect(_))), "{:?}", r.err());
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_after_its_body_was_read_and_replaced_when_closed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Answers two requests per connection (the second with `connection: close`); counts them.
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acc = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    for n in 0..2 {
+                        let mut seen = Vec::new();
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let n = s.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            seen.extend_from_slice(&buf[..n]);
+                        }
+                        assert!(String::from_utf8_lossy(&seen).contains("host: 127.0.0.1:"));
+                        let close = if n == 1 { "connection: close\r\n" } else { "" };
+                        let head = format!("HTTP/1.1 200 OK\r\n{close}content-length: 2\r\n\r\nok");
+                        let _ = s.write_all(head.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/p?q=1")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        for _ in 0..5 {
+            let mut r = c
+                .send(&url, http::Request::new(Full::new(Bytes::new())))
+                .await
+                .expect("a response");
+            assert_eq!(r.head.status, 200);
+            assert_eq!(r.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
+            assert_eq!(r.chunk().await.unwrap(), None);
+        }
+        // 5 requests, 2 per connection: 3 connections, none wasted on a failed send.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+}
