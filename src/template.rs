@@ -437,15 +437,30 @@ fn compile_expression<'e, 's>(
         })
 }
 
-/// Variables visible to a template.
+/// Variables visible to a template: its own, over an optional layer shared read-only with other
+/// scopes (a fan-out's variables under each iteration's own, so an iteration does not copy them).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
-    pub vars: VarMap,
+    vars: VarMap,
+    shared: Option<std::sync::Arc<VarMap>>,
 }
 
 impl Scope {
     pub fn new(vars: VarMap) -> Self {
-        Scope { vars }
+        Scope { vars, shared: None }
+    }
+
+    /// A scope whose variables start as `shared`'s (which stay untouched by `set`).
+    pub fn layered(shared: std::sync::Arc<VarMap>) -> Self {
+        Scope {
+            vars: VarMap::new(),
+            shared: Some(shared),
+        }
+    }
+
+    /// All variables in one map (for sharing as a layer).
+    pub fn flatten(&self) -> VarMap {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn set(&mut self, name: impl Into<String>, value: Value) {
@@ -453,12 +468,27 @@ impl Scope {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.vars.get(name)
+        self.vars
+            .get(name)
+            .or_else(|| self.shared.as_ref().and_then(|s| s.get(name)))
+    }
+
+    /// Forgets a variable this scope set (a shared one shows through again).
+    pub fn remove(&mut self, name: &str) {
+        self.vars.shift_remove(name);
+    }
+
+    /// Every visible variable once: the shared ones first (unless set here), then this scope's.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.shared
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|(k, _)| !self.vars.contains_key(*k))
+            .chain(self.vars.iter())
     }
 
     fn context(&self) -> MjValue {
         let mut map: std::collections::BTreeMap<String, MjValue> = self
-            .vars
             .iter()
             .map(|(k, v)| (k.clone(), MjValue::from_serialize(v)))
             .collect();
@@ -479,7 +509,7 @@ impl Scope {
                 }
                 continue;
             }
-            if !self.vars.contains_key(top) && !BUILTIN_FUNCS.contains(&top) {
+            if self.get(top).is_none() && !BUILTIN_FUNCS.contains(&top) {
                 out.insert(top.to_string());
             }
         }
@@ -489,7 +519,7 @@ impl Scope {
     fn explain(&self, src: &str, e: MjError, undeclared: HashSet<String>) -> TemplateError {
         let missing = self.missing(undeclared);
         if e.kind() == ErrorKind::UndefinedError && !missing.is_empty() {
-            let mut known: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+            let mut known: Vec<&str> = self.iter().map(|(k, _)| k.as_str()).collect();
             known.sort();
             let hint = missing
                 .first()
@@ -834,6 +864,29 @@ mod tests {
         assert!(s.render_str(&ifs).is_err());
         assert!(s.eval("x }} y").is_err());
         assert!(s.eval("'}}' == '}}'").unwrap() == serde_json::json!(true));
+    }
+
+    #[test]
+    fn a_layered_scope_reads_through_and_shadows_without_touching_the_shared_layer() {
+        let shared = std::sync::Arc::new(VarMap::from_iter([
+            ("job".to_string(), json!("18-3")),
+            ("port".to_string(), json!(50051)),
+        ]));
+        let mut s = Scope::layered(shared.clone());
+        s.set("port", json!(50052));
+        s.set("index", json!(7));
+        assert_eq!(
+            s.render_str("{{ job }}:{{ port }}:{{ index }}").unwrap(),
+            "18-3:50052:7"
+        );
+        let names: Vec<&str> = s.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["job", "port", "index"]);
+        assert_eq!(s.flatten().len(), 3);
+        s.remove("port");
+        assert_eq!(s.get("port"), Some(&json!(50051)));
+        assert_eq!(shared.get("port"), Some(&json!(50051)));
+        let err = s.render_str("{{ nope }}").unwrap_err().message;
+        assert!(err.contains("defined here: index, job, port"), "{err}");
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub async fn foreach(
         match old {
             Some(v) => scope.set(name, v),
             None => {
-                scope.vars.shift_remove(name);
+                scope.remove(name);
             }
         }
     }
@@ -137,7 +137,7 @@ pub async fn foreach(
         .filter(|c| c.status == Status::Passed)
         .count();
     Ok(Observation {
-        doc: json!({"count": items.len(), "ran": children.len(), "passed": passed}),
+        doc: json!({"count": items.len(), "ran": children.len(), "passed": passed}).into(),
         assertions: verdict(step, format!("foreach {}", f.as_), &children),
         children,
         ..Default::default()
@@ -198,7 +198,7 @@ pub async fn repeat(
         });
     }
     Ok(Observation {
-        doc: json!({"runs": children.len()}),
+        doc: json!({"runs": children.len()}).into(),
         assertions,
         children,
         ..Default::default()
@@ -223,7 +223,7 @@ pub async fn include(
     }
     mark(&mut steps, &inc.display);
     Ok(Observation {
-        doc: json!({"steps": steps.len()}),
+        doc: json!({"steps": steps.len()}).into(),
         assertions: verdict(step, format!("include {}", inc.path), &steps),
         children: steps,
         ..Default::default()

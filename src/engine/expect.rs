@@ -95,12 +95,12 @@ pub fn evaluate(
         }
     }
     for c in &e.json {
-        out.extend(eval_check(c, &obs.doc, scope, fallback)?);
+        out.extend(eval_check(c, obs.doc(), scope, fallback)?);
     }
     if let Some(expected) = &e.partial {
         let expected = scope.render_value(expected).map_err(ExecError::spec)?;
         let mut diffs = Vec::new();
-        partial_match(&expected, &obs.doc, "$", &mut diffs);
+        partial_match(&expected, obs.doc(), "$", &mut diffs);
         out.push(AssertionResult {
             line: e.line_of("match", fallback),
             subject: "document".into(),
@@ -114,7 +114,7 @@ pub fn evaluate(
     if let Some(schema) = &e.schema {
         out.push(check_schema(
             schema,
-            &obs.doc,
+            obs.doc(),
             spec_dir,
             e.line_of("schema", fallback),
         )?);

@@ -21,7 +21,7 @@ use crate::results::{
     AssertionResult, Bucket, FanoutStats, LatencyStats, Status, StepResult, ThresholdResult,
 };
 use crate::spec::threshold::{Metric, Op, Rhs, Threshold};
-use crate::spec::{Count, Fanout, Step};
+use crate::spec::{Count, Fanout, Step, VarMap};
 use crate::template::Scope;
 
 /// Histogram bucket upper bounds, in milliseconds.
@@ -329,8 +329,11 @@ pub async fn execute(
         } else {
             Vec::new()
         },
-        base: scope.clone(),
-        ctx: ctx.fork(),
+        base: Arc::new(scope.flatten()),
+        ctx: Ctx {
+            summarized: true,
+            ..ctx.fork()
+        },
         capture_names,
         barrier,
         ramp_up,
@@ -433,7 +436,7 @@ pub async fn execute(
     // Cleanup phase: every iteration's cleanup, with its own variables, after all steps finished
     // (what the block opened was open together). Runs after failures, deadlines and Ctrl-C too.
     if !f.cleanup.is_empty() && !cleanup_each {
-        let base: &Scope = scope;
+        let base = &plan.base;
         let mut cleanups = futures::stream::iter(pending_cleanup)
             .map(|(i, caps)| async move {
                 let mut it_scope = iteration_scope(base, i, &caps);
@@ -485,7 +488,7 @@ pub async fn execute(
         .collect();
     let doc = serde_json::to_value(&stats).unwrap_or(Value::Null);
     Ok(Observation {
-        doc,
+        doc: doc.into(),
         elapsed: duration,
         assertions,
         fanout: Some(stats),
@@ -498,7 +501,8 @@ struct Plan {
     steps: Vec<Step>,
     /// Each iteration's own cleanup (loads that release each iteration as it ends), else empty.
     cleanup: Vec<Step>,
-    base: Scope,
+    /// The fan-out's variables, under each iteration's own.
+    base: Arc<VarMap>,
     ctx: Ctx,
     capture_names: Vec<String>,
     barrier: Option<Arc<Barrier>>,
@@ -663,8 +667,8 @@ fn resume(e: tokio::task::JoinError) {
 }
 
 /// An iteration's variables: the fan-out's scope, its `index`/`iteration`, and its captures.
-fn iteration_scope(base: &Scope, i: usize, captures: &IndexMap<String, Value>) -> Scope {
-    let mut sc = base.clone();
+fn iteration_scope(base: &Arc<VarMap>, i: usize, captures: &IndexMap<String, Value>) -> Scope {
+    let mut sc = Scope::layered(base.clone());
     sc.set("index", json!(i));
     sc.set("iteration", json!(i + 1));
     for (k, v) in captures {

@@ -130,7 +130,8 @@ pub async fn execute(
         })?;
         join_url(&base, &path)
     };
-    let mut url = url::Url::parse(&url)
+    let mut url = target
+        .parse_url(&url)
         .map_err(|e| ExecError::spec(format!("`{url}` is not a valid URL: {e}")))?;
     if !req.query.is_empty() {
         let mut pairs: Vec<(String, String)> = Vec::new();
@@ -149,9 +150,15 @@ pub async fn execute(
     // Headers: defaults, then the target's, then the step's (a name given replaces the earlier
     // values of that name; a list sends the header once per element).
     let mut headers = HeaderMap::new();
-    set_header(&mut headers, "user-agent", USER_AGENT)?;
-    set_header(&mut headers, "accept", "*/*")?;
-    set_header(&mut headers, "accept-encoding", ACCEPT_ENCODING)?;
+    headers.insert(
+        reqwest::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
+    headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(
+        reqwest::header::ACCEPT_ENCODING,
+        HeaderValue::from_static(ACCEPT_ENCODING),
+    );
     if !sim {
         for (k, v) in &target.headers {
             set_header(&mut headers, k, v)?;
@@ -235,7 +242,12 @@ pub async fn execute(
             shown = Some(RequestExcerpt {
                 method: hop.method.as_str().into(),
                 url: hop.url.to_string(),
-                headers: pairs_of(&headers),
+                // A fan-out iteration's results feed statistics only: no headers kept.
+                headers: if ctx.summarized {
+                    Vec::new()
+                } else {
+                    pairs_of(&headers)
+                },
                 body: hop.body.as_deref().map(body_excerpt),
             });
         }
@@ -341,7 +353,6 @@ pub async fn execute(
     };
     let elapsed = t0.elapsed();
     let (text, charset) = decode_text(&body.bytes, &content_type);
-    let doc = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
     let (body_excerpt, cut) = excerpt(&text);
     for (k, v) in &headers {
         target.secrets.add_header(k, v);
@@ -371,7 +382,11 @@ pub async fn execute(
     }
     let response = ResponseExcerpt {
         status,
-        headers: headers.clone(),
+        headers: if ctx.summarized {
+            Vec::new()
+        } else {
+            headers.clone()
+        },
         body: (!body_excerpt.is_empty()).then_some(body_excerpt),
         truncated: cut || body.over_limit,
         elapsed_ms: super::ms(elapsed),
@@ -384,7 +399,6 @@ pub async fn execute(
         status: Some(status),
         headers,
         body: Some(text),
-        doc,
         elapsed,
         request: Some(shown),
         response: Some(response),

@@ -178,11 +178,11 @@ pub async fn execute(
                 doc.as_ref().map(|_| json!("found")),
                 doc.is_some(),
             ));
-            obs.doc = doc.unwrap_or(Value::Null);
+            obs.doc = doc.unwrap_or(Value::Null).into();
         }
         KubeVerb::List => {
             let items = list_all(&api, &r, &what).await?;
-            obs.doc = json!({"count": items.len(), "items": items});
+            obs.doc = json!({"count": items.len(), "items": items}).into();
         }
         KubeVerb::Delete => {
             let names: Vec<String> = match &r.name {
@@ -206,7 +206,7 @@ pub async fn execute(
                 obs.assertions
                     .push(assertion("deleted", json!(true), Some(json!(done)), done));
             }
-            obs.doc = json!({"count": deleted.len(), "deleted": deleted});
+            obs.doc = json!({"count": deleted.len(), "deleted": deleted}).into();
         }
         KubeVerb::Absent => {
             // A watch can lag by an event's delivery: "gone" is confirmed by the API server
@@ -232,7 +232,8 @@ pub async fn execute(
                 remaining.into_iter().next().unwrap_or(Value::Null)
             } else {
                 json!({"count": remaining.len(), "items": remaining})
-            };
+            }
+            .into();
         }
     }
     obs.elapsed = t0.elapsed();
@@ -245,9 +246,9 @@ pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) 
     let Some(kt) = ctx.target.kube.as_ref() else {
         return out;
     };
-    let objects: Vec<&Value> = match obs.doc.get("items").and_then(Value::as_array) {
+    let objects: Vec<&Value> = match obs.doc().get("items").and_then(Value::as_array) {
         Some(items) => items.iter().take(3).collect(),
-        None if obs.doc.is_object() && obs.doc.get("metadata").is_some() => vec![&obs.doc],
+        None if obs.doc().is_object() && obs.doc().get("metadata").is_some() => vec![obs.doc()],
         None => Vec::new(),
     };
     for o in &objects {

@@ -34,8 +34,9 @@ pub struct Observation {
     pub status: Option<u16>,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
-    /// The JSON document `path` checks and captures look into.
-    pub doc: Value,
+    /// The JSON document `path` checks and captures look into ([`Observation::doc`]): set by
+    /// the kind, or parsed from `body` on first use.
+    pub doc: std::sync::OnceLock<Value>,
     pub elapsed: Duration,
     pub request: Option<RequestExcerpt>,
     pub response: Option<ResponseExcerpt>,
@@ -47,6 +48,19 @@ pub struct Observation {
     pub http: Option<Box<http::HttpObs>>,
     /// Results of the steps a block kind ran (foreach items, repeat runs, included steps).
     pub children: Vec<StepResult>,
+}
+
+impl Observation {
+    /// The JSON document: what the kind set, else the body parsed as JSON (`null` when it is
+    /// not JSON). Parsed on first use: most requests of a load are only checked for their status.
+    pub fn doc(&self) -> &Value {
+        self.doc.get_or_init(|| {
+            self.body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or(Value::Null)
+        })
+    }
 }
 
 /// Why a step could not be carried out.
@@ -194,6 +208,9 @@ pub struct Ctx {
     pub last_progress: Arc<std::sync::Mutex<Instant>>,
     /// The case's cookie jar (emptied when a case starts; shared by a fan-out's iterations).
     pub cookies: Arc<http::CookieJar>,
+    /// Step results feed a fan-out's statistics and are then dropped: excerpts keep only what a
+    /// failure reason reads (status, body, message), not the headers.
+    pub summarized: bool,
 }
 
 /// Long steps report progress at most this often, and only once a spec has run this long.
@@ -213,6 +230,7 @@ impl Ctx {
             secret_vars: self.secret_vars.clone(),
             last_progress: self.last_progress.clone(),
             cookies: self.cookies.clone(),
+            summarized: self.summarized,
         }
     }
 
@@ -551,6 +569,7 @@ async fn run_spec(
         secret_vars: spec.secrets.clone(),
         last_progress: Arc::new(std::sync::Mutex::new(Instant::now())),
         cookies: Arc::new(http::CookieJar::new(spec.cookies.unwrap_or(target.cookies))),
+        summarized: false,
     };
     let cases: Vec<Option<&Case>> = if spec.cases.is_empty() {
         vec![None]

@@ -115,7 +115,7 @@ impl StepKind {
                     }
                     Ok(Observation {
                         elapsed: t0.elapsed(),
-                        doc: vars_doc(scope),
+                        doc: vars_doc(scope).into(),
                         ..Default::default()
                     })
                 }
@@ -126,7 +126,7 @@ impl StepKind {
                         assertions.extend(eval_check(c, &doc, scope, step.pos.line)?);
                     }
                     Ok(Observation {
-                        doc,
+                        doc: doc.into(),
                         assertions,
                         ..Default::default()
                     })
@@ -164,13 +164,7 @@ impl StepKind {
 
 /// The variables as a JSON document (subject of `path` checks in `assert` steps).
 fn vars_doc(scope: &Scope) -> Value {
-    Value::Object(
-        scope
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
+    Value::Object(scope.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 impl Step {
@@ -315,12 +309,14 @@ impl Step {
             }
             match outcome {
                 Err(e) => finish_error(res, e, t0),
-                Ok((obs, assertions)) => {
-                    res.request = obs.request.clone();
-                    res.response = obs.response.clone();
-                    res.fanout = obs.fanout.clone();
-                    res.attachments = obs.attachments.clone();
-                    res.steps = obs.children.clone();
+                Ok((mut obs, assertions)) => {
+                    // Moved, not copied: the observation is only read again by captures and
+                    // diagnosis, which need neither the excerpts nor the children.
+                    res.request = obs.request.take();
+                    res.response = obs.response.take();
+                    res.fanout = obs.fanout.take();
+                    res.attachments = std::mem::take(&mut obs.attachments);
+                    res.steps = std::mem::take(&mut obs.children);
                     res.assertions = assertions;
                     // A polled step's time is the whole poll (in the spec's time), not one request.
                     if poll.is_some() {
@@ -447,7 +443,7 @@ impl Step {
                     let http = obs.http.as_deref();
                     let v = if let Some(p) = &rendered {
                         let nodes = serde_json_path::JsonPath::parse(p).map(|jp| {
-                            jp.query(&obs.doc)
+                            jp.query(obs.doc())
                                 .all()
                                 .into_iter()
                                 .cloned()
