@@ -3,8 +3,9 @@
 //! Undefined variables are errors (strict mode) that name the variable; a string that is
 //! exactly one `{{ expr }}` keeps the expression's type (so `"{{ index }}"` is a number).
 
+use std::collections::HashMap;
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use minijinja::value::{Object, Value as MjValue};
@@ -437,23 +438,118 @@ fn compile_expression<'e, 's>(
         })
 }
 
+/// Compiled templates and expressions kept by source text: a step run a million times compiles
+/// its templates once. Sources come from specs, so there are few; past this many, a source is
+/// compiled at each use (bounded memory whatever renders what).
+const COMPILED_MAX: usize = 1024;
+
+type Compiled<T> = std::sync::LazyLock<Mutex<HashMap<String, T>>>;
+static TEMPLATES: Compiled<minijinja::Template<'static, 'static>> =
+    std::sync::LazyLock::new(Default::default);
+static EXPRESSIONS: Compiled<Arc<minijinja::Expression<'static, 'static>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The compiled template of `src` from the cache, compiling and keeping it on first use; `None`
+/// when the cache is full (the caller compiles it for this use only).
+fn cached_template(src: &str) -> Result<Option<minijinja::Template<'static, 'static>>, MjError> {
+    let mut c = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = c.get(src) {
+        return Ok(Some(t.clone()));
+    }
+    if c.len() >= COMPILED_MAX {
+        return Ok(None);
+    }
+    // Checked on the caller's text first: only a template that compiles gets a copy that lives
+    // as long as the process (at most COMPILED_MAX of them).
+    environment().template_from_str(src)?;
+    let t = environment().template_from_str(Box::leak(src.to_string().into_boxed_str()))?;
+    c.insert(src.to_string(), t.clone());
+    Ok(Some(t))
+}
+
+/// A compiled expression (it owns its source: nothing to leak), kept while the cache has room.
+fn expression(src: &str) -> Result<Arc<minijinja::Expression<'static, 'static>>, MjError> {
+    if let Some(e) = EXPRESSIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(src)
+    {
+        return Ok(e.clone());
+    }
+    expression_guard(src)?;
+    let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        environment().compile_expression_owned(src.to_string())
+    }))
+    .unwrap_or_else(|_| {
+        Err(MjError::new(
+            ErrorKind::SyntaxError,
+            "the expression cannot be parsed",
+        ))
+    })
+    .map(Arc::new)?;
+    let mut c = EXPRESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if c.len() < COMPILED_MAX {
+        c.insert(src.to_string(), e.clone());
+    }
+    Ok(e)
+}
+
+/// The variables as templates see them: looked up, and converted, only when a template reads
+/// one (building a context of every variable was most of a small template's cost).
+#[derive(Debug)]
+struct Vars {
+    own: Arc<VarMap>,
+    shared: Option<Arc<VarMap>>,
+}
+
+impl Object for Vars {
+    fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        let k = key.as_str()?;
+        if k == "env" {
+            return Some(MjValue::from_object(EnvObject));
+        }
+        self.own
+            .get(k)
+            .or_else(|| self.shared.as_ref()?.get(k))
+            .map(MjValue::from_serialize)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let mut keys: Vec<MjValue> = self
+            .shared
+            .iter()
+            .flat_map(|s| s.keys())
+            .filter(|k| !self.own.contains_key(*k))
+            .chain(self.own.keys())
+            .map(|k| MjValue::from(k.as_str()))
+            .collect();
+        keys.push(MjValue::from("env"));
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
 /// Variables visible to a template: its own, over an optional layer shared read-only with other
 /// scopes (a fan-out's variables under each iteration's own, so an iteration does not copy them).
+/// Both are shared on clone and copied on the first `set` after (templates hold them while they
+/// render, without copying).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
-    vars: VarMap,
-    shared: Option<std::sync::Arc<VarMap>>,
+    vars: Arc<VarMap>,
+    shared: Option<Arc<VarMap>>,
 }
 
 impl Scope {
     pub fn new(vars: VarMap) -> Self {
-        Scope { vars, shared: None }
+        Scope {
+            vars: Arc::new(vars),
+            shared: None,
+        }
     }
 
     /// A scope whose variables start as `shared`'s (which stay untouched by `set`).
-    pub fn layered(shared: std::sync::Arc<VarMap>) -> Self {
+    pub fn layered(shared: Arc<VarMap>) -> Self {
         Scope {
-            vars: VarMap::new(),
+            vars: Default::default(),
             shared: Some(shared),
         }
     }
@@ -464,7 +560,7 @@ impl Scope {
     }
 
     pub fn set(&mut self, name: impl Into<String>, value: Value) {
-        self.vars.insert(name.into(), value);
+        Arc::make_mut(&mut self.vars).insert(name.into(), value);
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -475,7 +571,7 @@ impl Scope {
 
     /// Forgets a variable this scope set (a shared one shows through again).
     pub fn remove(&mut self, name: &str) {
-        self.vars.shift_remove(name);
+        Arc::make_mut(&mut self.vars).shift_remove(name);
     }
 
     /// Every visible variable once: the shared ones first (unless set here), then this scope's.
@@ -488,12 +584,10 @@ impl Scope {
     }
 
     fn context(&self) -> MjValue {
-        let mut map: std::collections::BTreeMap<String, MjValue> = self
-            .iter()
-            .map(|(k, v)| (k.clone(), MjValue::from_serialize(v)))
-            .collect();
-        map.insert("env".into(), MjValue::from_object(EnvObject));
-        MjValue::from(map)
+        MjValue::from_object(Vars {
+            own: self.vars.clone(),
+            shared: self.shared.clone(),
+        })
     }
 
     /// Names the template uses that this scope does not define (for a clear error).
@@ -548,19 +642,25 @@ impl Scope {
         if !is_template(src) {
             return Ok(src.to_string());
         }
-        let env = environment();
-        let tmpl = env
-            .template_from_str(src)
-            .map_err(|e| terr(format!("template `{src}`: {}", describe(&e))))?;
-        tmpl.render(self.context())
-            .map_err(|e| self.explain(src, e, tmpl.undeclared_variables(true)))
+        let compile_error = |e: MjError| terr(format!("template `{src}`: {}", describe(&e)));
+        let render = |tmpl: &minijinja::Template| {
+            tmpl.render(self.context())
+                .map_err(|e| self.explain(src, e, tmpl.undeclared_variables(true)))
+        };
+        match cached_template(src).map_err(compile_error)? {
+            Some(tmpl) => render(&tmpl),
+            None => render(
+                &environment()
+                    .template_from_str(src)
+                    .map_err(compile_error)?,
+            ),
+        }
     }
 
     /// Evaluates an expression (`stream_port >= 50051`).
     pub fn eval(&self, expr: &str) -> Result<Value, TemplateError> {
-        let env = environment();
-        let e = compile_expression(env, expr)
-            .map_err(|e| terr(format!("expression `{expr}`: {}", describe(&e))))?;
+        let e =
+            expression(expr).map_err(|e| terr(format!("expression `{expr}`: {}", describe(&e))))?;
         let v = e
             .eval(self.context())
             .map_err(|err| self.explain(expr, err, e.undeclared_variables(true)))?;
@@ -887,6 +987,30 @@ mod tests {
         assert_eq!(shared.get("port"), Some(&json!(50051)));
         let err = s.render_str("{{ nope }}").unwrap_err().message;
         assert!(err.contains("defined here: index, job, port"), "{err}");
+    }
+
+    #[test]
+    fn compiled_templates_are_reused_bounded_and_never_hold_values() {
+        let mut s = Scope::default();
+        for i in 0..3 {
+            s.set("n", json!(i));
+            assert_eq!(s.render_str("n={{ n }}").unwrap(), format!("n={i}"));
+            assert_eq!(s.eval("n * 2").unwrap(), json!(i * 2));
+        }
+        // A template that does not compile is an error every time (and is not kept).
+        for _ in 0..2 {
+            let e = s.render_str("{{ n + }}").unwrap_err().message;
+            assert!(e.starts_with("template `{{ n + }}`"), "{e}");
+        }
+        // More distinct sources than the cache keeps: all still render, the cache stays bounded.
+        for i in 0..COMPILED_MAX + 50 {
+            assert_eq!(
+                s.render_str(&format!("{i}:{{{{ n }}}}")).unwrap(),
+                format!("{i}:2")
+            );
+        }
+        assert!(TEMPLATES.lock().unwrap().len() <= COMPILED_MAX);
+        assert!(!TEMPLATES.lock().unwrap().contains_key("{{ n + }}"));
     }
 
     #[test]

@@ -357,11 +357,9 @@ pub async fn execute(
             let workers = tokio::runtime::Handle::current().metrics().num_workers();
             let lanes = workers.clamp(1, concurrency);
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let mut set = tokio::task::JoinSet::new();
-            for l in 0..lanes {
-                let width = concurrency / lanes + usize::from(l < concurrency % lanes);
+            let lane = |width: usize| {
                 let (plan, tally, next) = (plan.clone(), tally.clone(), next.clone());
-                set.spawn(async move {
+                async move {
                     let numbers = std::iter::from_fn(|| {
                         if stop_starting_at.is_some_and(|e| Instant::now() >= e) {
                             return None;
@@ -375,9 +373,20 @@ pub async fn execute(
                     while let Some(o) = iterations.next().await {
                         tally.take(o, &plan.ctx);
                     }
-                });
+                }
+            };
+            if lanes == 1 {
+                // One lane (sequential, or one worker): run it here, without a task hand-over.
+                lane(concurrency).await;
+            } else {
+                let mut set = tokio::task::JoinSet::new();
+                for l in 0..lanes {
+                    set.spawn(lane(
+                        concurrency / lanes + usize::from(l < concurrency % lanes),
+                    ));
+                }
+                join_all(set).await;
             }
-            join_all(set).await;
             tally.finished()
         }
         Some(ol) => {
