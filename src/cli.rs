@@ -109,8 +109,9 @@ pub struct RunArgs {
     /// Specs run in parallel (exclusive specs always run alone).
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
-    /// Threads that send requests and check answers (default: one per CPU core). Sequential
-    /// steps spend less CPU on one thread; large fan-outs go faster on several.
+    /// Threads that send requests and check answers. Default: one when the run does nothing at
+    /// the same time (one spec at a time, no concurrent fan-out or foreach, no embedded
+    /// simulator), else one per CPU core.
     #[arg(long, env = "FOCUSQA_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
     /// Stop starting new specs after the first failure (running ones finish, cleanup runs).
@@ -265,11 +266,16 @@ pub fn main() -> Exit {
         }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run(RunArgs {
-        workers: Some(n), ..
-    }) = &cli.command
-    {
-        builder.worker_threads(usize::from(*n));
+    if let Command::Run(a) = &cli.command {
+        match a.workers {
+            Some(n) => {
+                builder.worker_threads(usize::from(n));
+            }
+            None if nothing_concurrent(&config, a) => {
+                builder.worker_threads(1);
+            }
+            None => {}
+        }
     }
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -288,6 +294,60 @@ pub fn main() -> Exit {
         Command::Sim(a) => rt.block_on(sim(a)),
         Command::Schema(a) => schema(&a),
     }
+}
+
+/// Whether a run does nothing at the same time, so one runner thread serves it best: one spec at
+/// a time (`--jobs 1` or a single spec), no fan-out or `foreach` with a concurrency above 1, and
+/// no simulator inside the process. A second thread would only wake up for every answer: about
+/// 40 % more CPU per sequential step (scripts/peers.sh). Decided on a silent first read of the
+/// selected specs; any doubt (a spec that does not load, a templated concurrency) says no.
+fn nothing_concurrent(config: &Config, a: &RunArgs) -> bool {
+    fn concurrent(steps: &[crate::spec::Step]) -> bool {
+        use crate::spec::{Count, StepKind};
+        let above_one = |c: &Option<Count>, default_many: bool| match c {
+            Some(Count::N(n)) => *n > 1,
+            Some(Count::Template(_)) => true,
+            None => default_many,
+        };
+        steps.iter().any(|s| match &s.kind {
+            StepKind::Fanout(f) => {
+                // Without `concurrency`, a counted fan-out starts every iteration at once.
+                let all_at_once = match &f.count {
+                    Some(Count::N(n)) => *n > 1,
+                    Some(Count::Template(_)) => true,
+                    None => false, // a duration-bounded loop: one at a time
+                };
+                f.rate.is_some() || above_one(&f.concurrency, all_at_once) || concurrent(&f.steps)
+            }
+            StepKind::Foreach(f) => above_one(&f.concurrency, false) || concurrent(&f.steps),
+            StepKind::Include(i) => concurrent(&i.steps),
+            k => k.blocks().iter().any(|(_, b)| concurrent(b)),
+        })
+    }
+    let name = a.target.as_deref().unwrap_or(&config.default_target);
+    match config.target(name) {
+        Ok(t) if t.embedded.is_none() && name != crate::config::EMBEDDED => {}
+        _ => return false,
+    }
+    let catalog = load_catalog(config).ok().flatten();
+    let paths: Vec<PathBuf> = if a.select.paths.is_empty() {
+        config.specs.iter().map(|p| config.resolve(p)).collect()
+    } else {
+        a.select.paths.clone()
+    };
+    let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let Ok(id_re) = a.select.id.as_deref().map(Regex::new).transpose() else {
+        return false;
+    };
+    let selected: Vec<&Spec> = loaded
+        .specs
+        .iter()
+        .filter(|s| a.select.tags.is_empty() || s.tags.iter().any(|t| a.select.tags.contains(t)))
+        .filter(|s| id_re.as_ref().is_none_or(|r| r.is_match(&s.id)))
+        .collect();
+    loaded.diagnostics.is_empty()
+        && (a.jobs <= 1 || selected.len() <= 1)
+        && !selected.iter().any(|s| concurrent(&s.steps))
 }
 
 /// Loads the catalog if the configured file exists.
@@ -1028,5 +1088,85 @@ fn schema(a: &SchemaArgs) -> Exit {
             }
             Exit::Ok
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project with a remote target and three specs: sequential, a fan-out of 8 at once, and
+    /// a foreach whose concurrency is a template.
+    fn project() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| std::fs::write(d.path().join(name), text).unwrap();
+        w(
+            "focusqa.yaml",
+            "default_target: t\nscope: none.yaml\nspecs: [specs]\ntargets:\n  t: {base_url: \"http://127.0.0.1:9\"}\n",
+        );
+        std::fs::create_dir(d.path().join("specs")).unwrap();
+        let spec = |id: &str, step: &str| {
+            format!("id: {id}\ntitle: {id}\ntags: [{id}]\nsteps:\n  - {step}\n")
+        };
+        w(
+            "specs/seq.yaml",
+            &spec(
+                "seq",
+                "fanout: {count: 5, concurrency: 1, steps: [{http: {path: /a}}]}",
+            ),
+        );
+        w(
+            "specs/par.yaml",
+            &spec("par", "fanout: {count: 8, steps: [{http: {path: /a}}]}"),
+        );
+        w("specs/each.yaml", &spec("each", "foreach: {items: [1, 2], as: n, concurrency: \"{{ 2 }}\", steps: [{http: {path: /a}}]}"));
+        d
+    }
+
+    fn one_thread(d: &tempfile::TempDir, args: &[&str]) -> bool {
+        let cfg = d.path().join("focusqa.yaml");
+        let mut argv = vec!["focusqa", "--config", cfg.to_str().unwrap(), "run"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let config = Config::load(Some(&cfg)).unwrap();
+        let Command::Run(a) = &cli.command else {
+            unreachable!()
+        };
+        nothing_concurrent(&config, a)
+    }
+
+    #[test]
+    fn one_runner_thread_only_when_nothing_in_the_run_is_concurrent() {
+        let d = project();
+        assert!(one_thread(&d, &["--tag", "seq"]));
+        assert!(!one_thread(&d, &["--tag", "par"]), "a fan-out of 8 at once");
+        assert!(
+            !one_thread(&d, &["--tag", "each"]),
+            "a templated concurrency"
+        );
+        assert!(!one_thread(
+            &d,
+            &["--tag", "seq", "--tag", "par", "--jobs", "1"]
+        ));
+        let two = d.path().join("specs/seq2.yaml");
+        std::fs::copy(d.path().join("specs/seq.yaml"), &two).unwrap();
+        let text = std::fs::read_to_string(&two)
+            .unwrap()
+            .replace("id: seq", "id: seq2");
+        std::fs::write(&two, text).unwrap();
+        assert!(
+            !one_thread(&d, &["--tag", "seq"]),
+            "two specs run side by side"
+        );
+        assert!(one_thread(&d, &["--tag", "seq", "--jobs", "1"]));
+        assert!(!one_thread(
+            &d,
+            &["--tag", "seq", "--jobs", "1", "--target", "embedded"]
+        ));
+        std::fs::write(d.path().join("specs/broken.yaml"), "id: [").unwrap();
+        assert!(
+            !one_thread(&d, &["--tag", "seq", "--jobs", "1"]),
+            "a spec that does not load"
+        );
     }
 }
