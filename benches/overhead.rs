@@ -55,7 +55,7 @@ async fn noop_server() {
         .route("/noop", get(|| async { "{}" }))
         .route("/configure", post(|| async { axum::Json(serde_json::json!({"job_id": "1-1", "status": "configured", "stream_url": "10.10.10.100", "stream_port": 50051})) }))
         .route("/metadata/{id}", get(|| async { axum::Json(serde_json::json!({"status": "running"})) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = focusqa::sim::listen(0).unwrap();
     println!("{}", listener.local_addr().unwrap());
     axum::serve(listener, app).await.unwrap();
 }

@@ -256,8 +256,8 @@ pub async fn start(
             "header_read_timeout and body_read_timeout must be greater than zero",
         ));
     }
-    let focus_listener = tokio::net::TcpListener::bind(("127.0.0.1", focus_port)).await?;
-    let kube_listener = tokio::net::TcpListener::bind(("127.0.0.1", kube_port)).await?;
+    let focus_listener = listen(focus_port)?;
+    let kube_listener = listen(kube_port)?;
     let focus_addr = focus_listener.local_addr()?;
     let kube_addr = kube_listener.local_addr()?;
 
@@ -335,5 +335,49 @@ async fn timer_task(shared: Arc<Shared>) {
             _ = shared.notify.notified() => {}
             _ = tokio::time::sleep_until(next.unwrap_or(far)) => {}
         }
+    }
+}
+
+/// Pending connections a simulator's listener queues before it accepts them. "200 jobs at once"
+/// opens 200 connections in the same millisecond; the default queue (128) overflowed, and each
+/// connection past it waited for the client's SYN retransmit: a second (the kernel still caps
+/// this at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on 127.0.0.1:`port` (0: any free port) with a [`LISTEN_BACKLOG`] queue.
+pub fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    // As tokio's own `bind`: a port of a simulator just stopped can be taken again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+#[cfg(test)]
+mod tests {
+    /// 300 connections opened before the simulator accepts any: all are queued at once (with
+    /// the default queue of 128, the rest would wait a second for the SYN to be sent again).
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_listen_queue_not_for_retransmits() {
+        let cap: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if cap < 300 {
+            eprintln!("skipped: net.core.somaxconn is {cap}, the kernel caps the queue below 300");
+            return;
+        }
+        let listener = super::listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..300).map(|_| {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let done = futures::future::join_all(connects).await;
+        let queued = done.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(queued, 300, "connections queued without an accept");
+        drop(listener);
     }
 }

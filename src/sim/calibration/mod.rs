@@ -119,7 +119,7 @@ pub async fn start(config: CalibrationConfig, port: u16) -> std::io::Result<Cali
             "time_scale must be a finite number > 0",
         ));
     }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = super::listen(port)?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
