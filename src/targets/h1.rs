@@ -331,4 +331,49 @@ mod tests {
         // 5 requests, 2 per connection: 3 connections, none wasted on a failed send.
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_not_used_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // One answer per connection, kept alive as far as the client knows, then closed by the
+        // server (as an idle timeout does).
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acc = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = s.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        for _ in 0..3 {
+            let mut r = c
+                .send(&url, http::Request::new(Full::new(Bytes::new())))
+                .await
+                .expect("a response, on a new connection when the pooled one was closed");
+            assert_eq!(r.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
+            assert_eq!(r.chunk().await.unwrap(), None);
+            // Let the server's close arrive before the next request.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
 }
