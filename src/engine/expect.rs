@@ -39,7 +39,7 @@ pub fn evaluate(
         out.push(check_error(want, obs, e.line_of("error", fallback)));
     }
     for (name, h) in &e.headers {
-        out.extend(check_header(name, h, &obs.headers, scope, line)?);
+        out.extend(check_header(name, h, obs.headers.pairs(), scope, line)?);
     }
     if let Some(b) = &e.body {
         out.extend(check_body(b, obs, scope, e.line_of("body", fallback))?);

@@ -228,7 +228,7 @@ pub async fn execute(
     let mut cookies: IndexMap<String, Value> = IndexMap::new();
     // The clock starts at the first hand-over to the client: templating is not latency.
     let mut t0: Option<Instant> = None;
-    let resp = loop {
+    let mut resp = loop {
         let headers = hop.headers(&ctx.cookies, &request_cookies)?;
         for (k, v) in &headers {
             if crate::results::secrets::is_secret_header(k.as_str()) {
@@ -331,15 +331,15 @@ pub async fn execute(
     let status = resp.status().as_u16();
     let version = version_name(resp.version());
     let final_url = hop.url.to_string();
-    let headers = pairs_of(resp.headers());
-    let encoding = resp
-        .headers()
+    let headers = super::Headers::new(resp.take_headers());
+    let encoding = headers
+        .map()
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let content_type = resp
-        .headers()
+    let content_type = headers
+        .map()
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
@@ -354,8 +354,12 @@ pub async fn execute(
     let elapsed = t0.elapsed();
     let (text, charset) = decode_text(&body.bytes, &content_type);
     let (body_excerpt, cut) = excerpt(&text);
-    for (k, v) in &headers {
-        target.secrets.add_header(k, v);
+    for (k, v) in headers.map() {
+        if crate::results::secrets::is_secret_header(k.as_str()) {
+            target
+                .secrets
+                .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
+        }
     }
     let mut notes = Vec::new();
     if body.over_limit {
@@ -385,7 +389,7 @@ pub async fn execute(
         headers: if ctx.summarized {
             Vec::new()
         } else {
-            headers.clone()
+            headers.pairs().to_vec()
         },
         body: (!body_excerpt.is_empty()).then_some(body_excerpt),
         truncated: cut || body.over_limit,
@@ -523,7 +527,7 @@ fn set_header(h: &mut HeaderMap, k: &str, v: &str) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn pairs_of(h: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn pairs_of(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(k, v)| {
             (
@@ -1005,6 +1009,14 @@ impl Resp<'_> {
         match self {
             Resp::Reqwest(r) => r.version(),
             Resp::Lean(r) => r.head.version,
+        }
+    }
+
+    /// The headers, taken out (the body is read after).
+    fn take_headers(&mut self) -> HeaderMap {
+        match self {
+            Resp::Reqwest(r) => std::mem::take(r.headers_mut()),
+            Resp::Lean(r) => std::mem::take(&mut r.head.headers),
         }
     }
 

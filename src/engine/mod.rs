@@ -32,7 +32,7 @@ use crate::template::{Scope, TemplateError};
 #[derive(Debug, Default, Clone)]
 pub struct Observation {
     pub status: Option<u16>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     pub body: Option<String>,
     /// The JSON document `path` checks and captures look into ([`Observation::doc`]): set by
     /// the kind, or parsed from `body` on first use.
@@ -48,6 +48,32 @@ pub struct Observation {
     pub http: Option<Box<http::HttpObs>>,
     /// Results of the steps a block kind ran (foreach items, repeat runs, included steps).
     pub children: Vec<StepResult>,
+}
+
+/// A response's headers as received, and as `(name, value)` text made on first use: most
+/// requests of a load never look at theirs (making them was 9 allocations per request).
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    map: reqwest::header::HeaderMap,
+    pairs: std::sync::OnceLock<Vec<(String, String)>>,
+}
+
+impl Headers {
+    pub fn new(map: reqwest::header::HeaderMap) -> Headers {
+        Headers {
+            map,
+            pairs: Default::default(),
+        }
+    }
+
+    /// Every header in the order received, a repeated one once per value.
+    pub fn pairs(&self) -> &[(String, String)] {
+        self.pairs.get_or_init(|| http::pairs_of(&self.map))
+    }
+
+    pub fn map(&self) -> &reqwest::header::HeaderMap {
+        &self.map
+    }
 }
 
 impl Observation {

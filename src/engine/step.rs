@@ -458,6 +458,7 @@ impl Step {
                         // A repeated header: the first value, or all of them with `all: true`.
                         let values: Vec<Value> = obs
                             .headers
+                            .pairs()
                             .iter()
                             .filter(|(k, _)| k.eq_ignore_ascii_case(h))
                             .map(|(_, v)| json!(v))
