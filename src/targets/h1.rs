@@ -270,6 +270,21 @@ mod tests {
         assert!(!ok("http://user:pw@focus.lab/health"));
     }
 
+    /// Reads one request's head from a test server's connection (`None`: the client closed it).
+    async fn request_head(s: &mut tokio::net::TcpStream) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        Some(String::from_utf8_lossy(&seen).into_owned())
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
         // Bind then drop: the port is (almost certainly) closed now.
@@ -286,12 +301,16 @@ mod tests {
         assert!(matches!(r, Err(SendError::Connect(_))), "{:?}", r.err());
     }
 
-    #[tokio::test]
-    async fn a_connection_is_reused_after_its_body_was_read_and_replaced_when_closed() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// A server answering `ok` to `per_connection` requests on each connection, then closing
+    /// it: announced in the last answer (`connection: close`) or not (as an idle timeout does).
+    /// Returns its port and the number of connections it accepted.
+    async fn ok_server(
+        per_connection: usize,
+        announce_close: bool,
+    ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        // Answers two requests per connection (the second with `connection: close`); counts them.
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let acc = accepted.clone();
         tokio::spawn(async move {
@@ -299,34 +318,44 @@ mod tests {
                 let (mut s, _) = listener.accept().await.unwrap();
                 acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    for n in 0..2 {
-                        let mut seen = Vec::new();
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let n = s.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
-                                return;
-                            }
-                            seen.extend_from_slice(&buf[..n]);
-                        }
-                        assert!(String::from_utf8_lossy(&seen).contains("host: 127.0.0.1:"));
-                        let close = if n == 1 { "connection: close\r\n" } else { "" };
+                    for n in 1..=per_connection {
+                        let Some(seen) = request_head(&mut s).await else {
+                            return;
+                        };
+                        assert!(seen.contains("host: 127.0.0.1:"), "{seen}");
+                        let close = if announce_close && n == per_connection {
+                            "connection: close\r\n"
+                        } else {
+                            ""
+                        };
                         let head = format!("HTTP/1.1 200 OK\r\n{close}content-length: 2\r\n\r\nok");
                         let _ = s.write_all(head.as_bytes()).await;
                     }
+                    let _ = s.shutdown().await;
                 });
             }
         });
+        (port, accepted)
+    }
+
+    /// Sends a request and reads the whole `ok` answer.
+    async fn get_ok(c: &H1Client, url: &url::Url) {
+        let mut r = c
+            .send(url, http::Request::new(Full::new(Bytes::new())))
+            .await
+            .expect("a response");
+        assert_eq!(r.head.status, 200);
+        assert_eq!(r.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
+        assert_eq!(r.chunk().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_after_its_body_was_read_and_replaced_when_closed() {
+        let (port, accepted) = ok_server(2, true).await;
         let url = url::Url::parse(&format!("http://127.0.0.1:{port}/p?q=1")).unwrap();
         let c = H1Client::new(Duration::from_secs(2));
         for _ in 0..5 {
-            let mut r = c
-                .send(&url, http::Request::new(Full::new(Bytes::new())))
-                .await
-                .expect("a response");
-            assert_eq!(r.head.status, 200);
-            assert_eq!(r.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
-            assert_eq!(r.chunk().await.unwrap(), None);
+            get_ok(&c, &url).await;
         }
         // 5 requests, 2 per connection: 3 connections, none wasted on a failed send.
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -334,43 +363,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_server_closed_while_idle_is_not_used_again() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        // One answer per connection, kept alive as far as the client knows, then closed by the
-        // server (as an idle timeout does).
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let acc = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    let mut seen = Vec::new();
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let n = s.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        seen.extend_from_slice(&buf[..n]);
-                    }
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
-                    let _ = s.shutdown().await;
-                });
-            }
-        });
+        let (port, accepted) = ok_server(1, false).await;
         let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
         let c = H1Client::new(Duration::from_secs(2));
         for _ in 0..3 {
-            let mut r = c
-                .send(&url, http::Request::new(Full::new(Bytes::new())))
-                .await
-                .expect("a response, on a new connection when the pooled one was closed");
-            assert_eq!(r.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
-            assert_eq!(r.chunk().await.unwrap(), None);
+            get_ok(&c, &url).await;
             // Let the server's close arrive before the next request.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
