@@ -1,12 +1,13 @@
 //! Choosing targets: `focusqa sim` served separately and reached as a configured target through
-//! its kubeconfig, and the README's complete example run as written.
+//! its kubeconfig, the README's complete example run as written, and plain http through the
+//! proxy the environment names.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{focusqa, results_in, stderr, stdout, xmllint_validate, SeparateSim};
+use common::{focusqa, results_in, stderr, stdout, xmllint_validate, Project, SeparateSim};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,4 +85,87 @@ fn a_separate_simulator_is_a_target_with_kubernetes() {
         child.child.wait().unwrap().success(),
         "focusqa sim stops cleanly on Ctrl-C"
     );
+}
+
+/// A forward proxy stand-in: answers every request `200 {}` and records its request line.
+fn recording_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            log.lock().unwrap().push(line.trim_end().to_string());
+            // The rest of the head, then one answer and the end of the connection.
+            let mut rest = String::new();
+            while reader.read_line(&mut rest).is_ok_and(|n| n > 2) {
+                rest.clear();
+            }
+            let mut s = stream;
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// The lean HTTP/1.1 client knows no proxies: with `HTTP_PROXY` set, plain http goes through
+/// reqwest, which sends it to the proxy. Without it, the same run finds nothing listening.
+#[test]
+fn plain_http_goes_through_the_proxy_the_environment_names() {
+    let (port, seen) = recording_proxy();
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "proxied.yaml",
+        "id: proxied\ntitle: through the proxy\nsteps:\n  - http: {path: /health}\n    expect: {status: 200}\n",
+    );
+    let run = |proxy: Option<String>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_focusqa"));
+        c.args(["run", "--quiet"])
+            .current_dir(p.path())
+            .env("NO_COLOR", "1");
+        for v in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            c.env_remove(v);
+        }
+        if let Some(url) = proxy {
+            c.env("HTTP_PROXY", url);
+        }
+        c.output().unwrap()
+    };
+    let out = run(Some(format!("http://127.0.0.1:{port}")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["GET http://127.0.0.1:9/health HTTP/1.1"],
+        "the request went to the proxy, in absolute form"
+    );
+    let out = run(None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("cannot connect"), "{}", stdout(&out));
 }
