@@ -637,6 +637,15 @@ impl Scope {
         terr(format!("template `{src}`: {}", describe(&e)))
     }
 
+    /// Renders a template string to text, borrowing a string that is not a template.
+    pub fn render_cow<'s>(&self, src: &'s str) -> Result<std::borrow::Cow<'s, str>, TemplateError> {
+        if is_template(src) {
+            self.render_str(src).map(std::borrow::Cow::Owned)
+        } else {
+            Ok(std::borrow::Cow::Borrowed(src))
+        }
+    }
+
     /// Renders a template string to text.
     pub fn render_str(&self, src: &str) -> Result<String, TemplateError> {
         if !is_template(src) {

@@ -54,7 +54,9 @@ pub fn evaluate(
     }
     if let Some(v) = &e.version {
         let want = scope.render_str(v).map_err(ExecError::spec)?;
-        let found = http.map(|h| h.version.clone()).filter(|v| !v.is_empty());
+        let found = http
+            .map(|h| h.version.to_string())
+            .filter(|v| !v.is_empty());
         let norm = |s: &str| {
             let s = s.trim().to_ascii_uppercase();
             match s.as_str() {

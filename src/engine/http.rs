@@ -44,7 +44,7 @@ pub struct HttpObs {
     /// The redirects followed: `{status, url, location}` each.
     pub redirects: Vec<Value>,
     /// `HTTP/1.1`, `HTTP/2`, ...
-    pub version: String,
+    pub version: &'static str,
     /// Cookies set by the response and the redirects before it (latest wins), by name:
     /// `{name, value, domain, path, secure, http_only, same_site, expires, max_age}`.
     pub cookies: IndexMap<String, Value>,
@@ -113,14 +113,14 @@ pub async fn execute(
     expected_error: Option<ExpectedError>,
 ) -> Result<Observation, ExecError> {
     let target = &ctx.target;
-    let path = scope.render_str(&req.path)?;
+    let path = scope.render_cow(&req.path)?;
     let url = if path.starts_with("http://") || path.starts_with("https://") {
         path
     } else {
         let base = if sim {
-            target.sim_url.clone()
+            target.sim_url.as_deref()
         } else {
-            target.base_url.clone()
+            target.base_url.as_deref()
         };
         let base = base.ok_or_else(|| {
             ExecError::spec(format!(
@@ -128,7 +128,7 @@ pub async fn execute(
                 target.name, req.path
             ))
         })?;
-        join_url(&base, &path)
+        std::borrow::Cow::Owned(join_url(base, &path))
     };
     let mut url = target
         .parse_url(&url)
@@ -341,7 +341,7 @@ pub async fn execute(
     let content_type = headers
         .map()
         .get("content-type")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .unwrap_or_default();
     let body = match read_body(resp, &encoding, target.max_body, timeout, t0).await {
         Ok(b) => b,
@@ -395,7 +395,7 @@ pub async fn execute(
         truncated: cut || body.over_limit,
         elapsed_ms: super::ms(elapsed),
         raw_bytes: Some(body.raw),
-        version: Some(version.clone()),
+        version: Some(version.to_string()),
         url: (!redirects.is_empty()).then(|| final_url.clone()),
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     };
@@ -892,11 +892,14 @@ fn excerpt(s: &str) -> (String, bool) {
 }
 
 /// `HTTP/1.1`, `HTTP/2`, `HTTP/3` (as people write them, not `HTTP/2.0`).
-fn version_name(v: reqwest::Version) -> String {
+fn version_name(v: reqwest::Version) -> &'static str {
     match v {
-        reqwest::Version::HTTP_2 => "HTTP/2".into(),
-        reqwest::Version::HTTP_3 => "HTTP/3".into(),
-        other => format!("{other:?}"),
+        reqwest::Version::HTTP_09 => "HTTP/0.9",
+        reqwest::Version::HTTP_10 => "HTTP/1.0",
+        reqwest::Version::HTTP_11 => "HTTP/1.1",
+        reqwest::Version::HTTP_2 => "HTTP/2",
+        reqwest::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
     }
 }
 

@@ -25,11 +25,16 @@ use hyper_util::rt::TokioIo;
 /// Idle connections kept per host (as the reqwest client's `pool_max_idle_per_host`).
 const MAX_IDLE_PER_HOST: usize = 256;
 
-/// Where a connection goes: the URL's host as written and its port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Key {
+/// Hosts whose connections are pooled; requests to further hosts open a connection each.
+const MAX_HOSTS: usize = 1024;
+
+/// One host's idle connections, with what every request to it carries (its `Host` header).
+/// Hosts are only ever added, so a request keeps its host's index.
+struct Host {
     host: String,
     port: u16,
+    header: http::HeaderValue,
+    idle: Vec<Conn>,
 }
 
 /// One connection: the handle requests are sent through, and the state machine that reads and
@@ -61,7 +66,7 @@ impl Conn {
 }
 
 pub struct H1Client {
-    idle: Mutex<Vec<(Key, Vec<Conn>)>>,
+    hosts: Mutex<Vec<Host>>,
     connect_timeout: Duration,
 }
 
@@ -78,14 +83,15 @@ pub enum SendError {
 pub struct Response<'a> {
     pub head: http::response::Parts,
     body: Incoming,
-    conn: Option<(Key, Conn)>,
+    /// The connection and its host's index, until the body has been read to its end.
+    conn: Option<(usize, Conn)>,
     client: &'a H1Client,
 }
 
 impl H1Client {
     pub fn new(connect_timeout: Duration) -> H1Client {
         H1Client {
-            idle: Mutex::new(Vec::new()),
+            hosts: Mutex::new(Vec::new()),
             connect_timeout,
         }
     }
@@ -102,22 +108,17 @@ impl H1Client {
         url: &url::Url,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<Response<'_>, SendError> {
-        let key = Key {
-            host: url.host_str().unwrap_or_default().to_string(),
-            port: url.port_or_known_default().unwrap_or(80),
-        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let (host, header) = self.host(url, port)?;
         let origin = &url[url::Position::BeforePath..url::Position::AfterQuery];
         *req.uri_mut() = origin
             .parse()
             .map_err(|e| SendError::Request(format!("`{origin}`: {e}")))?;
-        let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
-        let host = http::HeaderValue::from_str(host)
-            .map_err(|e| SendError::Request(format!("host `{host}`: {e}")))?;
-        req.headers_mut().insert(http::header::HOST, host);
+        req.headers_mut().insert(http::header::HOST, header);
         loop {
-            let (mut c, reused) = match self.checkout(&key) {
+            let (mut c, reused) = match self.checkout(host) {
                 Some(c) => (c, true),
-                None => (self.connect(url, &key).await?, false),
+                None => (self.connect(url, port).await?, false),
             };
             let Conn {
                 sender,
@@ -134,7 +135,7 @@ impl H1Client {
                     return Ok(Response {
                         head,
                         body,
-                        conn: Some((key, c)),
+                        conn: Some((host, c)),
                         client: self,
                     });
                 }
@@ -147,10 +148,33 @@ impl H1Client {
         }
     }
 
-    fn checkout(&self, key: &Key) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = &mut idle.iter_mut().find(|(k, _)| k == key)?.1;
-        while let Some(c) = list.pop() {
+    /// The index of `url`'s host (added on first use) and its `Host` header.
+    fn host(&self, url: &url::Url, port: u16) -> Result<(usize, http::HeaderValue), SendError> {
+        let name = url.host_str().unwrap_or_default();
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = hosts.iter().position(|h| h.port == port && h.host == name) {
+            return Ok((i, hosts[i].header.clone()));
+        }
+        let value = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let header = http::HeaderValue::from_str(value)
+            .map_err(|e| SendError::Request(format!("host `{value}`: {e}")))?;
+        if hosts.len() >= MAX_HOSTS {
+            // Past the bound a host's connections are not pooled (no index to keep them under).
+            return Ok((usize::MAX, header));
+        }
+        hosts.push(Host {
+            host: name.to_string(),
+            port,
+            header: header.clone(),
+            idle: Vec::new(),
+        });
+        Ok((hosts.len() - 1, header))
+    }
+
+    fn checkout(&self, host: usize) -> Option<Conn> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = &mut hosts.get_mut(host)?.idle;
+        while let Some(c) = idle.pop() {
             if !c.ended && !c.sender.is_closed() {
                 return Some(c);
             }
@@ -158,28 +182,31 @@ impl H1Client {
         None
     }
 
-    fn checkin(&self, key: Key, c: Conn) {
+    fn checkin(&self, host: usize, c: Conn) {
         if c.ended || c.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        match idle.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) if list.len() < MAX_IDLE_PER_HOST => list.push(c),
-            Some(_) => {}
-            None => idle.push((key, vec![c])),
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = hosts.get_mut(host) {
+            if h.idle.len() < MAX_IDLE_PER_HOST {
+                h.idle.push(c);
+            }
         }
     }
 
-    async fn connect(&self, url: &url::Url, key: &Key) -> Result<Conn, SendError> {
+    async fn connect(&self, url: &url::Url, port: u16) -> Result<Conn, SendError> {
         let connect = async {
             let stream = match url.host() {
                 Some(url::Host::Ipv4(ip)) => {
-                    tokio::net::TcpStream::connect(SocketAddr::from((ip, key.port))).await
+                    tokio::net::TcpStream::connect(SocketAddr::from((ip, port))).await
                 }
                 Some(url::Host::Ipv6(ip)) => {
-                    tokio::net::TcpStream::connect(SocketAddr::from((ip, key.port))).await
+                    tokio::net::TcpStream::connect(SocketAddr::from((ip, port))).await
                 }
-                _ => tokio::net::TcpStream::connect((key.host.as_str(), key.port)).await,
+                _ => {
+                    let name = url.host_str().unwrap_or_default();
+                    tokio::net::TcpStream::connect((name, port)).await
+                }
             }?;
             // Requests are small and answered at once: Nagle's delay would only add latency.
             stream.set_nodelay(true)?;
@@ -232,8 +259,8 @@ impl Response<'_> {
                     return Err(chain(&e));
                 }
                 None => {
-                    if let Some((key, c)) = self.conn.take() {
-                        self.client.checkin(key, c);
+                    if let Some((host, c)) = self.conn.take() {
+                        self.client.checkin(host, c);
                     }
                     return Ok(None);
                 }
