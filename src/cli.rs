@@ -99,6 +99,23 @@ pub struct SelectArgs {
     pub id: Option<String>,
 }
 
+impl SelectArgs {
+    /// The files and folders to load: the given paths, else the config's `specs`.
+    fn spec_paths(&self, config: &Config) -> Vec<PathBuf> {
+        if self.paths.is_empty() {
+            config.specs.iter().map(|p| config.resolve(p)).collect()
+        } else {
+            self.paths.clone()
+        }
+    }
+
+    /// Whether a loaded spec is selected by `--tag` and `--id` (`id_re`, compiled from `id`).
+    fn selects(&self, id_re: Option<&Regex>, s: &Spec) -> bool {
+        (self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
+            && id_re.is_none_or(|r| r.is_match(&s.id))
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -330,11 +347,7 @@ fn nothing_concurrent(config: &Config, a: &RunArgs) -> bool {
         _ => return false,
     }
     let catalog = load_catalog(config).ok().flatten();
-    let paths: Vec<PathBuf> = if a.select.paths.is_empty() {
-        config.specs.iter().map(|p| config.resolve(p)).collect()
-    } else {
-        a.select.paths.clone()
-    };
+    let paths = a.select.spec_paths(config);
     let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
     let Ok(id_re) = a.select.id.as_deref().map(Regex::new).transpose() else {
         return false;
@@ -342,8 +355,7 @@ fn nothing_concurrent(config: &Config, a: &RunArgs) -> bool {
     let selected: Vec<&Spec> = loaded
         .specs
         .iter()
-        .filter(|s| a.select.tags.is_empty() || s.tags.iter().any(|t| a.select.tags.contains(t)))
-        .filter(|s| id_re.as_ref().is_none_or(|r| r.is_match(&s.id)))
+        .filter(|s| a.select.selects(id_re.as_ref(), s))
         .collect();
     loaded.diagnostics.is_empty()
         && (a.jobs <= 1 || selected.len() <= 1)
@@ -399,11 +411,7 @@ fn load_selection(
             return Err(Exit::Invalid);
         }
     };
-    let paths: Vec<PathBuf> = if sel.paths.is_empty() {
-        config.specs.iter().map(|p| config.resolve(p)).collect()
-    } else {
-        sel.paths.clone()
-    };
+    let paths = sel.spec_paths(config);
     let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
     let mut broken: Vec<String> = Vec::new();
     if !loaded.diagnostics.is_empty() {
@@ -432,8 +440,7 @@ fn load_selection(
     let mut all = loaded.specs;
     let selected: Vec<Spec> = all
         .iter()
-        .filter(|s| sel.tags.is_empty() || s.tags.iter().any(|t| sel.tags.contains(t)))
-        .filter(|s| id_re.as_ref().is_none_or(|r| r.is_match(&s.id)))
+        .filter(|s| sel.selects(id_re.as_ref(), s))
         .cloned()
         .collect();
     // Coverage is over the whole project: specs outside the given paths are "not run in this

@@ -428,14 +428,22 @@ fn compile_expression<'e, 's>(
     env: &'e Environment<'static>,
     src: &'s str,
 ) -> Result<minijinja::Expression<'e, 's>, MjError> {
+    guarded_compile(src, || env.compile_expression(src))
+}
+
+/// Runs an expression compiler on `src` behind the guard against inputs that make the parser
+/// panic or recurse too deep.
+fn guarded_compile<T>(
+    src: &str,
+    compile: impl FnOnce() -> Result<T, MjError>,
+) -> Result<T, MjError> {
     expression_guard(src)?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.compile_expression(src)))
-        .unwrap_or_else(|_| {
-            Err(MjError::new(
-                ErrorKind::SyntaxError,
-                "the expression cannot be parsed",
-            ))
-        })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile)).unwrap_or_else(|_| {
+        Err(MjError::new(
+            ErrorKind::SyntaxError,
+            "the expression cannot be parsed",
+        ))
+    })
 }
 
 /// Compiled templates and expressions kept by source text: a step run a million times compiles
@@ -476,15 +484,8 @@ fn expression(src: &str) -> Result<Arc<minijinja::Expression<'static, 'static>>,
     {
         return Ok(e.clone());
     }
-    expression_guard(src)?;
-    let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let e = guarded_compile(src, || {
         environment().compile_expression_owned(src.to_string())
-    }))
-    .unwrap_or_else(|_| {
-        Err(MjError::new(
-            ErrorKind::SyntaxError,
-            "the expression cannot be parsed",
-        ))
     })
     .map(Arc::new)?;
     let mut c = EXPRESSIONS.lock().unwrap_or_else(|e| e.into_inner());
