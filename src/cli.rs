@@ -880,7 +880,9 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
     };
     let mut report = engine.run(selected).await;
     report.shard = shard;
-    let interrupted = engine.cancel.is_cancelled();
+    // The report's own verdict: a signal that comes after the last spec ended interrupted
+    // nothing, and the exit code must agree with the reports it writes.
+    let interrupted = report.interrupted;
     drop(engine);
     if let Some(cat) = &catalog {
         report.coverage = Some(crate::coverage::compute(cat, &all, Some(&report.specs)));

@@ -2,7 +2,7 @@
 //! calibration simulator with full coverage; failures inside `repeat`, `foreach` and included
 //! fragments point at their own file and line; `validate` knows the new constructs.
 
-mod common;
+use crate::common;
 
 use common::{focusqa, run_expecting, stderr};
 use serde_json::Value;

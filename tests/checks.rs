@@ -1,7 +1,7 @@
 //! End-to-end: the check operators (tests/fixtures/checks/) through the CLI, read back from
 //! results.json. Every operator passes in `run/pass.yaml` and fails in `run/fail.yaml`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

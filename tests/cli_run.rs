@@ -1,6 +1,6 @@
 //! End-to-end: real specs through the CLI against a local HTTP server.
 
-mod common;
+use crate::common;
 
 use common::{stderr, stdout, xmllint_validate, Project, TestServer};
 

@@ -1,7 +1,7 @@
 //! End-to-end fan-out: concurrency limits, the barrier, per-iteration isolation, thresholds,
 //! failure reasons, and cleanup of every iteration (also after Ctrl-C).
 
-mod common;
+use crate::common;
 
 use common::{stdout, Project, TestServer};
 

@@ -3,7 +3,7 @@
 //! account. Here the "pod" files are written to a temp dir and the API server is the simulator's
 //! Kubernetes API requiring that token, behind TLS with a certificate from a throwaway CA.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

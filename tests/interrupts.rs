@@ -3,13 +3,13 @@
 //! written; a second interrupt still writes results.json and junit.xml and exits 4; a failed
 //! fan-out cleanup is never a pass.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{results_in, run_expecting, SeparateSim};
+use common::{results_in, run_expecting, wait_until_catching_stop_signals, SeparateSim};
 use serde_json::Value;
 
 const REPORTS: [&str; 4] = ["results.json", "junit.xml", "summary.html", "coverage.html"];
@@ -66,6 +66,7 @@ fn sigint_and_sigterm_at_any_moment_leave_no_job_open_and_write_every_report() {
             assert_eq!(sim.request("POST", "/sim/reset", None).0, 200);
             let dir = tempfile::tempdir().unwrap();
             let mut child = spawn_run(&sim, dir.path());
+            wait_until_catching_stop_signals(child.id());
             std::thread::sleep(Duration::from_millis(delay));
             signal(&child, sig);
             let code = wait(&mut child);
@@ -125,6 +126,7 @@ cleanup:
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    wait_until_catching_stop_signals(child.id());
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, "TERM");
     std::thread::sleep(Duration::from_millis(150));

@@ -2,7 +2,7 @@
 //! API server 200 times each, and the API server's 429 + Retry-After is waited out.
 //! The simulator counts the Kubernetes API requests it answers (`/sim/state` → `kube_api`).
 
-mod common;
+use crate::common;
 
 use common::{stderr, stdout, SeparateSim};
 use serde_json::{json, Value};

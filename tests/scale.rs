@@ -1,7 +1,7 @@
 //! Beyond one machine and one run: shards and their merge against the embedded simulator,
 //! compared with a single run; retries that make a flaky case visible in every report.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};

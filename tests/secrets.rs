@@ -5,7 +5,7 @@
 //! views, stdout and stderr of the run, and what `focusqa report` re-renders) is searched for the
 //! token, the other secrets and their base64 and URL-encoded forms.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! The shipped specs against the embedded simulator: the main job passes, coverage has no gaps,
 //! the 200-job spec fails visibly when capacity is lowered, kube failures carry diagnostics.
 
-mod common;
+use crate::common;
 
 use common::{focusqa, results_in as results, stderr, stdout, xmllint_validate};
 

@@ -2,7 +2,7 @@
 //! capacity, ports, readiness, cancel, /jobs, faults and reset. Every response is also checked
 //! against schemas/focus-server.openapi.yaml by the shared client.
 
-mod sim_common;
+use crate::sim_common;
 
 use futures::future::join_all;
 use serde_json::{json, Value};

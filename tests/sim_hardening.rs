@@ -2,7 +2,7 @@
 //! the Kubernetes API rejects bad selectors as a real API server does (400 `Status`), and the
 //! Focus API answers 415 for bodies that are not JSON.
 
-mod sim_common;
+use crate::sim_common;
 
 use focusqa::sim::{SimConfig, SimHandle};
 use serde_json::Value;

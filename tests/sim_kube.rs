@@ -1,6 +1,6 @@
 //! Kubernetes API of the embedded simulator, driven with the real `kube` client.
 
-mod sim_common;
+use crate::sim_common;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;

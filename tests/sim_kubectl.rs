@@ -1,6 +1,6 @@
 //! `kubectl` against the simulator's Kubernetes API (skipped when kubectl is not installed).
 
-mod sim_common;
+use crate::sim_common;
 
 use sim_common::*;
 use std::process::Command;

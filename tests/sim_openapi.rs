@@ -2,7 +2,7 @@
 //! reject bad bodies, and every documented operation of the simulator answers as documented.
 //! (Every response in sim_focus.rs and here goes through the same schema check.)
 
-mod sim_common;
+use crate::sim_common;
 
 use serde_json::{json, Value};
 use sim_common::*;

@@ -7,7 +7,7 @@
 //! Needs `schemathesis` (or `st`) on PATH, or `SCHEMATHESIS=/path/to/schemathesis`; without it
 //! the test prints a notice and passes, except with `CI` set (`.ci/run` installs it).
 
-mod sim_common;
+use crate::sim_common;
 
 use focusqa::sim::SimConfig;
 use sim_common::*;

@@ -2,7 +2,7 @@
 //! its kubeconfig, the README's complete example run as written, and plain http through the
 //! proxy the environment names.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

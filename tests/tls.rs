@@ -1,7 +1,7 @@
 //! Lab servers with self-signed certificates: verification is on by default (a clear TLS error),
 //! `tls.insecure: true` accepts any certificate, `tls.ca_file` trusts the lab CA.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

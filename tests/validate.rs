@@ -3,7 +3,7 @@
 //! Corpus: `tests/fixtures/broken/` (files named `valid-*` must pass, every other must be rejected).
 //! Also property tests: random and mutated specs and templates never panic the loader or renderer.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! unselected items gaps nor blames items on steps that do not prove them.
 //! Each check here is shown failing as well as passing.
 
-mod common;
+use crate::common;
 
 use common::{focusqa, results_in, run_expecting, stderr, stdout, SeparateSim};
 use serde_json::{json, Value};

@@ -214,6 +214,18 @@ impl Project {
             .unwrap()
     }
 
+    /// Like [`Project::run`], with the peak resident memory of that one process in KiB. The
+    /// tests share a process, so `getrusage(RUSAGE_CHILDREN)` would mix in other tests' runs:
+    /// the child is reaped with `wait4`, which reports its own usage.
+    pub fn run_with_peak_rss(&self, args: &[&str]) -> (Output, u64) {
+        output_with_peak_rss(
+            Command::new(env!("CARGO_BIN_EXE_focusqa"))
+                .args(args)
+                .current_dir(self.dir.path())
+                .env("NO_COLOR", "1"),
+        )
+    }
+
     /// Runs `focusqa run`, waits until `ready()` holds (20 s at most), sends Ctrl-C (SIGINT)
     /// and returns the output.
     pub fn run_and_interrupt(&self, ready: impl Fn() -> bool) -> Output {
@@ -260,6 +272,64 @@ pub fn focusqa(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
+}
+
+/// Runs `cmd` to its end, collecting its output, and returns with it the peak RSS (KiB) of that
+/// process alone.
+pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).unwrap();
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // Reaped here, so `child` is never waited on again.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, usage.ru_maxrss as u64)
+}
+
+/// Waits (20 s at most) until process `pid` catches SIGINT and SIGTERM (`SigCgt` in
+/// `/proc/PID/status`): before that, a signal ends it by the default action, before `main` has
+/// had a chance to run, which no runner can answer.
+pub fn wait_until_catching_stop_signals(pid: u32) {
+    let wanted = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+    let t0 = std::time::Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & wanted == wanted {
+            return;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "process {pid} did not catch SIGINT and SIGTERM within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// The results.json in a report directory.

@@ -1,0 +1,34 @@
+//! Every end-to-end test in one binary: the tests link the library, the simulator and their
+//! dependencies once instead of once per file (about 2 GB and a minute less for a clean
+//! `cargo test`). Each module is one of the files beside this one; `cargo test --test all <module>`
+//! runs one of them.
+
+mod common;
+mod sim_common;
+
+mod calibration;
+mod checks;
+mod cli_run;
+mod deploy;
+mod fanout;
+mod html_report;
+mod http_features;
+mod in_cluster;
+mod interrupts;
+mod kube_scale;
+mod scale;
+mod schemas;
+mod secrets;
+mod shipped_suite;
+mod sim_calibration;
+mod sim_focus;
+mod sim_hardening;
+mod sim_kube;
+mod sim_kubectl;
+mod sim_openapi;
+mod sim_schemathesis;
+mod sim_throughput;
+mod targets;
+mod tls;
+mod validate;
+mod verdicts;
