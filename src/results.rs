@@ -210,7 +210,7 @@ pub struct StepResult {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub captures: IndexMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fanout: Option<FanoutStats>,
+    pub fanout: Option<Box<FanoutStats>>,
     /// Extra material for a failure: Kubernetes object YAML, events, container statuses...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
@@ -543,6 +543,23 @@ mod tests {
         assert_eq!(
             diff.details(),
             Some("$.a: expected 1, found 2\n$.b: expected 3, found 4")
+        );
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "SIZES StepResult {} Observation {} Req {} Resp {} Fanout {} Poll {} Assertion {}",
+            size_of::<super::StepResult>(),
+            size_of::<crate::engine::Observation>(),
+            size_of::<super::RequestExcerpt>(),
+            size_of::<super::ResponseExcerpt>(),
+            size_of::<super::FanoutStats>(),
+            size_of::<super::PollInfo>(),
+            size_of::<super::AssertionResult>()
         );
     }
 }

@@ -500,7 +500,7 @@ pub async fn execute(
         doc: doc.into(),
         elapsed: duration,
         assertions,
-        fanout: Some(stats),
+        fanout: Some(Box::new(stats)),
         ..Default::default()
     })
 }

@@ -65,6 +65,9 @@ pub struct HttpObs {
 /// (RFC 6265 domain, path, expiry and `Secure` rules, by `cookie_store`).
 pub struct CookieJar {
     enabled: bool,
+    /// Set by the first cookie stored: until then no request locks the store (a fan-out's
+    /// iterations share one jar, and most loads never see a cookie).
+    used: std::sync::atomic::AtomicBool,
     store: Mutex<cookie_store::CookieStore>,
 }
 
@@ -72,6 +75,7 @@ impl CookieJar {
     pub fn new(enabled: bool) -> CookieJar {
         CookieJar {
             enabled,
+            used: std::sync::atomic::AtomicBool::new(false),
             store: Mutex::new(cookie_store::CookieStore::new()),
         }
     }
@@ -87,7 +91,7 @@ impl CookieJar {
 
     /// `name=value` pairs the jar holds for a URL.
     fn for_url(&self, url: &url::Url) -> Vec<(String, String)> {
-        if !self.enabled {
+        if !self.enabled || !self.used.load(std::sync::atomic::Ordering::Acquire) {
             return Vec::new();
         }
         self.lock()
@@ -98,7 +102,10 @@ impl CookieJar {
 
     fn store(&self, set_cookie: &str, url: &url::Url) {
         if self.enabled {
-            let _ = self.lock().parse(set_cookie, url);
+            let mut store = self.lock();
+            if store.parse(set_cookie, url).is_ok() {
+                self.used.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 }
@@ -231,7 +238,7 @@ pub async fn execute(
     let mut resp = loop {
         let headers = hop.headers(&ctx.cookies, &request_cookies)?;
         for (k, v) in &headers {
-            if crate::results::secrets::is_secret_header(k.as_str()) {
+            if crate::results::secrets::is_secret_header_name(k) {
                 target
                     .secrets
                     .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
@@ -355,7 +362,7 @@ pub async fn execute(
     let (text, charset) = decode_text(&body.bytes, &content_type);
     let (body_excerpt, cut) = excerpt(&text);
     for (k, v) in headers.map() {
-        if crate::results::secrets::is_secret_header(k.as_str()) {
+        if crate::results::secrets::is_secret_header_name(k) {
             target
                 .secrets
                 .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));

@@ -42,7 +42,7 @@ pub struct Observation {
     pub response: Option<ResponseExcerpt>,
     /// Checks the kind evaluated itself (assert steps, fan-out thresholds).
     pub assertions: Vec<AssertionResult>,
-    pub fanout: Option<FanoutStats>,
+    pub fanout: Option<Box<FanoutStats>>,
     pub attachments: Vec<Attachment>,
     /// What only an HTTP step has (final URL, redirects, cookies, body bytes, version).
     pub http: Option<Box<http::HttpObs>>,

@@ -82,6 +82,31 @@ pub fn is_secret_header(name: &str) -> bool {
     PARTS.is_match(name)
 }
 
+/// [`is_secret_header`] for a parsed header name: the standard headers every exchange carries
+/// are answered without a search.
+pub fn is_secret_header_name(name: &http::HeaderName) -> bool {
+    use http::header::*;
+    const PLAIN: [HeaderName; 16] = [
+        ACCEPT,
+        ACCEPT_ENCODING,
+        CACHE_CONTROL,
+        CONNECTION,
+        CONTENT_ENCODING,
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        DATE,
+        ETAG,
+        HOST,
+        LAST_MODIFIED,
+        LOCATION,
+        SERVER,
+        TRANSFER_ENCODING,
+        USER_AGENT,
+        VARY,
+    ];
+    !PLAIN.contains(name) && is_secret_header(name.as_str())
+}
+
 /// JSON field, capture and variable names whose values are secrets (`password`, `api_key`,
 /// `accessToken`...: compared without case and punctuation).
 pub fn is_secret_key(name: &str) -> bool {
@@ -1020,7 +1045,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         thresholds,
         sample_failures,
         cleanup_failures: _,
-    }) = fanout
+    }) = fanout.as_deref_mut()
     {
         // Reasons that differ only by a secret are one reason once it is hidden.
         if by_reason
@@ -1208,6 +1233,29 @@ mod tests {
         assert!(is_secret_header("X-Auth-Token"));
         assert!(is_secret_header("Cookie"));
         assert!(!is_secret_header("Content-Type"));
+    }
+
+    #[test]
+    fn parsed_header_names_agree_with_the_search() {
+        use http::header::*;
+        for secret in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE, SET_COOKIE] {
+            assert!(is_secret_header_name(&secret), "{secret}");
+        }
+        let custom = HeaderName::from_static("x-session-id");
+        assert!(is_secret_header_name(&custom));
+        for plain in [
+            CONTENT_TYPE,
+            DATE,
+            HOST,
+            USER_AGENT,
+            HeaderName::from_static("x-trace"),
+        ] {
+            assert!(!is_secret_header_name(&plain), "{plain}");
+            assert_eq!(
+                is_secret_header_name(&plain),
+                is_secret_header(plain.as_str())
+            );
+        }
     }
 
     #[test]

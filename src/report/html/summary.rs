@@ -492,7 +492,7 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
             .iter()
             .map(|(k, v)| (k.clone(), value_text(v)))
             .collect(),
-        fanout_summary: s.fanout.as_ref().map(fanout_summary),
+        fanout_summary: s.fanout.as_deref().map(fanout_summary),
         fanout_anchor,
         attachments: s
             .attachments
