@@ -546,20 +546,3 @@ mod tests {
         );
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!(
-            "SIZES StepResult {} Observation {} Req {} Resp {} Fanout {} Poll {} Assertion {}",
-            size_of::<super::StepResult>(),
-            size_of::<crate::engine::Observation>(),
-            size_of::<super::RequestExcerpt>(),
-            size_of::<super::ResponseExcerpt>(),
-            size_of::<super::FanoutStats>(),
-            size_of::<super::PollInfo>(),
-            size_of::<super::AssertionResult>()
-        );
-    }
-}
