@@ -129,7 +129,7 @@ impl ExecError {
     pub fn interrupted() -> Self {
         ExecError {
             kind: ErrorKind::Interrupted,
-            message: "interrupted (Ctrl-C)".into(),
+            message: "interrupted (Ctrl-C, SIGTERM or SIGHUP)".into(),
             request: None,
             attachments: Vec::new(),
         }
@@ -370,7 +370,7 @@ impl Engine {
                     let _permit = permit;
                     let not_run = |why: &str| not_run_result(&spec, why);
                     if cancel.is_cancelled() {
-                        return not_run("not run: the run was interrupted (Ctrl-C)");
+                        return not_run("not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)");
                     }
                     if stop.load(Ordering::SeqCst) {
                         return not_run("not run: stopped after the first failure (--fail-fast)");
@@ -383,7 +383,7 @@ impl Engine {
                         _guard_r = exclusive.read().await;
                     }
                     if cancel.is_cancelled() {
-                        return not_run("not run: the run was interrupted (Ctrl-C)");
+                        return not_run("not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)");
                     }
                     if let Some(tx) = &events {
                         let _ = tx.send(Event::SpecStarted {
