@@ -328,6 +328,21 @@ fn write_creates_both_files() {
 }
 
 #[test]
+fn a_response_shows_its_version_final_url_wire_size_and_note() {
+    let html = render(&full(), "summary.html").replace("&#x2f;", "/");
+    for part in [
+        "HTTP/1.1 200",
+        "from https://focus.lab:8443/focus-server/configure?retry=1",
+        "18874368 bytes on the wire",
+        "… (body over max_body (16777216 bytes): its start is kept",
+    ] {
+        assert!(html.contains(part), "summary.html lacks {part:?}");
+    }
+    // The note says why the body is cut; the generic line would only repeat it less precisely.
+    assert!(!html.contains("(body cut to the excerpt size)"));
+}
+
+#[test]
 fn snapshots() {
     let r = full();
     insta::assert_snapshot!("summary_full", render(&r, "summary.html"));

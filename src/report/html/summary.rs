@@ -129,10 +129,18 @@ struct RequestView {
 #[derive(Serialize)]
 struct ResponseView {
     status: u16,
+    /// `HTTP/1.1 200`: the status line as received, when the version is known.
+    version: Option<String>,
     headers: Vec<(String, String)>,
     body: Option<String>,
     truncated: bool,
     elapsed: String,
+    /// The final URL, when redirects were followed to it.
+    url: Option<String>,
+    /// Bytes on the wire, when the body came compressed.
+    raw_bytes: Option<u64>,
+    /// What the reader should know (the body was over `max_body`, its charset).
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -483,6 +491,10 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
             body: r.body.as_deref().map(pretty_body),
             truncated: r.truncated,
             elapsed: fmt_ms(r.elapsed_ms),
+            version: r.version.clone(),
+            url: r.url.clone(),
+            raw_bytes: r.raw_bytes,
+            note: r.note.clone(),
         }),
         failed_assertions: assertions.iter().filter(|a| !a.passed).count(),
         assertions,
