@@ -501,13 +501,7 @@ fn usage_errors_and_list() {
     assert!(stderr(&out).contains("--workers"), "{}", stderr(&out));
     // One worker thread runs the same spec to the same verdict.
     let out = p.run(&["run", "--workers", "1", "--quiet"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     let out = p.run(&["list", "--tag", "smoke"]);
     assert_eq!(out.status.code(), Some(0));
     let s = stdout(&out);

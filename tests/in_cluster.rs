@@ -131,13 +131,7 @@ fn in_cluster_uses_the_service_account_token_and_ca_over_tls() {
     let p = project(&sim, sa.path());
     let before = kube_requests(&sim);
     let out = run_in_pod(p.path(), front.port);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     assert!(
         kube_requests(&sim) > before,
         "the Kubernetes steps reached the simulator through TLS"

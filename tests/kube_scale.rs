@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{stderr, stdout, SeparateSim};
+use common::SeparateSim;
 use serde_json::{json, Value};
 
 fn kube_api(sim: &SeparateSim) -> Value {
@@ -26,13 +26,7 @@ fn two_hundred_concurrent_waits_share_one_watch() {
         "--report-dir",
         sim.dir.path().join("r").to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     let after = kube_api(&sim);
     let requests = after["requests"].as_u64().unwrap() - before["requests"].as_u64().unwrap();
     let gets = count(&after, "get") - count(&before, "get");
@@ -85,13 +79,7 @@ fn retry_after_from_the_api_server_is_waited_out() {
         "--report-dir",
         dir.join("r").to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     let api = kube_api(&sim);
     assert_eq!(api["throttled"], 2, "{api}");
     // A client that ignored Retry-After would come back within milliseconds.

@@ -147,25 +147,13 @@ fn plain_http_goes_through_the_proxy_the_environment_names() {
         c.output().unwrap()
     };
     let out = run(Some(format!("http://127.0.0.1:{port}")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         ["GET http://127.0.0.1:9/health HTTP/1.1"],
         "the request went to the proxy, in absolute form"
     );
     let out = run(None);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 1);
     assert!(stdout(&out).contains("cannot connect"), "{}", stdout(&out));
 }

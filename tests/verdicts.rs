@@ -73,13 +73,7 @@ fn the_readiness_threshold_holds_on_the_default_and_fails_when_consumers_are_slo
         "--report-dir",
         rd.to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 1);
     let f = fanout_of(&results_in(&rd), "data.consumer-readiness");
     let t = threshold(&f, "max(consumer ready) < 30s");
     assert_eq!(t["passed"], false, "{t}");

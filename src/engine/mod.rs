@@ -370,7 +370,9 @@ impl Engine {
                     let _permit = permit;
                     let not_run = |why: &str| not_run_result(&spec, why);
                     if cancel.is_cancelled() {
-                        return not_run("not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)");
+                        return not_run(
+                            "not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)",
+                        );
                     }
                     if stop.load(Ordering::SeqCst) {
                         return not_run("not run: stopped after the first failure (--fail-fast)");
@@ -383,7 +385,9 @@ impl Engine {
                         _guard_r = exclusive.read().await;
                     }
                     if cancel.is_cancelled() {
-                        return not_run("not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)");
+                        return not_run(
+                            "not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)",
+                        );
                     }
                     if let Some(tx) = &events {
                         let _ = tx.send(Event::SpecStarted {

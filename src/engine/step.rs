@@ -73,7 +73,10 @@ pub async fn run_steps(
     let mut status = Status::Passed;
     for step in steps {
         if !cleanup && ctx.cancel.is_cancelled() {
-            out.push(skipped_step(step, "not run: interrupted (Ctrl-C, SIGTERM or SIGHUP)"));
+            out.push(skipped_step(
+                step,
+                "not run: interrupted (Ctrl-C, SIGTERM or SIGHUP)",
+            ));
             status = status.worst(Status::Error);
             break;
         }

@@ -332,6 +332,18 @@ pub fn wait_until_catching_stop_signals(pid: u32) {
     }
 }
 
+/// Asserts a run's exit code, showing its output when it differs.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
 /// The results.json in a report directory.
 pub fn results_in(dir: &Path) -> Value {
     serde_json::from_str(
