@@ -22,6 +22,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
+use super::kube::error_chain;
+
 /// Idle connections kept per host (as the reqwest client's `pool_max_idle_per_host`).
 const MAX_IDLE_PER_HOST: usize = 256;
 
@@ -142,7 +144,7 @@ impl H1Client {
                 Err(mut e) => match e.take_message() {
                     // Not started on a connection the server had closed: send it on another.
                     Some(r) if reused => req = r,
-                    _ => return Err(SendError::Request(chain(e.error()))),
+                    _ => return Err(SendError::Request(error_chain(e.error()))),
                 },
             }
         }
@@ -224,7 +226,7 @@ impl H1Client {
         };
         let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| SendError::Connect(chain(&e)))?;
+            .map_err(|e| SendError::Connect(error_chain(&e)))?;
         Ok(Conn {
             sender,
             driver: Box::pin(driver),
@@ -256,7 +258,7 @@ impl Response<'_> {
                 }
                 Some(Err(e)) => {
                     self.conn = None;
-                    return Err(chain(&e));
+                    return Err(error_chain(&e));
                 }
                 None => {
                     if let Some((host, c)) = self.conn.take() {
@@ -267,21 +269,6 @@ impl Response<'_> {
             }
         }
     }
-}
-
-/// An error and its causes, outermost first ("connection closed: broken pipe").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

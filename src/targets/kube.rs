@@ -10,7 +10,7 @@ use crate::config::{Config, KubeTargetConfig};
 use crate::sim::SimHandle;
 
 /// An error with its causes ("client error (Connect): invalid peer certificate: UnknownIssuer"):
-/// kube's own message stops at the outermost layer, which rarely says what to fix.
+/// kube's and hyper's own messages stop at the outermost layer, which rarely says what to fix.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
