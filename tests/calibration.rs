@@ -198,4 +198,15 @@ fn validate_knows_loops_includes_and_appends() {
         e.contains("--> tests/fixtures/calibration/broken/loop-vars.yaml:12:22"),
         "{e}"
     );
+
+    // A fragment's variables are checked where it is included: before the spec captures
+    // `job_id` it is an error (at the fragment's line, naming the include), after it is not;
+    // the optional `detail | default(...)` is never one.
+    let e = broken("fragment-vars.yaml");
+    assert!(e.contains("`job_id` is not defined yet in `/calibrate/{{ job_id }}/status`: it is captured later, by `steps[1]` (create a job) (included at tests/fixtures/calibration/broken/fragment-vars.yaml:4)"), "{e}");
+    assert!(
+        e.contains("--> tests/fixtures/calibration/fragments/job-status.yaml:4:11"),
+        "{e}"
+    );
+    assert!(e.contains("1 problem(s)"), "{e}");
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::diag::{did_you_mean, Diagnostic};
-use super::position::PositionIndex;
+use super::position::{PositionIndex, ScalarAt};
 use super::scope::{Catalog, ScopeStatus};
 use super::{Capture, Check, Expect, Pos, Spec, Step, StepKind};
 use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
@@ -314,22 +314,29 @@ pub fn load_text(
         }
     }
     let here = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
-    let mut stack = vec![here];
+    let mut walk = IncludeWalk {
+        stack: vec![here],
+        ..Default::default()
+    };
     let src = Src {
         file,
         text,
         index: &index,
         dir: &dir,
     };
-    resolve_includes(&mut spec.steps, "steps", &src, &mut stack, &mut extra);
-    resolve_includes(&mut spec.cleanup, "cleanup", &src, &mut stack, &mut extra);
+    for (block, steps) in [("steps", &mut spec.steps), ("cleanup", &mut spec.cleanup)] {
+        resolve_includes(steps, block, block, &src, &mut walk, &mut extra);
+    }
     if !extra.is_empty() {
         return Err(extra);
     }
-    let diags = check(&spec, &index, catalog, target_vars)
+    let mut diags = check(&spec, &index, catalog, target_vars)
         .into_iter()
         .map(diag)
         .collect::<Vec<_>>();
+    if diags.is_empty() {
+        diags = fragment_variables(&spec, target_vars, &walk.fragments);
+    }
     if diags.is_empty() {
         Ok(spec)
     } else {
@@ -360,18 +367,41 @@ fn load_vars_file(path: &Path) -> Result<super::VarMap, String> {
     }
 }
 
+/// What loading the includes of one spec keeps: the files being read (for cycles) and every
+/// fragment read, whose templates are checked against the variables at its `include`.
+#[derive(Default)]
+struct IncludeWalk {
+    stack: Vec<PathBuf>,
+    fragments: Vec<Fragment>,
+}
+
+/// A fragment as read for one `include:`: `at` is where its steps sit in the spec's own path
+/// space (`steps[2].include.steps`), which is what the variable regions are keyed by.
+struct Fragment {
+    at: String,
+    /// `file:line` of the `include:` that read it (a fragment may be included in many places).
+    included_at: String,
+    display: String,
+    text: String,
+    index: PositionIndex,
+}
+
 /// Loads every `include:` below `steps` (in blocks too, and includes of included files),
 /// each file checked as a step list with diagnostics at its own `file:line:col`; a missing
-/// file or a cycle is reported at the `include` that names it.
+/// file or a cycle is reported at the `include` that names it. `base` is where `steps` sit in
+/// the file being read, `spec_base` where in the spec's own path space (inside a fragment they
+/// differ).
 fn resolve_includes(
     steps: &mut [Step],
     base: &str,
+    spec_base: &str,
     src: &Src,
-    stack: &mut Vec<PathBuf>,
+    walk: &mut IncludeWalk,
     out: &mut Vec<Diagnostic>,
 ) {
     for (i, step) in steps.iter_mut().enumerate() {
         let p = format!("{base}[{i}]");
+        let spec_p = format!("{spec_base}[{i}]");
         match &mut step.kind {
             StepKind::Include(inc) => {
                 let at = src.index.get(&format!("{p}.include"));
@@ -393,8 +423,8 @@ fn resolve_includes(
                     continue;
                 }
                 let canon = std::fs::canonicalize(&path).unwrap_or(path.clone());
-                if let Some(k) = stack.iter().position(|s| *s == canon) {
-                    let chain: Vec<String> = stack[k..]
+                if let Some(k) = walk.stack.iter().position(|s| *s == canon) {
+                    let chain: Vec<String> = walk.stack[k..]
                         .iter()
                         .chain(std::iter::once(&canon))
                         .map(|s| display_path(s))
@@ -419,30 +449,45 @@ fn resolve_includes(
                             index: &idx,
                             dir: &dir,
                         };
-                        stack.push(canon);
-                        resolve_includes(&mut inner, "", &sub, stack, out);
-                        stack.pop();
+                        let inner_at = format!("{spec_p}.include.steps");
+                        walk.stack.push(canon);
+                        resolve_includes(&mut inner, "", &inner_at, &sub, walk, out);
+                        walk.stack.pop();
                         inc.steps = inner;
                         inc.file = path.clone();
                         inc.display = display.clone();
+                        walk.fragments.push(Fragment {
+                            at: inner_at,
+                            included_at: format!("{}:{}", src.file, at.line),
+                            display: display.clone(),
+                            text,
+                            index: idx,
+                        });
                     }
                 }
             }
             StepKind::Fanout(f) => {
-                resolve_includes(&mut f.steps, &format!("{p}.fanout.steps"), src, stack, out);
-                resolve_includes(
-                    &mut f.cleanup,
-                    &format!("{p}.fanout.cleanup"),
-                    src,
-                    stack,
-                    out,
-                );
+                for (block, steps) in [
+                    ("fanout.steps", &mut f.steps),
+                    ("fanout.cleanup", &mut f.cleanup),
+                ] {
+                    let (b, a) = (format!("{p}.{block}"), format!("{spec_p}.{block}"));
+                    resolve_includes(steps, &b, &a, src, walk, out);
+                }
             }
             StepKind::Foreach(f) => {
-                resolve_includes(&mut f.steps, &format!("{p}.foreach.steps"), src, stack, out)
+                let (b, a) = (
+                    format!("{p}.foreach.steps"),
+                    format!("{spec_p}.foreach.steps"),
+                );
+                resolve_includes(&mut f.steps, &b, &a, src, walk, out)
             }
             StepKind::Repeat(r) => {
-                resolve_includes(&mut r.steps, &format!("{p}.repeat.steps"), src, stack, out)
+                let (b, a) = (
+                    format!("{p}.repeat.steps"),
+                    format!("{spec_p}.repeat.steps"),
+                );
+                resolve_includes(&mut r.steps, &b, &a, src, walk, out)
             }
             _ => {}
         }
@@ -488,9 +533,7 @@ fn load_step_list(path: &Path, display: &str) -> Result<(Vec<Step>, String), Vec
         assign_steps(&mut steps, "", &index);
         check_steps(&steps, "", &index, &mut problems);
         for s in &index.scalars {
-            let expression = s.path.ends_with(".expr")
-                || s.path.ends_with(".when")
-                || s.path.ends_with(".while");
+            let expression = is_expression(s);
             if !expression && !is_template(&s.value) {
                 continue;
             }
@@ -702,9 +745,7 @@ fn check(
     // Every templated string: syntax, filters/tests/methods, and variables defined at that point.
     let regions = scope_regions(spec, target_vars);
     for s in &index.scalars {
-        let expression = s.path.ends_with(".expr")
-            || s.path.ends_with(".when")
-            || (s.path.ends_with(".repeat.while") && !is_template(&s.value));
+        let expression = is_expression(s);
         if !expression && !is_template(&s.value) {
             continue;
         }
@@ -719,25 +760,113 @@ fn check(
             out.push((s.pos, format!("{p} in `{}`", s.value), None));
         }
         // Titles, descriptions and case names are shown as written, never rendered.
-        let region = regions
-            .iter()
-            .filter(|(prefix, _)| !prefix.is_empty() && within(&s.path, prefix))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, k)| k);
-        let Some(known) = region else { continue };
-        let mut names: Vec<&String> = usage.names.iter().collect();
-        names.sort();
-        for n in names {
-            if let Some(p) = known.problem(n, &s.value) {
-                out.push((s.pos, p.0, p.1));
-            }
-        }
+        out.extend(undefined_names(
+            &regions,
+            &s.path,
+            s,
+            &usage.names,
+            Optional::Refused,
+        ));
     }
     if out.is_empty() {
         static_evaluation(spec, index, &mut out);
     }
     out.sort_by_key(|p| (p.0.line, p.0.col));
     out.dedup();
+    out
+}
+
+/// The scalar is an expression (`expr`, `when`, a plain `while`), not a template.
+fn is_expression(s: &ScalarAt) -> bool {
+    s.path.ends_with(".expr")
+        || s.path.ends_with(".when")
+        || (s.path.ends_with(".repeat.while") && !is_template(&s.value))
+}
+
+/// The names `s` reads that are not defined where it sits (`path`, in the spec's own path
+/// space): the innermost region holding it decides.
+fn undefined_names(
+    regions: &[(String, Known)],
+    path: &str,
+    s: &ScalarAt,
+    names: &HashSet<String>,
+    optional: Optional,
+) -> Vec<Problem> {
+    let Some(known) = regions
+        .iter()
+        .filter(|(prefix, _)| !prefix.is_empty() && within(path, prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, k)| k)
+    else {
+        return Vec::new();
+    };
+    let mut names: Vec<&String> = names.iter().collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|n| {
+            optional == Optional::Refused
+                || !(known.guards.contains(*n) || guards_itself(&s.value, n))
+        })
+        .filter_map(|n| known.problem(n, &s.value))
+        .map(|(m, hint)| (s.pos, m, hint))
+        .collect()
+}
+
+/// Whether a template may read a name defined nowhere when it guards it itself
+/// (`patch | default({})`, `when: patch is defined`).
+#[derive(Clone, Copy, PartialEq)]
+enum Optional {
+    /// In a spec every name is defined somewhere: one that is not is a typo.
+    Refused,
+    /// A fragment's optional parameter: the including spec may set it or not.
+    Guarded,
+}
+
+/// The variables of included fragments, checked at each `include:` by the rules of the spec's
+/// own templates and reported at the fragment's own file:line:col. (Their syntax was checked
+/// when they were read.) A fragment included by two specs is checked in each.
+fn fragment_variables(
+    spec: &Spec,
+    target_vars: &[String],
+    fragments: &[Fragment],
+) -> Vec<Diagnostic> {
+    if fragments.is_empty() {
+        return Vec::new();
+    }
+    let regions = scope_regions(spec, target_vars);
+    let mut out = Vec::new();
+    for f in fragments {
+        let mut problems = Vec::new();
+        for s in &f.index.scalars {
+            let expression = is_expression(s);
+            if !expression && !is_template(&s.value) {
+                continue;
+            }
+            let Ok(usage) = lint(&s.value, expression) else {
+                continue;
+            };
+            let path = format!("{}{}", f.at, s.path);
+            problems.extend(undefined_names(
+                &regions,
+                &path,
+                s,
+                &usage.names,
+                Optional::Guarded,
+            ));
+        }
+        problems.sort_by_key(|p| (p.0.line, p.0.col));
+        problems.dedup();
+        out.extend(problems.into_iter().map(|(pos, m, hint)| {
+            Diagnostic::new(
+                &f.display,
+                pos,
+                format!("{m} (included at {})", f.included_at),
+            )
+            .with_hint(hint)
+            .with_source(&f.text)
+        }));
+    }
     out
 }
 
@@ -1210,6 +1339,10 @@ fn step_regions(
             }
         }
         if let StepKind::Include(inc) = &step.kind {
+            // The fragment's steps run here, in order: their templates see what is defined now.
+            let mut inner = known.clone();
+            inner.guards = r.guards.clone();
+            step_regions(&inc.steps, &format!("{p}.include.steps"), inner, regions);
             let mut caps = Vec::new();
             all_captures(&inc.steps, "", &mut caps);
             for (n, _) in caps {
