@@ -109,6 +109,10 @@ pub enum ErrorKind {
     Interrupted,
 }
 
+/// What an interrupted step or spec says: every signal that stops a run (cli.rs listens for all
+/// three).
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C, SIGTERM or SIGHUP)";
+
 impl ExecError {
     pub fn infra(message: impl Into<String>) -> Self {
         ExecError {
@@ -129,7 +133,7 @@ impl ExecError {
     pub fn interrupted() -> Self {
         ExecError {
             kind: ErrorKind::Interrupted,
-            message: "interrupted (Ctrl-C, SIGTERM or SIGHUP)".into(),
+            message: INTERRUPTED.into(),
             request: None,
             attachments: Vec::new(),
         }
@@ -370,9 +374,7 @@ impl Engine {
                     let _permit = permit;
                     let not_run = |why: &str| not_run_result(&spec, why);
                     if cancel.is_cancelled() {
-                        return not_run(
-                            "not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)",
-                        );
+                        return not_run(&format!("not run: the run was {INTERRUPTED}"));
                     }
                     if stop.load(Ordering::SeqCst) {
                         return not_run("not run: stopped after the first failure (--fail-fast)");
@@ -385,9 +387,7 @@ impl Engine {
                         _guard_r = exclusive.read().await;
                     }
                     if cancel.is_cancelled() {
-                        return not_run(
-                            "not run: the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)",
-                        );
+                        return not_run(&format!("not run: the run was {INTERRUPTED}"));
                     }
                     if let Some(tx) = &events {
                         let _ = tx.send(Event::SpecStarted {

@@ -75,7 +75,7 @@ pub async fn run_steps(
         if !cleanup && ctx.cancel.is_cancelled() {
             out.push(skipped_step(
                 step,
-                "not run: interrupted (Ctrl-C, SIGTERM or SIGHUP)",
+                &format!("not run: {}", super::INTERRUPTED),
             ));
             status = status.worst(Status::Error);
             break;
