@@ -42,7 +42,7 @@ fn kube_err(e: kube::Error, what: &str) -> ExecError {
         ),
         other => format!(
             "Kubernetes API unreachable for {what}: {} (check the target's kubernetes settings)",
-            crate::targets::kube::error_chain(other)
+            crate::targets::error_chain(other)
         ),
     };
     ExecError::infra(msg)

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use super::kube::error_chain;
+use super::error_chain;
 
 /// Idle connections kept per host (as the reqwest client's `pool_max_idle_per_host`).
 const MAX_IDLE_PER_HOST: usize = 256;

@@ -9,22 +9,6 @@ use tokio::sync::OnceCell;
 use crate::config::{Config, KubeTargetConfig};
 use crate::sim::SimHandle;
 
-/// An error with its causes ("client error (Connect): invalid peer certificate: UnknownIssuer"):
-/// kube's and hyper's own messages stop at the outermost layer, which rarely says what to fix.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    out
-}
-
 /// Where Kubernetes mounts a pod's service account.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -107,7 +91,7 @@ impl KubeTarget {
                 format!(
                     "Kubernetes discovery failed at {}: {}",
                     self.cluster_url,
-                    error_chain(&e)
+                    super::error_chain(&e)
                 )
             })?;
         if let Some(av) = api_version {

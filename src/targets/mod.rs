@@ -14,6 +14,22 @@ use crate::sim::{SimConfig, SimHandle};
 use crate::spec::{Capability, VarMap};
 use crate::template::Scope;
 
+/// An error with its causes ("client error (Connect): invalid peer certificate: UnknownIssuer"):
+/// kube's and hyper's own messages stop at the outermost layer, which rarely says what to fix.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// Errors while preparing a target (before any spec runs).
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
