@@ -205,34 +205,31 @@ impl Project {
         p
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_focusqa"))
-            .args(args)
+    /// `focusqa ARGS` in the project's directory, without colours.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_focusqa"));
+        cmd.args(args)
             .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     /// Like [`Project::run`], with the peak resident memory of that one process in KiB. The
     /// tests share a process, so `getrusage(RUSAGE_CHILDREN)` would mix in other tests' runs:
     /// the child is reaped with `wait4`, which reports its own usage.
     pub fn run_with_peak_rss(&self, args: &[&str]) -> (Output, u64) {
-        output_with_peak_rss(
-            Command::new(env!("CARGO_BIN_EXE_focusqa"))
-                .args(args)
-                .current_dir(self.dir.path())
-                .env("NO_COLOR", "1"),
-        )
+        output_with_peak_rss(&mut self.command(args))
     }
 
     /// Runs `focusqa run`, waits until `ready()` holds (20 s at most), sends Ctrl-C (SIGINT)
     /// and returns the output.
     pub fn run_and_interrupt(&self, ready: impl Fn() -> bool) -> Output {
-        let child = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-            .args(["run"])
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
+        let child = self
+            .command(&["run"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
