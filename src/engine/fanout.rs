@@ -360,19 +360,30 @@ pub async fn execute(
             let lane = |width: usize| {
                 let (plan, tally, next) = (plan.clone(), tally.clone(), next.clone());
                 async move {
-                    let numbers = std::iter::from_fn(|| {
+                    // The lane's own stop signal: its steps' waits share no lock with another
+                    // lane's (see super::cancel).
+                    let ctx = Ctx {
+                        cancel: plan.ctx.cancel.child(),
+                        ..plan.ctx.fork()
+                    };
+                    let next_number = || {
                         if stop_starting_at.is_some_and(|e| Instant::now() >= e) {
                             return None;
                         }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         (i < count).then_some(i)
-                    });
-                    let mut iterations = futures::stream::iter(numbers)
-                        .map(|i| run_iteration(plan.clone(), i, None))
-                        .buffer_unordered(width);
-                    while let Some(o) = iterations.next().await {
-                        tally.take(o, &plan.ctx);
-                    }
+                    };
+                    // `width` workers, each running iterations one after another: an iteration
+                    // is not a new future to allocate and queue, just the next loop round.
+                    let worker = || async {
+                        while let Some(i) = next_number() {
+                            let o = run_iteration(&plan, &ctx, i, None).await;
+                            tally.take(o, &ctx);
+                        }
+                    };
+                    let mut workers: futures::stream::FuturesUnordered<_> =
+                        (0..width).map(|_| worker()).collect();
+                    while workers.next().await.is_some() {}
                 }
             };
             if lanes == 1 {
@@ -418,7 +429,8 @@ pub async fn execute(
                 if inflight.len() >= ol.max_in_flight {
                     tally.lock().agg.dropped += 1;
                 } else {
-                    inflight.spawn(run_iteration(plan.clone(), i, Some(at)));
+                    let plan = plan.clone();
+                    inflight.spawn(async move { run_iteration(&plan, &plan.ctx, i, Some(at)).await });
                 }
                 i += 1;
                 at_spec = ol.next_start(at_spec);
@@ -522,8 +534,12 @@ struct Plan {
 }
 
 /// Runs iteration `i` (scheduled at `scheduled` in an open loop).
-async fn run_iteration(plan: Arc<Plan>, i: usize, scheduled: Option<Instant>) -> IterationOutcome {
-    let ctx = &plan.ctx;
+async fn run_iteration(
+    plan: &Plan,
+    ctx: &Ctx,
+    i: usize,
+    scheduled: Option<Instant>,
+) -> IterationOutcome {
     let mut out = IterationOutcome {
         index: i,
         started: false,

@@ -5,6 +5,7 @@
 //! Progress goes out as [`Event`]s; reporters never see engine internals.
 
 pub mod blocks;
+mod cancel;
 pub mod expect;
 pub mod fanout;
 pub mod http;
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch, RwLock, Semaphore};
+use tokio::sync::{mpsc, RwLock, Semaphore};
+
+pub use cancel::Cancel;
 
 use crate::results::{
     AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, RequestExcerpt,
@@ -153,36 +156,6 @@ pub fn resolve_dur(d: &Dur, scope: &Scope) -> Result<Duration, ExecError> {
         crate::spec::parse_duration(&s).map_err(ExecError::spec)
     } else {
         d.parse().map_err(ExecError::spec)
-    }
-}
-
-/// Cooperative cancellation (Ctrl-C), observable from every task.
-#[derive(Clone)]
-pub struct Cancel {
-    rx: watch::Receiver<bool>,
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Cancel {
-    fn default() -> Self {
-        let (tx, rx) = watch::channel(false);
-        Cancel {
-            rx,
-            tx: Arc::new(tx),
-        }
-    }
-}
-
-impl Cancel {
-    pub fn cancel(&self) {
-        let _ = self.tx.send(true);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        *self.rx.borrow()
-    }
-    pub async fn cancelled(&self) {
-        let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|c| *c).await;
     }
 }
 
