@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 /// A stop signal shared by clones; [`Cancel::child`] makes one that also stops with this one.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +78,16 @@ impl Cancel {
         }
     }
 
+    /// Runs `fut` to its end unless the signal comes and then `grace` passes first (`None`).
+    pub fn with_grace<F: Future + Unpin>(&self, fut: F, grace: Duration) -> WithGrace<'_, F> {
+        WithGrace {
+            fut,
+            cancelled: self.cancelled(),
+            grace,
+            deadline: None,
+        }
+    }
+
     /// A signal of its own that also stops when this one does (not the other way round).
     pub fn child(&self) -> Cancel {
         let child = Arc::new(Node::default());
@@ -88,6 +99,39 @@ impl Cancel {
             st.children.push(Arc::downgrade(&child));
         }
         Cancel { node: child }
+    }
+}
+
+/// The future of [`Cancel::with_grace`]: `fut`'s output, or `None` when the grace that began with
+/// the signal passed first.
+#[derive(Debug)]
+pub struct WithGrace<'a, F> {
+    fut: F,
+    cancelled: Cancelled<'a>,
+    grace: Duration,
+    /// Set when the signal came: the end of the grace (boxed: most waits never need it).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future + Unpin> Future for WithGrace<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        // The work first: an answer that arrived together with the signal still counts.
+        if let Poll::Ready(out) = Pin::new(&mut this.fut).poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if this.deadline.is_none() {
+            if Pin::new(&mut this.cancelled).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.deadline = Some(Box::pin(tokio::time::sleep(this.grace)));
+        }
+        match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -150,7 +194,6 @@ impl Drop for Cancelled<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn a_wait_ends_when_the_signal_is_given_and_not_before() {
@@ -194,6 +237,31 @@ mod tests {
             .expect("the parent's signal reaches a child's waiter")
             .unwrap();
         assert!(parent.child().is_cancelled(), "a child of a stopped signal starts stopped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_in_flight_gets_its_grace_after_the_signal_and_no_more() {
+        let c = Cancel::default();
+        let grace = Duration::from_secs(5);
+        // Done within the grace: its answer counts.
+        let (c2, short) = (c.clone(), Box::pin(tokio::time::sleep(Duration::from_secs(3))));
+        let finishing = tokio::spawn(async move { c2.with_grace(short, grace).await });
+        // Not done within the grace: cut when it ends.
+        let (c3, long) = (c.clone(), Box::pin(tokio::time::sleep(Duration::from_secs(60))));
+        let cut = tokio::spawn(async move {
+            let t0 = tokio::time::Instant::now();
+            (c3.with_grace(long, grace).await, t0.elapsed())
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.cancel();
+        assert_eq!(finishing.await.unwrap(), Some(()), "finished within its grace");
+        let (out, took) = cut.await.unwrap();
+        assert_eq!(out, None, "cut once the grace passed");
+        assert_eq!(took, Duration::from_secs(6), "the grace runs from the signal (at 1 s)");
+        // Without a signal nothing is cut, however long it takes.
+        let quiet = Cancel::default();
+        let slow = Box::pin(tokio::time::sleep(Duration::from_secs(600)));
+        assert_eq!(quiet.with_grace(slow, grace).await, Some(()));
     }
 
     #[tokio::test]

@@ -170,8 +170,22 @@ fn vars_doc(scope: &Scope) -> Value {
     Value::Object(scope.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
+/// One attempt's observation and its checks' results, or why it could not be made.
+type Attempt = Result<(Observation, Vec<crate::results::AssertionResult>), ExecError>;
+
+/// What a step's attempts came to: the attempt that gives the verdict, how many ran, and why the
+/// last one fell short (a poll that ran out).
+struct Attempts {
+    outcome: Attempt,
+    count: u32,
+    last_mismatch: Option<String>,
+}
+
 impl Step {
     /// Runs the step (with polling when `until` is set). Never panics; errors become results.
+    ///
+    /// Only what every step needs lives in this future; a poll's loop and a failure's diagnosis
+    /// are boxed apart, so a plain step (every request of a fan-out) allocates and moves little.
     pub fn run<'a>(
         &'a self,
         scope: &'a mut Scope,
@@ -180,18 +194,11 @@ impl Step {
     ) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
             let t0 = Instant::now();
-            let mut res = StepResult {
-                name: self.label(),
-                kind: self.kind.name().into(),
-                line: self.pos.line,
-                covers: self.covers.clone(),
-                ..Default::default()
-            };
             if let Some(cond) = &self.when {
                 match scope.eval(cond) {
                     Ok(v) if super::expect::truthy(&v) => {}
                     Ok(_) => return skipped_step(self, &format!("`when: {cond}` is false")),
-                    Err(e) => return finish_error(res, ExecError::from(e), t0),
+                    Err(e) => return finish_error(self.new_result(), ExecError::from(e), t0),
                 }
             }
             if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
@@ -203,177 +210,231 @@ impl Step {
                     ),
                 );
             }
-            // `kube wait`/`absent` poll by nature: their own timeout/interval (30s/1s) unless `until` says otherwise.
-            let implicit = match &self.kind {
-                StepKind::Kube(k)
-                    if self.until.is_none()
-                        && matches!(k.op, KubeVerb::Wait | KubeVerb::Absent) =>
-                {
-                    Some(Until {
-                        interval: k.interval.clone().unwrap_or_else(|| Dur("1s".into())),
-                        timeout: k.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
-                    })
-                }
-                _ => None,
+            let poll = match self.poll_plan(scope, ctx) {
+                Ok(p) => p,
+                Err(e) => return finish_error(self.new_result(), e, t0),
             };
-            let poll = match self.until.as_ref().or(implicit.as_ref()) {
-                None => None,
-                Some(u) => match (
-                    resolve_dur(&u.interval, scope),
-                    resolve_dur(&u.timeout, scope),
-                ) {
-                    (Ok(interval), Ok(timeout)) => Some(Poll {
-                        interval,
-                        timeout,
-                        wall_interval: ctx.target.wall(interval).max(MIN_INTERVAL),
-                        wall_timeout: ctx.target.wall(timeout),
-                    }),
-                    (Err(e), _) | (_, Err(e)) => return finish_error(res, e, t0),
+            let attempts = match &poll {
+                None => Attempts {
+                    outcome: self.attempt(scope, ctx, in_cleanup).await,
+                    count: 1,
+                    last_mismatch: None,
+                },
+                Some(p) => Box::pin(self.poll(p, t0, scope, ctx, in_cleanup)).await,
+            };
+            let (mut res, failed) = self.conclude(attempts, poll.as_ref(), t0, scope, ctx);
+            if let Some(obs) = failed {
+                res = Box::pin(async move {
+                    res.attachments
+                        .extend(self.kind.diagnose(&obs, scope, ctx).await);
+                    res
+                })
+                .await;
+            }
+            res.duration_ms = ms(t0.elapsed());
+            res
+        })
+    }
+
+    /// A result with the step's identity and nothing else yet.
+    fn new_result(&self) -> StepResult {
+        StepResult {
+            name: self.label(),
+            kind: self.kind.name().into(),
+            line: self.pos.line,
+            covers: self.covers.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The step's poll, if it polls: `until`, or the own timeout/interval (30s/1s) of a
+    /// `kube wait`/`absent`.
+    fn poll_plan(&self, scope: &Scope, ctx: &Ctx) -> Result<Option<Poll>, ExecError> {
+        let implicit = match &self.kind {
+            StepKind::Kube(k)
+                if self.until.is_none() && matches!(k.op, KubeVerb::Wait | KubeVerb::Absent) =>
+            {
+                Some(Until {
+                    interval: k.interval.clone().unwrap_or_else(|| Dur("1s".into())),
+                    timeout: k.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
+                })
+            }
+            _ => None,
+        };
+        let Some(u) = self.until.as_ref().or(implicit.as_ref()) else {
+            return Ok(None);
+        };
+        let interval = resolve_dur(&u.interval, scope)?;
+        let timeout = resolve_dur(&u.timeout, scope)?;
+        Ok(Some(Poll {
+            interval,
+            timeout,
+            wall_interval: ctx.target.wall(interval).max(MIN_INTERVAL),
+            wall_timeout: ctx.target.wall(timeout),
+        }))
+    }
+
+    /// Attempts until the checks pass or the poll's timeout passes (which also bounds a request
+    /// in flight).
+    async fn poll(
+        &self,
+        p: &Poll,
+        t0: Instant,
+        scope: &mut Scope,
+        ctx: &Ctx,
+        in_cleanup: bool,
+    ) -> Attempts {
+        let deadline = t0 + p.wall_timeout;
+        let mut count = 0u32;
+        let mut last_mismatch: Option<String> = None;
+        // The last completed attempt: when the deadline cuts a request in flight, the poll's
+        // verdict is that attempt's (the condition did not hold), not the cut one's.
+        let mut previous = None;
+        let outcome = loop {
+            count += 1;
+            let attempt = match tokio::time::timeout_at(
+                deadline.into(),
+                self.attempt(scope, ctx, in_cleanup),
+            )
+            .await
+            {
+                Ok(a) => a,
+                Err(_) => match previous.take() {
+                    Some(prev) => {
+                        count -= 1;
+                        break prev;
+                    }
+                    None => Err(ExecError::infra(format!(
+                        "timeout: the poll's timeout ({}) passed while its first attempt was still waiting for an answer",
+                        fmt_dur(p.timeout)
+                    ))),
                 },
             };
-            // The poll's timeout bounds everything, a request in flight included.
-            let deadline = poll.as_ref().map(|p| t0 + p.wall_timeout);
-            let mut attempts = 0u32;
-            let mut last_mismatch: Option<String> = None;
-            // The last completed attempt: when the deadline cuts a request in flight, the poll's
-            // verdict is that attempt's (the condition did not hold), not the cut one's.
-            let mut previous = None;
-            let outcome = loop {
-                attempts += 1;
-                let attempt = match deadline {
-                    None => self.attempt(scope, ctx, in_cleanup).await,
-                    Some(d) => match tokio::time::timeout_at(
-                        d.into(),
-                        self.attempt(scope, ctx, in_cleanup),
-                    )
-                    .await
-                    {
-                        Ok(a) => a,
-                        Err(_) => match previous.take() {
-                            Some(prev) => {
-                                attempts -= 1;
-                                break prev;
-                            }
-                            None => Err(ExecError::infra(format!(
-                                "timeout: the poll's timeout ({}) passed while its first attempt was still waiting for an answer",
-                                fmt_dur(poll.as_ref().map(|p| p.timeout).unwrap_or_default())
-                            ))),
-                        },
-                    },
-                };
-                let done = match &attempt {
-                    Ok((_, asserts)) => asserts.iter().all(|a| a.passed),
-                    Err(e) => e.kind != ErrorKind::Infra,
-                };
-                let Some(p) = &poll else {
-                    break attempt;
-                };
-                if done {
-                    break attempt;
-                }
-                last_mismatch = Some(match &attempt {
-                    Ok((obs, asserts)) => mismatch_text(obs, asserts),
-                    Err(e) => e.message.clone(),
-                });
-                if t0.elapsed() + p.wall_interval > p.wall_timeout {
-                    break attempt;
-                }
-                previous = Some(attempt);
-                if attempts % 20 == 0 {
-                    ctx.progress(format!(
-                        "{}: still polling after {} attempts ({})",
-                        self.label(),
-                        attempts,
-                        fmt_dur(ctx.target.simulated(t0.elapsed()))
-                    ));
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(p.wall_interval) => {}
-                    _ = ctx.cancel.cancelled(), if !in_cleanup => break Err(ExecError::interrupted()),
-                }
+            let done = match &attempt {
+                Ok((_, asserts)) => asserts.iter().all(|a| a.passed),
+                Err(e) => e.kind != ErrorKind::Infra,
             };
-            let elapsed = t0.elapsed();
-            // What the spec's durations mean: simulated time on a scaled simulator.
-            let spec_elapsed = ctx.target.simulated(elapsed);
-            let satisfied = matches!(&outcome, Ok((_, a)) if a.iter().all(|x| x.passed));
-            if let Some(p) = &poll {
-                res.poll = Some(PollInfo {
-                    attempts,
-                    elapsed_ms: ms(elapsed),
-                    interval_ms: ms(p.interval),
-                    timeout_ms: ms(p.timeout),
-                    satisfied,
-                    simulated_elapsed_ms: ctx.target.is_scaled().then(|| ms(spec_elapsed)),
-                    last_mismatch: if satisfied { None } else { last_mismatch },
-                });
+            if done {
+                break attempt;
             }
-            if ctx.target.is_scaled() && (poll.is_some() || self.kind.waits()) {
-                res.simulated_ms = Some(ms(spec_elapsed));
+            last_mismatch = Some(match &attempt {
+                Ok((obs, asserts)) => mismatch_text(obs, asserts),
+                Err(e) => e.message.clone(),
+            });
+            if t0.elapsed() + p.wall_interval > p.wall_timeout {
+                break attempt;
             }
-            match outcome {
-                Err(e) => finish_error(res, e, t0),
-                Ok((mut obs, assertions)) => {
-                    // Moved, not copied: the observation is only read again by captures and
-                    // diagnosis, which need neither the excerpts nor the children.
-                    res.request = obs.request.take();
-                    res.response = obs.response.take();
-                    res.fanout = obs.fanout.take();
-                    res.attachments = std::mem::take(&mut obs.attachments);
-                    res.steps = std::mem::take(&mut obs.children);
-                    res.assertions = assertions;
-                    // A polled step's time is the whole poll (in the spec's time), not one request.
-                    if poll.is_some() {
-                        bound_whole_poll(&mut res.assertions, spec_elapsed, self, scope);
-                    }
-                    // Capture even after a failed expectation: cleanup may need the job id.
-                    let cap_errors =
-                        self.capture_into(&obs, scope, &mut res, attempts, spec_elapsed);
-                    ctx.note_secret_captures(&self.capture, &res.captures);
-                    res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty()
-                    {
-                        Status::Passed
-                    } else {
-                        Status::Failed
-                    };
-                    // A block whose inner step errored (not an assertion) is an error too.
-                    if res.status == Status::Failed
-                        && matches!(
-                            res.steps
-                                .iter()
-                                .find(|c| matches!(c.status, Status::Failed | Status::Error))
-                                .map(|c| c.failing_leaf().0.status),
-                            Some(Status::Error)
-                        )
-                    {
-                        res.status = Status::Error;
-                    }
-                    if res.status == Status::Failed {
-                        res.attachments
-                            .extend(self.kind.diagnose(&obs, scope, ctx).await);
-                    }
-                    if let Some(a) = res.assertions.iter().find(|a| !a.passed) {
-                        let timed_out = if satisfied || poll.is_none() {
-                            String::new()
-                        } else {
-                            format!(
-                                " (still not met after {attempts} attempts in {})",
-                                fmt_dur(spec_elapsed)
-                            )
-                        };
-                        let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();
-                        res.message = Some(format!("{}{timed_out}{details}", a.describe()));
-                        // A block says which item or run failed, and how: "run 3: $.page <= 2: found 3".
-                        if a.op == super::blocks::EVERY_STEP_PASSES {
-                            res.message = a.message.clone().or(res.message.take());
-                        }
-                    } else if let Some(e) = cap_errors.first() {
-                        res.message = Some(e.clone());
-                    }
-                    res.duration_ms = ms(t0.elapsed());
-                    res
-                }
+            previous = Some(attempt);
+            if count % 20 == 0 {
+                ctx.progress(format!(
+                    "{}: still polling after {} attempts ({})",
+                    self.label(),
+                    count,
+                    fmt_dur(ctx.target.simulated(t0.elapsed()))
+                ));
             }
-        })
+            tokio::select! {
+                _ = tokio::time::sleep(p.wall_interval) => {}
+                _ = ctx.cancel.cancelled(), if !in_cleanup => break Err(ExecError::interrupted()),
+            }
+        };
+        Attempts {
+            outcome,
+            count,
+            last_mismatch,
+        }
+    }
+
+    /// The step's result from its attempts: checks, captures, status and message. A failed
+    /// step's observation comes back too, for its diagnosis.
+    fn conclude(
+        &self,
+        attempts: Attempts,
+        poll: Option<&Poll>,
+        t0: Instant,
+        scope: &mut Scope,
+        ctx: &Ctx,
+    ) -> (StepResult, Option<Observation>) {
+        let Attempts {
+            outcome,
+            count: attempts,
+            last_mismatch,
+        } = attempts;
+        let mut res = self.new_result();
+        let elapsed = t0.elapsed();
+        // What the spec's durations mean: simulated time on a scaled simulator.
+        let spec_elapsed = ctx.target.simulated(elapsed);
+        let satisfied = matches!(&outcome, Ok((_, a)) if a.iter().all(|x| x.passed));
+        if let Some(p) = poll {
+            res.poll = Some(PollInfo {
+                attempts,
+                elapsed_ms: ms(elapsed),
+                interval_ms: ms(p.interval),
+                timeout_ms: ms(p.timeout),
+                satisfied,
+                simulated_elapsed_ms: ctx.target.is_scaled().then(|| ms(spec_elapsed)),
+                last_mismatch: if satisfied { None } else { last_mismatch },
+            });
+        }
+        if ctx.target.is_scaled() && (poll.is_some() || self.kind.waits()) {
+            res.simulated_ms = Some(ms(spec_elapsed));
+        }
+        let (mut obs, assertions) = match outcome {
+            Err(e) => return (finish_error(res, e, t0), None),
+            Ok(o) => o,
+        };
+        // Moved, not copied: the observation is only read again by captures and diagnosis,
+        // which need neither the excerpts nor the children.
+        res.request = obs.request.take();
+        res.response = obs.response.take();
+        res.fanout = obs.fanout.take();
+        res.attachments = std::mem::take(&mut obs.attachments);
+        res.steps = std::mem::take(&mut obs.children);
+        res.assertions = assertions;
+        // A polled step's time is the whole poll (in the spec's time), not one request.
+        if poll.is_some() {
+            bound_whole_poll(&mut res.assertions, spec_elapsed, self, scope);
+        }
+        // Capture even after a failed expectation: cleanup may need the job id.
+        let cap_errors = self.capture_into(&obs, scope, &mut res, attempts, spec_elapsed);
+        ctx.note_secret_captures(&self.capture, &res.captures);
+        res.status = if res.assertions.iter().all(|a| a.passed) && cap_errors.is_empty() {
+            Status::Passed
+        } else {
+            Status::Failed
+        };
+        // A block whose inner step errored (not an assertion) is an error too.
+        if res.status == Status::Failed
+            && matches!(
+                res.steps
+                    .iter()
+                    .find(|c| matches!(c.status, Status::Failed | Status::Error))
+                    .map(|c| c.failing_leaf().0.status),
+                Some(Status::Error)
+            )
+        {
+            res.status = Status::Error;
+        }
+        if let Some(a) = res.assertions.iter().find(|a| !a.passed) {
+            let timed_out = if satisfied || poll.is_none() {
+                String::new()
+            } else {
+                format!(
+                    " (still not met after {attempts} attempts in {})",
+                    fmt_dur(spec_elapsed)
+                )
+            };
+            let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();
+            res.message = Some(format!("{}{timed_out}{details}", a.describe()));
+            // A block says which item or run failed, and how: "run 3: $.page <= 2: found 3".
+            if a.op == super::blocks::EVERY_STEP_PASSES {
+                res.message = a.message.clone().or(res.message.take());
+            }
+        } else if let Some(e) = cap_errors.first() {
+            res.message = Some(e.clone());
+        }
+        let failed = res.status == Status::Failed;
+        (res, failed.then_some(obs))
     }
 
     async fn attempt(
@@ -387,7 +448,7 @@ impl Step {
         // interrupt came may be creating a job, and its answer (the job id) is what lets cleanup
         // release it.
         // Blocks (foreach, repeat, include) handle interrupts through the steps they run.
-        let obs = if in_cleanup
+        let mut obs = if in_cleanup
             || matches!(
                 self.kind,
                 StepKind::Fanout(_)
@@ -397,18 +458,13 @@ impl Step {
             ) {
             self.kind.execute(self, scope, ctx, in_cleanup).await?
         } else {
-            let mut fut = self.kind.execute(self, scope, ctx, in_cleanup);
-            tokio::select! {
-                r = &mut fut => r?,
-                _ = ctx.cancel.cancelled() => {
-                    match tokio::time::timeout(INTERRUPT_GRACE, fut).await {
-                        Ok(r) => r?,
-                        Err(_) => return Err(ExecError::interrupted()),
-                    }
-                }
+            let fut = self.kind.execute(self, scope, ctx, in_cleanup);
+            match ctx.cancel.with_grace(fut, INTERRUPT_GRACE).await {
+                Some(r) => r?,
+                None => return Err(ExecError::interrupted()),
             }
         };
-        let mut assertions = obs.assertions.clone();
+        let mut assertions = std::mem::take(&mut obs.assertions);
         if let Some(e) = &self.expect {
             assertions.extend(evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?);
         }
