@@ -273,6 +273,8 @@ pub fn focusqa(args: &[&str]) -> Output {
 
 /// Runs `cmd` to its end, collecting its output, and returns with it the peak RSS (KiB) of that
 /// process alone.
+// The child is reaped by `wait4` below (which reports its peak RSS), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
