@@ -560,6 +560,29 @@ impl Scope {
         self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// Starts over: `shared` underneath and `own` as the only variables of this scope. The
+    /// map is reused when nothing else holds it, names and all: a fan-out worker restarts its
+    /// scope for every iteration without allocating.
+    pub fn restart(&mut self, shared: &Arc<VarMap>, own: &[(&str, Value)]) {
+        if !self.shared.as_ref().is_some_and(|s| Arc::ptr_eq(s, shared)) {
+            self.shared = Some(shared.clone());
+        }
+        let vars = Arc::make_mut(&mut self.vars);
+        let same_names =
+            vars.len() >= own.len() && vars.keys().zip(own).all(|(k, (name, _))| k == name);
+        if same_names {
+            vars.truncate(own.len());
+            for (slot, (_, v)) in vars.values_mut().zip(own) {
+                slot.clone_from(v);
+            }
+        } else {
+            vars.clear();
+            for (name, v) in own {
+                vars.insert((*name).to_string(), v.clone());
+            }
+        }
+    }
+
     pub fn set(&mut self, name: impl Into<String>, value: Value) {
         Arc::make_mut(&mut self.vars).insert(name.into(), value);
     }
@@ -997,6 +1020,36 @@ mod tests {
         assert_eq!(shared.get("port"), Some(&json!(50051)));
         let err = s.render_str("{{ nope }}").unwrap_err().message;
         assert!(err.contains("defined here: index, job, port"), "{err}");
+    }
+
+    #[test]
+    fn a_restarted_scope_forgets_what_the_last_iteration_set() {
+        let shared = std::sync::Arc::new(VarMap::from_iter([("job".to_string(), json!("18-3"))]));
+        let mut s = Scope::default();
+        for i in 0..3 {
+            s.restart(&shared, &[("index", json!(i)), ("iteration", json!(i + 1))]);
+            assert_eq!(
+                s.get("job_id"),
+                None,
+                "iteration {i} starts without the last one's capture"
+            );
+            assert_eq!(
+                s.render_str("{{ job }}/{{ index }}/{{ iteration }}")
+                    .unwrap(),
+                format!("18-3/{i}/{}", i + 1)
+            );
+            s.set("job_id", json!(format!("job-{i}")));
+            s.set("index", json!("shadowed"));
+        }
+        // Other names: the old ones go, whatever their order.
+        s.restart(&shared, &[("item", json!("a"))]);
+        let names: Vec<&str> = s.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["job", "item"]);
+        // A scope still held elsewhere (a template rendering) is copied, not changed under it.
+        let held = s.clone();
+        s.restart(&shared, &[("item", json!("b"))]);
+        assert_eq!(held.get("item"), Some(&json!("a")));
+        assert_eq!(s.get("item"), Some(&json!("b")));
     }
 
     #[test]

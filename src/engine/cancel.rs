@@ -224,7 +224,10 @@ mod tests {
         let other = parent.child();
         child.cancel();
         assert!(child.is_cancelled());
-        assert!(!parent.is_cancelled() && !other.is_cancelled(), "a child stops alone");
+        assert!(
+            !parent.is_cancelled() && !other.is_cancelled(),
+            "a child stops alone"
+        );
         let waiting = tokio::spawn({
             let other = other.clone();
             async move { other.cancelled().await }
@@ -236,7 +239,10 @@ mod tests {
             .await
             .expect("the parent's signal reaches a child's waiter")
             .unwrap();
-        assert!(parent.child().is_cancelled(), "a child of a stopped signal starts stopped");
+        assert!(
+            parent.child().is_cancelled(),
+            "a child of a stopped signal starts stopped"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -244,20 +250,34 @@ mod tests {
         let c = Cancel::default();
         let grace = Duration::from_secs(5);
         // Done within the grace: its answer counts.
-        let (c2, short) = (c.clone(), Box::pin(tokio::time::sleep(Duration::from_secs(3))));
+        let (c2, short) = (
+            c.clone(),
+            Box::pin(tokio::time::sleep(Duration::from_secs(3))),
+        );
         let finishing = tokio::spawn(async move { c2.with_grace(short, grace).await });
         // Not done within the grace: cut when it ends.
-        let (c3, long) = (c.clone(), Box::pin(tokio::time::sleep(Duration::from_secs(60))));
+        let (c3, long) = (
+            c.clone(),
+            Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+        );
         let cut = tokio::spawn(async move {
             let t0 = tokio::time::Instant::now();
             (c3.with_grace(long, grace).await, t0.elapsed())
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         c.cancel();
-        assert_eq!(finishing.await.unwrap(), Some(()), "finished within its grace");
+        assert_eq!(
+            finishing.await.unwrap(),
+            Some(()),
+            "finished within its grace"
+        );
         let (out, took) = cut.await.unwrap();
         assert_eq!(out, None, "cut once the grace passed");
-        assert_eq!(took, Duration::from_secs(6), "the grace runs from the signal (at 1 s)");
+        assert_eq!(
+            took,
+            Duration::from_secs(6),
+            "the grace runs from the signal (at 1 s)"
+        );
         // Without a signal nothing is cut, however long it takes.
         let quiet = Cancel::default();
         let slow = Box::pin(tokio::time::sleep(Duration::from_secs(600)));

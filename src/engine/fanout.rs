@@ -376,8 +376,9 @@ pub async fn execute(
                     // `width` workers, each running iterations one after another: an iteration
                     // is not a new future to allocate and queue, just the next loop round.
                     let worker = || async {
+                        let mut scope = Scope::default();
                         while let Some(i) = next_number() {
-                            let o = run_iteration(&plan, &ctx, i, None).await;
+                            let o = run_iteration(&plan, &ctx, &mut scope, i, None).await;
                             tally.take(o, &ctx);
                         }
                     };
@@ -430,7 +431,10 @@ pub async fn execute(
                     tally.lock().agg.dropped += 1;
                 } else {
                     let plan = plan.clone();
-                    inflight.spawn(async move { run_iteration(&plan, &plan.ctx, i, Some(at)).await });
+                    inflight.spawn(async move {
+                        let mut scope = Scope::default();
+                        run_iteration(&plan, &plan.ctx, &mut scope, i, Some(at)).await
+                    });
                 }
                 i += 1;
                 at_spec = ol.next_start(at_spec);
@@ -537,6 +541,7 @@ struct Plan {
 async fn run_iteration(
     plan: &Plan,
     ctx: &Ctx,
+    it_scope: &mut Scope,
     i: usize,
     scheduled: Option<Instant>,
 ) -> IterationOutcome {
@@ -572,8 +577,8 @@ async fn run_iteration(
     // Open loop: the time between the scheduled and the real start counts (no
     // coordinated omission); it is added to the first step's figure below.
     let mut lag_ms = scheduled.map(|at| ms(Instant::now().saturating_duration_since(at)));
-    let mut it_scope = iteration_scope(&plan.base, i, &IndexMap::new());
-    let run = run_steps(&plan.steps, &mut it_scope, ctx, false);
+    restart_iteration(it_scope, &plan.base, i);
+    let run = run_steps(&plan.steps, it_scope, ctx, false);
     let (results, status) = match plan.end {
         Some(e) => match tokio::time::timeout_at(e.into(), run).await {
             Ok(r) => r,
@@ -615,7 +620,7 @@ async fn run_iteration(
         });
     }
     if !plan.cleanup.is_empty() {
-        let (_, cst) = run_steps(&plan.cleanup, &mut it_scope, ctx, true).await;
+        let (_, cst) = run_steps(&plan.cleanup, it_scope, ctx, true).await;
         out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
     }
     out
@@ -693,13 +698,17 @@ fn resume(e: tokio::task::JoinError) {
 
 /// An iteration's variables: the fan-out's scope, its `index`/`iteration`, and its captures.
 fn iteration_scope(base: &Arc<VarMap>, i: usize, captures: &IndexMap<String, Value>) -> Scope {
-    let mut sc = Scope::layered(base.clone());
-    sc.set("index", json!(i));
-    sc.set("iteration", json!(i + 1));
+    let mut sc = Scope::default();
+    restart_iteration(&mut sc, base, i);
     for (k, v) in captures {
         sc.set(k.clone(), v.clone());
     }
     sc
+}
+
+/// `scope` as iteration `i` starts: the fan-out's variables under its `index` and `iteration`.
+fn restart_iteration(scope: &mut Scope, base: &Arc<VarMap>, i: usize) {
+    scope.restart(base, &[("index", json!(i)), ("iteration", json!(i + 1))]);
 }
 
 /// Up to this many iterations, every captured value is kept in the statistics (reports show

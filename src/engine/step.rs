@@ -69,7 +69,7 @@ pub async fn run_steps(
     ctx: &Ctx,
     cleanup: bool,
 ) -> (Vec<StepResult>, Status) {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(steps.len());
     let mut status = Status::Passed;
     for step in steps {
         if !cleanup && ctx.cancel.is_cancelled() {
@@ -466,7 +466,12 @@ impl Step {
         };
         let mut assertions = std::mem::take(&mut obs.assertions);
         if let Some(e) = &self.expect {
-            assertions.extend(evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?);
+            let checked = evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?;
+            if assertions.is_empty() {
+                assertions = checked;
+            } else {
+                assertions.extend(checked);
+            }
         }
         Ok((obs, assertions))
     }
