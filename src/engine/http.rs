@@ -11,6 +11,7 @@
 //!   `Content-Encoding` header and the size on the wire stay visible, and the body is bounded
 //!   (`max_body`) after decoding as well as before.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -121,25 +122,18 @@ pub async fn execute(
 ) -> Result<Observation, ExecError> {
     let target = &ctx.target;
     let path = scope.render_cow(&req.path)?;
-    let url = if path.starts_with("http://") || path.starts_with("https://") {
-        path
+    let base = if sim {
+        target.sim_url.as_deref()
     } else {
-        let base = if sim {
-            target.sim_url.as_deref()
-        } else {
-            target.base_url.as_deref()
-        };
-        let base = base.ok_or_else(|| {
-            ExecError::spec(format!(
-                "target `{}` has no base_url for `{}`",
-                target.name, req.path
-            ))
-        })?;
-        std::borrow::Cow::Owned(join_url(base, &path))
+        target.base_url.as_deref()
     };
-    let mut url = target
-        .parse_url(&url)
-        .map_err(|e| ExecError::spec(format!("`{url}` is not a valid URL: {e}")))?;
+    if base.is_none() && !crate::targets::is_absolute(&path) {
+        return Err(ExecError::spec(format!(
+            "target `{}` has no base_url for `{}`",
+            target.name, req.path
+        )));
+    }
+    let mut url = target.request_url(base, &path).map_err(ExecError::spec)?;
     if !req.query.is_empty() {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (k, v) in &req.query {
@@ -155,25 +149,13 @@ pub async fn execute(
         .map_err(|e| ExecError::spec(format!("method `{}`: {e}", req.method.as_str())))?;
 
     // Headers: defaults, then the target's, then the step's (a name given replaces the earlier
-    // values of that name; a list sends the header once per element).
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        reqwest::header::USER_AGENT,
-        HeaderValue::from_static(USER_AGENT),
-    );
-    headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("*/*"));
-    headers.insert(
-        reqwest::header::ACCEPT_ENCODING,
-        HeaderValue::from_static(ACCEPT_ENCODING),
-    );
-    if !sim {
-        for (k, v) in &target.headers {
-            set_header(&mut headers, k, v)?;
-        }
-    }
+    // values of that name; a list sends the header once per element). The first two are made
+    // once per target; a request copies them only to change them.
+    let mut headers = Cow::Borrowed(base_headers(target, sim)?);
     let mut explicit: Vec<String> = Vec::new();
     for (k, vs) in &req.headers {
         let name = header_name(k)?;
+        let headers = headers.to_mut();
         headers.remove(&name);
         explicit.push(name.as_str().to_string());
         for v in &vs.0 {
@@ -193,7 +175,7 @@ pub async fn execute(
     if let Some((user, password)) = &auth {
         target.secrets.add_basic_auth(user, password);
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        set_header(&mut headers, "authorization", &format!("Basic {token}"))?;
+        set_header(headers.to_mut(), "authorization", &format!("Basic {token}"))?;
     }
 
     // Body: exactly one kind; its default Content-Type yields to an explicit one.
@@ -207,7 +189,7 @@ pub async fn execute(
     let (body, content_type) = build_body(req, scope, &ctx.spec_dir)?;
     if let Some(ct) = content_type {
         if !headers.contains_key("content-type") {
-            set_header(&mut headers, "content-type", &ct)?;
+            set_header(headers.to_mut(), "content-type", &ct)?;
         }
     }
     let timeout = match &req.timeout {
@@ -244,17 +226,13 @@ pub async fn execute(
                     .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
             }
         }
-        // The request as first sent (a redirect's own request is in the chain).
-        if shown.is_none() {
+        // The request as first sent (a redirect's own request is in the chain). A fan-out
+        // iteration's results feed statistics only, which never read the request.
+        if redirects.is_empty() && !ctx.summarized {
             shown = Some(RequestExcerpt {
                 method: hop.method.as_str().into(),
-                url: hop.url.to_string(),
-                // A fan-out iteration's results feed statistics only: no headers kept.
-                headers: if ctx.summarized {
-                    Vec::new()
-                } else {
-                    pairs_of(&headers)
-                },
+                url: hop.url.as_str().to_owned(),
+                headers: pairs_of(&headers),
                 body: hop.body.as_deref().map(body_excerpt),
             });
         }
@@ -303,7 +281,7 @@ pub async fn execute(
                 if redirects.len() as u32 >= max_redirects {
                     let mut err = ExecError::infra(format!(
                         "too many redirects: more than {max_redirects} from {} (the last to {loc}); raise `max_redirects` or set `follow_redirects: false` to check them one by one",
-                        shown.as_ref().map(|s| s.url.as_str()).unwrap_or_default()
+                        redirects.first().and_then(|r| r["url"].as_str()).unwrap_or(hop.url.as_str())
                     ));
                     err.request = shown.map(Box::new);
                     return Err(err);
@@ -329,15 +307,9 @@ pub async fn execute(
         }
     };
     let t0 = t0.unwrap_or_else(Instant::now);
-    let shown = shown.unwrap_or_else(|| RequestExcerpt {
-        method: req.method.as_str().into(),
-        url: hop.url.to_string(),
-        headers: Vec::new(),
-        body: None,
-    });
     let status = resp.status().as_u16();
     let version = version_name(resp.version());
-    let final_url = hop.url.to_string();
+    let final_url = hop.url.as_str().to_owned();
     let headers = super::Headers::new(resp.take_headers());
     let encoding = headers
         .map()
@@ -354,13 +326,18 @@ pub async fn execute(
         Ok(b) => b,
         Err(e) => {
             let mut err = ExecError::infra(format!("reading the response of {final_url}: {e}"));
-            err.request = Some(Box::new(shown));
+            err.request = shown.map(Box::new);
             return Err(err);
         }
     };
     let elapsed = t0.elapsed();
     let (text, charset) = decode_text(&body.bytes, &content_type);
-    let (body_excerpt, cut) = excerpt(&text);
+    // A fan-out iteration's excerpt is made only if the step fails (see Step::conclude).
+    let (body_excerpt, cut) = if ctx.summarized {
+        (String::new(), text.len() > EXCERPT_BYTES)
+    } else {
+        excerpt(&text)
+    };
     for (k, v) in headers.map() {
         if crate::results::secrets::is_secret_header_name(k) {
             target
@@ -411,7 +388,7 @@ pub async fn execute(
         headers,
         body: Some(text),
         elapsed,
-        request: Some(shown),
+        request: shown,
         response: Some(response),
         http: Some(Box::new(HttpObs {
             url: final_url,
@@ -430,14 +407,43 @@ pub async fn execute(
 }
 
 /// One request of a redirect chain.
-struct Hop {
+struct Hop<'t> {
     method: reqwest::Method,
     url: url::Url,
-    headers: HeaderMap,
+    /// The target's own headers until the step or a redirect changes them.
+    headers: Cow<'t, HeaderMap>,
     body: Option<Bytes>,
 }
 
-impl Hop {
+/// The headers every request to `target` starts with: focusqa's defaults, then the target's
+/// own (not on simulator control requests). Made on first use; an invalid target header is the
+/// error of every request that would send it.
+fn base_headers(target: &crate::targets::Target, sim: bool) -> Result<&HeaderMap, ExecError> {
+    let make = || {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+        h.insert(reqwest::header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            HeaderValue::from_static(ACCEPT_ENCODING),
+        );
+        if !sim {
+            for (k, v) in &target.headers {
+                set_header(&mut h, k, v).map_err(|e| e.message)?;
+            }
+        }
+        Ok(h)
+    };
+    target.base_headers[usize::from(sim)]
+        .get_or_init(make)
+        .as_ref()
+        .map_err(|m| ExecError::spec(m.clone()))
+}
+
+impl Hop<'_> {
     /// The headers to send: the step's and the target's, with the jar's cookies for this URL
     /// and the step's own (which win by name).
     fn headers(
@@ -445,7 +451,7 @@ impl Hop {
         jar: &CookieJar,
         request_cookies: &[(String, String)],
     ) -> Result<HeaderMap, ExecError> {
-        let mut headers = self.headers.clone();
+        let mut headers = self.headers.clone().into_owned();
         let mut pairs: Vec<(String, String)> = jar
             .for_url(&self.url)
             .into_iter()
@@ -484,7 +490,7 @@ impl Hop {
                 "content-encoding",
                 "transfer-encoding",
             ] {
-                self.headers.remove(h);
+                self.headers.to_mut().remove(h);
             }
         }
         let same_host = self.url.host_str() == next.host_str()
@@ -496,7 +502,7 @@ impl Hop {
                 "cookie",
                 "www-authenticate",
             ] {
-                self.headers.remove(h);
+                self.headers.to_mut().remove(h);
             }
         }
         self.url = next;
@@ -879,15 +885,8 @@ pub fn parse_set_cookie(header: &str) -> Option<Value> {
     Some(c)
 }
 
-fn join_url(base: &str, path: &str) -> String {
-    match (base.ends_with('/'), path.starts_with('/')) {
-        (true, true) => format!("{}{}", base, &path[1..]),
-        (false, false) if !path.is_empty() => format!("{base}/{path}"),
-        _ => format!("{base}{path}"),
-    }
-}
-
-fn excerpt(s: &str) -> (String, bool) {
+/// The start of a body as reports show it, and whether it was cut.
+pub(super) fn excerpt(s: &str) -> (String, bool) {
     if s.len() <= EXCERPT_BYTES {
         return (s.to_string(), false);
     }
@@ -953,7 +952,7 @@ impl Failure {
 /// HTTP/2, proxies) through reqwest. `timeout` bounds the answer here and the body later.
 async fn send<'a>(
     target: &'a crate::targets::Target,
-    hop: &Hop,
+    hop: &Hop<'_>,
     headers: HeaderMap,
     timeout: Duration,
 ) -> Result<Resp<'a>, Failure> {
@@ -1054,19 +1053,6 @@ impl Resp<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn joins_urls() {
-        assert_eq!(
-            join_url("http://h/focus-server", "/configure"),
-            "http://h/focus-server/configure"
-        );
-        assert_eq!(
-            join_url("http://h/focus-server/", "/configure"),
-            "http://h/focus-server/configure"
-        );
-        assert_eq!(join_url("http://h", "jobs"), "http://h/jobs");
-    }
 
     #[test]
     fn http_set_cookie_attributes() {

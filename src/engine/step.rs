@@ -415,6 +415,14 @@ impl Step {
         {
             res.status = Status::Error;
         }
+        // A fan-out iteration's response has no excerpt yet: only a failure's reason reads it.
+        if ctx.summarized && res.status != Status::Passed {
+            if let (Some(r), Some(text)) = (res.response.as_mut(), obs.body.as_deref()) {
+                if r.body.is_none() && !text.is_empty() {
+                    r.body = Some(super::http::excerpt(text).0);
+                }
+            }
+        }
         if let Some(a) = res.assertions.iter().find(|a| !a.passed) {
             let timed_out = if satisfied || poll.is_none() {
                 String::new()

@@ -184,7 +184,16 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// JSON text with the values of secret-looking fields hidden.
+/// Whether `text` can hold a `"name": value` field at all: most strings (a threshold, a plain
+/// body) cannot, and then the field regex is neither run nor, in a short run, even compiled.
+fn may_hold_json_field(text: &str) -> bool {
+    text.contains('"') && text.contains(':')
+}
+
 fn redact_json_text(text: &str) -> Cow<'_, str> {
+    if !may_hold_json_field(text) {
+        return Cow::Borrowed(text);
+    }
     JSON_FIELD.replace_all(text, |c: &regex::Captures| {
         if is_secret_key(&c[1]) {
             format!("\"{}\"{}\"{REDACTED}\"", &c[1], &c[2])
@@ -694,6 +703,9 @@ fn harvest_url(secrets: &Secrets, url: &str) {
 }
 
 fn harvest_json_text(secrets: &Secrets, text: &str) {
+    if !may_hold_json_field(text) {
+        return;
+    }
     for c in JSON_FIELD.captures_iter(text) {
         if is_secret_key(&c[1]) {
             let raw = &c[3];
