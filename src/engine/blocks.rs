@@ -68,7 +68,18 @@ fn short(v: &Value) -> String {
     }
 }
 
-pub async fn foreach(
+/// Runs the block boxed, as a `dyn` future: its steps may hold blocks (see fanout::execute).
+pub fn foreach<'a>(
+    f: &'a Foreach,
+    step: &'a Step,
+    scope: &'a mut Scope,
+    ctx: &'a Ctx,
+    in_cleanup: bool,
+) -> futures::future::BoxFuture<'a, Result<Observation, ExecError>> {
+    Box::pin(run_foreach(f, step, scope, ctx, in_cleanup))
+}
+
+async fn run_foreach(
     f: &Foreach,
     step: &Step,
     scope: &mut Scope,
@@ -157,7 +168,18 @@ fn condition(src: &str, scope: &Scope) -> Result<bool, ExecError> {
     })
 }
 
-pub async fn repeat(
+/// Runs the block boxed, as a `dyn` future: its steps may hold blocks (see fanout::execute).
+pub fn repeat<'a>(
+    r: &'a Repeat,
+    step: &'a Step,
+    scope: &'a mut Scope,
+    ctx: &'a Ctx,
+    in_cleanup: bool,
+) -> futures::future::BoxFuture<'a, Result<Observation, ExecError>> {
+    Box::pin(run_repeat(r, step, scope, ctx, in_cleanup))
+}
+
+async fn run_repeat(
     r: &Repeat,
     step: &Step,
     scope: &mut Scope,
@@ -205,7 +227,18 @@ pub async fn repeat(
     })
 }
 
-pub async fn include(
+/// Runs the block boxed, as a `dyn` future: its steps may hold blocks (see fanout::execute).
+pub fn include<'a>(
+    inc: &'a Include,
+    step: &'a Step,
+    scope: &'a mut Scope,
+    ctx: &'a Ctx,
+    in_cleanup: bool,
+) -> futures::future::BoxFuture<'a, Result<Observation, ExecError>> {
+    Box::pin(run_include(inc, step, scope, ctx, in_cleanup))
+}
+
+async fn run_include(
     inc: &Include,
     step: &Step,
     scope: &mut Scope,

@@ -252,7 +252,18 @@ fn failure_reason(steps: &[StepResult]) -> String {
     }
 }
 
-pub async fn execute(
+/// Runs the fan-out. Boxed, as a `dyn` future: its iterations' steps may hold fan-outs, and
+/// only a named type ends that cycle (for the compiler's `Send` check too).
+pub fn execute<'a>(
+    f: &'a Fanout,
+    step: &'a Step,
+    scope: &'a mut Scope,
+    ctx: &'a Ctx,
+) -> futures::future::BoxFuture<'a, Result<Observation, ExecError>> {
+    Box::pin(run_fanout(f, step, scope, ctx))
+}
+
+async fn run_fanout(
     f: &Fanout,
     step: &Step,
     scope: &mut Scope,

@@ -95,56 +95,54 @@ pub async fn run_steps(
 
 impl StepKind {
     /// Each kind executes itself and reports what it observed.
-    pub fn execute<'a>(
-        &'a self,
-        step: &'a Step,
-        scope: &'a mut Scope,
-        ctx: &'a Ctx,
+    ///
+    /// A plain request, sleep or check runs inline in its step's future (a fan-out iteration
+    /// then allocates and moves nothing for it); the kinds that run steps themselves, and the
+    /// Kubernetes operations, run boxed (recursion, and large futures that rarely run).
+    pub async fn execute(
+        &self,
+        step: &Step,
+        scope: &mut Scope,
+        ctx: &Ctx,
         in_cleanup: bool,
-    ) -> BoxFuture<'a, Result<Observation, ExecError>> {
-        Box::pin(async move {
-            match self {
-                StepKind::Http(req) | StepKind::Sim(req) => {
-                    let sim = matches!(self, StepKind::Sim(_));
-                    let error = step.expect.as_ref().and_then(|e| e.error);
-                    super::http::execute(req, scope, ctx, sim, error).await
-                }
-                StepKind::Sleep(d) => {
-                    let d = ctx.target.wall(resolve_dur(d, scope)?);
-                    let t0 = Instant::now();
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = ctx.cancel.cancelled(), if !in_cleanup => return Err(ExecError::interrupted()),
-                    }
-                    Ok(Observation {
-                        elapsed: t0.elapsed(),
-                        doc: vars_doc(scope).into(),
-                        ..Default::default()
-                    })
-                }
-                StepKind::Assert(checks) => {
-                    let doc = vars_doc(scope);
-                    let mut assertions = Vec::new();
-                    for c in checks {
-                        assertions.extend(eval_check(c, &doc, scope, step.pos.line)?);
-                    }
-                    Ok(Observation {
-                        doc: doc.into(),
-                        assertions,
-                        ..Default::default()
-                    })
-                }
-                StepKind::Kube(op) => super::kube::execute(op, step, scope, ctx).await,
-                StepKind::Fanout(f) => super::fanout::execute(f, step, scope, ctx).await,
-                StepKind::Foreach(f) => {
-                    super::blocks::foreach(f, step, scope, ctx, in_cleanup).await
-                }
-                StepKind::Repeat(r) => super::blocks::repeat(r, step, scope, ctx, in_cleanup).await,
-                StepKind::Include(i) => {
-                    super::blocks::include(i, step, scope, ctx, in_cleanup).await
-                }
+    ) -> Result<Observation, ExecError> {
+        match self {
+            StepKind::Http(req) | StepKind::Sim(req) => {
+                let sim = matches!(self, StepKind::Sim(_));
+                let error = step.expect.as_ref().and_then(|e| e.error);
+                super::http::execute(req, scope, ctx, sim, error).await
             }
-        })
+            StepKind::Sleep(d) => {
+                let d = ctx.target.wall(resolve_dur(d, scope)?);
+                let t0 = Instant::now();
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = ctx.cancel.cancelled(), if !in_cleanup => return Err(ExecError::interrupted()),
+                }
+                Ok(Observation {
+                    elapsed: t0.elapsed(),
+                    doc: vars_doc(scope).into(),
+                    ..Default::default()
+                })
+            }
+            StepKind::Assert(checks) => {
+                let doc = vars_doc(scope);
+                let mut assertions = Vec::new();
+                for c in checks {
+                    assertions.extend(eval_check(c, &doc, scope, step.pos.line)?);
+                }
+                Ok(Observation {
+                    doc: doc.into(),
+                    assertions,
+                    ..Default::default()
+                })
+            }
+            StepKind::Kube(op) => Box::pin(super::kube::execute(op, step, scope, ctx)).await,
+            StepKind::Fanout(f) => super::fanout::execute(f, step, scope, ctx).await,
+            StepKind::Foreach(f) => super::blocks::foreach(f, step, scope, ctx, in_cleanup).await,
+            StepKind::Repeat(r) => super::blocks::repeat(r, step, scope, ctx, in_cleanup).await,
+            StepKind::Include(i) => super::blocks::include(i, step, scope, ctx, in_cleanup).await,
+        }
     }
 }
 
@@ -186,13 +184,8 @@ impl Step {
     ///
     /// Only what every step needs lives in this future; a poll's loop and a failure's diagnosis
     /// are boxed apart, so a plain step (every request of a fan-out) allocates and moves little.
-    pub fn run<'a>(
-        &'a self,
-        scope: &'a mut Scope,
-        ctx: &'a Ctx,
-        in_cleanup: bool,
-    ) -> BoxFuture<'a, StepResult> {
-        Box::pin(async move {
+    pub async fn run(&self, scope: &mut Scope, ctx: &Ctx, in_cleanup: bool) -> StepResult {
+        {
             let t0 = Instant::now();
             if let Some(cond) = &self.when {
                 match scope.eval(cond) {
@@ -233,7 +226,7 @@ impl Step {
             }
             res.duration_ms = ms(t0.elapsed());
             res
-        })
+        }
     }
 
     /// A result with the step's identity and nothing else yet.
@@ -467,6 +460,7 @@ impl Step {
             self.kind.execute(self, scope, ctx, in_cleanup).await?
         } else {
             let fut = self.kind.execute(self, scope, ctx, in_cleanup);
+            tokio::pin!(fut);
             match ctx.cancel.with_grace(fut, INTERRUPT_GRACE).await {
                 Some(r) => r?,
                 None => return Err(ExecError::interrupted()),
