@@ -120,7 +120,9 @@ impl H1Client {
         loop {
             let (mut c, reused) = match self.checkout(host) {
                 Some(c) => (c, true),
-                None => (self.connect(url, port).await?, false),
+                // Boxed: connecting is rare, and its future would otherwise make every
+                // request's future (and each one around it) kilobytes larger to create and move.
+                None => (Box::pin(self.connect(url, port)).await?, false),
             };
             let Conn {
                 sender,
