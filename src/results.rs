@@ -188,7 +188,8 @@ pub struct AttemptResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StepResult {
     pub name: String,
-    pub kind: String,
+    /// The step kind's name (`http`, `kube`, …): one of a few fixed words, not copied per step.
+    pub kind: std::borrow::Cow<'static, str>,
     pub line: u32,
     pub status: Status,
     /// Wall time of the step.

@@ -394,10 +394,11 @@ async fn run_fanout(
                     // `width` workers, each running iterations one after another: an iteration
                     // is not a new future to allocate and queue, just the next loop round.
                     let worker = || async {
-                        let mut scope = Scope::default();
+                        // Reused from iteration to iteration: its scope and its list of samples.
+                        let (mut scope, mut spare) = (Scope::default(), Vec::new());
                         while let Some(i) = next_number() {
-                            let o = run_iteration(&plan, &ctx, &mut scope, i, None).await;
-                            tally.take(lane, o, &ctx);
+                            let o = run_iteration(&plan, &ctx, &mut scope, i, None, spare).await;
+                            spare = tally.take(lane, o, &ctx);
                         }
                     };
                     let mut workers: futures::stream::FuturesUnordered<_> =
@@ -428,7 +429,9 @@ async fn run_fanout(
             let mut i = 0usize;
             let horizon = run_for.map(|d| d.as_secs_f64()).unwrap_or(ol.stages_end());
             let collect = |r: Result<IterationOutcome, tokio::task::JoinError>| match r {
-                Ok(o) => tally.take(0, o, ctx),
+                Ok(o) => {
+                    tally.take(0, o, ctx);
+                }
                 Err(e) => resume(e),
             };
             while i < count && at_spec <= horizon && !ctx.cancel.is_cancelled() {
@@ -452,7 +455,7 @@ async fn run_fanout(
                     let plan = plan.clone();
                     inflight.spawn(async move {
                         let mut scope = Scope::default();
-                        run_iteration(&plan, &plan.ctx, &mut scope, i, Some(at)).await
+                        run_iteration(&plan, &plan.ctx, &mut scope, i, Some(at), Vec::new()).await
                     });
                 }
                 i += 1;
@@ -557,13 +560,15 @@ async fn run_iteration(
     it_scope: &mut Scope,
     i: usize,
     scheduled: Option<Instant>,
+    mut latencies: Vec<Sample>,
 ) -> IterationOutcome {
+    latencies.clear();
     let mut out = IterationOutcome {
         index: i,
         started: false,
         status: Status::Passed,
         reason: None,
-        latencies: Vec::new(),
+        latencies,
         captures: IndexMap::new(),
         cleanup_failed: false,
     };
@@ -681,14 +686,15 @@ impl Tally {
         self.finished.load(Ordering::Relaxed)
     }
 
-    fn take(&self, lane: usize, o: IterationOutcome, ctx: &Ctx) {
-        {
+    /// Takes in one iteration; gives back its emptied list of samples, for the next one.
+    fn take(&self, lane: usize, o: IterationOutcome, ctx: &Ctx) -> Vec<Sample> {
+        let spare = {
             let mut st = self.lock(lane);
             if self.keep_for_cleanup && o.started {
                 st.pending_cleanup.push((o.index, o.captures.clone()));
             }
-            st.agg.add(o, &self.keep);
-        }
+            st.agg.add(o, &self.keep)
+        };
         let finished = self.finished.fetch_add(1, Ordering::Relaxed) + 1;
         if self.live {
             // Long loads: a live line every few seconds, made only when one is due.
@@ -714,6 +720,7 @@ impl Tally {
                 self.label, finished, self.count
             ));
         }
+        spare
     }
 
     /// "load: 12000 iterations, 198.7/s, 3 failed, 0 dropped, p95(configure) 41ms", over all lanes.
@@ -992,7 +999,8 @@ impl Aggregate {
         }
     }
 
-    fn add(&mut self, o: IterationOutcome, keep: &KeepCaptures) {
+    /// Takes in one iteration; gives back its emptied list of samples, for the next one.
+    fn add(&mut self, mut o: IterationOutcome, keep: &KeepCaptures) -> Vec<Sample> {
         self.finished += 1;
         self.started += usize::from(o.started);
         self.succeeded += usize::from(o.status == Status::Passed);
@@ -1003,7 +1011,7 @@ impl Aggregate {
             }
             *self.by_reason.entry(r).or_default() += 1;
         }
-        for sm in o.latencies {
+        for sm in o.latencies.drain(..) {
             if let Some(req) = sm.last_request {
                 self.last_request
                     .entry(sm.step.clone())
@@ -1025,6 +1033,7 @@ impl Aggregate {
             }
         }
         self.cleanup_failures += usize::from(o.cleanup_failed);
+        o.latencies
     }
 
     fn finish(mut self, count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
@@ -1260,11 +1269,8 @@ mod tests {
         for i in 0..100 {
             let o = || outcome(i, f64::from(i as u32 + 1), i % 10 == 0);
             one.add(o(), &KeepCaptures::All);
-            if i % 2 == 0 {
-                a.add(o(), &KeepCaptures::All)
-            } else {
-                b.add(o(), &KeepCaptures::All)
-            }
+            let lane = if i % 2 == 0 { &mut a } else { &mut b };
+            lane.add(o(), &KeepCaptures::All);
         }
         a.merge(b);
         let d = Duration::from_secs(1);

@@ -468,7 +468,7 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
     StepView {
         note: note.join(" · "),
         name: s.name.clone(),
-        kind: s.kind.clone(),
+        kind: s.kind.to_string(),
         line: s.line,
         status: s.status.as_str(),
         status_label: status_label(s.status),
