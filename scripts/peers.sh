@@ -4,7 +4,7 @@
 #   cargo install --locked oha
 #   cargo install --locked hurl@8.0.1   (needs libcurl4-openssl-dev libxml2-dev libclang-dev)
 #   [RUNS=5] scripts/peers.sh [REQUESTS=20000] [CONCURRENCY=64] [SEQUENTIAL=2000]
-# Every figure is the median of RUNS runs (CPU and wall separately).
+# Every figure is the median of RUNS runs (CPU and wall separately); focusqa and oha alternate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20000}; c=${2:-64}; seq_n=${3:-2000}
@@ -16,17 +16,17 @@ port=$((20000 + RANDOM % 20000))
 for _ in $(seq 50); do grep -q "Press Ctrl-C" "$work/sim.log" && break; sleep 0.1; done
 url="http://127.0.0.1:$port/health"
 runs=${RUNS:-5}
-cpu() { # median over $RUNS runs: CPU seconds (user+sys) of a command, then its wall seconds
+timed() { # runs a command once, appending "CPU-seconds wall-seconds" to file $1
+  local out=$1; shift
   local TIMEFORMAT='%U %S %R'
+  { time "$@" >"$work/out" 2>&1; } 2>"$work/t"
+  awk '{printf "%.3f %.3f\n", $1+$2, $3}' "$work/t" >>"$out"; }
+median() { # median of column $2 of file $1
+  cut -d' ' -f"$2" "$1" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+cpu() { # median over $RUNS runs: CPU seconds (user+sys) of a command, then its wall seconds
   : >"$work/all"
-  for _ in $(seq "$runs"); do
-    { time "$@" >"$work/out" 2>&1; } 2>"$work/t"
-    awk '{printf "%.3f %.3f\n", $1+$2, $3}' "$work/t" >>"$work/all"
-  done
-  local c w
-  c=$(cut -d' ' -f1 "$work/all" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  w=$(cut -d' ' -f2 "$work/all" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  echo "$c $w"; }
+  for _ in $(seq "$runs"); do timed "$work/all" "$@"; done
+  echo "$(median "$work/all" 1) $(median "$work/all" 2)"; }
 
 cat >"$work/fan.yaml" <<Y
 id: peers.fanout
@@ -41,11 +41,18 @@ steps:
 Y
 printf 'default_target: t\nscope: none.yaml\ntargets:\n  t: {base_url: "http://127.0.0.1:%s"}\n' "$port" >"$work/focusqa.yaml"
 # --no-history: each run alike (a history would grow from run to run and be read by the next).
-read -r fq_cpu fq_wall < <(cpu "$bin" --config "$work/focusqa.yaml" run --quiet --no-history "$work/fan.yaml" --report-dir "$work/r")
+# focusqa and oha take turns, so that a slower moment of the machine falls on both alike.
+fq=(timed "$work/fq" "$bin" --config "$work/focusqa.yaml" run --quiet --no-history "$work/fan.yaml" --report-dir "$work/r")
+: >"$work/fq"; : >"$work/oha"
+for _ in $(seq "$runs"); do
+  "${fq[@]}"
+  command -v oha >/dev/null && timed "$work/oha" oha --no-tui -n "$n" -c "$c" "$url"
+done
+fq_cpu=$(median "$work/fq" 1); fq_wall=$(median "$work/fq" 2)
 fq_rate=$(awk -v n="$n" -v w="$fq_wall" 'BEGIN{printf "%.0f", n/w}')
 echo "focusqa fan-out: $n requests, $c in flight: ${fq_rate} req/s, $(awk -v c="$fq_cpu" -v n="$n" 'BEGIN{printf "%.1f", c*1e6/n}') us CPU/request (process total incl. start-up)"
 if command -v oha >/dev/null; then
-  read -r oha_cpu oha_wall < <(cpu oha --no-tui -n "$n" -c "$c" "$url")
+  oha_cpu=$(median "$work/oha" 1); oha_wall=$(median "$work/oha" 2)
   oha_rate=$(awk -v n="$n" -v w="$oha_wall" 'BEGIN{printf "%.0f", n/w}')
   echo "oha:             ${oha_rate} req/s, $(awk -v c="$oha_cpu" -v n="$n" 'BEGIN{printf "%.1f", c*1e6/n}') us CPU/request"
   echo "ratio focusqa/oha request rate: $(awk -v a="$fq_rate" -v b="$oha_rate" 'BEGIN{printf "%.2f", a/b}') (target >= 0.80)"
