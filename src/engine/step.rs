@@ -185,48 +185,46 @@ impl Step {
     /// Only what every step needs lives in this future; a poll's loop and a failure's diagnosis
     /// are boxed apart, so a plain step (every request of a fan-out) allocates and moves little.
     pub async fn run(&self, scope: &mut Scope, ctx: &Ctx, in_cleanup: bool) -> StepResult {
-        {
-            let t0 = Instant::now();
-            if let Some(cond) = &self.when {
-                match scope.eval(cond) {
-                    Ok(v) if super::expect::truthy(&v) => {}
-                    Ok(_) => return skipped_step(self, &format!("`when: {cond}` is false")),
-                    Err(e) => return finish_error(self.new_result(), ExecError::from(e), t0),
-                }
+        let t0 = Instant::now();
+        if let Some(cond) = &self.when {
+            match scope.eval(cond) {
+                Ok(v) if super::expect::truthy(&v) => {}
+                Ok(_) => return skipped_step(self, &format!("`when: {cond}` is false")),
+                Err(e) => return finish_error(self.new_result(), ExecError::from(e), t0),
             }
-            if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
-                return skipped_step(
-                    self,
-                    &format!(
-                        "`sim` steps need a simulator; target `{}` is not one",
-                        ctx.target.name
-                    ),
-                );
-            }
-            let poll = match self.poll_plan(scope, ctx) {
-                Ok(p) => p,
-                Err(e) => return finish_error(self.new_result(), e, t0),
-            };
-            let attempts = match &poll {
-                None => Attempts {
-                    outcome: self.attempt(scope, ctx, in_cleanup).await,
-                    count: 1,
-                    last_mismatch: None,
-                },
-                Some(p) => Box::pin(self.poll(p, t0, scope, ctx, in_cleanup)).await,
-            };
-            let (mut res, failed) = self.conclude(attempts, poll.as_ref(), t0, scope, ctx);
-            if let Some(obs) = failed {
-                res = Box::pin(async move {
-                    res.attachments
-                        .extend(self.kind.diagnose(&obs, scope, ctx).await);
-                    res
-                })
-                .await;
-            }
-            res.duration_ms = ms(t0.elapsed());
-            res
         }
+        if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
+            return skipped_step(
+                self,
+                &format!(
+                    "`sim` steps need a simulator; target `{}` is not one",
+                    ctx.target.name
+                ),
+            );
+        }
+        let poll = match self.poll_plan(scope, ctx) {
+            Ok(p) => p,
+            Err(e) => return finish_error(self.new_result(), e, t0),
+        };
+        let attempts = match &poll {
+            None => Attempts {
+                outcome: self.attempt(scope, ctx, in_cleanup).await,
+                count: 1,
+                last_mismatch: None,
+            },
+            Some(p) => Box::pin(self.poll(p, t0, scope, ctx, in_cleanup)).await,
+        };
+        let (mut res, failed) = self.conclude(attempts, poll.as_ref(), t0, scope, ctx);
+        if let Some(obs) = failed {
+            res = Box::pin(async move {
+                res.attachments
+                    .extend(self.kind.diagnose(&obs, scope, ctx).await);
+                res
+            })
+            .await;
+        }
+        res.duration_ms = ms(t0.elapsed());
+        res
     }
 
     /// A result with the step's identity and nothing else yet.
