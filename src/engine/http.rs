@@ -133,7 +133,10 @@ pub async fn execute(
             target.name, req.path
         )));
     }
-    let mut url = target.request_url(base, &path).map_err(ExecError::spec)?;
+    let remember = matches!(path, Cow::Borrowed(_)); // a plain path, sent again and again
+    let mut url = target
+        .request_url(base, &path, remember)
+        .map_err(ExecError::spec)?;
     if !req.query.is_empty() {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (k, v) in &req.query {

@@ -385,17 +385,27 @@ impl Target {
     /// fan-out sends the same few URLs again and again, and building and parsing each was 7 %
     /// of a plain request's CPU. The memory is per thread (the last [`URL_CACHE`] URLs), so
     /// lanes on two cores share no lock.
-    pub fn request_url(&self, base: Option<&str>, path: &str) -> Result<url::Url, String> {
+    /// A templated path (`/job/{{ job_id }}`) is rarely sent twice: `remember: false` parses it
+    /// without filling the memory.
+    pub fn request_url(
+        &self,
+        base: Option<&str>,
+        path: &str,
+        remember: bool,
+    ) -> Result<url::Url, String> {
         thread_local! {
             static URLS: std::cell::RefCell<std::collections::VecDeque<(Option<String>, String, url::Url)>> =
                 Default::default();
         }
-        let hit = URLS.with_borrow(|urls| {
-            urls.iter()
-                .rev()
-                .find(|(b, p, _)| b.as_deref() == base && p == path)
-                .map(|(.., u)| u.clone())
-        });
+        let remembered = || {
+            URLS.with_borrow(|urls| {
+                urls.iter()
+                    .rev()
+                    .find(|(b, p, _)| b.as_deref() == base && p == path)
+                    .map(|(.., u)| u.clone())
+            })
+        };
+        let hit = if remember { remembered() } else { None };
         if let Some(u) = hit {
             return Ok(u);
         }
@@ -404,6 +414,9 @@ impl Target {
             _ => std::borrow::Cow::Borrowed(path),
         };
         let u = url::Url::parse(&text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+        if !remember {
+            return Ok(u);
+        }
         URLS.with_borrow_mut(|urls| {
             if urls.len() >= URL_CACHE {
                 urls.pop_front();
@@ -539,7 +552,10 @@ mod tests {
         let a = connect("a", "http://a.test/focus").await;
         let b = connect("b", "http://b.test").await;
         let url = |t: &Target, base: Option<&str>, path: &str| {
-            t.request_url(base, path).unwrap().as_str().to_string()
+            t.request_url(base, path, true)
+                .unwrap()
+                .as_str()
+                .to_string()
         };
         // The second round is answered from memory: the same answers.
         for _ in 0..2 {
@@ -561,7 +577,11 @@ mod tests {
             );
             assert_eq!(url(&a, None, "https://c.test/y"), "https://c.test/y");
         }
-        let err = a.request_url(None, "http://[::1/jobs").unwrap_err();
+        let once = a
+            .request_url(a.base_url.as_deref(), "/job/18-3", false)
+            .unwrap();
+        assert_eq!(once.as_str(), "http://a.test/focus/job/18-3");
+        let err = a.request_url(None, "http://[::1/jobs", true).unwrap_err();
         assert!(
             err.contains("`http://[::1/jobs` is not a valid URL"),
             "{err}"
