@@ -276,9 +276,9 @@ pub struct ResponseExcerpt {
     /// Body bytes as received on the wire (before gzip/deflate/br/zstd decoding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_bytes: Option<u64>,
-    /// `HTTP/1.1`, `HTTP/2`, ...
+    /// `HTTP/1.1`, `HTTP/2`, ... (a fixed word, not copied per response).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub version: Option<std::borrow::Cow<'static, str>>,
     /// The final URL, when redirects were followed to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,

@@ -382,7 +382,7 @@ pub async fn execute(
         truncated: cut || body.over_limit,
         elapsed_ms: super::ms(elapsed),
         raw_bytes: Some(body.raw),
-        version: Some(version.to_string()),
+        version: Some(Cow::Borrowed(version)),
         url: (!redirects.is_empty()).then(|| final_url.clone()),
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     };

@@ -491,7 +491,7 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
             body: r.body.as_deref().map(pretty_body),
             truncated: r.truncated,
             elapsed: fmt_ms(r.elapsed_ms),
-            version: r.version.clone(),
+            version: r.version.as_deref().map(str::to_string),
             url: r.url.clone(),
             raw_bytes: r.raw_bytes,
             note: r.note.clone(),
