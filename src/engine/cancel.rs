@@ -195,13 +195,16 @@ impl Drop for Cancelled<'_> {
 mod tests {
     use super::*;
 
+    /// A task that waits on `c` until its signal comes.
+    fn spawn_wait(c: &Cancel) -> tokio::task::JoinHandle<()> {
+        let c = c.clone();
+        tokio::spawn(async move { c.cancelled().await })
+    }
+
     #[tokio::test]
     async fn a_wait_ends_when_the_signal_is_given_and_not_before() {
         let c = Cancel::default();
-        let waiting = tokio::spawn({
-            let c = c.clone();
-            async move { c.cancelled().await }
-        });
+        let waiting = spawn_wait(&c);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "no signal yet: the wait goes on");
         assert!(!c.is_cancelled());
@@ -228,10 +231,7 @@ mod tests {
             !parent.is_cancelled() && !other.is_cancelled(),
             "a child stops alone"
         );
-        let waiting = tokio::spawn({
-            let other = other.clone();
-            async move { other.cancelled().await }
-        });
+        let waiting = spawn_wait(&other);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished());
         parent.cancel();
