@@ -377,7 +377,12 @@ fn remove_path(v: &mut Value, path: &str) {
 
 /// True when a string contains template syntax.
 pub fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
+    // A byte scan: asked of every templatable string of every step, where two substring
+    // searches cost more to set up than the (short) strings take to read.
+    let b = s.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%')))
 }
 
 /// Whole-string single expression `{{ expr }}` (keeps its type when rendered).
@@ -869,6 +874,16 @@ fn hint(name: &str, known: &[&str], what: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn templates_are_told_from_plain_text() {
+        for t in ["{{ x }}", "/jobs/{{job_id}}", "{% if a %}b{% endif %}", "a{{"] {
+            assert!(is_template(t), "{t}");
+        }
+        for t in ["", "/health", "{", "a{b}", "{ {x} }", "}}{", "%{"] {
+            assert!(!is_template(t), "{t}");
+        }
+    }
 
     fn scope() -> Scope {
         let mut s = Scope::default();

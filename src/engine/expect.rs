@@ -26,7 +26,6 @@ pub fn evaluate(
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
     let fallback = line;
-    let line = e.line_of("headers", fallback);
     if let Some(st) = &e.status {
         out.push(check_status(
             st,
@@ -38,8 +37,11 @@ pub fn evaluate(
     if let Some(want) = e.error {
         out.push(check_error(want, obs, e.line_of("error", fallback)));
     }
-    for (name, h) in &e.headers {
-        out.extend(check_header(name, h, obs.headers.pairs(), scope, line)?);
+    if !e.headers.is_empty() {
+        let line = e.line_of("headers", fallback);
+        for (name, h) in &e.headers {
+            out.extend(check_header(name, h, obs.headers.pairs(), scope, line)?);
+        }
     }
     if let Some(b) = &e.body {
         out.extend(check_body(b, obs, scope, e.line_of("body", fallback))?);
@@ -143,15 +145,16 @@ fn check_status(
     scope: &Scope,
     line: u32,
 ) -> Result<AssertionResult, ExecError> {
-    let (expected, ok): (Value, Box<dyn Fn(u16) -> bool>) = match st {
-        StatusExpect::Code(c) => {
-            let c = *c;
-            (json!(c), Box::new(move |a| a == c))
-        }
-        StatusExpect::AnyOf(cs) => {
-            let cs = cs.clone();
-            (json!(cs), Box::new(move |a| cs.contains(&a)))
-        }
+    // What the step accepts: one code, a list, or a class (`2xx`). Checked once per step,
+    // every request of a load: no allocation beyond the expected value's own.
+    enum Want {
+        Code(u16),
+        AnyOf(Vec<u16>),
+        Class(u16),
+    }
+    let (expected, want) = match st {
+        StatusExpect::Code(c) => (json!(c), Want::Code(*c)),
+        StatusExpect::AnyOf(cs) => (json!(cs), Want::AnyOf(cs.clone())),
         StatusExpect::Text(t) => {
             let rendered = scope
                 .render_value(&Value::String(t.clone()))
@@ -159,22 +162,22 @@ fn check_status(
             match rendered {
                 Value::Number(n) if n.as_u64().is_some() => {
                     let c = n.as_u64().unwrap_or_default() as u16;
-                    (json!(c), Box::new(move |a| a == c))
+                    (json!(c), Want::Code(c))
                 }
                 Value::Array(items) => {
                     let cs: Vec<u16> = items
                         .iter()
                         .filter_map(|v| v.as_u64().map(|n| n as u16))
                         .collect();
-                    (json!(cs), Box::new(move |a| cs.contains(&a)))
+                    (json!(cs), Want::AnyOf(cs))
                 }
                 Value::String(s) => {
                     let s = s.trim().to_string();
                     if let Ok(c) = s.parse::<u16>() {
-                        (json!(c), Box::new(move |a| a == c))
+                        (json!(c), Want::Code(c))
                     } else if s.len() == 3 && s.ends_with("xx") {
-                        let class = s.as_bytes()[0] - b'0';
-                        (json!(s), Box::new(move |a| a / 100 == class as u16))
+                        let class = u16::from(s.as_bytes()[0].wrapping_sub(b'0'));
+                        (json!(s), Want::Class(class))
                     } else {
                         return Err(ExecError::spec(format!(
                             "status `{s}` is not a code, a list of codes or a class like `2xx`"
@@ -188,6 +191,11 @@ fn check_status(
                 }
             }
         }
+    };
+    let ok = |a: u16| match &want {
+        Want::Code(c) => a == *c,
+        Want::AnyOf(cs) => cs.contains(&a),
+        Want::Class(class) => a / 100 == *class,
     };
     Ok(AssertionResult {
         line,

@@ -596,13 +596,18 @@ async fn run_iteration(
     // coordinated omission); it is added to the first step's figure below.
     let mut lag_ms = scheduled.map(|at| ms(Instant::now().saturating_duration_since(at)));
     restart_iteration(it_scope, &plan.base, i);
-    let run = run_steps(&plan.steps, it_scope, ctx, false);
+    // The steps' future is made where it is awaited: held in a local first, it would be
+    // moved (kilobytes) once more per iteration.
     let (results, status) = match plan.end {
-        Some(e) => match tokio::time::timeout_at(e.into(), run).await {
-            Ok(r) => r,
-            Err(_) => (Vec::new(), Status::Error),
-        },
-        None => run.await,
+        Some(e) => {
+            match tokio::time::timeout_at(e.into(), run_steps(&plan.steps, it_scope, ctx, false))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => (Vec::new(), Status::Error),
+            }
+        }
+        None => run_steps(&plan.steps, it_scope, ctx, false).await,
     };
     // Captured so far, also by a run the deadline cut short: cleanup needs the job id.
     for name in &plan.capture_names {
@@ -747,6 +752,20 @@ impl Tally {
 
 /// Waits for every task of a set; a task's panic goes on in this one (where it is contained
 /// like any step's), and dropping the set on the way aborts the others.
+/// A step's statistics, added on its first sample. Found by comparing names: a fan-out has a
+/// few steps, and hashing the name of every sample cost more than reading the list.
+fn step_agg<'a>(
+    steps: &'a mut IndexMap<String, StepAgg>,
+    name: &str,
+    measure: Measure,
+) -> &'a mut StepAgg {
+    let i = match steps.iter().position(|(k, _)| k == name) {
+        Some(i) => i,
+        None => steps.insert_full(name.to_string(), StepAgg::new(measure)).0,
+    };
+    &mut steps[i]
+}
+
 async fn join_all<T: 'static>(mut set: tokio::task::JoinSet<T>) {
     while let Some(r) = set.join_next().await {
         if let Err(e) = r {
@@ -1013,15 +1032,9 @@ impl Aggregate {
         }
         for sm in o.latencies.drain(..) {
             if let Some(req) = sm.last_request {
-                self.last_request
-                    .entry(sm.step.clone())
-                    .or_insert_with(|| StepAgg::new(Measure::RequestLatency))
-                    .record(req);
+                step_agg(&mut self.last_request, &sm.step, Measure::RequestLatency).record(req);
             }
-            let agg = self
-                .steps
-                .entry(sm.step)
-                .or_insert_with(|| StepAgg::new(sm.measure));
+            let agg = step_agg(&mut self.steps, &sm.step, sm.measure);
             agg.record(sm.time);
             if sm.held && agg.held.len() < MAX_HELD_SAMPLES {
                 agg.held.push(sm.time);

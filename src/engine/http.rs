@@ -121,100 +121,18 @@ pub async fn execute(
     expected_error: Option<ExpectedError>,
 ) -> Result<Observation, ExecError> {
     let target = &ctx.target;
-    let path = scope.render_cow(&req.path)?;
-    let base = if sim {
-        target.sim_url.as_deref()
-    } else {
-        target.base_url.as_deref()
-    };
-    if base.is_none() && !crate::targets::is_absolute(&path) {
-        return Err(ExecError::spec(format!(
-            "target `{}` has no base_url for `{}`",
-            target.name, req.path
-        )));
-    }
-    let remember = matches!(path, Cow::Borrowed(_)); // a plain path, sent again and again
-    let mut url = target
-        .request_url(base, &path, remember)
-        .map_err(ExecError::spec)?;
-    if !req.query.is_empty() {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for (k, v) in &req.query {
-            let v = scope.render_value(v)?;
-            push_pairs(&mut pairs, k, &v);
-        }
-        let mut q = url.query_pairs_mut();
-        for (k, v) in &pairs {
-            q.append_pair(k, v);
-        }
-    }
-    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
-        .map_err(|e| ExecError::spec(format!("method `{}`: {e}", req.method.as_str())))?;
-
-    // Headers: defaults, then the target's, then the step's (a name given replaces the earlier
-    // values of that name; a list sends the header once per element). The first two are made
-    // once per target; a request copies them only to change them.
-    let mut headers = Cow::Borrowed(base_headers(target, sim)?);
-    let mut explicit: Vec<String> = Vec::new();
-    for (k, vs) in &req.headers {
-        let name = header_name(k)?;
-        let headers = headers.to_mut();
-        headers.remove(&name);
-        explicit.push(name.as_str().to_string());
-        for v in &vs.0 {
-            let v = scope
-                .render_str(v)
-                .map_err(|e| ExecError::spec(format!("header `{k}`: {}", e.message)))?;
-            headers.append(name.clone(), header_value(k, &v)?);
-        }
-    }
-    let has_explicit = |n: &str| explicit.iter().any(|e| e == n);
-    // Basic auth: the step's, else the target's unless an Authorization header was written.
-    let auth = match &req.basic_auth {
-        Some(b) => Some((scope.render_str(&b.user)?, scope.render_str(&b.password)?)),
-        None if !has_explicit("authorization") => target.basic_auth.clone(),
-        None => None,
-    };
-    if let Some((user, password)) = &auth {
-        target.secrets.add_basic_auth(user, password);
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        set_header(headers.to_mut(), "authorization", &format!("Basic {token}"))?;
-    }
-
-    // Body: exactly one kind; its default Content-Type yields to an explicit one.
-    let kinds = req.body_kinds();
-    if kinds.len() > 1 {
-        return Err(ExecError::spec(format!(
-            "a request has at most one body, found {}",
-            kinds.join(" + ")
-        )));
-    }
-    let (body, content_type) = build_body(req, scope, &ctx.spec_dir)?;
-    if let Some(ct) = content_type {
-        if !headers.contains_key("content-type") {
-            set_header(headers.to_mut(), "content-type", &ct)?;
-        }
-    }
-    let timeout = match &req.timeout {
-        Some(t) => super::resolve_dur(t, scope)?,
-        None => target.timeout,
-    };
-    let mut request_cookies: Vec<(String, String)> = Vec::new();
-    for (k, v) in &req.cookies {
-        request_cookies.push((k.clone(), scope.render_str(v)?));
-    }
-
+    // Built apart: what only building the request needs is then not kept in this future, which
+    // every step around it moves whole.
+    let Prepared {
+        mut hop,
+        request_cookies,
+        timeout,
+        follow,
+        max_redirects,
+    } = prepare(req, scope, ctx, sim)?;
     // Excerpts keep what was sent: secrets are redacted from the whole result when the spec
     // finishes (crate::results::secrets). Sensitive headers are learnt here already, so their
     // values also leave fan-out iterations, whose step results are not kept.
-    let follow = req.follow_redirects.unwrap_or(target.follow_redirects);
-    let max_redirects = req.max_redirects.unwrap_or(target.max_redirects);
-    let mut hop = Hop {
-        method,
-        url,
-        headers,
-        body,
-    };
     let mut shown: Option<RequestExcerpt> = None;
     let mut redirects: Vec<Value> = Vec::new();
     let mut cookies: IndexMap<String, Value> = IndexMap::new();
@@ -264,7 +182,7 @@ pub async fn execute(
                 return Err(err);
             }
         };
-        for v in resp.headers().get_all("set-cookie") {
+        for v in resp.headers().get_all(http::header::SET_COOKIE) {
             let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
             ctx.cookies.store(&text, &hop.url);
             if let Some(c) = parse_set_cookie(&text) {
@@ -276,7 +194,7 @@ pub async fn execute(
         let status = resp.status().as_u16();
         let location = resp
             .headers()
-            .get("location")
+            .get(http::header::LOCATION)
             .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
         let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
         match (follow && redirect, location) {
@@ -316,13 +234,13 @@ pub async fn execute(
     let headers = super::Headers::new(resp.take_headers());
     let encoding = headers
         .map()
-        .get("content-encoding")
+        .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
     let content_type = headers
         .map()
-        .get("content-type")
+        .get(http::header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .unwrap_or_default();
     let body = match read_body(resp, &encoding, target.max_body, timeout, t0).await {
@@ -406,6 +324,120 @@ pub async fn execute(
             error_message: None,
         })),
         ..Default::default()
+    })
+}
+
+/// A request as its step wrote it, ready for its first hop.
+struct Prepared<'t> {
+    hop: Hop<'t>,
+    request_cookies: Vec<(String, String)>,
+    timeout: Duration,
+    follow: bool,
+    max_redirects: u32,
+}
+
+/// Renders the step's request: URL, query, headers, credentials, body, timeout and cookies.
+fn prepare<'t>(
+    req: &HttpRequest,
+    scope: &Scope,
+    ctx: &'t super::Ctx,
+    sim: bool,
+) -> Result<Prepared<'t>, ExecError> {
+    let target = &*ctx.target;
+    let path = scope.render_cow(&req.path)?;
+    let base = if sim {
+        target.sim_url.as_deref()
+    } else {
+        target.base_url.as_deref()
+    };
+    if base.is_none() && !crate::targets::is_absolute(&path) {
+        return Err(ExecError::spec(format!(
+            "target `{}` has no base_url for `{}`",
+            target.name, req.path
+        )));
+    }
+    let remember = matches!(path, Cow::Borrowed(_)); // a plain path, sent again and again
+    let mut url = target
+        .request_url(base, &path, remember)
+        .map_err(ExecError::spec)?;
+    if !req.query.is_empty() {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in &req.query {
+            let v = scope.render_value(v)?;
+            push_pairs(&mut pairs, k, &v);
+        }
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+    }
+    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
+        .map_err(|e| ExecError::spec(format!("method `{}`: {e}", req.method.as_str())))?;
+
+    // Headers: defaults, then the target's, then the step's (a name given replaces the earlier
+    // values of that name; a list sends the header once per element). The first two are made
+    // once per target; a request copies them only to change them.
+    let mut headers = Cow::Borrowed(base_headers(target, sim)?);
+    let mut explicit: Vec<String> = Vec::new();
+    for (k, vs) in &req.headers {
+        let name = header_name(k)?;
+        let headers = headers.to_mut();
+        headers.remove(&name);
+        explicit.push(name.as_str().to_string());
+        for v in &vs.0 {
+            let v = scope
+                .render_str(v)
+                .map_err(|e| ExecError::spec(format!("header `{k}`: {}", e.message)))?;
+            headers.append(name.clone(), header_value(k, &v)?);
+        }
+    }
+    let has_explicit = |n: &str| explicit.iter().any(|e| e == n);
+    // Basic auth: the step's, else the target's unless an Authorization header was written.
+    let auth = match &req.basic_auth {
+        Some(b) => Some((scope.render_str(&b.user)?, scope.render_str(&b.password)?)),
+        None if !has_explicit("authorization") => target.basic_auth.clone(),
+        None => None,
+    };
+    if let Some((user, password)) = &auth {
+        target.secrets.add_basic_auth(user, password);
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        set_header(headers.to_mut(), "authorization", &format!("Basic {token}"))?;
+    }
+
+    // Body: exactly one kind; its default Content-Type yields to an explicit one.
+    let kinds = req.body_kinds();
+    if kinds.len() > 1 {
+        return Err(ExecError::spec(format!(
+            "a request has at most one body, found {}",
+            kinds.join(" + ")
+        )));
+    }
+    let (body, content_type) = build_body(req, scope, &ctx.spec_dir)?;
+    if let Some(ct) = content_type {
+        if !headers.contains_key("content-type") {
+            set_header(headers.to_mut(), "content-type", &ct)?;
+        }
+    }
+    let timeout = match &req.timeout {
+        Some(t) => super::resolve_dur(t, scope)?,
+        None => target.timeout,
+    };
+    let mut request_cookies: Vec<(String, String)> = Vec::new();
+    for (k, v) in &req.cookies {
+        request_cookies.push((k.clone(), scope.render_str(v)?));
+    }
+
+    Ok(Prepared {
+        hop: Hop {
+            method,
+            url,
+            headers,
+            body,
+        },
+        request_cookies,
+        timeout,
+        follow: req.follow_redirects.unwrap_or(target.follow_redirects),
+        max_redirects: req.max_redirects.unwrap_or(target.max_redirects),
     })
 }
 
@@ -787,7 +819,13 @@ async fn read_body(
     let deadline = t0 + timeout;
     loop {
         let over = dec.sink().total > limit as u64;
-        let next = tokio::time::timeout_at(deadline.into(), resp.chunk()).await;
+        // A small body usually came in with the head: a timer is set only when the next piece
+        // is not there yet (setting and dropping one is a tenth of a fan-out's own CPU).
+        let mut piece = std::pin::pin!(resp.chunk());
+        let next = match futures::poll!(piece.as_mut()) {
+            std::task::Poll::Ready(r) => Ok(r),
+            std::task::Poll::Pending => tokio::time::timeout_at(deadline.into(), piece).await,
+        };
         match next {
             Ok(Ok(Some(c))) => {
                 raw += c.len() as u64;
@@ -962,11 +1000,15 @@ async fn send<'a>(
     use crate::targets::h1::{H1Client, SendError};
     match &target.h1 {
         Some(h1) if H1Client::handles(&hop.url) => {
-            let body = http_body_util::Full::new(hop.body.clone().unwrap_or_default());
-            let mut r = http::Request::new(body);
-            *r.method_mut() = hop.method.clone();
-            *r.headers_mut() = headers;
-            match tokio::time::timeout(timeout, h1.send(&hop.url, r)).await {
+            // Built in the call: a request held in a local would take room in this future.
+            let request = |headers| {
+                let body = http_body_util::Full::new(hop.body.clone().unwrap_or_default());
+                let mut r = http::Request::new(body);
+                *r.method_mut() = hop.method.clone();
+                *r.headers_mut() = headers;
+                r
+            };
+            match tokio::time::timeout(timeout, h1.send(&hop.url, request(headers))).await {
                 Ok(Ok(resp)) => Ok(Resp::Lean(resp)),
                 Ok(Err(SendError::Connect(m))) => {
                     Err(Failure::new(Some("connect"), &m, hop.url.as_str()))

@@ -85,26 +85,27 @@ pub fn is_secret_header(name: &str) -> bool {
 /// [`is_secret_header`] for a parsed header name: the standard headers every exchange carries
 /// are answered without a search.
 pub fn is_secret_header_name(name: &http::HeaderName) -> bool {
-    use http::header::*;
-    const PLAIN: [HeaderName; 16] = [
-        ACCEPT,
-        ACCEPT_ENCODING,
-        CACHE_CONTROL,
-        CONNECTION,
-        CONTENT_ENCODING,
-        CONTENT_LENGTH,
-        CONTENT_TYPE,
-        DATE,
-        ETAG,
-        HOST,
-        LAST_MODIFIED,
-        LOCATION,
-        SERVER,
-        TRANSFER_ENCODING,
-        USER_AGENT,
-        VARY,
-    ];
-    !PLAIN.contains(name) && is_secret_header(name.as_str())
+    // A match on the text compiles to a switch on its length: cheaper than comparing names.
+    let plain = matches!(
+        name.as_str(),
+        "accept"
+            | "accept-encoding"
+            | "cache-control"
+            | "connection"
+            | "content-encoding"
+            | "content-length"
+            | "content-type"
+            | "date"
+            | "etag"
+            | "host"
+            | "last-modified"
+            | "location"
+            | "server"
+            | "transfer-encoding"
+            | "user-agent"
+            | "vary"
+    );
+    !plain && is_secret_header(name.as_str())
 }
 
 /// JSON field, capture and variable names whose values are secrets (`password`, `api_key`,

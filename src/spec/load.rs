@@ -578,7 +578,7 @@ fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
                 "max_elapsed",
             ] {
                 e.lines
-                    .insert(k.to_string(), index.key(&format!("{path}.expect.{k}")).line);
+                    .push((k, index.key(&format!("{path}.expect.{k}")).line));
             }
             for (j, c) in e.json.iter_mut().enumerate() {
                 c.pos = index.get(&format!("{path}.expect.json[{j}]"));

@@ -875,18 +875,20 @@ pub struct Expect {
     #[serde(skip)]
     #[schemars(skip)]
     pub pos: Pos,
-    /// Line of each expectation key (`status`, `headers`, ...), for failure locations.
+    /// Line of each expectation key (`status`, `headers`, ...), for failure locations. A few
+    /// fixed keys, read at every check: a list, not a hashed map.
     #[serde(skip)]
     #[schemars(skip)]
-    pub lines: std::collections::HashMap<String, u32>,
+    pub lines: Vec<(&'static str, u32)>,
 }
 
 impl Expect {
     /// Line of an expectation key, or of `expect:` itself.
     pub fn line_of(&self, key: &str, fallback: u32) -> u32 {
         self.lines
-            .get(key)
-            .copied()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, l)| *l)
             .filter(|l| *l > 0)
             .unwrap_or(if self.pos.line > 0 {
                 self.pos.line

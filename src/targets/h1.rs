@@ -246,6 +246,13 @@ impl Response<'_> {
     /// The next piece of the body, `None` at its end (the connection is then reusable).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
         loop {
+            // The body's declared length has arrived: its end needs no poll of the connection.
+            if http_body::Body::is_end_stream(&self.body) {
+                if let Some((host, c)) = self.conn.take() {
+                    self.client.checkin(host, c);
+                }
+                return Ok(None);
+            }
             let frame = match &mut self.conn {
                 Some((_, c)) => Conn::drive(&mut c.driver, &mut c.ended, self.body.frame()).await,
                 None => self.body.frame().await,
