@@ -877,7 +877,12 @@ mod tests {
 
     #[test]
     fn templates_are_told_from_plain_text() {
-        for t in ["{{ x }}", "/jobs/{{job_id}}", "{% if a %}b{% endif %}", "a{{"] {
+        for t in [
+            "{{ x }}",
+            "/jobs/{{job_id}}",
+            "{% if a %}b{% endif %}",
+            "a{{",
+        ] {
             assert!(is_template(t), "{t}");
         }
         for t in ["", "/health", "{", "a{b}", "{ {x} }", "}}{", "%{"] {

@@ -343,3 +343,44 @@ steps:
     assert!((6..=20).contains(&n), "{f}");
     assert_eq!(srv.state.lock().unwrap().max_in_flight, 2);
 }
+
+/// With two workers a fan-out of plain requests runs one lane per thread, each with a runtime
+/// and idle connections of its own: the concurrency holds across lanes, every iteration counts
+/// once, and a step after the fan-out reaches the target through the shared pool again.
+#[test]
+fn lanes_on_threads_of_their_own_split_the_concurrency_and_hand_back_the_target() {
+    let srv = TestServer::start(0);
+    let p = Project::new(&srv.url);
+    p.spec(
+        "lanes.yaml",
+        r#"
+id: fan.lanes
+title: two lanes, then one more request
+steps:
+  - name: load
+    fanout:
+      count: 24
+      concurrency: 6
+      steps:
+        - name: work
+          http: {path: /work}
+          expect: {status: 200}
+      thresholds: [succeeded == count]
+  - name: after
+    http: {path: /work}
+    expect: {status: 200, json: [{path: $.ok, equals: true}]}
+"#,
+    );
+    let out = p.run(&["run", "--workers", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(
+        srv.state.lock().unwrap().max_in_flight,
+        6,
+        "3 in flight on each lane"
+    );
+    let r = p.results();
+    let steps = &r["specs"][0]["cases"][0]["steps"];
+    assert_eq!(steps[0]["fanout"]["succeeded"], 24);
+    assert_eq!(steps[0]["fanout"]["steps"]["work"]["count"], 24);
+    assert_eq!(steps[1]["status"], "passed", "{}", steps[1]);
+}

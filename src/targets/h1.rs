@@ -67,6 +67,30 @@ impl Conn {
     }
 }
 
+thread_local! {
+    /// The idle connections of a fan-out lane that runs on a thread (and runtime) of its own:
+    /// `Some` while [`with_lane_pool`] runs. Its connections are registered with that lane's
+    /// runtime, so they never go to the shared pool, and are closed when the lane ends.
+    static LANE_IDLE: std::cell::RefCell<Option<Vec<(usize, Conn)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's own pool of idle connections (see `LANE_IDLE`). Requests sent
+/// meanwhile from this thread take and leave connections there, with no lock; the pool is
+/// emptied when `f` returns or panics, while the runtime that drives them still exists.
+pub fn with_lane_pool<R>(f: impl FnOnce() -> R) -> R {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let idle = LANE_IDLE.with(|p| p.borrow_mut().take());
+            drop(idle);
+        }
+    }
+    LANE_IDLE.with(|p| *p.borrow_mut() = Some(Vec::new()));
+    let _leave = Leave;
+    f()
+}
+
 pub struct H1Client {
     hosts: Mutex<Vec<Host>>,
     connect_timeout: Duration,
@@ -176,6 +200,21 @@ impl H1Client {
     }
 
     fn checkout(&self, host: usize) -> Option<Conn> {
+        let lane = LANE_IDLE.with(|p| {
+            let mut p = p.borrow_mut();
+            let idle = p.as_mut()?;
+            // The connection left last is the warmest.
+            while let Some(i) = idle.iter().rposition(|(h, _)| *h == host) {
+                let (_, c) = idle.swap_remove(i);
+                if !c.ended && !c.sender.is_closed() {
+                    return Some(Some(c));
+                }
+            }
+            Some(None)
+        });
+        if let Some(c) = lane {
+            return c;
+        }
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let idle = &mut hosts.get_mut(host)?.idle;
         while let Some(c) = idle.pop() {
@@ -190,6 +229,16 @@ impl H1Client {
         if c.ended || c.sender.is_closed() {
             return;
         }
+        let c = LANE_IDLE.with(|p| match p.borrow_mut().as_mut() {
+            Some(idle) => {
+                if idle.len() < MAX_IDLE_PER_HOST {
+                    idle.push((host, c));
+                }
+                None
+            }
+            None => Some(c),
+        });
+        let Some(c) = c else { return };
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = hosts.get_mut(host) {
             if h.idle.len() < MAX_IDLE_PER_HOST {
@@ -382,6 +431,49 @@ mod tests {
         }
         // 5 requests, 2 per connection: 3 connections, none wasted on a failed send.
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    // Two workers: the test server answers while this one waits for the lane's thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lane_keeps_its_connections_to_itself_and_closes_them_when_it_ends() {
+        let (port, accepted) = ok_server(100, false).await;
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let c = std::sync::Arc::new(H1Client::new(Duration::from_secs(2)));
+        let idle_shared = |c: &H1Client| {
+            c.hosts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|h| h.idle.len())
+                .sum::<usize>()
+        };
+        // A lane: a thread and runtime of its own, as a fan-out's lanes run.
+        let (lane_c, lane_url) = (c.clone(), url.clone());
+        let lane = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            with_lane_pool(|| {
+                rt.block_on(async {
+                    for _ in 0..3 {
+                        get_ok(&lane_c, &lane_url).await;
+                    }
+                    // Reused within the lane, and never handed to the shared pool.
+                    assert_eq!(idle_shared(&lane_c), 0);
+                    LANE_IDLE.with(|p| assert_eq!(p.borrow().as_ref().map(Vec::len), Some(1)));
+                })
+            });
+            LANE_IDLE.with(|p| assert!(p.borrow().is_none(), "emptied when the lane ended"));
+        });
+        tokio::task::spawn_blocking(move || lane.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Outside the lane: the lane's connection is gone, a new one goes to the shared pool.
+        get_ok(&c, &url).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(idle_shared(&c), 1);
     }
 
     #[tokio::test]
