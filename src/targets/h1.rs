@@ -50,6 +50,11 @@ struct Conn {
 }
 
 impl Conn {
+    /// Neither closed by the server nor ended: another request may go on it.
+    fn usable(&self) -> bool {
+        !self.ended && !self.sender.is_closed()
+    }
+
     /// Awaits `fut` while driving the connection.
     async fn drive<F: Future>(
         driver: &mut Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
@@ -206,7 +211,7 @@ impl H1Client {
             // The connection left last is the warmest.
             while let Some(i) = idle.iter().rposition(|(h, _)| *h == host) {
                 let (_, c) = idle.swap_remove(i);
-                if !c.ended && !c.sender.is_closed() {
+                if c.usable() {
                     return Some(Some(c));
                 }
             }
@@ -218,7 +223,7 @@ impl H1Client {
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let idle = &mut hosts.get_mut(host)?.idle;
         while let Some(c) = idle.pop() {
-            if !c.ended && !c.sender.is_closed() {
+            if c.usable() {
                 return Some(c);
             }
         }
@@ -226,11 +231,13 @@ impl H1Client {
     }
 
     fn checkin(&self, host: usize, c: Conn) {
-        if c.ended || c.sender.is_closed() {
+        if !c.usable() {
             return;
         }
         let c = LANE_IDLE.with(|p| match p.borrow_mut().as_mut() {
             Some(idle) => {
+                // A lane sends to its target's one host (redirects aside): one host's bound
+                // serves for the whole lane.
                 if idle.len() < MAX_IDLE_PER_HOST {
                     idle.push((host, c));
                 }
