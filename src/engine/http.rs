@@ -229,6 +229,7 @@ pub async fn execute(
     };
     let t0 = t0.unwrap_or_else(Instant::now);
     let status = resp.status().as_u16();
+    let retried = resp.retried();
     let version = version_name(resp.version());
     let final_url = hop.url.as_str().to_owned();
     let headers = super::Headers::new(resp.take_headers());
@@ -266,7 +267,7 @@ pub async fn execute(
                 .add_header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
         }
     }
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = retried.into_iter().collect();
     if body.over_limit {
         notes.push(format!(
             "the body was over the target's max_body ({} bytes): its first {} bytes were kept, {} more were counted and discarded{}",
@@ -1018,23 +1019,64 @@ async fn send<'a>(
             }
         }
         _ => {
-            let mut r = reqwest::Request::new(hop.method.clone(), hop.url.clone());
-            *r.headers_mut() = headers;
-            if let Some(b) = &hop.body {
-                *r.body_mut() = Some(reqwest::Body::from(b.clone()));
-            }
-            *r.timeout_mut() = Some(timeout);
-            match target.http.execute(r).await {
-                Ok(resp) => Ok(Resp::Reqwest(resp)),
-                Err(e) => Err(Failure::of_reqwest(&e, hop.url.as_str())),
+            // As the lean client does: an idempotent request whose connection failed before
+            // any answer (a kept-alive connection the server had closed) goes once more.
+            let t0 = Instant::now();
+            let mut retried = None;
+            loop {
+                let mut r = reqwest::Request::new(hop.method.clone(), hop.url.clone());
+                *r.headers_mut() = headers.clone();
+                if let Some(b) = &hop.body {
+                    *r.body_mut() = Some(reqwest::Body::from(b.clone()));
+                }
+                *r.timeout_mut() = Some(timeout.saturating_sub(t0.elapsed()));
+                match target.http.execute(r).await {
+                    Ok(resp) => return Ok(Resp::Reqwest(resp, retried)),
+                    Err(e)
+                        if retried.is_none()
+                            && crate::targets::h1::idempotent(&hop.method)
+                            && connection_dropped(&e) =>
+                    {
+                        retried = Some(format!(
+                            "sent again on a new connection: the first try failed before any answer ({})",
+                            crate::targets::error_chain(&e)
+                        ));
+                    }
+                    Err(e) => return Err(Failure::of_reqwest(&e, hop.url.as_str())),
+                }
             }
         }
     }
 }
 
+/// A request that went out on a connection which then ended without a byte of answer (closed or
+/// reset by the server): not a timeout, not a failure to connect.
+fn connection_dropped(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted) {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
 /// A response from either client.
 enum Resp<'a> {
-    Reqwest(reqwest::Response),
+    /// With why it was sent twice, when it was.
+    Reqwest(reqwest::Response, Option<String>),
     Lean(crate::targets::h1::Response<'a>),
 }
 
@@ -1045,23 +1087,31 @@ struct BodyError {
 }
 
 impl Resp<'_> {
+    /// Why the request was sent a second time, when it was.
+    fn retried(&mut self) -> Option<String> {
+        match self {
+            Resp::Reqwest(_, r) => r.take(),
+            Resp::Lean(r) => r.retried.take(),
+        }
+    }
+
     fn status(&self) -> http::StatusCode {
         match self {
-            Resp::Reqwest(r) => r.status(),
+            Resp::Reqwest(r, _) => r.status(),
             Resp::Lean(r) => r.head.status,
         }
     }
 
     fn headers(&self) -> &HeaderMap {
         match self {
-            Resp::Reqwest(r) => r.headers(),
+            Resp::Reqwest(r, _) => r.headers(),
             Resp::Lean(r) => &r.head.headers,
         }
     }
 
     fn version(&self) -> http::Version {
         match self {
-            Resp::Reqwest(r) => r.version(),
+            Resp::Reqwest(r, _) => r.version(),
             Resp::Lean(r) => r.head.version,
         }
     }
@@ -1069,21 +1119,21 @@ impl Resp<'_> {
     /// The headers, taken out (the body is read after).
     fn take_headers(&mut self) -> HeaderMap {
         match self {
-            Resp::Reqwest(r) => std::mem::take(r.headers_mut()),
+            Resp::Reqwest(r, _) => std::mem::take(r.headers_mut()),
             Resp::Lean(r) => std::mem::take(&mut r.head.headers),
         }
     }
 
     fn content_length(&self) -> Option<u64> {
         match self {
-            Resp::Reqwest(r) => r.content_length(),
+            Resp::Reqwest(r, _) => r.content_length(),
             Resp::Lean(r) => r.content_length(),
         }
     }
 
     async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match self {
-            Resp::Reqwest(r) => r.chunk().await.map_err(|e| BodyError {
+            Resp::Reqwest(r, _) => r.chunk().await.map_err(|e| BodyError {
                 timeout: e.is_timeout(),
                 message: Failure::of_reqwest(&e, "").message,
             }),

@@ -6,9 +6,20 @@
 //! checkout, a client clone per request) were a third of focusqa's CPU per request. reqwest stays
 //! for everything this does not cover: https, HTTP/2, proxies, credentials in the URL.
 //!
-//! What it keeps from hyper-util's client: connections are reused once their response body was
-//! read to the end, and a request that a reused connection could not even start (the server
-//! closed it while idle) is sent again on a new connection.
+//! What it keeps from hyper-util's client (and curl): connections are reused once their response
+//! body was read to the end; a connection the server closed while it sat idle is never used for a
+//! new request; a request that a reused connection could not even start is sent again on a new
+//! connection; and an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) that a
+//! connection kept idle for a while failed before any byte of its answer came is sent once more
+//! on a new connection (the server's idle timeout closed it as the request went out). The
+//! response says so ([`Response::retried`]).
+//!
+//! No task polls an idle connection, so its end (the server's FIN) is noticed when it is next
+//! taken: its driver is polled before the request is handed over, and a driver that has ended is
+//! dropped at once. Dropping it hands a queued request back (hyper returns an unsent request when
+//! its connection goes away); kept, it would leave the request waiting for an answer that cannot
+//! come until the step's timeout (the 30 s stalls of issue 22, on every connection a real
+//! server's keep-alive timeout had closed).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,37 +50,67 @@ struct Host {
     idle: Vec<Conn>,
 }
 
+type Driver = Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
+
+/// A connection idle at least this long may have met the server's keep-alive timeout as a
+/// request went out: an idempotent request that then fails before its answer is sent again.
+/// Hot connections (a fan-out's, idle for microseconds) keep no copy of their requests.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
 /// One connection: the handle requests are sent through, and the state machine that reads and
 /// writes the socket. The step that uses the connection drives it too (no task of its own), so
 /// an answer reaches the step without a hand-over between threads.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    driver: Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
-    /// The driver has finished (the connection is closed).
-    ended: bool,
+    /// `None` once the connection has ended (see the module's note on why it is dropped at once).
+    driver: Option<Driver>,
+    /// When it was last left in a pool.
+    idle_since: tokio::time::Instant,
 }
 
 impl Conn {
     /// Neither closed by the server nor ended: another request may go on it.
     fn usable(&self) -> bool {
-        !self.ended && !self.sender.is_closed()
+        self.driver.is_some() && !self.sender.is_closed()
     }
 
-    /// Awaits `fut` while driving the connection.
-    async fn drive<F: Future>(
-        driver: &mut Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
-        ended: &mut bool,
-        fut: F,
-    ) -> F::Output {
+    /// Awaits `fut` while driving the connection. A driver that ends is dropped, which settles
+    /// every request and body still waiting on it (with an error, or the unsent request back).
+    async fn drive<F: Future>(driver: &mut Option<Driver>, fut: F) -> F::Output {
         let mut fut = pin!(fut);
         std::future::poll_fn(|cx| {
-            if !*ended && driver.as_mut().poll(cx).is_ready() {
-                *ended = true;
+            if let Some(d) = driver {
+                if d.as_mut().poll(cx).is_ready() {
+                    *driver = None;
+                }
             }
             fut.as_mut().poll(cx)
         })
         .await
     }
+}
+
+/// Methods that may be sent twice (RFC 9110 9.2.2), hence again after a stale connection.
+pub fn idempotent(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+    )
+}
+
+/// A copy of a request to send again (bodies are shared bytes: no copy of their content).
+fn copy_request(r: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    let mut c = http::Request::new(r.body().clone());
+    *c.method_mut() = r.method().clone();
+    *c.uri_mut() = r.uri().clone();
+    *c.version_mut() = r.version();
+    *c.headers_mut() = r.headers().clone();
+    c
 }
 
 thread_local! {
@@ -113,6 +154,8 @@ pub enum SendError {
 /// A response whose connection goes back to the pool when its body has been read to the end.
 pub struct Response<'a> {
     pub head: http::response::Parts,
+    /// Why the request was sent a second time, on a new connection, when it was.
+    pub retried: Option<String>,
     body: Incoming,
     /// The connection and its host's index, until the body has been read to its end.
     conn: Option<(usize, Conn)>,
@@ -146,35 +189,53 @@ impl H1Client {
             .parse()
             .map_err(|e| SendError::Request(format!("`{origin}`: {e}")))?;
         req.headers_mut().insert(http::header::HOST, header);
+        let mut retried = None;
         loop {
-            let (mut c, reused) = match self.checkout(host) {
+            // A second try goes on a new connection, whatever the pool holds.
+            let pooled = if retried.is_none() {
+                self.checkout(host)
+            } else {
+                None
+            };
+            let (mut c, reused) = match pooled {
                 Some(c) => (c, true),
                 // Boxed: connecting is rare, and its future would otherwise make every
                 // request's future (and each one around it) kilobytes larger to create and move.
                 None => (Box::pin(self.connect(url, port)).await?, false),
             };
-            let Conn {
-                sender,
-                driver,
-                ended,
-            } = &mut c;
-            if Conn::drive(driver, ended, sender.ready()).await.is_err() {
+            if Conn::drive(&mut c.driver, c.sender.ready()).await.is_err() {
                 continue; // closed while idle: the next one
             }
-            let sent = sender.try_send_request(req);
-            match Conn::drive(driver, ended, sent).await {
+            // Kept only where a second try may be needed (see STALE_AFTER).
+            let again = (reused && retried.is_none() && idempotent(req.method()))
+                .then(|| c.idle_since.elapsed() >= STALE_AFTER)
+                .filter(|stale| *stale)
+                .map(|_| copy_request(&req));
+            let sent = c.sender.try_send_request(req);
+            match Conn::drive(&mut c.driver, sent).await {
                 Ok(resp) => {
                     let (head, body) = resp.into_parts();
                     return Ok(Response {
                         head,
+                        retried,
                         body,
                         conn: Some((host, c)),
                         client: self,
                     });
                 }
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), again) {
                     // Not started on a connection the server had closed: send it on another.
-                    Some(r) if reused => req = r,
+                    (Some(r), _) if reused => req = r,
+                    // Sent on a connection that had sat idle, and no answer came: the server
+                    // closed it as the request went out. Once more, on a new connection.
+                    (_, Some(r)) => {
+                        retried = Some(format!(
+                            "sent again on a new connection: the kept-alive one had been idle {} ms and failed before any answer ({})",
+                            c.idle_since.elapsed().as_millis(),
+                            error_chain(e.error())
+                        ));
+                        req = r;
+                    }
                     _ => return Err(SendError::Request(error_chain(e.error()))),
                 },
             }
@@ -230,10 +291,11 @@ impl H1Client {
         None
     }
 
-    fn checkin(&self, host: usize, c: Conn) {
+    fn checkin(&self, host: usize, mut c: Conn) {
         if !c.usable() {
             return;
         }
+        c.idle_since = tokio::time::Instant::now();
         let c = LANE_IDLE.with(|p| match p.borrow_mut().as_mut() {
             Some(idle) => {
                 // A lane sends to its target's one host (redirects aside): one host's bound
@@ -287,8 +349,8 @@ impl H1Client {
             .map_err(|e| SendError::Connect(error_chain(&e)))?;
         Ok(Conn {
             sender,
-            driver: Box::pin(driver),
-            ended: false,
+            driver: Some(Box::pin(driver)),
+            idle_since: tokio::time::Instant::now(),
         })
     }
 }
@@ -310,7 +372,7 @@ impl Response<'_> {
                 return Ok(None);
             }
             let frame = match &mut self.conn {
-                Some((_, c)) => Conn::drive(&mut c.driver, &mut c.ended, self.body.frame()).await,
+                Some((_, c)) => Conn::drive(&mut c.driver, self.body.frame()).await,
                 None => self.body.frame().await,
             };
             match frame {
@@ -494,5 +556,125 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+}
+
+#[cfg(test)]
+mod idle_close_tests {
+    use super::*;
+
+    /// The simulator's own accept loop, closing connections idle for 200 ms (its header-read
+    /// timeout), as a real server or proxy closes idle keep-alive connections.
+    async fn idle_closing_server() -> u16 {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = _tx;
+            crate::sim::serve::serve(listener, app, Duration::from_millis(200), rx).await
+        });
+        port
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_after_the_server_closed_the_idle_connection_is_answered() {
+        let port = idle_closing_server().await;
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        for _ in 0..3 {
+            let r = tokio::time::timeout(Duration::from_secs(3), async {
+                let mut r = c
+                    .send(&url, http::Request::new(Full::new(Bytes::new())))
+                    .await
+                    .expect("a response");
+                assert_eq!(r.head.status, 200);
+                while r.chunk().await.unwrap().is_some() {}
+            })
+            .await;
+            assert!(r.is_ok(), "answered in time");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod stale_retry_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers the first request of each connection; the second one is read and the connection
+    /// closed without an answer, as a server whose idle timeout fires while the request arrives.
+    async fn closes_on_the_second_request() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let acc = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                acc.fetch_add(1, SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    let _ = s.read(&mut buf).await;
+                    drop(s);
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    async fn send(c: &H1Client, url: &url::Url, m: http::Method) -> Result<Option<String>, String> {
+        let mut r = http::Request::new(Full::new(Bytes::from_static(b"{}")));
+        *r.method_mut() = m;
+        let mut resp = c.send(url, r).await.map_err(|e| format!("{e:?}"))?;
+        assert_eq!(resp.head.status, 200);
+        while resp.chunk().await?.is_some() {}
+        Ok(resp.retried.take())
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_request_that_a_stale_connection_dropped_is_sent_again_once() {
+        let (port, accepted) = closes_on_the_second_request().await;
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/job/1")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        assert_eq!(send(&c, &url, http::Method::GET).await, Ok(None));
+        tokio::time::sleep(STALE_AFTER + Duration::from_millis(100)).await;
+        let note = send(&c, &url, http::Method::DELETE).await.unwrap();
+        assert!(
+            note.as_deref()
+                .is_some_and(|n| n.contains("sent again on a new connection")),
+            "{note:?}"
+        );
+        assert_eq!(accepted.load(SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_post_that_was_written_is_never_sent_twice() {
+        let (port, accepted) = closes_on_the_second_request().await;
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/configure")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        assert_eq!(send(&c, &url, http::Method::POST).await, Ok(None));
+        tokio::time::sleep(STALE_AFTER + Duration::from_millis(100)).await;
+        let err = send(&c, &url, http::Method::POST).await.unwrap_err();
+        assert!(err.contains("Request"), "{err}");
+        assert_eq!(accepted.load(SeqCst), 1, "no second connection for a POST");
+    }
+
+    #[tokio::test]
+    async fn a_hot_connection_keeps_no_copy_and_fails_plainly() {
+        let (port, accepted) = closes_on_the_second_request().await;
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/x")).unwrap();
+        let c = H1Client::new(Duration::from_secs(2));
+        assert_eq!(send(&c, &url, http::Method::GET).await, Ok(None));
+        // Reused at once: the server did not close it for idleness, so its failure is reported.
+        assert!(send(&c, &url, http::Method::GET).await.is_err());
+        assert_eq!(accepted.load(SeqCst), 1);
     }
 }
