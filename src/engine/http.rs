@@ -58,7 +58,8 @@ pub struct HttpObs {
     pub raw_bytes: u64,
     /// The body was over `max_body`: only its start was kept.
     pub over_limit: bool,
-    /// The failure that happened when the step expected one (`timeout`, `connect`).
+    /// The failure that happened when the step expected one (`timeout`, `connect`,
+    /// `too_many_redirects`).
     pub error: Option<&'static str>,
     pub error_message: Option<String>,
 }
