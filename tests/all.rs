@@ -12,6 +12,7 @@ mod cli_run;
 mod deploy;
 mod fanout;
 mod html_report;
+mod http_as_written;
 mod http_features;
 mod in_cluster;
 mod interrupts;

@@ -208,7 +208,8 @@ fn check_status(
     })
 }
 
-/// `expect: {error: timeout|connect|any}`: the failure happened, and no response came instead.
+/// `expect: {error: timeout|connect|too_many_redirects|any}`: the failure happened, and no
+/// response came instead.
 fn check_error(want: ExpectedError, obs: &Observation, line: u32) -> AssertionResult {
     let http = obs.http.as_deref();
     let happened = http.and_then(|h| h.error);

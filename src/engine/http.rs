@@ -3,13 +3,14 @@
 //!
 //! What the engine does itself rather than leave to reqwest, and why:
 //! - **redirects** are followed hop by hop here (the client never follows): the chain is
-//!   checkable, cookies set on the way go to the case's jar, and `Authorization` (and cookies of
-//!   the old host) are dropped when a redirect leaves the host;
+//!   checkable, cookies set on the way go to the case's jar, sensitive headers and the step's
+//!   own cookies are dropped when a redirect leaves the origin, and the step's `timeout` bounds
+//!   the whole chain;
 //! - **cookies** live in a jar per case ([`CookieJar`], a `cookie_store` in [`super::Ctx`]),
 //!   since the HTTP client is shared by every spec of a target;
-//! - **content decoding** (gzip, deflate, br, zstd) happens while the body streams in, so the
-//!   `Content-Encoding` header and the size on the wire stay visible, and the body is bounded
-//!   (`max_body`) after decoding as well as before.
+//! - **content decoding** (gzip, deflate, br, zstd, and lists of them such as `gzip, br`)
+//!   happens while the body streams in, so the `Content-Encoding` header and the size on the
+//!   wire stay visible, and the body is bounded (`max_body`) after decoding as well as before.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -57,7 +58,8 @@ pub struct HttpObs {
     pub raw_bytes: u64,
     /// The body was over `max_body`: only its start was kept.
     pub over_limit: bool,
-    /// The failure that happened when the step expected one (`timeout`, `connect`).
+    /// The failure that happened when the step expected one (`timeout`, `connect`,
+    /// `too_many_redirects`).
     pub error: Option<&'static str>,
     pub error_message: Option<String>,
 }
@@ -125,7 +127,7 @@ pub async fn execute(
     // in each future around it (600 bytes less in each, by `-Zprint-type-sizes`).
     let Prepared {
         mut hop,
-        request_cookies,
+        mut request_cookies,
         timeout,
         follow,
         max_redirects,
@@ -158,28 +160,27 @@ pub async fn execute(
             });
         }
         let start = *t0.get_or_insert_with(Instant::now);
-        let resp = match send(target, &hop, headers, timeout).await {
+        // One deadline for the whole chain: each redirect gets what is left of the timeout.
+        let left = if redirects.is_empty() {
+            timeout
+        } else {
+            (start + timeout).saturating_duration_since(Instant::now())
+        };
+        let sent = if left.is_zero() {
+            Err(Failure {
+                kind: Some("timeout"),
+                message: String::new(),
+            })
+        } else {
+            send(target, &hop, headers, left).await
+        };
+        let resp = match sent {
             Ok(r) => r,
-            Err(Failure { kind, message }) => {
-                // Expected (`expect: {error: ...}`): an observation the check judges, whichever
-                // kind the step wanted (a wrong kind fails the check, it is not an error).
-                if expected_error.is_some() && kind.is_some() {
-                    return Ok(Observation {
-                        elapsed: start.elapsed(),
-                        request: shown,
-                        http: Some(Box::new(HttpObs {
-                            url: hop.url.to_string(),
-                            redirects,
-                            error: kind,
-                            error_message: Some(message),
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    });
+            Err(mut f) => {
+                if f.kind == Some("timeout") && !redirects.is_empty() {
+                    f.message = chain_timeout(timeout, &redirects, &hop.url);
                 }
-                let mut err = ExecError::infra(message);
-                err.request = shown.map(Box::new);
-                return Err(err);
+                return failed(f, expected_error, start, shown, &hop.url, redirects);
             }
         };
         for v in resp.headers().get_all(http::header::SET_COOKIE) {
@@ -200,29 +201,40 @@ pub async fn execute(
         match (follow && redirect, location) {
             (true, Some(loc)) => {
                 if redirects.len() as u32 >= max_redirects {
-                    let mut err = ExecError::infra(format!(
-                        "too many redirects: more than {max_redirects} from {} (the last to {loc}); raise `max_redirects` or set `follow_redirects: false` to check them one by one",
-                        redirects.first().and_then(|r| r["url"].as_str()).unwrap_or(hop.url.as_str())
-                    ));
-                    err.request = shown.map(Box::new);
-                    return Err(err);
+                    let f = Failure {
+                        kind: Some(TOO_MANY_REDIRECTS),
+                        message: format!(
+                            "too many redirects: more than {max_redirects} from {} (the last to {loc}); raise `max_redirects` or set `follow_redirects: false` to check them one by one",
+                            redirects.first().and_then(|r| r["url"].as_str()).unwrap_or(hop.url.as_str())
+                        ),
+                    };
+                    return failed(f, expected_error, start, shown, &hop.url, redirects);
                 }
-                let next = hop.url.join(&loc).map_err(|e| {
+                let mut next = hop.url.join(&loc).map_err(|e| {
                     ExecError::infra(format!(
                         "redirect from {} to `{loc}`: not a valid URL: {e}",
                         hop.url
                     ))
                 })?;
+                // Credentials in a Location are sent as Basic auth too, not in the URL.
+                let auth = take_userinfo(&mut next, &target.secrets);
                 redirects.push(
                     json!({"status": status, "url": hop.url.as_str(), "location": next.as_str()}),
                 );
                 // The redirect's own body is not needed: the connection may be reused once read.
                 let mut resp = resp;
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let left = (start + timeout).saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(Duration::from_secs(1).min(left), async {
                     while let Ok(Some(_)) = resp.chunk().await {}
                 })
                 .await;
-                hop.redirect(status, next);
+                if hop.redirect(status, next) {
+                    // The step's own cookies were written for the origin it named.
+                    request_cookies.clear();
+                }
+                if let Some((user, password)) = auth {
+                    hop.basic_auth(&target.secrets, &user, &password)?;
+                }
             }
             _ => break resp,
         }
@@ -233,12 +245,7 @@ pub async fn execute(
     let version = version_name(resp.version());
     let final_url = hop.url.as_str().to_owned();
     let headers = super::Headers::new(resp.take_headers());
-    let encoding = headers
-        .map()
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let encoding = content_encoding(headers.map());
     let content_type = headers
         .map()
         .get(http::header::CONTENT_TYPE)
@@ -284,11 +291,10 @@ pub async fn execute(
     if let Some(cs) = charset {
         notes.push(format!("body decoded from {cs}"));
     }
-    if !encoding.is_empty() && encoding != "identity" {
-        notes.push(format!(
-            "{encoding}-encoded: {} bytes on the wire, {} decoded",
-            body.raw, body.total
-        ));
+    if !encoding.is_empty() {
+        if let Some(note) = coding_note(&encoding, body.raw, body.total) {
+            notes.push(note);
+        }
     }
     let response = ResponseExcerpt {
         status,
@@ -326,6 +332,75 @@ pub async fn execute(
         })),
         ..Default::default()
     })
+}
+
+/// The error kind of a redirect chain longer than `max_redirects` (`expect: {error: ...}`).
+const TOO_MANY_REDIRECTS: &str = "too_many_redirects";
+
+/// A request that got no response: an observation when the step expects an error (the check
+/// judges the kind; a wrong kind fails the check, it is not an error), else the step's error.
+fn failed(
+    f: Failure,
+    expected_error: Option<ExpectedError>,
+    start: Instant,
+    shown: Option<RequestExcerpt>,
+    url: &url::Url,
+    redirects: Vec<Value>,
+) -> Result<Observation, ExecError> {
+    if expected_error.is_some() && f.kind.is_some() {
+        return Ok(Observation {
+            elapsed: start.elapsed(),
+            request: shown,
+            http: Some(Box::new(HttpObs {
+                url: url.to_string(),
+                redirects,
+                error: f.kind,
+                error_message: Some(f.message),
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
+    }
+    let mut err = ExecError::infra(f.message);
+    err.request = shown.map(Box::new);
+    Err(err)
+}
+
+/// The message of a redirect chain that did not end within the step's timeout.
+fn chain_timeout(timeout: Duration, redirects: &[Value], url: &url::Url) -> String {
+    let first = redirects
+        .first()
+        .and_then(|r| r["url"].as_str())
+        .unwrap_or(url.as_str());
+    format!(
+        "timeout: the redirects from {first} did not end within the request's timeout of {}: {} redirects followed, the last to {url} (the timeout bounds the whole chain: raise the step's `timeout` or lower `max_redirects`)",
+        super::step::fmt_dur(timeout),
+        redirects.len(),
+    )
+}
+
+/// Takes the credentials out of a URL (`http://user:pass@host/`), percent-decoded: they are
+/// sent as Basic auth, as curl and browsers do, and the URL goes on without them. They are
+/// secrets as written and decoded, even when an explicit `Authorization` replaces them.
+fn take_userinfo(
+    url: &mut url::Url,
+    secrets: &crate::results::Secrets,
+) -> Option<(String, String)> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    secrets.add_url(url.as_str());
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let creds = (decode(url.username()), decode(url.password().unwrap_or("")));
+    secrets.add_basic_auth(&creds.0, &creds.1);
+    // Cannot fail on a URL that had user-info (it has a host).
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(creds)
 }
 
 /// A request as its step wrote it, ready for its first hop.
@@ -372,6 +447,7 @@ fn prepare<'t>(
             q.append_pair(k, v);
         }
     }
+    let url_auth = take_userinfo(&mut url, &target.secrets);
     let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
         .map_err(|e| ExecError::spec(format!("method `{}`: {e}", req.method.as_str())))?;
 
@@ -393,16 +469,15 @@ fn prepare<'t>(
         }
     }
     let has_explicit = |n: &str| explicit.iter().any(|e| e == n);
-    // Basic auth: the step's, else the target's unless an Authorization header was written.
+    // Basic auth: the step's; else an Authorization header the step wrote; else the URL's
+    // credentials; else the target's (which replace a target Authorization header).
     let auth = match &req.basic_auth {
         Some(b) => Some((scope.render_str(&b.user)?, scope.render_str(&b.password)?)),
-        None if !has_explicit("authorization") => target.basic_auth.clone(),
-        None => None,
+        None if has_explicit("authorization") => None,
+        None => url_auth.or_else(|| target.basic_auth.clone()),
     };
     if let Some((user, password)) = &auth {
-        target.secrets.add_basic_auth(user, password);
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        set_header(headers.to_mut(), "authorization", &format!("Basic {token}"))?;
+        set_basic_auth(headers.to_mut(), &target.secrets, user, password)?;
     }
 
     // Body: exactly one kind; its default Content-Type yields to an explicit one.
@@ -481,18 +556,15 @@ fn base_headers(target: &crate::targets::Target, sim: bool) -> Result<&HeaderMap
 
 impl Hop<'_> {
     /// The headers to send: the step's and the target's, with the jar's cookies for this URL
-    /// and the step's own (which win by name).
+    /// and then the step's own. A step cookie of the same name as a jar cookie is sent beside
+    /// it, as curl does: the request goes as written, and the server's answer shows which won.
     fn headers(
         &self,
         jar: &CookieJar,
         request_cookies: &[(String, String)],
     ) -> Result<HeaderMap, ExecError> {
         let mut headers = self.headers.clone().into_owned();
-        let mut pairs: Vec<(String, String)> = jar
-            .for_url(&self.url)
-            .into_iter()
-            .filter(|(n, _)| !request_cookies.iter().any(|(rn, _)| rn == n))
-            .collect();
+        let mut pairs: Vec<(String, String)> = jar.for_url(&self.url);
         pairs.extend(request_cookies.iter().cloned());
         if !pairs.is_empty() {
             let mut line: Vec<String> = headers
@@ -511,10 +583,12 @@ impl Hop<'_> {
     }
 
     /// Becomes the request a redirect asks for (RFC 9110 15.4): 303, and 301/302 after a POST,
-    /// turn into a GET without body; 307/308 repeat the request. Leaving the host drops the
-    /// credentials (`Authorization`, `Proxy-Authorization`, a written `Cookie`), as browsers
-    /// and curl do; the jar adds the cookies of the new host.
-    fn redirect(&mut self, status: u16, next: url::Url) {
+    /// turn into a GET without body; 307/308 repeat the request. Leaving the origin (scheme,
+    /// host or port) drops, for the rest of the chain, every sensitive header (by the names
+    /// that make a header secret: `Authorization`, `Cookie`, `X-Api-Key`, `X-Auth-Token`, ...)
+    /// and a written `Host`, as browsers and curl do; the jar adds the new origin's cookies.
+    /// Returns whether the origin was left (the caller drops the step's cookies then).
+    fn redirect(&mut self, status: u16, next: url::Url) -> bool {
         let to_get = status == 303 && self.method != reqwest::Method::HEAD
             || matches!(status, 301 | 302) && self.method == reqwest::Method::POST;
         if to_get {
@@ -529,20 +603,48 @@ impl Hop<'_> {
                 self.headers.to_mut().remove(h);
             }
         }
-        let same_host = self.url.host_str() == next.host_str()
-            && self.url.port_or_known_default() == next.port_or_known_default();
-        if !same_host {
-            for h in [
-                "authorization",
-                "proxy-authorization",
-                "cookie",
-                "www-authenticate",
-            ] {
-                self.headers.to_mut().remove(h);
+        let left = self.url.origin() != next.origin();
+        if left {
+            let dropped: Vec<HeaderName> = self
+                .headers
+                .keys()
+                .filter(|n| {
+                    *n == http::header::HOST || crate::results::secrets::is_secret_header_name(n)
+                })
+                .cloned()
+                .collect();
+            if !dropped.is_empty() {
+                let headers = self.headers.to_mut();
+                for n in dropped {
+                    headers.remove(n);
+                }
             }
         }
         self.url = next;
+        left
     }
+
+    /// Sends Basic auth (credentials a redirect's `Location` carried).
+    fn basic_auth(
+        &mut self,
+        secrets: &crate::results::Secrets,
+        user: &str,
+        password: &str,
+    ) -> Result<(), ExecError> {
+        set_basic_auth(self.headers.to_mut(), secrets, user, password)
+    }
+}
+
+/// Sets `Authorization: Basic ...`; the password (and `user:password`) become secrets.
+fn set_basic_auth(
+    h: &mut HeaderMap,
+    secrets: &crate::results::Secrets,
+    user: &str,
+    password: &str,
+) -> Result<(), ExecError> {
+    secrets.add_basic_auth(user, password);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    set_header(h, "authorization", &format!("Basic {token}"))
 }
 
 /// Adds query pairs for one key: a list repeats the key, `null` sends `key=`.
@@ -724,11 +826,22 @@ struct Bounded {
     kept: Vec<u8>,
     limit: usize,
     total: u64,
+    /// Past the limit, decoding stops with [`PAST_DEADLINE`] once this passes: a small
+    /// compressed body (layers of gzip) can decode to more than a step's time would allow.
+    deadline: Instant,
 }
+
+/// The write error of a [`Bounded`] past its limit and deadline.
+const PAST_DEADLINE: std::io::ErrorKind = std::io::ErrorKind::TimedOut;
 
 impl Write for Bounded {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = self.limit.saturating_sub(self.kept.len());
+        // By the count, not the kept bytes' length: those are taken out at the end.
+        let room =
+            usize::try_from((self.limit as u64).saturating_sub(self.total)).unwrap_or(usize::MAX);
+        if room == 0 && Instant::now() >= self.deadline {
+            return Err(PAST_DEADLINE.into());
+        }
         self.kept.extend_from_slice(&buf[..room.min(buf.len())]);
         self.total += buf.len() as u64;
         Ok(buf.len())
@@ -738,17 +851,69 @@ impl Write for Bounded {
     }
 }
 
+/// Where a decoder writes: the bounded body, or the decoder of the coding applied before.
+enum Sink {
+    Body(Bounded),
+    Next(Box<Decoder>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Body(b) => b.write(buf),
+            Sink::Next(d) => d.write(buf).map(|()| buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 enum Decoder {
-    Identity(Bounded),
-    Gzip(Box<flate2::write::MultiGzDecoder<Bounded>>),
-    Deflate(Box<flate2::write::ZlibDecoder<Bounded>>),
-    Brotli(Box<brotli::DecompressorWriter<Bounded>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, Bounded>>),
+    Identity(Sink),
+    Gzip(Box<flate2::write::MultiGzDecoder<Sink>>),
+    Deflate(Box<flate2::write::ZlibDecoder<Sink>>),
+    Brotli(Box<brotli::DecompressorWriter<Sink>>),
+    Zstd(Box<zstd::stream::write::Decoder<'static, Sink>>),
+}
+
+/// The content codings focusqa decodes (`identity` and `x-gzip` included).
+fn known_coding(c: &str) -> bool {
+    matches!(
+        c,
+        "identity" | "gzip" | "x-gzip" | "deflate" | "br" | "zstd"
+    )
 }
 
 impl Decoder {
+    /// A decoder for a `Content-Encoding` value: the codings are listed in the order they were
+    /// applied (RFC 9110 8.4), so the last one is undone first and writes into the decoder of
+    /// the one before. A list with a coding focusqa does not know keeps the body as received
+    /// (see [`unknown_coding`]).
     fn new(encoding: &str, sink: Bounded) -> Result<Decoder, String> {
-        Ok(match encoding {
+        let mut sink = Sink::Body(sink);
+        let codings = || {
+            encoding
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && *c != "identity")
+        };
+        if unknown_coding(encoding).is_some() {
+            return Ok(Decoder::Identity(sink));
+        }
+        let mut codings = codings().peekable();
+        while let Some(c) = codings.next() {
+            let d = Decoder::one(c, sink)?;
+            if codings.peek().is_none() {
+                return Ok(d);
+            }
+            sink = Sink::Next(Box::new(d));
+        }
+        Ok(Decoder::Identity(sink))
+    }
+
+    fn one(coding: &str, sink: Sink) -> Result<Decoder, String> {
+        Ok(match coding {
             "gzip" | "x-gzip" => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
             "deflate" => Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(sink))),
             "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 8192))),
@@ -769,32 +934,73 @@ impl Decoder {
         }
     }
 
+    /// The bounded body at the end of the chain.
     fn sink(&self) -> &Bounded {
-        match self {
+        let next = match self {
             Decoder::Identity(s) => s,
             Decoder::Gzip(d) => d.get_ref(),
             Decoder::Deflate(d) => d.get_ref(),
             Decoder::Brotli(d) => d.get_ref(),
             Decoder::Zstd(d) => d.get_ref(),
+        };
+        match next {
+            Sink::Body(b) => b,
+            Sink::Next(d) => d.sink(),
         }
     }
 
-    fn finish(self) -> std::io::Result<Bounded> {
-        match self {
-            Decoder::Identity(s) => Ok(s),
-            Decoder::Gzip(d) => d.finish(),
-            Decoder::Deflate(d) => d.finish(),
-            Decoder::Brotli(mut d) => {
-                d.flush()?;
-                d.into_inner()
-                    .map_err(|_| std::io::Error::other("the brotli stream ended early"))
-            }
-            Decoder::Zstd(mut d) => {
-                d.flush()?;
-                Ok(d.into_inner())
-            }
+    fn sink_mut(&mut self) -> &mut Bounded {
+        let next = match self {
+            Decoder::Identity(s) => s,
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Deflate(d) => d.get_mut(),
+            Decoder::Brotli(d) => d.get_mut(),
+            Decoder::Zstd(d) => d.get_mut(),
+        };
+        match next {
+            Sink::Body(b) => b,
+            Sink::Next(d) => d.sink_mut(),
         }
     }
+
+    /// Ends this decoder, then the ones it writes into, in turn (in place: when the deadline
+    /// stops it, what was kept is still there).
+    fn finish(&mut self) -> std::io::Result<()> {
+        let next = match self {
+            Decoder::Identity(s) => s,
+            Decoder::Gzip(d) => {
+                d.try_finish()?;
+                d.get_mut()
+            }
+            Decoder::Deflate(d) => {
+                d.try_finish()?;
+                d.get_mut()
+            }
+            Decoder::Brotli(d) => {
+                d.flush()?;
+                d.close().map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("the brotli stream ended early ({e})"))
+                })?;
+                d.get_mut()
+            }
+            Decoder::Zstd(d) => {
+                d.flush()?;
+                d.get_mut()
+            }
+        };
+        match next {
+            Sink::Body(_) => Ok(()),
+            Sink::Next(d) => d.finish(),
+        }
+    }
+}
+
+/// The first coding of a `Content-Encoding` value focusqa cannot decode, if any.
+fn unknown_coding(encoding: &str) -> Option<&str> {
+    encoding
+        .split(',')
+        .map(str::trim)
+        .find(|c| !c.is_empty() && !known_coding(c))
 }
 
 /// Streams the body in, decoding it, keeping at most `limit` decoded bytes. Past the limit the
@@ -809,15 +1015,16 @@ async fn read_body(
 ) -> Result<ReadBody, String> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
+    let deadline = t0 + timeout;
     let sink = Bounded {
         kept: Vec::with_capacity(hint.min(1 << 20)),
         limit,
         total: 0,
+        deadline,
     };
     let mut dec = Decoder::new(encoding, sink)?;
     let mut raw = 0u64;
     let mut stopped = false;
-    let deadline = t0 + timeout;
     loop {
         let over = dec.sink().total > limit as u64;
         // A small body usually came in with the head: a timer is set only when the next piece
@@ -830,8 +1037,15 @@ async fn read_body(
         match next {
             Ok(Ok(Some(c))) => {
                 raw += c.len() as u64;
-                dec.write(&c)
-                    .map_err(|e| format!("cannot decode the {encoding} body: {e}"))?;
+                match dec.write(&c) {
+                    Ok(()) => {}
+                    // Past max_body and the timeout: what was kept is the body.
+                    Err(e) if e.kind() == PAST_DEADLINE => {
+                        stopped = true;
+                        break;
+                    }
+                    Err(e) => return Err(format!("cannot decode the {encoding} body: {e}")),
+                }
             }
             Ok(Ok(None)) => break,
             Ok(Err(e)) if over && e.timeout => {
@@ -851,27 +1065,65 @@ async fn read_body(
             }
         }
     }
-    let sink = if stopped {
-        // The stream was cut: what was decoded so far is what there is.
-        match dec {
-            Decoder::Identity(s) => s,
-            other => {
-                let total = other.sink().total;
-                let kept = other.sink().kept.clone();
-                Bounded { kept, limit, total }
-            }
+    if !stopped {
+        match dec.finish() {
+            Ok(()) => {}
+            // Past max_body and the timeout while the decoders gave their last output.
+            Err(e) if e.kind() == PAST_DEADLINE => stopped = true,
+            Err(e) => return Err(format!("cannot decode the {encoding} body: {e}")),
         }
-    } else {
-        dec.finish()
-            .map_err(|e| format!("cannot decode the {encoding} body: {e}"))?
-    };
+    }
+    // When the stream was cut, what was decoded so far is what there is.
+    let sink = dec.sink_mut();
+    let (kept, total) = (std::mem::take(&mut sink.kept), sink.total);
     Ok(ReadBody {
-        over_limit: sink.total > limit as u64,
-        total: sink.total,
-        bytes: Bytes::from(sink.kept),
+        over_limit: total > limit as u64,
+        total,
+        bytes: Bytes::from(kept),
         raw,
         stopped,
     })
+}
+
+/// The `Content-Encoding` of a response, lower-cased, its fields joined into one list (a
+/// header given twice is the same as one with both values).
+fn content_encoding(h: &HeaderMap) -> String {
+    let mut all = h.get_all(http::header::CONTENT_ENCODING).iter();
+    let Some(first) = all.next() else {
+        return String::new();
+    };
+    let mut list = String::from_utf8_lossy(first.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    for v in all {
+        list.push_str(", ");
+        list.push_str(
+            &String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase(),
+        );
+    }
+    list
+}
+
+/// The response excerpt's note on its content codings, `None` for `identity` only.
+fn coding_note(encoding: &str, raw: u64, total: u64) -> Option<String> {
+    if let Some(c) = unknown_coding(encoding) {
+        return Some(format!(
+            "Content-Encoding `{c}` is not one focusqa decodes (gzip, deflate, br, zstd): the body is kept as received"
+        ));
+    }
+    let codings: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && *c != "identity")
+        .collect();
+    let how = match codings.as_slice() {
+        [] => return None,
+        [one] => format!("{one}-encoded"),
+        more => format!("encoded with {} (undone last first)", more.join(", then ")),
+    };
+    Some(format!("{how}: {raw} bytes on the wire, {total} decoded"))
 }
 
 /// The body as text, by its declared charset (UTF-8 when none is declared): the text, and the
@@ -1177,6 +1429,151 @@ mod tests {
             [("a", ""), ("b", "1"), ("b", "2"), ("c", "x y")]
                 .map(|(a, b)| (a.to_string(), b.to_string()))
         );
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn bounded(limit: usize) -> Bounded {
+        Bounded {
+            kept: Vec::new(),
+            limit,
+            total: 0,
+            deadline: Instant::now() + Duration::from_secs(60),
+        }
+    }
+
+    /// Feeds `wire` in small pieces, as a body streams in, and finishes.
+    fn decode(encoding: &str, wire: &[u8], limit: usize) -> (Vec<u8>, u64) {
+        let mut d = Decoder::new(encoding, bounded(limit)).unwrap();
+        for piece in wire.chunks(7) {
+            d.write(piece).unwrap();
+        }
+        d.finish().unwrap();
+        let s = d.sink_mut();
+        (std::mem::take(&mut s.kept), s.total)
+    }
+
+    #[test]
+    fn http_codings_are_undone_last_first() {
+        let text = b"hello hello hello hello";
+        let deflate_then_br = {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(text).unwrap();
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(&z.finish().unwrap()).unwrap();
+            }
+            out
+        };
+        assert_eq!(decode("deflate, br", &deflate_then_br, 1 << 20).0, text);
+        assert_eq!(decode("gzip, gzip", &gzip(&gzip(text)), 1 << 20).0, text);
+        let br = {
+            let mut out = Vec::new();
+            brotli::CompressorWriter::new(&mut out, 4096, 5, 22)
+                .write_all(text)
+                .unwrap();
+            out
+        };
+        assert_eq!(decode("br, identity", &br, 1 << 20).0, text);
+        // An unknown coding anywhere: kept as received.
+        let wire = gzip(text);
+        assert_eq!(decode("gzip, x-secret", &wire, 1 << 20).0, wire);
+        assert_eq!(unknown_coding("gzip, x-secret"), Some("x-secret"));
+        // The bound is on the decoded output of the whole list.
+        let big = vec![b'a'; 100_000];
+        let (kept, total) = decode("gzip, gzip", &gzip(&gzip(&big)), 1000);
+        assert_eq!((kept.len(), total), (1000, 100_000));
+    }
+
+    #[test]
+    fn http_decoding_past_the_limit_stops_at_the_deadline() {
+        let mut sink = bounded(10);
+        sink.deadline = Instant::now();
+        let mut d = Decoder::new("gzip, gzip", sink).unwrap();
+        // A small body of a million bytes: whether its output comes while writing or finishing,
+        // decoding stops once past the limit and the deadline, with the kept start intact.
+        let wire = gzip(&gzip(&vec![b'a'; 1_000_000]));
+        let err = d.write(&wire).and_then(|()| d.finish()).unwrap_err();
+        assert_eq!(err.kind(), PAST_DEADLINE);
+        assert_eq!(d.sink().kept, b"aaaaaaaaaa");
+        assert!(d.sink().total < 1_000_000);
+    }
+
+    #[test]
+    fn http_coding_notes() {
+        assert_eq!(coding_note("identity", 5, 5), None);
+        assert_eq!(
+            coding_note("gzip", 5, 9).unwrap(),
+            "gzip-encoded: 5 bytes on the wire, 9 decoded"
+        );
+        assert!(coding_note("br, identity", 5, 9)
+            .unwrap()
+            .starts_with("br-encoded"));
+        assert!(coding_note("deflate, br", 5, 9)
+            .unwrap()
+            .contains("deflate, then br"));
+        assert!(coding_note("compress", 5, 5)
+            .unwrap()
+            .contains("kept as received"));
+        let mut h = HeaderMap::new();
+        h.append("content-encoding", HeaderValue::from_static("GZIP"));
+        h.append("content-encoding", HeaderValue::from_static("br "));
+        assert_eq!(content_encoding(&h), "gzip, br");
+        assert_eq!(content_encoding(&HeaderMap::new()), "");
+    }
+
+    #[test]
+    fn http_url_credentials_are_taken_out_decoded_and_secret() {
+        let secrets = crate::results::Secrets::new();
+        let mut u = url::Url::parse("http://qa%20user:p%40ss-w0rd@h.test:81/x?y=1").unwrap();
+        let creds = take_userinfo(&mut u, &secrets).unwrap();
+        assert_eq!(creds, ("qa user".to_string(), "p@ss-w0rd".to_string()));
+        assert_eq!(u.as_str(), "http://h.test:81/x?y=1");
+        assert_eq!(
+            secrets.redact_str("p@ss-w0rd p%40ss-w0rd"),
+            "[redacted] [redacted]"
+        );
+        let mut plain = url::Url::parse("http://h.test/").unwrap();
+        assert_eq!(take_userinfo(&mut plain, &secrets), None);
+    }
+
+    #[test]
+    fn http_leaving_the_origin_drops_sensitive_headers() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-api-key", "k"),
+            ("x-auth-token", "t"),
+            ("authorization", "Bearer b"),
+            ("cookie", "a=b"),
+            ("host", "virtual.test"),
+            ("x-keep", "kept"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        let hop = |url: &str| Hop {
+            method: reqwest::Method::GET,
+            url: url::Url::parse(url).unwrap(),
+            headers: Cow::Owned(h.clone()),
+            body: None,
+        };
+        let mut same = hop("http://a.test:1/x");
+        assert!(!same.redirect(302, url::Url::parse("http://a.test:1/y").unwrap()));
+        assert_eq!(same.headers.len(), 6);
+        for to in [
+            "http://a.test:2/y",
+            "https://a.test:1/y",
+            "http://b.test:1/y",
+        ] {
+            let mut other = hop("http://a.test:1/x");
+            assert!(other.redirect(302, url::Url::parse(to).unwrap()), "{to}");
+            let left: Vec<&str> = other.headers.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["x-keep"], "{to}");
+        }
     }
 
     #[test]

@@ -856,8 +856,8 @@ pub struct Expect {
     /// (`{path: $, length: 1}`, `{path: "$[0].status", equals: 302}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirects: Vec<Check>,
-    /// The request must fail this way (`timeout`, `connect`, or `any`): the step passes when it
-    /// does, and fails when a response arrives instead.
+    /// The request must fail this way (`timeout`, `connect`, `too_many_redirects`, or `any`):
+    /// the step passes when it does, and fails when a response arrives instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ExpectedError>,
     /// JSONPath checks on the JSON document of the outcome (response body, Kubernetes object, ...).
@@ -1019,7 +1019,10 @@ pub enum ExpectedError {
     Timeout,
     /// No connection (refused, unreachable, DNS, TLS).
     Connect,
-    /// Either.
+    /// A redirect chain longer than `max_redirects`.
+    #[serde(rename = "too_many_redirects")]
+    TooManyRedirects,
+    /// Any of these.
     Any,
 }
 
@@ -1028,6 +1031,7 @@ impl ExpectedError {
         match self {
             ExpectedError::Timeout => "timeout",
             ExpectedError::Connect => "connect",
+            ExpectedError::TooManyRedirects => "too_many_redirects",
             ExpectedError::Any => "any",
         }
     }

@@ -176,7 +176,7 @@ impl H1Client {
     }
 
     /// Sends a request to `url` (`handles(url)` must hold): the request's URI is made
-    /// origin-form and a `Host` header is added here.
+    /// origin-form and a `Host` header is added here unless the request has one.
     pub async fn send(
         &self,
         url: &url::Url,
@@ -188,7 +188,10 @@ impl H1Client {
         *req.uri_mut() = origin
             .parse()
             .map_err(|e| SendError::Request(format!("`{origin}`: {e}")))?;
-        req.headers_mut().insert(http::header::HOST, header);
+        // A `Host` the step or target wrote is sent as written (virtual hosts behind one IP).
+        req.headers_mut()
+            .entry(http::header::HOST)
+            .or_insert(header);
         let mut retried = None;
         loop {
             // A second try goes on a new connection, whatever the pool holds.
