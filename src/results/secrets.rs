@@ -1061,17 +1061,19 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         thresholds,
         sample_failures,
         cleanup_failures: _,
+        cleanup_by_reason,
+        cleanup_sample_failures,
     }) = fanout.as_deref_mut()
     {
         // Reasons that differ only by a secret are one reason once it is hidden.
-        if by_reason
-            .keys()
-            .any(|k| matches!(m.redact(k, false), Cow::Owned(_)))
-        {
-            for (k, n) in std::mem::take(by_reason) {
-                *by_reason
-                    .entry(m.redact(&k, false).into_owned())
-                    .or_default() += n;
+        for reasons in [by_reason, cleanup_by_reason] {
+            if reasons
+                .keys()
+                .any(|k| matches!(m.redact(k, false), Cow::Owned(_)))
+            {
+                for (k, n) in std::mem::take(reasons) {
+                    *reasons.entry(m.redact(&k, false).into_owned()).or_default() += n;
+                }
             }
         }
         m.redact_map(steps, |m, l| m.redact_string(&mut l.measure));
@@ -1083,12 +1085,16 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
             expr,
             value,
             passed: _,
+            implicit: _,
         } in thresholds
         {
             m.redact_string(expr);
             m.redact_string(value);
         }
-        sample_failures.iter_mut().for_each(|t| m.redact_string(t));
+        sample_failures
+            .iter_mut()
+            .chain(cleanup_sample_failures.iter_mut())
+            .for_each(|t| m.redact_string(t));
     }
     for Attachment { title, body } in attachments {
         m.redact_string(title);

@@ -11,7 +11,8 @@ pub enum Threshold {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
-    /// count, started, succeeded, failed, success_rate, throughput, cleanup_failures, duration
+    /// count, started, succeeded, failed, success_rate, error_rate, throughput, cleanup_failures,
+    /// duration, dropped
     Counter(String),
     /// min/mean/p50/p90/p95/p99/max of a step's latency
     Latency { stat: String, step: String },
@@ -40,6 +41,7 @@ const COUNTERS: &[&str] = &[
     "succeeded",
     "failed",
     "success_rate",
+    "error_rate",
     "throughput",
     "cleanup_failures",
     "duration",
