@@ -381,21 +381,21 @@ steps:
     // The console, JUnit and HTML say why.
     assert!(
         run.stdout
-            .contains(&format!("cleanup failed in 7 iterations: 7 x {reason}")),
+            .contains(&format!("7 cleanup failures (7 x {reason})")),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout.contains("       e.g. iteration ")
             && run.stdout.contains(&format!(
-                "cleanup failed in 7 iterations: 7 x {reason}\n       e.g. iteration "
+                "7 cleanup failures (7 x {reason})\n       e.g. iteration "
             )),
         "a sample follows: {}",
         run.stdout
     );
     let junit = std::fs::read_to_string(run.dir.path().join("junit.xml")).unwrap();
     assert!(
-        junit.contains(&format!("cleanup failed in 7 iterations: 7 x {reason}")),
+        junit.contains(&format!("7 cleanup failures (7 x {reason})")),
         "{junit}"
     );
     assert!(junit.contains("failed cleanups, e.g.:"), "{junit}");

@@ -1326,6 +1326,16 @@ pub fn reasons_text(by_reason: &IndexMap<String, usize>) -> String {
         .join(", ")
 }
 
+/// "3 cleanup failures (3 x status 404)" (results.json files written before cleanup reasons
+/// were recorded have none to tell).
+pub fn cleanup_text(s: &FanoutStats) -> String {
+    let mut out = format!("{} cleanup failures", s.cleanup_failures);
+    if !s.cleanup_by_reason.is_empty() {
+        out.push_str(&format!(" ({})", reasons_text(&s.cleanup_by_reason)));
+    }
+    out
+}
+
 /// The statistics a threshold names: `configure` (the step's time) or `latency(consumer ready)`
 /// (the last request of a polled step).
 fn series<'a>(stats: &'a FanoutStats, name: &str) -> Option<&'a LatencyStats> {

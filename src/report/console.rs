@@ -57,9 +57,8 @@ fn fanout_lines(f: &FanoutStats, out: &mut String) {
     }
     if f.cleanup_failures > 0 {
         out.push_str(&format!(
-            "     cleanup failed in {} iterations: {}\n",
-            f.cleanup_failures,
-            crate::engine::fanout::reasons_text(&f.cleanup_by_reason)
+            "     {}\n",
+            crate::engine::fanout::cleanup_text(f)
         ));
         if let Some(sample) = f.cleanup_sample_failures.first() {
             out.push_str(&format!("       e.g. {sample}\n"));

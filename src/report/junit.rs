@@ -213,7 +213,7 @@ fn fanout_details(f: &FanoutStats, out: &mut String) {
     }
 }
 
-/// "thresholds: `failed == 0` (implicit) met; cleanup failed: 3 x status 404".
+/// "; thresholds: `failed == 0` (implicit) met; 3 cleanup failures (3 x status 404)".
 fn fanout_verdicts(f: &FanoutStats) -> String {
     let mut out = String::new();
     if !f.thresholds.is_empty() {
@@ -232,11 +232,7 @@ fn fanout_verdicts(f: &FanoutStats) -> String {
         out.push_str(&format!("; thresholds: {}", each.join(", ")));
     }
     if f.cleanup_failures > 0 {
-        out.push_str(&format!(
-            "; cleanup failed in {} iterations: {}",
-            f.cleanup_failures,
-            crate::engine::fanout::reasons_text(&f.cleanup_by_reason)
-        ));
+        out.push_str(&format!("; {}", crate::engine::fanout::cleanup_text(f)));
     }
     out
 }
