@@ -409,3 +409,32 @@ steps:
     );
     assert!(html.contains("Sample cleanup failures"));
 }
+
+#[test]
+fn validate_takes_stages_alone_and_refuses_graceful_stop_without_an_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |name: &str, fanout: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "id: fan.{}\ntitle: t\nsteps:\n  - fanout:\n{fanout}\n      steps:\n        - http: {{path: /health}}\n",
+                name.trim_end_matches(".yaml")
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let stages = spec("stages.yaml", "      stages: [{duration: 1s, rate: 5/s}]");
+    let out = common::focusqa(&["validate", stages.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let grace = spec("grace.yaml", "      count: 3\n      graceful_stop: 5s");
+    let out = common::focusqa(&["validate", grace.to_str().unwrap()]);
+    let e = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("`graceful_stop` bounds what still runs when a load's `duration`")
+            && e.contains("grace.yaml:6:7"),
+        "{e}"
+    );
+}

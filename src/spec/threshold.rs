@@ -159,6 +159,15 @@ mod tests {
             Threshold::parse("unique(stream_port)").unwrap(),
             Threshold::Unique("stream_port".into())
         );
+        // k6's way to tolerate errors: the share of failed iterations.
+        assert_eq!(
+            Threshold::parse("error_rate < 1%").unwrap(),
+            Threshold::Compare {
+                metric: Metric::Counter("error_rate".into()),
+                op: Op::Lt,
+                rhs: Rhs::Number(0.01)
+            }
+        );
         assert!(Threshold::parse("succeded == 1")
             .unwrap_err()
             .contains("did you mean `succeeded`"));
