@@ -275,6 +275,28 @@ steps:
           expect: {status: 200}
 "#,
     );
+    // A closed loop for a duration ends the same way.
+    p.spec(
+        "hang-closed.yaml",
+        r#"
+id: fan.hanging-target-closed
+title: two workers for a time against a target that never answers
+steps:
+  - name: load
+    fanout:
+      duration: 300ms
+      concurrency: 2
+      graceful_stop: 400ms
+      steps:
+        - name: hang
+          http: {path: /hang}
+          expect: {status: 200}
+      cleanup:
+        - name: release
+          http: {method: DELETE, path: /release}
+          expect: {status: 200}
+"#,
+    );
     let t0 = Instant::now();
     let out = p.run(&["run"]);
     let took = t0.elapsed();
@@ -293,13 +315,19 @@ steps:
         "{f}"
     );
     assert_eq!(f["cleanup_failures"], 0, "{f}");
-    assert_eq!(
-        srv.answered.load(Ordering::SeqCst),
-        3,
-        "the cut iterations' cleanup still ran"
-    );
     let fd = f["duration_ms"].as_f64().unwrap();
     assert!((650.0..2500.0).contains(&fd), "{fd} ms: {f}");
+    let f = fanout_of(&r, "fan.hanging-target-closed");
+    assert_eq!(f["count"], 2, "the two workers' first iterations: {f}");
+    assert_eq!(
+        f["by_reason"]["cut: still running at the end of the load's duration + graceful_stop"], 2,
+        "{f}"
+    );
+    assert_eq!(
+        srv.answered.load(Ordering::SeqCst),
+        3 + 2,
+        "the cut iterations' cleanup still ran"
+    );
 }
 
 #[test]

@@ -1297,7 +1297,10 @@ mod tests {
                             "duration_ms": 1.0, "throughput_per_s": 0.0, "steps": {},
                             "captures": {"c": [t, t]},
                             "thresholds": [{"expr": t, "value": t, "passed": false}],
-                            "sample_failures": [format!("iteration 0: {t}")]});
+                            "sample_failures": [format!("iteration 0: {t}")],
+                            "cleanup_failures": 2,
+                            "cleanup_by_reason": {format!("404 unknown job_id {t}"): 2},
+                            "cleanup_sample_failures": [format!("iteration 1: 404 {t}")]});
         let step = json!({"name": "s", "kind": "http", "line": 2, "status": "failed",
                           "duration_ms": 1.0, "request": request, "response": response,
                           "assertions": [assertion], "poll": poll, "captures": {"c": t},
@@ -1320,6 +1323,13 @@ mod tests {
         );
         let fanout = spec.cases[0].steps[0].fanout.as_ref().unwrap();
         assert_eq!(fanout.by_reason.get("error: [redacted]"), Some(&2));
+        assert_eq!(
+            fanout
+                .cleanup_by_reason
+                .get("404 unknown job_id [redacted]"),
+            Some(&2),
+            "cleanup reasons are redacted too"
+        );
         assert_eq!(
             spec.cases[0].steps[0]
                 .response
