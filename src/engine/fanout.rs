@@ -254,7 +254,11 @@ impl OpenLoop {
             }
             (t0, r0, n0) = (t1, r1, n1);
         }
-        (r0 > 0.0).then(|| t0 + (k - n0).max(0.0) / r0)
+        if r0 > 0.0 {
+            Some(t0 + (k - n0).max(0.0) / r0)
+        } else {
+            None
+        }
     }
 }
 

@@ -1506,7 +1506,8 @@ pub struct KubeOp {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fanout {
-    /// Number of iterations (with `duration`: at most this many; one of the two is needed).
+    /// Number of iterations (with `duration` or `stages`: at most this many; one of them is
+    /// needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<Count>,
     /// Keep starting iterations for this long (simulated time on a scaled simulator): closed loop
