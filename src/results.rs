@@ -448,6 +448,12 @@ pub struct FanoutStats {
     /// Iterations whose cleanup failed (a leak risk).
     #[serde(default)]
     pub cleanup_failures: usize,
+    /// Cleanup failures by reason, grouped like `by_reason`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub cleanup_by_reason: IndexMap<String, usize>,
+    /// A few failing cleanups, for the reader (`iteration 3: status 404`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanup_sample_failures: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -455,6 +461,10 @@ pub struct ThresholdResult {
     pub expr: String,
     pub value: String,
     pub passed: bool,
+    /// Not written in the spec: a fan-out without `thresholds:` is held to `failed == 0` (and an
+    /// open loop to `dropped == 0`), so failing iterations fail it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implicit: bool,
 }
 
 /// Scope coverage, computed from the catalog and the spec results.

@@ -11,6 +11,7 @@ mod checks;
 mod cli_run;
 mod deploy;
 mod fanout;
+mod fanout_verdicts;
 mod html_report;
 mod http_as_written;
 mod http_features;

@@ -144,9 +144,49 @@ struct IterationOutcome {
     /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
     latencies: Vec<Sample>,
     captures: IndexMap<String, Value>,
-    /// Its own cleanup failed (loads that release each iteration as it ends).
-    cleanup_failed: bool,
+    /// Why its own cleanup failed (loads that release each iteration as it ends).
+    cleanup_reason: Option<String>,
 }
+
+/// How long iterations still running at the end of a load's `duration` may go on, by default:
+/// k6's `gracefulStop` default, so a load moved from k6 ends the same way.
+const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
+
+/// Why an iteration still running after the load's `duration` and `graceful_stop` failed.
+const CUT_REASON: &str = "cut: still running at the end of the load's duration + graceful_stop";
+
+/// A threshold to judge the fan-out by: as written, or implicit (none was written).
+struct Judged {
+    src: String,
+    th: Threshold,
+    implicit: bool,
+}
+
+/// Why an implicit threshold applies (shown beside it when it is not met).
+const IMPLICIT_NOTE: &str = "no `thresholds:` written, so every iteration must succeed; \
+     write them to tolerate failures, e.g. `error_rate < 1%`";
+
+/// Kinds of failure counted apart; the kinds beyond are counted together. A reason may hold an
+/// id from an answer (`404 unknown job_id 18-3`): a long load must not keep one per iteration.
+const MAX_REASONS: usize = 50;
+const OTHER_REASONS: &str = "other reasons (more than 50 kinds)";
+
+/// Counts `n` failures of `reason`, a new reason only while there are fewer than [`MAX_REASONS`].
+fn count_reason(by_reason: &mut IndexMap<String, usize>, reason: String, n: usize) {
+    if let Some(c) = by_reason.get_mut(reason.as_str()) {
+        *c += n;
+        return;
+    }
+    let key = if by_reason.len() >= MAX_REASONS {
+        OTHER_REASONS.to_string()
+    } else {
+        reason
+    };
+    *by_reason.entry(key).or_default() += n;
+}
+
+/// How many failures (or sample failures) of each kind are kept for the reader.
+const MAX_SAMPLE_FAILURES: usize = 5;
 
 /// An open-loop schedule: iterations per simulated second, constant or ramped by stages.
 struct OpenLoop {
@@ -188,26 +228,36 @@ impl OpenLoop {
         self.stages.last().map(|s| s.0).unwrap_or(f64::INFINITY)
     }
 
-    /// The rate at `t` spec seconds: linear within each stage, from the previous stage's rate.
-    fn rate_at(&self, t: f64) -> f64 {
-        let (mut from_t, mut from_r) = (0.0, self.base);
-        for &(end, r) in &self.stages {
-            if t <= end {
-                let span = (end - from_t).max(1e-9);
-                return from_r + (r - from_r) * ((t - from_t) / span);
+    /// When start `k` (0-based) is due, in spec seconds, or never. The rate is linear within
+    /// each stage (from the previous stage's rate, the first from `base`) and holds after the
+    /// last; start `k` is due when the arrivals so far, the area under the rate, reach `k`, so a
+    /// load runs as many iterations as that area whatever the shape (k6's ramping arrival rate).
+    /// The first start is due as soon as the rate is above 0.
+    fn start_of(&self, k: usize) -> Option<f64> {
+        let k = k as f64;
+        let (mut t0, mut r0, mut n0) = (0.0, self.base, 0.0);
+        for &(t1, r1) in &self.stages {
+            let span = t1 - t0;
+            let n1 = n0 + (r0 + r1) / 2.0 * span;
+            let due_here = if k == 0.0 {
+                r0 > 0.0 || r1 > 0.0
+            } else {
+                n1 >= k
+            };
+            if due_here && span > 0.0 {
+                // n0 + r0·x + a·x²/2 = k, solved in a form without cancellation for either sign
+                // of the slope `a` (x = 2d / (r0 + sqrt(r0² + 2ad))).
+                let (d, a) = ((k - n0).max(0.0), (r1 - r0) / span);
+                let root = (r0 * r0 + 2.0 * a * d).max(0.0).sqrt();
+                let x = if d == 0.0 { 0.0 } else { 2.0 * d / (r0 + root) };
+                return Some(t0 + x.clamp(0.0, span));
             }
-            (from_t, from_r) = (end, r);
+            (t0, r0, n0) = (t1, r1, n1);
         }
-        from_r
-    }
-
-    /// The next start after one at `t` (a zero rate waits a little and looks again).
-    fn next_start(&self, t: f64) -> f64 {
-        let r = self.rate_at(t);
-        if r > 1e-9 {
-            t + 1.0 / r
+        if r0 > 0.0 {
+            Some(t0 + (k - n0).max(0.0) / r0)
         } else {
-            t + 0.01
+            None
         }
     }
 }
@@ -300,16 +350,52 @@ async fn run_fanout(
         .as_ref()
         .map(|d| resolve_dur(d, scope).map(|d| ctx.target.wall(d)))
         .transpose()?;
-    let thresholds: Vec<(String, Threshold)> = f
+    let mut thresholds: Vec<Judged> = f
         .thresholds
         .iter()
         .map(|t| {
             let r = scope.render_str(t)?;
             Threshold::parse(&r)
-                .map(|th| (r, th))
+                .map(|th| Judged {
+                    src: r,
+                    th,
+                    implicit: false,
+                })
                 .map_err(ExecError::spec)
         })
         .collect::<Result<_, _>>()?;
+    // Without written thresholds, a failing iteration (or a dropped start) fails the fan-out:
+    // a load that tolerates errors says how many (`error_rate < 1%`).
+    if thresholds.is_empty() {
+        let implicit = match open_loop {
+            Some(_) => &["failed == 0", "dropped == 0"][..],
+            None => &["failed == 0"][..],
+        };
+        for src in implicit {
+            thresholds.push(Judged {
+                src: (*src).into(),
+                th: Threshold::parse(src).expect("a valid built-in threshold"),
+                implicit: true,
+            });
+        }
+    }
+    // A load that runs for a time ends there: what still runs then gets `graceful_stop` more,
+    // then is cut (and its cleanup runs). Spec time, like `duration`; on a time-scaled simulator
+    // at least the lesser of itself and 1 s of wall time, as requests take real time there.
+    let load_end = run_for.map(|d| d.as_secs_f64()).or_else(|| {
+        open_loop
+            .as_ref()
+            .map(OpenLoop::stages_end)
+            .filter(|e| e.is_finite())
+    });
+    let grace = match &f.graceful_stop {
+        Some(g) => resolve_dur(g, scope)?,
+        None => DEFAULT_GRACEFUL_STOP,
+    };
+    let grace = ctx
+        .target
+        .wall(grace)
+        .max(grace.min(Duration::from_secs(1)));
 
     // Workers start iterations as they finish the last one, and fold each into streaming
     // statistics, so memory does not grow with `count` (beyond what cleanup needs to remember).
@@ -322,6 +408,7 @@ async fn run_fanout(
     .then(|| Arc::new(Barrier::new(count)));
     let t0 = Instant::now();
     let end = deadline.map(|d| t0 + d);
+    let cut = load_end.map(|h| t0 + ctx.target.wall(Duration::from_secs_f64(h)) + grace);
     let stop_starting_at = run_for.map(|d| t0 + ctx.target.wall(d));
     let keep = KeepCaptures::for_step(f, step, count);
     let mut capture_names: Vec<String> = Vec::new();
@@ -352,6 +439,7 @@ async fn run_fanout(
         t0,
         count,
         end,
+        cut,
     });
     // Lanes share the iteration numbers and split the concurrency; one per worker thread. Each
     // tallies its own iterations (no lock shared between cores), merged when all are done.
@@ -435,7 +523,6 @@ async fn run_fanout(
             // Starts follow the schedule whatever the answers; a start that finds
             // `max_in_flight` iterations running is dropped, never delayed.
             let mut inflight = tokio::task::JoinSet::new();
-            let mut at_spec = 0.0_f64;
             let mut i = 0usize;
             let horizon = run_for.map(|d| d.as_secs_f64()).unwrap_or(ol.stages_end());
             let collect = |r: Result<IterationOutcome, tokio::task::JoinError>| match r {
@@ -444,7 +531,10 @@ async fn run_fanout(
                 }
                 Err(e) => resume(e),
             };
-            while i < count && at_spec <= horizon && !ctx.cancel.is_cancelled() {
+            while let Some(at_spec) = ol
+                .start_of(i)
+                .filter(|t| i < count && *t < horizon && !ctx.cancel.is_cancelled())
+            {
                 let at = t0 + ctx.target.wall(Duration::from_secs_f64(at_spec));
                 if end.is_some_and(|e| at >= e) {
                     break;
@@ -469,7 +559,6 @@ async fn run_fanout(
                     });
                 }
                 i += 1;
-                at_spec = ol.next_start(at_spec);
             }
             while let Some(r) = inflight.join_next().await {
                 collect(r);
@@ -491,12 +580,14 @@ async fn run_fanout(
         let mut cleanups = futures::stream::iter(pending_cleanup)
             .map(|(i, caps)| async move {
                 let mut it_scope = iteration_scope(base, i, &caps);
-                let (_, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
-                matches!(cst, Status::Failed | Status::Error)
+                let (res, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
+                matches!(cst, Status::Failed | Status::Error).then(|| (i, failure_reason(&res)))
             })
             .buffer_unordered(concurrency);
         while let Some(failed) = cleanups.next().await {
-            agg.cleanup_failures += usize::from(failed);
+            if let Some((i, reason)) = failed {
+                agg.cleanup_failed(i, reason);
+            }
         }
     }
     let mut stats = agg.finish(count, concurrency, duration);
@@ -516,8 +607,10 @@ async fn run_fanout(
             op: "released every iteration".into(),
             expected: json!(0),
             actual: Some(json!(format!(
-                "{} of {} iterations' cleanup failed (what they opened may still be open)",
-                stats.cleanup_failures, count
+                "{} of {} iterations' cleanup failed (what they opened may still be open): {}",
+                stats.cleanup_failures,
+                count,
+                reasons_text(&stats.cleanup_by_reason)
             ))),
             passed: false,
             message: None,
@@ -526,8 +619,9 @@ async fn run_fanout(
     stats.thresholds = thresholds
         .iter()
         .zip(&assertions)
-        .map(|((src, _), a)| ThresholdResult {
-            expr: src.clone(),
+        .map(|(t, a)| ThresholdResult {
+            expr: t.src.clone(),
+            implicit: t.implicit,
             value: a
                 .actual
                 .as_ref()
@@ -561,6 +655,8 @@ struct Plan {
     t0: Instant,
     count: usize,
     end: Option<Instant>,
+    /// When iterations still running past the load's `duration` and `graceful_stop` are cut.
+    cut: Option<Instant>,
 }
 
 /// Runs iteration `i` (scheduled at `scheduled` in an open loop).
@@ -580,7 +676,7 @@ async fn run_iteration(
         reason: None,
         latencies,
         captures: IndexMap::new(),
-        cleanup_failed: false,
+        cleanup_reason: None,
     };
     if let Some(r) = plan.ramp_up {
         let at = plan.t0 + r.mul_f64(i as f64 / plan.count.max(1) as f64);
@@ -608,7 +704,11 @@ async fn run_iteration(
     restart_iteration(it_scope, &plan.base, i);
     // The steps' future is made where it is awaited: held in a local first, it took room in
     // this future beside the awaited copy, and was moved once more per iteration.
-    let (results, status) = match plan.end {
+    let stop = match (plan.end, plan.cut) {
+        (Some(e), Some(c)) => Some(e.min(c)),
+        (e, c) => e.or(c),
+    };
+    let (results, status) = match stop {
         Some(e) => {
             match tokio::time::timeout_at(e.into(), run_steps(&plan.steps, it_scope, ctx, false))
                 .await
@@ -627,10 +727,12 @@ async fn run_iteration(
     }
     out.status = status;
     if matches!(status, Status::Failed | Status::Error) {
-        out.reason = Some(if results.is_empty() {
-            "error: deadline passed".into()
-        } else {
+        out.reason = Some(if !results.is_empty() {
             failure_reason(&results)
+        } else if stop.is_some() && stop == plan.cut {
+            CUT_REASON.into()
+        } else {
+            "error: deadline passed".into()
         });
     }
     for r in results {
@@ -653,8 +755,10 @@ async fn run_iteration(
         });
     }
     if !plan.cleanup.is_empty() {
-        let (_, cst) = run_steps(&plan.cleanup, it_scope, ctx, true).await;
-        out.cleanup_failed = matches!(cst, Status::Failed | Status::Error);
+        let (res, cst) = run_steps(&plan.cleanup, it_scope, ctx, true).await;
+        if matches!(cst, Status::Failed | Status::Error) {
+            out.cleanup_reason = Some(failure_reason(&res));
+        }
     }
     out
 }
@@ -1037,6 +1141,8 @@ struct Aggregate {
     last_request: IndexMap<String, StepAgg>,
     captures: IndexMap<String, Vec<Value>>,
     cleanup_failures: usize,
+    cleanup_by_reason: IndexMap<String, usize>,
+    cleanup_sample_failures: Vec<String>,
     dropped: usize,
     finished: usize,
 }
@@ -1089,11 +1195,19 @@ impl Aggregate {
         self.dropped += other.dropped;
         self.cleanup_failures += other.cleanup_failures;
         for (reason, n) in other.by_reason {
-            *self.by_reason.entry(reason).or_default() += n;
+            count_reason(&mut self.by_reason, reason, n);
+        }
+        for (reason, n) in other.cleanup_by_reason {
+            count_reason(&mut self.cleanup_by_reason, reason, n);
         }
         for f in other.sample_failures {
-            if self.sample_failures.len() < 5 {
+            if self.sample_failures.len() < MAX_SAMPLE_FAILURES {
                 self.sample_failures.push(f);
+            }
+        }
+        for f in other.cleanup_sample_failures {
+            if self.cleanup_sample_failures.len() < MAX_SAMPLE_FAILURES {
+                self.cleanup_sample_failures.push(f);
             }
         }
         for (name, a) in other.steps {
@@ -1123,11 +1237,11 @@ impl Aggregate {
         self.started += usize::from(o.started);
         self.succeeded += usize::from(o.status == Status::Passed);
         if let Some(r) = o.reason {
-            if self.sample_failures.len() < 5 {
+            if self.sample_failures.len() < MAX_SAMPLE_FAILURES {
                 self.sample_failures
                     .push(format!("iteration {}: {r}", o.index));
             }
-            *self.by_reason.entry(r).or_default() += 1;
+            count_reason(&mut self.by_reason, r, 1);
         }
         for sm in o.latencies.drain(..) {
             if let Some(req) = sm.last_request {
@@ -1144,12 +1258,25 @@ impl Aggregate {
                 self.captures.entry(k).or_default().push(v);
             }
         }
-        self.cleanup_failures += usize::from(o.cleanup_failed);
+        if let Some(r) = o.cleanup_reason {
+            self.cleanup_failed(o.index, r);
+        }
         o.latencies
+    }
+
+    /// Counts iteration `i`'s failed cleanup by its reason, keeping a few as samples.
+    fn cleanup_failed(&mut self, i: usize, reason: String) {
+        self.cleanup_failures += 1;
+        if self.cleanup_sample_failures.len() < MAX_SAMPLE_FAILURES {
+            self.cleanup_sample_failures
+                .push(format!("iteration {i}: {reason}"));
+        }
+        count_reason(&mut self.cleanup_by_reason, reason, 1);
     }
 
     fn finish(mut self, count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
         self.by_reason.sort_by(|_, a, _, b| b.cmp(a));
+        self.cleanup_by_reason.sort_by(|_, a, _, b| b.cmp(a));
         let secs = duration.as_secs_f64().max(1e-9);
         FanoutStats {
             count,
@@ -1176,15 +1303,39 @@ impl Aggregate {
             thresholds: Vec::new(),
             sample_failures: self.sample_failures,
             cleanup_failures: self.cleanup_failures,
+            cleanup_by_reason: self.cleanup_by_reason,
+            cleanup_sample_failures: self.cleanup_sample_failures,
         }
     }
 }
 
-/// "150/200 succeeded, 50 x 503 capacity reached"
+/// "150/200 succeeded, 50 x 503 capacity reached" (and ", 7 dropped" in an open loop).
 pub fn summary(s: &FanoutStats) -> String {
     let mut out = format!("{}/{} succeeded", s.succeeded, s.count);
     for (reason, n) in &s.by_reason {
         out.push_str(&format!(", {n} x {reason}"));
+    }
+    if s.dropped > 0 {
+        out.push_str(&format!(", {} dropped", s.dropped));
+    }
+    out
+}
+
+/// "3 x status 404, 1 x error: timeout": failures by reason, most frequent first.
+pub fn reasons_text(by_reason: &IndexMap<String, usize>) -> String {
+    by_reason
+        .iter()
+        .map(|(reason, n)| format!("{n} x {reason}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "3 cleanup failures (3 x status 404)" (results.json files written before cleanup reasons
+/// were recorded have none to tell).
+pub fn cleanup_text(s: &FanoutStats) -> String {
+    let mut out = format!("{} cleanup failures", s.cleanup_failures);
+    if !s.cleanup_by_reason.is_empty() {
+        out.push_str(&format!(" ({})", reasons_text(&s.cleanup_by_reason)));
     }
     out
 }
@@ -1207,13 +1358,13 @@ fn series<'a>(stats: &'a FanoutStats, name: &str) -> Option<&'a LatencyStats> {
 }
 
 fn check_thresholds(
-    ths: &[(String, Threshold)],
+    ths: &[Judged],
     stats: &FanoutStats,
     count: usize,
     line: u32,
 ) -> Vec<AssertionResult> {
     let mut out = Vec::new();
-    for (src, th) in ths {
+    for Judged { src, th, implicit } in ths {
         let (value, passed, detail): (String, bool, Option<String>) = match th {
             Threshold::Unique(name) => match stats.captures.get(name) {
                 None => (
@@ -1258,6 +1409,7 @@ fn check_thresholds(
                             "succeeded" => stats.succeeded as f64,
                             "failed" => stats.failed as f64,
                             "success_rate" => stats.succeeded as f64 / stats.count.max(1) as f64,
+                            "error_rate" => stats.failed as f64 / stats.count.max(1) as f64,
                             "throughput" => stats.throughput_per_s,
                             "cleanup_failures" => stats.cleanup_failures as f64,
                             "dropped" => stats.dropped as f64,
@@ -1265,7 +1417,13 @@ fn check_thresholds(
                         };
                         let shown = match c.as_str() {
                             "succeeded" | "failed" | "started" => summary(stats),
-                            "success_rate" => format!("{:.1}% ({})", v * 100.0, summary(stats)),
+                            "success_rate" | "error_rate" => {
+                                format!("{:.1}% ({})", v * 100.0, summary(stats))
+                            }
+                            "dropped" => format!(
+                                "{v} of {} scheduled starts dropped (`max_in_flight` running)",
+                                stats.count
+                            ),
                             "duration" => format!("{v:.0}ms"),
                             _ => format!("{v}"),
                         };
@@ -1307,9 +1465,18 @@ fn check_thresholds(
                 (shown, actual.is_some_and(|a| op_holds(*op, a, bound)), None)
             }
         };
+        // An implicit threshold says where it comes from, and how to write one instead.
+        let (subject, detail) = if *implicit {
+            (
+                format!("implicit threshold `{src}`"),
+                Some(IMPLICIT_NOTE.to_string()),
+            )
+        } else {
+            (format!("threshold `{src}`"), detail)
+        };
         out.push(AssertionResult {
             line,
-            subject: format!("threshold `{src}`"),
+            subject,
             op: "holds".into(),
             expected: json!(src),
             actual: Some(json!(value)),
@@ -1422,7 +1589,7 @@ mod tests {
                 held: false,
             }],
             captures: IndexMap::from_iter([("port".to_string(), json!(50000 + index))]),
-            cleanup_failed: false,
+            cleanup_reason: None,
         };
         let (mut one, mut a, mut b) = (
             Aggregate::default(),
@@ -1460,6 +1627,138 @@ mod tests {
             "every lane's captures"
         );
         assert_eq!(merged.sample_failures.len(), 5);
+    }
+
+    #[test]
+    fn stages_start_as_many_iterations_as_the_area_under_the_rate() {
+        let ol = |base: f64, stages: &[(f64, f64)]| OpenLoop {
+            base,
+            stages: stages.to_vec(),
+            max_in_flight: 1,
+        };
+        let starts_before = |ol: &OpenLoop, horizon: f64| {
+            (0..)
+                .take_while(|&k| ol.start_of(k).is_some_and(|t| t < horizon))
+                .count()
+        };
+        // k6's ramping arrival rate from 0 (no `rate`): 0 to 100/s over 10 s is 500 starts,
+        // start k at sqrt(k / 5) s.
+        let ramp = ol(0.0, &[(10.0, 100.0)]);
+        assert_eq!(starts_before(&ramp, 10.0), 500);
+        assert_eq!(ramp.start_of(0), Some(0.0));
+        assert!((ramp.start_of(125).unwrap() - 5.0).abs() < 1e-9);
+        // `rate` is the starting rate: 10/s ramped to 30/s over 10 s is 200.
+        assert_eq!(starts_before(&ol(10.0, &[(10.0, 30.0)]), 10.0), 200);
+        // A constant rate: 200/s for 0.5 s.
+        assert_eq!(starts_before(&ol(200.0, &[]), 0.5), 100);
+        // Up, hold, down to 0: 25 x 60 + 50 x 300 + 25 x 60.
+        let shape = ol(0.0, &[(60.0, 50.0), (360.0, 50.0), (420.0, 0.0)]);
+        let n = starts_before(&shape, 420.0);
+        assert!((17_999..=18_001).contains(&n), "{n}");
+        // The last stage's rate holds after it: 5 in the ramp, then 10/s for 2 s.
+        assert_eq!(starts_before(&ol(0.0, &[(1.0, 10.0)]), 3.0), 25);
+        // A stage at 0/s starts nothing; starts never go back in time.
+        assert_eq!(ol(0.0, &[(5.0, 0.0)]).start_of(0), None);
+        assert_eq!(starts_before(&ol(0.0, &[(5.0, 0.0), (6.0, 0.0)]), 6.0), 0);
+        let mut last = 0.0;
+        for k in 0..18_000 {
+            let t = shape.start_of(k).unwrap();
+            assert!(t >= last, "start {k} at {t} before {last}");
+            last = t;
+        }
+    }
+
+    #[test]
+    fn cleanup_failures_are_counted_by_reason_with_a_bounded_sample() {
+        let outcome = |index: usize, reason: Option<&str>| IterationOutcome {
+            index,
+            started: true,
+            status: Status::Passed,
+            reason: None,
+            latencies: Vec::new(),
+            captures: IndexMap::new(),
+            cleanup_reason: reason.map(str::to_string),
+        };
+        let (mut a, mut b) = (Aggregate::default(), Aggregate::default());
+        for i in 0..20 {
+            let reason = match i % 4 {
+                0 => None,
+                3 => Some("error: timeout"),
+                _ => Some("404 unknown job_id"),
+            };
+            let lane = if i % 2 == 0 { &mut a } else { &mut b };
+            lane.add(outcome(i, reason), &KeepCaptures::All);
+        }
+        a.cleanup_failed(20, "404 unknown job_id".into());
+        a.merge(b);
+        let s = a.finish(21, 1, Duration::from_secs(1));
+        assert_eq!(s.cleanup_failures, 16);
+        assert_eq!(
+            s.cleanup_by_reason.into_iter().collect::<Vec<_>>(),
+            [
+                ("404 unknown job_id".to_string(), 11),
+                ("error: timeout".to_string(), 5)
+            ],
+            "most frequent first"
+        );
+        assert_eq!(s.cleanup_sample_failures.len(), MAX_SAMPLE_FAILURES);
+        assert_eq!(
+            s.cleanup_sample_failures[0],
+            "iteration 2: 404 unknown job_id"
+        );
+        assert_eq!(
+            s.succeeded, 20,
+            "a failed cleanup leaves the iteration's own verdict"
+        );
+    }
+
+    #[test]
+    fn reasons_with_ids_in_them_are_bounded() {
+        let mut by_reason = IndexMap::new();
+        for i in 0..1000 {
+            count_reason(&mut by_reason, format!("404 unknown job_id 18-{i}"), 1);
+        }
+        count_reason(&mut by_reason, "404 unknown job_id 18-3".into(), 1);
+        assert_eq!(by_reason.len(), MAX_REASONS + 1);
+        assert_eq!(
+            by_reason["404 unknown job_id 18-3"], 2,
+            "a known reason still counts"
+        );
+        assert_eq!(by_reason[OTHER_REASONS], 1000 - MAX_REASONS);
+    }
+
+    #[test]
+    fn without_written_thresholds_failed_and_dropped_are_judged_implicitly() {
+        let stats = FanoutStats {
+            count: 10,
+            succeeded: 7,
+            failed: 3,
+            dropped: 2,
+            ..Default::default()
+        };
+        let th = |src: &str, implicit| Judged {
+            src: src.into(),
+            th: Threshold::parse(src).unwrap(),
+            implicit,
+        };
+        let a = check_thresholds(
+            &[th("failed == 0", true), th("error_rate < 50%", false)],
+            &stats,
+            10,
+            4,
+        );
+        assert_eq!(a[0].subject, "implicit threshold `failed == 0`");
+        assert!(!a[0].passed);
+        assert!(
+            a[0].describe().starts_with(
+                "implicit threshold `failed == 0` not met: 7/10 succeeded, 2 dropped (no `thresholds:` written"
+            ),
+            "{}",
+            a[0].describe()
+        );
+        assert_eq!(a[1].subject, "threshold `error_rate < 50%`");
+        assert!(a[1].passed, "30% of the iterations failed");
+        assert_eq!(a[1].message, None);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::engine::Event;
-use crate::results::{RunReport, SpecResult, Status};
+use crate::results::{FanoutStats, RunReport, SpecResult, Status};
 
 pub struct Console {
     total: usize,
@@ -34,6 +34,35 @@ fn label(color: bool, st: Status) -> String {
         Status::Failed => paint(color, "31;1", "FAIL "),
         Status::Error => paint(color, "35;1", "ERROR"),
         Status::Skipped => paint(color, "33", "SKIP "),
+    }
+}
+
+/// A failing fan-out's verdicts: thresholds not met (implicit ones said so) and failed cleanups
+/// by reason, with a sample.
+fn fanout_lines(f: &FanoutStats, out: &mut String) {
+    out.push_str(&format!(
+        "     fan-out: {}\n",
+        crate::engine::fanout::summary(f)
+    ));
+    for t in f.thresholds.iter().filter(|t| !t.passed) {
+        let implicit = if t.implicit {
+            " (implicit: no `thresholds:` written, so every iteration must succeed)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "     threshold `{}` not met: {}{implicit}\n",
+            t.expr, t.value
+        ));
+    }
+    if f.cleanup_failures > 0 {
+        out.push_str(&format!(
+            "     {}\n",
+            crate::engine::fanout::cleanup_text(f)
+        ));
+        if let Some(sample) = f.cleanup_sample_failures.first() {
+            out.push_str(&format!("       e.g. {sample}\n"));
+        }
     }
 }
 
@@ -163,6 +192,9 @@ impl Console {
                             p.elapsed_text(),
                             p.last_mismatch.as_deref().unwrap_or("-")
                         ));
+                    }
+                    if let Some(f) = &step.fanout {
+                        fanout_lines(f, &mut out);
                     }
                     if let Some(resp) = &step.response {
                         let body: String = resp

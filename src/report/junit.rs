@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::results::{CaseResult, RunReport, Status, StepResult};
+use crate::results::{CaseResult, FanoutStats, RunReport, Status, StepResult};
 
 pub fn render(report: &RunReport) -> Result<String, String> {
     let mut r = Report::new("focusqa");
@@ -186,10 +186,53 @@ fn failure_details(steps: &[StepResult], cleanup: &[StepResult]) -> String {
                 p.elapsed_text()
             ));
         }
+        if let Some(f) = &s.fanout {
+            fanout_details(f, &mut out);
+        }
         excerpt(s, &mut out);
         for a in &s.attachments {
             out.push_str(&format!("  --- {} ---\n{}\n", a.title, a.body));
         }
+    }
+    out
+}
+
+/// A failing fan-out's iterations and cleanups: a few samples of each (the counts by reason
+/// are in its assertions above).
+fn fanout_details(f: &FanoutStats, out: &mut String) {
+    for (what, samples) in [
+        ("failed iterations", &f.sample_failures),
+        ("failed cleanups", &f.cleanup_sample_failures),
+    ] {
+        if !samples.is_empty() {
+            out.push_str(&format!("  {what}, e.g.:\n"));
+            for l in samples {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
+    }
+}
+
+/// "; thresholds: `failed == 0` (implicit) met; 3 cleanup failures (3 x status 404)".
+fn fanout_verdicts(f: &FanoutStats) -> String {
+    let mut out = String::new();
+    if !f.thresholds.is_empty() {
+        let each: Vec<String> = f
+            .thresholds
+            .iter()
+            .map(|t| {
+                format!(
+                    "`{}`{} {}",
+                    t.expr,
+                    if t.implicit { " (implicit)" } else { "" },
+                    if t.passed { "met" } else { "not met" }
+                )
+            })
+            .collect();
+        out.push_str(&format!("; thresholds: {}", each.join(", ")));
+    }
+    if f.cleanup_failures > 0 {
+        out.push_str(&format!("; {}", crate::engine::fanout::cleanup_text(f)));
     }
     out
 }
@@ -233,7 +276,11 @@ pub fn step_log(case: &CaseResult) -> String {
             out.push_str(&format!(" -> {}", r.status));
         }
         if let Some(f) = &s.fanout {
-            out.push_str(&format!(" {}", crate::engine::fanout::summary(f)));
+            out.push_str(&format!(
+                " {}{}",
+                crate::engine::fanout::summary(f),
+                fanout_verdicts(f)
+            ));
         }
         if let Some(m) = &s.message {
             if s.status != Status::Passed {

@@ -1061,17 +1061,19 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         thresholds,
         sample_failures,
         cleanup_failures: _,
+        cleanup_by_reason,
+        cleanup_sample_failures,
     }) = fanout.as_deref_mut()
     {
         // Reasons that differ only by a secret are one reason once it is hidden.
-        if by_reason
-            .keys()
-            .any(|k| matches!(m.redact(k, false), Cow::Owned(_)))
-        {
-            for (k, n) in std::mem::take(by_reason) {
-                *by_reason
-                    .entry(m.redact(&k, false).into_owned())
-                    .or_default() += n;
+        for reasons in [by_reason, cleanup_by_reason] {
+            if reasons
+                .keys()
+                .any(|k| matches!(m.redact(k, false), Cow::Owned(_)))
+            {
+                for (k, n) in std::mem::take(reasons) {
+                    *reasons.entry(m.redact(&k, false).into_owned()).or_default() += n;
+                }
             }
         }
         m.redact_map(steps, |m, l| m.redact_string(&mut l.measure));
@@ -1083,12 +1085,16 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
             expr,
             value,
             passed: _,
+            implicit: _,
         } in thresholds
         {
             m.redact_string(expr);
             m.redact_string(value);
         }
-        sample_failures.iter_mut().for_each(|t| m.redact_string(t));
+        sample_failures
+            .iter_mut()
+            .chain(cleanup_sample_failures.iter_mut())
+            .for_each(|t| m.redact_string(t));
     }
     for Attachment { title, body } in attachments {
         m.redact_string(title);
@@ -1291,7 +1297,10 @@ mod tests {
                             "duration_ms": 1.0, "throughput_per_s": 0.0, "steps": {},
                             "captures": {"c": [t, t]},
                             "thresholds": [{"expr": t, "value": t, "passed": false}],
-                            "sample_failures": [format!("iteration 0: {t}")]});
+                            "sample_failures": [format!("iteration 0: {t}")],
+                            "cleanup_failures": 2,
+                            "cleanup_by_reason": {format!("404 unknown job_id {t}"): 2},
+                            "cleanup_sample_failures": [format!("iteration 1: 404 {t}")]});
         let step = json!({"name": "s", "kind": "http", "line": 2, "status": "failed",
                           "duration_ms": 1.0, "request": request, "response": response,
                           "assertions": [assertion], "poll": poll, "captures": {"c": t},
@@ -1314,6 +1323,13 @@ mod tests {
         );
         let fanout = spec.cases[0].steps[0].fanout.as_ref().unwrap();
         assert_eq!(fanout.by_reason.get("error: [redacted]"), Some(&2));
+        assert_eq!(
+            fanout
+                .cleanup_by_reason
+                .get("404 unknown job_id [redacted]"),
+            Some(&2),
+            "cleanup reasons are redacted too"
+        );
         assert_eq!(
             spec.cases[0].steps[0]
                 .response

@@ -877,6 +877,7 @@ const DURATION_KEYS: &[&str] = &[
     "interval",
     "ramp_up",
     "deadline",
+    "graceful_stop",
     "max_elapsed",
 ];
 
@@ -1445,9 +1446,10 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 check_steps(&f.cleanup, &format!("{path}.fanout.cleanup"), index, out);
                 match &f.count {
                     Some(c) => check_count(c, "count", &format!("{path}.fanout.count"), index, out),
-                    None if f.duration.is_none() => out.push((
+                    // Stages end the load on their own (k6's ramping arrival rate).
+                    None if f.duration.is_none() && f.stages.is_empty() => out.push((
                         index.get(&format!("{path}.fanout")),
-                        "a `fanout` needs a `count`, a `duration`, or both".into(),
+                        "a `fanout` needs a `count`, a `duration` (or `stages`), or both".into(),
                         Some(
                             "e.g. `count: 200`, or `duration: 10m` for a load that runs for a time"
                                 .into(),
@@ -1479,6 +1481,13 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                             out.push((index.get(&key), e, None));
                         }
                     }
+                }
+                if f.graceful_stop.is_some() && f.duration.is_none() && f.stages.is_empty() {
+                    out.push((
+                        index.key(&format!("{path}.fanout.graceful_stop")),
+                        "`graceful_stop` bounds what still runs when a load's `duration` (or its `stages`) ends: set one of them too".into(),
+                        None,
+                    ));
                 }
                 if f.rate.is_none() && f.stages.is_empty() && f.max_in_flight.is_some() {
                     out.push((

@@ -1510,7 +1510,8 @@ pub struct KubeOp {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fanout {
-    /// Number of iterations (with `duration`: at most this many; one of the two is needed).
+    /// Number of iterations (with `duration` or `stages`: at most this many; one of them is
+    /// needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<Count>,
     /// Keep starting iterations for this long (simulated time on a scaled simulator): closed loop
@@ -1522,7 +1523,9 @@ pub struct Fanout {
     /// e.g. `50/s`, `600/m`. Latency counts from the scheduled start (no coordinated omission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
-    /// Open loop: rates to ramp to, each reached linearly over its duration, from `rate` (or 0).
+    /// Open loop (k6's ramping arrival rate): rates to ramp to, each reached linearly over its
+    /// duration, starting from `rate` (or 0 without it). After the last stage its rate holds
+    /// until `duration`, if that is longer; without `duration` the stages' end ends the load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
     /// Open loop: at most this many iterations in flight; a start that finds it reached is
@@ -1538,6 +1541,11 @@ pub struct Fanout {
     /// Stop starting iterations and fail after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Dur>,
+    /// A load with `duration` (or `stages`): how long iterations still running when it ends may
+    /// go on (k6's `gracefulStop`, default 30s). Then they are cut, counted as failed, and their
+    /// cleanup runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_stop: Option<Dur>,
     /// Steps of one iteration (`index` = 0..count-1 is set; captures stay per iteration).
     pub steps: Vec<Step>,
     /// Per-iteration cleanup, with that iteration's variables. It runs once every iteration has

@@ -144,7 +144,10 @@ fn duration_problems(
             ("until", &["interval", "timeout"]),
             ("kube", &["interval", "timeout"]),
             ("expect", &["max_elapsed"]),
-            ("fanout", &["ramp_up", "deadline", "duration"]),
+            (
+                "fanout",
+                &["ramp_up", "deadline", "duration", "graceful_stop"],
+            ),
         ];
         for (key, subs) in fields {
             let Some(v) = step.get(key) else { continue };

@@ -11,7 +11,8 @@ pub enum Threshold {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
-    /// count, started, succeeded, failed, success_rate, throughput, cleanup_failures, duration
+    /// count, started, succeeded, failed, success_rate, error_rate, throughput, cleanup_failures,
+    /// duration, dropped
     Counter(String),
     /// min/mean/p50/p90/p95/p99/max of a step's latency
     Latency { stat: String, step: String },
@@ -40,6 +41,7 @@ const COUNTERS: &[&str] = &[
     "succeeded",
     "failed",
     "success_rate",
+    "error_rate",
     "throughput",
     "cleanup_failures",
     "duration",
@@ -156,6 +158,15 @@ mod tests {
         assert_eq!(
             Threshold::parse("unique(stream_port)").unwrap(),
             Threshold::Unique("stream_port".into())
+        );
+        // k6's way to tolerate errors: the share of failed iterations.
+        assert_eq!(
+            Threshold::parse("error_rate < 1%").unwrap(),
+            Threshold::Compare {
+                metric: Metric::Counter("error_rate".into()),
+                op: Op::Lt,
+                rhs: Rhs::Number(0.01)
+            }
         );
         assert!(Threshold::parse("succeded == 1")
             .unwrap_err()

@@ -221,18 +221,16 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
                         line.push_str(&format!(", p95 {} ({name})", fmt_ms(l.p95)));
                     }
                     if f.cleanup_failures > 0 {
-                        line.push_str(&format!(", {} cleanup failures", f.cleanup_failures));
+                        line.push_str(&format!(", {}", crate::engine::fanout::cleanup_text(f)));
                     }
                     if best.is_none() {
                         best = Some(format!("{} of {} succeeded", f.succeeded, f.count));
                     }
                     fanouts.push(line);
-                    failed_thresholds.extend(
-                        f.thresholds
-                            .iter()
-                            .filter(|t| !t.passed)
-                            .map(|t| format!("{} (was {})", t.expr, t.value)),
-                    );
+                    failed_thresholds.extend(f.thresholds.iter().filter(|t| !t.passed).map(|t| {
+                        let implicit = if t.implicit { ", implicit" } else { "" };
+                        format!("{} (was {}{implicit})", t.expr, t.value)
+                    }));
                 }
             }
         }

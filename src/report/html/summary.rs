@@ -191,6 +191,9 @@ struct FanoutView {
     duration: String,
     throughput: String,
     cleanup_failures: usize,
+    /// (reason, count), most frequent first.
+    cleanup_by_reason: Vec<(String, usize)>,
+    cleanup_sample_failures: Vec<String>,
     thresholds: Vec<ThresholdView>,
     thresholds_failed: usize,
     sample_failures: Vec<String>,
@@ -203,6 +206,7 @@ struct ThresholdView {
     expr: String,
     value: String,
     passed: bool,
+    implicit: bool,
 }
 
 #[derive(Serialize)]
@@ -620,6 +624,12 @@ fn fanout_view(
         },
         throughput: format!("{:.1}/s", f.throughput_per_s),
         cleanup_failures: f.cleanup_failures,
+        cleanup_by_reason: f
+            .cleanup_by_reason
+            .iter()
+            .map(|(r, n)| (r.clone(), *n))
+            .collect(),
+        cleanup_sample_failures: f.cleanup_sample_failures.clone(),
         thresholds_failed: f.thresholds.iter().filter(|t| !t.passed).count(),
         thresholds: f
             .thresholds
@@ -628,6 +638,7 @@ fn fanout_view(
                 expr: t.expr.clone(),
                 value: t.value.clone(),
                 passed: t.passed,
+                implicit: t.implicit,
             })
             .collect(),
         sample_failures: f.sample_failures.clone(),
