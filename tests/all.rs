@@ -18,6 +18,7 @@ mod http_features;
 mod in_cluster;
 mod interrupts;
 mod kube_scale;
+mod real_timing;
 mod scale;
 mod schemas;
 mod secrets;

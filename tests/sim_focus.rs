@@ -689,7 +689,8 @@ async fn faults_merge_validate_and_reset() {
     let defaults = json!({
         "live_data": true, "recordings": null, "occupied_ports": [], "capacity": 200,
         "fail_next_jobs": 0, "consumer_never_ready": false, "slow_responses_ms": 0,
-        "consumer_delay_s": null, "kube_throttle": null
+        "consumer_delay_s": null, "kube_throttle": null, "idle_close_s": null,
+        "reset_responses": 0
     });
     assert_eq!(f.get("/sim/faults").await, (200, defaults.clone()));
     let (s, v) = f.faults(json!({"capacity": 2, "fail_next_jobs": 1})).await;
@@ -704,7 +705,7 @@ async fn faults_merge_validate_and_reset() {
     assert_error(
         &f.faults(json!({"bogus": 1})).await,
         400,
-        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s, kube_throttle)",
+        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s, kube_throttle, idle_close_s, reset_responses)",
     );
     let (s, v) = f.faults(json!({"consumer_delay_s": [20, 40]})).await;
     assert_eq!(

@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,19 +53,55 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             shared.clone(),
-            slow_responses,
+            response_faults,
         ))
         .with_state(shared)
 }
 
-async fn slow_responses(State(shared): S, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/sim") {
-        let ms = shared.with(|st, _| st.faults.slow_responses_ms);
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+/// The response faults: `slow_responses_ms` (answer late) and `reset_responses` (break off in
+/// the middle of the body), on the Focus API only, never on `/sim`.
+async fn response_faults(State(shared): S, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/sim") {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let ms = shared.with(|st, _| st.faults.slow_responses_ms);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let resp = next.run(req).await;
+    let reset = shared.with(|st, _| {
+        let f = &mut st.faults;
+        let take = f.reset_responses > 0;
+        f.reset_responses -= u64::from(take);
+        take
+    });
+    if !reset {
+        return resp;
+    }
+    // The head (with its Content-Length) and half the body go out; then the body fails, and
+    // hyper closes the connection, as a server that crashes or a proxy that resets mid-answer.
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    // The failure comes a moment later, so the part before it has left (hyper drops what it
+    // still buffers when a body fails).
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(half) }).chain(
+        futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset_responses fault",
+            ))
+        }),
+    );
+    let mut cut = Response::from_parts(parts, axum::body::Body::from_stream(stream));
+    cut.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(bytes.len()),
+    );
+    cut
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {

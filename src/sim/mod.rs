@@ -42,7 +42,9 @@
 //! status `"failed"`, never becomes ready (`/metadata` stays 404) and stays open until cancelled.
 //!
 //! `/sim/faults` keys ([`FAULT_KEYS`]): `live_data`, `recordings`, `occupied_ports`, `capacity`,
-//! `fail_next_jobs`, `consumer_never_ready`, `slow_responses_ms`.
+//! `fail_next_jobs`, `consumer_never_ready`, `slow_responses_ms`, `consumer_delay_s`,
+//! `kube_throttle`, `idle_close_s` (keep-alive connections closed after that long idle),
+//! `reset_responses` (the next N responses break off mid-body).
 //!
 //! A second service, the async calibration job API, lives in [`calibration`] (`focusqa sim
 //! --service calibration`, or `embedded: {service: calibration}`); [`Service`] picks one.
@@ -277,34 +279,41 @@ pub async fn start(
         limit: serve::BODY_LIMIT,
         error,
     };
-    for (listener, app) in [
-        (
-            focus_listener,
-            focus::router(shared.clone()).layer(axum::middleware::from_fn_with_state(
-                body_read(focus::error_response),
-                serve::read_body,
-            )),
-        ),
-        (
-            kube_listener,
-            kube::router(shared.clone())
-                .layer(axum::middleware::from_fn_with_state(
-                    shared.clone(),
-                    kube::gate,
-                ))
-                .layer(axum::middleware::from_fn_with_state(
-                    body_read(kube::error_response),
-                    serve::read_body,
-                )),
-        ),
-    ] {
-        tasks.push(tokio::spawn(serve::serve(
-            listener,
-            app,
-            config.header_read_timeout,
-            shared.shutdown_signal(),
-        )));
-    }
+    let focus_app = focus::router(shared.clone()).layer(axum::middleware::from_fn_with_state(
+        body_read(focus::error_response),
+        serve::read_body,
+    ));
+    let kube_app = kube::router(shared.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            kube::gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            body_read(kube::error_response),
+            serve::read_body,
+        ));
+    let head = config.header_read_timeout;
+    let (scale, faults) = (config.time_scale, shared.clone());
+    // The `idle_close_s` fault shortens the Focus API's idle keep-alive (real-world seconds,
+    // scaled like every simulated delay).
+    let focus_head = move || {
+        faults
+            .with(|st, _| st.faults.idle_close_s)
+            .and_then(|s| Duration::try_from_secs_f64(s * scale).ok())
+            .map_or(head, |idle| idle.max(Duration::from_millis(1)).min(head))
+    };
+    tasks.push(tokio::spawn(serve::serve(
+        focus_listener,
+        focus_app,
+        focus_head,
+        shared.shutdown_signal(),
+    )));
+    tasks.push(tokio::spawn(serve::serve(
+        kube_listener,
+        kube_app,
+        move || head,
+        shared.shutdown_signal(),
+    )));
     tasks.push(tokio::spawn(timer_task(shared.clone())));
 
     Ok(SimHandle {

@@ -26,11 +26,12 @@ use tokio::sync::watch;
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` turns true, then waits for open connections to
-/// finish (idle ones close at once; watches end on the same signal).
+/// finish (idle ones close at once; watches end on the same signal). `header_read_timeout` is
+/// asked at each accept (a fault may shorten it for the connections accepted while it is set).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    header_read_timeout: impl Fn() -> Duration + Send + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -54,7 +55,7 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
+            .header_read_timeout(header_read_timeout())
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -76,6 +76,13 @@ pub struct Faults {
     /// The next `requests` Kubernetes API requests answer 429 with `Retry-After: retry_after_s`
     /// (real seconds: the header has whole-second resolution, so it is not time-scaled).
     pub kube_throttle: Option<KubeThrottle>,
+    /// Focus API connections accepted while this is set are closed after sitting idle this long
+    /// (real-world seconds, scaled), without a word, as a proxy's or server's keep-alive
+    /// timeout does (nginx `keepalive_timeout` 75 s, cloud load balancers 60 s).
+    pub idle_close_s: Option<f64>,
+    /// The next N Focus API responses (not `/sim`) break off in the middle of their body: the
+    /// head and half the body are sent, then the connection is closed.
+    pub reset_responses: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +91,7 @@ pub struct KubeThrottle {
     pub retry_after_s: u64,
 }
 
-pub const FAULT_KEYS: [&str; 9] = [
+pub const FAULT_KEYS: [&str; 11] = [
     "live_data",
     "recordings",
     "occupied_ports",
@@ -94,6 +101,8 @@ pub const FAULT_KEYS: [&str; 9] = [
     "slow_responses_ms",
     "consumer_delay_s",
     "kube_throttle",
+    "idle_close_s",
+    "reset_responses",
 ];
 
 impl Faults {
@@ -108,6 +117,8 @@ impl Faults {
             slow_responses_ms: 0,
             consumer_delay_s: None,
             kube_throttle: None,
+            idle_close_s: None,
+            reset_responses: 0,
         }
     }
 
@@ -122,6 +133,8 @@ impl Faults {
             "slow_responses_ms": self.slow_responses_ms,
             "consumer_delay_s": self.consumer_delay_s.map(|(lo, hi)| [lo, hi]),
             "kube_throttle": self.kube_throttle.map(|t| json!({"requests": t.requests, "retry_after_s": t.retry_after_s})),
+            "idle_close_s": self.idle_close_s,
+            "reset_responses": self.reset_responses,
         })
     }
 
@@ -172,6 +185,28 @@ impl Faults {
                         }
                         Some((lo, hi))
                     };
+                }
+                "idle_close_s" => {
+                    let bad =
+                        "idle_close_s must be a number of seconds with 0 < s <= 3600, or null";
+                    f.idle_close_s = if v.is_null() {
+                        None
+                    } else {
+                        let s = v.as_f64().ok_or(bad)?;
+                        if !(s > 0.0 && s <= 3600.0) {
+                            return Err(bad.into());
+                        }
+                        Some(s)
+                    };
+                }
+                "reset_responses" => {
+                    let n = v
+                        .as_u64()
+                        .ok_or("reset_responses must be a non-negative integer")?;
+                    if n > 1_000_000 {
+                        return Err("reset_responses must be <= 1000000".into());
+                    }
+                    f.reset_responses = n;
                 }
                 "kube_throttle" => {
                     f.kube_throttle = if v.is_null() {

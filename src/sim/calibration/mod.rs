@@ -137,7 +137,10 @@ pub async fn start(config: CalibrationConfig, port: u16) -> std::io::Result<Cali
     let task = tokio::spawn(serve::serve(
         listener,
         app,
-        config.header_read_timeout,
+        {
+            let t = config.header_read_timeout;
+            move || t
+        },
         shutdown_rx,
     ));
     Ok(CalibrationHandle {
