@@ -14,6 +14,7 @@ mod fanout;
 mod html_report;
 mod http_features;
 mod in_cluster;
+mod input_bounds;
 mod interrupts;
 mod kube_scale;
 mod scale;

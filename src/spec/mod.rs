@@ -1549,6 +1549,20 @@ pub struct Fanout {
 /// Most iterations a `repeat` may run.
 pub const MAX_REPEAT: u64 = 10_000;
 
+/// How deep blocks (`foreach`, `repeat`, `fanout`) and includes may nest in a spec, includes of
+/// includes counted. Loading and running walk the tree of steps recursively, and a results.json
+/// nests two JSON levels per block (readers stop at 128): the bound keeps both far from a limit.
+pub const MAX_NESTING: usize = 32;
+
+/// Most runs the loops (`foreach` items, `repeat` runs) of a case's steps make in all, nested
+/// loops multiplied; its cleanup has as many again. `validate` multiplies the sizes it knows
+/// (written-out lists, `range(1500)` of constants); the run counts the rest.
+pub const MAX_LOOP_RUNS: u64 = 1_000_000;
+
+/// Most steps of one spec once its includes are expanded (the steps inside blocks counted once
+/// each, not once per iteration).
+pub const MAX_STEPS: usize = 100_000;
+
 fn compact_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
