@@ -348,7 +348,12 @@ fn nothing_concurrent(config: &Config, a: &RunArgs) -> bool {
     }
     let catalog = load_catalog(config).ok().flatten();
     let paths = a.select.spec_paths(config);
-    let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let loaded = load_paths(
+        &paths,
+        catalog.as_ref(),
+        &config.known_target_vars(),
+        &config.access(),
+    );
     let Ok(id_re) = a.select.id.as_deref().map(Regex::new).transpose() else {
         return false;
     };
@@ -412,7 +417,12 @@ fn load_selection(
         }
     };
     let paths = sel.spec_paths(config);
-    let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let loaded = load_paths(
+        &paths,
+        catalog.as_ref(),
+        &config.known_target_vars(),
+        &config.access(),
+    );
     let mut broken: Vec<String> = Vec::new();
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);
@@ -447,7 +457,12 @@ fn load_selection(
     // run", never gaps. Problems in those files were not asked about; `validate` reports them.
     if !sel.paths.is_empty() {
         let project: Vec<PathBuf> = config.specs.iter().map(|p| config.resolve(p)).collect();
-        let rest = load_paths(&project, catalog.as_ref(), &config.known_target_vars());
+        let rest = load_paths(
+            &project,
+            catalog.as_ref(),
+            &config.known_target_vars(),
+            &config.access(),
+        );
         for s in rest.specs {
             if !all.iter().any(|a| a.id == s.id) {
                 all.push(s);

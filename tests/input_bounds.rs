@@ -244,3 +244,71 @@ fn loops_of_sizes_known_only_at_run_time_stop_at_the_bound_in_bounded_memory() {
     assert!(text.contains("more runs not kept"), "{text:.2000}");
     assert!(peak_kib < 200 * 1024, "peak {} MiB", peak_kib / 1024);
 }
+
+#[test]
+fn files_outside_the_project_devices_and_fifos_are_refused_without_quoting_them() {
+    let p = project();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "TOP-SECRET-LINE\n").unwrap();
+    std::fs::write(outside.path().join("frag.yaml"), "TOP-SECRET-LINE: 1\n").unwrap();
+    let o = outside.path().display().to_string();
+    let fifo = p.path().join("specs/pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    p.spec(
+        "files.yaml",
+        &format!(
+            "id: files\ntitle: Files\nvars_file: {o}/secret.txt\nsteps:\n  - http: {{method: POST, path: /x, body_file: {o}/secret.txt}}\n  - http: {{method: POST, path: /x, body_file: /dev/zero}}\n  - http: {{method: POST, path: /x, body_file: pipe}}\n  - include: {o}/frag.yaml\n"
+        ),
+    );
+    let out = p.run(&["validate", "specs/files.yaml"]);
+    // Before: valid (the file was sent and stored in results.json); an include of a file
+    // that is no list of steps printed its first line.
+    assert_exit(&out, 2);
+    let e = stderr(&out);
+    assert!(!e.contains("TOP-SECRET-LINE"), "{e}");
+    let rule = "is outside the project: a spec reads files only inside";
+    assert!(
+        e.contains(&format!("vars_file `{o}/secret.txt` {rule}")),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("body_file `{o}/secret.txt` {rule}")),
+        "{e}"
+    );
+    assert!(e.contains(&format!("body_file `/dev/zero` {rule}")), "{e}");
+    assert!(
+        e.contains("body_file `specs/pipe` is not a regular file"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("included file `{o}/frag.yaml` {rule}")),
+        "{e}"
+    );
+    for at in [
+        "files.yaml:3:",
+        "files.yaml:5:",
+        "files.yaml:6:",
+        "files.yaml:7:",
+        "files.yaml:8:",
+    ] {
+        assert!(e.contains(&format!("--> specs/{at}")), "{at}: {e}");
+    }
+
+    // `allow_paths` opens a folder explicitly: the same file is then read.
+    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("focusqa.yaml"),
+        format!("{cfg}allow_paths: [{o}]\n"),
+    )
+    .unwrap();
+    p.spec(
+        "files.yaml",
+        &format!("id: files\ntitle: Files\nsteps:\n  - http: {{method: POST, path: /x, body_file: {o}/secret.txt}}\n"),
+    );
+    let out = p.run(&["validate", "specs/files.yaml"]);
+    assert_exit(&out, 0);
+}

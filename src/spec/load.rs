@@ -18,6 +18,59 @@ pub struct LoadedSpecs {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Where the files a spec reads (`include`, `vars_file`, `body_file`, multipart files, `schema`
+/// files) may be: inside the project (the config file's folder) or a path the config lists
+/// under `allow_paths`. No roots: anywhere (a spec loaded without a project, as in unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Canonical folders (or files) a spec may read from.
+    pub roots: Vec<PathBuf>,
+    /// The largest `body_file` (or multipart file): the larger `max_body` of the targets.
+    pub max_body: Option<u64>,
+}
+
+impl Access {
+    /// The canonical path of `path` when a spec may read it: it exists, lies inside a root and
+    /// is a regular file (not a device such as /dev/zero, a FIFO or a folder). The error says
+    /// which rule refused it and never quotes the file.
+    pub fn check(&self, path: &Path, what: &str) -> Result<PathBuf, String> {
+        let shown = display_path(path);
+        let canon = std::fs::canonicalize(path)
+            .map_err(|e| format!("{what} `{shown}` cannot be read: {e}"))?;
+        if !self.roots.is_empty() && !self.roots.iter().any(|r| canon.starts_with(r)) {
+            return Err(format!(
+                "{what} `{shown}` is outside the project: a spec reads files only inside {} (rule: files stay in the folder of the config file unless `allow_paths` in it lists them)",
+                self.roots
+                    .iter()
+                    .map(|r| format!("`{}`", r.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let meta = std::fs::metadata(&canon)
+            .map_err(|e| format!("{what} `{shown}` cannot be read: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!(
+                "{what} `{shown}` is not a regular file (a folder, a device or a FIFO): only regular files are read"
+            ));
+        }
+        Ok(canon)
+    }
+
+    /// [`Access::check`], and the file is at most `max_body` bytes.
+    fn check_body(&self, path: &Path, what: &str) -> Result<PathBuf, String> {
+        let canon = self.check(path, what)?;
+        let len = std::fs::metadata(&canon).map(|m| m.len()).unwrap_or(0);
+        match self.max_body {
+            Some(max) if len > max => Err(format!(
+                "{what} `{}` has {len} bytes, more than `max_body` ({max} bytes): raise `max_body` of the target, or send a smaller file",
+                display_path(path)
+            )),
+            _ => Ok(canon),
+        }
+    }
+}
+
 /// File name of the scope catalog, which is not a spec.
 pub const CATALOG_FILE: &str = "scope.yaml";
 
@@ -86,6 +139,7 @@ pub fn load_paths(
     paths: &[PathBuf],
     catalog: Option<&Catalog>,
     target_vars: &[String],
+    access: &Access,
 ) -> LoadedSpecs {
     let mut loaded = LoadedSpecs::default();
     let files = match collect_files(paths) {
@@ -96,7 +150,7 @@ pub fn load_paths(
         }
     };
     for file in files {
-        match load_file(&file, catalog, target_vars) {
+        match load_file_with(&file, catalog, target_vars, access) {
             Ok(spec) => loaded.specs.push(spec),
             Err(mut diags) => loaded.diagnostics.append(&mut diags),
         }
@@ -180,6 +234,16 @@ pub fn load_file(
     catalog: Option<&Catalog>,
     target_vars: &[String],
 ) -> Result<Spec, Vec<Diagnostic>> {
+    load_file_with(path, catalog, target_vars, &Access::default())
+}
+
+/// [`load_file`], reading only the files `access` allows.
+pub fn load_file_with(
+    path: &Path,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+    access: &Access,
+) -> Result<Spec, Vec<Diagnostic>> {
     let file = display_path(path);
     let bytes = std::fs::read(path).map_err(|e| {
         vec![Diagnostic::new(
@@ -204,7 +268,7 @@ pub fn load_file(
             .with_source(&rest)]);
         }
     };
-    let mut spec = load_text(&file, &text, catalog, target_vars)?;
+    let mut spec = load_text_with(&file, &text, catalog, target_vars, access)?;
     spec.source.file = path.to_path_buf();
     Ok(spec)
 }
@@ -226,6 +290,17 @@ pub fn load_text(
     text: &str,
     catalog: Option<&Catalog>,
     target_vars: &[String],
+) -> Result<Spec, Vec<Diagnostic>> {
+    load_text_with(file, text, catalog, target_vars, &Access::default())
+}
+
+/// [`load_text`], reading only the files `access` allows.
+pub fn load_text_with(
+    file: &str,
+    text: &str,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+    access: &Access,
 ) -> Result<Spec, Vec<Diagnostic>> {
     let diag = |(pos, msg, hint): Problem| {
         Diagnostic::new(file, pos, msg)
@@ -305,7 +380,10 @@ pub fn load_text(
         .unwrap_or_default();
     let mut extra = Vec::new();
     if let Some(vf) = spec.vars_file.clone() {
-        match load_vars_file(&dir.join(&vf)) {
+        match access
+            .check(&dir.join(&vf), "vars_file")
+            .and_then(|p| load_vars_file(&p))
+        {
             Ok(mut shared) => {
                 // The spec's own vars come after (they may use and override the shared ones).
                 shared.extend(std::mem::take(&mut spec.vars));
@@ -317,6 +395,7 @@ pub fn load_text(
     let here = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
     let mut walk = IncludeWalk {
         stack: vec![here],
+        access: access.clone(),
         ..Default::default()
     };
     let src = Src {
@@ -380,6 +459,8 @@ struct IncludeWalk {
     cache: HashMap<PathBuf, Option<Rc<ReadFragment>>>,
     /// Steps of the spec once every include is expanded (blocks' inner steps counted).
     steps: usize,
+    /// Which files may be read.
+    access: Access,
     /// The `include:` lines being expanded, innermost last (where a crossed limit is shown).
     sites: Vec<Diagnostic>,
     /// A limit was crossed: nothing more is expanded (one diagnostic, not one per include).
@@ -450,6 +531,7 @@ fn resolve_includes(
             });
             return;
         }
+        step_files(step, &p, src, &walk.access, out);
         let block = match &step.kind {
             StepKind::Include(_) => "include",
             StepKind::Fanout(_) => "fanout",
@@ -492,7 +574,7 @@ fn resolve_includes(
         match &mut step.kind {
             StepKind::Include(inc) => {
                 let path = src.dir.join(&inc.path);
-                if !path.is_file() {
+                if !path.exists() {
                     out.push(here(
                         format!(
                             "included file `{}` not found ({})",
@@ -503,7 +585,14 @@ fn resolve_includes(
                     ));
                     continue;
                 }
-                let canon = std::fs::canonicalize(&path).unwrap_or(path.clone());
+                // Refused before it is read: its content never shows in a diagnostic.
+                let canon = match walk.access.check(&path, "included file") {
+                    Ok(c) => c,
+                    Err(m) => {
+                        out.push(here(m, Some(ACCESS_HINT.into())));
+                        continue;
+                    }
+                };
                 if let Some(k) = walk.stack.iter().position(|s| *s == canon) {
                     let chain: Vec<String> = walk.stack[k..]
                         .iter()
@@ -604,6 +693,49 @@ fn resolve_includes(
                 resolve_includes(&mut r.steps, &b, &a, depth + 1, src, walk, out)
             }
             _ => {}
+        }
+    }
+}
+
+const ACCESS_HINT: &str =
+    "move the file into the project, or list its folder under `allow_paths:` in the config file";
+
+/// The files a step sends or checks against (`body_file`, multipart files, a `schema` file),
+/// when written out (templated ones are known only at run time): readable by `access`.
+fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Diagnostic>) {
+    let mut files: Vec<(String, &str, bool)> = Vec::new();
+    if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
+        let kind = step.kind.name();
+        if let Some(f) = &req.body_file {
+            files.push((format!("{p}.{kind}.body_file"), f, true));
+        }
+        for (j, part) in req.multipart.iter().flatten().enumerate() {
+            if let Some(f) = &part.file {
+                files.push((format!("{p}.{kind}.multipart[{j}].file"), f, true));
+            }
+        }
+    }
+    if let Some(super::SchemaRef::File(f)) = step.expect.as_ref().and_then(|e| e.schema.as_ref()) {
+        files.push((format!("{p}.expect.schema"), f, false));
+    }
+    for (at, f, body) in files {
+        if is_template(f) {
+            continue;
+        }
+        let path = src.dir.join(f);
+        let key = at.rsplit('.').next().unwrap_or("file");
+        let what = if key == "file" { "multipart file" } else { key };
+        let r = if body {
+            access.check_body(&path, what)
+        } else {
+            access.check(&path, "schema file")
+        };
+        if let Err(m) = r {
+            out.push(
+                Diagnostic::new(src.file, src.index.get(&at), m)
+                    .with_hint(Some(ACCESS_HINT.into()))
+                    .with_source(src.text),
+            );
         }
     }
 }
