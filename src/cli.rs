@@ -609,7 +609,11 @@ fn report(a: &ReportArgs) -> Exit {
             .unwrap_or_else(|| ".".into())
     });
     if let Some(h) = &a.history {
-        r.history = crate::history::load(h);
+        let (records, warnings) = crate::history::load(h);
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        r.history = records;
     }
     // Re-rendering next to the input leaves the input alone; elsewhere it is copied along.
     let same = std::fs::canonicalize(dir.join("results.json")).ok()
@@ -926,7 +930,13 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         // A history that cannot be written is reported, never the run's failure.
         let rec = crate::history::RunRecord::of(&report, crate::history::git_commit());
         match crate::history::save(h, &rec, keep) {
-            Ok(_) => report.history = crate::history::load(h),
+            Ok(_) => {
+                let (records, warnings) = crate::history::load(h);
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                report.history = records;
+            }
             Err(e) => eprintln!("warning: {e}"),
         }
     }
