@@ -153,8 +153,8 @@ pub struct RunArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Run a failed case again up to N times (known-flaky infrastructure); a spec's `retries:`
-    /// overrides it. A case that passes only on a later attempt is reported flaky.
-    #[arg(long, default_value_t = 0)]
+    /// overrides it. A case that passes only on a later attempt is reported flaky. At most 10.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=crate::spec::MAX_RETRIES as i64))]
     pub retries: u32,
     /// Run only shard K of N (`2/4`): a deterministic share of the selected specs, the same on
     /// every machine. Combine the shards' reports with `focusqa merge`.

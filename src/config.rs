@@ -309,6 +309,16 @@ impl Config {
                         .with_hint(Some("add `base_url: https://host/focus-server`, or `embedded: {}` for the simulator".into())),
                 );
             }
+            if let Some(n) = t.max_redirects.filter(|n| *n > crate::spec::MAX_REDIRECTS) {
+                diags.push(Diagnostic::new(
+                    &file,
+                    Pos::default(),
+                    format!(
+                        "target `{name}`: max_redirects {n} is too many: at most {} (a chain that long is a loop)",
+                        crate::spec::MAX_REDIRECTS
+                    ),
+                ));
+            }
             if let Some(ts) = t
                 .time_scale
                 .or(t.embedded.as_ref().and_then(|e| e.time_scale))

@@ -312,3 +312,79 @@ fn files_outside_the_project_devices_and_fifos_are_refused_without_quoting_them(
     let out = p.run(&["validate", "specs/files.yaml"]);
     assert_exit(&out, 0);
 }
+
+#[test]
+fn numbers_and_shards_read_from_results_are_checked() {
+    let p = project();
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/results-passing.json"),
+    )
+    .unwrap();
+    let mut huge: serde_json::Value = serde_json::from_str(&fixture).unwrap();
+    huge["specs"][0]["duration_ms"] = serde_json::json!(1e308);
+    write(&p, "in/huge/results.json", &huge.to_string());
+    // Before: both panicked (exit 101).
+    for args in [
+        vec!["merge", "in/huge/results.json", "--report-dir", "out"],
+        vec!["report", "in/huge/results.json", "--report-dir", "out"],
+    ] {
+        let out = p.run(&args);
+        assert_exit(&out, 2);
+        let e = stderr(&out);
+        assert!(e.contains("in/huge/results.json"), "{e}");
+        assert!(
+            e.contains("field `specs[0].duration_ms` is 1e+308, expected a time of 0 to 1e12 ms"),
+            "{e}"
+        );
+        assert!(!e.contains("panicked"), "{e}");
+    }
+
+    // Before: accepted, and the merge then tried to allocate 3 GiB.
+    let out = p.run(&["run", "--shard", "1/18446744073709551615"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("1 <= K <= N <= 1000"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Before: "shard 5 of 2" was only a warning.
+    let mut a: serde_json::Value = serde_json::from_str(&fixture).unwrap();
+    a["shard"] = serde_json::json!({"index": 1, "total": 2});
+    a["specs"] = serde_json::json!([]);
+    let mut b: serde_json::Value = serde_json::from_str(&fixture).unwrap();
+    b["shard"] = serde_json::json!({"index": 5, "total": 2});
+    write(&p, "shards/a/results.json", &a.to_string());
+    write(&p, "shards/b/results.json", &b.to_string());
+    let out = p.run(&["merge", "shards", "--report-dir", "out"]);
+    assert_exit(&out, 2);
+    let e = stderr(&out);
+    assert!(
+        e.contains("shards/b/results.json: field `shard`: shard 5/2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn retries_and_redirects_have_a_maximum() {
+    let p = project();
+    // Before: 4,294,967,295 retries were accepted.
+    let out = p.run(&["run", "--retries", "4294967295"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("0..=10"), "{}", stderr(&out));
+    p.spec(
+        "redirects.yaml",
+        "id: redirects\ntitle: Redirects\nretries: 11\nsteps:\n  - http: {path: /x, max_redirects: 1000000}\n",
+    );
+    let out = p.run(&["validate"]);
+    assert_exit(&out, 2);
+    let e = stderr(&out);
+    assert!(e.contains("`retries: 11` is too many: at most 10"), "{e}");
+    assert!(e.contains("--> specs/redirects.yaml:3:10"), "{e}");
+    assert!(
+        e.contains("`max_redirects: 1000000` is too many: at most 50"),
+        "{e}"
+    );
+    assert!(e.contains("--> specs/redirects.yaml:5:37"), "{e}");
+}

@@ -885,6 +885,13 @@ fn check(
             None,
         ));
     }
+    if let Some(n) = spec.retries.filter(|n| *n > super::MAX_RETRIES) {
+        out.push((
+            index.get("retries"),
+            format!("`retries: {n}` is too many: at most {}", super::MAX_RETRIES),
+            Some("a case that needs more runs to pass is failing; fix the cause".into()),
+        ));
+    }
     if spec.steps.is_empty() {
         out.push((
             index.key("steps"),
@@ -1706,6 +1713,18 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
         let path = format!("{base}[{i}]");
         if let Some(e) = &step.expect {
             check_expect(e, &format!("{path}.expect"), index, out);
+        }
+        if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
+            if let Some(n) = req.max_redirects.filter(|n| *n > super::MAX_REDIRECTS) {
+                out.push((
+                    index.get(&format!("{path}.{}.max_redirects", step.kind.name())),
+                    format!(
+                        "`max_redirects: {n}` is too many: at most {}",
+                        super::MAX_REDIRECTS
+                    ),
+                    Some("a chain of redirects that long is a loop".into()),
+                ));
+            }
         }
         if step.until.is_some() && step.expect.is_none() {
             out.push((

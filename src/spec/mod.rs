@@ -1559,6 +1559,12 @@ pub const MAX_NESTING: usize = 32;
 /// (written-out lists, `range(1500)` of constants); the run counts the rest.
 pub const MAX_LOOP_RUNS: u64 = 1_000_000;
 
+/// Most runs again of a failed case (`--retries`, a spec's `retries:`).
+pub const MAX_RETRIES: u32 = 10;
+
+/// Most redirects one request follows (`max_redirects` of a target or a step).
+pub const MAX_REDIRECTS: u32 = 50;
+
 /// Most steps of one spec once its includes are expanded (the steps inside blocks counted once
 /// each, not once per iteration).
 pub const MAX_STEPS: usize = 100_000;
