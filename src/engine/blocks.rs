@@ -408,3 +408,55 @@ async fn run_include(
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(status: Status) -> StepResult {
+        StepResult {
+            name: "run".into(),
+            status,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_block_keeps_a_sample_and_counts_the_rest() {
+        let mut runs = Runs::default();
+        for _ in 0..30 {
+            runs.push(run(Status::Passed));
+        }
+        for _ in 0..12 {
+            runs.push(run(Status::Failed));
+        }
+        assert_eq!((runs.ran, runs.passed, runs.omitted), (42, 30, 22));
+        let children = runs.into_children(7);
+        // 10 passing, 10 failing, and one line for the 22 others (2 of them failed).
+        assert_eq!(children.len(), 21);
+        let last = children.last().unwrap();
+        assert!(
+            last.name.starts_with("22 more runs not kept"),
+            "{}",
+            last.name
+        );
+        assert_eq!(last.status, Status::Failed);
+    }
+
+    #[tokio::test]
+    async fn the_kept_runs_of_a_step_list_are_bounded_in_all() {
+        budgeted(async {
+            let mut blocks: Vec<Runs> = Vec::new();
+            for _ in 0..(MAX_KEPT_RUNS / KEPT_PASSING + 5) {
+                let mut r = Runs::default();
+                for _ in 0..KEPT_PASSING {
+                    r.push(run(Status::Passed));
+                }
+                blocks.push(r);
+            }
+            let kept: usize = blocks.iter().map(|b| b.kept.len()).sum();
+            assert_eq!(kept, MAX_KEPT_RUNS);
+        })
+        .await;
+    }
+}
