@@ -153,8 +153,8 @@ pub struct RunArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Run a failed case again up to N times (known-flaky infrastructure); a spec's `retries:`
-    /// overrides it. A case that passes only on a later attempt is reported flaky.
-    #[arg(long, default_value_t = 0)]
+    /// overrides it. A case that passes only on a later attempt is reported flaky. At most 10.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=crate::spec::MAX_RETRIES as i64))]
     pub retries: u32,
     /// Run only shard K of N (`2/4`): a deterministic share of the selected specs, the same on
     /// every machine. Combine the shards' reports with `focusqa merge`.
@@ -348,7 +348,12 @@ fn nothing_concurrent(config: &Config, a: &RunArgs) -> bool {
     }
     let catalog = load_catalog(config).ok().flatten();
     let paths = a.select.spec_paths(config);
-    let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let loaded = load_paths(
+        &paths,
+        catalog.as_ref(),
+        &config.known_target_vars(),
+        &config.access(),
+    );
     let Ok(id_re) = a.select.id.as_deref().map(Regex::new).transpose() else {
         return false;
     };
@@ -412,7 +417,12 @@ fn load_selection(
         }
     };
     let paths = sel.spec_paths(config);
-    let loaded = load_paths(&paths, catalog.as_ref(), &config.known_target_vars());
+    let loaded = load_paths(
+        &paths,
+        catalog.as_ref(),
+        &config.known_target_vars(),
+        &config.access(),
+    );
     let mut broken: Vec<String> = Vec::new();
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);
@@ -447,7 +457,12 @@ fn load_selection(
     // run", never gaps. Problems in those files were not asked about; `validate` reports them.
     if !sel.paths.is_empty() {
         let project: Vec<PathBuf> = config.specs.iter().map(|p| config.resolve(p)).collect();
-        let rest = load_paths(&project, catalog.as_ref(), &config.known_target_vars());
+        let rest = load_paths(
+            &project,
+            catalog.as_ref(),
+            &config.known_target_vars(),
+            &config.access(),
+        );
         for s in rest.specs {
             if !all.iter().any(|a| a.id == s.id) {
                 all.push(s);
@@ -594,7 +609,11 @@ fn report(a: &ReportArgs) -> Exit {
             .unwrap_or_else(|| ".".into())
     });
     if let Some(h) = &a.history {
-        r.history = crate::history::load(h);
+        let (records, warnings) = crate::history::load(h);
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        r.history = records;
     }
     // Re-rendering next to the input leaves the input alone; elsewhere it is copied along.
     let same = std::fs::canonicalize(dir.join("results.json")).ok()
@@ -911,7 +930,13 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         // A history that cannot be written is reported, never the run's failure.
         let rec = crate::history::RunRecord::of(&report, crate::history::git_commit());
         match crate::history::save(h, &rec, keep) {
-            Ok(_) => report.history = crate::history::load(h),
+            Ok(_) => {
+                let (records, warnings) = crate::history::load(h);
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                report.history = records;
+            }
             Err(e) => eprintln!("warning: {e}"),
         }
     }

@@ -45,6 +45,11 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub history_keep: Option<usize>,
+    /// Files and folders outside the project (this file's folder) that specs may read with
+    /// `include`, `vars_file`, `body_file`, multipart `file` and `schema`; relative to this file.
+    /// Anything else outside the project is refused by `validate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_paths: Vec<PathBuf>,
     /// Directory this config was read from (paths inside are relative to it).
     #[serde(skip)]
     #[schemars(skip)]
@@ -74,6 +79,7 @@ impl Default for Config {
             targets: BTreeMap::new(),
             history: None,
             history_keep: None,
+            allow_paths: Vec::new(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -303,6 +309,16 @@ impl Config {
                         .with_hint(Some("add `base_url: https://host/focus-server`, or `embedded: {}` for the simulator".into())),
                 );
             }
+            if let Some(n) = t.max_redirects.filter(|n| *n > crate::spec::MAX_REDIRECTS) {
+                diags.push(Diagnostic::new(
+                    &file,
+                    Pos::default(),
+                    format!(
+                        "target `{name}`: max_redirects {n} is too many: at most {} (a chain that long is a loop)",
+                        crate::spec::MAX_REDIRECTS
+                    ),
+                ));
+            }
             if let Some(ts) = t
                 .time_scale
                 .or(t.embedded.as_ref().and_then(|e| e.time_scale))
@@ -324,6 +340,30 @@ impl Config {
     }
 
     /// Resolves a path written in the config (relative to the config's directory).
+    /// Where specs may read files: the project (this file's folder) and `allow_paths`
+    /// (canonical; an allowed path that does not exist allows nothing), and the largest
+    /// `max_body` of the targets for files sent as bodies.
+    pub fn access(&self) -> crate::spec::Access {
+        let mut roots: Vec<PathBuf> = std::iter::once(self.base_dir.clone())
+            .chain(self.allow_paths.iter().map(|p| self.resolve(p)))
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
+        if roots.is_empty() {
+            // The project's folder always exists; unreadable, keep the rule rather than drop it.
+            roots.push(self.base_dir.clone());
+        }
+        let max_body = self
+            .targets
+            .values()
+            .map(|t| t.max_body.map_or(crate::targets::DEFAULT_MAX_BODY, |b| b.0))
+            .max()
+            .unwrap_or(crate::targets::DEFAULT_MAX_BODY);
+        crate::spec::Access {
+            roots,
+            max_body: Some(max_body),
+        }
+    }
+
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() || self.base_dir == Path::new(".") {
             p.to_path_buf()

@@ -114,6 +114,32 @@ pub fn git_commit() -> Option<String> {
     (out.status.success() && !s.is_empty()).then_some(s)
 }
 
+/// A record's file name as [`save`] writes it: `run-20260101T100000.123Z.json`, with
+/// `-shard2of4` before `.json` for a shard. Only those count toward `keep` and are pruned: a
+/// user's own `run-notes.json` in the folder is neither counted nor deleted.
+fn is_record_name(n: &str) -> bool {
+    let Some(rest) = n.strip_prefix("run-").and_then(|r| r.strip_suffix(".json")) else {
+        return false;
+    };
+    // `20260101T100000.123Z`: 20 ASCII characters.
+    if !rest.is_ascii() || rest.len() < 20 {
+        return false;
+    }
+    let (stamp, shard) = rest.split_at(20);
+    let stamp_ok = stamp.ends_with('Z')
+        && chrono::NaiveDateTime::parse_from_str(&stamp[..19], "%Y%m%dT%H%M%S%.3f").is_ok();
+    let shard_ok = shard.is_empty()
+        || shard
+            .strip_prefix("-shard")
+            .and_then(|s| s.split_once("of"))
+            .is_some_and(|(k, n)| {
+                !k.is_empty()
+                    && !n.is_empty()
+                    && k.bytes().chain(n.bytes()).all(|c| c.is_ascii_digit())
+            });
+    stamp_ok && shard_ok
+}
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -121,7 +147,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
                 .filter(|p| {
                     p.file_name()
                         .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("run-") && n.ends_with(".json"))
+                        .is_some_and(is_record_name)
                 })
                 .collect()
         })
@@ -150,13 +176,53 @@ pub fn save(dir: &Path, rec: &RunRecord, keep: usize) -> Result<PathBuf, String>
     Ok(path)
 }
 
-/// The records of a history, oldest first (unreadable files are left out).
-pub fn load(dir: &Path) -> Vec<RunRecord> {
-    files(dir)
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .filter_map(|t| serde_json::from_str(&t).ok())
-        .collect()
+/// Largest history record read (a record is a few KiB; a bigger file is not one of ours).
+const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The records of a history, oldest first, and a warning naming each record left out: not a
+/// regular file (a symlink, a FIFO), unreadable, not a record, or with a number out of range.
+pub fn load(dir: &Path) -> (Vec<RunRecord>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    for p in files(dir) {
+        match read_record(&p) {
+            Ok(r) => records.push(r),
+            Err(e) => warnings.push(format!(
+                "history record {} left out: {e} (delete or repair it)",
+                p.display()
+            )),
+        }
+    }
+    (records, warnings)
+}
+
+fn read_record(p: &Path) -> Result<RunRecord, String> {
+    let meta = std::fs::symlink_metadata(p).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file (focusqa writes records as plain files)".into());
+    }
+    if meta.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "{} bytes, more than a record ever has ({MAX_RECORD_BYTES})",
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    crate::report::json::check_numbers(&v)?;
+    let r: RunRecord = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    for (k, p95) in &r.p95 {
+        if !(0.0..=crate::report::json::MAX_MS).contains(p95) {
+            return Err(format!(
+                "field `p95.{k}` is {p95}, expected a time of 0 to {:e} ms",
+                crate::report::json::MAX_MS
+            ));
+        }
+    }
+    if let Some(sh) = r.shard {
+        crate::shard::check(sh).map_err(|e| format!("field `shard`: {e}"))?;
+    }
+    Ok(r)
 }
 
 /// Specs failing in the last run that passed in the one before.
@@ -236,12 +302,43 @@ mod tests {
         for m in 0..5 {
             save(dir.path(), &rec(m, &[]), 3).unwrap();
         }
-        let kept = load(dir.path());
+        let (kept, warnings) = load(dir.path());
         assert_eq!(kept.len(), 3);
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
             kept[0].started_at,
             rec(2, &[]).started_at,
             "the oldest went first"
         );
+    }
+
+    #[test]
+    fn only_our_records_count_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // A user's own file, named almost like a record: neither counted nor deleted.
+        let mine = dir.path().join("run-notes.json");
+        std::fs::write(&mine, "{}").unwrap();
+        for m in 0..4 {
+            save(dir.path(), &rec(m, &[]), 3).unwrap();
+        }
+        assert!(mine.exists());
+        let (kept, warnings) = load(dir.path());
+        assert_eq!((kept.len(), warnings.len()), (3, 0));
+        // A damaged record, a NUL-filled one and a symlink: each a warning naming it.
+        let newest = files(dir.path()).pop().unwrap();
+        std::fs::write(&newest, "{\"started_at\": 1e308}").unwrap();
+        let nul = dir.path().join("run-20990101T000000.000Z.json");
+        std::fs::write(&nul, [0u8; 64]).unwrap();
+        let link = dir.path().join("run-20990101T000001.000Z.json");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        let (kept, warnings) = load(dir.path());
+        assert_eq!(kept.len(), 2);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        for (w, p) in warnings.iter().zip([&newest, &nul, &link]) {
+            assert!(w.contains(&p.display().to_string()), "{w}");
+        }
+        assert!(warnings[2].contains("not a regular file"), "{warnings:?}");
+        assert!(is_record_name("run-20260101T100000.123Z-shard2of4.json"));
+        assert!(!is_record_name("run-2026.json"));
     }
 }

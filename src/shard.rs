@@ -16,16 +16,36 @@ use chrono::{DateTime, Utc};
 use crate::results::{RunReport, ShardInfo, Totals};
 use crate::spec::Spec;
 
+/// Most shards a run may be split into. A merge keeps a slot per shard, and a CI matrix of
+/// more machines than this is no longer a test run; fewer specs than shards stays allowed
+/// (a shard with no spec writes empty reports, so a fixed matrix keeps working).
+pub const MAX_SHARDS: usize = 1000;
+
 /// Parses `K/N` (1-based): `2/4` is the second of four shards.
 pub fn parse(s: &str) -> Result<ShardInfo, String> {
-    let bad = || format!("--shard expects K/N with 1 <= K <= N (e.g. 2/4), got `{s}`");
+    let bad =
+        || format!("--shard expects K/N with 1 <= K <= N <= {MAX_SHARDS} (e.g. 2/4), got `{s}`");
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
     let index: usize = k.trim().parse().map_err(|_| bad())?;
     let total: usize = n.trim().parse().map_err(|_| bad())?;
-    if total == 0 || index == 0 || index > total {
-        return Err(bad());
+    check(ShardInfo { index, total }).map_err(|_| bad())
+}
+
+/// A shard number as a run or a results.json states it: 1 <= K <= N <= [`MAX_SHARDS`].
+pub fn check(s: ShardInfo) -> Result<ShardInfo, String> {
+    if s.total == 0 || s.total > MAX_SHARDS {
+        return Err(format!(
+            "shard {}/{}: the number of shards must be 1 to {MAX_SHARDS}",
+            s.index, s.total
+        ));
     }
-    Ok(ShardInfo { index, total })
+    if s.index == 0 || s.index > s.total {
+        return Err(format!(
+            "shard {}/{}: a shard number is 1 to the number of shards ({})",
+            s.index, s.total, s.total
+        ));
+    }
+    Ok(s)
 }
 
 /// Spec durations (ms) by id from a previous results.json, for `--shard-by duration`.
@@ -135,6 +155,15 @@ pub fn merge(reports: Vec<(String, RunReport)>) -> Result<(RunReport, Vec<String
             ));
         }
     }
+    for (file, r) in &reports {
+        if let Some(sh) = r.shard {
+            check(sh).map_err(|e| {
+                format!(
+                    "{file}: field `shard`: {e}; was the file edited, or written by another tool?"
+                )
+            })?;
+        }
+    }
     let totals: Vec<usize> = reports
         .iter()
         .filter_map(|(_, r)| r.shard.map(|s| s.total))
@@ -235,7 +264,16 @@ mod tests {
     #[test]
     fn shard_syntax() {
         assert_eq!(parse("2/4").unwrap(), ShardInfo { index: 2, total: 4 });
-        for bad in ["0/2", "3/2", "1/0", "2", "a/b", ""] {
+        for bad in [
+            "0/2",
+            "3/2",
+            "1/0",
+            "2",
+            "a/b",
+            "",
+            "1/18446744073709551615",
+            "1/1001",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -328,5 +366,10 @@ mod tests {
         let split = report("lab", "https://a", (2, 4), &["z"]);
         assert!(merge(vec![("a".into(), a), ("s".into(), split)]).is_err());
         assert!(merge(Vec::new()).is_err());
+        // "shard 5 of 2" is no shard of any split.
+        let x = report("lab", "https://a", (1, 2), &["x"]);
+        let odd = report("lab", "https://a", (5, 2), &["z"]);
+        let e = merge(vec![("x".into(), x), ("odd".into(), odd)]).unwrap_err();
+        assert!(e.contains("odd: field `shard`: shard 5/2"), "{e}");
     }
 }

@@ -16,6 +16,7 @@ mod html_report;
 mod http_as_written;
 mod http_features;
 mod in_cluster;
+mod input_bounds;
 mod interrupts;
 mod kube_scale;
 mod real_timing;

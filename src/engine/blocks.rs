@@ -15,6 +15,122 @@ use crate::template::{is_template, Scope};
 /// The operator of a block's verdict.
 pub const EVERY_STEP_PASSES: &str = "every step passes";
 
+/// Runs of one block kept in its result: the first passing ones and the first failing ones.
+/// A report needs examples, not 2 million identical passes (as a fan-out keeps a sample).
+const KEPT_PASSING: usize = 10;
+const KEPT_FAILING: usize = 10;
+/// Runs kept in all by the blocks of one step list (a case's steps, or its cleanup): nested
+/// blocks multiply what each keeps, this bounds the product. Beyond it only failing runs are.
+const MAX_KEPT_RUNS: usize = 10_000;
+
+/// What the loops of one step list have used so far (see [`budgeted`]).
+#[derive(Default)]
+struct Budget {
+    runs: std::cell::Cell<u64>,
+    kept: std::cell::Cell<usize>,
+}
+
+tokio::task_local! {
+    static BUDGET: Budget;
+}
+
+/// Runs a case's steps (or its cleanup) with a budget of [`crate::spec::MAX_LOOP_RUNS`] loop
+/// runs, nested loops counted in all. A task-local rather than a field of the context: the
+/// count belongs to the step list, and fan-out iterations (own tasks, own bounds) start afresh,
+/// each loop of theirs still bounded by its own size.
+pub async fn budgeted<F: std::future::Future>(fut: F) -> F::Output {
+    BUDGET.scope(Budget::default(), fut).await
+}
+
+/// Counts one run of a loop against the step list's budget; also lets the runtime run other
+/// tasks (the signal listener among them) and honours a stop: a loop whose steps never wait
+/// (an `assert` over a `range`) would otherwise keep its thread for as long as it runs.
+async fn next_run(ctx: &Ctx, in_cleanup: bool) -> Result<(), ExecError> {
+    if !in_cleanup && ctx.cancel.is_cancelled() {
+        return Err(ExecError::interrupted());
+    }
+    tokio::task::consume_budget().await;
+    let runs = BUDGET
+        .try_with(|b| {
+            b.runs.set(b.runs.get() + 1);
+            b.runs.get()
+        })
+        .unwrap_or(0);
+    let max = crate::spec::MAX_LOOP_RUNS;
+    if runs > max {
+        return Err(ExecError::spec(format!(
+            "loops ran more than {max} times in all (nested `foreach` and `repeat` multiply: 1500 items inside 1500 items is 2,250,000); \
+             loop over fewer items, or split the work into several cases or specs"
+        )));
+    }
+    Ok(())
+}
+
+/// The runs of one block as reported: a sample, with the counts of all.
+#[derive(Default)]
+struct Runs {
+    kept: Vec<StepResult>,
+    ran: usize,
+    passed: usize,
+    kept_passing: usize,
+    kept_failing: usize,
+    /// Runs not kept, and the worst status among them.
+    omitted: usize,
+    omitted_status: Option<Status>,
+}
+
+impl Runs {
+    fn push(&mut self, r: StepResult) {
+        self.ran += 1;
+        let bad = matches!(r.status, Status::Failed | Status::Error);
+        if r.status == Status::Passed {
+            self.passed += 1;
+        }
+        let room = BUDGET
+            .try_with(|b| b.kept.get() < MAX_KEPT_RUNS)
+            .unwrap_or(true);
+        let keep = if bad {
+            self.kept_failing < KEPT_FAILING
+        } else {
+            room && self.kept_passing < KEPT_PASSING
+        };
+        if keep {
+            if bad {
+                self.kept_failing += 1;
+            } else {
+                self.kept_passing += 1;
+            }
+            let _ = BUDGET.try_with(|b| b.kept.set(b.kept.get() + 1));
+            self.kept.push(r);
+        } else {
+            self.omitted += 1;
+            self.omitted_status = Some(match self.omitted_status {
+                None => r.status,
+                Some(s) => s.worst(r.status),
+            });
+        }
+    }
+
+    /// The kept runs, and one line saying how many more ran (so no reader takes the sample
+    /// for all).
+    fn into_children(self, line: u32) -> Vec<StepResult> {
+        let mut kept = self.kept;
+        if self.omitted > 0 {
+            kept.push(StepResult {
+                name: format!(
+                    "{} more runs not kept (a block keeps its first {KEPT_PASSING} passing and first {KEPT_FAILING} failing runs)",
+                    self.omitted
+                ),
+                kind: "run".into(),
+                line,
+                status: self.omitted_status.unwrap_or(Status::Passed),
+                ..Default::default()
+            });
+        }
+        kept
+    }
+}
+
 /// A block's verdict as an assertion: passed when no child failed.
 fn verdict(step: &Step, subject: String, children: &[StepResult]) -> Vec<AssertionResult> {
     let bad = children
@@ -102,37 +218,46 @@ async fn run_foreach(
     };
     let shadowed = (scope.get(&f.as_).cloned(), scope.get("index").cloned());
     let label = |i: usize, v: &Value| format!("item {} ({} = {})", i + 1, f.as_, short(v));
-    let mut children = Vec::new();
+    let mut runs = Runs::default();
+    let mut stopped = None;
     if concurrency <= 1 {
         // One after the other, sharing the variables: captures carry over, `append` collects.
         for (i, item) in items.iter().enumerate() {
+            if let Err(e) = next_run(ctx, in_cleanup).await {
+                stopped = Some(e);
+                break;
+            }
             scope.set(f.as_.clone(), item.clone());
             scope.set("index", json!(i));
             let (steps, status) = run_steps(&f.steps, scope, ctx, in_cleanup).await;
-            children.push(group(label(i, item), step.pos.line, steps, status));
+            runs.push(group(label(i, item), step.pos.line, steps, status));
             if matches!(status, Status::Failed | Status::Error) && !in_cleanup {
                 break;
             }
         }
     } else {
-        // Several at once: each item runs on its own copy of the variables.
-        let base = scope.clone();
-        let sem = tokio::sync::Semaphore::new(concurrency);
-        let mut futs = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let mut sc = base.clone();
-            sc.set(f.as_.clone(), item.clone());
-            sc.set("index", json!(i));
-            let name = label(i, item);
-            let sem = &sem;
-            futs.push(async move {
-                let _permit = sem.acquire().await;
-                let (steps, status) = run_steps(&f.steps, &mut sc, ctx, in_cleanup).await;
-                group(name, step.pos.line, steps, status)
-            });
+        // Several at once: each item runs on its own copy of the variables. Items start as
+        // others end (at most `concurrency` in flight), so memory follows the concurrency,
+        // not the length of the list.
+        use futures::StreamExt;
+        let base = &*scope;
+        let mut pending = futures::stream::FuturesOrdered::new();
+        let mut next = items.iter().enumerate();
+        loop {
+            while pending.len() < concurrency {
+                let Some((i, item)) = next.next() else { break };
+                let name = label(i, item);
+                pending.push_back(run_item(f, step, base, ctx, in_cleanup, i, item, name));
+            }
+            match pending.next().await {
+                None => break,
+                Some(Ok(g)) => runs.push(g),
+                Some(Err(e)) => {
+                    stopped = Some(e);
+                    break;
+                }
+            }
         }
-        let runs = futures::future::join_all(futs).await;
-        children = runs;
     }
     // The item variable exists inside the block only.
     for (name, old) in [(f.as_.as_str(), shadowed.0), ("index", shadowed.1)] {
@@ -143,16 +268,37 @@ async fn run_foreach(
             }
         }
     }
-    let passed = children
-        .iter()
-        .filter(|c| c.status == Status::Passed)
-        .count();
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    let (ran, passed) = (runs.ran, runs.passed);
+    let children = runs.into_children(step.pos.line);
     Ok(Observation {
-        doc: json!({"count": items.len(), "ran": children.len(), "passed": passed}).into(),
+        doc: json!({"count": items.len(), "ran": ran, "passed": passed}).into(),
         assertions: verdict(step, format!("foreach {}", f.as_), &children),
         children,
         ..Default::default()
     })
+}
+
+/// One item of a concurrent `foreach`, on its own copy of the variables.
+#[allow(clippy::too_many_arguments)]
+async fn run_item(
+    f: &Foreach,
+    step: &Step,
+    base: &Scope,
+    ctx: &Ctx,
+    in_cleanup: bool,
+    i: usize,
+    item: &Value,
+    name: String,
+) -> Result<StepResult, ExecError> {
+    next_run(ctx, in_cleanup).await?;
+    let mut sc = base.clone();
+    sc.set(f.as_.clone(), item.clone());
+    sc.set("index", json!(i));
+    let (steps, status) = run_steps(&f.steps, &mut sc, ctx, in_cleanup).await;
+    Ok(group(name, step.pos.line, steps, status))
 }
 
 /// `while` is an expression (`has_next`) or a template (`"{{ has_next }}"`).
@@ -186,11 +332,12 @@ async fn run_repeat(
     ctx: &Ctx,
     in_cleanup: bool,
 ) -> Result<Observation, ExecError> {
-    let mut children = Vec::new();
+    let mut runs = Runs::default();
     let mut exhausted = false;
     for run in 1..=r.max {
+        next_run(ctx, in_cleanup).await?;
         let (steps, status) = run_steps(&r.steps, scope, ctx, in_cleanup).await;
-        children.push(group(format!("run {run}"), step.pos.line, steps, status));
+        runs.push(group(format!("run {run}"), step.pos.line, steps, status));
         if matches!(status, Status::Failed | Status::Error) {
             break;
         }
@@ -200,10 +347,9 @@ async fn run_repeat(
         if run == r.max {
             exhausted = true;
         }
-        if ctx.cancel.is_cancelled() && !in_cleanup {
-            return Err(ExecError::interrupted());
-        }
     }
+    let ran = runs.ran;
+    let children = runs.into_children(step.pos.line);
     let mut assertions = verdict(step, "repeat".into(), &children);
     if exhausted {
         assertions.push(AssertionResult {
@@ -220,7 +366,7 @@ async fn run_repeat(
         });
     }
     Ok(Observation {
-        doc: json!({"runs": children.len()}).into(),
+        doc: json!({"runs": ran}).into(),
         assertions,
         children,
         ..Default::default()
@@ -261,4 +407,56 @@ async fn run_include(
         children: steps,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(status: Status) -> StepResult {
+        StepResult {
+            name: "run".into(),
+            status,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_block_keeps_a_sample_and_counts_the_rest() {
+        let mut runs = Runs::default();
+        for _ in 0..30 {
+            runs.push(run(Status::Passed));
+        }
+        for _ in 0..12 {
+            runs.push(run(Status::Failed));
+        }
+        assert_eq!((runs.ran, runs.passed, runs.omitted), (42, 30, 22));
+        let children = runs.into_children(7);
+        // 10 passing, 10 failing, and one line for the 22 others (2 of them failed).
+        assert_eq!(children.len(), 21);
+        let last = children.last().unwrap();
+        assert!(
+            last.name.starts_with("22 more runs not kept"),
+            "{}",
+            last.name
+        );
+        assert_eq!(last.status, Status::Failed);
+    }
+
+    #[tokio::test]
+    async fn the_kept_runs_of_a_step_list_are_bounded_in_all() {
+        budgeted(async {
+            let mut blocks: Vec<Runs> = Vec::new();
+            for _ in 0..(MAX_KEPT_RUNS / KEPT_PASSING + 5) {
+                let mut r = Runs::default();
+                for _ in 0..KEPT_PASSING {
+                    r.push(run(Status::Passed));
+                }
+                blocks.push(r);
+            }
+            let kept: usize = blocks.iter().map(|b| b.kept.len()).sum();
+            assert_eq!(kept, MAX_KEPT_RUNS);
+        })
+        .await;
+    }
 }

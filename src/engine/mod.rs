@@ -713,12 +713,25 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
     }
     // A panic is a bug of ours; caught here as a last resort so cleanup still runs and the
     // reports are still written.
-    let (steps, status) = contain_panic(step::run_steps(&spec.steps, &mut scope, ctx, false)).await;
+    // The steps and the cleanup each have their budget of loop runs: steps that used theirs
+    // up still leave cleanup the means to release what they took.
+    let (steps, status) = contain_panic(blocks::budgeted(step::run_steps(
+        &spec.steps,
+        &mut scope,
+        ctx,
+        false,
+    )))
+    .await;
     cr.steps = steps;
     cr.status = status;
     // Cleanup always runs, also after a failure or Ctrl-C; its own failures are reported too.
-    let (cleanup, cstatus) =
-        contain_panic(step::run_steps(&spec.cleanup, &mut scope, ctx, true)).await;
+    let (cleanup, cstatus) = contain_panic(blocks::budgeted(step::run_steps(
+        &spec.cleanup,
+        &mut scope,
+        ctx,
+        true,
+    )))
+    .await;
     cr.cleanup = cleanup;
     if cr.status == Status::Passed && cstatus != Status::Passed && cstatus != Status::Skipped {
         cr.status = cstatus;

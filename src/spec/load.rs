@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::diag::{did_you_mean, Diagnostic};
 use super::position::{PositionIndex, ScalarAt};
@@ -15,6 +16,59 @@ use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
 pub struct LoadedSpecs {
     pub specs: Vec<Spec>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Where the files a spec reads (`include`, `vars_file`, `body_file`, multipart files, `schema`
+/// files) may be: inside the project (the config file's folder) or a path the config lists
+/// under `allow_paths`. No roots: anywhere (a spec loaded without a project, as in unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Canonical folders (or files) a spec may read from.
+    pub roots: Vec<PathBuf>,
+    /// The largest `body_file` (or multipart file): the larger `max_body` of the targets.
+    pub max_body: Option<u64>,
+}
+
+impl Access {
+    /// The canonical path of `path` when a spec may read it: it exists, lies inside a root and
+    /// is a regular file (not a device such as /dev/zero, a FIFO or a folder). The error says
+    /// which rule refused it and never quotes the file.
+    pub fn check(&self, path: &Path, what: &str) -> Result<PathBuf, String> {
+        let shown = display_path(path);
+        let canon = std::fs::canonicalize(path)
+            .map_err(|e| format!("{what} `{shown}` cannot be read: {e}"))?;
+        if !self.roots.is_empty() && !self.roots.iter().any(|r| canon.starts_with(r)) {
+            return Err(format!(
+                "{what} `{shown}` is outside the project: a spec reads files only inside {} (rule: files stay in the folder of the config file unless `allow_paths` in it lists them)",
+                self.roots
+                    .iter()
+                    .map(|r| format!("`{}`", r.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let meta = std::fs::metadata(&canon)
+            .map_err(|e| format!("{what} `{shown}` cannot be read: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!(
+                "{what} `{shown}` is not a regular file (a folder, a device or a FIFO): only regular files are read"
+            ));
+        }
+        Ok(canon)
+    }
+
+    /// [`Access::check`], and the file is at most `max_body` bytes.
+    fn check_body(&self, path: &Path, what: &str) -> Result<PathBuf, String> {
+        let canon = self.check(path, what)?;
+        let len = std::fs::metadata(&canon).map(|m| m.len()).unwrap_or(0);
+        match self.max_body {
+            Some(max) if len > max => Err(format!(
+                "{what} `{}` has {len} bytes, more than `max_body` ({max} bytes): raise `max_body` of the target, or send a smaller file",
+                display_path(path)
+            )),
+            _ => Ok(canon),
+        }
+    }
 }
 
 /// File name of the scope catalog, which is not a spec.
@@ -85,6 +139,7 @@ pub fn load_paths(
     paths: &[PathBuf],
     catalog: Option<&Catalog>,
     target_vars: &[String],
+    access: &Access,
 ) -> LoadedSpecs {
     let mut loaded = LoadedSpecs::default();
     let files = match collect_files(paths) {
@@ -95,7 +150,7 @@ pub fn load_paths(
         }
     };
     for file in files {
-        match load_file(&file, catalog, target_vars) {
+        match load_file_with(&file, catalog, target_vars, access) {
             Ok(spec) => loaded.specs.push(spec),
             Err(mut diags) => loaded.diagnostics.append(&mut diags),
         }
@@ -179,6 +234,16 @@ pub fn load_file(
     catalog: Option<&Catalog>,
     target_vars: &[String],
 ) -> Result<Spec, Vec<Diagnostic>> {
+    load_file_with(path, catalog, target_vars, &Access::default())
+}
+
+/// [`load_file`], reading only the files `access` allows.
+pub fn load_file_with(
+    path: &Path,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+    access: &Access,
+) -> Result<Spec, Vec<Diagnostic>> {
     let file = display_path(path);
     let bytes = std::fs::read(path).map_err(|e| {
         vec![Diagnostic::new(
@@ -203,7 +268,7 @@ pub fn load_file(
             .with_source(&rest)]);
         }
     };
-    let mut spec = load_text(&file, &text, catalog, target_vars)?;
+    let mut spec = load_text_with(&file, &text, catalog, target_vars, access)?;
     spec.source.file = path.to_path_buf();
     Ok(spec)
 }
@@ -225,6 +290,17 @@ pub fn load_text(
     text: &str,
     catalog: Option<&Catalog>,
     target_vars: &[String],
+) -> Result<Spec, Vec<Diagnostic>> {
+    load_text_with(file, text, catalog, target_vars, &Access::default())
+}
+
+/// [`load_text`], reading only the files `access` allows.
+pub fn load_text_with(
+    file: &str,
+    text: &str,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+    access: &Access,
 ) -> Result<Spec, Vec<Diagnostic>> {
     let diag = |(pos, msg, hint): Problem| {
         Diagnostic::new(file, pos, msg)
@@ -304,7 +380,10 @@ pub fn load_text(
         .unwrap_or_default();
     let mut extra = Vec::new();
     if let Some(vf) = spec.vars_file.clone() {
-        match load_vars_file(&dir.join(&vf)) {
+        match access
+            .check(&dir.join(&vf), "vars_file")
+            .and_then(|p| load_vars_file(&p))
+        {
             Ok(mut shared) => {
                 // The spec's own vars come after (they may use and override the shared ones).
                 shared.extend(std::mem::take(&mut spec.vars));
@@ -316,6 +395,7 @@ pub fn load_text(
     let here = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
     let mut walk = IncludeWalk {
         stack: vec![here],
+        access: access.clone(),
         ..Default::default()
     };
     let src = Src {
@@ -325,7 +405,7 @@ pub fn load_text(
         dir: &dir,
     };
     for (block, steps) in [("steps", &mut spec.steps), ("cleanup", &mut spec.cleanup)] {
-        resolve_includes(steps, block, block, &src, &mut walk, &mut extra);
+        resolve_includes(steps, block, block, 0, &src, &mut walk, &mut extra);
     }
     if !extra.is_empty() {
         return Err(extra);
@@ -367,12 +447,32 @@ fn load_vars_file(path: &Path) -> Result<super::VarMap, String> {
     }
 }
 
-/// What loading the includes of one spec keeps: the files being read (for cycles) and every
-/// fragment read, whose templates are checked against the variables at its `include`.
+/// What loading the includes of one spec keeps: the files being read (for cycles), every
+/// fragment read (whose templates are checked against the variables at its `include`), each
+/// file read once however often it is included, and the steps expanded so far.
 #[derive(Default)]
 struct IncludeWalk {
     stack: Vec<PathBuf>,
     fragments: Vec<Fragment>,
+    /// Fragments by canonical path, read and checked once: `None` when that failed (its
+    /// diagnostics were given at the first `include`).
+    cache: HashMap<PathBuf, Option<Rc<ReadFragment>>>,
+    /// Steps of the spec once every include is expanded (blocks' inner steps counted).
+    steps: usize,
+    /// Which files may be read.
+    access: Access,
+    /// The `include:` lines being expanded, innermost last (where a crossed limit is shown).
+    sites: Vec<Diagnostic>,
+    /// A limit was crossed: nothing more is expanded (one diagnostic, not one per include).
+    stopped: bool,
+}
+
+/// A fragment file as read and checked, before its own includes are expanded.
+struct ReadFragment {
+    steps: Vec<Step>,
+    display: String,
+    text: Rc<str>,
+    index: Rc<PositionIndex>,
 }
 
 /// A fragment as read for one `include:`: `at` is where its steps sit in the spec's own path
@@ -382,36 +482,99 @@ struct Fragment {
     /// `file:line` of the `include:` that read it (a fragment may be included in many places).
     included_at: String,
     display: String,
-    text: String,
-    index: PositionIndex,
+    text: Rc<str>,
+    index: Rc<PositionIndex>,
 }
 
 /// Loads every `include:` below `steps` (in blocks too, and includes of included files),
 /// each file checked as a step list with diagnostics at its own `file:line:col`; a missing
-/// file or a cycle is reported at the `include` that names it. `base` is where `steps` sit in
-/// the file being read, `spec_base` where in the spec's own path space (inside a fragment they
-/// differ).
+/// file, a cycle or a crossed limit is reported at the `include` that names it. `base` is where
+/// `steps` sit in the file being read, `spec_base` where in the spec's own path space (inside a
+/// fragment they differ); `depth` is how many blocks and includes enclose `steps`.
+///
+/// The recursion is bounded by [`super::MAX_NESTING`] (deeper blocks are a diagnostic and not
+/// entered), and the work by [`super::MAX_STEPS`]: each file is parsed once, and expanding stops
+/// at the first limit crossed, so a fragment included twice by the next one, forty times over,
+/// ends at once rather than after 2^40 steps.
 fn resolve_includes(
     steps: &mut [Step],
     base: &str,
     spec_base: &str,
+    depth: usize,
     src: &Src,
     walk: &mut IncludeWalk,
     out: &mut Vec<Diagnostic>,
 ) {
     for (i, step) in steps.iter_mut().enumerate() {
+        if walk.stopped {
+            return;
+        }
         let p = format!("{base}[{i}]");
         let spec_p = format!("{spec_base}[{i}]");
+        walk.steps += 1;
+        if walk.steps > super::MAX_STEPS {
+            walk.stopped = true;
+            // At the innermost `include:` being expanded (the spec's own step otherwise).
+            let d = match walk.sites.last() {
+                Some(site) => site.clone(),
+                None => Diagnostic::new(src.file, src.index.get(&p), "").with_source(src.text),
+            };
+            out.push(Diagnostic {
+                message: format!(
+                    "the spec has more than {} steps once its includes are expanded (the steps inside blocks counted once each)",
+                    super::MAX_STEPS
+                ),
+                hint: Some(
+                    "a fragment that includes another several times doubles at each level: include it once, loop with `foreach`, or split the spec".into(),
+                ),
+                ..d
+            });
+            return;
+        }
+        step_files(step, &p, src, &walk.access, out);
+        let block = match &step.kind {
+            StepKind::Include(_) => "include",
+            StepKind::Fanout(_) => "fanout",
+            StepKind::Foreach(_) => "foreach",
+            StepKind::Repeat(_) => "repeat",
+            _ => continue,
+        };
+        let at = src.index.get(&format!("{p}.{block}"));
+        let here = |m: String, hint: Option<String>| {
+            Diagnostic::new(src.file, at, m)
+                .with_hint(hint)
+                .with_source(src.text)
+        };
+        if depth + 1 > super::MAX_NESTING {
+            walk.stopped = true;
+            let chain: Vec<String> = walk.stack.iter().map(|s| display_path(s)).collect();
+            out.push(here(
+                format!(
+                    "this `{block}` is nested {} levels deep (blocks and includes counted), at most {} are allowed{}",
+                    depth + 1,
+                    super::MAX_NESTING,
+                    if chain.len() > 1 {
+                        format!(
+                            "; includes: {} files deep, from {}",
+                            chain.len() - 1,
+                            chain[0]
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+                Some(if block == "include" {
+                    "flatten the chain: include the fragments one after the other, not each from the previous one".into()
+                } else {
+                    "move the inner steps to a fragment included one after the other, or split the spec".into()
+                }),
+            ));
+            return;
+        }
         match &mut step.kind {
             StepKind::Include(inc) => {
-                let at = src.index.get(&format!("{p}.include"));
-                let here = |m: String, hint: Option<String>| {
-                    Diagnostic::new(src.file, at, m)
-                        .with_hint(hint)
-                        .with_source(src.text)
-                };
                 let path = src.dir.join(&inc.path);
-                if !path.is_file() {
+                if !path.exists() {
                     out.push(here(
                         format!(
                             "included file `{}` not found ({})",
@@ -422,7 +585,14 @@ fn resolve_includes(
                     ));
                     continue;
                 }
-                let canon = std::fs::canonicalize(&path).unwrap_or(path.clone());
+                // Refused before it is read: its content never shows in a diagnostic.
+                let canon = match walk.access.check(&path, "included file") {
+                    Ok(c) => c,
+                    Err(m) => {
+                        out.push(here(m, Some(ACCESS_HINT.into())));
+                        continue;
+                    }
+                };
                 if let Some(k) = walk.stack.iter().position(|s| *s == canon) {
                     let chain: Vec<String> = walk.stack[k..]
                         .iter()
@@ -437,34 +607,67 @@ fn resolve_includes(
                     ));
                     continue;
                 }
-                let display = display_path(&path);
-                match load_step_list(&path, &display) {
-                    Err(mut d) => out.append(&mut d),
-                    Ok((mut inner, text)) => {
-                        let idx = PositionIndex::build(&text).unwrap_or_default();
-                        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                        let sub = Src {
-                            file: &display,
-                            text: &text,
-                            index: &idx,
-                            dir: &dir,
+                let read = match walk.cache.get(&canon) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let display = display_path(&path);
+                        let r = match load_step_list(&path, &display) {
+                            Err(mut d) => {
+                                out.append(&mut d);
+                                None
+                            }
+                            Ok((steps, text)) => {
+                                let index = PositionIndex::build(&text).unwrap_or_default();
+                                Some(Rc::new(ReadFragment {
+                                    steps,
+                                    display,
+                                    text: text.into(),
+                                    index: Rc::new(index),
+                                }))
+                            }
                         };
-                        let inner_at = format!("{spec_p}.include.steps");
-                        walk.stack.push(canon);
-                        resolve_includes(&mut inner, "", &inner_at, &sub, walk, out);
-                        walk.stack.pop();
-                        inc.steps = inner;
-                        inc.file = path.clone();
-                        inc.display = display.clone();
-                        walk.fragments.push(Fragment {
-                            at: inner_at,
-                            included_at: format!("{}:{}", src.file, at.line),
-                            display: display.clone(),
-                            text,
-                            index: idx,
-                        });
+                        walk.cache.insert(canon.clone(), r.clone());
+                        r
                     }
+                };
+                let Some(read) = read else { continue };
+                // Counted before copying: a fragment too large to expand is never copied.
+                if walk.steps + count_steps(&read.steps) > super::MAX_STEPS {
+                    walk.stopped = true;
+                    out.push(here(
+                        format!(
+                            "the spec has more than {} steps once its includes are expanded (the steps inside blocks counted once each): including `{}` here crosses it",
+                            super::MAX_STEPS,
+                            inc.path,
+                        ),
+                        Some("a fragment that includes another several times doubles at each level: include it once, or loop with `foreach`".into()),
+                    ));
+                    return;
                 }
+                let mut inner = read.steps.clone();
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                let sub = Src {
+                    file: &read.display,
+                    text: &read.text,
+                    index: &read.index,
+                    dir: &dir,
+                };
+                let inner_at = format!("{spec_p}.include.steps");
+                walk.stack.push(canon);
+                walk.sites.push(here(String::new(), None));
+                resolve_includes(&mut inner, "", &inner_at, depth + 1, &sub, walk, out);
+                walk.sites.pop();
+                walk.stack.pop();
+                inc.steps = inner;
+                inc.file = path.clone();
+                inc.display = read.display.clone();
+                walk.fragments.push(Fragment {
+                    at: inner_at,
+                    included_at: format!("{}:{}", src.file, at.line),
+                    display: read.display.clone(),
+                    text: read.text.clone(),
+                    index: read.index.clone(),
+                });
             }
             StepKind::Fanout(f) => {
                 for (block, steps) in [
@@ -472,7 +675,7 @@ fn resolve_includes(
                     ("fanout.cleanup", &mut f.cleanup),
                 ] {
                     let (b, a) = (format!("{p}.{block}"), format!("{spec_p}.{block}"));
-                    resolve_includes(steps, &b, &a, src, walk, out);
+                    resolve_includes(steps, &b, &a, depth + 1, src, walk, out);
                 }
             }
             StepKind::Foreach(f) => {
@@ -480,18 +683,75 @@ fn resolve_includes(
                     format!("{p}.foreach.steps"),
                     format!("{spec_p}.foreach.steps"),
                 );
-                resolve_includes(&mut f.steps, &b, &a, src, walk, out)
+                resolve_includes(&mut f.steps, &b, &a, depth + 1, src, walk, out)
             }
             StepKind::Repeat(r) => {
                 let (b, a) = (
                     format!("{p}.repeat.steps"),
                     format!("{spec_p}.repeat.steps"),
                 );
-                resolve_includes(&mut r.steps, &b, &a, src, walk, out)
+                resolve_includes(&mut r.steps, &b, &a, depth + 1, src, walk, out)
             }
             _ => {}
         }
     }
+}
+
+const ACCESS_HINT: &str =
+    "move the file into the project, or list its folder under `allow_paths:` in the config file";
+
+/// The files a step sends or checks against (`body_file`, multipart files, a `schema` file),
+/// when written out (templated ones are known only at run time): readable by `access`.
+fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Diagnostic>) {
+    let mut files: Vec<(String, &str, bool)> = Vec::new();
+    if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
+        let kind = step.kind.name();
+        if let Some(f) = &req.body_file {
+            files.push((format!("{p}.{kind}.body_file"), f, true));
+        }
+        for (j, part) in req.multipart.iter().flatten().enumerate() {
+            if let Some(f) = &part.file {
+                files.push((format!("{p}.{kind}.multipart[{j}].file"), f, true));
+            }
+        }
+    }
+    if let Some(super::SchemaRef::File(f)) = step.expect.as_ref().and_then(|e| e.schema.as_ref()) {
+        files.push((format!("{p}.expect.schema"), f, false));
+    }
+    for (at, f, body) in files {
+        if is_template(f) {
+            continue;
+        }
+        let path = src.dir.join(f);
+        let key = at.rsplit('.').next().unwrap_or("file");
+        let what = if key == "file" { "multipart file" } else { key };
+        let r = if body {
+            access.check_body(&path, what)
+        } else {
+            access.check(&path, "schema file")
+        };
+        if let Err(m) = r {
+            out.push(
+                Diagnostic::new(src.file, src.index.get(&at), m)
+                    .with_hint(Some(ACCESS_HINT.into()))
+                    .with_source(src.text),
+            );
+        }
+    }
+}
+
+/// Steps of a list, those inside blocks counted (not those of includes, not yet read).
+/// A loop over an explicit stack: the list may come from any file.
+fn count_steps(steps: &[Step]) -> usize {
+    let mut n = 0;
+    let mut todo: Vec<&[Step]> = vec![steps];
+    while let Some(list) = todo.pop() {
+        n += list.len();
+        for s in list {
+            todo.extend(s.kind.blocks().into_iter().map(|(_, b)| b));
+        }
+    }
+    n
 }
 
 /// An included file: a YAML list of steps, read and checked like a spec's `steps`.
@@ -623,6 +883,13 @@ fn check(
                 spec.id
             ),
             None,
+        ));
+    }
+    if let Some(n) = spec.retries.filter(|n| *n > super::MAX_RETRIES) {
+        out.push((
+            index.get("retries"),
+            format!("`retries: {n}` is too many: at most {}", super::MAX_RETRIES),
+            Some("a case that needs more runs to pass is failing; fix the cause".into()),
         ));
     }
     if spec.steps.is_empty() {
@@ -769,7 +1036,8 @@ fn check(
         ));
     }
     if out.is_empty() {
-        static_evaluation(spec, index, &mut out);
+        let sizes = static_evaluation(spec, index, &mut out);
+        out.extend(loop_runs(spec, index, &sizes));
     }
     out.sort_by_key(|p| (p.0.line, p.0.col));
     out.dedup();
@@ -786,18 +1054,13 @@ fn is_expression(s: &ScalarAt) -> bool {
 /// The names `s` reads that are not defined where it sits (`path`, in the spec's own path
 /// space): the innermost region holding it decides.
 fn undefined_names(
-    regions: &[(String, Known)],
+    regions: &Regions,
     path: &str,
     s: &ScalarAt,
     names: &HashSet<String>,
     optional: Optional,
 ) -> Vec<Problem> {
-    let Some(known) = regions
-        .iter()
-        .filter(|(prefix, _)| !prefix.is_empty() && within(path, prefix))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(_, k)| k)
-    else {
+    let Some(known) = innermost(regions, path) else {
         return Vec::new();
     };
     let mut names: Vec<&String> = names.iter().collect();
@@ -901,7 +1164,15 @@ fn value_names(v: &serde_json::Value, out: &mut HashSet<String>) -> bool {
 /// constants, functions such as `now()`, `focus_time()`, `range()`) are rendered by `validate`:
 /// a bad time format, an offset out of range, a runaway loop or a templated duration that is
 /// not one is found before anything is sent.
-fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>) {
+///
+/// Returns the lengths of the templated `foreach` lists it could render, by path (the largest
+/// over the cases), for [`loop_runs`].
+fn static_evaluation(
+    spec: &Spec,
+    index: &PositionIndex,
+    out: &mut Vec<Problem>,
+) -> HashMap<String, usize> {
+    let mut sizes = HashMap::new();
     use crate::template::Scope;
     use serde_json::json;
     let mut base = Scope::default();
@@ -1018,8 +1289,65 @@ fn static_evaluation(spec: &Spec, index: &PositionIndex, out: &mut Vec<Problem>)
                 out.push((s.pos, format!("`{}` fails: {}", s.value, e.message), None));
                 break;
             }
+            if !expression && s.path.ends_with(".foreach.items") {
+                let v = serde_json::Value::String(s.value.clone());
+                if let Ok(serde_json::Value::Array(a)) = scope.render_value(&v) {
+                    let n = sizes.entry(s.path.clone()).or_insert(0);
+                    *n = (*n).max(a.len());
+                }
+            }
         }
     }
+    sizes
+}
+
+/// Loops whose sizes are known before the run (written-out lists, templates of constants such
+/// as `range(1500)`) may not multiply to more than [`super::MAX_LOOP_RUNS`] runs: the diagnostic
+/// is at the innermost `foreach` that crosses it. `repeat` counts only at run time: its `max`
+/// is a bound it seldom reaches, not its size.
+fn loop_runs(spec: &Spec, index: &PositionIndex, sizes: &HashMap<String, usize>) -> Vec<Problem> {
+    // The tree is at most MAX_NESTING deep (checked while includes were resolved).
+    fn walk(
+        steps: &[Step],
+        base: &str,
+        outer: u64,
+        index: &PositionIndex,
+        sizes: &HashMap<String, usize>,
+        out: &mut Vec<Problem>,
+    ) {
+        for (i, s) in steps.iter().enumerate() {
+            let p = format!("{base}[{i}]");
+            let mut runs = outer;
+            if let StepKind::Foreach(f) = &s.kind {
+                let at = format!("{p}.foreach.items");
+                let n = match &f.items {
+                    serde_json::Value::Array(a) => Some(a.len()),
+                    _ => sizes.get(&at).copied(),
+                };
+                if let Some(n) = n {
+                    runs = outer.saturating_mul(n as u64);
+                    if runs > super::MAX_LOOP_RUNS {
+                        out.push((
+                            index.get(&at),
+                            format!(
+                                "this `foreach` would run {runs} times in all ({n} items, times {outer} runs of the loops around it); at most {} loop runs are allowed per case",
+                                super::MAX_LOOP_RUNS
+                            ),
+                            Some("loop over fewer items, or split the work into several cases or specs".into()),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            for (b, block) in s.kind.blocks() {
+                walk(block, &format!("{p}.{b}"), runs, index, sizes, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&spec.steps, "steps", 1, index, sizes, &mut out);
+    walk(&spec.cleanup, "cleanup", 1, index, sizes, &mut out);
+    out
 }
 
 /// The expression tests whether `n` is defined (`n is defined`, `n is undefined`, `n | default`).
@@ -1039,13 +1367,20 @@ fn guards_itself(src: &str, n: &str) -> bool {
     })
 }
 
-/// `path` is `prefix` or inside it.
-fn within(path: &str, prefix: &str) -> bool {
-    prefix.is_empty()
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+/// What is known at each region of a spec, by path (`steps[2]`, `vars.base`).
+type Regions = HashMap<String, Known>;
+
+/// The innermost region holding `path`: its closest ancestor that is one (a lookup per level,
+/// not a scan of every region: a spec's scalars times its regions was quadratic in its steps).
+fn innermost<'r>(regions: &'r Regions, path: &str) -> Option<&'r Known> {
+    let mut p = path;
+    while !p.is_empty() {
+        if let Some(k) = regions.get(p) {
+            return Some(k);
+        }
+        p = &p[..p.rfind(['.', '[']).unwrap_or(0)];
+    }
+    None
 }
 
 /// The names a template may use at one place of a spec.
@@ -1106,7 +1441,7 @@ impl Known {
 
 /// For every part of the spec, what is defined there, in the order things happen at run time:
 /// target vars, spec vars (in order), case vars, then each step's captures for the steps after it.
-fn scope_regions(spec: &Spec, target_vars: &[String]) -> Vec<(String, Known)> {
+fn scope_regions(spec: &Spec, target_vars: &[String]) -> Regions {
     let mut regions = Vec::new();
     let mut base = Known::default();
     base.defined
@@ -1217,7 +1552,8 @@ fn scope_regions(spec: &Spec, target_vars: &[String]) -> Vec<(String, Known)> {
         cleanup_known.defined.insert(name);
     }
     step_regions(&spec.cleanup, "cleanup", cleanup_known, &mut regions);
-    regions
+    // A later region of the same path wins, as the longest-prefix scan it replaces did.
+    regions.into_iter().collect()
 }
 
 fn all_captures(steps: &[Step], base: &str, out: &mut Vec<(String, String)>) {
@@ -1378,6 +1714,18 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
         let path = format!("{base}[{i}]");
         if let Some(e) = &step.expect {
             check_expect(e, &format!("{path}.expect"), index, out);
+        }
+        if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
+            if let Some(n) = req.max_redirects.filter(|n| *n > super::MAX_REDIRECTS) {
+                out.push((
+                    index.get(&format!("{path}.{}.max_redirects", step.kind.name())),
+                    format!(
+                        "`max_redirects: {n}` is too many: at most {}",
+                        super::MAX_REDIRECTS
+                    ),
+                    Some("a chain of redirects that long is a loop".into()),
+                ));
+            }
         }
         if step.until.is_some() && step.expect.is_none() {
             out.push((

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use diag::Diagnostic;
-pub use load::{load_paths, LoadedSpecs};
+pub use load::{load_paths, Access, LoadedSpecs};
 
 /// A position in a spec file (1-based line and column; 0 = unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1560,6 +1560,26 @@ pub struct Fanout {
 
 /// Most iterations a `repeat` may run.
 pub const MAX_REPEAT: u64 = 10_000;
+
+/// How deep blocks (`foreach`, `repeat`, `fanout`) and includes may nest in a spec, includes of
+/// includes counted. Loading and running walk the tree of steps recursively, and a results.json
+/// nests two JSON levels per block (readers stop at 128): the bound keeps both far from a limit.
+pub const MAX_NESTING: usize = 32;
+
+/// Most runs the loops (`foreach` items, `repeat` runs) of a case's steps make in all, nested
+/// loops multiplied; its cleanup has as many again. `validate` multiplies the sizes it knows
+/// (written-out lists, `range(1500)` of constants); the run counts the rest.
+pub const MAX_LOOP_RUNS: u64 = 1_000_000;
+
+/// Most runs again of a failed case (`--retries`, a spec's `retries:`).
+pub const MAX_RETRIES: u32 = 10;
+
+/// Most redirects one request follows (`max_redirects` of a target or a step).
+pub const MAX_REDIRECTS: u32 = 50;
+
+/// Most steps of one spec once its includes are expanded (the steps inside blocks counted once
+/// each, not once per iteration).
+pub const MAX_STEPS: usize = 100_000;
 
 fn compact_value(v: &Value) -> String {
     match v {
