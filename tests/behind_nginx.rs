@@ -54,6 +54,9 @@ http {
 
     # Short, so the runner's idle connections are closed under it (HTTP/2 too, since 1.19.7).
     keepalive_timeout 3s;
+    # Fewer than the default 1000, so connections also end under load, mid-fan-out: `Connection:
+    # close` on HTTP/1.1, GOAWAY on HTTP/2 (which nginx 1.19.7+ also bounds with this).
+    keepalive_requests 100;
     gzip on;
     gzip_types application/json;
 
