@@ -163,6 +163,17 @@ impl StepKind {
     }
 }
 
+/// The step's label with its templates rendered, when that changes it. A template that cannot
+/// be rendered yet (a variable the step itself captures) leaves the label as written: a name
+/// never fails a step.
+fn rendered_label(step: &Step, scope: &Scope) -> Option<String> {
+    let label = step.label();
+    if !crate::template::is_template(&label) {
+        return None;
+    }
+    scope.render_str(&label).ok().filter(|r| *r != label)
+}
+
 /// The variables as a JSON document (subject of `path` checks in `assert` steps).
 fn vars_doc(scope: &Scope) -> Value {
     Value::Object(scope.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -185,6 +196,21 @@ impl Step {
     /// Only what every step needs lives in this future; a poll's loop and a failure's diagnosis
     /// are boxed apart, so a plain step (every request of a fan-out) allocates and moves little.
     pub async fn run(&self, scope: &mut Scope, ctx: &Ctx, in_cleanup: bool) -> StepResult {
+        // Named from the scope the step starts in: the values it ran with. A fan-out's
+        // iterations keep the name as written: their statistics are grouped by it.
+        let named = if ctx.summarized {
+            None
+        } else {
+            rendered_label(self, scope)
+        };
+        let mut res = self.run_unnamed(scope, ctx, in_cleanup).await;
+        if let Some(name) = named {
+            res.name_template = Some(std::mem::replace(&mut res.name, name));
+        }
+        res
+    }
+
+    async fn run_unnamed(&self, scope: &mut Scope, ctx: &Ctx, in_cleanup: bool) -> StepResult {
         let t0 = Instant::now();
         if let Some(cond) = &self.when {
             match scope.eval(cond) {
