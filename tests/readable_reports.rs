@@ -80,7 +80,7 @@ steps:
     let message = message.as_ref().unwrap().as_str();
     assert_eq!(
         message,
-        "2 >= 5: found 2 (as written: `{{ open_before }}`)",
+        "specs/rendered.yaml:15: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
         "{xml}"
     );
     let description = description.as_ref().unwrap().as_str();
