@@ -34,6 +34,7 @@ vars:
   n: 3
   open_before: 2
   jobs: [{id: "18-1"}, {id: "18-2"}, {id: "18-3"}]
+  job_id: null
 steps:
   - name: configure job {{ n }}
     assert:
@@ -43,6 +44,10 @@ steps:
     assert:
       - value: "{{ open_before }}"
         gte: 5
+cleanup:
+  - name: cancel job {{ job_id }}
+    when: job_id
+    assert: [{expr: "true"}]
 "#,
     );
     let out = p.run(&["run"]);
@@ -61,6 +66,12 @@ steps:
     assert_eq!(a["subject"], "2");
     assert_eq!(a["subject_template"], "{{ open_before }}");
     assert_eq!(a["passed"], false);
+    // A skipped step keeps its name as written: it ran with no values.
+    let spec = &r["specs"][0];
+    let cleanup = &spec["cases"][0]["cleanup"][0];
+    assert_eq!(cleanup["status"], "skipped");
+    assert_eq!(cleanup["name"], "cancel job {{ job_id }}");
+    assert!(cleanup.get("name_template").is_none(), "{cleanup}");
     let text = serde_json::to_string(&r).unwrap();
     assert!(!text.contains("\"name\":\"configure job {{"), "{text}");
 
@@ -80,17 +91,17 @@ steps:
     let message = message.as_ref().unwrap().as_str();
     assert_eq!(
         message,
-        "specs/rendered.yaml:15: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
+        "specs/rendered.yaml:16: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
         "{xml}"
     );
     let description = description.as_ref().unwrap().as_str();
     assert!(
-        description.contains("step `check job 3` (line 13, as written `check job {{ n }}`)"),
+        description.contains("step `check job 3` (line 14, as written `check job {{ n }}`)"),
         "{description}"
     );
     let system_out = case.system_out.as_ref().unwrap().as_str();
     assert!(
-        system_out.contains("[passed] configure job 3 (line 9"),
+        system_out.contains("[passed] configure job 3 (line 10"),
         "{system_out}"
     );
 

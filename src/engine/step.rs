@@ -204,7 +204,9 @@ impl Step {
             rendered_label(self, scope)
         };
         let mut res = self.run_unnamed(scope, ctx, in_cleanup).await;
-        if let Some(name) = named {
+        // A skipped step ran with no values: `DELETE /job/{{ job_id }}` skipped because no job
+        // opened would read `DELETE /job/None`.
+        if let Some(name) = named.filter(|_| res.status != Status::Skipped) {
             res.name_template = Some(std::mem::replace(&mut res.name, name));
         }
         res
