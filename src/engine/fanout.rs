@@ -643,6 +643,7 @@ async fn run_fanout(
                 .map(|c| c.pos.line)
                 .unwrap_or(step.pos.line),
             subject: "fan-out cleanup".into(),
+            subject_template: None,
             op: "released every iteration".into(),
             expected: json!(0),
             actual: Some(json!(format!(
@@ -1516,6 +1517,7 @@ fn check_thresholds(
         out.push(AssertionResult {
             line,
             subject,
+            subject_template: None,
             op: "holds".into(),
             expected: json!(src),
             actual: Some(json!(value)),
