@@ -481,6 +481,36 @@ pub struct Coverage {
     pub backlog: Vec<ExcludedItem>,
 }
 
+impl Coverage {
+    /// Items that ran but say nowhere where (results.json written before items recorded their
+    /// target) were established on the run's own target: a run has one.
+    pub fn fill_target(&mut self, target: &TargetInfo) {
+        for item in self.areas.iter_mut().flat_map(|a| &mut a.items) {
+            if item.target.is_none()
+                && matches!(item.outcome.as_str(), "verified" | "failing" | "skipped")
+            {
+                item.target = Some(TargetRef::of(target));
+            }
+        }
+    }
+
+    /// The distinct targets the items' outcomes were established on, in order of appearance.
+    pub fn targets(&self) -> Vec<&TargetRef> {
+        let mut out: Vec<&TargetRef> = Vec::new();
+        for t in self
+            .areas
+            .iter()
+            .flat_map(|a| &a.items)
+            .filter_map(|i| i.target.as_ref())
+        {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CoverageArea {
     pub id: String,
@@ -498,7 +528,78 @@ pub struct CoverageItem {
     pub hard_requirement: bool,
     /// verified, failing, skipped, not_run, gap
     pub outcome: String,
+    /// Where the outcome was established (the run's target and its kind), so no report can pass
+    /// a simulator's verdict off as a real server's. Absent when nothing ran (a gap, not run),
+    /// and in results.json written before the field (`report::json::read` fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetRef>,
     pub specs: Vec<CoveringSpec>,
+}
+
+/// A target as coverage records it: its name and kind (`embedded`, `simulator`, `remote`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRef {
+    pub name: String,
+    pub kind: String,
+}
+
+impl TargetRef {
+    pub fn of(t: &TargetInfo) -> TargetRef {
+        TargetRef {
+            name: t.name.clone(),
+            kind: t.kind.clone(),
+        }
+    }
+
+    /// Whether the target is a real server rather than a simulator.
+    pub fn is_real(&self) -> bool {
+        self.kind == "remote"
+    }
+
+    /// The kind for people: `embedded simulator`, `simulator`, `real server`.
+    pub fn kind_label(&self) -> &'static str {
+        kind_label(&self.kind)
+    }
+
+    /// Where, as a phrase to follow "Verified on": `the embedded simulator`, `the simulator
+    /// "sim"`, `staging (a real server)`. A simulator is never named as if it were a server.
+    pub fn describe(&self) -> String {
+        match self.kind.as_str() {
+            "embedded" => "the embedded simulator".into(),
+            "simulator" => format!("the simulator \"{}\"", self.name),
+            "remote" => format!("{} (a real server)", self.name),
+            _ => format!("{} (kind of target not recorded)", self.name),
+        }
+    }
+}
+
+/// A target kind for people (see [`TargetRef::kind_label`]).
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "embedded" => "embedded simulator",
+        "simulator" => "simulator",
+        "remote" => "real server",
+        _ => "kind not recorded",
+    }
+}
+
+impl CoverageItem {
+    /// "Verified on the embedded simulator", "Failing on staging (a real server)"; outcomes
+    /// that say nothing about a target ("Gap", "Not run in this run") stay as they are.
+    pub fn outcome_where(&self) -> String {
+        let word = match self.outcome.as_str() {
+            "verified" => "Verified",
+            "failing" => "Failing",
+            "skipped" => "Skipped",
+            "gap" => return "Gap — no spec".into(),
+            "not_run" => return "Not run in this run".into(),
+            _ => "Unknown",
+        };
+        match &self.target {
+            Some(t) => format!("{word} on {}", t.describe()),
+            None => word.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -21,6 +21,10 @@ pub fn read(path: &Path) -> Result<RunReport, String> {
     let mut report: RunReport = serde_json::from_value(value)
         .map_err(|e| format!("{} is not a focusqa results.json: {e}", path.display()))?;
     report.redact(&crate::results::Secrets::new());
+    let target = report.target.clone();
+    if let Some(c) = &mut report.coverage {
+        c.fill_target(&target);
+    }
     Ok(report)
 }
 
