@@ -19,6 +19,9 @@ pub(super) struct CoverageView {
     skipped: usize,
     not_run: usize,
     headline: String,
+    /// Where the outcomes were established, stated beside the headline: a simulator's verdict
+    /// must not read as a real server's.
+    target: Option<WhereView>,
     verdict: &'static str,
     /// Stacked bar of the in-scope outcomes (percent widths).
     bar: Vec<BarPart>,
@@ -27,6 +30,18 @@ pub(super) struct CoverageView {
     gap_list: Vec<String>,
     backlog: Vec<ExcludedView>,
     excluded: Vec<ExcludedView>,
+}
+
+#[derive(Serialize)]
+struct WhereView {
+    /// `embedded`, `simulator`, `remote`, or `mixed` when the items were established on several.
+    kind: String,
+    kind_label: String,
+    /// "the embedded simulator", "staging (a real server)".
+    text: String,
+    real: bool,
+    /// What the outcomes do and do not show, for a reader who skims.
+    note: String,
 }
 
 #[derive(Serialize)]
@@ -43,7 +58,8 @@ struct HardView {
     title: String,
     area: String,
     outcome: String,
-    outcome_label: &'static str,
+    /// With where: "Verified on the embedded simulator".
+    outcome_label: String,
     /// A sentence for a manager: "Met: 200 of 200 concurrent jobs succeeded".
     statement: String,
     specs: Vec<HardSpec>,
@@ -75,7 +91,8 @@ struct ItemView {
     backlog: bool,
     hard_requirement: bool,
     outcome: String,
-    outcome_label: &'static str,
+    /// "Verified on the embedded simulator", "Failing on staging (a real server)", "Gap — no spec".
+    outcome_label: String,
     specs: Vec<CoveringView>,
 }
 
@@ -142,7 +159,7 @@ pub(super) fn coverage_view(
                 backlog: item.status != "in",
                 hard_requirement: item.hard_requirement,
                 outcome: item.outcome.clone(),
-                outcome_label: outcome_label(&item.outcome),
+                outcome_label: item.outcome_where(),
                 specs,
             });
         }
@@ -159,6 +176,7 @@ pub(super) fn coverage_view(
             items,
         });
     }
+    let target = where_view(c, r);
     let n = |k: &str| counts.get(k).copied().unwrap_or(0);
     let total: usize = counts.values().sum::<usize>().max(1);
     let bar = ["verified", "failing", "skipped", "not_run", "gap"]
@@ -186,7 +204,16 @@ pub(super) fn coverage_view(
         gaps: c.gaps.len(),
         skipped: n("skipped"),
         not_run: n("not_run"),
-        headline: format!("{} of {} in-scope items verified", c.verified, c.in_scope),
+        headline: format!(
+            "{} of {} in-scope items verified{}",
+            c.verified,
+            c.in_scope,
+            target
+                .as_ref()
+                .map(|t| format!(" on {}", t.text))
+                .unwrap_or_default()
+        ),
+        target,
         verdict,
         bar,
         hard,
@@ -194,6 +221,47 @@ pub(super) fn coverage_view(
         gap_list: c.gaps.clone(),
         backlog: c.backlog.iter().map(excluded_view).collect(),
         excluded: c.excluded.iter().map(excluded_view).collect(),
+    }
+}
+
+/// Where the items' outcomes were established (nothing when nothing ran).
+fn where_view(c: &Coverage, r: &RunReport) -> Option<WhereView> {
+    let targets = c.targets();
+    match targets.as_slice() {
+        [] => None,
+        [t] => Some(WhereView {
+            kind: t.kind.clone(),
+            kind_label: t.kind_label().into(),
+            text: t.describe(),
+            real: t.is_real(),
+            note: if t.is_real() {
+                format!(
+                    "These outcomes were established on {}{}.",
+                    t.describe(),
+                    r.target
+                        .base_url
+                        .as_deref()
+                        .filter(|_| r.target.name == t.name)
+                        .map(|u| format!(" at {u}"))
+                        .unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "These outcomes were established on {}, not on a real Focus Server: they show that the tests pass against the simulator's model of the server, not that a real server meets the scope.",
+                    t.describe()
+                )
+            },
+        }),
+        many => Some(WhereView {
+            kind: "mixed".into(),
+            kind_label: "several targets".into(),
+            text: "several targets".into(),
+            real: false,
+            note: format!(
+                "Outcomes were established on different targets ({}): each item says where.",
+                many.iter().map(|t| t.describe()).collect::<Vec<_>>().join(", ")
+            ),
+        }),
     }
 }
 
@@ -243,11 +311,17 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
             failed_thresholds,
         });
     }
+    // "Met on the embedded simulator: ..." — never a bare "Met" that reads as the real server's.
+    let on = item
+        .target
+        .as_ref()
+        .map(|t| format!(" on {}", t.describe()))
+        .unwrap_or_default();
     let statement = match (item.outcome.as_str(), &best) {
-        ("verified", Some(b)) => format!("Met: {b}."),
-        ("verified", None) => "Met.".to_string(),
-        ("failing", Some(b)) => format!("Not met: {b}."),
-        ("failing", None) => "Not met: the covering test failed.".to_string(),
+        ("verified", Some(b)) => format!("Met{on}: {b}."),
+        ("verified", None) => format!("Met{on}."),
+        ("failing", Some(b)) => format!("Not met{on}: {b}."),
+        ("failing", None) => format!("Not met{on}: the covering test failed."),
         ("gap", _) => "Not tested: no test covers this requirement.".to_string(),
         ("skipped", _) => "Not tested in this run: the covering test was skipped.".to_string(),
         _ => "Not run in this run: the covering test was not selected (or not reached); this is not a gap.".to_string(),
@@ -257,7 +331,7 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
         title: item.title.clone(),
         area: area.to_string(),
         outcome: item.outcome.clone(),
-        outcome_label: outcome_label(&item.outcome),
+        outcome_label: item.outcome_where(),
         statement,
         specs,
     }
