@@ -494,6 +494,30 @@ impl Coverage {
         }
     }
 
+    /// Where the items' outcomes were established, to follow "verified on": `the embedded
+    /// simulator`, `staging (a real server)`, or `2 targets: ...` (each item then says its own);
+    /// `None` when nothing ran.
+    pub fn where_phrase(&self) -> Option<String> {
+        match self.targets().as_slice() {
+            [] => None,
+            [t] => Some(t.describe()),
+            many => Some(format!(
+                "{} targets: {}",
+                many.len(),
+                many.iter()
+                    .map(|t| t.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Whether every outcome that ran was established on a real server (false when nothing ran).
+    pub fn all_real(&self) -> bool {
+        let t = self.targets();
+        !t.is_empty() && t.iter().all(|t| t.is_real())
+    }
+
     /// The distinct targets the items' outcomes were established on, in order of appearance.
     pub fn targets(&self) -> Vec<&TargetRef> {
         let mut out: Vec<&TargetRef> = Vec::new();
@@ -518,7 +542,7 @@ pub struct CoverageArea {
     pub items: Vec<CoverageItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CoverageItem {
     pub id: String,
     pub title: String,
@@ -559,6 +583,15 @@ impl TargetRef {
     /// The kind for people: `embedded simulator`, `simulator`, `real server`.
     pub fn kind_label(&self) -> &'static str {
         kind_label(&self.kind)
+    }
+
+    /// Short, for a property or a table cell: `embedded simulator`, `sim (simulator)`,
+    /// `staging (real server)`.
+    pub fn label(&self) -> String {
+        match self.kind.as_str() {
+            "embedded" => "embedded simulator".into(),
+            k => format!("{} ({})", self.name, kind_label(k)),
+        }
     }
 
     /// Where, as a phrase to follow "Verified on": `the embedded simulator`, `the simulator
@@ -656,5 +689,58 @@ mod tests {
             diff.details(),
             Some("$.a: expected 1, found 2\n$.b: expected 3, found 4")
         );
+    }
+
+    #[test]
+    fn a_simulator_verdict_never_reads_as_a_real_servers() {
+        let t = |name: &str, kind: &str| TargetRef {
+            name: name.into(),
+            kind: kind.into(),
+        };
+        let item = |outcome: &str, target: Option<TargetRef>| CoverageItem {
+            outcome: outcome.into(),
+            target,
+            ..Default::default()
+        };
+        let emb = t("embedded", "embedded");
+        let stg = t("staging", "remote");
+        assert_eq!(
+            item("verified", Some(emb.clone())).outcome_where(),
+            "Verified on the embedded simulator"
+        );
+        assert_eq!(
+            item("failing", Some(stg.clone())).outcome_where(),
+            "Failing on staging (a real server)"
+        );
+        assert_eq!(
+            item("verified", Some(t("sim", "simulator"))).outcome_where(),
+            "Verified on the simulator \"sim\""
+        );
+        assert_eq!(item("gap", None).outcome_where(), "Gap — no spec");
+        assert_eq!(emb.label(), "embedded simulator");
+        assert_eq!(stg.label(), "staging (real server)");
+        assert_eq!(t("sim", "simulator").label(), "sim (simulator)");
+
+        let cov = |items: Vec<CoverageItem>| Coverage {
+            areas: vec![CoverageArea {
+                items,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let one = cov(vec![item("verified", Some(emb.clone())), item("gap", None)]);
+        assert_eq!(one.where_phrase().as_deref(), Some("the embedded simulator"));
+        assert!(!one.all_real());
+        let both = cov(vec![
+            item("verified", Some(emb)),
+            item("verified", Some(stg.clone())),
+        ]);
+        assert_eq!(
+            both.where_phrase().as_deref(),
+            Some("2 targets: the embedded simulator, staging (a real server)")
+        );
+        assert!(!both.all_real());
+        assert!(cov(vec![item("verified", Some(stg))]).all_real());
+        assert_eq!(cov(vec![item("gap", None)]).where_phrase(), None);
     }
 }

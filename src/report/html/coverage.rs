@@ -60,8 +60,10 @@ struct HardView {
     outcome: String,
     /// With where: "Verified on the embedded simulator".
     outcome_label: String,
-    /// A sentence for a manager: "Met: 200 of 200 concurrent jobs succeeded".
+    /// A sentence for a manager: "Met on the embedded simulator: 200 of 200 succeeded".
     statement: String,
+    /// For an outcome established on a simulator: what it does not show.
+    simulated: Option<String>,
     specs: Vec<HardSpec>,
 }
 
@@ -226,43 +228,35 @@ pub(super) fn coverage_view(
 
 /// Where the items' outcomes were established (nothing when nothing ran).
 fn where_view(c: &Coverage, r: &RunReport) -> Option<WhereView> {
+    let text = c.where_phrase()?;
     let targets = c.targets();
-    match targets.as_slice() {
-        [] => None,
-        [t] => Some(WhereView {
-            kind: t.kind.clone(),
-            kind_label: t.kind_label().into(),
-            text: t.describe(),
-            real: t.is_real(),
-            note: if t.is_real() {
-                format!(
-                    "These outcomes were established on {}{}.",
-                    t.describe(),
-                    r.target
-                        .base_url
-                        .as_deref()
-                        .filter(|_| r.target.name == t.name)
-                        .map(|u| format!(" at {u}"))
-                        .unwrap_or_default()
-                )
-            } else {
-                format!(
-                    "These outcomes were established on {}, not on a real Focus Server: they show that the tests pass against the simulator's model of the server, not that a real server meets the scope.",
-                    t.describe()
-                )
-            },
-        }),
-        many => Some(WhereView {
-            kind: "mixed".into(),
-            kind_label: "several targets".into(),
-            text: "several targets".into(),
-            real: false,
-            note: format!(
-                "Outcomes were established on different targets ({}): each item says where.",
-                many.iter().map(|t| t.describe()).collect::<Vec<_>>().join(", ")
-            ),
-        }),
-    }
+    let (kind, kind_label) = match targets.as_slice() {
+        [t] => (t.kind.clone(), t.kind_label().to_string()),
+        _ => ("mixed".to_string(), "several targets".to_string()),
+    };
+    let real = c.all_real();
+    let note = match targets.as_slice() {
+        [t] if real => format!(
+            "Established on {}{}.",
+            t.describe(),
+            r.target
+                .base_url
+                .as_deref()
+                .filter(|_| r.target.name == t.name)
+                .map(|u| format!(" at {u}"))
+                .unwrap_or_default()
+        ),
+        [_] => "Not a real Focus Server: these outcomes show that the tests pass or fail against the simulator's model of the server, not whether a real server meets the scope.".to_string(),
+        _ if real => "Each item says which server its outcome was established on.".to_string(),
+        _ => "Not all of these outcomes come from a real Focus Server: each item says where its outcome was established, and a simulator's says nothing about a real server.".to_string(),
+    };
+    Some(WhereView {
+        kind,
+        kind_label,
+        text,
+        real,
+        note,
+    })
 }
 
 fn excluded_view(e: &crate::results::ExcludedItem) -> ExcludedView {
@@ -333,6 +327,12 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
         outcome: item.outcome.clone(),
         outcome_label: item.outcome_where(),
         statement,
+        simulated: item.target.as_ref().filter(|t| !t.is_real()).map(|t| {
+            format!(
+                "Shown on {}, not on a real Focus Server: whether a real server meets this requirement is still to be shown.",
+                t.describe()
+            )
+        }),
         specs,
     }
 }
