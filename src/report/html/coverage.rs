@@ -47,7 +47,7 @@ struct WhereView {
 #[derive(Serialize)]
 struct BarPart {
     outcome: &'static str,
-    label: &'static str,
+    label: String,
     count: usize,
     percent: f64,
 }
@@ -64,6 +64,9 @@ struct HardView {
     statement: String,
     /// For an outcome established on a simulator: what it does not show.
     simulated: Option<String>,
+    /// Whether to show the outcome badge: not when the statement already says the outcome and
+    /// where ("Met on the embedded simulator: ..."), which would say it twice.
+    badge: bool,
     specs: Vec<HardSpec>,
 }
 
@@ -186,7 +189,11 @@ pub(super) fn coverage_view(
         .filter(|k| n(k) > 0)
         .map(|k| BarPart {
             outcome: k,
-            label: outcome_label(k),
+            // The key says where too: "Verified on the embedded simulator 29".
+            label: match (&target, k) {
+                (Some(t), "verified" | "failing") => format!("{} on {}", outcome_label(k), t.text),
+                _ => outcome_label(k).to_string(),
+            },
             count: n(k),
             percent: (n(k) as f64 * 1000.0 / total as f64).round() / 10.0,
         })
@@ -327,12 +334,13 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
         outcome: item.outcome.clone(),
         outcome_label: item.outcome_where(),
         statement,
-        simulated: item.target.as_ref().filter(|t| !t.is_real()).map(|t| {
-            format!(
-                "Shown on {}, not on a real Focus Server: whether a real server meets this requirement is still to be shown.",
-                t.describe()
-            )
-        }),
+        // The statement already says where; the note says what that does not show.
+        simulated: item
+            .target
+            .as_ref()
+            .filter(|t| !t.is_real())
+            .map(|_| "Not a real Focus Server: whether a real server meets this requirement is still to be shown.".to_string()),
+        badge: item.target.is_none(),
         specs,
     }
 }
