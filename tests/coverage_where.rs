@@ -32,16 +32,17 @@ fn project() -> (TestServer, Project) {
     (srv, p)
 }
 
-/// The `<property>`s of the testsuite named `suite`, as (name, value), from junit.xml text.
+/// The properties of the testsuite named `suite`, as (name, value), from junit.xml parsed.
 fn suite_properties(xml: &str, suite: &str) -> Vec<(String, String)> {
-    let start = xml
-        .find(&format!("<testsuite name=\"{suite}\""))
+    let parsed = quick_junit::Report::deserialize_from_str(xml).expect("junit parses back");
+    let s = parsed
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == suite)
         .unwrap_or_else(|| panic!("no testsuite {suite} in\n{xml}"));
-    let body = &xml[start..];
-    let body = &body[..body.find("</testsuite>").unwrap()];
-    let re = regex::Regex::new(r#"<property name="([^"]*)" value="([^"]*)"/>"#).unwrap();
-    re.captures_iter(body)
-        .map(|c| (c[1].to_string(), c[2].to_string()))
+    s.properties
+        .iter()
+        .map(|p| (p.name.to_string(), p.value.to_string()))
         .collect()
 }
 

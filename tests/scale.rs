@@ -487,8 +487,13 @@ fn merge_of_specs_outside_the_config_folders_equals_the_single_run() {
         serde_json::to_string_pretty(&merged["coverage"]).unwrap(),
         serde_json::to_string_pretty(&single["coverage"]).unwrap()
     );
+    // Where each item was established survives the merge (the equality above includes it).
+    assert_eq!(
+        merged["coverage"]["areas"][0]["items"][1]["target"],
+        serde_json::json!({"name": "local", "kind": "remote"})
+    );
     assert!(
-        stdout(&out).contains("3 of 5 in-scope items verified"),
+        stdout(&out).contains("3 of 5 in-scope items verified on local (a real server)"),
         "{}",
         stdout(&out)
     );
