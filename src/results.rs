@@ -729,7 +729,10 @@ mod tests {
             ..Default::default()
         };
         let one = cov(vec![item("verified", Some(emb.clone())), item("gap", None)]);
-        assert_eq!(one.where_phrase().as_deref(), Some("the embedded simulator"));
+        assert_eq!(
+            one.where_phrase().as_deref(),
+            Some("the embedded simulator")
+        );
         assert!(!one.all_real());
         let both = cov(vec![
             item("verified", Some(emb)),

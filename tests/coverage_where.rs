@@ -97,7 +97,9 @@ fn every_report_says_where_coverage_was_established() {
         "{emb_out}"
     );
     assert!(
-        real_out.contains("Scope coverage: 1 of 3 in-scope items verified on local (a real server), 1 failing"),
+        real_out.contains(
+            "Scope coverage: 1 of 3 in-scope items verified on local (a real server), 1 failing"
+        ),
         "{real_out}"
     );
     assert!(!real_out.contains("from a simulator"), "{real_out}");
@@ -149,12 +151,16 @@ fn every_report_says_where_coverage_was_established() {
     }
 
     // results.json keeps each item's target and kind; a re-render says the same.
-    let items = |dir: &str| results_in(&p.path().join(dir))["coverage"]["areas"][0]["items"].clone();
+    let items =
+        |dir: &str| results_in(&p.path().join(dir))["coverage"]["areas"][0]["items"].clone();
     assert_eq!(
         items("real")[0]["target"],
         serde_json::json!({"name": "local", "kind": "remote"})
     );
-    assert!(items("real")[2].get("target").is_none(), "a gap ran nowhere");
+    assert!(
+        items("real")[2].get("target").is_none(),
+        "a gap ran nowhere"
+    );
     let again = p.run(&["report", "real/results.json", "--report-dir", "again"]);
     assert_exit(&again, 0);
     assert!(read(&p, "again/coverage.html").contains("Verified on local (a real server)</span>"));
@@ -178,8 +184,7 @@ fn every_report_says_where_coverage_was_established() {
         .unwrap()
         .map(|e| {
             let v: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap())
-                    .unwrap();
+                serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
             v["target_kind"].as_str().unwrap().to_string()
         })
         .collect();

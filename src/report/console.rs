@@ -272,7 +272,9 @@ impl Console {
             ));
             let targets = cov.targets();
             if targets.iter().all(|t| !t.is_real()) && !targets.is_empty() {
-                out.push_str("  these outcomes come from a simulator, not from a real Focus Server\n");
+                out.push_str(
+                    "  these outcomes come from a simulator, not from a real Focus Server\n",
+                );
             } else if !cov.all_real() && !targets.is_empty() {
                 out.push_str("  some of these outcomes come from a simulator, not from a real Focus Server (coverage.html says which)\n");
             }

@@ -131,7 +131,11 @@ fn kinds_view(runs: &[RunRecord]) -> KindsView {
     kinds.sort();
     kinds.dedup();
     if kinds.len() == 1 {
-        let all = if runs.len() == 1 { "The run" } else { "All runs" };
+        let all = if runs.len() == 1 {
+            "The run"
+        } else {
+            "All runs"
+        };
         let text = match groups.as_slice() {
             [(only, _)] => format!("{all} on {only}."),
             // Several servers of one kind: same kind, still named.
@@ -159,7 +163,13 @@ fn runs_list(v: &[usize]) -> String {
     }
     let text: Vec<String> = spans
         .iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect();
     let word = if v.len() == 1 { "run" } else { "runs" };
     format!("{word} {}", text.join(", "))
