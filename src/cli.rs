@@ -545,7 +545,7 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
             Exit::Invalid
         }
         Ok(((_, selected, Some(cat)), broken)) => {
-            let cov = crate::coverage::compute(&cat, &selected, None);
+            let cov = crate::coverage::compute(&cat, &selected, None, None);
             println!("{}", cov.catalog_title);
             for area in &cov.areas {
                 println!("\n{}", area.title);
@@ -691,24 +691,73 @@ fn merge(config: &Config, a: &MergeArgs) -> Exit {
             }
         }
     }
-    let (mut report, warnings) = match crate::shard::merge(reports) {
+    // What each shard recorded: its coverage and the specs it ran (kept before the merge
+    // consumes the reports).
+    let recorded: Vec<(String, Option<crate::results::Coverage>, Vec<String>)> = reports
+        .iter()
+        .map(|(f, r)| {
+            (
+                f.clone(),
+                r.coverage.clone(),
+                r.specs.iter().map(|s| s.id.clone()).collect(),
+            )
+        })
+        .collect();
+    let (mut report, mut warnings) = match crate::shard::merge(reports) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
             return Exit::Invalid;
         }
     };
+    // Coverage from the shards' own records (what each spec covered, with which verdict, where),
+    // so specs run from outside the config's `specs:` count as in a single run. Only when no
+    // shard recorded any (no catalog when they ran) is it computed from the project's specs.
+    let shards: Vec<crate::coverage::ShardCoverage> = recorded
+        .iter()
+        .filter_map(|(file, cov, ran)| {
+            cov.as_ref().map(|c| crate::coverage::ShardCoverage {
+                file,
+                coverage: c,
+                ran: ran.iter().map(String::as_str).collect(),
+            })
+        })
+        .collect();
+    if !shards.is_empty() {
+        for (file, _, ran) in recorded.iter().filter(|(_, c, _)| c.is_none()) {
+            warnings.push(format!(
+                "{file} recorded no scope coverage (run without a catalog?): its {} spec(s) count as not run in the coverage",
+                ran.len()
+            ));
+        }
+        match crate::coverage::merge(&shards) {
+            Ok(mut c) => {
+                c.fill_target(&report.target);
+                report.coverage = Some(c);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Invalid;
+            }
+        }
+    }
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    // Coverage over the union, with the project's catalog and specs: what no shard ran is
-    // "not run in this run", never a gap.
-    match load_lenient(config, &SelectArgs::default()) {
-        Ok(((all, _, Some(cat)), _)) => {
-            report.coverage = Some(crate::coverage::compute(&cat, &all, Some(&report.specs)));
+    if shards.is_empty() {
+        // What no shard ran is "not run in this run", never a gap.
+        match load_lenient(config, &SelectArgs::default()) {
+            Ok(((all, _, Some(cat)), _)) => {
+                report.coverage = Some(crate::coverage::compute(
+                    &cat,
+                    &all,
+                    Some(&report.specs),
+                    Some(&report.target),
+                ));
+            }
+            Ok(((_, _, None), _)) => {}
+            Err(e) => return e,
         }
-        Ok(((_, _, None), _)) => {}
-        Err(e) => return e,
     }
     match crate::report::write_all(&report, &out, a.templates.as_deref()) {
         Ok(w) => {
@@ -864,7 +913,12 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
             let done = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let mut report = crate::engine::aborted_report(target_info, &specs, done, started);
             if let Some(cat) = &catalog {
-                report.coverage = Some(crate::coverage::compute(cat, &all, Some(&report.specs)));
+                report.coverage = Some(crate::coverage::compute(
+                    cat,
+                    &all,
+                    Some(&report.specs),
+                    Some(&report.target),
+                ));
             }
             match crate::report::write_all(&report, &dir, templates.as_deref()) {
                 Ok(w) => eprintln!(
@@ -904,7 +958,12 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
     let interrupted = report.interrupted;
     drop(engine);
     if let Some(cat) = &catalog {
-        report.coverage = Some(crate::coverage::compute(cat, &all, Some(&report.specs)));
+        report.coverage = Some(crate::coverage::compute(
+            cat,
+            &all,
+            Some(&report.specs),
+            Some(&report.target),
+        ));
     }
     // The printer ends once every sender is gone; the Ctrl-C task keeps one, so don't wait on it forever.
     let console = tokio::time::timeout(std::time::Duration::from_millis(500), printer)

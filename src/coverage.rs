@@ -1,14 +1,22 @@
 //! Scope coverage: which catalog items the specs cover, and with what outcome.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::results::{
     Coverage, CoverageArea, CoverageItem, CoveringSpec, ExcludedItem, SpecResult, Status,
+    TargetInfo, TargetRef,
 };
 use crate::spec::scope::{Catalog, ScopeStatus};
 use crate::spec::{Spec, Step, StepKind};
 
 /// Computes coverage of `catalog` by `specs` (all loaded specs) with outcomes from `results`
-/// (a spec without a result counts as not run).
-pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>) -> Coverage {
+/// (a spec without a result counts as not run), established on `target` (the run's).
+pub fn compute(
+    catalog: &Catalog,
+    specs: &[Spec],
+    results: Option<&[SpecResult]>,
+    target: Option<&TargetInfo>,
+) -> Coverage {
     let mut cov = Coverage {
         catalog_title: catalog.title.clone(),
         ..Default::default()
@@ -36,7 +44,7 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                     area: area.title.clone(),
                     reason: item.reason.clone().unwrap_or_default(),
                 }),
-                ScopeStatus::In => cov.in_scope += 1,
+                ScopeStatus::In => {}
             }
             let covering: Vec<CoveringSpec> = specs
                 .iter()
@@ -73,28 +81,7 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                         }),
                 )
                 .collect();
-            let outcome = if covering.is_empty() {
-                "gap"
-            } else if covering
-                .iter()
-                .any(|c| c.outcome == "failed" || c.outcome == "error")
-            {
-                "failing"
-            } else if covering.iter().any(|c| c.outcome == "passed") {
-                "verified"
-            } else if covering.iter().any(|c| c.outcome == "skipped") {
-                "skipped"
-            } else {
-                "not_run"
-            };
-            if item.status == ScopeStatus::In {
-                match outcome {
-                    "gap" => cov.gaps.push(format!("{} — {}", item.id, item.title)),
-                    "failing" => cov.failing += 1,
-                    "verified" => cov.verified += 1,
-                    _ => {}
-                }
-            }
+            let outcome = outcome(&covering);
             ca.items.push(CoverageItem {
                 id: item.id.clone(),
                 title: item.title.clone(),
@@ -105,6 +92,7 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
                 },
                 hard_requirement: item.hard_requirement,
                 outcome: outcome.into(),
+                target: target.filter(|_| ran(outcome)).map(TargetRef::of),
                 specs: covering,
             });
         }
@@ -113,7 +101,122 @@ pub fn compute(catalog: &Catalog, specs: &[Spec], results: Option<&[SpecResult]>
             cov.areas.push(ca);
         }
     }
+    tally(&mut cov);
     cov
+}
+
+/// An item's outcome from its covering specs: one failing spec makes it failing, else one
+/// passing spec verifies it.
+fn outcome(covering: &[CoveringSpec]) -> &'static str {
+    if covering.is_empty() {
+        "gap"
+    } else if covering
+        .iter()
+        .any(|c| c.outcome == "failed" || c.outcome == "error")
+    {
+        "failing"
+    } else if covering.iter().any(|c| c.outcome == "passed") {
+        "verified"
+    } else if covering.iter().any(|c| c.outcome == "skipped") {
+        "skipped"
+    } else {
+        "not_run"
+    }
+}
+
+/// Outcomes that something ran to establish (so they were established somewhere).
+fn ran(outcome: &str) -> bool {
+    matches!(outcome, "verified" | "failing" | "skipped")
+}
+
+/// The in-scope counts and the gap list, from the items' outcomes.
+fn tally(cov: &mut Coverage) {
+    cov.in_scope = 0;
+    cov.verified = 0;
+    cov.failing = 0;
+    cov.gaps.clear();
+    for item in cov.areas.iter().flat_map(|a| &a.items) {
+        if item.status != "in" {
+            continue;
+        }
+        cov.in_scope += 1;
+        match item.outcome.as_str() {
+            "gap" => cov.gaps.push(format!("{} — {}", item.id, item.title)),
+            "failing" => cov.failing += 1,
+            "verified" => cov.verified += 1,
+            _ => {}
+        }
+    }
+}
+
+/// One shard's recorded coverage and the ids of the specs that shard ran.
+pub struct ShardCoverage<'a> {
+    pub file: &'a str,
+    pub coverage: &'a Coverage,
+    pub ran: HashSet<&'a str>,
+}
+
+/// The coverage of a merged run, from what each shard recorded (not from a rescan of the
+/// project's specs, which would miss specs run from elsewhere): per item, each covering spec's
+/// entry comes from the shard that ran it, else (no shard ran it) from the first shard; the
+/// outcomes and counts are then derived as in a single run. Shards of different catalogs are
+/// an error: their union would describe no scope.
+pub fn merge(shards: &[ShardCoverage]) -> Result<Coverage, String> {
+    let Some(first) = shards.first() else {
+        return Err("no shard recorded coverage".into());
+    };
+    let items = |c: &Coverage| -> Vec<String> {
+        c.areas
+            .iter()
+            .flat_map(|a| a.items.iter().map(|i| format!("{}/{}", a.id, i.id)))
+            .collect()
+    };
+    let scope = items(first.coverage);
+    for sh in &shards[1..] {
+        if sh.coverage.catalog_title != first.coverage.catalog_title || items(sh.coverage) != scope
+        {
+            return Err(format!(
+                "{} and {} recorded coverage of different scope catalogs (`{}`, `{}`): shards of one run share the catalog",
+                first.file, sh.file, first.coverage.catalog_title, sh.coverage.catalog_title
+            ));
+        }
+    }
+    let mut cov = first.coverage.clone();
+    for (ai, area) in cov.areas.iter_mut().enumerate() {
+        for (ii, item) in area.items.iter_mut().enumerate() {
+            let mut order: Vec<String> = Vec::new();
+            let mut chosen: HashMap<String, (CoveringSpec, bool)> = HashMap::new();
+            let mut target = None;
+            for sh in shards {
+                let theirs = &sh.coverage.areas[ai].items[ii];
+                for cs in &theirs.specs {
+                    let ran_here = sh.ran.contains(cs.id.as_str());
+                    if ran_here && target.is_none() {
+                        target = theirs.target.clone();
+                    }
+                    match chosen.get(&cs.id) {
+                        Some((_, true)) => {}
+                        Some((_, false)) if !ran_here => {}
+                        prev => {
+                            if prev.is_none() {
+                                order.push(cs.id.clone());
+                            }
+                            chosen.insert(cs.id.clone(), (cs.clone(), ran_here));
+                        }
+                    }
+                }
+            }
+            item.specs = order
+                .iter()
+                .filter_map(|id| chosen.remove(id).map(|(cs, _)| cs))
+                .collect();
+            let o = outcome(&item.specs);
+            item.outcome = o.into();
+            item.target = target.filter(|_| ran(o));
+        }
+    }
+    tally(&mut cov);
+    Ok(cov)
 }
 
 /// Steps of `steps` (fan-out blocks included) whose own `covers` name `item`.
@@ -236,7 +339,7 @@ items:
         let mut fail = crate::engine::not_run_result(&specs[1], "x");
         fail.status = Status::Failed;
         let skip = crate::engine::not_run_result(&specs[2], "requires kubernetes");
-        let cov = compute(&cat, &specs, Some(&[pass, fail, skip]));
+        let cov = compute(&cat, &specs, Some(&[pass, fail, skip]), None);
         let outcome = |id: &str| {
             cov.areas[0]
                 .items

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::results::{RunReport, ShardInfo, Status, Totals};
+use crate::results::{RunReport, ShardInfo, Status, TargetRef, Totals};
 
 /// How many runs a history keeps unless told otherwise.
 pub const DEFAULT_KEEP: usize = 30;
@@ -18,6 +18,10 @@ pub const DEFAULT_KEEP: usize = 30;
 pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     pub target: String,
+    /// The target's kind (`embedded`, `simulator`, `remote`), so a trend can tell a simulator's
+    /// runs from a real server's; absent in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_kind: Option<String>,
     /// `git rev-parse HEAD` of the working directory, when it is a git checkout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
@@ -58,6 +62,7 @@ impl RunRecord {
         RunRecord {
             started_at: report.started_at,
             target: report.target.name.clone(),
+            target_kind: Some(report.target.kind.clone()),
             commit,
             shard: report.shard,
             totals: report.totals,
@@ -80,6 +85,16 @@ impl RunRecord {
                 .collect(),
             p95,
         }
+    }
+
+    /// The target and its kind for people: `embedded simulator`, `staging (real server)`, or
+    /// `staging (kind not recorded)` for a record written before kinds were.
+    pub fn target_label(&self) -> String {
+        TargetRef {
+            name: self.target.clone(),
+            kind: self.target_kind.clone().unwrap_or_default(),
+        }
+        .label()
     }
 
     /// Executed cases that passed, in percent (100 when nothing ran).
@@ -271,6 +286,7 @@ mod tests {
         RunRecord {
             started_at: format!("2026-01-01T10:{minute:02}:00Z").parse().unwrap(),
             target: "embedded".into(),
+            target_kind: Some("embedded".into()),
             commit: None,
             shard: None,
             totals: Totals::default(),

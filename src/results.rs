@@ -526,6 +526,60 @@ pub struct Coverage {
     pub backlog: Vec<ExcludedItem>,
 }
 
+impl Coverage {
+    /// Items that ran but say nowhere where (results.json written before items recorded their
+    /// target) were established on the run's own target: a run has one.
+    pub fn fill_target(&mut self, target: &TargetInfo) {
+        for item in self.areas.iter_mut().flat_map(|a| &mut a.items) {
+            if item.target.is_none()
+                && matches!(item.outcome.as_str(), "verified" | "failing" | "skipped")
+            {
+                item.target = Some(TargetRef::of(target));
+            }
+        }
+    }
+
+    /// Where the items' outcomes were established, to follow "verified on": `the embedded
+    /// simulator`, `staging (a real server)`, or `2 targets: ...` (each item then says its own);
+    /// `None` when nothing ran.
+    pub fn where_phrase(&self) -> Option<String> {
+        match self.targets().as_slice() {
+            [] => None,
+            [t] => Some(t.describe()),
+            many => Some(format!(
+                "{} targets: {}",
+                many.len(),
+                many.iter()
+                    .map(|t| t.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Whether every outcome that ran was established on a real server (false when nothing ran).
+    pub fn all_real(&self) -> bool {
+        let t = self.targets();
+        !t.is_empty() && t.iter().all(|t| t.is_real())
+    }
+
+    /// The distinct targets the items' outcomes were established on, in order of appearance.
+    pub fn targets(&self) -> Vec<&TargetRef> {
+        let mut out: Vec<&TargetRef> = Vec::new();
+        for t in self
+            .areas
+            .iter()
+            .flat_map(|a| &a.items)
+            .filter_map(|i| i.target.as_ref())
+        {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CoverageArea {
     pub id: String,
@@ -533,7 +587,7 @@ pub struct CoverageArea {
     pub items: Vec<CoverageItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CoverageItem {
     pub id: String,
     pub title: String,
@@ -543,7 +597,87 @@ pub struct CoverageItem {
     pub hard_requirement: bool,
     /// verified, failing, skipped, not_run, gap
     pub outcome: String,
+    /// Where the outcome was established (the run's target and its kind), so no report can pass
+    /// a simulator's verdict off as a real server's. Absent when nothing ran (a gap, not run),
+    /// and in results.json written before the field (`report::json::read` fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetRef>,
     pub specs: Vec<CoveringSpec>,
+}
+
+/// A target as coverage records it: its name and kind (`embedded`, `simulator`, `remote`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRef {
+    pub name: String,
+    pub kind: String,
+}
+
+impl TargetRef {
+    pub fn of(t: &TargetInfo) -> TargetRef {
+        TargetRef {
+            name: t.name.clone(),
+            kind: t.kind.clone(),
+        }
+    }
+
+    /// Whether the target is a real server rather than a simulator.
+    pub fn is_real(&self) -> bool {
+        self.kind == "remote"
+    }
+
+    /// The kind for people: `embedded simulator`, `simulator`, `real server`.
+    pub fn kind_label(&self) -> &'static str {
+        kind_label(&self.kind)
+    }
+
+    /// Short, for a property or a table cell: `embedded simulator`, `sim (simulator)`,
+    /// `staging (real server)`.
+    pub fn label(&self) -> String {
+        match self.kind.as_str() {
+            "embedded" => "embedded simulator".into(),
+            k => format!("{} ({})", self.name, kind_label(k)),
+        }
+    }
+
+    /// Where, as a phrase to follow "Verified on": `the embedded simulator`, `the simulator
+    /// "sim"`, `staging (a real server)`. A simulator is never named as if it were a server.
+    pub fn describe(&self) -> String {
+        match self.kind.as_str() {
+            "embedded" => "the embedded simulator".into(),
+            "simulator" => format!("the simulator \"{}\"", self.name),
+            "remote" => format!("{} (a real server)", self.name),
+            _ => format!("{} (kind of target not recorded)", self.name),
+        }
+    }
+}
+
+/// A target kind for people (see [`TargetRef::kind_label`]).
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "embedded" => "embedded simulator",
+        "simulator" => "simulator",
+        "remote" => "real server",
+        _ => "kind not recorded",
+    }
+}
+
+impl CoverageItem {
+    /// "Verified on the embedded simulator", "Failing on staging (a real server)"; outcomes
+    /// that say nothing about a target ("Gap", "Not run in this run") stay as they are.
+    pub fn outcome_where(&self) -> String {
+        let word = match self.outcome.as_str() {
+            "verified" => "Verified",
+            "failing" => "Failing",
+            "skipped" => "Skipped",
+            "gap" => return "Gap — no spec".into(),
+            "not_run" => return "Not run in this run".into(),
+            _ => "Unknown",
+        };
+        match &self.target {
+            Some(t) => format!("{word} on {}", t.describe()),
+            None => word.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -650,5 +784,61 @@ mod tests {
             r.describe(),
             "$.ports[3] < 1024: found 50051 (as written: `$.ports[{{ i }}]`)"
         );
+    }
+
+    #[test]
+    fn a_simulator_verdict_never_reads_as_a_real_servers() {
+        let t = |name: &str, kind: &str| TargetRef {
+            name: name.into(),
+            kind: kind.into(),
+        };
+        let item = |outcome: &str, target: Option<TargetRef>| CoverageItem {
+            outcome: outcome.into(),
+            target,
+            ..Default::default()
+        };
+        let emb = t("embedded", "embedded");
+        let stg = t("staging", "remote");
+        assert_eq!(
+            item("verified", Some(emb.clone())).outcome_where(),
+            "Verified on the embedded simulator"
+        );
+        assert_eq!(
+            item("failing", Some(stg.clone())).outcome_where(),
+            "Failing on staging (a real server)"
+        );
+        assert_eq!(
+            item("verified", Some(t("sim", "simulator"))).outcome_where(),
+            "Verified on the simulator \"sim\""
+        );
+        assert_eq!(item("gap", None).outcome_where(), "Gap — no spec");
+        assert_eq!(emb.label(), "embedded simulator");
+        assert_eq!(stg.label(), "staging (real server)");
+        assert_eq!(t("sim", "simulator").label(), "sim (simulator)");
+
+        let cov = |items: Vec<CoverageItem>| Coverage {
+            areas: vec![CoverageArea {
+                items,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let one = cov(vec![item("verified", Some(emb.clone())), item("gap", None)]);
+        assert_eq!(
+            one.where_phrase().as_deref(),
+            Some("the embedded simulator")
+        );
+        assert!(!one.all_real());
+        let both = cov(vec![
+            item("verified", Some(emb)),
+            item("verified", Some(stg.clone())),
+        ]);
+        assert_eq!(
+            both.where_phrase().as_deref(),
+            Some("2 targets: the embedded simulator, staging (a real server)")
+        );
+        assert!(!both.all_real());
+        assert!(cov(vec![item("verified", Some(stg))]).all_real());
+        assert_eq!(cov(vec![item("gap", None)]).where_phrase(), None);
     }
 }

@@ -6,8 +6,8 @@
 //! they spread evenly too. By duration, a previous results.json gives each spec a weight and
 //! the heaviest go first to the lightest shard (greedy longest-processing-time), again exclusive
 //! specs first since they run alone. Merging checks what would make the union a lie (a spec in
-//! two shards, shards from different targets) and recomputes the totals; coverage is recomputed
-//! by the caller over the union with the project's catalog.
+//! two shards, shards from different targets) and recomputes the totals; coverage is merged by
+//! the caller from what each shard recorded (`coverage::merge`).
 
 use std::collections::HashMap;
 
@@ -130,7 +130,7 @@ pub fn assign(
 }
 
 /// Combines shard reports (with the file each came from) into one. Coverage is left to the
-/// caller (it needs the catalog and the project's specs). Warnings (a missing shard) are
+/// caller (`coverage::merge` over the shards' recorded coverage). Warnings (a missing shard) are
 /// returned beside the report; what makes the union wrong is an error.
 pub fn merge(reports: Vec<(String, RunReport)>) -> Result<(RunReport, Vec<String>), String> {
     let Some((first_file, first)) = reports.first() else {

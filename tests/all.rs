@@ -10,6 +10,7 @@ mod behind_nginx;
 mod calibration;
 mod checks;
 mod cli_run;
+mod coverage_where;
 mod deploy;
 mod fanout;
 mod fanout_verdicts;

@@ -223,16 +223,23 @@ fn summary_charts_fanout_and_readiness() {
 #[test]
 fn coverage_speaks_to_managers() {
     let out = render(&full(), "coverage.html");
-    assert!(out.contains("2 of 8 in-scope items verified"));
+    // Where, beside every "verified" and "met": the fixture ran on the embedded simulator.
+    assert!(out.contains("2 of 8 in-scope items verified on the embedded simulator</h2>"));
+    assert!(out.contains("Not a real Focus Server"));
     assert!(out.contains("<strong>3</strong> failing"));
     assert!(out.contains("<strong>2</strong> gaps (no test yet)"));
     // The hard requirement, called out with the fan-out result.
     assert!(out.contains("Hard requirement"));
-    assert!(out.contains("Not met: 188 of 200 succeeded."));
+    assert!(out.contains("Not met on the embedded simulator: 188 of 200 succeeded."));
     assert!(out.contains("p95 1.41 s (configure)"));
     assert!(out.contains("succeeded == 200 (was 188)"));
     // Outcomes in words.
-    for w in ["Verified", "Failing", "Gap — no spec", "Skipped"] {
+    for w in [
+        "Verified on the embedded simulator",
+        "Failing on the embedded simulator",
+        "Gap — no spec",
+        "Skipped on the embedded simulator",
+    ] {
         assert!(out.contains(&format!("\">{w}</span>")), "{w}");
     }
     assert!(out.contains("Gaps: in scope but not tested yet (2)"));
@@ -272,7 +279,8 @@ fn coverage_met_requirement_and_no_catalog() {
         i.outcome = "verified".into();
     }
     let out = render(&r, "coverage.html");
-    assert!(out.contains("Met: 200 of 200 succeeded."));
+    assert!(out.contains("Met on the embedded simulator: 200 of 200 succeeded."));
+    assert!(out.contains("whether a real server meets this requirement is still to be shown"));
     assert!(out.contains("200&#x2f;200 succeeded, p95 1.41 s (configure), 1 cleanup failures"));
 
     r.coverage = None;

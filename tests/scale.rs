@@ -410,3 +410,92 @@ fn the_config_names_the_history_and_a_run_can_skip_it() {
     let html = std::fs::read_to_string(tmp.path().join("reports/summary.html")).unwrap();
     assert!(!html.contains(r#"<section class="trend""#));
 }
+
+/// A project with its own small catalog whose specs are run from a folder outside its `specs:`
+/// (as when a second suite lives elsewhere), against a local server.
+fn outside_project() -> (common::TestServer, Project, tempfile::TempDir) {
+    let srv = common::TestServer::start(0);
+    let p = Project::new(&srv.url);
+    std::fs::write(
+        p.path().join("scope.yaml"),
+        "title: Outside scope\nareas: [{id: a, title: Area}]\nitems:\n  - {id: x.a, area: a, status: in, title: A}\n  - {id: x.b, area: a, status: in, title: B}\n  - {id: x.c, area: a, status: in, title: C}\n  - {id: x.d, area: a, status: in, title: D}\n  - {id: x.gap, area: a, status: in, title: Gap}\n",
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml"))
+        .unwrap()
+        .replace("scope: none.yaml", "scope: scope.yaml\nspecs: [specs]");
+    std::fs::write(p.path().join("focusqa.yaml"), cfg).unwrap();
+    // The project's own spec of x.a, not run here: "not run" beside the outside one, as in a
+    // single run.
+    p.spec(
+        "own.yaml",
+        "id: own.a\ntitle: Own A\ncovers: [x.a]\nsteps:\n  - sleep: 1ms\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let w = |n: &str, t: &str| std::fs::write(out.path().join(n), t).unwrap();
+    w(
+        "a.yaml",
+        "id: ext.a\ntitle: Ext A\ncovers: [x.a]\nsteps:\n  - sleep: 1ms\n",
+    );
+    w("b.yaml", "id: ext.b\ntitle: Ext B\ncovers: [x.b]\nsteps:\n  - http: {path: /work}\n    expect: {status: 200}\n");
+    // Step-level covers: the first step proves x.c, the second fails and x.d with it.
+    w("c.yaml", "id: ext.c\ntitle: Ext C\nsteps:\n  - http: {path: /work}\n    expect: {status: 200}\n    covers: [x.c]\n  - http: {path: /work}\n    expect: {status: 418}\n    covers: [x.d]\n");
+    (srv, p, out)
+}
+
+#[test]
+fn merge_of_specs_outside_the_config_folders_equals_the_single_run() {
+    let (_srv, p, outside) = outside_project();
+    let ext = outside.path().to_str().unwrap();
+    let run = |args: &[&str], code: i32| {
+        let out = p.run(args);
+        common::assert_exit(&out, code);
+        out
+    };
+    run(&["run", ext, "--quiet", "--report-dir", "single"], 1);
+    let single = results_in(&p.path().join("single"));
+    for k in ["1/2", "2/2"] {
+        let dir = format!("shards/{}", &k[..1]);
+        // Shard 1 holds ext.a and ext.c (the failing one), shard 2 ext.b.
+        let code = if k == "1/2" { 1 } else { 0 };
+        run(
+            &["run", ext, "--quiet", "--shard", k, "--report-dir", &dir],
+            code,
+        );
+    }
+    let out = run(&["merge", "shards", "--report-dir", "merged"], 1);
+    let merged = results_in(&p.path().join("merged"));
+    let outcomes = |r: &Value| shape(r).1;
+    assert_eq!(
+        outcomes(&single),
+        [
+            ("x.a", "verified"),
+            ("x.b", "verified"),
+            ("x.c", "verified"),
+            ("x.d", "failing"),
+            ("x.gap", "gap")
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect::<BTreeMap<_, _>>()
+    );
+    // The whole coverage part: outcomes, counts, each covering spec's verdict and cases.
+    assert_eq!(
+        merged["coverage"],
+        single["coverage"],
+        "merged:\n{}\nsingle:\n{}",
+        serde_json::to_string_pretty(&merged["coverage"]).unwrap(),
+        serde_json::to_string_pretty(&single["coverage"]).unwrap()
+    );
+    // Where each item was established survives the merge (the equality above includes it).
+    assert_eq!(
+        merged["coverage"]["areas"][0]["items"][1]["target"],
+        serde_json::json!({"name": "local", "kind": "remote"})
+    );
+    assert!(
+        stdout(&out).contains("3 of 5 in-scope items verified on local (a real server)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}

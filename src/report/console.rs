@@ -267,14 +267,41 @@ impl Console {
             }
         }
         if let Some(cov) = &r.coverage {
+            // Where the verdicts were established, in the same line as "verified": a
+            // simulator's verdict must not read as a real server's.
+            let on = cov
+                .where_phrase()
+                .map(|w| format!(" on {w}"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "\nScope coverage: {} of {} in-scope items verified, {} failing, {} gaps; {} excluded by decision\n",
+                "\nScope coverage: {} of {} in-scope items verified{on}, {} failing, {} gaps; {} excluded by decision\n",
                 cov.verified,
                 cov.in_scope,
                 cov.failing,
                 cov.gaps.len(),
                 cov.excluded.len()
             ));
+            let targets = cov.targets();
+            if targets.iter().all(|t| !t.is_real()) && !targets.is_empty() {
+                out.push_str(
+                    "  these outcomes come from a simulator, not from a real Focus Server\n",
+                );
+            } else if !cov.all_real() && !targets.is_empty() {
+                out.push_str("  some of these outcomes come from a simulator, not from a real Focus Server (coverage.html says which)\n");
+            }
+            for item in cov
+                .areas
+                .iter()
+                .flat_map(|a| &a.items)
+                .filter(|i| i.hard_requirement)
+            {
+                out.push_str(&format!(
+                    "  hard requirement {} ({}): {}\n",
+                    item.id,
+                    item.title,
+                    item.outcome_where()
+                ));
+            }
             let not_run = cov
                 .areas
                 .iter()

@@ -21,6 +21,10 @@ pub fn read(path: &Path) -> Result<RunReport, String> {
     let mut report: RunReport = serde_json::from_value(value)
         .map_err(|e| format!("{} is not a focusqa results.json: {e}", path.display()))?;
     report.redact(&crate::results::Secrets::new());
+    let target = report.target.clone();
+    if let Some(c) = &mut report.coverage {
+        c.fill_target(&target);
+    }
     Ok(report)
 }
 
@@ -55,13 +59,10 @@ pub fn check_numbers(v: &serde_json::Value) -> Result<(), String> {
                     return Ok(());
                 }
                 let x = n.as_f64().unwrap_or(f64::INFINITY);
-                // A histogram's open-ended last bucket is written as the largest float.
-                if key == "le_ms" && x == f64::MAX {
-                    return Ok(());
-                }
                 let time = key.ends_with("_ms");
                 let ok = if time {
-                    (0.0..=MAX_MS).contains(&x)
+                    // The last histogram bucket (`≤ ∞`) is written as f64::MAX: JSON has no ∞.
+                    (0.0..=MAX_MS).contains(&x) || (key == "le_ms" && x == f64::MAX)
                 } else {
                     x.abs() <= MAX_NUMBER
                 };
@@ -125,6 +126,7 @@ mod tests {
         );
         assert!(check_numbers(&json!({"duration_ms": -1.0})).is_err());
         assert!(check_numbers(&json!({"totals": {"passed": 1e300}})).is_err());
+        assert!(check_numbers(&json!({"p95_ms": f64::MAX})).is_err());
         // A captured value is the system's data.
         assert!(check_numbers(&json!({"captures": {"late_ms": -1e300}})).is_ok());
         // The open-ended last bucket of a histogram, as the engine writes it; nothing else.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::results::{CaseResult, FanoutStats, RunReport, Status, StepResult};
+use crate::results::{CaseResult, FanoutStats, RunReport, Status, StepResult, TargetRef};
 
 pub fn render(report: &RunReport) -> Result<String, String> {
     let mut r = Report::new("focusqa");
@@ -25,6 +25,20 @@ pub fn render(report: &RunReport) -> Result<String, String> {
         if let Some(url) = &report.target.base_url {
             suite.add_property(("target.base_url", url.as_str()));
         }
+        // Where this spec's verdict on its scope items was established, so a CI dashboard
+        // never shows a simulator's verdict as a real server's.
+        let here = TargetRef::of(&report.target);
+        suite.add_property(("target.kind", here.kind_label()));
+        if let Some(on) = covered_on(report, &spec.id) {
+            let key = match spec.status {
+                Status::Passed => Some("coverage.verified_on"),
+                Status::Failed | Status::Error => Some("coverage.failing_on"),
+                Status::Skipped => None,
+            };
+            if let Some(key) = key {
+                suite.add_property((key, on.label().as_str()));
+            }
+        }
         for case in &spec.cases {
             suite.add_test_case(test_case(&spec.id, &spec.file, case));
         }
@@ -34,6 +48,19 @@ pub fn render(report: &RunReport) -> Result<String, String> {
         .to_string()
         .map_err(|e| format!("cannot write JUnit XML: {e}"))?;
     Ok(strip_testsuites_skipped(&xml))
+}
+
+/// Where the scope items `spec` covers were established (`None` when it covers none, or no
+/// catalog was used).
+fn covered_on<'a>(report: &'a RunReport, spec: &str) -> Option<&'a TargetRef> {
+    report
+        .coverage
+        .as_ref()?
+        .areas
+        .iter()
+        .flat_map(|a| &a.items)
+        .filter(|i| i.specs.iter().any(|s| s.id == spec))
+        .find_map(|i| i.target.as_ref())
 }
 
 /// quick-junit writes a `skipped` count on `<testsuites>`, which the Jenkins schema CI consumers

@@ -19,6 +19,9 @@ pub(super) struct CoverageView {
     skipped: usize,
     not_run: usize,
     headline: String,
+    /// Where the outcomes were established, stated beside the headline: a simulator's verdict
+    /// must not read as a real server's.
+    target: Option<WhereView>,
     verdict: &'static str,
     /// Stacked bar of the in-scope outcomes (percent widths).
     bar: Vec<BarPart>,
@@ -30,9 +33,21 @@ pub(super) struct CoverageView {
 }
 
 #[derive(Serialize)]
+struct WhereView {
+    /// `embedded`, `simulator`, `remote`, or `mixed` when the items were established on several.
+    kind: String,
+    kind_label: String,
+    /// "the embedded simulator", "staging (a real server)".
+    text: String,
+    real: bool,
+    /// What the outcomes do and do not show, for a reader who skims.
+    note: String,
+}
+
+#[derive(Serialize)]
 struct BarPart {
     outcome: &'static str,
-    label: &'static str,
+    label: String,
     count: usize,
     percent: f64,
 }
@@ -43,9 +58,15 @@ struct HardView {
     title: String,
     area: String,
     outcome: String,
-    outcome_label: &'static str,
-    /// A sentence for a manager: "Met: 200 of 200 concurrent jobs succeeded".
+    /// With where: "Verified on the embedded simulator".
+    outcome_label: String,
+    /// A sentence for a manager: "Met on the embedded simulator: 200 of 200 succeeded".
     statement: String,
+    /// For an outcome established on a simulator: what it does not show.
+    simulated: Option<String>,
+    /// Whether to show the outcome badge: not when the statement already says the outcome and
+    /// where ("Met on the embedded simulator: ..."), which would say it twice.
+    badge: bool,
     specs: Vec<HardSpec>,
 }
 
@@ -75,7 +96,8 @@ struct ItemView {
     backlog: bool,
     hard_requirement: bool,
     outcome: String,
-    outcome_label: &'static str,
+    /// "Verified on the embedded simulator", "Failing on staging (a real server)", "Gap — no spec".
+    outcome_label: String,
     specs: Vec<CoveringView>,
 }
 
@@ -142,7 +164,7 @@ pub(super) fn coverage_view(
                 backlog: item.status != "in",
                 hard_requirement: item.hard_requirement,
                 outcome: item.outcome.clone(),
-                outcome_label: outcome_label(&item.outcome),
+                outcome_label: item.outcome_where(),
                 specs,
             });
         }
@@ -159,6 +181,7 @@ pub(super) fn coverage_view(
             items,
         });
     }
+    let target = where_view(c, r);
     let n = |k: &str| counts.get(k).copied().unwrap_or(0);
     let total: usize = counts.values().sum::<usize>().max(1);
     let bar = ["verified", "failing", "skipped", "not_run", "gap"]
@@ -166,7 +189,11 @@ pub(super) fn coverage_view(
         .filter(|k| n(k) > 0)
         .map(|k| BarPart {
             outcome: k,
-            label: outcome_label(k),
+            // The key says where too: "Verified on the embedded simulator 29".
+            label: match (&target, k) {
+                (Some(t), "verified" | "failing") => format!("{} on {}", outcome_label(k), t.text),
+                _ => outcome_label(k).to_string(),
+            },
             count: n(k),
             percent: (n(k) as f64 * 1000.0 / total as f64).round() / 10.0,
         })
@@ -186,7 +213,16 @@ pub(super) fn coverage_view(
         gaps: c.gaps.len(),
         skipped: n("skipped"),
         not_run: n("not_run"),
-        headline: format!("{} of {} in-scope items verified", c.verified, c.in_scope),
+        headline: format!(
+            "{} of {} in-scope items verified{}",
+            c.verified,
+            c.in_scope,
+            target
+                .as_ref()
+                .map(|t| format!(" on {}", t.text))
+                .unwrap_or_default()
+        ),
+        target,
         verdict,
         bar,
         hard,
@@ -195,6 +231,39 @@ pub(super) fn coverage_view(
         backlog: c.backlog.iter().map(excluded_view).collect(),
         excluded: c.excluded.iter().map(excluded_view).collect(),
     }
+}
+
+/// Where the items' outcomes were established (nothing when nothing ran).
+fn where_view(c: &Coverage, r: &RunReport) -> Option<WhereView> {
+    let text = c.where_phrase()?;
+    let targets = c.targets();
+    let (kind, kind_label) = match targets.as_slice() {
+        [t] => (t.kind.clone(), t.kind_label().to_string()),
+        _ => ("mixed".to_string(), "several targets".to_string()),
+    };
+    let real = c.all_real();
+    let note = match targets.as_slice() {
+        [t] if real => format!(
+            "Established on {}{}.",
+            t.describe(),
+            r.target
+                .base_url
+                .as_deref()
+                .filter(|_| r.target.name == t.name)
+                .map(|u| format!(" at {u}"))
+                .unwrap_or_default()
+        ),
+        [_] => "Not a real Focus Server: these outcomes show that the tests pass or fail against the simulator's model of the server, not whether a real server meets the scope.".to_string(),
+        _ if real => "Each item says which server its outcome was established on.".to_string(),
+        _ => "Not all of these outcomes come from a real Focus Server: each item says where its outcome was established, and a simulator's says nothing about a real server.".to_string(),
+    };
+    Some(WhereView {
+        kind,
+        kind_label,
+        text,
+        real,
+        note,
+    })
 }
 
 fn excluded_view(e: &crate::results::ExcludedItem) -> ExcludedView {
@@ -243,11 +312,17 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
             failed_thresholds,
         });
     }
+    // "Met on the embedded simulator: ..." — never a bare "Met" that reads as the real server's.
+    let on = item
+        .target
+        .as_ref()
+        .map(|t| format!(" on {}", t.describe()))
+        .unwrap_or_default();
     let statement = match (item.outcome.as_str(), &best) {
-        ("verified", Some(b)) => format!("Met: {b}."),
-        ("verified", None) => "Met.".to_string(),
-        ("failing", Some(b)) => format!("Not met: {b}."),
-        ("failing", None) => "Not met: the covering test failed.".to_string(),
+        ("verified", Some(b)) => format!("Met{on}: {b}."),
+        ("verified", None) => format!("Met{on}."),
+        ("failing", Some(b)) => format!("Not met{on}: {b}."),
+        ("failing", None) => format!("Not met{on}: the covering test failed."),
         ("gap", _) => "Not tested: no test covers this requirement.".to_string(),
         ("skipped", _) => "Not tested in this run: the covering test was skipped.".to_string(),
         _ => "Not run in this run: the covering test was not selected (or not reached); this is not a gap.".to_string(),
@@ -257,8 +332,15 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
         title: item.title.clone(),
         area: area.to_string(),
         outcome: item.outcome.clone(),
-        outcome_label: outcome_label(&item.outcome),
+        outcome_label: item.outcome_where(),
         statement,
+        // The statement already says where; the note says what that does not show.
+        simulated: item
+            .target
+            .as_ref()
+            .filter(|t| !t.is_real())
+            .map(|_| "Not a real Focus Server: whether a real server meets this requirement is still to be shown.".to_string()),
+        badge: item.target.is_none(),
         specs,
     }
 }

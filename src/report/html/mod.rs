@@ -259,7 +259,7 @@ fn run_view(r: &RunReport) -> RunView {
         tool: r.tool.clone(),
         version: r.version.clone(),
         target: r.target.name.clone(),
-        target_kind: r.target.kind.clone(),
+        target_kind: crate::results::kind_label(&r.target.kind).to_string(),
         base_url: r.target.base_url.clone(),
         namespace: r.target.kube_namespace.clone(),
         time_scale: r.target.time_scale.map(time_scale_label),

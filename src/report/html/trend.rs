@@ -16,6 +16,15 @@ pub(super) struct TrendView {
     /// Flipped between pass and fail at least twice over the runs: listed apart.
     flaky: Vec<FlakyView>,
     has_previous: bool,
+    /// What kinds of target the runs were on: one line, a warning when they differ (a trend
+    /// across a simulator and a real server must say so).
+    kinds: KindsView,
+}
+
+#[derive(Serialize)]
+struct KindsView {
+    mixed: bool,
+    text: String,
 }
 
 #[derive(Serialize)]
@@ -90,7 +99,7 @@ pub(super) fn trend_view(runs: &[RunRecord]) -> Option<TrendView> {
         .rev()
         .map(|r| TrendRow {
             date: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            target: r.target.clone(),
+            target: r.target_label(),
             commit: r.commit.as_ref().map(|c| c.chars().take(10).collect()),
             pass_rate: format!("{:.1}%", r.pass_rate()),
             coverage: if r.in_scope > 0 {
@@ -114,7 +123,77 @@ pub(super) fn trend_view(runs: &[RunRecord]) -> Option<TrendView> {
             .map(|(id, flips)| FlakyView { id, flips })
             .collect(),
         has_previous: runs.len() > 1,
+        kinds: kinds_view(runs),
     })
+}
+
+/// The kinds of target of `runs`, with which runs (1-based, oldest first) ran on each when
+/// they differ.
+fn kinds_view(runs: &[RunRecord]) -> KindsView {
+    let label = |r: &RunRecord| match r.target_kind.as_deref() {
+        Some("embedded") => "the embedded simulator".to_string(),
+        Some("simulator") => "a simulator".to_string(),
+        Some("remote") => format!("{} (a real server)", r.target),
+        _ => format!("{} (kind of target not recorded)", r.target),
+    };
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let l = label(r);
+        match groups.iter_mut().find(|(g, _)| *g == l) {
+            Some((_, v)) => v.push(i + 1),
+            None => groups.push((l, vec![i + 1])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(l, v)| format!("{l}: {}", runs_list(v)))
+        .collect();
+    let mut kinds: Vec<Option<&str>> = runs.iter().map(|r| r.target_kind.as_deref()).collect();
+    kinds.sort();
+    kinds.dedup();
+    if kinds.len() == 1 {
+        let all = if runs.len() == 1 {
+            "The run"
+        } else {
+            "All runs"
+        };
+        let text = match groups.as_slice() {
+            [(only, _)] => format!("{all} on {only}."),
+            // Several servers of one kind: same kind, still named.
+            _ => format!("{all} on the same kind of target ({}).", parts.join("; ")),
+        };
+        return KindsView { mixed: false, text };
+    }
+    KindsView {
+        mixed: true,
+        text: format!(
+            "These runs were on different kinds of target ({}): a change between them may come from the target, not from the system, and a simulator's pass rate or coverage says nothing about a real server's.",
+            parts.join("; ")
+        ),
+    }
+}
+
+/// `run 3`, `runs 1-3`, `runs 1, 4-5` (1-based, oldest first).
+fn runs_list(v: &[usize]) -> String {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for &n in v {
+        match spans.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => spans.push((n, n)),
+        }
+    }
+    let text: Vec<String> = spans
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let word = if v.len() == 1 { "run" } else { "runs" };
+    format!("{word} {}", text.join(", "))
 }
 
 #[cfg(test)]
@@ -147,6 +226,44 @@ mod tests {
         assert_eq!(
             run_labels(&[at(9, 1, 5), at(9, 1, 5)]),
             ["run 1\n09:01:05 12-04", "run 2\n09:01:05 12-04"]
+        );
+    }
+
+    fn rec(target: &str, kind: Option<&str>) -> RunRecord {
+        RunRecord {
+            started_at: "2026-01-01T10:00:00Z".parse().unwrap(),
+            target: target.into(),
+            target_kind: kind.map(str::to_string),
+            commit: None,
+            shard: None,
+            totals: Default::default(),
+            verified: 0,
+            in_scope: 0,
+            coverage: Default::default(),
+            specs: Default::default(),
+            p95: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_trend_across_kinds_says_so() {
+        let emb = || rec("embedded", Some("embedded"));
+        let stg = || rec("staging", Some("remote"));
+        let same = kinds_view(&[emb(), emb()]);
+        assert!(!same.mixed);
+        assert_eq!(same.text, "All runs on the embedded simulator.");
+        let mixed = kinds_view(&[emb(), emb(), stg(), emb(), rec("old", None)]);
+        assert!(mixed.mixed);
+        let two = kinds_view(&[stg(), rec("prod", Some("remote"))]);
+        assert!(!two.mixed);
+        assert_eq!(
+            two.text,
+            "All runs on the same kind of target (staging (a real server): run 1; prod (a real server): run 2)."
+        );
+        assert!(
+            mixed.text.starts_with("These runs were on different kinds of target (the embedded simulator: runs 1-2, 4; staging (a real server): run 3; old (kind of target not recorded): run 5)"),
+            "{}",
+            mixed.text
         );
     }
 }
