@@ -461,6 +461,11 @@ const YAML_BITS: &[&str] = &[
     "thresholds: [p95(x) < 1s]",
 ];
 
+/// The diagnostic shows `file:line:col` (line and column from 1).
+fn located(d: &focusqa::spec::Diagnostic) -> bool {
+    !d.file.is_empty() && d.pos.line > 0 && d.pos.col > 0
+}
+
 fn mutate(text: &str, ops: &[(usize, usize, usize)]) -> String {
     let mut s: Vec<char> = text.chars().collect();
     for (kind, at, arg) in ops {
@@ -497,7 +502,12 @@ proptest! {
         ops in proptest::collection::vec((0usize..4, any::<usize>(), any::<usize>()), 1..8),
     ) {
         let text = mutate(&shipped_texts()[which], &ops);
-        let _ = focusqa::spec::load::load_text("mutated.yaml", &text, None, &[]);
+        if let Err(diags) = focusqa::spec::load::load_text("mutated.yaml", &text, None, &[]) {
+            prop_assert!(!diags.is_empty());
+            for d in diags {
+                prop_assert!(located(&d), "a diagnostic without file:line:col: {d}\n{text}");
+            }
+        }
     }
 
     #[test]
@@ -508,7 +518,7 @@ proptest! {
         let text = format!("id: r\ntitle: r\nsteps:\n  - {text}");
         if let Err(diags) = focusqa::spec::load::load_text("random.yaml", &text, None, &[]) {
             for d in diags {
-                prop_assert!(d.pos.line > 0, "{d}");
+                prop_assert!(located(&d), "a diagnostic without file:line:col: {d}\n{text}");
             }
         }
     }
@@ -595,4 +605,165 @@ proptest! {
         let _ = focusqa::template::lint(&src, false);
         let _ = focusqa::template::lint(&src, true);
     }
+}
+
+// ---- one run reports every problem of every file (issue 23) ----
+
+/// The diagnostics of a `validate` output: (`file:line:col`, message), in order. Every one must
+/// be located.
+fn diagnostics(e: &str) -> Vec<(String, String)> {
+    assert_all_located(e);
+    let mut out = Vec::new();
+    let mut message: Option<String> = None;
+    for l in e.lines() {
+        if let Some(m) = l.strip_prefix("error: ") {
+            message = Some(m.to_string());
+        } else if let Some(loc) = l.trim_start().strip_prefix("--> ") {
+            let m = message.take().unwrap_or_else(|| panic!("`{l}` without a message:\n{e}"));
+            out.push((loc.trim().to_string(), m));
+        }
+    }
+    assert!(message.is_none(), "a diagnostic without a location:\n{e}");
+    out
+}
+
+/// Each expected (`file:line:col`, part of the message) is one diagnostic, and nothing else is.
+fn assert_exactly(e: &str, expected: &[(&str, &str)]) {
+    let found = diagnostics(e);
+    for (loc, text) in expected {
+        assert!(
+            found.iter().any(|(l, m)| l == loc && m.contains(text)),
+            "expected `{text}` at {loc}:\n{e}"
+        );
+    }
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "every problem once, and nothing else:\n{found:#?}"
+    );
+}
+
+#[test]
+fn a_bad_duration_hides_no_regex_operand_or_append() {
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "many.yaml",
+        r#"id: many
+title: four problems in one file
+vars: {seen: 5}
+steps:
+  - http: {path: /health, timeout: 5 parsecs}
+    expect:
+      body: {matches: "ok("}
+  - assert:
+      - {value: "{{ seen }}", gt: true}
+  - http: {path: /jobs}
+    capture:
+      seen: {path: "$.jobs[*].id", all: true, append: true}
+"#,
+    );
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_exactly(
+        &e,
+        &[
+            ("specs/many.yaml:5:36", "unknown time unit \"parsecs\""),
+            ("specs/many.yaml:7:24", "bad regular expression `ok(`"),
+            ("specs/many.yaml:9:34", "`gt: true` can never be compared"),
+            ("specs/many.yaml:12:13", "appends to a list, but the variable `seen` is 5"),
+        ],
+    );
+}
+
+#[test]
+fn a_grpc_step_hides_no_missing_include_nor_undefined_variable() {
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "grpc.yaml",
+        r#"id: grpc
+title: three problems in one file
+steps:
+  - http: {path: "/jobs/{{ job_idd }}"}
+  - grpc: {service: Stream, method: Open}
+  - include: missing.yaml
+  - http: {path: "/after/{{ from_missing }}"}
+"#,
+    );
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    // `from_missing` is read after the include that could not be read: it might define it, so
+    // it is not reported (it is once the include is fixed and does not).
+    assert_exactly(
+        &e,
+        &[
+            ("specs/grpc.yaml:4:19", "undefined variable `job_idd`"),
+            ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
+            ("specs/grpc.yaml:6:14", "included file `missing.yaml` not found"),
+        ],
+    );
+
+    // Once the include exists the name is checked: a fragment that does not define it.
+    p.spec("missing.yaml", "- http: {path: /ok}\n");
+    let e = stderr(&p.run(&["validate"]));
+    assert_exactly(
+        &e,
+        &[
+            ("specs/grpc.yaml:4:19", "undefined variable `job_idd`"),
+            ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
+            ("specs/grpc.yaml:7:19", "undefined variable `from_missing`"),
+        ],
+    );
+}
+
+#[test]
+fn a_broken_fragment_still_defines_its_captures_and_every_file_is_reported() {
+    let p = Project::new("http://127.0.0.1:9");
+    // The fragment has a problem of its own; what it captures is still known to the spec.
+    p.spec(
+        "frag.yaml",
+        "- http: {path: /jobs, timeout: 1 fortnight}\n  capture: {job_id: $.id}\n  expect: {body: {matches: \"[\"}}\n",
+    );
+    p.spec(
+        "uses.yaml",
+        "id: uses\ntitle: t\nsteps:\n  - include: frag.yaml\n  - http: {path: \"/jobs/{{ job_id }}\", timeout: 1e20}\n  - http: {path: \"/x/{{ nope }}\"}\n",
+    );
+    // Another file, with the same id as a broken one.
+    p.spec("twin.yaml", "id: uses\ntitle: t\nsteps:\n  - sleep: 1ms\n");
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_exactly(
+        &e,
+        &[
+            ("specs/frag.yaml:1:32", "unknown time unit \"fortnight\""),
+            ("specs/frag.yaml:3:27", "bad regular expression `[`"),
+            ("specs/uses.yaml:5:49", "at most 365 days"),
+            ("specs/uses.yaml:6:19", "undefined variable `nope`"),
+            ("specs/uses.yaml:1:5", "duplicate spec id `uses`"),
+        ],
+    );
+}
+
+#[test]
+fn a_broken_catalog_hides_no_problem_of_the_specs() {
+    let p = Project::new("http://127.0.0.1:9");
+    std::fs::write(p.path().join("scope.yaml"), "title: t\nareas: [\n").unwrap();
+    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("focusqa.yaml"),
+        cfg.replace("scope: none.yaml", "scope: scope.yaml"),
+    )
+    .unwrap();
+    p.spec("bad.yaml", "id: bad\ntitle: t\nsteps:\n  - sleep: 2 weeks\n");
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    let found = diagnostics(&e);
+    assert!(found.iter().any(|(l, _)| l.starts_with("scope.yaml:")), "{e}");
+    assert!(
+        found.iter().any(|(l, m)| l == "specs/bad.yaml:4:14" && m.contains("unknown time unit")),
+        "{e}"
+    );
 }
