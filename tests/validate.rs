@@ -617,7 +617,11 @@ fn diagnostics(e: &str) -> Vec<(String, String)> {
     let mut message: Option<String> = None;
     for l in e.lines() {
         if let Some(m) = l.strip_prefix("error: ") {
-            message = Some(m.to_string());
+            // A message may span lines (a regex error has its own `error: ` line).
+            message = Some(match message.take() {
+                Some(first) => format!("{first}\n{m}"),
+                None => m.to_string(),
+            });
         } else if let Some(loc) = l.trim_start().strip_prefix("--> ") {
             let m = message.take().unwrap_or_else(|| panic!("`{l}` without a message:\n{e}"));
             out.push((loc.trim().to_string(), m));
@@ -669,9 +673,9 @@ steps:
         &e,
         &[
             ("specs/many.yaml:5:36", "unknown time unit \"parsecs\""),
-            ("specs/many.yaml:7:24", "bad regular expression `ok(`"),
-            ("specs/many.yaml:9:34", "`gt: true` can never be compared"),
-            ("specs/many.yaml:12:13", "appends to a list, but the variable `seen` is 5"),
+            ("specs/many.yaml:7:23", "bad regular expression `ok(`"),
+            ("specs/many.yaml:9:31", "`gt: true` can never be compared"),
+            ("specs/many.yaml:12:14", "appends to a list, but the variable `seen` is 5"),
         ],
     );
 }
@@ -686,7 +690,7 @@ title: three problems in one file
 steps:
   - http: {path: "/jobs/{{ job_idd }}"}
   - grpc: {service: Stream, method: Open}
-  - include: missing.yaml
+  - include: _missing.yaml
   - http: {path: "/after/{{ from_missing }}"}
 "#,
     );
@@ -698,21 +702,21 @@ steps:
     assert_exactly(
         &e,
         &[
-            ("specs/grpc.yaml:4:19", "undefined variable `job_idd`"),
+            ("specs/grpc.yaml:4:18", "undefined variable `job_idd`"),
             ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
-            ("specs/grpc.yaml:6:14", "included file `missing.yaml` not found"),
+            ("specs/grpc.yaml:6:14", "included file `_missing.yaml` not found"),
         ],
     );
 
     // Once the include exists the name is checked: a fragment that does not define it.
-    p.spec("missing.yaml", "- http: {path: /ok}\n");
+    p.spec("_missing.yaml", "- http: {path: /ok}\n");
     let e = stderr(&p.run(&["validate"]));
     assert_exactly(
         &e,
         &[
-            ("specs/grpc.yaml:4:19", "undefined variable `job_idd`"),
+            ("specs/grpc.yaml:4:18", "undefined variable `job_idd`"),
             ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
-            ("specs/grpc.yaml:7:19", "undefined variable `from_missing`"),
+            ("specs/grpc.yaml:7:18", "undefined variable `from_missing`"),
         ],
     );
 }
@@ -722,12 +726,12 @@ fn a_broken_fragment_still_defines_its_captures_and_every_file_is_reported() {
     let p = Project::new("http://127.0.0.1:9");
     // The fragment has a problem of its own; what it captures is still known to the spec.
     p.spec(
-        "frag.yaml",
+        "_frag.yaml",
         "- http: {path: /jobs, timeout: 1 fortnight}\n  capture: {job_id: $.id}\n  expect: {body: {matches: \"[\"}}\n",
     );
     p.spec(
         "uses.yaml",
-        "id: uses\ntitle: t\nsteps:\n  - include: frag.yaml\n  - http: {path: \"/jobs/{{ job_id }}\", timeout: 1e20}\n  - http: {path: \"/x/{{ nope }}\"}\n",
+        "id: uses\ntitle: t\nsteps:\n  - include: _frag.yaml\n  - http: {path: \"/jobs/{{ job_id }}\", timeout: 1e20}\n  - http: {path: \"/x/{{ nope }}\"}\n",
     );
     // Another file, with the same id as a broken one.
     p.spec("twin.yaml", "id: uses\ntitle: t\nsteps:\n  - sleep: 1ms\n");
@@ -737,10 +741,10 @@ fn a_broken_fragment_still_defines_its_captures_and_every_file_is_reported() {
     assert_exactly(
         &e,
         &[
-            ("specs/frag.yaml:1:32", "unknown time unit \"fortnight\""),
-            ("specs/frag.yaml:3:27", "bad regular expression `[`"),
+            ("specs/_frag.yaml:1:32", "unknown time unit \"fortnight\""),
+            ("specs/_frag.yaml:3:28", "bad regular expression `[`"),
             ("specs/uses.yaml:5:49", "at most 365 days"),
-            ("specs/uses.yaml:6:19", "undefined variable `nope`"),
+            ("specs/uses.yaml:6:18", "undefined variable `nope`"),
             ("specs/uses.yaml:1:5", "duplicate spec id `uses`"),
         ],
     );
@@ -756,14 +760,14 @@ fn a_broken_catalog_hides_no_problem_of_the_specs() {
         cfg.replace("scope: none.yaml", "scope: scope.yaml"),
     )
     .unwrap();
-    p.spec("bad.yaml", "id: bad\ntitle: t\nsteps:\n  - sleep: 2 weeks\n");
+    p.spec("bad.yaml", "id: bad\ntitle: t\nsteps:\n  - sleep: 2 fortnights\n");
     let out = p.run(&["validate"]);
     let e = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{e}");
     let found = diagnostics(&e);
     assert!(found.iter().any(|(l, _)| l.starts_with("scope.yaml:")), "{e}");
     assert!(
-        found.iter().any(|(l, m)| l == "specs/bad.yaml:4:14" && m.contains("unknown time unit")),
+        found.iter().any(|(l, m)| l == "specs/bad.yaml:4:12" && m.contains("unknown time unit")),
         "{e}"
     );
 }

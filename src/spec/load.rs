@@ -483,6 +483,12 @@ fn read_text(
             .filter(|(site, d)| !possibly_unread(*site, &d.message))
             .map(|(_, d)| d),
     );
+    // In the order of the file (the checks above run one after the other over it), the
+    // spec's own file first, then its fragments.
+    diags.sort_by(|a, b| {
+        (a.file != file, &a.file, a.pos.line, a.pos.col)
+            .cmp(&(b.file != file, &b.file, b.pos.line, b.pos.col))
+    });
     (Some(spec), diags)
 }
 
