@@ -120,6 +120,7 @@ const REJECTED: &[(&str, &[Expected])] = &[
     ("deep-merge.yaml", &[(7, 13, "nested deeper than")]),
     ("duplicate-key.yaml", &[(6, 5, "duplicate key `expect`")]),
     ("multi-doc.yaml", &[(5, 1, "one YAML document")]),
+    ("only-comment.yaml", &[(1, 1, "a spec is a mapping")]),
     ("alias-bomb.yaml", &[(5, 10, "repetition limit")]),
     ("invalid-utf8.yaml", &[(2, 12, "not valid UTF-8")]),
     (
@@ -769,5 +770,30 @@ fn a_broken_catalog_hides_no_problem_of_the_specs() {
     assert!(
         found.iter().any(|(l, m)| l == "specs/bad.yaml:4:12" && m.contains("unknown time unit")),
         "{e}"
+    );
+}
+
+#[test]
+fn what_a_refused_key_would_define_is_no_undefined_variable() {
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "lost.yaml",
+        r#"id: lost
+title: names under misspelt keys
+varz: {base: /v1}
+steps:
+  - http: {path: /jobs}
+    captur: {job_id: $.id}
+  - http: {path: "{{ base }}/jobs/{{ job_id }}/{{ typo }}"}
+"#,
+    );
+    let e = stderr(&p.run(&["validate"]));
+    assert_exactly(
+        &e,
+        &[
+            ("specs/lost.yaml:3:1", "unknown field `varz`"),
+            ("specs/lost.yaml:6:5", "unknown field `captur`"),
+            ("specs/lost.yaml:7:18", "undefined variable `typo`"),
+        ],
     );
 }

@@ -469,6 +469,11 @@ fn read_text(
     let possibly_unread = |line: u32, message: &str| {
         unread_from.is_some_and(|l| line > l) && message.starts_with("undefined variable")
     };
+    // Variables and captures the structure check refused (`vars: [a]`, `captur:`) are still
+    // names the author defined: they count as defined, so a template reading them is no error.
+    let mut target_vars = target_vars.to_vec();
+    target_vars.extend(lost_names(&value, &spec));
+    let target_vars = &target_vars[..];
     diags.extend(
         check(&spec, &index, catalog, target_vars)
             .into_iter()
@@ -490,6 +495,55 @@ fn read_text(
             .cmp(&(b.file != file, &b.file, b.pos.line, b.pos.col))
     });
     (Some(spec), diags)
+}
+
+/// Names written under `vars` (the spec's, a case's) or a step's `capture` (or a misspelling of
+/// them) that the spec as read does not define: they were lost with a structural problem.
+fn lost_names(value: &serde_json::Value, spec: &Spec) -> Vec<String> {
+    use serde_json::Value;
+    fn like(k: &str, word: &str) -> bool {
+        k == word || strsim::jaro_winkler(k, word) > 0.85
+    }
+    fn names_under(m: &serde_json::Map<String, Value>, word: &str, out: &mut Vec<String>) {
+        for (k, x) in m {
+            if let (true, Some(names)) = (like(k, word), x.as_object()) {
+                out.extend(names.keys().cloned());
+            }
+        }
+    }
+    fn steps(v: Option<&Value>, out: &mut Vec<String>) {
+        for step in v.and_then(Value::as_array).into_iter().flatten() {
+            let Some(m) = step.as_object() else { continue };
+            names_under(m, "capture", out);
+            for block in ["fanout", "foreach", "repeat"] {
+                if let Some(b) = m.get(block) {
+                    steps(b.get("steps"), out);
+                    steps(b.get("cleanup"), out);
+                }
+            }
+        }
+    }
+    let mut written = Vec::new();
+    if let Some(m) = value.as_object() {
+        names_under(m, "vars", &mut written);
+    }
+    for case in value.get("cases").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(m) = case.as_object() {
+            names_under(m, "vars", &mut written);
+        }
+    }
+    steps(value.get("steps"), &mut written);
+    steps(value.get("cleanup"), &mut written);
+    let mut known: HashSet<String> = spec.vars.keys().cloned().collect();
+    known.extend(spec.cases.iter().flat_map(|c| c.vars.keys().cloned()));
+    let mut caps = Vec::new();
+    all_captures(&spec.steps, "steps", &mut caps);
+    all_captures(&spec.cleanup, "cleanup", &mut caps);
+    known.extend(caps.into_iter().map(|(n, _)| n));
+    written.retain(|n| !known.contains(n));
+    written.sort();
+    written.dedup();
+    written
 }
 
 /// The first YAML document of the text (a second one is reported by the position index).
