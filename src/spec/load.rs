@@ -458,6 +458,28 @@ fn read_text(
     for (block, steps) in [("steps", &mut spec.steps), ("cleanup", &mut spec.cleanup)] {
         resolve_includes(steps, block, block, 0, &src, &mut walk, &mut diags);
     }
+    if walk.stopped {
+        // A limit was crossed: what was expanded is cut short, and may be too large to check in
+        // bounded time. The spec's own steps are checked as if its includes could not be read.
+        fn unexpand(steps: &mut [Step]) {
+            for s in steps {
+                match &mut s.kind {
+                    StepKind::Include(inc) => inc.steps.clear(),
+                    StepKind::Fanout(f) => {
+                        unexpand(&mut f.steps);
+                        unexpand(&mut f.cleanup);
+                    }
+                    StepKind::Foreach(f) => unexpand(&mut f.steps),
+                    StepKind::Repeat(r) => unexpand(&mut r.steps),
+                    _ => {}
+                }
+            }
+        }
+        unexpand(&mut spec.steps);
+        unexpand(&mut spec.cleanup);
+        walk.fragments.clear();
+        walk.failed.push(Pos { line: 0, col: 0 });
+    }
     // What an unread file would define is unknown: a name defined nowhere is not reported
     // where it could come from one (anywhere, for a `vars_file`; after the `include:`, for an
     // include), rather than once now and again as a bogus error once the file is fixed.
