@@ -186,7 +186,8 @@ pub fn load_paths(
     loaded
 }
 
-/// Turns a serde_yaml error into a diagnostic with position and a "did you mean" hint.
+/// Turns a serde_yaml error into a diagnostic with position and a "did you mean" hint. An
+/// error serde gives no position (nesting too deep, a file with no document) is at `1:1`.
 pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     let pos = e
         .location()
@@ -194,7 +195,7 @@ pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
             line: l.line() as u32,
             col: l.column() as u32,
         })
-        .unwrap_or_default();
+        .unwrap_or(Pos { line: 1, col: 1 });
     let mut msg = e.to_string();
     // serde_yaml appends " at line X column Y"; we show the position ourselves.
     if let Some(i) = msg.rfind(" at line ") {
@@ -373,15 +374,12 @@ fn read_text(
         Err(_) if !diags.is_empty() => return (None, diags),
         Err(e) => {
             let mut d = serde_diag(file, text, &e);
-            if d.pos.line == 0 {
-                // Errors about alias expansion or nesting come without a position.
-                let pos = if d.message.contains("repetition") {
-                    index.first_alias
-                } else {
-                    None
-                };
-                d.pos = pos.unwrap_or(Pos { line: 1, col: 1 });
-                d = d.with_source(text);
+            // Errors about alias expansion come without a position: the first alias is where.
+            if let (None, Some(pos)) = (e.location(), index.first_alias) {
+                if d.message.contains("repetition") {
+                    d.pos = pos;
+                    d = d.with_source(text);
+                }
             }
             return (None, vec![d]);
         }
@@ -978,8 +976,8 @@ fn load_step_list(
         Err(_) if !problems.is_empty() => return Err(problems.into_iter().map(diag).collect()),
         Err(e) => {
             let mut d = serde_diag(display, &text, &e);
-            if d.pos.line == 0 {
-                d.pos = index.first_alias.unwrap_or(Pos { line: 1, col: 1 });
+            if let (None, Some(pos)) = (e.location(), index.first_alias) {
+                d.pos = pos;
                 d = d.with_source(&text);
             }
             return Err(vec![d]);
