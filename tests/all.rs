@@ -24,6 +24,7 @@ mod real_timing;
 mod scale;
 mod schemas;
 mod secrets;
+mod selectors_and_queries;
 mod shipped_suite;
 mod sim_calibration;
 mod sim_focus;

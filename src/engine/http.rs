@@ -438,9 +438,24 @@ fn prepare<'t>(
         .map_err(ExecError::spec)?;
     if !req.query.is_empty() {
         let mut pairs: Vec<(String, String)> = Vec::new();
-        for (k, v) in &req.query {
-            let v = scope.render_value(v)?;
-            push_pairs(&mut pairs, k, &v);
+        match &req.query {
+            crate::spec::Query::Map(m) => {
+                for (k, v) in m {
+                    let v = scope.render_value(v)?;
+                    push_pairs(&mut pairs, k, &v);
+                }
+            }
+            crate::spec::Query::Template(t) => {
+                let rendered = scope.render_value(&Value::String(t.clone()))?;
+                let Value::Object(m) = rendered else {
+                    return Err(ExecError::spec(format!(
+                        "query `{t}` rendered to {rendered}, not a map of parameters; give it a map such as `{{page: 1, id: [3, 4]}}`"
+                    )));
+                };
+                for (k, v) in &m {
+                    push_pairs(&mut pairs, k, v);
+                }
+            }
         }
         let mut q = url.query_pairs_mut();
         for (k, v) in &pairs {

@@ -167,6 +167,26 @@ pub async fn execute(
         _ => None,
     };
     match op.op {
+        KubeVerb::Wait if r.name.is_none() => {
+            // By selector: every match must meet the expectations (checked by the step, on each
+            // of `obs.each`); how many must match is the check made here.
+            let items = match watched {
+                Some(objs) => objs,
+                None => list_all(&api, &r, &what).await?,
+            };
+            let n = items.len();
+            let (op_text, expected, passed) = match &op.count {
+                Some(c) => {
+                    let want = super::fanout::resolve_count(c, scope, "kube wait `count`")?;
+                    ("matches", json!(want), n == want)
+                }
+                None => ("matches at least", json!(1), n >= 1),
+            };
+            obs.assertions
+                .push(assertion(op_text, expected, Some(json!(n)), passed));
+            obs.doc = json!({"count": n, "items": items.clone()}).into();
+            obs.each = Some(items);
+        }
         KubeVerb::Get | KubeVerb::Wait => {
             let doc = match watched {
                 Some(objs) => objs.into_iter().next(),

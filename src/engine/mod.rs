@@ -51,6 +51,9 @@ pub struct Observation {
     pub http: Option<Box<http::HttpObs>>,
     /// Results of the steps a block kind ran (foreach items, repeat runs, included steps).
     pub children: Vec<StepResult>,
+    /// A `kube wait` by selector: the matching objects, each of which the step's `expect` must
+    /// hold for (the document is `{count, items}`).
+    pub each: Option<Vec<Value>>,
 }
 
 /// A response's headers as received, and as `(name, value)` text made on first use: most

@@ -163,6 +163,76 @@ impl StepKind {
     }
 }
 
+/// `expect` checked on each object a `kube wait` by selector matched: one result per check,
+/// passed when it holds for every match, else the first failing match's result naming the
+/// object and how many fail.
+fn evaluate_each(
+    e: &crate::spec::Expect,
+    items: &[Value],
+    scope: &Scope,
+    spec_dir: &std::path::Path,
+    line: u32,
+) -> Result<Vec<crate::results::AssertionResult>, ExecError> {
+    let mut per_item = Vec::with_capacity(items.len());
+    for item in items {
+        let obs = Observation {
+            doc: item.clone().into(),
+            ..Default::default()
+        };
+        per_item.push(evaluate(e, &obs, scope, spec_dir, line)?);
+    }
+    let Some(first) = per_item.first() else {
+        return Ok(Vec::new());
+    };
+    let name = |i: usize| {
+        items[i]
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    // Checks expand alike on every object unless a check's subject differs in shape (a
+    // wildcard path); then every failing result is kept, each naming its object.
+    if per_item.iter().any(|r| r.len() != first.len()) {
+        let mut out = Vec::new();
+        for (i, results) in per_item.into_iter().enumerate() {
+            for mut a in results.into_iter().filter(|a| !a.passed) {
+                a.subject = format!("{} (of {})", a.subject, name(i));
+                out.push(a);
+            }
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::with_capacity(first.len());
+    for k in 0..first.len() {
+        let failing: Vec<usize> = (0..items.len())
+            .filter(|&i| !per_item[i][k].passed)
+            .collect();
+        let mut a = per_item[failing.first().copied().unwrap_or(0)][k].clone();
+        if let Some(&i) = failing.first() {
+            a.subject = format!("{} (of {})", a.subject, name(i));
+            let also = failing.len() - 1;
+            a.message = Some(format!(
+                "{} of {} matches fail this check{}",
+                failing.len(),
+                items.len(),
+                if also > 0 {
+                    format!(
+                        ": {}",
+                        failing.iter().take(5).map(|&i| name(i)).collect::<Vec<_>>().join(", ")
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        } else {
+            a.subject = format!("{} (all {} matches)", a.subject, items.len());
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
 /// The variables as a JSON document (subject of `path` checks in `assert` steps).
 fn vars_doc(scope: &Scope) -> Value {
     Value::Object(scope.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -466,7 +536,10 @@ impl Step {
         };
         let mut assertions = std::mem::take(&mut obs.assertions);
         if let Some(e) = &self.expect {
-            let checked = evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?;
+            let checked = match &obs.each {
+                Some(items) => evaluate_each(e, items, scope, &ctx.spec_dir, self.pos.line)?,
+                None => evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?,
+            };
             if assertions.is_empty() {
                 assertions = checked;
             } else {

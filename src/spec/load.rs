@@ -2184,14 +2184,34 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
             }
             StepKind::Kube(k) => {
                 use super::KubeVerb::*;
-                if matches!(k.op, Get | Wait) && k.name.is_none() {
+                if k.op == Get && k.name.is_none() {
                     out.push((
                         index.get(&format!("{path}.kube")),
-                        format!("kube `{}` needs a `name`", k.op.as_str()),
-                        Some("use `op: list` with `labels:` to select by label".into()),
+                        "kube `get` needs a `name`".to_string(),
+                        Some("use `op: list` (or `op: wait`) with `labels:` to select by label".into()),
                     ));
                 }
-                if matches!(k.op, Delete | Absent)
+                if k.count.is_some() && (k.op != Wait || k.name.is_some()) {
+                    out.push((
+                        index.get(&format!("{path}.kube.count")),
+                        format!(
+                            "`count` applies to `op: wait` by selector, not to `op: {}`{}",
+                            k.op.as_str(),
+                            if k.name.is_some() { " by name" } else { "" }
+                        ),
+                        Some("drop `count`, or wait on `labels:`/`fields:` instead of a `name`".into()),
+                    ));
+                }
+                if let Some(crate::spec::Count::N(n)) = &k.count {
+                    if *n > super::MAX_WAIT_COUNT {
+                        out.push((
+                            index.get(&format!("{path}.kube.count")),
+                            format!("`count: {n}` is more than the maximum of {} objects a wait checks", super::MAX_WAIT_COUNT),
+                            None,
+                        ));
+                    }
+                }
+                if matches!(k.op, Wait | Delete | Absent)
                     && k.name.is_none()
                     && k.labels.is_none()
                     && k.fields.is_none()

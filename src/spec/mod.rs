@@ -568,6 +568,28 @@ pub struct MultipartPart {
     pub content_type: Option<String>,
 }
 
+/// A request's query parameters: written as a map, or one template rendered to a map at run
+/// time, so a table of cases can vary which keys are sent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Query {
+    Map(#[schemars(with = "IndexMap<String, Value>")] VarMap),
+    /// A template whose value is a map (`"{{ q }}"`).
+    Template(String),
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query::Map(VarMap::new())
+    }
+}
+
+impl Query {
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Query::Map(m) if m.is_empty())
+    }
+}
+
 /// An HTTP request (also used by `sim`, where `path` is relative to the simulator's `/sim`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -578,10 +600,10 @@ pub struct HttpRequest {
     pub method: Method,
     /// Path relative to the target's base URL (e.g. `/configure`), or an absolute URL.
     pub path: String,
-    /// Query parameters: `null` sends `key=`, a list repeats the key (`b=1&b=2`).
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    #[schemars(with = "IndexMap<String, Value>")]
-    pub query: VarMap,
+    /// Query parameters: `null` sends `key=`, a list repeats the key (`b=1&b=2`); or one
+    /// template that renders to such a map (`query: "{{ q }}"`, e.g. from a case's `vars`).
+    #[serde(default, skip_serializing_if = "Query::is_empty")]
+    pub query: Query,
     /// Request headers (added to the target's default headers, replacing those of the same
     /// name); a list sends the header once per element.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -1455,7 +1477,8 @@ pub enum KubeVerb {
     List,
     /// Delete one object by name (or all matching a selector).
     Delete,
-    /// Wait until the object exists and matches the expectations (get + polling).
+    /// Wait until the object exists and matches the expectations (get + polling); by selector,
+    /// until the matches (at least one, or `count`) all meet the expectations.
     Wait,
     /// The object (or every object matching the selector) must be gone.
     Absent,
@@ -1499,6 +1522,10 @@ pub struct KubeOp {
     /// Field selector, e.g. `status.phase=Running`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<String>,
+    /// For `wait` by selector: how many objects must match (default: at least one). The step's
+    /// `expect` must then hold for every match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Count>,
     /// For `wait`/`absent`: how long to keep checking (default 30s); polls every `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
@@ -1580,6 +1607,10 @@ pub const MAX_REDIRECTS: u32 = 50;
 /// Most steps of one spec once its includes are expanded (the steps inside blocks counted once
 /// each, not once per iteration).
 pub const MAX_STEPS: usize = 100_000;
+
+/// Most objects a `kube wait` by selector may be asked to count (a GPU cluster's jobs are far
+/// fewer; a larger number is a typo).
+pub const MAX_WAIT_COUNT: u64 = 100_000;
 
 fn compact_value(v: &Value) -> String {
     match v {
