@@ -489,8 +489,8 @@ fn read_text(
     let possibly_unread = |line: u32, message: &str| {
         unread_from.is_some_and(|l| line > l) && message.starts_with("undefined variable")
     };
-    // Variables and captures the structure check refused (`vars: [a]`, `captur:`) are still
-    // names the author defined: they count as defined, so a template reading them is no error.
+    // Variables and captures under a key the structure check refused (`varz:`, `captur:`) are
+    // still names the author defined: they count as defined, so reading them is no error.
     let mut target_vars = target_vars.to_vec();
     target_vars.extend(lost_names(&value, &spec));
     let target_vars = &target_vars[..];
