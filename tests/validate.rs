@@ -624,7 +624,9 @@ fn diagnostics(e: &str) -> Vec<(String, String)> {
                 None => m.to_string(),
             });
         } else if let Some(loc) = l.trim_start().strip_prefix("--> ") {
-            let m = message.take().unwrap_or_else(|| panic!("`{l}` without a message:\n{e}"));
+            let m = message
+                .take()
+                .unwrap_or_else(|| panic!("`{l}` without a message:\n{e}"));
             out.push((loc.trim().to_string(), m));
         }
     }
@@ -676,7 +678,10 @@ steps:
             ("specs/many.yaml:5:36", "unknown time unit \"parsecs\""),
             ("specs/many.yaml:7:23", "bad regular expression `ok(`"),
             ("specs/many.yaml:9:31", "`gt: true` can never be compared"),
-            ("specs/many.yaml:12:14", "appends to a list, but the variable `seen` is 5"),
+            (
+                "specs/many.yaml:12:14",
+                "appends to a list, but the variable `seen` is 5",
+            ),
         ],
     );
 }
@@ -705,7 +710,10 @@ steps:
         &[
             ("specs/grpc.yaml:4:18", "undefined variable `job_idd`"),
             ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
-            ("specs/grpc.yaml:6:14", "included file `_missing.yaml` not found"),
+            (
+                "specs/grpc.yaml:6:14",
+                "included file `_missing.yaml` not found",
+            ),
         ],
     );
 
@@ -761,14 +769,22 @@ fn a_broken_catalog_hides_no_problem_of_the_specs() {
         cfg.replace("scope: none.yaml", "scope: scope.yaml"),
     )
     .unwrap();
-    p.spec("bad.yaml", "id: bad\ntitle: t\nsteps:\n  - sleep: 2 fortnights\n");
+    p.spec(
+        "bad.yaml",
+        "id: bad\ntitle: t\nsteps:\n  - sleep: 2 fortnights\n",
+    );
     let out = p.run(&["validate"]);
     let e = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{e}");
     let found = diagnostics(&e);
-    assert!(found.iter().any(|(l, _)| l.starts_with("scope.yaml:")), "{e}");
     assert!(
-        found.iter().any(|(l, m)| l == "specs/bad.yaml:4:12" && m.contains("unknown time unit")),
+        found.iter().any(|(l, _)| l.starts_with("scope.yaml:")),
+        "{e}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, m)| l == "specs/bad.yaml:4:12" && m.contains("unknown time unit")),
         "{e}"
     );
 }

@@ -344,14 +344,14 @@ fn read_text(
             .with_source(text)
     };
     if text.trim().is_empty() {
-        return (None, vec![Diagnostic::new(
-            file,
-            Pos { line: 1, col: 1 },
-            "the spec file is empty",
-        )
-        .with_hint(Some(
-            "a spec needs at least `id`, `title` and `steps`".into(),
-        ))]);
+        return (
+            None,
+            vec![
+                Diagnostic::new(file, Pos { line: 1, col: 1 }, "the spec file is empty").with_hint(
+                    Some("a spec needs at least `id`, `title` and `steps`".into()),
+                ),
+            ],
+        );
     }
     let index = match PositionIndex::build(text) {
         Ok(i) => i,
@@ -511,8 +511,12 @@ fn read_text(
     // In the order of the file (the checks above run one after the other over it), the
     // spec's own file first, then its fragments.
     diags.sort_by(|a, b| {
-        (a.file != file, &a.file, a.pos.line, a.pos.col)
-            .cmp(&(b.file != file, &b.file, b.pos.line, b.pos.col))
+        (a.file != file, &a.file, a.pos.line, a.pos.col).cmp(&(
+            b.file != file,
+            &b.file,
+            b.pos.line,
+            b.pos.col,
+        ))
     });
     (Some(spec), diags)
 }
@@ -547,7 +551,12 @@ fn lost_names(value: &serde_json::Value, spec: &Spec) -> Vec<String> {
     if let Some(m) = value.as_object() {
         names_under(m, "vars", &mut written);
     }
-    for case in value.get("cases").and_then(Value::as_array).into_iter().flatten() {
+    for case in value
+        .get("cases")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(m) = case.as_object() {
             names_under(m, "vars", &mut written);
         }
@@ -1016,7 +1025,11 @@ fn load_step_list(
     );
     problems.sort_by_key(|p| (p.0.line, p.0.col));
     problems.dedup();
-    Ok((steps, text.clone(), problems.into_iter().map(diag).collect()))
+    Ok((
+        steps,
+        text.clone(),
+        problems.into_iter().map(diag).collect(),
+    ))
 }
 
 fn assign_positions(spec: &mut Spec, index: &PositionIndex) {
@@ -2188,7 +2201,10 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                     out.push((
                         index.get(&format!("{path}.kube")),
                         "kube `get` needs a `name`".to_string(),
-                        Some("use `op: list` (or `op: wait`) with `labels:` to select by label".into()),
+                        Some(
+                            "use `op: list` (or `op: wait`) with `labels:` to select by label"
+                                .into(),
+                        ),
                     ));
                 }
                 if k.count.is_some() && (k.op != Wait || k.name.is_some()) {
@@ -2199,14 +2215,20 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                             k.op.as_str(),
                             if k.name.is_some() { " by name" } else { "" }
                         ),
-                        Some("drop `count`, or wait on `labels:`/`fields:` instead of a `name`".into()),
+                        Some(
+                            "drop `count`, or wait on `labels:`/`fields:` instead of a `name`"
+                                .into(),
+                        ),
                     ));
                 }
                 if let Some(crate::spec::Count::N(n)) = &k.count {
                     if *n > super::MAX_WAIT_COUNT {
                         out.push((
                             index.get(&format!("{path}.kube.count")),
-                            format!("`count: {n}` is more than the maximum of {} objects a wait checks", super::MAX_WAIT_COUNT),
+                            format!(
+                                "`count: {n}` is more than the maximum of {} objects a wait checks",
+                                super::MAX_WAIT_COUNT
+                            ),
                             None,
                         ));
                     }

@@ -53,7 +53,12 @@ impl PositionIndex {
     /// Position of the node at `path`, or of its closest ancestor that has a line and a column;
     /// at worst the start of the file: a diagnostic is never without `line:col`.
     pub fn get(&self, path: &str) -> Pos {
-        let known = |p: &str| self.nodes.get(p).copied().filter(|x| x.line > 0 && x.col > 0);
+        let known = |p: &str| {
+            self.nodes
+                .get(p)
+                .copied()
+                .filter(|x| x.line > 0 && x.col > 0)
+        };
         let mut p = path;
         loop {
             if let Some(pos) = known(p) {

@@ -500,9 +500,7 @@ fn repair(
             _ => false,
         };
     };
-    let in_list = |name: &str| {
-        matches!(parent.last(), Some(Segment::Map { key }) if key == name)
-    };
+    let in_list = |name: &str| matches!(parent.last(), Some(Segment::Map { key }) if key == name);
     let capture = in_list("capture");
     let steps = in_list("steps") || in_list("cleanup");
     let Some(node) = node_mut(v, parent) else {
