@@ -187,7 +187,13 @@ pub struct AttemptResult {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StepResult {
+    /// The step's name as it ran: its template rendered with the values of the moment the step
+    /// started (`configure job 3`).
     pub name: String,
+    /// The name as written (`configure job {{ n }}`), only when it differs from `name`. Absent
+    /// in results written before names were rendered: there `name` is the template itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_template: Option<String>,
     /// The step kind's name (`http`, `kube`, …): one of a few fixed words, not copied per step.
     pub kind: std::borrow::Cow<'static, str>,
     pub line: u32,
@@ -291,8 +297,12 @@ pub struct ResponseExcerpt {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssertionResult {
     pub line: u32,
-    /// What was checked (`status`, `$.job_id`, `header content-type`, an expression...).
+    /// What was checked (`status`, `$.job_id`, `header content-type`, an expression...), with
+    /// its templates rendered (`$.jobs[3]`, `18-3`).
     pub subject: String,
+    /// The subject as written (`$.jobs[{{ i }}]`, `{{ open_before }}`), only when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_template: Option<String>,
     /// The operator (`equals`, `matches`, `partial match`...).
     pub op: String,
     pub expected: Value,
@@ -323,13 +333,23 @@ impl AssertionResult {
             None => "nothing".to_string(),
         };
         format!(
-            "{} {} {}: found {}{}",
+            "{} {} {}: found {}{}{}",
             self.subject,
             self.op,
             compact(&self.expected),
             found,
+            self.as_written(),
             self.note()
         )
+    }
+
+    /// " (as written: `{{ open_before }}`)" when the subject was a template: the rendered
+    /// subject says what was checked, the template where it comes from in the spec.
+    fn as_written(&self) -> String {
+        match &self.subject_template {
+            Some(t) => format!(" (as written: `{t}`)"),
+            None => String::new(),
+        }
     }
 
     /// A one-line `message` (the author's words) goes in parentheses after the description.
@@ -456,6 +476,31 @@ pub struct FanoutStats {
     pub cleanup_sample_failures: Vec<String>,
 }
 
+impl FanoutStats {
+    /// The thresholds' verdict in a sentence: "All 3 thresholds met", "2 of 3 thresholds not
+    /// met", "The implicit threshold is met". `None` when there are no thresholds.
+    pub fn thresholds_verdict(&self) -> Option<String> {
+        let n = self.thresholds.len();
+        if n == 0 {
+            return None;
+        }
+        let not_met = self.thresholds.iter().filter(|t| !t.passed).count();
+        // Implicit thresholds stand only where none were written: never a mix.
+        let word = if self.thresholds.iter().all(|t| t.implicit) {
+            "implicit threshold"
+        } else {
+            "threshold"
+        };
+        Some(match (n, not_met) {
+            (1, 0) => format!("The {word} is met"),
+            (1, _) => format!("The {word} is not met"),
+            (2, 0) => format!("Both {word}s met"),
+            (_, 0) => format!("All {n} {word}s met"),
+            (_, k) => format!("{k} of {n} {word}s not met"),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdResult {
     pub expr: String,
@@ -533,6 +578,7 @@ mod tests {
         AssertionResult {
             line: 3,
             subject: "$.port".into(),
+            subject_template: None,
             op: "<".into(),
             expected: json!(1024),
             actual: Some(json!(50051)),
@@ -554,6 +600,55 @@ mod tests {
         assert_eq!(
             diff.details(),
             Some("$.a: expected 1, found 2\n$.b: expected 3, found 4")
+        );
+    }
+
+    #[test]
+    fn thresholds_verdict_in_plain_words() {
+        let th = |passed: bool, implicit: bool| ThresholdResult {
+            expr: "failed == 0".into(),
+            value: "0".into(),
+            passed,
+            implicit,
+        };
+        let verdict = |t: Vec<ThresholdResult>| {
+            FanoutStats {
+                thresholds: t,
+                ..Default::default()
+            }
+            .thresholds_verdict()
+        };
+        assert_eq!(verdict(vec![]), None);
+        assert_eq!(
+            verdict(vec![th(true, true)]).as_deref(),
+            Some("The implicit threshold is met")
+        );
+        assert_eq!(
+            verdict(vec![th(false, false)]).as_deref(),
+            Some("The threshold is not met")
+        );
+        assert_eq!(
+            verdict(vec![th(true, true), th(true, true)]).as_deref(),
+            Some("Both implicit thresholds met")
+        );
+        assert_eq!(
+            verdict(vec![th(true, false); 3]).as_deref(),
+            Some("All 3 thresholds met")
+        );
+        assert_eq!(
+            verdict(vec![th(false, false), th(true, false), th(false, false)]).as_deref(),
+            Some("2 of 3 thresholds not met")
+        );
+    }
+
+    #[test]
+    fn a_rendered_subject_keeps_its_template_in_the_description() {
+        let mut r = a(None);
+        r.subject = "$.ports[3]".into();
+        r.subject_template = Some("$.ports[{{ i }}]".into());
+        assert_eq!(
+            r.describe(),
+            "$.ports[3] < 1024: found 50051 (as written: `$.ports[{{ i }}]`)"
         );
     }
 }

@@ -20,6 +20,7 @@ mod in_cluster;
 mod input_bounds;
 mod interrupts;
 mod kube_scale;
+mod readable_reports;
 mod real_timing;
 mod scale;
 mod schemas;

@@ -79,3 +79,95 @@ fn verification_insecure_and_ca_file() {
     let out = p.run(&["run", "--target", "lab-ca"]);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
 }
+
+/// An HTTP/2 server (TLS, ALPN h2) that resets the first `refuse` streams with REFUSED_STREAM,
+/// as a server does with a request it did not process (nginx past `keepalive_requests`), then
+/// answers 200; the number of requests that reached it is in the counter.
+fn start_h2_server(
+    refuse: usize,
+) -> (TlsServer, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (ca_pem, mut cfg) = common::lab_certificate(&["127.0.0.1"]);
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let (rt, listener) = common::listener_runtime();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let (acceptor, seen) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut conn) = h2::server::handshake(tls).await else { return };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    if seen.fetch_add(1, Ordering::SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(())
+                        .unwrap();
+                    if let Ok(mut body) = respond.send_response(resp, false) {
+                        let _ = body.send_data(bytes::Bytes::from_static(br#"{"job_id":"1"}"#), true);
+                    }
+                }
+            });
+        }
+    });
+    (
+        TlsServer {
+            url,
+            ca_pem,
+            _rt: rt,
+        },
+        seen,
+    )
+}
+
+/// A POST the server refused unprocessed (HTTP/2 REFUSED_STREAM) is sent once more and the step
+/// says so; refused twice, the step fails with the server's reason (no third try).
+#[test]
+fn an_http2_stream_refused_unprocessed_is_sent_again_once_even_a_post() {
+    for (refuse, passes) in [(1, true), (2, false)] {
+        let (srv, seen) = start_h2_server(refuse);
+        let p = Project::new(&srv.url);
+        std::fs::write(p.path().join("lab-ca.pem"), &srv.ca_pem).unwrap();
+        let cfg = format!(
+            "scope: none.yaml\ndefault_target: lab\ntargets:\n  lab:\n    base_url: {}\n    timeout: 5s\n    tls: {{ca_file: lab-ca.pem}}\n",
+            srv.url
+        );
+        std::fs::write(p.path().join("focusqa.yaml"), cfg).unwrap();
+        p.spec(
+            "post.yaml",
+            "id: h2.refused\ntitle: a refused POST\nsteps:\n  - name: configure\n    http: {method: POST, path: /configure, json: {a: 1}}\n    expect: {status: 200}\n",
+        );
+        let out = p.run(&["run", "--quiet"]);
+        let r = p.results();
+        let step = &r["specs"][0]["cases"][0]["steps"][0];
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "at most one second try: {step}"
+        );
+        if passes {
+            assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+            assert_eq!(step["response"]["version"], "HTTP/2", "{step}");
+            let note = step["response"]["note"].as_str().unwrap_or_default();
+            assert!(
+                note.contains("sent again: the server refused the first try unprocessed"),
+                "the retry shows: {step}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+            assert_eq!(step["status"], "error", "{step}");
+            assert!(
+                step["message"].as_str().unwrap_or_default().contains("refused"),
+                "{step}"
+            );
+        }
+    }
+}

@@ -139,6 +139,7 @@ fn verdict(step: &Step, subject: String, children: &[StepResult]) -> Vec<Asserti
     vec![AssertionResult {
         line: step.pos.line,
         subject,
+        subject_template: None,
         op: EVERY_STEP_PASSES.into(),
         expected: json!("passed"),
         actual: Some(json!(bad.map_or("passed", |b| b.status.as_str()))),
@@ -355,6 +356,7 @@ async fn run_repeat(
         assertions.push(AssertionResult {
             line: step.pos.line,
             subject: format!("while {}", r.while_),
+            subject_template: None,
             op: "false within max runs".into(),
             expected: json!(r.max),
             actual: Some(json!(format!("still true after {} runs", r.max))),

@@ -71,6 +71,7 @@ pub fn evaluate(
         out.push(AssertionResult {
             line: e.line_of("version", fallback),
             subject: "HTTP version".into(),
+            subject_template: None,
             op: "equals".into(),
             passed: found.as_deref().is_some_and(|f| norm(f) == norm(&want)),
             expected: json!(want),
@@ -108,6 +109,7 @@ pub fn evaluate(
         out.push(AssertionResult {
             line: e.line_of("match", fallback),
             subject: "document".into(),
+            subject_template: None,
             op: "matches (partial)".into(),
             expected,
             actual: None,
@@ -129,6 +131,7 @@ pub fn evaluate(
         out.push(AssertionResult {
             line: e.line_of("max_elapsed", fallback),
             subject: "elapsed".into(),
+            subject_template: None,
             op: "at most".into(),
             expected: json!(format!("{}ms", max.as_millis())),
             actual: Some(json!(format!("{ms:.1}ms"))),
@@ -200,6 +203,7 @@ fn check_status(
     Ok(AssertionResult {
         line,
         subject: "status".into(),
+        subject_template: None,
         op: "is".into(),
         passed: actual.is_some_and(&ok),
         expected,
@@ -226,6 +230,7 @@ fn check_error(want: ExpectedError, obs: &Observation, line: u32) -> AssertionRe
     AssertionResult {
         line,
         subject: "request".into(),
+        subject_template: None,
         op: "fails with".into(),
         expected: json!(want.as_str()),
         actual,
@@ -266,6 +271,7 @@ fn check_header(
             out.push(AssertionResult {
                 line,
                 subject,
+                subject_template: None,
                 op: "equals".into(),
                 passed: first == Some(want.as_str()),
                 expected: Value::String(want),
@@ -302,6 +308,7 @@ fn check_header(
             let mk = |op: &str, expected: Value, passed: bool| AssertionResult {
                 line,
                 subject: format!("{subject} (all values)"),
+                subject_template: None,
                 op: op.into(),
                 expected,
                 actual: found.clone(),
@@ -350,6 +357,7 @@ fn count_result(subject: &str, want: usize, found: usize, line: u32) -> Assertio
     AssertionResult {
         line,
         subject: format!("{subject} values"),
+        subject_template: None,
         op: "count".into(),
         expected: json!(want),
         actual: Some(json!(found)),
@@ -390,6 +398,7 @@ fn check_body(
                 out.push(AssertionResult {
                     line,
                     subject: "body bytes".into(),
+                    subject_template: None,
                     op: op.into(),
                     passed: found
                         .as_deref()
@@ -419,6 +428,7 @@ fn check_body(
         out.push(AssertionResult {
             line,
             subject: "body bytes".into(),
+            subject_template: None,
             op: "length".into(),
             passed: found.is_some_and(|f| want.as_u64() == Some(f)),
             expected: want,
@@ -462,6 +472,7 @@ fn check_cookie(
         out.push(AssertionResult {
             line,
             subject: subject(""),
+            subject_template: None,
             op: "exists".into(),
             expected: json!(e),
             actual: cookie.cloned(),
@@ -487,6 +498,7 @@ fn check_cookie(
         out.push(AssertionResult {
             line,
             subject: subject(key),
+            subject_template: None,
             op: "equals".into(),
             passed: found.as_ref().is_some_and(|f| eq(f, &want)),
             expected: want,
@@ -544,6 +556,7 @@ fn check_text_expect(
             Ok(vec![AssertionResult {
                 line,
                 subject: subject.into(),
+                subject_template: None,
                 op: "equals".into(),
                 passed: actual == Some(want.as_str()),
                 expected: json!(want),
@@ -567,6 +580,7 @@ fn check_text(
     let mk = |op: &str, expected: Value, passed: bool| AssertionResult {
         line,
         subject: subject.to_string(),
+        subject_template: None,
         op: op.into(),
         expected,
         actual: act.clone(),
@@ -689,6 +703,7 @@ pub fn eval_check(
         out.push(AssertionResult {
             line,
             subject: expr.clone(),
+            subject_template: None,
             op: "is".into(),
             expected: json!(true),
             passed,
@@ -701,27 +716,34 @@ pub fn eval_check(
         });
         return Ok(out);
     }
-    let (subject, actual, found) = if let Some(p) = &c.path {
-        let p = scope.render_str(p).map_err(ExecError::spec)?;
-        let sel = select(&p, doc)?;
-        (p, sel.value, sel.matches > 0)
+    // The subject as checked (templates rendered), and as written when that differs.
+    let (subject, template, actual, found) = if let Some(p) = &c.path {
+        let rendered = scope.render_str(p).map_err(ExecError::spec)?;
+        let sel = select(&rendered, doc)?;
+        let template = (rendered != *p).then(|| p.clone());
+        (rendered, template, sel.value, sel.matches > 0)
     } else {
         let raw = c.value.clone().unwrap_or(Value::Null);
-        let label = match &raw {
-            Value::String(s) => s.clone(),
-            other => compact(other),
+        let value = scope.render_value(&raw).map_err(ExecError::spec)?;
+        let (label, template) = match &raw {
+            Value::String(s) if crate::template::is_template(s) => {
+                let rendered = match &value {
+                    Value::String(r) => r.clone(),
+                    other => compact(other),
+                };
+                (rendered, Some(s.clone()))
+            }
+            Value::String(s) => (s.clone(), None),
+            other => (compact(other), None),
         };
-        (
-            label,
-            Some(scope.render_value(&raw).map_err(ExecError::spec)?),
-            true,
-        )
+        (label, template, Some(value), true)
     };
     let actual = actual.as_ref();
     let mut push = |subject: &str, op: &str, expected: Value, found: Option<Value>, v: Verdict| {
         out.push(AssertionResult {
             line,
             subject: subject.to_string(),
+            subject_template: None,
             op: op.to_string(),
             expected,
             actual: found,
@@ -851,6 +873,12 @@ pub fn eval_check(
             found_value.clone(),
             verdict,
         );
+    }
+    // Every result of the check names the same subject (`length of $.jobs[3]` too).
+    if let Some(t) = template {
+        for a in &mut out {
+            a.subject_template = Some(a.subject.replacen(&subject, &t, 1));
+        }
     }
     Ok(out)
 }
@@ -1208,6 +1236,7 @@ fn check_schema(
     Ok(AssertionResult {
         line,
         subject: "document".into(),
+        subject_template: None,
         op: "conforms to".into(),
         expected: json!(label),
         actual: None,

@@ -1299,6 +1299,12 @@ async fn send<'a>(
                 *r.timeout_mut() = Some(timeout.saturating_sub(t0.elapsed()));
                 match target.http.execute(r).await {
                     Ok(resp) => return Ok(Resp::Reqwest(resp, retried)),
+                    Err(e) if retried.is_none() && refused_unprocessed(&e) => {
+                        retried = Some(format!(
+                            "sent again: the server refused the first try unprocessed ({})",
+                            crate::targets::error_chain(&e)
+                        ));
+                    }
                     Err(e)
                         if retried.is_none()
                             && crate::targets::h1::idempotent(&hop.method)
@@ -1314,6 +1320,22 @@ async fn send<'a>(
             }
         }
     }
+}
+
+/// An HTTP/2 stream the server declared unprocessed: reset with REFUSED_STREAM, or above the last
+/// stream id of the server's GOAWAY (nginx sends one after `keepalive_requests` or when it
+/// reloads, while more requests are on their way). RFC 9113 8.7: such a request may be sent
+/// again whatever its method, a POST included: the server did not act on it.
+fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<h2::Error>() {
+            return h.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h.is_go_away() && h.is_remote());
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// A request that went out on a connection which then ended without a byte of answer (closed or
@@ -1415,6 +1437,32 @@ impl Resp<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error whose cause is `inner`, as reqwest and hyper wrap h2's.
+    #[derive(Debug)]
+    struct Wrapped(h2::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "request failed")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn only_a_stream_refused_unprocessed_may_be_sent_again_whatever_its_method() {
+        let refused = Wrapped(h2::Reason::REFUSED_STREAM.into());
+        assert!(refused_unprocessed(&refused));
+        for reason in [h2::Reason::INTERNAL_ERROR, h2::Reason::CANCEL, h2::Reason::NO_ERROR] {
+            // A reset of a stream the server may have acted on: not sent again.
+            assert!(!refused_unprocessed(&Wrapped(reason.into())), "{reason:?}");
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!refused_unprocessed(&io));
+    }
 
     #[test]
     fn http_set_cookie_attributes() {

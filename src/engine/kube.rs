@@ -142,6 +142,7 @@ pub async fn execute(
         |op: &str, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
             line,
             subject: what.clone(),
+            subject_template: None,
             op: op.into(),
             expected,
             actual,

@@ -163,6 +163,17 @@ impl StepKind {
     }
 }
 
+/// The step's label with its templates rendered, when that changes it. A template that cannot
+/// be rendered yet (a variable the step itself captures) leaves the label as written: a name
+/// never fails a step.
+fn rendered_label(step: &Step, scope: &Scope) -> Option<String> {
+    let label = step.label();
+    if !crate::template::is_template(&label) {
+        return None;
+    }
+    scope.render_str(&label).ok().filter(|r| *r != label)
+}
+
 /// `expect` checked on each object a `kube wait` by selector matched: one result per check,
 /// passed when it holds for every match, else the first failing match's result naming the
 /// object and how many fail.
@@ -255,6 +266,23 @@ impl Step {
     /// Only what every step needs lives in this future; a poll's loop and a failure's diagnosis
     /// are boxed apart, so a plain step (every request of a fan-out) allocates and moves little.
     pub async fn run(&self, scope: &mut Scope, ctx: &Ctx, in_cleanup: bool) -> StepResult {
+        // Named from the scope the step starts in: the values it ran with. A fan-out's
+        // iterations keep the name as written: their statistics are grouped by it.
+        let named = if ctx.summarized {
+            None
+        } else {
+            rendered_label(self, scope)
+        };
+        let mut res = self.run_unnamed(scope, ctx, in_cleanup).await;
+        // A skipped step ran with no values: `DELETE /job/{{ job_id }}` skipped because no job
+        // opened would read `DELETE /job/None`.
+        if let Some(name) = named.filter(|_| res.status != Status::Skipped) {
+            res.name_template = Some(std::mem::replace(&mut res.name, name));
+        }
+        res
+    }
+
+    async fn run_unnamed(&self, scope: &mut Scope, ctx: &Ctx, in_cleanup: bool) -> StepResult {
         let t0 = Instant::now();
         if let Some(cond) = &self.when {
             match scope.eval(cond) {

@@ -44,6 +44,9 @@ fn fanout_lines(f: &FanoutStats, out: &mut String) {
         "     fan-out: {}\n",
         crate::engine::fanout::summary(f)
     ));
+    if let Some(verdict) = f.thresholds_verdict() {
+        out.push_str(&format!("     {verdict}\n"));
+    }
     for t in f.thresholds.iter().filter(|t| !t.passed) {
         let implicit = if t.implicit {
             " (implicit: no `thresholds:` written, so every iteration must succeed)"
@@ -185,6 +188,14 @@ impl Console {
                     .chain(&c.cleanup)
                     .find(|st| matches!(st.status, Status::Failed | Status::Error))
                 {
+                    // A templated name is shown as it ran, and as written to find it in the spec.
+                    let (leaf, _) = step.failing_leaf();
+                    if let Some(t) = &leaf.name_template {
+                        out.push_str(&format!(
+                            "     in step `{}` (as written `{t}`)\n",
+                            leaf.name
+                        ));
+                    }
                     if let Some(p) = step.poll.as_ref().filter(|p| !p.satisfied) {
                         out.push_str(&format!(
                             "     polled {} times over {}; last mismatch: {}\n",

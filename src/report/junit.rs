@@ -162,8 +162,13 @@ fn failure_details(steps: &[StepResult], cleanup: &[StepResult]) -> String {
         .chain(cleanup)
         .filter(|s| matches!(s.status, Status::Failed | Status::Error))
     {
+        let written = s
+            .name_template
+            .as_ref()
+            .map(|t| format!(", as written `{t}`"))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "step `{}` (line {}): {}\n",
+            "step `{}` (line {}{written}): {}\n",
             s.name,
             s.line,
             s.status.as_str()
@@ -213,10 +218,10 @@ fn fanout_details(f: &FanoutStats, out: &mut String) {
     }
 }
 
-/// "; thresholds: `failed == 0` (implicit) met; 3 cleanup failures (3 x status 404)".
+/// "; the implicit threshold is met: `failed == 0` met; 3 cleanup failures (3 x status 404)".
 fn fanout_verdicts(f: &FanoutStats) -> String {
     let mut out = String::new();
-    if !f.thresholds.is_empty() {
+    if let Some(verdict) = f.thresholds_verdict() {
         let each: Vec<String> = f
             .thresholds
             .iter()
@@ -229,7 +234,11 @@ fn fanout_verdicts(f: &FanoutStats) -> String {
                 )
             })
             .collect();
-        out.push_str(&format!("; thresholds: {}", each.join(", ")));
+        out.push_str(&format!(
+            "; {}: {}",
+            verdict.to_lowercase(),
+            each.join(", ")
+        ));
     }
     if f.cleanup_failures > 0 {
         out.push_str(&format!("; {}", crate::engine::fanout::cleanup_text(f)));

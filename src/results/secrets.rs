@@ -935,6 +935,7 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
 fn apply_step(m: &Matcher, s: &mut StepResult) {
     let StepResult {
         name,
+        name_template,
         kind,
         line: _,
         status: _,
@@ -955,6 +956,10 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
     // What a block ran (foreach items, repeat runs, included steps) is redacted alike.
     children.iter_mut().for_each(|c| apply_step(m, c));
     m.redact_string(name);
+    // A template holds names, not values; redacted all the same (a name may be a secret's).
+    if let Some(t) = name_template {
+        m.redact_string(t);
+    }
     // A kind read back from a results file is owned text like any other; our own are fixed words.
     if let std::borrow::Cow::Owned(kind) = kind {
         m.redact_string(kind);
@@ -1015,6 +1020,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         let AssertionResult {
             line: _,
             subject,
+            subject_template,
             op,
             expected,
             actual,
@@ -1022,6 +1028,9 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
             message,
         } = a;
         m.redact_string(subject);
+        if let Some(t) = subject_template {
+            m.redact_string(t);
+        }
         m.redact_string(op);
         m.redact_json(expected);
         if let Some(v) = actual {
@@ -1288,7 +1297,8 @@ mod tests {
                              "headers": [["X-Plain", t]], "body": format!("{{\"a\":\"{b64}\"}}")});
         let response = json!({"status": 200, "headers": [["x-echo", format!("Basic {b64}")]],
                               "body": format!("xx {}", &t[..8]), "truncated": true, "elapsed_ms": 1.0});
-        let assertion = json!({"line": 3, "subject": "$.a", "op": "equals", "expected": [t],
+        let assertion = json!({"line": 3, "subject": format!("$.a {t}"),
+                               "subject_template": format!("$.a {t}{{{{ x }}}}"), "op": "equals", "expected": [t],
                                "actual": {"k": t}, "passed": false, "message": t});
         let poll = json!({"attempts": 2, "elapsed_ms": 1.0, "interval_ms": 1.0, "timeout_ms": 1.0,
                           "satisfied": false, "last_mismatch": format!("last {t}")});
@@ -1301,7 +1311,8 @@ mod tests {
                             "cleanup_failures": 2,
                             "cleanup_by_reason": {format!("404 unknown job_id {t}"): 2},
                             "cleanup_sample_failures": [format!("iteration 1: 404 {t}")]});
-        let step = json!({"name": "s", "kind": "http", "line": 2, "status": "failed",
+        let step = json!({"name": format!("login {t}"), "name_template": format!("{t} {{{{ x }}}}"),
+                          "kind": "http", "line": 2, "status": "failed",
                           "duration_ms": 1.0, "request": request, "response": response,
                           "assertions": [assertion], "poll": poll, "captures": {"c": t},
                           "fanout": fanout,

@@ -491,6 +491,10 @@ fn build_http_client(
         // Redirects are followed by the engine (crate::engine::http), hop by hop: the chain, the
         // cookies set on the way and the per-step setting need it.
         .redirect(reqwest::redirect::Policy::none())
+        // Sending again is the engine's, once and said in the step's note (a stream the server
+        // refused unprocessed, a kept-alive connection that dropped an idempotent request);
+        // reqwest's own retries (up to 2, within a budget) would be silent.
+        .retry(reqwest::retry::never())
         .user_agent(crate::engine::http::USER_AGENT);
     match cfg.http2 {
         Some(crate::config::Http2Mode::PriorKnowledge) => b = b.http2_prior_knowledge(),

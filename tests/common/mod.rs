@@ -276,23 +276,8 @@ pub fn focusqa(args: &[&str]) -> Output {
 // The child is reaped by `wait4` below (which reports its peak RSS), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
 pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
-    use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            r.read_to_end(&mut buf).unwrap();
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let (child, out, err) = spawn_drained(cmd);
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
@@ -305,6 +290,30 @@ pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
         stderr: err.join().unwrap(),
     };
     (output, usage.ru_maxrss as u64)
+}
+
+/// Output read as it comes, on a thread of its own (a full pipe would block the child).
+pub type Drain = std::thread::JoinHandle<Vec<u8>>;
+
+/// Starts `cmd` with its stdout and stderr piped and read into memory as they come.
+pub fn spawn_drained(cmd: &mut Command) -> (std::process::Child, Drain, Drain) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    (child, out, err)
 }
 
 /// Waits (20 s at most) until process `pid` catches SIGINT and SIGTERM (`SigCgt` in

@@ -228,8 +228,17 @@ pub(super) struct LineChart {
     plot_h: f64,
     bottom: f64,
     y_ticks: Vec<Tick>,
-    x_labels: Vec<Tick>,
+    x_labels: Vec<XLabel>,
     series: Vec<Series>,
+}
+
+/// A label under the x axis: one or more lines (time above date), anchored so that the first
+/// and last labels stay inside the chart.
+#[derive(Serialize)]
+struct XLabel {
+    pos: f64,
+    lines: Vec<String>,
+    anchor: &'static str,
 }
 
 #[derive(Serialize)]
@@ -248,7 +257,8 @@ struct Dot {
     value: String,
 }
 
-/// `series`: name, CSS class, one value per label; `unit` follows each value (`%`).
+/// `series`: name, CSS class, one value per label; `unit` follows each value (`%`). A label may
+/// have several lines (`\n`).
 pub(super) fn line_chart(
     title: &str,
     labels: Vec<String>,
@@ -303,21 +313,38 @@ pub(super) fn line_chart(
             }
         })
         .collect();
-    // At most about 10 labels on the x axis.
-    let every = n.div_ceil(10);
+    // As many labels as fit side by side (at most 10), the last one always: a label is about
+    // 6.5 px a character at the tick size, plus a gap.
+    let lines = labels
+        .iter()
+        .map(|l| l.lines().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let widest = labels
+        .iter()
+        .flat_map(|l| l.lines())
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(1) as f64;
+    let fit = ((plot_w / (widest * 6.5 + 12.0)) as usize).clamp(2, 10);
+    let every = n.div_ceil(fit);
     let x_labels = labels
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| i % every == 0 || *i == n - 1)
-        .map(|(i, label)| Tick {
+        // A regular label too close to the last one would overlap it.
+        .filter(|(i, _)| *i == n - 1 || (i % every == 0 && n - 1 - i >= every))
+        .map(|(i, label)| XLabel {
             pos: r1(x(i)),
-            label,
+            lines: label.lines().map(str::to_string).collect(),
+            // The last label ends at the plot's right edge instead of running past the chart.
+            anchor: if n > 1 && i == n - 1 { "end" } else { "middle" },
         })
         .collect();
     LineChart {
         title: title.to_string(),
         width: CHART_W,
-        height: top + plot_h + 34.0,
+        height: top + plot_h + 20.0 + 14.0 * lines as f64,
         left,
         top,
         plot_w: r1(plot_w),

@@ -95,6 +95,8 @@ struct AttemptView {
 #[derive(Serialize)]
 struct StepView {
     name: String,
+    /// The name as written, when it was a template (shown below the rendered name).
+    name_template: Option<String>,
     kind: String,
     line: u32,
     status: &'static str,
@@ -147,6 +149,7 @@ struct ResponseView {
 struct AssertionView {
     line: u32,
     subject: String,
+    subject_template: Option<String>,
     op: String,
     expected: String,
     actual: Option<String>,
@@ -195,7 +198,8 @@ struct FanoutView {
     cleanup_by_reason: Vec<(String, usize)>,
     cleanup_sample_failures: Vec<String>,
     thresholds: Vec<ThresholdView>,
-    thresholds_failed: usize,
+    /// "All 3 thresholds met", "2 of 3 thresholds not met".
+    thresholds_verdict: Option<String>,
     sample_failures: Vec<String>,
     latency: Vec<LatencyRow>,
     outcomes: HBarChart,
@@ -448,6 +452,7 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
         .map(|a| AssertionView {
             line: a.line,
             subject: a.subject.clone(),
+            subject_template: a.subject_template.clone(),
             op: a.op.clone(),
             expected: value_text(&a.expected),
             actual: a.actual.as_ref().map(value_text),
@@ -472,6 +477,7 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
     StepView {
         note: note.join(" · "),
         name: s.name.clone(),
+        name_template: s.name_template.clone(),
         kind: s.kind.to_string(),
         line: s.line,
         status: s.status.as_str(),
@@ -630,7 +636,7 @@ fn fanout_view(
             .map(|(r, n)| (r.clone(), *n))
             .collect(),
         cleanup_sample_failures: f.cleanup_sample_failures.clone(),
-        thresholds_failed: f.thresholds.iter().filter(|t| !t.passed).count(),
+        thresholds_verdict: f.thresholds_verdict(),
         thresholds: f
             .thresholds
             .iter()

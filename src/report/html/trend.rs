@@ -34,14 +34,35 @@ struct FlakyView {
     flips: usize,
 }
 
+/// One label per run, never two alike: the time above the date, with seconds when two runs
+/// share a minute, and the run's number in the history when they share a second too.
+fn run_labels(runs: &[RunRecord]) -> Vec<String> {
+    let format = |f: &str| -> Vec<String> {
+        runs.iter()
+            .map(|r| r.started_at.format(f).to_string())
+            .collect()
+    };
+    let distinct = |l: &[String]| l.iter().collect::<std::collections::HashSet<_>>().len() == l.len();
+    let minutes = format("%H:%M\n%m-%d");
+    if distinct(&minutes) {
+        return minutes;
+    }
+    let seconds = format("%H:%M:%S\n%m-%d");
+    if distinct(&seconds) {
+        return seconds;
+    }
+    seconds
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| format!("run {}\n{}", i + 1, l.replacen('\n', " ", 1)))
+        .collect()
+}
+
 pub(super) fn trend_view(runs: &[RunRecord]) -> Option<TrendView> {
     if runs.is_empty() {
         return None;
     }
-    let labels = runs
-        .iter()
-        .map(|r| r.started_at.format("%m-%d %H:%M").to_string())
-        .collect();
+    let labels = run_labels(runs);
     let mut series = vec![(
         "pass rate".to_string(),
         "pass",
@@ -94,4 +115,38 @@ pub(super) fn trend_view(runs: &[RunRecord]) -> Option<TrendView> {
             .collect(),
         has_previous: runs.len() > 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    // Read from JSON, as from a history file: fields added to the record later keep defaults.
+    fn at(h: u32, m: u32, s: u32) -> RunRecord {
+        let t = Utc.with_ymd_and_hms(2026, 12, 4, h, m, s).unwrap();
+        serde_json::from_value(serde_json::json!({
+            "started_at": t, "target": "sim",
+            "totals": {"specs": 1, "cases": 1, "passed": 1, "failed": 0, "errors": 0, "skipped": 0}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn labels_are_unique_with_the_precision_they_need() {
+        assert_eq!(
+            run_labels(&[at(9, 1, 0), at(9, 2, 0)]),
+            ["09:01\n12-04", "09:02\n12-04"]
+        );
+        // Two runs in one minute: seconds for all.
+        assert_eq!(
+            run_labels(&[at(9, 1, 5), at(9, 1, 40), at(9, 3, 0)]),
+            ["09:01:05\n12-04", "09:01:40\n12-04", "09:03:00\n12-04"]
+        );
+        // Two runs in one second: numbered.
+        assert_eq!(
+            run_labels(&[at(9, 1, 5), at(9, 1, 5)]),
+            ["run 1\n09:01:05 12-04", "run 2\n09:01:05 12-04"]
+        );
+    }
 }
