@@ -409,12 +409,11 @@ fn load_selection(
     sel: &SelectArgs,
     lenient: bool,
 ) -> Result<(Selection, Vec<String>), Exit> {
-    let catalog = match load_catalog(config) {
-        Ok(c) => c,
-        Err(d) => {
-            print_diags(&d);
-            return Err(Exit::Invalid);
-        }
+    // A broken catalog does not hide the problems of the specs: they are checked without it
+    // (their `covers` unchecked), and the command fails for both.
+    let (catalog, catalog_diags) = match load_catalog(config) {
+        Ok(c) => (c, Vec::new()),
+        Err(d) => (None, d),
     };
     let paths = sel.spec_paths(config);
     let loaded = load_paths(
@@ -423,6 +422,10 @@ fn load_selection(
         &config.known_target_vars(),
         &config.access(),
     );
+    if !catalog_diags.is_empty() {
+        print_diags(&[catalog_diags, loaded.diagnostics].concat());
+        return Err(Exit::Invalid);
+    }
     let mut broken: Vec<String> = Vec::new();
     if !loaded.diagnostics.is_empty() {
         print_diags(&loaded.diagnostics);

@@ -120,6 +120,7 @@ const REJECTED: &[(&str, &[Expected])] = &[
     ("deep-merge.yaml", &[(7, 13, "nested deeper than")]),
     ("duplicate-key.yaml", &[(6, 5, "duplicate key `expect`")]),
     ("multi-doc.yaml", &[(5, 1, "one YAML document")]),
+    ("only-comment.yaml", &[(1, 1, "a spec is a mapping")]),
     ("alias-bomb.yaml", &[(5, 10, "repetition limit")]),
     ("invalid-utf8.yaml", &[(2, 12, "not valid UTF-8")]),
     (
@@ -461,6 +462,11 @@ const YAML_BITS: &[&str] = &[
     "thresholds: [p95(x) < 1s]",
 ];
 
+/// The diagnostic shows `file:line:col` (line and column from 1).
+fn located(d: &focusqa::spec::Diagnostic) -> bool {
+    !d.file.is_empty() && d.pos.line > 0 && d.pos.col > 0
+}
+
 fn mutate(text: &str, ops: &[(usize, usize, usize)]) -> String {
     let mut s: Vec<char> = text.chars().collect();
     for (kind, at, arg) in ops {
@@ -497,7 +503,12 @@ proptest! {
         ops in proptest::collection::vec((0usize..4, any::<usize>(), any::<usize>()), 1..8),
     ) {
         let text = mutate(&shipped_texts()[which], &ops);
-        let _ = focusqa::spec::load::load_text("mutated.yaml", &text, None, &[]);
+        if let Err(diags) = focusqa::spec::load::load_text("mutated.yaml", &text, None, &[]) {
+            prop_assert!(!diags.is_empty());
+            for d in diags {
+                prop_assert!(located(&d), "a diagnostic without file:line:col: {d}\n{text}");
+            }
+        }
     }
 
     #[test]
@@ -508,7 +519,7 @@ proptest! {
         let text = format!("id: r\ntitle: r\nsteps:\n  - {text}");
         if let Err(diags) = focusqa::spec::load::load_text("random.yaml", &text, None, &[]) {
             for d in diags {
-                prop_assert!(d.pos.line > 0, "{d}");
+                prop_assert!(located(&d), "a diagnostic without file:line:col: {d}\n{text}");
             }
         }
     }
@@ -595,4 +606,210 @@ proptest! {
         let _ = focusqa::template::lint(&src, false);
         let _ = focusqa::template::lint(&src, true);
     }
+}
+
+// ---- one run reports every problem of every file (issue 23) ----
+
+/// The diagnostics of a `validate` output: (`file:line:col`, message), in order. Every one must
+/// be located.
+fn diagnostics(e: &str) -> Vec<(String, String)> {
+    assert_all_located(e);
+    let mut out = Vec::new();
+    let mut message: Option<String> = None;
+    for l in e.lines() {
+        if let Some(m) = l.strip_prefix("error: ") {
+            // A message may span lines (a regex error has its own `error: ` line).
+            message = Some(match message.take() {
+                Some(first) => format!("{first}\n{m}"),
+                None => m.to_string(),
+            });
+        } else if let Some(loc) = l.trim_start().strip_prefix("--> ") {
+            let m = message
+                .take()
+                .unwrap_or_else(|| panic!("`{l}` without a message:\n{e}"));
+            out.push((loc.trim().to_string(), m));
+        }
+    }
+    assert!(message.is_none(), "a diagnostic without a location:\n{e}");
+    out
+}
+
+/// Each expected (`file:line:col`, part of the message) is one diagnostic, and nothing else is.
+fn assert_exactly(e: &str, expected: &[(&str, &str)]) {
+    let found = diagnostics(e);
+    for (loc, text) in expected {
+        assert!(
+            found.iter().any(|(l, m)| l == loc && m.contains(text)),
+            "expected `{text}` at {loc}:\n{e}"
+        );
+    }
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "every problem once, and nothing else:\n{found:#?}"
+    );
+}
+
+#[test]
+fn a_bad_duration_hides_no_regex_operand_or_append() {
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "many.yaml",
+        r#"id: many
+title: four problems in one file
+vars: {seen: 5}
+steps:
+  - http: {path: /health, timeout: 5 parsecs}
+    expect:
+      body: {matches: "ok("}
+  - assert:
+      - {value: "{{ seen }}", gt: true}
+  - http: {path: /jobs}
+    capture:
+      seen: {path: "$.jobs[*].id", all: true, append: true}
+"#,
+    );
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_exactly(
+        &e,
+        &[
+            ("specs/many.yaml:5:36", "unknown time unit \"parsecs\""),
+            ("specs/many.yaml:7:23", "bad regular expression `ok(`"),
+            ("specs/many.yaml:9:31", "`gt: true` can never be compared"),
+            (
+                "specs/many.yaml:12:14",
+                "appends to a list, but the variable `seen` is 5",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_grpc_step_hides_no_missing_include_nor_undefined_variable() {
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "grpc.yaml",
+        r#"id: grpc
+title: three problems in one file
+steps:
+  - http: {path: "/jobs/{{ job_idd }}"}
+  - grpc: {service: Stream, method: Open}
+  - include: _missing.yaml
+  - http: {path: "/after/{{ from_missing }}"}
+"#,
+    );
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    // `from_missing` is read after the include that could not be read: it might define it, so
+    // it is not reported (it is once the include is fixed and does not).
+    assert_exactly(
+        &e,
+        &[
+            ("specs/grpc.yaml:4:18", "undefined variable `job_idd`"),
+            ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
+            (
+                "specs/grpc.yaml:6:14",
+                "included file `_missing.yaml` not found",
+            ),
+        ],
+    );
+
+    // Once the include exists the name is checked: a fragment that does not define it.
+    p.spec("_missing.yaml", "- http: {path: /ok}\n");
+    let e = stderr(&p.run(&["validate"]));
+    assert_exactly(
+        &e,
+        &[
+            ("specs/grpc.yaml:4:18", "undefined variable `job_idd`"),
+            ("specs/grpc.yaml:5:5", "a `grpc` step is not allowed"),
+            ("specs/grpc.yaml:7:18", "undefined variable `from_missing`"),
+        ],
+    );
+}
+
+#[test]
+fn a_broken_fragment_still_defines_its_captures_and_every_file_is_reported() {
+    let p = Project::new("http://127.0.0.1:9");
+    // The fragment has a problem of its own; what it captures is still known to the spec.
+    p.spec(
+        "_frag.yaml",
+        "- http: {path: /jobs, timeout: 1 fortnight}\n  capture: {job_id: $.id}\n  expect: {body: {matches: \"[\"}}\n",
+    );
+    p.spec(
+        "uses.yaml",
+        "id: uses\ntitle: t\nsteps:\n  - include: _frag.yaml\n  - http: {path: \"/jobs/{{ job_id }}\", timeout: 1e20}\n  - http: {path: \"/x/{{ nope }}\"}\n",
+    );
+    // Another file, with the same id as a broken one.
+    p.spec("twin.yaml", "id: uses\ntitle: t\nsteps:\n  - sleep: 1ms\n");
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_exactly(
+        &e,
+        &[
+            ("specs/_frag.yaml:1:32", "unknown time unit \"fortnight\""),
+            ("specs/_frag.yaml:3:28", "bad regular expression `[`"),
+            ("specs/uses.yaml:5:49", "at most 365 days"),
+            ("specs/uses.yaml:6:18", "undefined variable `nope`"),
+            ("specs/uses.yaml:1:5", "duplicate spec id `uses`"),
+        ],
+    );
+}
+
+#[test]
+fn a_broken_catalog_hides_no_problem_of_the_specs() {
+    let p = Project::new("http://127.0.0.1:9");
+    std::fs::write(p.path().join("scope.yaml"), "title: t\nareas: [\n").unwrap();
+    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("focusqa.yaml"),
+        cfg.replace("scope: none.yaml", "scope: scope.yaml"),
+    )
+    .unwrap();
+    p.spec(
+        "bad.yaml",
+        "id: bad\ntitle: t\nsteps:\n  - sleep: 2 fortnights\n",
+    );
+    let out = p.run(&["validate"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    let found = diagnostics(&e);
+    assert!(
+        found.iter().any(|(l, _)| l.starts_with("scope.yaml:")),
+        "{e}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, m)| l == "specs/bad.yaml:4:12" && m.contains("unknown time unit")),
+        "{e}"
+    );
+}
+
+#[test]
+fn what_a_refused_key_would_define_is_no_undefined_variable() {
+    let p = Project::new("http://127.0.0.1:9");
+    p.spec(
+        "lost.yaml",
+        r#"id: lost
+title: names under misspelt keys
+varz: {base: /v1}
+steps:
+  - http: {path: /jobs}
+    captur: {job_id: $.id}
+  - http: {path: "{{ base }}/jobs/{{ job_id }}/{{ typo }}"}
+"#,
+    );
+    let e = stderr(&p.run(&["validate"]));
+    assert_exactly(
+        &e,
+        &[
+            ("specs/lost.yaml:3:1", "unknown field `varz`"),
+            ("specs/lost.yaml:6:5", "unknown field `captur`"),
+            ("specs/lost.yaml:7:18", "undefined variable `typo`"),
+        ],
+    );
 }

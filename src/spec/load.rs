@@ -150,14 +150,15 @@ pub fn load_paths(
         }
     };
     for file in files {
-        match load_file_with(&file, catalog, target_vars, access) {
-            Ok(spec) => loaded.specs.push(spec),
-            Err(mut diags) => loaded.diagnostics.append(&mut diags),
-        }
+        // A spec with problems is kept until its id was compared with the others'.
+        let (spec, mut diags) = read_file(&file, catalog, target_vars, access);
+        loaded.specs.extend(spec);
+        loaded.diagnostics.append(&mut diags);
     }
-    // Ids are unique across files.
+    // Ids are unique across files (broken files' too: fixing them must not reveal a clash).
     let mut first: HashMap<String, String> = HashMap::new();
-    for spec in &loaded.specs {
+    // (A missing id, read as empty, was reported already.)
+    for spec in loaded.specs.iter().filter(|s| !s.id.is_empty()) {
         if let Some(prev) = first.get(&spec.id) {
             let text = std::fs::read_to_string(&spec.source.file).unwrap_or_default();
             loaded.diagnostics.push(
@@ -185,7 +186,8 @@ pub fn load_paths(
     loaded
 }
 
-/// Turns a serde_yaml error into a diagnostic with position and a "did you mean" hint.
+/// Turns a serde_yaml error into a diagnostic with position and a "did you mean" hint. An
+/// error serde gives no position (nesting too deep, a file with no document) is at `1:1`.
 pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     let pos = e
         .location()
@@ -193,7 +195,7 @@ pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
             line: l.line() as u32,
             col: l.column() as u32,
         })
-        .unwrap_or_default();
+        .unwrap_or(Pos { line: 1, col: 1 });
     let mut msg = e.to_string();
     // serde_yaml appends " at line X column Y"; we show the position ourselves.
     if let Some(i) = msg.rfind(" at line ") {
@@ -244,14 +246,27 @@ pub fn load_file_with(
     target_vars: &[String],
     access: &Access,
 ) -> Result<Spec, Vec<Diagnostic>> {
+    match read_file(path, catalog, target_vars, access) {
+        (Some(spec), diags) if diags.is_empty() => Ok(spec),
+        (_, diags) => Err(diags),
+    }
+}
+
+/// [`load_file_with`], with the spec as far as it could be read (see [`read_text`]).
+fn read_file(
+    path: &Path,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+    access: &Access,
+) -> (Option<Spec>, Vec<Diagnostic>) {
     let file = display_path(path);
-    let bytes = std::fs::read(path).map_err(|e| {
-        vec![Diagnostic::new(
-            &file,
-            Pos::default(),
-            format!("cannot read spec: {e}"),
-        )]
-    })?;
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let d = Diagnostic::new(&file, Pos::default(), format!("cannot read spec: {e}"));
+            return (None, vec![d]);
+        }
+    };
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -259,18 +274,24 @@ pub fn load_file_with(
             let good = String::from_utf8_lossy(&e.as_bytes()[..off]).into_owned();
             let pos = text_end_pos(&good);
             let rest = String::from_utf8_lossy(e.as_bytes());
-            return Err(vec![Diagnostic::new(
-                &file,
-                pos,
-                format!("the file is not valid UTF-8: invalid byte at offset {off}"),
-            )
-            .with_hint(Some("save the spec as UTF-8".into()))
-            .with_source(&rest)]);
+            return (
+                None,
+                vec![Diagnostic::new(
+                    &file,
+                    pos,
+                    format!("the file is not valid UTF-8: invalid byte at offset {off}"),
+                )
+                .with_hint(Some("save the spec as UTF-8".into()))
+                .with_source(&rest)],
+            );
         }
     };
-    let mut spec = load_text_with(&file, &text, catalog, target_vars, access)?;
-    spec.source.file = path.to_path_buf();
-    Ok(spec)
+    let (spec, diags) = read_text(&file, &text, catalog, target_vars, access);
+    let spec = spec.map(|mut s| {
+        s.source.file = path.to_path_buf();
+        s
+    });
+    (spec, diags)
 }
 
 /// Line and column just after `text` (1-based), e.g. where an invalid byte starts.
@@ -302,70 +323,95 @@ pub fn load_text_with(
     target_vars: &[String],
     access: &Access,
 ) -> Result<Spec, Vec<Diagnostic>> {
+    match read_text(file, text, catalog, target_vars, access) {
+        (Some(spec), diags) if diags.is_empty() => Ok(spec),
+        (_, diags) => Err(diags),
+    }
+}
+
+/// [`load_text_with`], with the spec as far as it could be read even when it has problems
+/// (its id still counts among the ids of the project). `None` comes with diagnostics.
+fn read_text(
+    file: &str,
+    text: &str,
+    catalog: Option<&Catalog>,
+    target_vars: &[String],
+    access: &Access,
+) -> (Option<Spec>, Vec<Diagnostic>) {
     let diag = |(pos, msg, hint): Problem| {
         Diagnostic::new(file, pos, msg)
             .with_hint(hint)
             .with_source(text)
     };
     if text.trim().is_empty() {
-        return Err(vec![Diagnostic::new(
-            file,
-            Pos { line: 1, col: 1 },
-            "the spec file is empty",
-        )
-        .with_hint(Some(
-            "a spec needs at least `id`, `title` and `steps`".into(),
-        ))]);
+        return (
+            None,
+            vec![
+                Diagnostic::new(file, Pos { line: 1, col: 1 }, "the spec file is empty").with_hint(
+                    Some("a spec needs at least `id`, `title` and `steps`".into()),
+                ),
+            ],
+        );
     }
-    let index = PositionIndex::build(text).map_err(|(pos, msg)| {
-        vec![Diagnostic::new(file, pos, format!("YAML syntax error: {msg}")).with_source(text)]
-    })?;
-    if !index.problems.is_empty() {
-        return Err(index
-            .problems
-            .iter()
-            .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
-            .collect());
-    }
-    let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| {
-        let mut d = serde_diag(file, text, &e);
-        if d.pos.line == 0 {
-            // Errors about alias expansion or nesting come without a position.
-            let pos = if d.message.contains("repetition") {
-                index.first_alias
-            } else {
-                None
-            };
-            d.pos = pos.unwrap_or(Pos { line: 1, col: 1 });
-            d = d.with_source(text);
+    let index = match PositionIndex::build(text) {
+        Ok(i) => i,
+        Err((pos, msg)) => {
+            let d = Diagnostic::new(file, pos, format!("YAML syntax error: {msg}"));
+            return (None, vec![d.with_source(text)]);
         }
-        vec![d]
-    })?;
+    };
+    // Every check below runs whatever the ones before it found, so one run reports every
+    // problem of the file. Only what leaves nothing to read stops it: a YAML syntax error (above),
+    // a document serde cannot read (a duplicate key), a document that is no mapping.
+    let mut diags: Vec<Diagnostic> = index
+        .problems
+        .iter()
+        .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
+        .collect();
+    let value = match first_document(text) {
+        Ok(v) => v,
+        // A duplicate key was reported above at its own position: serde's word is the same.
+        Err(_) if !diags.is_empty() => return (None, diags),
+        Err(e) => {
+            let mut d = serde_diag(file, text, &e);
+            // Errors about alias expansion come without a position: the first alias is where.
+            if let (None, Some(pos)) = (e.location(), index.first_alias) {
+                if d.message.contains("repetition") {
+                    d.pos = pos;
+                    d = d.with_source(text);
+                }
+            }
+            return (None, vec![d]);
+        }
+    };
     if !value.is_object() {
-        return Err(vec![diag((
+        diags.push(diag((
             index.get(""),
             "a spec is a mapping with `id`, `title` and `steps`".into(),
             None,
-        ))]);
+        )));
+        return (None, diags);
     }
     // The schema finds every structural problem; typed deserialization adds what a schema
     // cannot say (durations, one action per step), except where the schema already spoke.
     let mut problems = super::structure::schema_problems(&value, &index);
-    let typed = super::structure::typed_spec(&value, &index);
-    if let Err(more) = &typed {
-        let lines: HashSet<u32> = problems.iter().map(|p| p.0.line).collect();
-        problems.extend(more.iter().filter(|p| !lines.contains(&p.0.line)).cloned());
-    }
-    if !problems.is_empty() {
-        problems.sort_by_key(|p| (p.0.line, p.0.col));
-        return Err(problems.into_iter().map(diag).collect());
-    }
-    let Ok(mut spec) = typed else {
-        return Err(vec![diag((
-            index.get(""),
-            "the spec could not be read".into(),
-            None,
-        ))]);
+    let (typed, more) = super::structure::typed_spec(&value, &index);
+    let lines: HashSet<u32> = problems.iter().map(|p| p.0.line).collect();
+    problems.extend(more.into_iter().filter(|p| !lines.contains(&p.0.line)));
+    problems.sort_by_key(|p| (p.0.line, p.0.col));
+    // Where the structure spoke, the later checks keep quiet (one problem per place).
+    let structural: HashSet<(u32, u32)> = problems.iter().map(|p| (p.0.line, p.0.col)).collect();
+    diags.extend(problems.into_iter().map(diag));
+    // The spec as far as it could be read (broken parts left out): the checks below see it.
+    let Some(mut spec) = typed else {
+        if diags.is_empty() {
+            diags.push(diag((
+                index.get(""),
+                "the spec could not be read".into(),
+                None,
+            )));
+        }
+        return (None, diags);
     };
     spec.source = super::Source {
         file: PathBuf::from(file),
@@ -378,7 +424,7 @@ pub fn load_text_with(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let mut extra = Vec::new();
+    let mut vars_file_failed = false;
     if let Some(vf) = spec.vars_file.clone() {
         match access
             .check(&dir.join(&vf), "vars_file")
@@ -389,7 +435,10 @@ pub fn load_text_with(
                 shared.extend(std::mem::take(&mut spec.vars));
                 spec.vars = shared;
             }
-            Err(m) => extra.push(diag((index.get("vars_file"), m, None))),
+            Err(m) => {
+                vars_file_failed = true;
+                diags.push(diag((index.get("vars_file"), m, None)))
+            }
         }
     }
     let here = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
@@ -405,22 +454,133 @@ pub fn load_text_with(
         dir: &dir,
     };
     for (block, steps) in [("steps", &mut spec.steps), ("cleanup", &mut spec.cleanup)] {
-        resolve_includes(steps, block, block, 0, &src, &mut walk, &mut extra);
+        resolve_includes(steps, block, block, 0, &src, &mut walk, &mut diags);
     }
-    if !extra.is_empty() {
-        return Err(extra);
+    if walk.stopped {
+        // A limit was crossed: what was expanded is cut short, and may be too large to check in
+        // bounded time. The spec's own steps are checked as if its includes could not be read.
+        fn unexpand(steps: &mut [Step]) {
+            for s in steps {
+                match &mut s.kind {
+                    StepKind::Include(inc) => inc.steps.clear(),
+                    StepKind::Fanout(f) => {
+                        unexpand(&mut f.steps);
+                        unexpand(&mut f.cleanup);
+                    }
+                    StepKind::Foreach(f) => unexpand(&mut f.steps),
+                    StepKind::Repeat(r) => unexpand(&mut r.steps),
+                    _ => {}
+                }
+            }
+        }
+        unexpand(&mut spec.steps);
+        unexpand(&mut spec.cleanup);
+        walk.fragments.clear();
+        walk.failed.push(Pos { line: 0, col: 0 });
     }
-    let mut diags = check(&spec, &index, catalog, target_vars)
-        .into_iter()
-        .map(diag)
-        .collect::<Vec<_>>();
-    if diags.is_empty() {
-        diags = fragment_variables(&spec, target_vars, &walk.fragments);
-    }
-    if diags.is_empty() {
-        Ok(spec)
+    // What an unread file would define is unknown: a name defined nowhere is not reported
+    // where it could come from one (anywhere, for a `vars_file`; after the `include:`, for an
+    // include), rather than once now and again as a bogus error once the file is fixed.
+    let unread_from = if vars_file_failed {
+        Some(0)
     } else {
-        Err(diags)
+        walk.failed.iter().map(|p| p.line).min()
+    };
+    let possibly_unread = |line: u32, message: &str| {
+        unread_from.is_some_and(|l| line > l) && message.starts_with("undefined variable")
+    };
+    // Variables and captures under a key the structure check refused (`varz:`, `captur:`) are
+    // still names the author defined: they count as defined, so reading them is no error.
+    let mut target_vars = target_vars.to_vec();
+    target_vars.extend(lost_names(&value, &spec));
+    let target_vars = &target_vars[..];
+    diags.extend(
+        check(&spec, &index, catalog, target_vars)
+            .into_iter()
+            .filter(|p| {
+                !structural.contains(&(p.0.line, p.0.col)) && !possibly_unread(p.0.line, &p.1)
+            })
+            .map(diag),
+    );
+    diags.extend(
+        fragment_variables(&spec, target_vars, &walk.fragments)
+            .into_iter()
+            .filter(|(site, d)| !possibly_unread(*site, &d.message))
+            .map(|(_, d)| d),
+    );
+    // In the order of the file (the checks above run one after the other over it), the
+    // spec's own file first, then its fragments.
+    diags.sort_by(|a, b| {
+        (a.file != file, &a.file, a.pos.line, a.pos.col).cmp(&(
+            b.file != file,
+            &b.file,
+            b.pos.line,
+            b.pos.col,
+        ))
+    });
+    (Some(spec), diags)
+}
+
+/// Names written under `vars` (the spec's, a case's) or a step's `capture` (or a misspelling of
+/// them) that the spec as read does not define: they were lost with a structural problem.
+fn lost_names(value: &serde_json::Value, spec: &Spec) -> Vec<String> {
+    use serde_json::Value;
+    fn like(k: &str, word: &str) -> bool {
+        k == word || strsim::jaro_winkler(k, word) > 0.85
+    }
+    fn names_under(m: &serde_json::Map<String, Value>, word: &str, out: &mut Vec<String>) {
+        for (k, x) in m {
+            if let (true, Some(names)) = (like(k, word), x.as_object()) {
+                out.extend(names.keys().cloned());
+            }
+        }
+    }
+    fn steps(v: Option<&Value>, out: &mut Vec<String>) {
+        for step in v.and_then(Value::as_array).into_iter().flatten() {
+            let Some(m) = step.as_object() else { continue };
+            names_under(m, "capture", out);
+            for block in ["fanout", "foreach", "repeat"] {
+                if let Some(b) = m.get(block) {
+                    steps(b.get("steps"), out);
+                    steps(b.get("cleanup"), out);
+                }
+            }
+        }
+    }
+    let mut written = Vec::new();
+    if let Some(m) = value.as_object() {
+        names_under(m, "vars", &mut written);
+    }
+    for case in value
+        .get("cases")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(m) = case.as_object() {
+            names_under(m, "vars", &mut written);
+        }
+    }
+    steps(value.get("steps"), &mut written);
+    steps(value.get("cleanup"), &mut written);
+    let mut known: HashSet<String> = spec.vars.keys().cloned().collect();
+    known.extend(spec.cases.iter().flat_map(|c| c.vars.keys().cloned()));
+    let mut caps = Vec::new();
+    all_captures(&spec.steps, "steps", &mut caps);
+    all_captures(&spec.cleanup, "cleanup", &mut caps);
+    known.extend(caps.into_iter().map(|(n, _)| n));
+    written.retain(|n| !known.contains(n));
+    written.sort();
+    written.dedup();
+    written
+}
+
+/// The first YAML document of the text (a second one is reported by the position index).
+fn first_document(text: &str) -> Result<serde_json::Value, serde_yaml::Error> {
+    use serde::Deserialize;
+    match serde_yaml::Deserializer::from_str(text).next() {
+        Some(doc) => serde_json::Value::deserialize(doc),
+        None => serde_yaml::from_str(text),
     }
 }
 
@@ -465,6 +625,17 @@ struct IncludeWalk {
     sites: Vec<Diagnostic>,
     /// A limit was crossed: nothing more is expanded (one diagnostic, not one per include).
     stopped: bool,
+    /// Where in the spec's own file an include could not be expanded (the spec's `include:`
+    /// that leads to it): what it would define is unknown from there on.
+    failed: Vec<Pos>,
+}
+
+impl IncludeWalk {
+    /// The position in the spec's own file of the include being expanded (`at` when it is one
+    /// of the spec's own).
+    fn spec_site(&self, at: Pos) -> Pos {
+        self.sites.first().map(|d| d.pos).unwrap_or(at)
+    }
 }
 
 /// A fragment file as read and checked, before its own includes are expanded.
@@ -481,6 +652,8 @@ struct Fragment {
     at: String,
     /// `file:line` of the `include:` that read it (a fragment may be included in many places).
     included_at: String,
+    /// Line of the `include:` in the spec's own file that leads to it.
+    site_line: u32,
     display: String,
     text: Rc<str>,
     index: Rc<PositionIndex>,
@@ -514,6 +687,8 @@ fn resolve_includes(
         walk.steps += 1;
         if walk.steps > super::MAX_STEPS {
             walk.stopped = true;
+            let site = walk.spec_site(src.index.get(&p));
+            walk.failed.push(site);
             // At the innermost `include:` being expanded (the spec's own step otherwise).
             let d = match walk.sites.last() {
                 Some(site) => site.clone(),
@@ -547,6 +722,8 @@ fn resolve_includes(
         };
         if depth + 1 > super::MAX_NESTING {
             walk.stopped = true;
+            let site = walk.spec_site(at);
+            walk.failed.push(site);
             let chain: Vec<String> = walk.stack.iter().map(|s| display_path(s)).collect();
             out.push(here(
                 format!(
@@ -581,8 +758,10 @@ fn resolve_includes(
                             inc.path,
                             display_path(&path)
                         ),
-                        Some("an include path is relative to the file that includes it".into()),
+                        Some("an include path is relative to the file that includes it; a name defined nowhere is not reported after it, as it might define it".into()),
                     ));
+                    let site = walk.spec_site(at);
+                    walk.failed.push(site);
                     continue;
                 }
                 // Refused before it is read: its content never shows in a diagnostic.
@@ -590,6 +769,8 @@ fn resolve_includes(
                     Ok(c) => c,
                     Err(m) => {
                         out.push(here(m, Some(ACCESS_HINT.into())));
+                        let site = walk.spec_site(at);
+                        walk.failed.push(site);
                         continue;
                     }
                 };
@@ -605,6 +786,8 @@ fn resolve_includes(
                             "a fragment may not include itself, directly or through others".into(),
                         ),
                     ));
+                    let site = walk.spec_site(at);
+                    walk.failed.push(site);
                     continue;
                 }
                 let read = match walk.cache.get(&canon) {
@@ -612,11 +795,20 @@ fn resolve_includes(
                     None => {
                         let display = display_path(&path);
                         let r = match load_step_list(&path, &display) {
-                            Err(mut d) => {
-                                out.append(&mut d);
+                            Err(d) => {
+                                // A file that cannot be read has no line of its own: the
+                                // `include:` is where it is named.
+                                out.extend(d.into_iter().map(|d| {
+                                    if d.pos.line == 0 {
+                                        here(d.message, d.hint)
+                                    } else {
+                                        d
+                                    }
+                                }));
                                 None
                             }
-                            Ok((steps, text)) => {
+                            Ok((steps, text, mut problems)) => {
+                                out.append(&mut problems);
                                 let index = PositionIndex::build(&text).unwrap_or_default();
                                 Some(Rc::new(ReadFragment {
                                     steps,
@@ -630,10 +822,16 @@ fn resolve_includes(
                         r
                     }
                 };
-                let Some(read) = read else { continue };
+                let Some(read) = read else {
+                    let site = walk.spec_site(at);
+                    walk.failed.push(site);
+                    continue;
+                };
                 // Counted before copying: a fragment too large to expand is never copied.
                 if walk.steps + count_steps(&read.steps) > super::MAX_STEPS {
                     walk.stopped = true;
+                    let site = walk.spec_site(at);
+                    walk.failed.push(site);
                     out.push(here(
                         format!(
                             "the spec has more than {} steps once its includes are expanded (the steps inside blocks counted once each): including `{}` here crosses it",
@@ -664,6 +862,7 @@ fn resolve_includes(
                 walk.fragments.push(Fragment {
                     at: inner_at,
                     included_at: format!("{}:{}", src.file, at.line),
+                    site_line: walk.spec_site(at).line,
                     display: read.display.clone(),
                     text: read.text.clone(),
                     index: read.index.clone(),
@@ -754,8 +953,13 @@ fn count_steps(steps: &[Step]) -> usize {
     n
 }
 
-/// An included file: a YAML list of steps, read and checked like a spec's `steps`.
-fn load_step_list(path: &Path, display: &str) -> Result<(Vec<Step>, String), Vec<Diagnostic>> {
+/// An included file: a YAML list of steps, read and checked like a spec's `steps`. Its steps
+/// (as far as they could be read) come with its problems, so the include is expanded and what
+/// it captures is known to the spec; `Err` when nothing could be read.
+fn load_step_list(
+    path: &Path,
+    display: &str,
+) -> Result<(Vec<Step>, String, Vec<Diagnostic>), Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::new(
             display,
@@ -771,48 +975,61 @@ fn load_step_list(path: &Path, display: &str) -> Result<(Vec<Step>, String), Vec
     let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
         vec![Diagnostic::new(display, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
     })?;
-    if !index.problems.is_empty() {
-        return Err(index
-            .problems
-            .iter()
-            .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
-            .collect());
-    }
-    let value: serde_json::Value =
-        serde_yaml::from_str(&text).map_err(|e| vec![serde_diag(display, &text, &e)])?;
+    let mut problems: Vec<Problem> = index
+        .problems
+        .iter()
+        .map(|(pos, msg)| (*pos, msg.clone(), None))
+        .collect();
+    let value = match first_document(&text) {
+        Ok(v) => v,
+        Err(_) if !problems.is_empty() => return Err(problems.into_iter().map(diag).collect()),
+        Err(e) => {
+            let mut d = serde_diag(display, &text, &e);
+            if let (None, Some(pos)) = (e.location(), index.first_alias) {
+                d.pos = pos;
+                d = d.with_source(&text);
+            }
+            return Err(vec![d]);
+        }
+    };
     if !value.is_array() {
-        return Err(vec![diag((
+        problems.push((
             Pos { line: 1, col: 1 },
             "an included file is a YAML list of steps (`- name: ...`)".into(),
             None,
-        ))]);
+        ));
+        return Err(problems.into_iter().map(diag).collect());
     }
-    let mut problems = Vec::new();
     let mut steps = super::structure::typed_steps(Some(&value), "", &index, &mut problems);
-    if problems.is_empty() {
-        assign_steps(&mut steps, "", &index);
-        check_steps(&steps, "", &index, &mut problems);
-        for s in &index.scalars {
-            let expression = is_expression(s);
-            if !expression && !is_template(&s.value) {
-                continue;
-            }
-            match lint(&s.value, expression) {
-                Err(e) => problems.push((s.pos, format!("bad template `{}`: {e}", s.value), None)),
-                Ok(u) => problems.extend(
-                    u.problems
-                        .into_iter()
-                        .map(|p| (s.pos, format!("{p} in `{}`", s.value), None)),
-                ),
-            }
+    let spoken: HashSet<(u32, u32)> = problems.iter().map(|p| (p.0.line, p.0.col)).collect();
+    let mut more = Vec::new();
+    assign_steps(&mut steps, "", &index);
+    check_steps(&steps, "", &index, &mut more);
+    for s in &index.scalars {
+        let expression = is_expression(s);
+        if !expression && !is_template(&s.value) {
+            continue;
+        }
+        match lint(&s.value, expression) {
+            Err(e) => more.push((s.pos, format!("bad template `{}`: {e}", s.value), None)),
+            Ok(u) => more.extend(
+                u.problems
+                    .into_iter()
+                    .map(|p| (s.pos, format!("{p} in `{}`", s.value), None)),
+            ),
         }
     }
-    if problems.is_empty() {
-        Ok((steps, text.clone()))
-    } else {
-        problems.sort_by_key(|p| (p.0.line, p.0.col));
-        Err(problems.into_iter().map(diag).collect())
-    }
+    problems.extend(
+        more.into_iter()
+            .filter(|p| !spoken.contains(&(p.0.line, p.0.col))),
+    );
+    problems.sort_by_key(|p| (p.0.line, p.0.col));
+    problems.dedup();
+    Ok((
+        steps,
+        text.clone(),
+        problems.into_iter().map(diag).collect(),
+    ))
 }
 
 fn assign_positions(spec: &mut Spec, index: &PositionIndex) {
@@ -1035,10 +1252,17 @@ fn check(
             Optional::Refused,
         ));
     }
-    if out.is_empty() {
-        let sizes = static_evaluation(spec, index, &mut out);
-        out.extend(loop_runs(spec, index, &sizes));
-    }
+    // Rendering constant templates runs whatever was found above; a place already reported
+    // (a template that does not parse, an undefined name) is not reported again.
+    let spoken: HashSet<(u32, u32)> = out.iter().map(|p| (p.0.line, p.0.col)).collect();
+    let mut rendered = Vec::new();
+    let sizes = static_evaluation(spec, index, &mut rendered);
+    rendered.extend(loop_runs(spec, index, &sizes));
+    out.extend(
+        rendered
+            .into_iter()
+            .filter(|p| !spoken.contains(&(p.0.line, p.0.col))),
+    );
     out.sort_by_key(|p| (p.0.line, p.0.col));
     out.dedup();
     out
@@ -1088,12 +1312,13 @@ enum Optional {
 
 /// The variables of included fragments, checked at each `include:` by the rules of the spec's
 /// own templates and reported at the fragment's own file:line:col. (Their syntax was checked
-/// when they were read.) A fragment included by two specs is checked in each.
+/// when they were read.) A fragment included by two specs is checked in each. Each comes with
+/// the line of the spec's `include:` that leads to it.
 fn fragment_variables(
     spec: &Spec,
     target_vars: &[String],
     fragments: &[Fragment],
-) -> Vec<Diagnostic> {
+) -> Vec<(u32, Diagnostic)> {
     if fragments.is_empty() {
         return Vec::new();
     }
@@ -1121,13 +1346,14 @@ fn fragment_variables(
         problems.sort_by_key(|p| (p.0.line, p.0.col));
         problems.dedup();
         out.extend(problems.into_iter().map(|(pos, m, hint)| {
-            Diagnostic::new(
+            let d = Diagnostic::new(
                 &f.display,
                 pos,
                 format!("{m} (included at {})", f.included_at),
             )
             .with_hint(hint)
-            .with_source(&f.text)
+            .with_source(&f.text);
+            (f.site_line, d)
         }));
     }
     out
@@ -1975,7 +2201,10 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                     out.push((
                         index.get(&format!("{path}.kube")),
                         "kube `get` needs a `name`".to_string(),
-                        Some("use `op: list` (or `op: wait`) with `labels:` to select by label".into()),
+                        Some(
+                            "use `op: list` (or `op: wait`) with `labels:` to select by label"
+                                .into(),
+                        ),
                     ));
                 }
                 if k.count.is_some() && (k.op != Wait || k.name.is_some()) {
@@ -1986,14 +2215,20 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                             k.op.as_str(),
                             if k.name.is_some() { " by name" } else { "" }
                         ),
-                        Some("drop `count`, or wait on `labels:`/`fields:` instead of a `name`".into()),
+                        Some(
+                            "drop `count`, or wait on `labels:`/`fields:` instead of a `name`"
+                                .into(),
+                        ),
                     ));
                 }
                 if let Some(crate::spec::Count::N(n)) = &k.count {
                     if *n > super::MAX_WAIT_COUNT {
                         out.push((
                             index.get(&format!("{path}.kube.count")),
-                            format!("`count: {n}` is more than the maximum of {} objects a wait checks", super::MAX_WAIT_COUNT),
+                            format!(
+                                "`count: {n}` is more than the maximum of {} objects a wait checks",
+                                super::MAX_WAIT_COUNT
+                            ),
                             None,
                         ));
                     }

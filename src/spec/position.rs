@@ -50,16 +50,23 @@ impl PositionIndex {
         Ok(b.index)
     }
 
-    /// Position of the node at `path` (or of its closest ancestor that has one).
+    /// Position of the node at `path`, or of its closest ancestor that has a line and a column;
+    /// at worst the start of the file: a diagnostic is never without `line:col`.
     pub fn get(&self, path: &str) -> Pos {
+        let known = |p: &str| {
+            self.nodes
+                .get(p)
+                .copied()
+                .filter(|x| x.line > 0 && x.col > 0)
+        };
         let mut p = path;
         loop {
-            if let Some(pos) = self.nodes.get(p) {
-                return *pos;
+            if let Some(pos) = known(p) {
+                return pos;
             }
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
-                None => return self.nodes.get("").copied().unwrap_or_default(),
+                None => return known("").unwrap_or(Pos { line: 1, col: 1 }),
             }
         }
     }
@@ -69,6 +76,7 @@ impl PositionIndex {
         self.nodes
             .get(&format!("{path}#key"))
             .copied()
+            .filter(|x| x.line > 0 && x.col > 0)
             .unwrap_or_else(|| self.get(path))
     }
 }
@@ -231,6 +239,8 @@ mod tests {
         assert_eq!(idx.get("steps[0].expect.json[0]"), Pos { line: 8, col: 11 });
         // unknown paths fall back to the nearest ancestor
         assert_eq!(idx.get("steps[0].http.nope"), Pos { line: 5, col: 7 });
+        // ...and with no node at all, the start of the file, never an unknown position
+        assert_eq!(PositionIndex::default().get("a.b"), Pos { line: 1, col: 1 });
         assert!(idx
             .scalars
             .iter()

@@ -344,7 +344,8 @@ fn unknown_variant_hint(msg: &str) -> Option<String> {
 }
 
 /// Steps one by one (and the steps of fan-outs before their fan-out), so one bad step does
-/// not hide the problems of the others.
+/// not hide the problems of the others. Every item yields a step, a broken one as far as it
+/// could be read ([`recover_step`]), so the later checks see every step at its own index.
 pub(crate) fn typed_steps(
     v: Option<&Value>,
     base: &str,
@@ -367,18 +368,21 @@ pub(crate) fn typed_steps(
                 typed_steps(b.get("steps"), &format!("{p}.{block}.steps"), index, out);
             }
         }
-        if out.len() > before {
-            continue;
-        }
-        if let Some(s) = typed::<Step>(item, &p, index, out) {
-            steps.push(s);
-        }
+        let read = if out.len() > before {
+            None
+        } else {
+            typed::<Step>(item, &p, index, out)
+        };
+        steps.push(read.unwrap_or_else(|| recover_step(item)));
     }
     steps
 }
 
-/// The typed spec, every deserialization problem reported.
-pub fn typed_spec(value: &Value, index: &PositionIndex) -> Result<Spec, Vec<Problem>> {
+/// The typed spec, every deserialization problem reported. A spec with problems is still read
+/// as far as it can be ([`recover`]: the broken parts left out), so that the checks after the
+/// structure (regexes, operands, includes, variables, ...) report their problems in the same
+/// run; `None` only when even that fails.
+pub fn typed_spec(value: &Value, index: &PositionIndex) -> (Option<Spec>, Vec<Problem>) {
     let mut out = Vec::new();
     let steps = typed_steps(value.get("steps"), "steps", index, &mut out);
     let cleanup = typed_steps(value.get("cleanup"), "cleanup", index, &mut out);
@@ -387,16 +391,240 @@ pub fn typed_spec(value: &Value, index: &PositionIndex) -> Result<Spec, Vec<Prob
         m.insert("steps".into(), Value::Array(Vec::new()));
         m.remove("cleanup");
     }
-    let spec = typed::<Spec>(&top, "", index, &mut out);
-    match spec {
-        Some(mut spec) if out.is_empty() => {
-            spec.steps = steps;
-            spec.cleanup = cleanup;
-            Ok(spec)
+    let spec = typed::<Spec>(&top, "", index, &mut out).or_else(|| recover::<Spec>(&top, false));
+    out.sort_by_key(|p| (p.0.line, p.0.col));
+    let spec = spec.map(|mut spec| {
+        spec.steps = steps;
+        spec.cleanup = cleanup;
+        spec
+    });
+    (spec, out)
+}
+
+/// Keys whose value is a [`super::Dur`]: a bad one is replaced by a good one when recovering
+/// (it was reported; leaving the key out could make its step lose its action).
+const DUR_KEYS: &[&str] = &[
+    "sleep",
+    "timeout",
+    "interval",
+    "ramp_up",
+    "deadline",
+    "duration",
+    "graceful_stop",
+    "max_elapsed",
+];
+
+/// The keys that make a step's action.
+const ACTIONS: &[&str] = &[
+    "http", "sleep", "assert", "sim", "kube", "fanout", "foreach", "repeat", "include", "grpc",
+];
+
+/// A step that does not deserialize, read as far as it can be: the problems were reported, this
+/// only keeps what the later checks need (its captures, `when`, `expect`, inner steps). At
+/// worst a `sleep: 0s` with the step's other keys, or a bare `sleep: 0s`.
+pub(crate) fn recover_step(item: &Value) -> Step {
+    recover::<Step>(item, true).unwrap_or_else(|| {
+        serde_json::from_value(serde_json::json!({"sleep": "0s"}))
+            .expect("a bare sleep step deserializes")
+    })
+}
+
+/// Deserializes `v` after leaving out (or, for durations and captures, replacing) each part
+/// serde refuses, one at a time. Silent: the caller reported the problems; what this meets
+/// after the first are consequences of its own repairs ("missing field" once a broken field
+/// is gone). `root_is_step`: `v` is a step (a broken action becomes `sleep: 0s`).
+fn recover<T: DeserializeOwned>(v: &Value, root_is_step: bool) -> Option<T> {
+    let mut v = v.clone();
+    // Each repair removes or replaces a node, so a spec runs out of them; the bound is for safety.
+    for _ in 0..256 {
+        match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            Ok(t) => return Some(t),
+            Err(e) => {
+                let segs: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+                if !repair(&mut v, &segs, &e.inner().to_string(), root_is_step) {
+                    return None;
+                }
+            }
         }
-        _ => {
-            out.sort_by_key(|p| (p.0.line, p.0.col));
-            Err(out)
+    }
+    None
+}
+
+fn node_mut<'v>(v: &'v mut Value, segs: &[serde_path_to_error::Segment]) -> Option<&'v mut Value> {
+    use serde_path_to_error::Segment;
+    let mut cur = v;
+    for s in segs {
+        cur = match s {
+            Segment::Map { key } => cur.get_mut(key.as_str())?,
+            Segment::Seq { index } => cur.get_mut(*index)?,
+            Segment::Enum { variant } => match cur.get(variant.as_str()) {
+                Some(_) => cur.get_mut(variant.as_str())?,
+                None => cur,
+            },
+            Segment::Unknown => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// The name in "unknown field `x`" or "missing field `x`".
+fn field_in<'m>(msg: &'m str, what: &str) -> Option<&'m str> {
+    msg.split(what).nth(1)?.split('`').next()
+}
+
+/// One repair of the node serde refused at `segs`; false when there is nothing left to try.
+fn repair(
+    v: &mut Value,
+    segs: &[serde_path_to_error::Segment],
+    msg: &str,
+    root_is_step: bool,
+) -> bool {
+    use serde_path_to_error::Segment;
+    if let Some(k) = field_in(msg, "unknown field `") {
+        if let Some(Value::Object(m)) = node_mut(v, segs) {
+            if m.remove(k).is_some() {
+                return true;
+            }
         }
+    }
+    let Some((last, parent)) = segs.split_last() else {
+        if root_is_step {
+            return repair_step_root(v);
+        }
+        // The spec itself: a missing `id` or `title` becomes empty (it was reported).
+        return match (field_in(msg, "missing field `"), v.as_object_mut()) {
+            (Some(k), Some(m)) if !m.contains_key(k) && ["id", "title"].contains(&k) => {
+                m.insert(k.to_string(), Value::String(String::new()));
+                true
+            }
+            _ => false,
+        };
+    };
+    let in_list = |name: &str| matches!(parent.last(), Some(Segment::Map { key }) if key == name);
+    let capture = in_list("capture");
+    let steps = in_list("steps") || in_list("cleanup");
+    let Some(node) = node_mut(v, parent) else {
+        return false;
+    };
+    match last {
+        Segment::Seq { index } if steps => match node.get_mut(*index) {
+            Some(step) => repair_step_root(step),
+            None => false,
+        },
+        Segment::Map { key } => {
+            let Some(m) = node.as_object_mut() else {
+                return false;
+            };
+            // A broken capture keeps its name (later steps read it) with a path that parses.
+            let stand_in = if capture {
+                Some("$")
+            } else if DUR_KEYS.contains(&key.as_str()) {
+                Some("1s")
+            } else {
+                None
+            };
+            match stand_in {
+                Some(s) if m.get(key.as_str()) != Some(&Value::String(s.into())) => {
+                    m.insert(key.clone(), Value::String(s.into()));
+                    true
+                }
+                _ => m.remove(key.as_str()).is_some(),
+            }
+        }
+        // An element of another list (a check, a header): the list goes.
+        _ => repair(v, parent, "", root_is_step),
+    }
+}
+
+/// A step refused as a whole (a `grpc` step, none or two actions): `grpc` goes first, then
+/// the action becomes `sleep: 0s`; its name, `when`, captures and `expect` stay.
+fn repair_step_root(step: &mut Value) -> bool {
+    let Some(m) = step.as_object_mut() else {
+        *step = serde_json::json!({"sleep": "0s"});
+        return true;
+    };
+    if m.remove("grpc").is_some() {
+        return true;
+    }
+    let bare = m.get("sleep") == Some(&Value::String("0s".into()))
+        && ACTIONS.iter().filter(|a| m.contains_key(**a)).count() == 1;
+    if bare {
+        // Something else is refused: keep only what names the step and what it captures.
+        let keep = ["name", "when", "capture"];
+        let before = m.len();
+        m.retain(|k, _| keep.contains(&k.as_str()) || k == "sleep");
+        if m.len() < before {
+            return true;
+        }
+        return m.remove("capture").is_some() || m.remove("when").is_some();
+    }
+    for a in ACTIONS {
+        m.remove(*a);
+    }
+    m.insert("sleep".into(), Value::String("0s".into()));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::StepKind;
+    use serde_json::json;
+
+    #[test]
+    fn a_bad_duration_stands_in_as_one_second_and_the_rest_of_the_step_stays() {
+        let s = recover_step(&json!({
+            "http": {"path": "/x", "timeout": "5 parsecs"},
+            "expect": {"body": {"matches": "ok("}},
+            "capture": {"a": 5, "b": "$.b"},
+        }));
+        let StepKind::Http(req) = &s.kind else {
+            panic!("{s:?}")
+        };
+        assert_eq!(req.path, "/x");
+        assert!(s.expect.is_some_and(|e| e.body.is_some()));
+        // A broken capture keeps its name: later steps read it.
+        assert_eq!(s.capture.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_step_refused_as_a_whole_keeps_its_name_when_and_captures() {
+        for item in [
+            json!({"name": "g", "when": "x", "grpc": {"service": "S"}, "capture": {"c": "$.c"}}),
+            json!({"name": "g", "when": "x", "http": {"path": "/a"}, "sleep": "1s", "capture": {"c": "$.c"}}),
+            json!({"name": "g", "when": "x", "capture": {"c": "$.c"}}),
+        ] {
+            let s = recover_step(&item);
+            assert_eq!(s.name.as_deref(), Some("g"), "{item}");
+            assert_eq!(s.when.as_deref(), Some("x"), "{item}");
+            assert!(s.capture.contains_key("c"), "{item}");
+        }
+        // Not even a mapping: a bare sleep.
+        assert!(matches!(recover_step(&json!(42)).kind, StepKind::Sleep(_)));
+    }
+
+    #[test]
+    fn inner_steps_keep_their_places() {
+        let s = recover_step(&json!({"fanout": {"count": 2, "steps": [
+            {"grpc": {}},
+            {"http": {"path": "/b", "timeout": "x"}, "capture": {"d": "$.d"}},
+        ]}}));
+        let StepKind::Fanout(f) = &s.kind else {
+            panic!("{s:?}")
+        };
+        assert_eq!(f.steps.len(), 2);
+        assert!(f.steps[1].capture.contains_key("d"));
+    }
+
+    #[test]
+    fn a_spec_without_title_is_still_read() {
+        let (spec, problems) = typed_spec(
+            &json!({"id": "a", "titel": "t", "steps": [{"sleep": "1 parsec"}]}),
+            &PositionIndex::default(),
+        );
+        assert!(!problems.is_empty());
+        let spec = spec.expect("read as far as it can be");
+        assert_eq!(spec.id, "a");
+        assert_eq!(spec.steps.len(), 1);
     }
 }
