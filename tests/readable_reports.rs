@@ -90,8 +90,7 @@ cleanup:
     };
     let message = message.as_ref().unwrap().as_str();
     assert_eq!(
-        message,
-        "specs/rendered.yaml:16: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
+        message, "specs/rendered.yaml:16: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
         "{xml}"
     );
     let description = description.as_ref().unwrap().as_str();
@@ -219,21 +218,37 @@ steps:
         assert!(html.contains(caption), "{caption}");
     }
     let xml = p.junit();
-    assert!(xml.contains("; all 3 thresholds met: `failed == 0` met"), "{xml}");
+    assert!(
+        xml.contains("; all 3 thresholds met: `failed == 0` met"),
+        "{xml}"
+    );
     assert!(xml.contains("; the implicit threshold is met: `failed == 0` (implicit) met"));
-    assert!(stdout(&out).contains("     2 of 3 thresholds not met\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("     2 of 3 thresholds not met\n"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// The x-axis labels of the trend chart: (text-anchor, lines) each.
 fn trend_labels(html: &str) -> Vec<(String, String)> {
-    let svg_at = html.find(r#"<section class="trend""#).expect("a trend section");
+    let svg_at = html
+        .find(r#"<section class="trend""#)
+        .expect("a trend section");
     let svg = &html[svg_at..];
     let svg = &svg[..svg.find("</svg>").unwrap()];
-    let re = regex::Regex::new(r#"(?s)<text class="tick" x="[^"]*" y="[^"]*" text-anchor="(\w+)">(.*?)</text>"#)
-        .unwrap();
+    let re = regex::Regex::new(
+        r#"(?s)<text class="tick" x="[^"]*" y="[^"]*" text-anchor="(\w+)">(.*?)</text>"#,
+    )
+    .unwrap();
     let tag = regex::Regex::new(r"<[^>]*>").unwrap();
     re.captures_iter(svg)
-        .map(|c| (c[1].to_string(), tag.replace_all(&c[2], " ").trim().to_string()))
+        .map(|c| {
+            (
+                c[1].to_string(),
+                tag.replace_all(&c[2], " ").trim().to_string(),
+            )
+        })
         // The y axis's ticks are anchored at their end and read "50%".
         .filter(|(_, text)| !text.ends_with('%'))
         .collect()

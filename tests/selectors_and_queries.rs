@@ -75,17 +75,19 @@ fn a_wait_by_selector_holds_for_every_match_and_counts_them() {
         "the count is a check: {ok}"
     );
     assert!(
-        a.iter().any(|x| x["subject"]
-            .as_str()
-            .unwrap()
-            .contains("(all 3 matches)")),
+        a.iter()
+            .any(|x| x["subject"].as_str().unwrap().contains("(all 3 matches)")),
         "the expectation held for each: {ok}"
     );
 
     let four = step(&r, "a fourth never appears");
     assert_eq!(four["status"], "failed", "{four}");
     let c = &four["assertions"].as_array().unwrap()[0];
-    assert_eq!((c["expected"].clone(), c["actual"].clone()), (4.into(), 3.into()), "{four}");
+    assert_eq!(
+        (c["expected"].clone(), c["actual"].clone()),
+        (4.into(), 3.into()),
+        "{four}"
+    );
 }
 
 #[test]
@@ -140,8 +142,14 @@ steps:
     assert_exit(&out, 2);
     let text = format!("{}{}", stdout(&out), common::stderr(&out));
     for (needle, line) in [
-        ("`count` applies to `op: wait` by selector, not to `op: wait` by name", ":5:"),
-        ("`count` applies to `op: wait` by selector, not to `op: list`", ":7:"),
+        (
+            "`count` applies to `op: wait` by selector, not to `op: wait` by name",
+            ":5:",
+        ),
+        (
+            "`count` applies to `op: wait` by selector, not to `op: list`",
+            ":7:",
+        ),
         ("kube `get` needs a `name`", ":9:"),
         ("kube `wait` needs a `name` or a selector", ":11:"),
     ] {

@@ -83,9 +83,7 @@ fn verification_insecure_and_ca_file() {
 /// An HTTP/2 server (TLS, ALPN h2) that resets the first `refuse` streams with REFUSED_STREAM,
 /// as a server does with a request it did not process (nginx past `keepalive_requests`), then
 /// answers 200; the number of requests that reached it is in the counter.
-fn start_h2_server(
-    refuse: usize,
-) -> (TlsServer, Arc<std::sync::atomic::AtomicUsize>) {
+fn start_h2_server(refuse: usize) -> (TlsServer, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let (ca_pem, mut cfg) = common::lab_certificate(&["127.0.0.1"]);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
@@ -96,11 +94,17 @@ fn start_h2_server(
     let counter = seen.clone();
     rt.spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let (acceptor, seen) = (acceptor.clone(), counter.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut conn) = h2::server::handshake(tls).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
                 while let Some(Ok((_req, mut respond))) = conn.accept().await {
                     if seen.fetch_add(1, Ordering::SeqCst) < refuse {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
@@ -112,7 +116,8 @@ fn start_h2_server(
                         .body(())
                         .unwrap();
                     if let Ok(mut body) = respond.send_response(resp, false) {
-                        let _ = body.send_data(bytes::Bytes::from_static(br#"{"job_id":"1"}"#), true);
+                        let _ =
+                            body.send_data(bytes::Bytes::from_static(br#"{"job_id":"1"}"#), true);
                     }
                 }
             });
@@ -165,7 +170,10 @@ fn an_http2_stream_refused_unprocessed_is_sent_again_once_even_a_post() {
             assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
             assert_eq!(step["status"], "error", "{step}");
             assert!(
-                step["message"].as_str().unwrap_or_default().contains("refused"),
+                step["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("refused"),
                 "{step}"
             );
         }

@@ -1796,7 +1796,11 @@ mod tests {
         }
         count_reason(&mut by_reason, format!("failure {}", word(3)), 1);
         assert_eq!(by_reason.len(), MAX_REASONS + 1);
-        assert_eq!(by_reason[&format!("failure {}", word(3))], 2, "a known reason still counts");
+        assert_eq!(
+            by_reason[&format!("failure {}", word(3))],
+            2,
+            "a known reason still counts"
+        );
         assert_eq!(by_reason[OTHER_REASONS], 1000 - MAX_REASONS);
     }
 

@@ -1456,7 +1456,11 @@ mod tests {
     fn only_a_stream_refused_unprocessed_may_be_sent_again_whatever_its_method() {
         let refused = Wrapped(h2::Reason::REFUSED_STREAM.into());
         assert!(refused_unprocessed(&refused));
-        for reason in [h2::Reason::INTERNAL_ERROR, h2::Reason::CANCEL, h2::Reason::NO_ERROR] {
+        for reason in [
+            h2::Reason::INTERNAL_ERROR,
+            h2::Reason::CANCEL,
+            h2::Reason::NO_ERROR,
+        ] {
             // A reset of a stream the server may have acted on: not sent again.
             assert!(!refused_unprocessed(&Wrapped(reason.into())), "{reason:?}");
         }

@@ -230,7 +230,12 @@ fn evaluate_each(
                 if also > 0 {
                     format!(
                         ": {}",
-                        failing.iter().take(5).map(|&i| name(i)).collect::<Vec<_>>().join(", ")
+                        failing
+                            .iter()
+                            .take(5)
+                            .map(|&i| name(i))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 } else {
                     String::new()

@@ -51,7 +51,8 @@ fn run_labels(runs: &[RunRecord]) -> Vec<String> {
             .map(|r| r.started_at.format(f).to_string())
             .collect()
     };
-    let distinct = |l: &[String]| l.iter().collect::<std::collections::HashSet<_>>().len() == l.len();
+    let distinct =
+        |l: &[String]| l.iter().collect::<std::collections::HashSet<_>>().len() == l.len();
     let minutes = format("%H:%M\n%m-%d");
     if distinct(&minutes) {
         return minutes;
