@@ -272,15 +272,32 @@ impl Lab {
         let took = t0.elapsed();
         eprintln!("focusqa run --target {target} {paths:?}: {took:.1?}");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let r = results_in(reports.path());
+        // The failures in full (the console shortens reasons): what nginx or the client said.
+        let failures: Vec<String> = r["specs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["cases"].as_array().into_iter().flatten())
+            .flat_map(|c| c["steps"].as_array().into_iter().flatten())
+            .filter_map(|st| st.get("fanout"))
+            .flat_map(|f| {
+                ["sample_failures", "cleanup_sample_failures"]
+                    .iter()
+                    .flat_map(|k| f[*k].as_array().cloned().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .map(|v| v.to_string())
+            .collect();
         assert_eq!(
             out.status.code(),
             Some(0),
-            "through nginx ({target}):\n{}{}\nnginx:\n{}",
+            "through nginx ({target}):\n{}{}\nfailures in full:\n{}\nnginx:\n{}",
             text(&out.stdout),
             text(&out.stderr),
+            failures.join("\n"),
             self.nginx.logs()
         );
-        let r = results_in(reports.path());
         let t = &r["totals"];
         assert!(
             t["cases"].as_u64().unwrap() > 0 && t["passed"] == t["cases"],

@@ -205,11 +205,44 @@ fn reason_kind(reason: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Counts `n` failures of `reason` under its kind ([`reason_kind`]), a new kind only while there
-/// are fewer than [`MAX_REASONS`].
+/// Longest failure text a sample keeps.
+const MAX_SAMPLE_CHARS: usize = 300;
+
+/// `s` cut to at most `max` bytes at a character boundary, with `...` when cut.
+fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...", &s[..end]))
+}
+
+/// What an error counts as: its kind when the message starts with one (`timeout: ...`,
+/// `connect: ...`), else its root cause, the last part of the chain (`request to https://...:
+/// error sending request: connection closed` counts as `connection closed`). Other reasons
+/// (`503 capacity reached`, `assertion: ...`) are kinds already.
+fn short_reason(full: &str) -> std::borrow::Cow<'_, str> {
+    let Some(rest) = full.strip_prefix("error: ") else {
+        return std::borrow::Cow::Borrowed(full);
+    };
+    let first = rest.split(':').next().unwrap_or("").trim();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if !first.is_empty() && first.len() <= 40 && first.bytes().all(word) {
+        return std::borrow::Cow::Owned(format!("error: {first}"));
+    }
+    let cause = rest.rsplit(": ").next().unwrap_or(rest).trim();
+    std::borrow::Cow::Owned(format!("error: {}", bounded(cause, 80)))
+}
+
+/// Counts `n` failures of `reason` (as a sample shows it) under its kind ([`short_reason`],
+/// [`reason_kind`]), a new kind only while there are fewer than [`MAX_REASONS`].
 fn count_reason(by_reason: &mut IndexMap<String, usize>, reason: String, n: usize) {
-    let reason = match reason_kind(&reason) {
-        std::borrow::Cow::Borrowed(_) => reason,
+    let short = short_reason(&reason);
+    let reason = match reason_kind(&short) {
+        std::borrow::Cow::Borrowed(_) => short.into_owned(),
         std::borrow::Cow::Owned(k) => k,
     };
     if let Some(c) = by_reason.get_mut(reason.as_str()) {
@@ -310,16 +343,10 @@ fn failure_reason(steps: &[StepResult]) -> String {
         return "unknown".into();
     };
     if bad.status == Status::Error {
-        let m = bad.message.clone().unwrap_or_default();
-        let word = m.split(':').next().unwrap_or("error").trim().to_string();
-        return format!(
-            "error: {}",
-            if word.len() > 40 {
-                "request failed".into()
-            } else {
-                word
-            }
-        );
+        // In full (its first line, bounded): the samples show it; the count groups it by kind.
+        let m = bad.message.as_deref().unwrap_or("error");
+        let line = m.lines().next().unwrap_or("error").trim();
+        return format!("error: {}", bounded(line, MAX_SAMPLE_CHARS));
     }
     if let Some(r) = &bad.response {
         if r.status >= 400 {
@@ -1278,8 +1305,11 @@ impl Aggregate {
         self.succeeded += usize::from(o.status == Status::Passed);
         if let Some(r) = o.reason {
             if self.sample_failures.len() < MAX_SAMPLE_FAILURES {
-                self.sample_failures
-                    .push(format!("iteration {}: {r}", o.index));
+                self.sample_failures.push(format!(
+                    "iteration {}: {}",
+                    o.index,
+                    bounded(&r, MAX_SAMPLE_CHARS)
+                ));
             }
             count_reason(&mut self.by_reason, r, 1);
         }
@@ -1308,8 +1338,10 @@ impl Aggregate {
     fn cleanup_failed(&mut self, i: usize, reason: String) {
         self.cleanup_failures += 1;
         if self.cleanup_sample_failures.len() < MAX_SAMPLE_FAILURES {
-            self.cleanup_sample_failures
-                .push(format!("iteration {i}: {reason}"));
+            self.cleanup_sample_failures.push(format!(
+                "iteration {i}: {}",
+                bounded(&reason, MAX_SAMPLE_CHARS)
+            ));
         }
         count_reason(&mut self.cleanup_by_reason, reason, 1);
     }
@@ -1768,6 +1800,36 @@ mod tests {
             count_reason(&mut by_reason, r, 1);
         }
         assert_eq!(by_reason["assertion: Job/baby-analyzer-N-N exists"], 200);
+    }
+
+    #[test]
+    fn errors_count_by_kind_or_root_cause_and_samples_keep_them_whole() {
+        let full = "error: request to https://127.0.0.1:36285/configure: error sending request: connection closed before message completed";
+        assert_eq!(
+            short_reason(full),
+            "error: connection closed before message completed"
+        );
+        assert_eq!(
+            short_reason("error: timeout: no answer in 30s"),
+            "error: timeout"
+        );
+        assert_eq!(
+            short_reason("error: deadline passed"),
+            "error: deadline passed"
+        );
+        assert_eq!(short_reason("503 capacity reached"), "503 capacity reached");
+        let mut agg = Aggregate::default();
+        agg.cleanup_failed(3, full.into());
+        assert_eq!(
+            agg.cleanup_by_reason["error: connection closed before message completed"],
+            1
+        );
+        assert_eq!(
+            agg.cleanup_sample_failures[0],
+            format!("iteration 3: {full}")
+        );
+        let long = format!("error: {}", "é".repeat(400));
+        assert!(bounded(&long, MAX_SAMPLE_CHARS).len() <= MAX_SAMPLE_CHARS + 3);
     }
 
     #[test]

@@ -1290,6 +1290,7 @@ async fn send<'a>(
             // any answer (a kept-alive connection the server had closed) goes once more.
             let t0 = Instant::now();
             let mut retried = None;
+            let (mut refusals, mut resent_after_drop) = (0, false);
             loop {
                 let mut r = reqwest::Request::new(hop.method.clone(), hop.url.clone());
                 *r.headers_mut() = headers.clone();
@@ -1299,17 +1300,32 @@ async fn send<'a>(
                 *r.timeout_mut() = Some(timeout.saturating_sub(t0.elapsed()));
                 match target.http.execute(r).await {
                     Ok(resp) => return Ok(Resp::Reqwest(resp, retried)),
-                    Err(e) if retried.is_none() && refused_unprocessed(&e) => {
+                    // Several may be needed: past nginx's `keepalive_requests` every stream in
+                    // flight above the GOAWAY's last id is refused at once, and a burst of 200
+                    // can meet the next connection's limit too.
+                    Err(e) if refusals < MAX_REFUSALS && refused_unprocessed(&e) => {
+                        refusals += 1;
                         retried = Some(format!(
-                            "sent again: the server refused the first try unprocessed ({})",
+                            "sent again{}: the server refused {} unprocessed ({})",
+                            if refusals > 1 {
+                                format!(" ({refusals} times)")
+                            } else {
+                                String::new()
+                            },
+                            if refusals > 1 {
+                                "the earlier tries"
+                            } else {
+                                "the first try"
+                            },
                             crate::targets::error_chain(&e)
                         ));
                     }
                     Err(e)
-                        if retried.is_none()
+                        if !resent_after_drop
                             && crate::targets::h1::idempotent(&hop.method)
                             && connection_dropped(&e) =>
                     {
+                        resent_after_drop = true;
                         retried = Some(format!(
                             "sent again on a new connection: the first try failed before any answer ({})",
                             crate::targets::error_chain(&e)
@@ -1322,6 +1338,9 @@ async fn send<'a>(
     }
 }
 
+/// How many times a request the server refused unprocessed is sent again.
+const MAX_REFUSALS: u32 = 3;
+
 /// An HTTP/2 stream the server declared unprocessed: reset with REFUSED_STREAM, or above the last
 /// stream id of the server's GOAWAY (nginx sends one after `keepalive_requests` or when it
 /// reloads, while more requests are on their way). RFC 9113 8.7: such a request may be sent
@@ -1332,6 +1351,14 @@ fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(h) = c.downcast_ref::<h2::Error>() {
             return h.reason() == Some(h2::Reason::REFUSED_STREAM)
                 || (h.is_go_away() && h.is_remote());
+        }
+        // hyper's HTTP/2 connection task ended (the server's GOAWAY closed the connection)
+        // while the request still waited in its queue, never handed to h2: not sent. hyper
+        // has no predicate for this one, only its text.
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.to_string() == "dispatch task is gone")
+        {
+            return true;
         }
         cur = c.source();
     }
