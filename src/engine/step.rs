@@ -466,7 +466,14 @@ impl Step {
         };
         let mut assertions = std::mem::take(&mut obs.assertions);
         if let Some(e) = &self.expect {
-            let checked = evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?;
+            let checked = evaluate(
+                e,
+                &obs,
+                scope,
+                &ctx.spec_dir,
+                &ctx.target.access,
+                self.pos.line,
+            )?;
             if assertions.is_empty() {
                 assertions = checked;
             } else {
