@@ -575,7 +575,7 @@ mod idle_close_tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _keep = _tx;
-            crate::sim::serve::serve(listener, app, Duration::from_millis(200), rx).await
+            crate::sim::serve::serve(listener, app, || Duration::from_millis(200), rx).await
         });
         port
     }
