@@ -6,6 +6,7 @@
 mod common;
 mod sim_common;
 
+mod behind_nginx;
 mod calibration;
 mod checks;
 mod cli_run;

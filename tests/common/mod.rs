@@ -359,25 +359,53 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// An external program a check needs: `$env_var` when set, else `name` on PATH or in one of
+/// `also_in` (e.g. /usr/sbin, which is not on a Debian user's PATH). When it is missing, the check
+/// is required in CI (`CI` set: this panics, saying how to install it, since `.ci/run` installs it)
+/// and skipped elsewhere (a notice on stderr and `None`, so a machine without it still passes).
+pub fn required_tool(
+    name: &str,
+    env_var: &str,
+    also_in: &[&str],
+    install: &str,
+    check: &str,
+) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(also_in.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("{name} is not installed ({install}); CI must run {check}");
+        }
+        eprintln!("NOTICE: {name} not found (PATH, {env_var}); skipping {check} ({install})");
+    }
+    found
+}
+
 /// Validates JUnit XML against the Jenkins schema CI consumers use (needs xmllint).
 pub fn xmllint_validate(xml_path: &Path) {
     let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jenkins-junit.xsd");
-    let out = match Command::new("xmllint")
+    let Some(xmllint) = required_tool(
+        "xmllint",
+        "XMLLINT",
+        &[],
+        "apt-get install libxml2-utils",
+        "the JUnit schema validation",
+    ) else {
+        return;
+    };
+    let out = Command::new(xmllint)
         .arg("--noout")
         .arg("--schema")
         .arg(&xsd)
         .arg(xml_path)
         .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("xmllint is required in CI (apt-get install libxml2-utils): {e}");
-            }
-            eprintln!("note: xmllint not installed, schema validation skipped ({e})");
-            return;
-        }
-    };
+        .expect("xmllint runs");
     assert!(
         out.status.success(),
         "junit.xml does not validate against the Jenkins XSD:\n{}",
