@@ -549,6 +549,21 @@ struct IncludeWalk {
     sites: Vec<Diagnostic>,
     /// A limit was crossed: nothing more is expanded (one diagnostic, not one per include).
     stopped: bool,
+    /// Where a problem of a step was already reported (file, line, column): a fragment included
+    /// many times (twice by each of forty others) gives its problems once, not once per copy.
+    reported: HashSet<(String, u32, u32)>,
+}
+
+impl IncludeWalk {
+    /// Adds `d` unless a problem was already reported at its place.
+    fn report(&mut self, out: &mut Vec<Diagnostic>, d: Diagnostic) {
+        if self
+            .reported
+            .insert((d.file.clone(), d.pos.line, d.pos.col))
+        {
+            out.push(d);
+        }
+    }
 }
 
 /// A fragment file as read and checked, before its own includes are expanded.
@@ -615,7 +630,11 @@ fn resolve_includes(
             });
             return;
         }
-        step_files(step, &p, src, &walk.access, out);
+        let mut found = Vec::new();
+        step_files(step, &p, src, &walk.access, &mut found);
+        for d in found {
+            walk.report(out, d);
+        }
         let block = match &step.kind {
             StepKind::Include(_) => "include",
             StepKind::Fanout(_) => "fanout",
@@ -659,21 +678,24 @@ fn resolve_includes(
             StepKind::Include(inc) => {
                 let path = src.dir.join(&inc.path);
                 if !path.exists() {
-                    out.push(here(
-                        format!(
-                            "included file `{}` not found ({})",
-                            inc.path,
-                            display_path(&path)
+                    walk.report(
+                        out,
+                        here(
+                            format!(
+                                "included file `{}` not found ({})",
+                                inc.path,
+                                display_path(&path)
+                            ),
+                            Some("an include path is relative to the file that includes it".into()),
                         ),
-                        Some("an include path is relative to the file that includes it".into()),
-                    ));
+                    );
                     continue;
                 }
                 // Refused before it is read: its content never shows in a diagnostic.
                 let canon = match walk.access.check(&path, "included file") {
                     Ok(c) => c,
                     Err(m) => {
-                        out.push(here(m.to_string(), Some(ACCESS_HINT.into())));
+                        walk.report(out, here(m.to_string(), Some(ACCESS_HINT.into())));
                         continue;
                     }
                 };
@@ -683,12 +705,16 @@ fn resolve_includes(
                         .chain(std::iter::once(&canon))
                         .map(|s| display_path(s))
                         .collect();
-                    out.push(here(
-                        format!("include cycle: {}", chain.join(" -> ")),
-                        Some(
-                            "a fragment may not include itself, directly or through others".into(),
+                    walk.report(
+                        out,
+                        here(
+                            format!("include cycle: {}", chain.join(" -> ")),
+                            Some(
+                                "a fragment may not include itself, directly or through others"
+                                    .into(),
+                            ),
                         ),
-                    ));
+                    );
                     continue;
                 }
                 let read = match walk.cache.get(&canon) {
