@@ -21,9 +21,9 @@ use proptest::prelude::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Cases per property (`PROPTEST_CASES` overrides).
+/// Cases per property (`FOCUSQA_PROPTEST_CASES` overrides, as in tests/validate.rs).
 fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
+    std::env::var("FOCUSQA_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
