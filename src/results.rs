@@ -265,6 +265,20 @@ pub struct RequestExcerpt {
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The files the body was read from (`body_file`, multipart files): where a sent body came
+    /// from, and how large it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SentFile>,
+}
+
+/// A file a request sent, as read at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentFile {
+    /// `body_file`, or `multipart[NAME]` for a multipart part.
+    pub from: String,
+    /// The file read (resolved: the path after templating, links followed).
+    pub path: String,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ mod common;
 mod sim_common;
 
 mod behind_nginx;
+mod bounds_props;
 mod calibration;
 mod checks;
 mod cli_run;

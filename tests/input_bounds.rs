@@ -388,3 +388,121 @@ fn retries_and_redirects_have_a_maximum() {
     );
     assert!(e.contains("--> specs/redirects.yaml:5:37"), "{e}");
 }
+
+#[test]
+fn templated_files_are_checked_at_run_time_and_results_record_what_was_sent() {
+    let srv = common::TestServer::start(0);
+    let p = project();
+    // Two targets: `validate` bounds a body by the larger max_body; the run, by its target's.
+    std::fs::write(
+        p.path().join("focusqa.yaml"),
+        format!(
+            "default_target: local\nscope: none.yaml\ntargets:\n  local:\n    base_url: {0}\n    timeout: 5s\n    max_body: 1KiB\n  roomy:\n    base_url: {0}\n",
+            srv.url
+        ),
+    )
+    .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "TOP-SECRET-LINE\n").unwrap();
+    std::fs::write(
+        outside.path().join("schema.json"),
+        "{\"TOP-SECRET-LINE\": 1}",
+    )
+    .unwrap();
+    let o = outside.path().display().to_string();
+    write(&p, "specs/data.bin", "twelve bytes");
+    write(&p, "specs/big.bin", &"x".repeat(2048));
+    write(&p, "specs/schema.json", "{\"type\": \"object\"}");
+    std::fs::create_dir_all(p.path().join("specs/folder")).unwrap();
+    // The paths come from variables: `validate` cannot know them, the run checks them.
+    p.spec(
+        "files.yaml",
+        &format!(
+            "id: files\ntitle: Templated files\nvars: {{f: data.bin, m: data.bin, s: schema.json}}\n\
+cases:\n\
+  - {{name: inside}}\n\
+  - {{name: outside, vars: {{f: {o}/secret.txt}}}}\n\
+  - {{name: folder, vars: {{f: folder}}}}\n\
+  - {{name: over max_body, vars: {{f: big.bin}}}}\n\
+  - {{name: multipart outside, vars: {{m: {o}/secret.txt}}}}\n\
+  - {{name: schema outside, vars: {{s: {o}/schema.json}}}}\n\
+steps:\n\
+  - http: {{method: POST, path: /configure, body_file: '{{{{ f }}}}'}}\n\
+  - http: {{method: POST, path: /configure, multipart: [{{name: upload, file: '{{{{ m }}}}'}}]}}\n\
+  - {{http: {{path: /headers}}, expect: {{schema: '{{{{ s }}}}'}}}}\n"
+        ),
+    );
+    let out = p.run(&["validate", "specs/files.yaml"]);
+    assert_exit(&out, 0);
+
+    let out = p.run(&["run", "specs/files.yaml"]);
+    assert_exit(&out, 1);
+    let results = p.results();
+    let text = serde_json::to_string(&results).unwrap();
+    let shown = format!("{text}{}{}{}", stdout(&out), stderr(&out), p.junit());
+    // Before: the outside files were read and sent, and their content stored in results.json.
+    assert!(!shown.contains("TOP-SECRET-LINE"), "{shown}");
+    let cases = results["specs"][0]["cases"].as_array().unwrap();
+    let case = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("case {name}: {text}"))
+    };
+    let error_of = |name: &str| {
+        let c = case(name);
+        let step = c["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["status"] == "error")
+            .unwrap_or_else(|| panic!("case {name} has no step error: {c}"));
+        step["message"].as_str().unwrap_or_default().to_string()
+    };
+
+    // Inside the project: sent, with the file's path and size in the request excerpt.
+    let inside = case("inside");
+    assert_eq!(inside["status"], "passed", "{inside}");
+    assert_eq!(
+        inside["steps"][0]["request"]["files"],
+        serde_json::json!([{"from": "body_file", "path": "specs/data.bin", "bytes": 12}]),
+        "{inside}"
+    );
+    assert_eq!(
+        inside["steps"][1]["request"]["files"],
+        serde_json::json!([{"from": "multipart[upload]", "path": "specs/data.bin", "bytes": 12}]),
+        "{inside}"
+    );
+
+    let rule = "is outside the project: a spec reads files only inside";
+    let fix = "list its folder under `allow_paths:` in the config file";
+    let m = error_of("outside");
+    assert!(
+        m.contains(&format!("body_file `{o}/secret.txt` {rule}")),
+        "{m}"
+    );
+    assert!(m.contains(fix), "{m}");
+    let m = error_of("folder");
+    assert!(
+        m.contains("body_file `specs/folder` is not a regular file"),
+        "{m}"
+    );
+    // Within the 16 MiB of `roomy` (so `validate` passes), over the 1 KiB of the run's target.
+    let m = error_of("over max_body");
+    assert!(
+        m.contains("body_file `specs/big.bin` has 2048 bytes, more than `max_body` (1024 bytes)"),
+        "{m}"
+    );
+    let m = error_of("multipart outside");
+    assert!(
+        m.contains(&format!(
+            "multipart part `upload`: file `{o}/secret.txt` {rule}"
+        )),
+        "{m}"
+    );
+    let m = error_of("schema outside");
+    assert!(
+        m.contains(&format!("schema file `{o}/schema.json` {rule}")),
+        "{m}"
+    );
+}

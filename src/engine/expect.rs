@@ -22,6 +22,7 @@ pub fn evaluate(
     obs: &Observation,
     scope: &Scope,
     spec_dir: &Path,
+    access: &crate::spec::Access,
     line: u32,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
@@ -121,7 +122,8 @@ pub fn evaluate(
         out.push(check_schema(
             schema,
             obs.doc(),
-            spec_dir,
+            (spec_dir, access),
+            scope,
             e.line_of("schema", fallback),
         )?);
     }
@@ -1207,13 +1209,20 @@ pub fn partial_match(expected: &Value, actual: &Value, path: &str, diffs: &mut V
 fn check_schema(
     s: &SchemaRef,
     doc: &Value,
-    spec_dir: &Path,
+    (spec_dir, access): (&Path, &crate::spec::Access),
+    scope: &Scope,
     line: u32,
 ) -> Result<AssertionResult, ExecError> {
     let (schema, label) = match s {
         SchemaRef::Inline(m) => (Value::Object(m.clone()), "inline schema".to_string()),
         SchemaRef::File(f) => {
-            let p = spec_dir.join(f);
+            // A templated path is known only now: the rules `validate` applies to written-out
+            // ones (inside the project or `allow_paths`, a regular file) are applied here. A
+            // refused file is not read, so never quoted.
+            let f = &scope.render_str(f)?;
+            let p = access
+                .check(&spec_dir.join(f), "schema file")
+                .map_err(|e| ExecError::spec(e.with_fix()))?;
             let text = std::fs::read_to_string(&p)
                 .map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?;
             let v: Value = if f.ends_with(".json") {

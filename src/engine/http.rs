@@ -25,7 +25,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
 use super::{ExecError, Observation};
-use crate::results::{RequestExcerpt, ResponseExcerpt};
+use crate::results::{RequestExcerpt, ResponseExcerpt, SentFile};
 use crate::spec::{ExpectedError, HttpRequest};
 use crate::template::Scope;
 
@@ -131,6 +131,7 @@ pub async fn execute(
         timeout,
         follow,
         max_redirects,
+        files,
     } = prepare(req, scope, ctx, sim)?;
     // Excerpts keep what was sent: secrets are redacted from the whole result when the spec
     // finishes (crate::results::secrets). Sensitive headers are learnt here already, so their
@@ -157,6 +158,7 @@ pub async fn execute(
                 url: hop.url.as_str().to_owned(),
                 headers: pairs_of(&headers),
                 body: hop.body.as_deref().map(body_excerpt),
+                files: files.clone(),
             });
         }
         let start = *t0.get_or_insert_with(Instant::now);
@@ -410,6 +412,8 @@ struct Prepared<'t> {
     timeout: Duration,
     follow: bool,
     max_redirects: u32,
+    /// Files the body was read from.
+    files: Vec<SentFile>,
 }
 
 /// Renders the step's request: URL, query, headers, credentials, body, timeout and cookies.
@@ -503,7 +507,8 @@ fn prepare<'t>(
             kinds.join(" + ")
         )));
     }
-    let (body, content_type) = build_body(req, scope, &ctx.spec_dir)?;
+    let mut files = Vec::new();
+    let (body, content_type) = build_body(req, scope, ctx, &mut files)?;
     if let Some(ct) = content_type {
         if !headers.contains_key("content-type") {
             set_header(headers.to_mut(), "content-type", &ct)?;
@@ -529,6 +534,7 @@ fn prepare<'t>(
         timeout,
         follow: req.follow_redirects.unwrap_or(target.follow_redirects),
         max_redirects: req.max_redirects.unwrap_or(target.max_redirects),
+        files,
     })
 }
 
@@ -704,11 +710,36 @@ pub(crate) fn pairs_of(h: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The body bytes and their default Content-Type.
+/// Reads a file a request sends, by the rules `validate` applies to written-out paths (a
+/// templated path is known only now): inside the project or `allow_paths`, a regular file, at
+/// most the target's `max_body`. A refusal names the rule and never quotes the file.
+fn read_sent_file(
+    ctx: &super::Ctx,
+    written: &str,
+    what: &str,
+    from: String,
+    files: &mut Vec<SentFile>,
+) -> Result<Vec<u8>, ExecError> {
+    let path = ctx.spec_dir.join(written);
+    let (canon, data) = ctx
+        .target
+        .access
+        .read_body(&path, what)
+        .map_err(|e| ExecError::spec(e.with_fix()))?;
+    files.push(SentFile {
+        from,
+        path: crate::spec::load::display_path(&canon),
+        bytes: data.len() as u64,
+    });
+    Ok(data)
+}
+
+/// The body bytes and their default Content-Type; the files read are added to `files`.
 fn build_body(
     req: &HttpRequest,
     scope: &Scope,
-    spec_dir: &Path,
+    ctx: &super::Ctx,
+    files: &mut Vec<SentFile>,
 ) -> Result<(Option<Bytes>, Option<String>), ExecError> {
     if let Some(j) = &req.json {
         let j = scope.render_value(j)?;
@@ -731,9 +762,7 @@ fn build_body(
     }
     if let Some(f) = &req.body_file {
         let f = scope.render_str(f)?;
-        let path = spec_dir.join(&f);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| ExecError::spec(format!("body_file {}: {e}", path.display())))?;
+        let bytes = read_sent_file(ctx, &f, "body_file", "body_file".into(), files)?;
         return Ok((Some(bytes.into()), None));
     }
     if let Some(form) = &req.form {
@@ -759,10 +788,13 @@ fn build_body(
                 (Some(v), None) => (scope.render_str(v)?.into_bytes(), None, None),
                 (None, Some(f)) => {
                     let f = scope.render_str(f)?;
-                    let path = spec_dir.join(&f);
-                    let data = std::fs::read(&path).map_err(|e| {
-                        ExecError::spec(format!("multipart part `{name}`: {}: {e}", path.display()))
-                    })?;
+                    let data = read_sent_file(
+                        ctx,
+                        &f,
+                        &format!("multipart part `{name}`: file"),
+                        format!("multipart[{name}]"),
+                        files,
+                    )?;
                     let filename = match &p.filename {
                         Some(n) => scope.render_str(n)?,
                         None => Path::new(&f)

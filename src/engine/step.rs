@@ -182,6 +182,7 @@ fn evaluate_each(
     items: &[Value],
     scope: &Scope,
     spec_dir: &std::path::Path,
+    access: &crate::spec::Access,
     line: u32,
 ) -> Result<Vec<crate::results::AssertionResult>, ExecError> {
     let mut per_item = Vec::with_capacity(items.len());
@@ -190,7 +191,7 @@ fn evaluate_each(
             doc: item.clone().into(),
             ..Default::default()
         };
-        per_item.push(evaluate(e, &obs, scope, spec_dir, line)?);
+        per_item.push(evaluate(e, &obs, scope, spec_dir, access, line)?);
     }
     let Some(first) = per_item.first() else {
         return Ok(Vec::new());
@@ -569,9 +570,12 @@ impl Step {
         };
         let mut assertions = std::mem::take(&mut obs.assertions);
         if let Some(e) = &self.expect {
+            let access = &ctx.target.access;
             let checked = match &obs.each {
-                Some(items) => evaluate_each(e, items, scope, &ctx.spec_dir, self.pos.line)?,
-                None => evaluate(e, &obs, scope, &ctx.spec_dir, self.pos.line)?,
+                Some(items) => {
+                    evaluate_each(e, items, scope, &ctx.spec_dir, access, self.pos.line)?
+                }
+                None => evaluate(e, &obs, scope, &ctx.spec_dir, access, self.pos.line)?,
             };
             if assertions.is_empty() {
                 assertions = checked;

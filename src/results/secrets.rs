@@ -978,11 +978,16 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         url,
         headers: h,
         body,
+        files,
     }) = request
     {
         m.redact_string(method);
         m.redact_string(url);
         headers(h);
+        // A templated file path may carry a variable's value.
+        for f in files.iter_mut() {
+            m.redact_string(&mut f.path);
+        }
         // An excerpt cut at the size limit may end in the start of a secret.
         if let Some(b) = body {
             let cut = b.len() + 64 >= crate::engine::http::EXCERPT_BYTES;

@@ -29,45 +29,128 @@ pub struct Access {
     pub max_body: Option<u64>,
 }
 
+/// Why a spec may not read a file. The message names the rule and never quotes the file: a
+/// refused file is not read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("{what} `{path}` cannot be read: {source}")]
+    Unreadable {
+        what: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} `{path}` is outside the project: a spec reads files only inside {roots} (rule: files stay in the folder of the config file unless `allow_paths` in it lists them)")]
+    Outside {
+        what: String,
+        path: String,
+        roots: String,
+    },
+    #[error("{what} `{path}` is not a regular file (a folder, a device or a FIFO): only regular files are read")]
+    NotRegular { what: String, path: String },
+    #[error("{what} `{path}` has {len} bytes, more than `max_body` ({max} bytes): raise `max_body` of the target, or send a smaller file")]
+    TooLarge {
+        what: String,
+        path: String,
+        /// Bytes found (at least `max + 1` when the file grew while it was read).
+        len: u64,
+        max: u64,
+    },
+}
+
+impl AccessError {
+    /// The message with how to fix it, for a step error at run time (a diagnostic carries the
+    /// fix as its hint instead).
+    pub fn with_fix(&self) -> String {
+        match self {
+            AccessError::Outside { .. } | AccessError::NotRegular { .. } => {
+                format!("{self}: {ACCESS_HINT}")
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl Access {
     /// The canonical path of `path` when a spec may read it: it exists, lies inside a root and
     /// is a regular file (not a device such as /dev/zero, a FIFO or a folder). The error says
     /// which rule refused it and never quotes the file.
-    pub fn check(&self, path: &Path, what: &str) -> Result<PathBuf, String> {
-        let shown = display_path(path);
-        let canon = std::fs::canonicalize(path)
-            .map_err(|e| format!("{what} `{shown}` cannot be read: {e}"))?;
+    pub fn check(&self, path: &Path, what: &str) -> Result<PathBuf, AccessError> {
+        let unreadable = |source| AccessError::Unreadable {
+            what: what.into(),
+            path: display_path(path),
+            source,
+        };
+        let canon = std::fs::canonicalize(path).map_err(unreadable)?;
         if !self.roots.is_empty() && !self.roots.iter().any(|r| canon.starts_with(r)) {
-            return Err(format!(
-                "{what} `{shown}` is outside the project: a spec reads files only inside {} (rule: files stay in the folder of the config file unless `allow_paths` in it lists them)",
-                self.roots
+            return Err(AccessError::Outside {
+                what: what.into(),
+                path: display_path(path),
+                roots: self
+                    .roots
                     .iter()
                     .map(|r| format!("`{}`", r.display()))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+                    .join(", "),
+            });
         }
-        let meta = std::fs::metadata(&canon)
-            .map_err(|e| format!("{what} `{shown}` cannot be read: {e}"))?;
+        let meta = std::fs::metadata(&canon).map_err(unreadable)?;
         if !meta.is_file() {
-            return Err(format!(
-                "{what} `{shown}` is not a regular file (a folder, a device or a FIFO): only regular files are read"
-            ));
+            return Err(AccessError::NotRegular {
+                what: what.into(),
+                path: display_path(path),
+            });
         }
         Ok(canon)
     }
 
     /// [`Access::check`], and the file is at most `max_body` bytes.
-    fn check_body(&self, path: &Path, what: &str) -> Result<PathBuf, String> {
+    pub fn check_body(&self, path: &Path, what: &str) -> Result<PathBuf, AccessError> {
         let canon = self.check(path, what)?;
         let len = std::fs::metadata(&canon).map(|m| m.len()).unwrap_or(0);
         match self.max_body {
-            Some(max) if len > max => Err(format!(
-                "{what} `{}` has {len} bytes, more than `max_body` ({max} bytes): raise `max_body` of the target, or send a smaller file",
-                display_path(path)
-            )),
+            Some(max) if len > max => Err(AccessError::TooLarge {
+                what: what.into(),
+                path: display_path(path),
+                len,
+                max,
+            }),
             _ => Ok(canon),
         }
+    }
+
+    /// Reads a file a request sends (`body_file`, a multipart file) at run time, where its
+    /// path may come from a template: [`Access::check_body`], then at most `max_body` bytes
+    /// are read, so a file that grows after the check still ends in an error, not in memory.
+    pub fn read_body(&self, path: &Path, what: &str) -> Result<(PathBuf, Vec<u8>), AccessError> {
+        use std::io::Read;
+        let canon = self.check_body(path, what)?;
+        let unreadable = |source| AccessError::Unreadable {
+            what: what.into(),
+            path: display_path(path),
+            source,
+        };
+        let file = std::fs::File::open(&canon).map_err(unreadable)?;
+        let mut data = Vec::new();
+        match self.max_body {
+            Some(max) => {
+                file.take(max.saturating_add(1))
+                    .read_to_end(&mut data)
+                    .map_err(unreadable)?;
+                if data.len() as u64 > max {
+                    return Err(AccessError::TooLarge {
+                        what: what.into(),
+                        path: display_path(path),
+                        len: data.len() as u64,
+                        max,
+                    });
+                }
+            }
+            None => {
+                let mut file = file;
+                file.read_to_end(&mut data).map_err(unreadable)?;
+            }
+        }
+        Ok((canon, data))
     }
 }
 
@@ -428,6 +511,7 @@ fn read_text(
     if let Some(vf) = spec.vars_file.clone() {
         match access
             .check(&dir.join(&vf), "vars_file")
+            .map_err(|e| e.to_string())
             .and_then(|p| load_vars_file(&p))
         {
             Ok(mut shared) => {
@@ -628,6 +712,9 @@ struct IncludeWalk {
     /// Where in the spec's own file an include could not be expanded (the spec's `include:`
     /// that leads to it): what it would define is unknown from there on.
     failed: Vec<Pos>,
+    /// Where a problem of a step was already reported (file, line, column): a fragment included
+    /// many times (twice by each of forty others) gives its problems once, not once per copy.
+    reported: HashSet<(String, u32, u32)>,
 }
 
 impl IncludeWalk {
@@ -635,6 +722,16 @@ impl IncludeWalk {
     /// of the spec's own).
     fn spec_site(&self, at: Pos) -> Pos {
         self.sites.first().map(|d| d.pos).unwrap_or(at)
+    }
+
+    /// Adds `d` unless a problem was already reported at its place.
+    fn report(&mut self, out: &mut Vec<Diagnostic>, d: Diagnostic) {
+        if self
+            .reported
+            .insert((d.file.clone(), d.pos.line, d.pos.col))
+        {
+            out.push(d);
+        }
     }
 }
 
@@ -706,7 +803,11 @@ fn resolve_includes(
             });
             return;
         }
-        step_files(step, &p, src, &walk.access, out);
+        let mut found = Vec::new();
+        step_files(step, &p, src, &walk.access, &mut found);
+        for d in found {
+            walk.report(out, d);
+        }
         let block = match &step.kind {
             StepKind::Include(_) => "include",
             StepKind::Fanout(_) => "fanout",
@@ -752,14 +853,17 @@ fn resolve_includes(
             StepKind::Include(inc) => {
                 let path = src.dir.join(&inc.path);
                 if !path.exists() {
-                    out.push(here(
-                        format!(
-                            "included file `{}` not found ({})",
-                            inc.path,
-                            display_path(&path)
+                    walk.report(
+                        out,
+                        here(
+                            format!(
+                                "included file `{}` not found ({})",
+                                inc.path,
+                                display_path(&path)
+                            ),
+                            Some("an include path is relative to the file that includes it; a name defined nowhere is not reported after it, as it might define it".into()),
                         ),
-                        Some("an include path is relative to the file that includes it; a name defined nowhere is not reported after it, as it might define it".into()),
-                    ));
+                    );
                     let site = walk.spec_site(at);
                     walk.failed.push(site);
                     continue;
@@ -768,7 +872,7 @@ fn resolve_includes(
                 let canon = match walk.access.check(&path, "included file") {
                     Ok(c) => c,
                     Err(m) => {
-                        out.push(here(m, Some(ACCESS_HINT.into())));
+                        walk.report(out, here(m.to_string(), Some(ACCESS_HINT.into())));
                         let site = walk.spec_site(at);
                         walk.failed.push(site);
                         continue;
@@ -780,12 +884,16 @@ fn resolve_includes(
                         .chain(std::iter::once(&canon))
                         .map(|s| display_path(s))
                         .collect();
-                    out.push(here(
-                        format!("include cycle: {}", chain.join(" -> ")),
-                        Some(
-                            "a fragment may not include itself, directly or through others".into(),
+                    walk.report(
+                        out,
+                        here(
+                            format!("include cycle: {}", chain.join(" -> ")),
+                            Some(
+                                "a fragment may not include itself, directly or through others"
+                                    .into(),
+                            ),
                         ),
-                    ));
+                    );
                     let site = walk.spec_site(at);
                     walk.failed.push(site);
                     continue;
@@ -896,7 +1004,8 @@ fn resolve_includes(
     }
 }
 
-const ACCESS_HINT: &str =
+/// How to fix a file refused by [`Access`] (the diagnostic's hint, and the run's error).
+pub const ACCESS_HINT: &str =
     "move the file into the project, or list its folder under `allow_paths:` in the config file";
 
 /// The files a step sends or checks against (`body_file`, multipart files, a `schema` file),
@@ -931,7 +1040,7 @@ fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Di
         };
         if let Err(m) = r {
             out.push(
-                Diagnostic::new(src.file, src.index.get(&at), m)
+                Diagnostic::new(src.file, src.index.get(&at), m.to_string())
                     .with_hint(Some(ACCESS_HINT.into()))
                     .with_source(src.text),
             );

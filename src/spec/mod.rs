@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use diag::Diagnostic;
-pub use load::{load_paths, Access, LoadedSpecs};
+pub use load::{load_paths, Access, AccessError, LoadedSpecs, ACCESS_HINT};
 
 /// A position in a spec file (1-based line and column; 0 = unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,6 +83,10 @@ pub struct Target {
     pub basic_auth: Option<(String, String)>,
     /// Most response body bytes kept (the rest is counted and discarded).
     pub max_body: u64,
+    /// Which files steps may read at run time (a templated `body_file`, multipart file or
+    /// `schema` path is known only then): the project and `allow_paths` of the config, and
+    /// files sent as bodies at most this target's `max_body`.
+    pub access: crate::spec::Access,
     pub capabilities: BTreeSet<Capability>,
     /// Simulated delays are multiplied by this; the engine scales sleeps and poll intervals alike.
     pub time_scale: f64,
@@ -366,6 +370,10 @@ impl Target {
             cookies: cfg.cookies.unwrap_or(true),
             basic_auth,
             max_body: cfg.max_body.map_or(DEFAULT_MAX_BODY, |b| b.0),
+            access: crate::spec::Access {
+                max_body: Some(cfg.max_body.map_or(DEFAULT_MAX_BODY, |b| b.0)),
+                ..config.access()
+            },
             capabilities,
             time_scale,
             vars: {

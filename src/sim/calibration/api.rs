@@ -25,6 +25,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 type S = State<Arc<Shared>>;
+
+/// The largest `page` of `GET /jobs` and `log_offset` of a job's status (the document's maximum).
+pub const MAX_QUERY_INDEX: i64 = 1_000_000;
 type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 fn reply(status: u16, body: Value) -> Response {
@@ -139,6 +142,7 @@ fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// An integer query parameter in `lo..=hi` (the document states both bounds), or `default`.
 fn int_param(
     q: &[(String, String)],
     name: &str,
@@ -148,7 +152,7 @@ fn int_param(
 ) -> Result<i64, Response> {
     match param(q, name) {
         None => Ok(default),
-        Some(v) => match v.trim().parse::<i64>() {
+        Some(v) => match v.parse::<i64>() {
             Ok(n) if (lo..=hi).contains(&n) => Ok(n),
             _ => Err(error(
                 400,
@@ -167,7 +171,53 @@ fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
     }
 }
 
-/// Validates one calibration request (`at` names it in messages, e.g. `jobs[3].`).
+/// A JSON integer: `13` or `13.0` (JSON Schema's `integer` is any number with no fraction, as
+/// the service's own validation reads it too).
+fn json_int(v: &Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    (f.fract() == 0.0 && f.abs() <= 9.0e15).then_some(f as i64)
+}
+
+/// An optional integer field in `lo..=hi`: absent is `default`; `null` is refused (the document
+/// does not allow it).
+fn int_field(
+    m: &serde_json::Map<String, Value>,
+    at: &str,
+    k: &str,
+    default: i64,
+    lo: i64,
+    hi: i64,
+) -> Result<i64, String> {
+    match m.get(k) {
+        None => Ok(default),
+        Some(v) => match json_int(v) {
+            Some(n) if (lo..=hi).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{at}{k} must be an integer between {lo} and {hi} (got {v})"
+            )),
+        },
+    }
+}
+
+/// An optional boolean field: absent is `default`; `null` is refused.
+fn bool_field(
+    m: &serde_json::Map<String, Value>,
+    at: &str,
+    k: &str,
+    default: bool,
+) -> Result<bool, String> {
+    match m.get(k) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(format!("{at}{k} must be a boolean (got {v})")),
+    }
+}
+
+/// Validates one calibration request (`at` names it in messages, e.g. `jobs[3].`). Optional
+/// fields may be left out (their defaults apply) but not set to `null`, as the document says.
 pub fn validate(m: &serde_json::Map<String, Value>, at: &str) -> Result<CalRequest, String> {
     let va = m.get("va_data").ok_or(format!("{at}va_data is required"))?;
     let ins = va
@@ -189,12 +239,12 @@ pub fn validate(m: &serde_json::Map<String, Value>, at: &str) -> Result<CalReque
         None => return Err(format!("{at}age_group is required (neonate or child)")),
     };
     let country = match m.get("country") {
-        None | Some(Value::Null) => "Mozambique".to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        None => "Mozambique".to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(_) => return Err(format!("{at}country must be a non-empty string")),
     };
     let mmat_type = match m.get("mmat_type") {
-        None | Some(Value::Null) => "prior".to_string(),
+        None => "prior".to_string(),
         Some(Value::String(s)) if s == "prior" || s == "Nprior" => s.clone(),
         Some(v) => {
             return Err(format!(
@@ -202,24 +252,11 @@ pub fn validate(m: &serde_json::Map<String, Value>, at: &str) -> Result<CalReque
             ))
         }
     };
-    let boolean = |k: &str, d: bool| match m.get(k) {
-        None | Some(Value::Null) => Ok(d),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(format!("{at}{k} must be a boolean (got {v})")),
-    };
-    let ensemble = boolean("ensemble", true)?;
-    let use_cache = boolean("use_cache", true)?;
-    let int = |k: &str, d: u64, lo: u64, hi: u64| match m.get(k) {
-        None | Some(Value::Null) => Ok(d),
-        Some(v) => match v.as_u64() {
-            Some(n) if (lo..=hi).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "{at}{k} must be an integer between {lo} and {hi} (got {v})"
-            )),
-        },
-    };
-    let priority = int("priority", 5, 1, 10)? as u8;
-    let timeout_minutes = int("timeout_minutes", 30, 1, MAX_TIMEOUT_MINUTES)?;
+    let ensemble = bool_field(m, at, "ensemble", true)?;
+    let use_cache = bool_field(m, at, "use_cache", true)?;
+    let priority = int_field(m, at, "priority", 5, 1, 10)? as u8;
+    let timeout_minutes =
+        int_field(m, at, "timeout_minutes", 30, 1, MAX_TIMEOUT_MINUTES as i64)? as u64;
     Ok(CalRequest {
         va_data: va.clone(),
         age_group,
@@ -296,24 +333,13 @@ async fn create_batch(State(sh): S, body: Bytes) -> Response {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return error(400, "batch_name must be a string"),
     };
-    let parallel_limit = match m.get("parallel_limit") {
-        None | Some(Value::Null) => 5,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=BATCH_MAX_SIZE as u64).contains(&n) => n as usize,
-            _ => {
-                return error(
-                    400,
-                    format!(
-                    "parallel_limit must be an integer between 1 and {BATCH_MAX_SIZE} (got {v})"
-                ),
-                )
-            }
-        },
+    let parallel_limit = match int_field(&m, "", "parallel_limit", 5, 1, BATCH_MAX_SIZE as i64) {
+        Ok(n) => n as usize,
+        Err(e) => return error(400, e),
     };
-    let fail_fast = match m.get("fail_fast") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => return error(400, format!("fail_fast must be a boolean (got {v})")),
+    let fail_fast = match bool_field(&m, "", "fail_fast", false) {
+        Ok(b) => b,
+        Err(e) => return error(400, e),
     };
     let r = sh.with(|st, now| {
         if st.faults.celery_down {
@@ -403,7 +429,7 @@ async fn status(State(sh): S, Path(id): Path<String>, q: Q) -> Response {
     };
     let level = param(&q, "log_level");
     let min_level = match level {
-        None | Some("") => 0,
+        None => 0,
         Some(l) => match LOG_LEVELS.iter().position(|x| *x == l) {
             Some(i) => i,
             None => {
@@ -421,7 +447,7 @@ async fn status(State(sh): S, Path(id): Path<String>, q: Q) -> Response {
         Ok(n) => n as usize,
         Err(r) => return r,
     };
-    let offset = match int_param(&q, "log_offset", 0, 0, i64::MAX) {
+    let offset = match int_param(&q, "log_offset", 0, 0, MAX_QUERY_INDEX) {
         Ok(n) => n as usize,
         Err(r) => return r,
     };
@@ -592,7 +618,7 @@ async fn list_jobs(State(sh): S, q: Q) -> Response {
             }
         }
     }
-    let page = match int_param(&q, "page", 1, 1, 1_000_000) {
+    let page = match int_param(&q, "page", 1, 1, MAX_QUERY_INDEX) {
         Ok(n) => n as usize,
         Err(r) => return r,
     };
@@ -763,10 +789,18 @@ async fn cache_clear(State(sh): S, q: Q) -> Response {
     if param(&q, "confirm") != Some("true") {
         return error(400, "clearing the cache needs confirm=true");
     }
+    let (a, c) = (param(&q, "age_group"), param(&q, "country"));
+    if let Some(a) = a {
+        if a != "neonate" && a != "child" {
+            return error(
+                400,
+                format!("age_group: '{a}' is not valid; allowed: neonate, child"),
+            );
+        }
+    }
     if sh.redis_down() {
         return redis_unavailable();
     }
-    let (a, c) = (param(&q, "age_group"), param(&q, "country"));
     let n = sh.with(|st, _| st.clear_cache(a, c));
     reply(
         200,
