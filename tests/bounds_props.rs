@@ -411,40 +411,42 @@ proptest! {
         p.spec("loops.yaml", &text);
         let (code, diags, out) = validate(&p);
         // The model: too deep at level MAX_NESTING + 1 (reported where its block's body
-        // starts, the line after `- foreach:` / `- repeat:`); else the first `foreach` where the
-        // runs multiplied so far cross MAX_LOOP_RUNS (at its `items:` line).
-        let expected: Option<(u32, String)> = if levels.len() > MAX_NESTING {
-            Some((
+        // starts, the line after `- foreach:` / `- repeat:`); and the first `foreach` where the
+        // runs multiplied so far cross MAX_LOOP_RUNS (at its `items:` line). validate reports
+        // every problem at once: both, when both are there.
+        let deep = (levels.len() > MAX_NESTING).then(|| {
+            (
                 lines[MAX_NESTING].1,
                 format!("is nested {} levels deep", MAX_NESTING + 1),
-            ))
-        } else {
-            let mut runs = 1u64;
-            let mut at = None;
-            for (k, l) in levels.iter().enumerate() {
-                let n = match l {
-                    Level::Range(n) => *n,
-                    Level::List(n) => *n as u64,
-                    Level::Repeat(_) => continue,
-                };
-                runs = runs.saturating_mul(n);
-                if runs > MAX_LOOP_RUNS {
-                    at = Some((lines[k].1, format!("would run {runs} times in all ({n} items")));
-                    break;
-                }
+            )
+        });
+        let mut runs = 1u64;
+        let mut crossing = None;
+        for (k, l) in levels.iter().enumerate() {
+            let n = match l {
+                Level::Range(n) => *n,
+                Level::List(n) => *n as u64,
+                Level::Repeat(_) => continue,
+            };
+            runs = runs.saturating_mul(n);
+            if runs > MAX_LOOP_RUNS {
+                crossing = Some((lines[k].1, format!("would run {runs} times in all ({n} items")));
+                break;
             }
-            at
-        };
-        match expected {
-            None => prop_assert_eq!(code, 0, "refused:\n{}\n{}", out, text),
-            Some((line, msg)) => {
-                // Before: 1500 x 1500 passed validate, then the run grew until it aborted.
-                prop_assert_eq!(code, 2, "expected `{}` at line {}:\n{}\n{}", msg, line, out, text);
-                prop_assert_eq!(diags.len(), 1, "{}", out);
-                let d = &diags[0];
+        }
+        let expected: Vec<(u32, String)> = deep.into_iter().chain(crossing).collect();
+        if expected.is_empty() {
+            prop_assert_eq!(code, 0, "refused:\n{}\n{}", out, text);
+        } else {
+            // Before: 1500 x 1500 passed validate, then the run grew until it aborted.
+            prop_assert_eq!(code, 2, "expected {:?}:\n{}\n{}", expected, out, text);
+            prop_assert_eq!(diags.len(), expected.len(), "{}", out);
+            for (line, msg) in &expected {
+                let d = diags.iter().find(|d| d.message.contains(msg.as_str()));
+                prop_assert!(d.is_some(), "`{}` in:\n{}", msg, out);
+                let d = d.unwrap();
                 prop_assert_eq!(d.file.as_str(), "specs/loops.yaml", "{}", d);
-                prop_assert!(d.message.contains(&msg), "{}", d);
-                prop_assert_eq!((d.line, d.col > 0), (line, true), "{}", d);
+                prop_assert_eq!((d.line, d.col > 0), (*line, true), "{}", d);
             }
         }
     }
