@@ -12,15 +12,10 @@ use common::{assert_exit, results_in, stdout, Project, TestServer};
 fn project() -> (TestServer, Project) {
     let srv = TestServer::start(0);
     let p = Project::new(&srv.url);
-    std::fs::write(
-        p.path().join("scope.yaml"),
+    p.with_scope(
         "title: Where scope\nareas: [{id: a, title: Area}]\nitems:\n  - {id: x.ok, area: a, status: in, hard_requirement: true, title: Holds}\n  - {id: x.bad, area: a, status: in, title: Breaks}\n  - {id: x.gap, area: a, status: in, title: Untested}\n",
-    )
-    .unwrap();
-    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml"))
-        .unwrap()
-        .replace("scope: none.yaml", "scope: scope.yaml\nspecs: [specs]");
-    std::fs::write(p.path().join("focusqa.yaml"), cfg).unwrap();
+        "specs: [specs]",
+    );
     p.spec(
         "ok.yaml",
         "id: ok\ntitle: Holds\ncovers: [x.ok]\nsteps:\n  - sleep: 1ms\n",

@@ -416,15 +416,10 @@ fn the_config_names_the_history_and_a_run_can_skip_it() {
 fn outside_project() -> (common::TestServer, Project, tempfile::TempDir) {
     let srv = common::TestServer::start(0);
     let p = Project::new(&srv.url);
-    std::fs::write(
-        p.path().join("scope.yaml"),
+    p.with_scope(
         "title: Outside scope\nareas: [{id: a, title: Area}]\nitems:\n  - {id: x.a, area: a, status: in, title: A}\n  - {id: x.b, area: a, status: in, title: B}\n  - {id: x.c, area: a, status: in, title: C}\n  - {id: x.d, area: a, status: in, title: D}\n  - {id: x.gap, area: a, status: in, title: Gap}\n",
-    )
-    .unwrap();
-    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml"))
-        .unwrap()
-        .replace("scope: none.yaml", "scope: scope.yaml\nspecs: [specs]");
-    std::fs::write(p.path().join("focusqa.yaml"), cfg).unwrap();
+        "specs: [specs]",
+    );
     // The project's own spec of x.a, not run here: "not run" beside the outside one, as in a
     // single run.
     p.spec(

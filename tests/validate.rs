@@ -367,17 +367,7 @@ fn list_and_coverage_show_the_valid_specs_and_name_the_broken_file() {
     assert!(e.contains("left out: specs/bad.yaml"), "{e}");
     assert_eq!(out.status.code(), Some(2));
 
-    std::fs::write(
-        p.path().join("scope.yaml"),
-        "title: t\nareas: [{id: a, title: A}]\nitems:\n  - {id: a.one, area: a, status: in, title: One}\n",
-    )
-    .unwrap();
-    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml")).unwrap();
-    std::fs::write(
-        p.path().join("focusqa.yaml"),
-        cfg.replace("scope: none.yaml", "scope: scope.yaml"),
-    )
-    .unwrap();
+    p.with_scope("title: t\nareas: [{id: a, title: A}]\nitems:\n  - {id: a.one, area: a, status: in, title: One}\n", "");
     p.spec(
         "good.yaml",
         "id: good.one\ntitle: fine\ncovers: [a.one]\nsteps:\n  - sleep: 1ms\n",
@@ -762,13 +752,7 @@ fn a_broken_fragment_still_defines_its_captures_and_every_file_is_reported() {
 #[test]
 fn a_broken_catalog_hides_no_problem_of_the_specs() {
     let p = Project::new("http://127.0.0.1:9");
-    std::fs::write(p.path().join("scope.yaml"), "title: t\nareas: [\n").unwrap();
-    let cfg = std::fs::read_to_string(p.path().join("focusqa.yaml")).unwrap();
-    std::fs::write(
-        p.path().join("focusqa.yaml"),
-        cfg.replace("scope: none.yaml", "scope: scope.yaml"),
-    )
-    .unwrap();
+    p.with_scope("title: t\nareas: [\n", "");
     p.spec(
         "bad.yaml",
         "id: bad\ntitle: t\nsteps:\n  - sleep: 2 fortnights\n",

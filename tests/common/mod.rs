@@ -196,6 +196,23 @@ impl Project {
         self.dir.path()
     }
 
+    /// Gives the project the scope catalog `yaml` (scope.yaml) in place of none, and
+    /// `extra_config` lines after it (e.g. `specs: [specs]`).
+    pub fn with_scope(&self, yaml: &str, extra_config: &str) {
+        std::fs::write(self.path().join("scope.yaml"), yaml).unwrap();
+        let cfg = std::fs::read_to_string(self.path().join("focusqa.yaml")).unwrap();
+        let mut with = "scope: scope.yaml".to_string();
+        for line in extra_config.lines() {
+            with.push('\n');
+            with.push_str(line);
+        }
+        std::fs::write(
+            self.path().join("focusqa.yaml"),
+            cfg.replace("scope: none.yaml", &with),
+        )
+        .unwrap();
+    }
+
     pub fn spec(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join("specs").join(name);
         if let Some(parent) = p.parent() {
