@@ -289,7 +289,11 @@ fn a_spec_that_passes_validate_never_ends_with_a_spec_error() {
         errors.join("\n"),
         stdout(&out)
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // What this test holds is "no spec error", not the shipped specs' timing verdicts: the
+    // embedded default (time scale 0.01) can still lose a poll to a busy host (issue 25), and
+    // the 200-job spec is held at real timing and behind nginx elsewhere. A run that could not
+    // start or was misused (exit 2, 3, ...) still fails here.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stdout(&out));
 }
 
 #[test]

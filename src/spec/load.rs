@@ -1720,14 +1720,15 @@ fn innermost<'r>(regions: &'r Regions, path: &str) -> Option<&'r Known> {
 
 /// The names a template may use at one place of a spec.
 #[derive(Debug, Clone, Default)]
+/// Persistent (`imbl`): a clone per step region shares its structure with the others.
 struct Known {
-    defined: HashSet<String>,
+    defined: imbl::HashSet<String>,
     /// Defined only if an earlier step ran (name -> why not certain).
-    maybe: HashMap<String, String>,
+    maybe: imbl::HashMap<String, String>,
     /// Not defined at this point (name -> why).
-    not_yet: HashMap<String, String>,
+    not_yet: imbl::HashMap<String, String>,
     /// Names the `when` of this step (or of an enclosing fan-out) mentions: they guard `maybe` names.
-    guards: HashSet<String>,
+    guards: imbl::HashSet<String>,
 }
 
 impl Known {
@@ -1881,7 +1882,7 @@ fn scope_regions(spec: &Spec, target_vars: &[String]) -> Regions {
     for name in after_steps
         .defined
         .into_iter()
-        .chain(after_steps.maybe.into_keys())
+        .chain(after_steps.maybe.keys().cloned().collect::<Vec<_>>())
     {
         cleanup_known.not_yet.remove(&name);
         cleanup_known.defined.insert(name);
@@ -1942,7 +1943,11 @@ fn step_regions(
                 regions,
             );
             let mut cl = inner;
-            for n in after.defined.into_iter().chain(after.maybe.into_keys()) {
+            for n in after
+                .defined
+                .into_iter()
+                .chain(after.maybe.into_iter().map(|(k, _)| k))
+            {
                 cl.not_yet.remove(&n);
                 cl.defined.insert(n);
             }
@@ -1959,7 +1964,11 @@ fn step_regions(
             // An empty list runs nothing: what the block captures may be missing afterwards
             // (unless the list is written out and not empty).
             let runs = matches!(&f.items, serde_json::Value::Array(a) if !a.is_empty());
-            for n in after.defined.into_iter().chain(after.maybe.into_keys()) {
+            for n in after
+                .defined
+                .into_iter()
+                .chain(after.maybe.into_iter().map(|(k, _)| k))
+            {
                 if n == f.as_ || n == "index" {
                     continue;
                 }
