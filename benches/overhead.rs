@@ -96,10 +96,20 @@ async fn run_file(p: &Path, base_url: Option<&str>) -> focusqa::results::RunRepo
 }
 
 fn child(mode: &str, arg: &str) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // The embedded target runs on the virtual clock, as `focusqa run` runs it: one thread,
+    // tokio's paused clock.
+    let rt = if mode == "suite200" {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     rt.block_on(async {
         match mode {
             "server" => noop_server().await,

@@ -283,7 +283,21 @@ pub fn main() -> Exit {
         }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut on_virtual_clock = false;
     if let Command::Run(a) = &cli.command {
+        if runs_embedded(&config, a) {
+            on_virtual_clock = true;
+            // The embedded target's virtual clock: one thread, tokio's paused clock, which
+            // jumps to the next timer whenever every task waits (no real I/O is in flight:
+            // the simulator is reached in memory). Host load then changes nothing but speed.
+            if a.workers.is_some() {
+                eprintln!("warning: --workers is ignored on an embedded target: it runs on one thread, on a virtual clock");
+            }
+            builder = tokio::runtime::Builder::new_current_thread();
+            builder.start_paused(true);
+        }
+    }
+    if let (Command::Run(a), false) = (&cli.command, on_virtual_clock) {
         match a.workers {
             Some(n) => {
                 builder.worker_threads(usize::from(n));
@@ -311,6 +325,13 @@ pub fn main() -> Exit {
         Command::Sim(a) => rt.block_on(sim(a)),
         Command::Schema(a) => schema(&a),
     }
+}
+
+/// Whether `run` goes to an embedded target (then on the virtual clock). A target that does
+/// not resolve says no: the run reports that error itself.
+fn runs_embedded(config: &Config, a: &RunArgs) -> bool {
+    let name = a.target.as_deref().unwrap_or(&config.default_target);
+    config.target(name).is_ok_and(|t| t.embedded.is_some())
 }
 
 /// Whether a run does nothing at the same time, so one runner thread serves it best: one spec at
@@ -896,7 +917,7 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
             .clone()
             .unwrap_or_else(|| config.resolve(&config.report_dir));
         let templates = a.templates.clone();
-        let started = (chrono::Utc::now(), std::time::Instant::now());
+        let started = (chrono::Utc::now(), tokio::time::Instant::now());
         tokio::spawn(async move {
             let sig = signals.next().await;
             let msg = format!(

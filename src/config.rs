@@ -16,8 +16,6 @@ pub const EMBEDDED: &str = "embedded";
 pub const EMBEDDED_VARS: &[&str] = &["stream_ip", "port_min", "port_max", "capacity"];
 /// Default config file name.
 pub const CONFIG_FILE: &str = "focusqa.yaml";
-/// Time scale of the embedded simulator unless configured: 50 s of simulated cleanup take 0.5 s.
-pub const DEFAULT_EMBEDDED_TIME_SCALE: f64 = 0.01;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -228,7 +226,8 @@ pub struct EmbeddedConfig {
     /// (the async calibration job API; the target's base URL is then its `/api/v1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<crate::sim::Service>,
-    /// Multiplies every simulated delay (default 0.01; 1 = real timings).
+    /// Ignored (with a warning): an embedded simulator runs on a virtual clock. Kept so that
+    /// older configs still load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_scale: Option<f64>,
     /// Concurrent job capacity (default 200).

@@ -84,6 +84,13 @@ pub struct TargetInfo {
     pub time_scale: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_namespace: Option<String>,
+    /// `virtual` (the embedded simulator: every duration and statistic is simulated time, on a
+    /// clock that advances only while every task waits) or `wall`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
+    /// The embedded simulator's seed: `--seed N` with the same config replays the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,3 +41,4 @@ mod targets;
 mod tls;
 mod validate;
 mod verdicts;
+mod virtual_time;

@@ -13,7 +13,7 @@ fn embedded_project() -> Project {
     let p = Project::new("http://127.0.0.1:9");
     std::fs::write(
         p.path().join("focusqa.yaml"),
-        "default_target: embedded\nscope: none.yaml\ntargets:\n  embedded:\n    embedded: {time_scale: 0.05, seed: 7}\n",
+        "default_target: embedded\nscope: none.yaml\ntargets:\n  embedded:\n    embedded: {seed: 7}\n",
     )
     .unwrap();
     p

@@ -56,8 +56,9 @@ fn the_readiness_threshold_holds_on_the_default_and_fails_when_consumers_are_slo
         "all 10 polls charted"
     );
 
-    // Failing: consumers take 20-40 s (simulated) on a separately started simulator.
-    let sim = SeparateSim::start("0.01");
+    // Failing: consumers take 20-40 s (simulated) on a separately started simulator (at 0.1,
+    // where its 30 s poll is 3 s of wall time; the embedded target's twin is in virtual_time.rs).
+    let sim = SeparateSim::start("0.1");
     let (st, v) = sim.request(
         "PUT",
         "/sim/faults",

@@ -8,7 +8,8 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures::stream::StreamExt;
 use hdrhistogram::Histogram;
@@ -955,6 +956,11 @@ fn step_agg<'a>(
 /// bound to the lane's runtime and end with it.
 fn lanes_on_own_threads(f: &Fanout, ctx: &Ctx) -> bool {
     let target = &ctx.target;
+    // On the virtual clock every task must be on the one runtime whose clock it is: time
+    // would jump while a lane on another thread works.
+    if target.is_virtual() {
+        return false;
+    }
     let plain_http = |base: Option<&str>| {
         target.h1.is_some()
             && base
@@ -1586,7 +1592,7 @@ mod tests {
                     spec_file: "s.yaml".into(),
                     spec_dir: Default::default(),
                     secret_vars: Vec::new(),
-                    last_progress: Arc::new(std::sync::Mutex::new(Instant::now())),
+                    last_progress: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
                     cookies: Arc::new(super::super::http::CookieJar::new(true)),
                     summarized: false,
                 }

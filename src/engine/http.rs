@@ -16,7 +16,8 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -349,7 +350,8 @@ fn failed(
     url: &url::Url,
     redirects: Vec<Value>,
 ) -> Result<Observation, ExecError> {
-    if expected_error.is_some() && f.kind.is_some() {
+    // A request the virtual clock refused was never sent: no error of the server to expect.
+    if expected_error.is_some() && f.kind.is_some_and(|k| k != "outside") {
         return Ok(Observation {
             elapsed: start.elapsed(),
             request: shown,
@@ -1262,6 +1264,7 @@ impl Failure {
     fn new(kind: Option<&'static str>, detail: &str, url: &str) -> Failure {
         let message = match kind {
             Some("timeout") => format!("timeout: no answer from {url} in time (raise the step's `timeout` or the target's `timeout`)"),
+            Some("outside") => format!("not sent: {detail}"),
             Some(_) if detail.to_lowercase().contains("certificate") => format!("TLS error connecting to {url}: {detail} (for lab servers set `tls.insecure: true` or `tls.ca_file` on the target)"),
             Some(_) => format!("cannot connect to {url}: {detail} (is the server up and the target's base_url right?)"),
             None => format!("request to {url} failed: {detail}"),
@@ -1298,6 +1301,9 @@ async fn send<'a>(
     timeout: Duration,
 ) -> Result<Resp<'a>, Failure> {
     use crate::targets::h1::{H1Client, SendError};
+    if let Some(why) = target.refuses(&hop.url) {
+        return Err(Failure::new(Some("outside"), &why, hop.url.as_str()));
+    }
     match &target.h1 {
         Some(h1) if H1Client::handles(&hop.url) => {
             // Built in the call: a request held in a local would take room in this future.

@@ -2,7 +2,7 @@
 //! The observed document is the object (get/wait), `{items, count}` (list), or what was deleted.
 //! On failure the step attaches the object's YAML, its recent Events and container statuses.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::{Event as KEvent, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};

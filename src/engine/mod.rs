@@ -15,7 +15,8 @@ pub mod step;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -210,8 +211,9 @@ pub struct Ctx {
     pub spec_dir: PathBuf,
     /// The spec's `secrets:`: variables (and captures) whose values are secrets.
     pub secret_vars: Vec<String>,
-    /// When progress was last reported (starts at the spec's start).
-    pub last_progress: Arc<std::sync::Mutex<Instant>>,
+    /// When progress was last reported (starts at the spec's start). Wall time: progress is
+    /// for the person watching, whatever clock the run is on.
+    pub last_progress: Arc<std::sync::Mutex<std::time::Instant>>,
     /// The case's cookie jar (emptied when a case starts; shared by a fan-out's iterations).
     pub cookies: Arc<http::CookieJar>,
     /// Step results feed a fan-out's statistics and are then dropped: excerpts keep only what a
@@ -219,7 +221,8 @@ pub struct Ctx {
     pub summarized: bool,
 }
 
-/// Long steps report progress at most this often, and only once a spec has run this long.
+/// Long steps report progress at most this often, and only once a spec has run this long
+/// (wall time).
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 impl Ctx {
@@ -243,7 +246,7 @@ impl Ctx {
     /// Reports progress of a long step (throttled: quiet specs print nothing extra).
     pub fn progress(&self, message: String) {
         let Some(tx) = &self.events else { return };
-        let now = Instant::now();
+        let now = std::time::Instant::now();
         let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(*last) < PROGRESS_EVERY {
             return;
@@ -573,7 +576,7 @@ async fn run_spec(
             .map(Path::to_path_buf)
             .unwrap_or_default(),
         secret_vars: spec.secrets.clone(),
-        last_progress: Arc::new(std::sync::Mutex::new(Instant::now())),
+        last_progress: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         cookies: Arc::new(http::CookieJar::new(spec.cookies.unwrap_or(target.cookies))),
         summarized: false,
     };

@@ -1,6 +1,7 @@
 //! Running one step: execute its kind, check expectations, capture variables, poll with `until`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};

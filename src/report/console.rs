@@ -89,10 +89,16 @@ impl Console {
             } => {
                 self.total = *specs;
                 let url = target.base_url.as_deref().unwrap_or("-");
-                let scale = target
-                    .time_scale
-                    .map(|t| format!(", time scale {t}"))
-                    .unwrap_or_default();
+                let scale = match (target.clock.as_deref(), target.seed) {
+                    (Some("virtual"), seed) => format!(
+                        ", virtual clock{}",
+                        seed.map(|s| format!(", seed {s}")).unwrap_or_default()
+                    ),
+                    _ => target
+                        .time_scale
+                        .map(|t| format!(", time scale {t}"))
+                        .unwrap_or_default(),
+                };
                 println!("focusqa: running {specs} specs ({cases} cases) against target `{}` ({} {url}{scale})", target.name, target.kind);
             }
             Event::SpecStarted { .. } => {}

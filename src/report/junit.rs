@@ -29,6 +29,13 @@ pub fn render(report: &RunReport) -> Result<String, String> {
         // never shows a simulator's verdict as a real server's.
         let here = TargetRef::of(&report.target);
         suite.add_property(("target.kind", here.kind_label()));
+        // Replaying a failure needs the clock and the seed it ran with (`--seed N`).
+        if let Some(c) = &report.target.clock {
+            suite.add_property(("target.clock", c.as_str()));
+        }
+        if let Some(seed) = report.target.seed {
+            suite.add_property(("target.seed", seed.to_string().as_str()));
+        }
         if let Some(on) = covered_on(report, &spec.id) {
             let key = match spec.status {
                 Status::Passed => Some("coverage.verified_on"),

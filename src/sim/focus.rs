@@ -64,10 +64,13 @@ async fn response_faults(State(shared): S, req: Request, next: Next) -> Response
     if req.uri().path().starts_with("/sim") {
         return next.run(req).await;
     }
-    let ms = shared.with(|st, _| st.faults.slow_responses_ms);
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
+    // The modelled time the server takes (seeded draws, scaled like every simulated delay),
+    // then the `slow_responses_ms` fault on top.
+    let (latency, ms) = shared.with(|st, _| {
+        let secs = st.focus_latency(req.method(), req.uri().path());
+        (st.clock.scaled(secs), st.faults.slow_responses_ms)
+    });
+    tokio::time::sleep(latency + Duration::from_millis(ms)).await;
     let resp = next.run(req).await;
     let reset = shared.with(|st, _| {
         let f = &mut st.faults;

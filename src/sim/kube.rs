@@ -75,11 +75,18 @@ pub async fn gate(
         let faults = &mut st.faults;
         match st.kube_api.admit(verb, faults, now) {
             Some(after) => Err(Some(after)),
-            None => Ok(()),
+            None => {
+                let secs = st.kube_latency();
+                Ok(st.clock.scaled(secs))
+            }
         }
     });
     match verdict {
-        Ok(()) => next.run(req).await,
+        Ok(latency) => {
+            // The modelled time an API server takes to answer (seeded, scaled).
+            tokio::time::sleep(latency).await;
+            next.run(req).await
+        }
         Err(None) => status(401, "Unauthorized", "Unauthorized", None),
         Err(Some(after)) => {
             let mut r = status(

@@ -170,25 +170,65 @@ impl Shared {
     }
 }
 
+/// The Focus API's URL of a simulator in memory ([`start_in_memory`]): a name no resolver
+/// knows, so nothing reaches it but the [`serve::Dialer`].
+pub const MEMORY_FOCUS_URL: &str = "http://focus.embedded";
+/// The Kubernetes API's URL of a simulator in memory (served by [`SimHandle::kube_service`]).
+pub const MEMORY_KUBE_URL: &str = "http://kubernetes.embedded";
+
+/// How the two APIs are reached: sockets, or in memory.
+enum Reach {
+    Tcp {
+        focus: SocketAddr,
+        kube: SocketAddr,
+    },
+    Memory {
+        dialer: serve::Dialer,
+        kube: axum::Router,
+    },
+}
+
 /// A running simulator.
 pub struct SimHandle {
     config: SimConfig,
-    focus_addr: SocketAddr,
-    kube_addr: SocketAddr,
+    reach: Reach,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
 
 impl SimHandle {
-    /// e.g. "http://127.0.0.1:41234" (no trailing slash).
+    /// e.g. "http://127.0.0.1:41234" (no trailing slash); [`MEMORY_FOCUS_URL`] in memory.
     pub fn focus_url(&self) -> String {
-        format!("http://{}", self.focus_addr)
+        match &self.reach {
+            Reach::Tcp { focus, .. } => format!("http://{focus}"),
+            Reach::Memory { .. } => MEMORY_FOCUS_URL.into(),
+        }
     }
 
-    /// e.g. "http://127.0.0.1:41235".
+    /// e.g. "http://127.0.0.1:41235"; [`MEMORY_KUBE_URL`] in memory.
     pub fn kube_url(&self) -> String {
-        format!("http://{}", self.kube_addr)
+        match &self.reach {
+            Reach::Tcp { kube, .. } => format!("http://{kube}"),
+            Reach::Memory { .. } => MEMORY_KUBE_URL.into(),
+        }
+    }
+
+    /// Opens in-memory connections to the Focus API, on a simulator started in memory.
+    pub fn dialer(&self) -> Option<serve::Dialer> {
+        match &self.reach {
+            Reach::Memory { dialer, .. } => Some(dialer.clone()),
+            Reach::Tcp { .. } => None,
+        }
+    }
+
+    /// The Kubernetes API as a service called in-process (a `tower::Service` of HTTP requests,
+    /// as `kube::Client::new` takes), on a simulator started in memory.
+    pub fn kube_service(&self) -> Option<axum::Router> {
+        match &self.reach {
+            Reach::Memory { kube, .. } => Some(kube.clone()),
+            Reach::Tcp { .. } => None,
+        }
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -245,6 +285,31 @@ pub async fn start(
     focus_port: u16,
     kube_port: u16,
 ) -> std::io::Result<SimHandle> {
+    check(&config)?;
+    let focus_listener = listen(focus_port)?;
+    let kube_listener = listen(kube_port)?;
+    let reach = Reach::Tcp {
+        focus: focus_listener.local_addr()?,
+        kube: kube_listener.local_addr()?,
+    };
+    Ok(launch(config, reach, focus_listener.into(), Some(kube_listener)))
+}
+
+/// A simulator with no socket, for a runner in the same process: the Focus API is served over
+/// in-memory connections ([`SimHandle::dialer`]), the Kubernetes API is called as a service
+/// ([`SimHandle::kube_service`]). With no real I/O, a paused tokio clock (the embedded
+/// target's virtual time) only jumps when every task of the process waits on a timer.
+pub fn start_in_memory(config: SimConfig) -> std::io::Result<SimHandle> {
+    check(&config)?;
+    let (listener, dialer) = serve::Dialer::pair();
+    let reach = Reach::Memory {
+        dialer,
+        kube: axum::Router::new(),
+    };
+    Ok(launch(config, reach, listener, None))
+}
+
+fn check(config: &SimConfig) -> std::io::Result<()> {
     if !config.time_scale.is_finite() || config.time_scale < 0.0 {
         return Err(invalid("time_scale must be a finite number >= 0"));
     }
@@ -258,11 +323,17 @@ pub async fn start(
             "header_read_timeout and body_read_timeout must be greater than zero",
         ));
     }
-    let focus_listener = listen(focus_port)?;
-    let kube_listener = listen(kube_port)?;
-    let focus_addr = focus_listener.local_addr()?;
-    let kube_addr = kube_listener.local_addr()?;
+    Ok(())
+}
 
+/// Starts the timer task and serves both APIs: the Focus API from `focus_listener`, the
+/// Kubernetes API from `kube_listener` or, without one, as the service kept in `reach`.
+fn launch(
+    config: SimConfig,
+    mut reach: Reach,
+    focus_listener: serve::Listener,
+    kube_listener: Option<tokio::net::TcpListener>,
+) -> SimHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tx, _) = broadcast::channel(65_536);
     let clock = clock::Clock::new(config.time_scale);
@@ -308,22 +379,25 @@ pub async fn start(
         focus_head,
         shared.shutdown_signal(),
     )));
-    tasks.push(tokio::spawn(serve::serve(
-        kube_listener,
-        kube_app,
-        move || head,
-        shared.shutdown_signal(),
-    )));
+    match (kube_listener, &mut reach) {
+        (Some(l), _) => tasks.push(tokio::spawn(serve::serve(
+            l,
+            kube_app,
+            move || head,
+            shared.shutdown_signal(),
+        ))),
+        (None, Reach::Memory { kube, .. }) => *kube = kube_app,
+        (None, Reach::Tcp { .. }) => unreachable!("a simulator on sockets has a Kubernetes listener"),
+    }
     tasks.push(tokio::spawn(timer_task(shared.clone())));
 
-    Ok(SimHandle {
+    SimHandle {
         config,
-        focus_addr,
-        kube_addr,
+        reach,
         shutdown_tx,
         tasks,
         shared,
-    })
+    }
 }
 
 /// Applies scheduled transitions at their deadlines, so watches see them without requests.
@@ -338,11 +412,18 @@ async fn timer_task(shared: Arc<Shared>) {
             st.advance(Instant::now());
             st.next_deadline()
         };
-        let far = Instant::now() + Duration::from_secs(3600);
+        // With nothing scheduled, no timer: on a virtual clock a far-off one would be where
+        // time jumps to whenever the rest of the process waits on something else.
+        let due = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = rx.changed() => {}
             _ = shared.notify.notified() => {}
-            _ = tokio::time::sleep_until(next.unwrap_or(far)) => {}
+            _ = due => {}
         }
     }
 }

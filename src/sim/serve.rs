@@ -19,21 +19,77 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::DuplexStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::either::Either;
 
 /// Largest request body either API reads (as axum's default limit).
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A connection to a simulator: a TCP socket, or an in-memory pipe from a runner in the same
+/// process (see [`Dialer`]).
+pub type Stream = Either<TcpStream, DuplexStream>;
+
+/// Bytes an in-memory connection buffers each way before a writer waits for the reader.
+const PIPE_BUFFER: usize = 64 * 1024;
+
+/// Where a simulator takes its connections from.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// In-memory pipes handed over by [`Dialer`]s: no socket, so no real I/O is in flight while
+    /// a virtual clock jumps (the embedded target, issue 25).
+    Memory(mpsc::Receiver<DuplexStream>),
+}
+
+/// Opens in-memory connections to a simulator served from a [`Listener::Memory`].
+#[derive(Clone, Debug)]
+pub struct Dialer(mpsc::Sender<DuplexStream>);
+
+impl Dialer {
+    /// A listener and the dialer that connects to it.
+    pub fn pair() -> (Listener, Dialer) {
+        let (tx, rx) = mpsc::channel(1024);
+        (Listener::Memory(rx), Dialer(tx))
+    }
+
+    /// A new connection (the simulator serves it as it would an accepted socket).
+    pub async fn dial(&self) -> std::io::Result<DuplexStream> {
+        let (client, server) = tokio::io::duplex(PIPE_BUFFER);
+        self.0.send(server).await.map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "the embedded simulator has stopped",
+            )
+        })?;
+        Ok(client)
+    }
+}
+
+impl Listener {
+    /// The next connection; `None` when no more can come (every dialer is gone).
+    async fn accept(&mut self) -> Option<std::io::Result<Stream>> {
+        match self {
+            Listener::Tcp(l) => Some(l.accept().await.map(|(s, _)| {
+                // Requests are small and answered at once: Nagle's delay would only add latency.
+                let _ = s.set_nodelay(true);
+                Either::Left(s)
+            })),
+            Listener::Memory(rx) => rx.recv().await.map(|s| Ok(Either::Right(s))),
+        }
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` turns true, then waits for open connections to
 /// finish (idle ones close at once; watches end on the same signal). `header_read_timeout` is
 /// asked at each accept (a fault may shorten it for the connections accepted while it is set).
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     app: Router,
     header_read_timeout: impl Fn() -> Duration + Send + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut listener = listener.into();
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -41,8 +97,13 @@ pub async fn serve(
             _ = shutdown.wait_for(|v| *v) => break,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
+            Some(Ok(stream)) => stream,
+            None => {
+                // No dialer left: no connection can come; wait for the shutdown signal.
+                let _ = shutdown.wait_for(|v| *v).await;
+                break;
+            }
+            Some(Err(e)) => {
                 // Per-connection errors (reset before accept) are not fatal; others
                 // (EMFILE, ...) are retried after a pause, as axum::serve does.
                 if !is_connection_error(&e) {
@@ -51,7 +112,6 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -64,6 +124,12 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Self {
+        Listener::Tcp(l)
+    }
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {

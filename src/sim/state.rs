@@ -83,6 +83,9 @@ pub struct Faults {
     /// The next N Focus API responses (not `/sim`) break off in the middle of their body: the
     /// head and half the body are sent, then the connection is closed.
     pub reset_responses: u64,
+    /// `POST /configure` takes a time drawn uniformly from this range (real-world seconds)
+    /// instead of the modelled ~0.2-0.35 s: e.g. `[2, 4]` makes `p95(configure) < 2s` fail.
+    pub configure_delay_s: Option<(f64, f64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +94,7 @@ pub struct KubeThrottle {
     pub retry_after_s: u64,
 }
 
-pub const FAULT_KEYS: [&str; 11] = [
+pub const FAULT_KEYS: [&str; 12] = [
     "live_data",
     "recordings",
     "occupied_ports",
@@ -103,7 +106,23 @@ pub const FAULT_KEYS: [&str; 11] = [
     "kube_throttle",
     "idle_close_s",
     "reset_responses",
+    "configure_delay_s",
 ];
+
+/// A fault's `[min, max]` seconds (0 <= min <= max <= 3600), or `null` for none.
+fn seconds_range(key: &str, v: &Value) -> Result<Option<(f64, f64)>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let bad = || format!("{key} must be [min, max] seconds with 0 <= min <= max <= 3600, or null");
+    let arr = v.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;
+    let lo = arr[0].as_f64().ok_or_else(bad)?;
+    let hi = arr[1].as_f64().ok_or_else(bad)?;
+    if !(0.0..=3600.0).contains(&lo) || !(lo..=3600.0).contains(&hi) {
+        return Err(bad());
+    }
+    Ok(Some((lo, hi)))
+}
 
 impl Faults {
     pub fn defaults(cfg: &SimConfig) -> Self {
@@ -119,6 +138,7 @@ impl Faults {
             kube_throttle: None,
             idle_close_s: None,
             reset_responses: 0,
+            configure_delay_s: None,
         }
     }
 
@@ -135,6 +155,7 @@ impl Faults {
             "kube_throttle": self.kube_throttle.map(|t| json!({"requests": t.requests, "retry_after_s": t.retry_after_s})),
             "idle_close_s": self.idle_close_s,
             "reset_responses": self.reset_responses,
+            "configure_delay_s": self.configure_delay_s.map(|(lo, hi)| [lo, hi]),
         })
     }
 
@@ -172,20 +193,8 @@ impl Faults {
                     }
                     f.slow_responses_ms = ms;
                 }
-                "consumer_delay_s" => {
-                    f.consumer_delay_s = if v.is_null() {
-                        None
-                    } else {
-                        let bad = "consumer_delay_s must be [min, max] seconds with 0 <= min <= max <= 3600, or null";
-                        let arr = v.as_array().filter(|a| a.len() == 2).ok_or(bad)?;
-                        let lo = arr[0].as_f64().ok_or(bad)?;
-                        let hi = arr[1].as_f64().ok_or(bad)?;
-                        if !(0.0..=3600.0).contains(&lo) || !(lo..=3600.0).contains(&hi) {
-                            return Err(bad.into());
-                        }
-                        Some((lo, hi))
-                    };
-                }
+                "consumer_delay_s" => f.consumer_delay_s = seconds_range(k, v)?,
+                "configure_delay_s" => f.configure_delay_s = seconds_range(k, v)?,
                 "idle_close_s" => {
                     let bad =
                         "idle_close_s must be a number of seconds with 0 < s <= 3600, or null";
@@ -372,6 +381,9 @@ pub struct State {
     pub clock: Clock,
     rng: StdRng,
     aux_rng: StdRng,
+    /// Draws the modelled latency of each request; a stream of its own, so that latencies
+    /// leave every other draw (delays, names, uids) as it was.
+    latency_rng: StdRng,
     pub faults: Faults,
     next_seq: u64,
     jobs: BTreeMap<u64, Job>,
@@ -432,8 +444,41 @@ impl KubeApiStats {
     }
 }
 
+/// Mixed into the seed of the latency draws (any constant: a stream apart from the others).
+const LATENCY_STREAM: u64 = 0x6c61_7465_6e63_7921;
+
+/// Modelled time (real-world seconds, [min, max]) the Focus Server takes to answer, from the
+/// stage timings of the sources: configure ~0.2 s plus the DB write ~0.1 s, disconnect ~0.1 s;
+/// reads are answered from memory in milliseconds.
+pub fn focus_latency_range(method: &http::Method, path: &str) -> (f64, f64) {
+    match (method.as_str(), path) {
+        ("POST", "/configure") => (0.2, 0.35),
+        ("DELETE", p) if p.starts_with("/job/") => (0.05, 0.12),
+        _ => (0.003, 0.02),
+    }
+}
+
+/// Modelled time a Kubernetes API server takes to answer a request (real-world seconds).
+pub const KUBE_LATENCY: (f64, f64) = (0.002, 0.01);
+
 impl State {
+    /// The time this Focus API request takes (real-world, before time scaling): the modelled
+    /// latency, or the `configure_delay_s` fault's range for `POST /configure`.
+    pub fn focus_latency(&mut self, method: &http::Method, path: &str) -> f64 {
+        let (lo, hi) = match self.faults.configure_delay_s {
+            Some(r) if method == http::Method::POST && path == "/configure" => r,
+            _ => focus_latency_range(method, path),
+        };
+        clock::uniform(&mut self.latency_rng, lo, hi)
+    }
+
+    /// The time a Kubernetes API request takes (real-world, before time scaling).
+    pub fn kube_latency(&mut self) -> f64 {
+        clock::uniform(&mut self.latency_rng, KUBE_LATENCY.0, KUBE_LATENCY.1)
+    }
+
     pub fn new(cfg: SimConfig, clock: Clock, store: Store) -> Self {
+        let cfg_seed = cfg.seed;
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let aux_rng = clock::child_rng(&mut rng);
         let start = clock.start_wall.naive_utc();
@@ -447,6 +492,7 @@ impl State {
             clock,
             rng,
             aux_rng,
+            latency_rng: StdRng::seed_from_u64(cfg_seed ^ LATENCY_STREAM),
             faults,
             next_seq: 1,
             jobs: BTreeMap::new(),

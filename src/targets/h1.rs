@@ -34,6 +34,7 @@ use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use super::error_chain;
+use crate::sim::serve::{Dialer, Stream};
 
 /// Idle connections kept per host (as the reqwest client's `pool_max_idle_per_host`).
 const MAX_IDLE_PER_HOST: usize = 256;
@@ -50,7 +51,7 @@ struct Host {
     idle: Vec<Conn>,
 }
 
-type Driver = Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
+type Driver = Pin<Box<Connection<TokioIo<Stream>, Full<Bytes>>>>;
 
 /// A connection idle at least this long may have met the server's keep-alive timeout as a
 /// request went out: an idempotent request that then fails before its answer is sent again.
@@ -140,6 +141,8 @@ pub fn with_lane_pool<R>(f: impl FnOnce() -> R) -> R {
 pub struct H1Client {
     hosts: Mutex<Vec<Host>>,
     connect_timeout: Duration,
+    /// Origins (host, port) reached in memory, not through sockets: the embedded simulator's.
+    memory: Vec<(String, u16, Dialer)>,
 }
 
 /// Why a request got no response.
@@ -167,7 +170,16 @@ impl H1Client {
         H1Client {
             hosts: Mutex::new(Vec::new()),
             connect_timeout,
+            memory: Vec::new(),
         }
+    }
+
+    /// A client whose connections to `url`'s origin are in-memory pipes opened by `dialer`.
+    pub fn with_memory_origin(mut self, url: &url::Url, dialer: Dialer) -> H1Client {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        self.memory.push((host, port, dialer));
+        self
     }
 
     /// Whether a URL can go this way (the caller sends the rest through reqwest).
@@ -320,7 +332,15 @@ impl H1Client {
     }
 
     async fn connect(&self, url: &url::Url, port: u16) -> Result<Conn, SendError> {
+        let host = url.host_str().unwrap_or_default();
+        let memory = self
+            .memory
+            .iter()
+            .find(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port);
         let connect = async {
+            if let Some((.., dialer)) = memory {
+                return Ok(Stream::Right(dialer.dial().await?));
+            }
             let stream = match url.host() {
                 Some(url::Host::Ipv4(ip)) => {
                     tokio::net::TcpStream::connect(SocketAddr::from((ip, port))).await
@@ -335,7 +355,7 @@ impl H1Client {
             }?;
             // Requests are small and answered at once: Nagle's delay would only add latency.
             stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
+            Ok::<_, std::io::Error>(Stream::Left(stream))
         };
         let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(s)) => s,

@@ -138,8 +138,17 @@ impl KubeTarget {
         }
     }
 
-    /// The embedded simulator's Kubernetes API.
+    /// The embedded simulator's Kubernetes API: called in-process when the simulator runs in
+    /// memory (kube's client takes any service of HTTP requests), else over its socket.
     pub async fn for_simulator(sim: &SimHandle) -> Result<Self, String> {
+        if let Some(service) = sim.kube_service() {
+            let ns = sim.config().namespace.clone();
+            return Ok(KubeTarget::new(
+                kube::Client::new(service, ns.clone()),
+                ns,
+                sim.kube_url(),
+            ));
+        }
         let url: http::Uri = sim
             .kube_url()
             .parse()

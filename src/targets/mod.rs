@@ -8,7 +8,7 @@ pub mod watch;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::config::{Config, TargetConfig, DEFAULT_EMBEDDED_TIME_SCALE};
+use crate::config::{Config, TargetConfig};
 use crate::results::TargetInfo;
 use crate::sim::{SimConfig, SimHandle};
 use crate::spec::{Capability, VarMap};
@@ -98,6 +98,9 @@ pub struct Target {
     /// The run's secret values, redacted from every report (shared: grows during the run with
     /// `env.*` values, sensitive headers, secret captures and variables).
     pub secrets: crate::results::Secrets,
+    /// The origins of an embedded simulator, reached in memory on the run's virtual clock.
+    /// Empty for other targets; when not, no request may leave for another origin.
+    memory: Vec<url::Origin>,
     sim: Option<SimHandle>,
     calibration: Option<crate::sim::calibration::CalibrationHandle>,
 }
@@ -169,6 +172,27 @@ impl Target {
         self.time_scale != 1.0
     }
 
+    /// Does this target run on the virtual clock of an embedded simulator?
+    pub fn is_virtual(&self) -> bool {
+        !self.memory.is_empty()
+    }
+
+    /// Why a request to `url` may not be sent from this target, if it may not: on the virtual
+    /// clock, only the embedded simulator is reachable (a real network answer takes wall time,
+    /// which the clock would skip over: a request elsewhere would time out at once, or be
+    /// measured as taking no time).
+    pub fn refuses(&self, url: &url::Url) -> Option<String> {
+        if self.memory.is_empty() || self.memory.contains(&url.origin()) {
+            return None;
+        }
+        Some(format!(
+            "`{}` is outside the embedded simulator: the embedded target runs on a virtual clock, which only the simulator inside focusqa follows. \
+             Write a path under the base URL ({}), or run this spec on a target that reaches that host (a remote target, or `focusqa sim` with `simulator: true`)",
+            crate::results::secrets::redact_url(url.as_str()),
+            self.base_url.as_deref().unwrap_or_default()
+        ))
+    }
+
     pub fn has(&self, c: Capability) -> bool {
         self.capabilities.contains(&c)
     }
@@ -194,6 +218,9 @@ impl Target {
         let mut kube = None;
         let mut time_scale = cfg.time_scale.unwrap_or(1.0);
         let mut kind = "remote";
+        // The embedded simulator's seed, and the origins reached in memory (its own).
+        let mut seed = None;
+        let mut memory: Vec<(url::Url, crate::sim::serve::Dialer)> = Vec::new();
         let mut sim_vars;
         let base_url;
         if let Some(emb) = cfg
@@ -202,31 +229,31 @@ impl Target {
             .filter(|e| e.service == Some(crate::sim::Service::Calibration))
         {
             // The calibration job API: no Kubernetes, no stream facts; its base URL is `/api/v1`.
-            time_scale = ov
-                .time_scale
-                .or(emb.time_scale)
-                .unwrap_or(DEFAULT_EMBEDDED_TIME_SCALE);
+            ignored_time_scale(name, ov.time_scale.or(emb.time_scale));
+            time_scale = 1.0;
             let cc = crate::sim::calibration::CalibrationConfig {
                 time_scale,
                 seed: ov.seed.or(emb.seed).unwrap_or(42),
                 ..Default::default()
             };
-            let handle = crate::sim::calibration::start(cc, 0)
-                .await
-                .map_err(|source| TargetError::Simulator {
+            seed = Some(cc.seed);
+            let handle = crate::sim::calibration::start_in_memory(cc).map_err(|source| {
+                TargetError::Simulator {
                     target: name.into(),
                     source,
-                })?;
+                }
+            })?;
             base_url = Some(handle.api_url());
+            if let (Ok(u), Some(d)) = (url::Url::parse(&handle.url()), handle.dialer()) {
+                memory.push((u, d));
+            }
             sim_vars = VarMap::new();
             capabilities.insert(Capability::Simulator);
             calibration = Some(handle);
             kind = "embedded";
         } else if let Some(emb) = &cfg.embedded {
-            time_scale = ov
-                .time_scale
-                .or(emb.time_scale)
-                .unwrap_or(DEFAULT_EMBEDDED_TIME_SCALE);
+            ignored_time_scale(name, ov.time_scale.or(emb.time_scale));
+            time_scale = 1.0;
             let defaults = SimConfig::default();
             let sc = SimConfig {
                 time_scale,
@@ -237,14 +264,16 @@ impl Target {
             };
             // The simulator's own facts are target variables; configured `vars` override them.
             sim_vars = facts_vars(&sc.stream_ip, sc.port_range, sc.capacity);
+            seed = Some(sc.seed);
             let handle =
-                crate::sim::start(sc, 0, 0)
-                    .await
-                    .map_err(|source| TargetError::Simulator {
-                        target: name.into(),
-                        source,
-                    })?;
+                crate::sim::start_in_memory(sc).map_err(|source| TargetError::Simulator {
+                    target: name.into(),
+                    source,
+                })?;
             base_url = Some(handle.focus_url());
+            if let (Ok(u), Some(d)) = (url::Url::parse(&handle.focus_url()), handle.dialer()) {
+                memory.push((u, d));
+            }
             kube = Some(
                 kube::KubeTarget::for_simulator(&handle)
                     .await
@@ -355,13 +384,28 @@ impl Target {
                 .collect(),
             time_scale: (kind != "remote").then_some(time_scale),
             kube_namespace: kube.as_ref().map(|k| k.namespace.clone()),
+            clock: Some(if kind == "embedded" { "virtual" } else { "wall" }.into()),
+            seed,
         };
+        // In memory, every request goes through the lean client (a proxy in the environment
+        // has nothing to do with a simulator inside this process).
+        let h1 = if memory.is_empty() {
+            lean_http1(cfg).then(|| h1::H1Client::new(connect_timeout(timeout)))
+        } else {
+            let mut c = h1::H1Client::new(connect_timeout(timeout));
+            for (u, d) in &memory {
+                c = c.with_memory_origin(u, d.clone());
+            }
+            Some(c)
+        };
+        let memory = memory.into_iter().map(|(u, _)| u.origin()).collect();
         Ok(Target {
             name: name.to_string(),
             info,
             base_url,
             http,
-            h1: lean_http1(cfg).then(|| h1::H1Client::new(connect_timeout(timeout))),
+            h1,
+            memory,
             headers,
             base_headers: Default::default(),
             timeout,
@@ -447,6 +491,17 @@ impl Target {
         if let Some(c) = self.calibration.take() {
             c.shutdown().await;
         }
+    }
+}
+
+/// Warns that a time scale was given for an embedded target, where it no longer applies.
+fn ignored_time_scale(target: &str, ts: Option<f64>) {
+    if let Some(ts) = ts {
+        eprintln!(
+            "warning: target `{target}`: time_scale {ts} is ignored: the embedded simulator runs on a virtual clock \
+             (simulated time passes only while every task waits; a 50 s cleanup costs no wall time). \
+             Remove it; for a simulator on the wall clock use `focusqa sim --time-scale` and a `simulator: true` target"
+        );
     }
 }
 

@@ -97,6 +97,18 @@ pub fn render(report: &RunReport, view: &str, templates: Option<&Path>) -> Resul
     render_with(&env, &context(report), view)
 }
 
+/// Says what the run's clock means for a reader: the embedded target's virtual clock, or a
+/// simulator's time scale (delays multiplied by it).
+fn clock_label(t: &crate::results::TargetInfo) -> Option<String> {
+    if t.clock.as_deref() == Some("virtual") {
+        return Some(format!(
+            "virtual{} (every duration is simulated time, on a clock that advances only while every task waits: machine load changes nothing)",
+            t.seed.map(|s| format!(", seed {s}")).unwrap_or_default()
+        ));
+    }
+    t.time_scale.map(time_scale_label)
+}
+
 /// Says what a simulator time scale means for a reader: delays multiplied by it.
 fn time_scale_label(ts: f64) -> String {
     if (ts - 1.0).abs() < 1e-9 {
@@ -262,7 +274,7 @@ fn run_view(r: &RunReport) -> RunView {
         target_kind: crate::results::kind_label(&r.target.kind).to_string(),
         base_url: r.target.base_url.clone(),
         namespace: r.target.kube_namespace.clone(),
-        time_scale: r.target.time_scale.map(time_scale_label),
+        time_scale: clock_label(&r.target),
         capabilities: r.target.capabilities.clone(),
         started_at: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         started_at_iso: r

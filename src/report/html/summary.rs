@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::charts::{column_chart, hbar_chart, nice_ceil, ColumnChart, HBarChart};
 use super::{
-    fmt_ms, fmt_ms_bare, pretty_body, shorten, status_label, time_scale_label, value_text, Anchors,
+    clock_label, fmt_ms, fmt_ms_bare, pretty_body, shorten, status_label, value_text, Anchors,
 };
 use crate::results::{
     Bucket, CaseResult, Coverage, FanoutStats, LatencyStats, PollInfo, RunReport, SpecResult,
@@ -773,8 +773,8 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
         .collect();
     Some(ReadinessView {
         count: values.len(),
-        simulated,
-        time_scale: r.target.time_scale.map(time_scale_label),
+        simulated: simulated || r.target.clock.as_deref() == Some("virtual"),
+        time_scale: clock_label(&r.target),
         min: fmt_ms(values[0]),
         median: fmt_ms(quantile(&values, 0.5)),
         p90: fmt_ms(quantile(&values, 0.9)),

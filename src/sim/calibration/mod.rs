@@ -71,15 +71,26 @@ pub struct Shared {
 /// A running calibration simulator.
 pub struct CalibrationHandle {
     config: CalibrationConfig,
-    addr: SocketAddr,
+    /// `None` in memory ([`start_in_memory`]): reached through `dialer` only.
+    addr: Option<SocketAddr>,
+    dialer: Option<serve::Dialer>,
     shutdown_tx: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
 impl CalibrationHandle {
-    /// The server's root, e.g. `http://127.0.0.1:41234` (the API is under `/api/v1`).
+    /// The server's root, e.g. `http://127.0.0.1:41234` (the API is under `/api/v1`);
+    /// [`MEMORY_URL`] in memory.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.addr {
+            Some(a) => format!("http://{a}"),
+            None => MEMORY_URL.into(),
+        }
+    }
+
+    /// Opens in-memory connections, on a simulator started in memory.
+    pub fn dialer(&self) -> Option<serve::Dialer> {
+        self.dialer.clone()
     }
 
     /// The API's base URL: `<root>/api/v1`.
@@ -111,16 +122,41 @@ impl Drop for CalibrationHandle {
     }
 }
 
+/// The root URL of a calibration simulator in memory: a name no resolver knows.
+pub const MEMORY_URL: &str = "http://calibration.embedded";
+
 /// Binds 127.0.0.1:port (0 = any free port) and serves until shutdown.
 pub async fn start(config: CalibrationConfig, port: u16) -> std::io::Result<CalibrationHandle> {
+    check(&config)?;
+    let listener = super::listen(port)?;
+    let addr = listener.local_addr()?;
+    Ok(launch(config, listener.into(), Some(addr), None))
+}
+
+/// A calibration simulator with no socket, served over in-memory connections
+/// ([`CalibrationHandle::dialer`]), for a runner on a virtual clock in the same process.
+pub fn start_in_memory(config: CalibrationConfig) -> std::io::Result<CalibrationHandle> {
+    check(&config)?;
+    let (listener, dialer) = serve::Dialer::pair();
+    Ok(launch(config, listener, None, Some(dialer)))
+}
+
+fn check(config: &CalibrationConfig) -> std::io::Result<()> {
     if !config.time_scale.is_finite() || config.time_scale <= 0.0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "time_scale must be a finite number > 0",
         ));
     }
-    let listener = super::listen(port)?;
-    let addr = listener.local_addr()?;
+    Ok(())
+}
+
+fn launch(
+    config: CalibrationConfig,
+    listener: serve::Listener,
+    addr: Option<SocketAddr>,
+    dialer: Option<serve::Dialer>,
+) -> CalibrationHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         state: Mutex::new(state::State::new(config.seed)),
@@ -143,10 +179,11 @@ pub async fn start(config: CalibrationConfig, port: u16) -> std::io::Result<Cali
         },
         shutdown_rx,
     ));
-    Ok(CalibrationHandle {
+    CalibrationHandle {
         config,
         addr,
+        dialer,
         shutdown_tx,
         task: Some(task),
-    })
+    }
 }
