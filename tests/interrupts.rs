@@ -105,7 +105,7 @@ fn sigint_and_sigterm_at_any_moment_leave_no_job_open_and_write_every_report() {
 fn a_second_interrupt_aborts_with_4_and_still_writes_results_and_junit() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("slow-cleanup.yaml");
-    // A cleanup that takes a while (60 s simulated = 0.6 s here) leaves time for a second signal.
+    // A cleanup that takes a while leaves time for a second signal.
     std::fs::write(
         &spec,
         r#"id: faults.slow-cleanup
@@ -119,9 +119,19 @@ cleanup:
 "#,
     )
     .unwrap();
+    // A target on the wall clock (nothing is sent: the spec only sleeps). On the embedded
+    // target's virtual clock both sleeps would pass at once, leaving no moment to interrupt.
+    let config = dir.path().join("focusqa.yaml");
+    std::fs::write(
+        &config,
+        "default_target: wall\nscope: none\ntargets:\n  wall:\n    base_url: http://127.0.0.1:9\n",
+    )
+    .unwrap();
     let rd = dir.path().join("reports");
     let mut child = Command::new(env!("CARGO_BIN_EXE_focusqa"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--config")
+        .arg(&config)
         .args(["run", "--quiet"])
         .arg(&spec)
         .arg("--report-dir")

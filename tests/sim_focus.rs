@@ -690,7 +690,7 @@ async fn faults_merge_validate_and_reset() {
         "live_data": true, "recordings": null, "occupied_ports": [], "capacity": 200,
         "fail_next_jobs": 0, "consumer_never_ready": false, "slow_responses_ms": 0,
         "consumer_delay_s": null, "kube_throttle": null, "idle_close_s": null,
-        "reset_responses": 0
+        "reset_responses": 0, "configure_delay_s": null
     });
     assert_eq!(f.get("/sim/faults").await, (200, defaults.clone()));
     let (s, v) = f.faults(json!({"capacity": 2, "fail_next_jobs": 1})).await;
@@ -705,7 +705,7 @@ async fn faults_merge_validate_and_reset() {
     assert_error(
         &f.faults(json!({"bogus": 1})).await,
         400,
-        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s, kube_throttle, idle_close_s, reset_responses)",
+        "unknown fault key 'bogus' (allowed: live_data, recordings, occupied_ports, capacity, fail_next_jobs, consumer_never_ready, slow_responses_ms, consumer_delay_s, kube_throttle, idle_close_s, reset_responses, configure_delay_s)",
     );
     let (s, v) = f.faults(json!({"consumer_delay_s": [20, 40]})).await;
     assert_eq!(

@@ -106,7 +106,8 @@ fn clock_label(t: &crate::results::TargetInfo) -> Option<String> {
             t.seed.map(|s| format!(", seed {s}")).unwrap_or_default()
         ));
     }
-    t.time_scale.map(time_scale_label)
+    t.time_scale
+        .map(|ts| format!("wall clock, time scale {}", time_scale_label(ts)))
 }
 
 /// Says what a simulator time scale means for a reader: delays multiplied by it.

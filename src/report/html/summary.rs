@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::charts::{column_chart, hbar_chart, nice_ceil, ColumnChart, HBarChart};
 use super::{
-    clock_label, fmt_ms, fmt_ms_bare, pretty_body, shorten, status_label, value_text, Anchors,
+    fmt_ms, fmt_ms_bare, pretty_body, shorten, status_label, time_scale_label, value_text, Anchors,
 };
 use crate::results::{
     Bucket, CaseResult, Coverage, FanoutStats, LatencyStats, PollInfo, RunReport, SpecResult,
@@ -234,6 +234,8 @@ struct LatencyRow {
 struct ReadinessView {
     count: usize,
     simulated: bool,
+    /// The embedded target's virtual clock (every figure is simulated time).
+    virtual_clock: bool,
     time_scale: Option<String>,
     min: String,
     median: String,
@@ -707,6 +709,7 @@ fn latency_histogram(step: &str, buckets: &[Bucket]) -> Option<ColumnChart> {
 fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Option<ReadinessView> {
     let mut samples: Vec<(f64, ReadinessSample)> = Vec::new();
     let mut simulated = false;
+    let virtual_clock = r.target.clock.as_deref() == Some("virtual");
     for spec in &r.specs {
         for case in &spec.cases {
             for s in case.steps.iter().chain(&case.cleanup) {
@@ -773,8 +776,12 @@ fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Optio
         .collect();
     Some(ReadinessView {
         count: values.len(),
-        simulated: simulated || r.target.clock.as_deref() == Some("virtual"),
-        time_scale: clock_label(&r.target),
+        simulated: simulated || virtual_clock,
+        virtual_clock,
+        time_scale: (!virtual_clock)
+            .then_some(r.target.time_scale)
+            .flatten()
+            .map(time_scale_label),
         min: fmt_ms(values[0]),
         median: fmt_ms(quantile(&values, 0.5)),
         p90: fmt_ms(quantile(&values, 0.9)),
