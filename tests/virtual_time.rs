@@ -59,20 +59,20 @@ impl Drop for BusyCores {
 /// status and message, every duration and statistic (all simulated time), every capture.
 /// Wall-clock timestamps (report times, Kubernetes and Focus times in bodies) are masked.
 fn projection(r: &Value) -> Value {
-    fn walk(v: &Value, key: &str) -> Value {
+    fn walk(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
                 m.iter()
                     .filter(|(k, _)| !matches!(k.as_str(), "started_at" | "finished_at"))
-                    .map(|(k, v)| (k.clone(), walk(v, k)))
+                    .map(|(k, v)| (k.clone(), walk(v)))
                     .collect(),
             ),
-            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, key)).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
             Value::String(s) => Value::String(mask_times(s)),
             other => other.clone(),
         }
     }
-    let mut p = walk(r, "");
+    let mut p = walk(r);
     // The run's own wall-clock figures.
     if let Some(m) = p.as_object_mut() {
         m.remove("history");
@@ -83,10 +83,14 @@ fn projection(r: &Value) -> Value {
 /// Masks RFC 3339 times (also percent-encoded, in URLs) and Focus `yymmddHHMMSS` times: both
 /// follow the calendar, which a replay does not.
 fn mask_times(s: &str) -> String {
-    let rfc3339 = regex::Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}(:|%3A)\d{2}(:|%3A)\d{2}(\.\d+)?(Z|[+-]\d{2}(:|%3A)\d{2})")
-        .unwrap();
+    let rfc3339 = regex::Regex::new(
+        r"\d{4}-\d{2}-\d{2}T\d{2}(:|%3A)\d{2}(:|%3A)\d{2}(\.\d+)?(Z|[+-]\d{2}(:|%3A)\d{2})",
+    )
+    .unwrap();
     let focus = regex::Regex::new(r"\b\d{12}\b").unwrap();
-    let http_date = regex::Regex::new(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT").unwrap();
+    let http_date =
+        regex::Regex::new(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
+            .unwrap();
     let s = rfc3339.replace_all(s, "<time>");
     let s = focus.replace_all(&s, "<focus-time>");
     http_date.replace_all(&s, "<date>").into_owned()
@@ -142,7 +146,11 @@ fn run_projected(args: &[&str]) -> (Value, i32, String) {
     let out = focusqa(&all);
     let code = out.status.code().unwrap_or(-1);
     let r = results_in(dir.path());
-    (projection(&r), code, format!("{}{}", stdout(&out), stderr(&out)))
+    (
+        projection(&r),
+        code,
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
 }
 
 /// Runs `args` once on a quiet machine and three times with a busy loop on every core: the
@@ -196,7 +204,9 @@ fn the_calibration_example_measures_the_same_quiet_and_with_every_core_busy() {
 fn configure_latency_project(fault: Option<&str>) -> Project {
     let p = embedded_project();
     let set = fault
-        .map(|f| format!("  - sim: {{method: PUT, path: /faults, json: {{configure_delay_s: {f}}}}}\n"))
+        .map(|f| {
+            format!("  - sim: {{method: PUT, path: /faults, json: {{configure_delay_s: {f}}}}}\n")
+        })
         .unwrap_or_default();
     p.spec(
         "latency.yaml",
@@ -266,7 +276,10 @@ fn the_readiness_threshold_fails_when_consumers_are_slow_on_the_embedded_target(
     assert_eq!(t["passed"], false, "{t}");
     // Exactly the fault's range: no host stall adds to a virtual clock.
     let ready = &r["specs"][0]["cases"][0]["steps"][1]["fanout"]["steps"]["consumer ready"];
-    let (min, max) = (ready["min"].as_f64().unwrap(), ready["max"].as_f64().unwrap());
+    let (min, max) = (
+        ready["min"].as_f64().unwrap(),
+        ready["max"].as_f64().unwrap(),
+    );
     assert!(min >= 20_000.0 && max <= 40_500.0, "{ready}");
 }
 
@@ -278,9 +291,14 @@ fn the_seed_is_printed_stored_and_replays_the_run() {
     assert!(console.contains("virtual clock, seed 7"), "{console}");
     assert_eq!(a["target"]["seed"], 7);
     let (b, _, _) = run_projected(&args);
-    assert_eq!(first_difference(&a, &b, "results"), None, "same seed, same run");
+    assert_eq!(
+        first_difference(&a, &b, "results"),
+        None,
+        "same seed, same run"
+    );
     // Another seed draws other delays: the readiness samples differ.
-    let (c, code, console) = run_projected(&["run", "--id", "^data.consumer-readiness$", "--seed", "8"]);
+    let (c, code, console) =
+        run_projected(&["run", "--id", "^data.consumer-readiness$", "--seed", "8"]);
     assert_eq!(code, 0, "{console}");
     let held = |p: &Value| {
         p["specs"][0]["cases"][0]["steps"]
@@ -307,9 +325,15 @@ fn the_seed_is_printed_stored_and_replays_the_run() {
     common::assert_exit(&out, 0);
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     assert!(junit.contains(r#"name="target.seed" value="7""#), "{junit}");
-    assert!(junit.contains(r#"name="target.clock" value="virtual""#), "{junit}");
+    assert!(
+        junit.contains(r#"name="target.clock" value="virtual""#),
+        "{junit}"
+    );
     let html = std::fs::read_to_string(dir.path().join("summary.html")).unwrap();
-    assert!(html.contains("virtual, seed 7"), "summary.html says the clock");
+    assert!(
+        html.contains("virtual, seed 7"),
+        "summary.html says the clock"
+    );
 }
 
 #[test]

@@ -608,7 +608,7 @@ async fn run_fanout(
                 }
                 loop {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => break,
+                        _ = tokio::time::sleep_until(at) => break,
                         Some(r) = inflight.join_next(), if !inflight.is_empty() => collect(r),
                         _ = ctx.cancel.cancelled() => break,
                     }
@@ -748,7 +748,7 @@ async fn run_iteration(
     };
     if let Some(r) = plan.ramp_up {
         let at = plan.t0 + r.mul_f64(i as f64 / plan.count.max(1) as f64);
-        tokio::time::sleep_until(at.into()).await;
+        tokio::time::sleep_until(at).await;
     }
     if let Some(b) = &plan.barrier {
         b.wait().await;
@@ -778,9 +778,7 @@ async fn run_iteration(
     };
     let (results, status) = match stop {
         Some(e) => {
-            match tokio::time::timeout_at(e.into(), run_steps(&plan.steps, it_scope, ctx, false))
-                .await
-            {
+            match tokio::time::timeout_at(e, run_steps(&plan.steps, it_scope, ctx, false)).await {
                 Ok(r) => r,
                 Err(_) => (Vec::new(), Status::Error),
             }

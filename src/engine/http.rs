@@ -1081,7 +1081,7 @@ async fn read_body(
         let mut piece = std::pin::pin!(resp.chunk());
         let next = match futures::poll!(piece.as_mut()) {
             std::task::Poll::Ready(r) => Ok(r),
-            std::task::Poll::Pending => tokio::time::timeout_at(deadline.into(), piece).await,
+            std::task::Poll::Pending => tokio::time::timeout_at(deadline, piece).await,
         };
         match next {
             Ok(Ok(Some(c))) => {

@@ -217,6 +217,8 @@ fn evaluate_each(
         return Ok(out);
     }
     let mut out = Vec::with_capacity(first.len());
+    // `k` is a column: the same check across every match's row of `per_item`.
+    #[allow(clippy::needless_range_loop)]
     for k in 0..first.len() {
         let failing: Vec<usize> = (0..items.len())
             .filter(|&i| !per_item[i][k].passed)
@@ -389,7 +391,7 @@ impl Step {
         let outcome = loop {
             count += 1;
             let attempt = match tokio::time::timeout_at(
-                deadline.into(),
+                deadline,
                 self.attempt(scope, ctx, in_cleanup),
             )
             .await

@@ -292,7 +292,12 @@ pub async fn start(
         focus: focus_listener.local_addr()?,
         kube: kube_listener.local_addr()?,
     };
-    Ok(launch(config, reach, focus_listener.into(), Some(kube_listener)))
+    Ok(launch(
+        config,
+        reach,
+        focus_listener.into(),
+        Some(kube_listener),
+    ))
 }
 
 /// A simulator with no socket, for a runner in the same process: the Focus API is served over
@@ -387,7 +392,9 @@ fn launch(
             shared.shutdown_signal(),
         ))),
         (None, Reach::Memory { kube, .. }) => *kube = kube_app,
-        (None, Reach::Tcp { .. }) => unreachable!("a simulator on sockets has a Kubernetes listener"),
+        (None, Reach::Tcp { .. }) => {
+            unreachable!("a simulator on sockets has a Kubernetes listener")
+        }
     }
     tasks.push(tokio::spawn(timer_task(shared.clone())));
 

@@ -384,7 +384,14 @@ impl Target {
                 .collect(),
             time_scale: (kind != "remote").then_some(time_scale),
             kube_namespace: kube.as_ref().map(|k| k.namespace.clone()),
-            clock: Some(if kind == "embedded" { "virtual" } else { "wall" }.into()),
+            clock: Some(
+                if kind == "embedded" {
+                    "virtual"
+                } else {
+                    "wall"
+                }
+                .into(),
+            ),
             seed,
         };
         // In memory, every request goes through the lean client (a proxy in the environment
