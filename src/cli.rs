@@ -140,7 +140,8 @@ pub struct RunArgs {
     /// Directory of HTML templates overriding the embedded ones.
     #[arg(long)]
     pub templates: Option<PathBuf>,
-    /// Simulator time scale (embedded target): 1 = real timings, 0.01 = 100x faster.
+    /// Ignored with a warning on the embedded target, which runs on a virtual clock; a
+    /// `simulator: true` target uses the scale its simulator reports.
     #[arg(long)]
     pub time_scale: Option<f64>,
     /// Simulator job capacity (embedded target; default 200).

@@ -394,3 +394,16 @@ fn a_request_outside_the_simulator_is_refused_with_the_reason() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_time_scale_for_the_embedded_target_is_ignored_with_a_warning() {
+    let (p, code, console) = run_projected(&["run", "specs/api/nfft.yaml", "--time-scale", "0.5"]);
+    assert_eq!(code, 0, "{console}");
+    assert!(
+        console
+            .contains("time_scale 0.5 is ignored: the embedded simulator runs on a virtual clock"),
+        "{console}"
+    );
+    assert_eq!(p["target"]["time_scale"], 1.0);
+    assert_eq!(p["target"]["clock"], "virtual");
+}
