@@ -793,7 +793,15 @@ async fn run_iteration(
     }
     out.status = status;
     if matches!(status, Status::Failed | Status::Error) {
-        out.reason = Some(if !results.is_empty() {
+        let failed_step = results
+            .iter()
+            .any(|r| matches!(r.status, Status::Failed | Status::Error));
+        out.reason = Some(if failed_step {
+            failure_reason(&results)
+        } else if ctx.cancel.is_cancelled() {
+            // Stopped between steps (or in a sleep) by a signal: no step failed.
+            format!("error: {}", super::INTERRUPTED)
+        } else if !results.is_empty() {
             failure_reason(&results)
         } else if stop.is_some() && stop == plan.cut {
             CUT_REASON.into()

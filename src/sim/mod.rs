@@ -1,13 +1,17 @@
 //! Embedded Focus Server + Kubernetes API simulator.
 //!
 //! [`start`] binds two loopback ports: the Focus Server HTTP API (plus `/sim` control
-//! endpoints) and a plain-HTTP Kubernetes API server subset. Both share one state
+//! endpoints) and a plain-HTTP Kubernetes API server subset; [`start_in_memory`] serves the same
+//! two APIs without a socket, for a runner in the same process on a virtual clock (the
+//! embedded target). Both share one state
 //! ([`state::State`]): the Focus API opens and cancels jobs, the Kubernetes API exposes the
 //! analyzer / cleanup Jobs and Pods they create (and supports delete and watch).
 //!
-//! All simulated delays are real-world figures multiplied by [`SimConfig::time_scale`]; random
-//! delays come from a RNG seeded with [`SimConfig::seed`] (same seed + same request order = same
-//! delays, pod names and uids).
+//! All simulated delays are real-world figures multiplied by [`SimConfig::time_scale`], on the
+//! clock of the tokio runtime the simulator runs on (a paused one, for the embedded target);
+//! random delays come from a RNG seeded with [`SimConfig::seed`] (same seed + same request order
+//! = same delays, pod names and uids). Every answer takes a modelled latency
+//! ([`state::focus_latency_range`], [`state::KUBE_LATENCY`]) drawn from a stream of its own.
 //!
 //! # Focus API behaviour (the contract specs are written against)
 //! Errors are JSON `{"detail": "..."}`; the schema is `schemas/focus-server.openapi.yaml`.
