@@ -407,3 +407,40 @@ fn a_time_scale_for_the_embedded_target_is_ignored_with_a_warning() {
     assert_eq!(p["target"]["time_scale"], 1.0);
     assert_eq!(p["target"]["clock"], "virtual");
 }
+
+/// SIGTERM in the middle of a long open loop on the virtual clock: the iterations in flight
+/// count as interrupted (never as an unknown reason), every job is cancelled, the spec's own
+/// cleanup sees none open, and the reports are written.
+#[test]
+fn sigterm_on_the_virtual_clock_cancels_every_job_and_names_the_reason() {
+    let p = embedded_project();
+    p.spec(
+        "long.yaml",
+        "id: virtual.long\ntitle: a long open loop\nsteps:\n  - name: many\n    fanout:\n      rate: 50/s\n      duration: 2h\n      steps:\n        - name: configure\n          http: {method: POST, path: /configure, json: {displayTimeAxisDuration: 10, nfftSelection: 1024, displayInfo: {height: 1000}, channels: {min: 0, max: 50}, frequencyRange: {min: 0, max: 500}, start_time: null, end_time: null, view_type: 0}}\n          capture: {job_id: $.job_id}\n        - sleep: 5s\n      cleanup:\n        - when: job_id is defined\n          http: {method: DELETE, path: \"/job/{{ job_id }}\"}\ncleanup:\n  - name: nothing left open\n    http: {path: /jobs}\n    expect: {json: [{path: $.count, equals: 0}]}\n",
+    );
+    let child = p
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until_catching_stop_signals(child.id());
+    // Two hours of simulated load take minutes of CPU: a second in, hundreds of jobs are open.
+    std::thread::sleep(Duration::from_secs(1));
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    common::assert_exit(&out, 130);
+    let r = p.results();
+    assert_eq!(r["interrupted"], true);
+    let case = &r["specs"][0]["cases"][0];
+    let f = &case["steps"][0]["fanout"];
+    let reasons = f["by_reason"].as_object().unwrap();
+    assert!(!reasons.contains_key("unknown"), "{reasons:?}");
+    assert!(
+        reasons.keys().any(|k| k.starts_with("error: interrupted")),
+        "{reasons:?}"
+    );
+    assert_eq!(f["cleanup_failures"], 0, "{f}");
+    let cleanup = &case["cleanup"][0];
+    assert_eq!(cleanup["status"], "passed", "nothing left open: {cleanup}");
+}
