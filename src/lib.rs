@@ -3,8 +3,9 @@
 //! Layers, from the inside out: `spec` (model + loading, no I/O clients), `template`,
 //! `engine` (steps, assertions, polling, fan-out), `target` (HTTP + Kubernetes clients),
 //! `results` (the model reporters read), `report` (console, JSON, JUnit, HTML),
-//! `coverage`, `shard` (split runs and their merge), `history` (run records and trends), `sim`
-//! (the embedded simulator), and `cli`.
+//! `coverage`, `shard` (split runs and their merge), `history` (run records and trends), and
+//! `cli`. The simulators are the crate `focusqa-sim` (crates/focusqa-sim), re-exported as `sim`:
+//! they depend on nothing of the runner.
 
 pub mod cli;
 pub mod config;
@@ -15,7 +16,7 @@ pub mod history;
 pub mod report;
 pub mod results;
 pub mod shard;
-pub mod sim;
+pub use focusqa_sim as sim;
 pub mod spec;
 pub mod targets;
 pub mod template;

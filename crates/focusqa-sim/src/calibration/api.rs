@@ -2,7 +2,7 @@
 //!
 //! Every error is `{"detail", "status_code", "timestamp"}` with 400 (invalid parameters, a job
 //! that has no result yet or can no longer be cancelled, `confirm=true` missing), 404 (unknown
-//! job, batch or path), 405, 413/408 (bodies, see [`crate::sim::serve`]) or 503 (a dependency is
+//! job, batch or path), 405, 413/408 (bodies, see [`crate::serve`]) or 503 (a dependency is
 //! down). Query parameters and bodies are read by hand so that every rejection keeps this format.
 
 // Helpers return the finished error response as their `Err` (once per request, never stored).
@@ -43,7 +43,7 @@ pub fn error(status: u16, msg: impl Into<String>) -> Response {
     )
 }
 
-/// For [`crate::sim::serve::read_body`].
+/// For [`crate::serve::read_body`].
 pub fn error_response(status: u16, msg: &str) -> Response {
     error(status, msg)
 }
