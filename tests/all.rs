@@ -6,6 +6,7 @@
 mod common;
 mod sim_common;
 
+mod architecture;
 mod behind_nginx;
 mod bounds_props;
 mod calibration;
