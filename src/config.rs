@@ -17,6 +17,9 @@ pub const EMBEDDED_VARS: &[&str] = &["stream_ip", "port_min", "port_max", "capac
 /// Default config file name.
 pub const CONFIG_FILE: &str = "focusqa.yaml";
 
+/// Response bodies are kept up to this many bytes unless the target says `max_body`.
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "focusqa configuration")]
@@ -354,9 +357,9 @@ impl Config {
         let max_body = self
             .targets
             .values()
-            .map(|t| t.max_body.map_or(crate::targets::DEFAULT_MAX_BODY, |b| b.0))
+            .map(|t| t.max_body.map_or(DEFAULT_MAX_BODY, |b| b.0))
             .max()
-            .unwrap_or(crate::targets::DEFAULT_MAX_BODY);
+            .unwrap_or(DEFAULT_MAX_BODY);
         crate::spec::Access {
             roots,
             max_body: Some(max_body),

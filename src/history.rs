@@ -224,13 +224,13 @@ fn read_record(p: &Path) -> Result<RunRecord, String> {
     }
     let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    crate::report::json::check_numbers(&v)?;
+    crate::results::numbers::check_numbers(&v)?;
     let r: RunRecord = serde_json::from_value(v).map_err(|e| e.to_string())?;
     for (k, p95) in &r.p95 {
-        if !(0.0..=crate::report::json::MAX_MS).contains(p95) {
+        if !(0.0..=crate::results::numbers::MAX_MS).contains(p95) {
             return Err(format!(
                 "field `p95.{k}` is {p95}, expected a time of 0 to {:e} ms",
-                crate::report::json::MAX_MS
+                crate::results::numbers::MAX_MS
             ));
         }
     }

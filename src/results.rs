@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod numbers;
 pub mod secrets;
 
 pub use secrets::{is_secret_header, Secrets, REDACTED};
@@ -70,6 +71,9 @@ pub struct ShardInfo {
     pub index: usize,
     pub total: usize,
 }
+
+/// Bodies kept in results are cut to this many bytes.
+pub const EXCERPT_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TargetInfo {
@@ -722,6 +726,60 @@ pub struct ExcludedItem {
     pub title: String,
     pub area: String,
     pub reason: String,
+}
+
+/// "3 x status 404, 1 x error: timeout": failures by reason, most frequent first.
+pub fn reasons_text(by_reason: &IndexMap<String, usize>) -> String {
+    by_reason
+        .iter()
+        .map(|(reason, n)| format!("{n} x {reason}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl FanoutStats {
+    /// "150/200 succeeded, 50 x 503 capacity reached" (and ", 7 dropped" in an open loop).
+    pub fn summary(&self) -> String {
+        let mut out = format!("{}/{} succeeded", self.succeeded, self.count);
+        for (reason, n) in &self.by_reason {
+            out.push_str(&format!(", {n} x {reason}"));
+        }
+        if self.dropped > 0 {
+            out.push_str(&format!(", {} dropped", self.dropped));
+        }
+        out
+    }
+
+    /// "3 cleanup failures (3 x status 404)" (results.json files written before cleanup reasons
+    /// were recorded have none to tell).
+    pub fn cleanup_text(&self) -> String {
+        let mut out = format!("{} cleanup failures", self.cleanup_failures);
+        if !self.cleanup_by_reason.is_empty() {
+            out.push_str(&format!(" ({})", reasons_text(&self.cleanup_by_reason)));
+        }
+        out
+    }
+}
+
+/// Progress events for reporters (the engine sends them; reporters read them and the results
+/// model, never the engine).
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted {
+        specs: usize,
+        cases: usize,
+        target: TargetInfo,
+    },
+    SpecStarted {
+        id: String,
+        title: String,
+    },
+    /// A long step reports progress (fan-out iterations done, poll attempts).
+    Progress {
+        spec_id: String,
+        message: String,
+    },
+    SpecFinished(Box<SpecResult>),
 }
 
 #[cfg(test)]

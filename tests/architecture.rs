@@ -37,12 +37,7 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[(
 const KNOWN: &[(&str, &str)] = &[
     ("spec", "template"),
     ("template", "results"),
-    ("config", "targets"),
-    ("results", "engine"),
     ("results", "history"),
-    ("targets", "engine"),
-    ("history", "report"),
-    ("report", "engine"),
 ];
 
 /// `from -> to -> first place (file:line)` for every `crate::<top>` reference in `src/`.

@@ -678,7 +678,7 @@ async fn run_fanout(
                 "{} of {} iterations' cleanup failed (what they opened may still be open): {}",
                 stats.cleanup_failures,
                 count,
-                reasons_text(&stats.cleanup_by_reason)
+                crate::results::reasons_text(&stats.cleanup_by_reason)
             ))),
             passed: false,
             message: None,
@@ -1393,37 +1393,6 @@ impl Aggregate {
     }
 }
 
-/// "150/200 succeeded, 50 x 503 capacity reached" (and ", 7 dropped" in an open loop).
-pub fn summary(s: &FanoutStats) -> String {
-    let mut out = format!("{}/{} succeeded", s.succeeded, s.count);
-    for (reason, n) in &s.by_reason {
-        out.push_str(&format!(", {n} x {reason}"));
-    }
-    if s.dropped > 0 {
-        out.push_str(&format!(", {} dropped", s.dropped));
-    }
-    out
-}
-
-/// "3 x status 404, 1 x error: timeout": failures by reason, most frequent first.
-pub fn reasons_text(by_reason: &IndexMap<String, usize>) -> String {
-    by_reason
-        .iter()
-        .map(|(reason, n)| format!("{n} x {reason}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// "3 cleanup failures (3 x status 404)" (results.json files written before cleanup reasons
-/// were recorded have none to tell).
-pub fn cleanup_text(s: &FanoutStats) -> String {
-    let mut out = format!("{} cleanup failures", s.cleanup_failures);
-    if !s.cleanup_by_reason.is_empty() {
-        out.push_str(&format!(" ({})", reasons_text(&s.cleanup_by_reason)));
-    }
-    out
-}
-
 /// The statistics a threshold names: `configure` (the step's time) or `latency(consumer ready)`
 /// (the last request of a polled step).
 fn series<'a>(stats: &'a FanoutStats, name: &str) -> Option<&'a LatencyStats> {
@@ -1500,9 +1469,9 @@ fn check_thresholds(
                             _ => stats.simulated_duration_ms.unwrap_or(stats.duration_ms),
                         };
                         let shown = match c.as_str() {
-                            "succeeded" | "failed" | "started" => summary(stats),
+                            "succeeded" | "failed" | "started" => stats.summary(),
                             "success_rate" | "error_rate" => {
-                                format!("{:.1}% ({})", v * 100.0, summary(stats))
+                                format!("{:.1}% ({})", v * 100.0, stats.summary())
                             }
                             "dropped" => format!(
                                 "{v} of {} scheduled starts dropped (`max_in_flight` running)",
@@ -1920,6 +1889,6 @@ mod tests {
             ..Default::default()
         };
         s.by_reason.insert("503 capacity reached".into(), 50);
-        assert_eq!(summary(&s), "150/200 succeeded, 50 x 503 capacity reached");
+        assert_eq!(s.summary(), "150/200 succeeded, 50 x 503 capacity reached");
     }
 }

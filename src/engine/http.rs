@@ -30,11 +30,8 @@ use crate::results::{RequestExcerpt, ResponseExcerpt, SentFile};
 use crate::spec::{ExpectedError, HttpRequest};
 use crate::template::Scope;
 
-/// Bodies kept in results are cut to this many bytes.
-pub const EXCERPT_BYTES: usize = 4096;
-
-/// The `User-Agent` sent unless a step or the target sets one.
-pub const USER_AGENT: &str = concat!("focusqa/", env!("CARGO_PKG_VERSION"));
+pub use crate::results::EXCERPT_BYTES;
+pub use crate::targets::USER_AGENT;
 
 /// The `Accept-Encoding` sent unless a step or the target sets one (all are decoded).
 pub const ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";

@@ -163,25 +163,8 @@ pub fn resolve_dur(d: &Dur, scope: &Scope) -> Result<Duration, ExecError> {
     }
 }
 
-/// Progress events for reporters.
-#[derive(Debug, Clone)]
-pub enum Event {
-    RunStarted {
-        specs: usize,
-        cases: usize,
-        target: TargetInfo,
-    },
-    SpecStarted {
-        id: String,
-        title: String,
-    },
-    /// A long step reports progress (fan-out iterations done, poll attempts).
-    Progress {
-        spec_id: String,
-        message: String,
-    },
-    SpecFinished(Box<SpecResult>),
-}
+/// Progress events for reporters: part of the results model, which reporters read.
+pub use crate::results::Event;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::engine::Event;
+use crate::results::Event;
 use crate::results::{FanoutStats, RunReport, SpecResult, Status};
 
 pub struct Console {
@@ -40,10 +40,7 @@ fn label(color: bool, st: Status) -> String {
 /// A failing fan-out's verdicts: thresholds not met (implicit ones said so) and failed cleanups
 /// by reason, with a sample.
 fn fanout_lines(f: &FanoutStats, out: &mut String) {
-    out.push_str(&format!(
-        "     fan-out: {}\n",
-        crate::engine::fanout::summary(f)
-    ));
+    out.push_str(&format!("     fan-out: {}\n", f.summary()));
     if let Some(verdict) = f.thresholds_verdict() {
         out.push_str(&format!("     {verdict}\n"));
     }
@@ -59,10 +56,7 @@ fn fanout_lines(f: &FanoutStats, out: &mut String) {
         ));
     }
     if f.cleanup_failures > 0 {
-        out.push_str(&format!(
-            "     {}\n",
-            crate::engine::fanout::cleanup_text(f)
-        ));
+        out.push_str(&format!("     {}\n", f.cleanup_text()));
         if let Some(sample) = f.cleanup_sample_failures.first() {
             out.push_str(&format!("       e.g. {sample}\n"));
         }

@@ -275,7 +275,7 @@ fn fanout_verdicts(f: &FanoutStats) -> String {
         ));
     }
     if f.cleanup_failures > 0 {
-        out.push_str(&format!("; {}", crate::engine::fanout::cleanup_text(f)));
+        out.push_str(&format!("; {}", f.cleanup_text()));
     }
     out
 }
@@ -319,11 +319,7 @@ pub fn step_log(case: &CaseResult) -> String {
             out.push_str(&format!(" -> {}", r.status));
         }
         if let Some(f) = &s.fanout {
-            out.push_str(&format!(
-                " {}{}",
-                crate::engine::fanout::summary(f),
-                fanout_verdicts(f)
-            ));
+            out.push_str(&format!(" {}{}", f.summary(), fanout_verdicts(f)));
         }
         if let Some(m) = &s.message {
             if s.status != Status::Passed {

@@ -990,7 +990,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         }
         // An excerpt cut at the size limit may end in the start of a secret.
         if let Some(b) = body {
-            let cut = b.len() + 64 >= crate::engine::http::EXCERPT_BYTES;
+            let cut = b.len() + 64 >= crate::results::EXCERPT_BYTES;
             if let Cow::Owned(r) = m.redact(b, cut) {
                 *b = r;
             }

@@ -44,8 +44,10 @@ pub enum TargetError {
     Kube { target: String, message: String },
 }
 
-/// Response bodies are kept up to this many bytes unless the target says `max_body`.
-pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
+pub use crate::config::DEFAULT_MAX_BODY;
+
+/// The `User-Agent` sent unless a step or the target sets one.
+pub const USER_AGENT: &str = concat!("focusqa/", env!("CARGO_PKG_VERSION"));
 /// Redirects followed for one request unless the target says `max_redirects`.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
@@ -565,7 +567,7 @@ fn build_http_client(
         // refused unprocessed, a kept-alive connection that dropped an idempotent request);
         // reqwest's own retries (up to 2, within a budget) would be silent.
         .retry(reqwest::retry::never())
-        .user_agent(crate::engine::http::USER_AGENT);
+        .user_agent(USER_AGENT);
     match cfg.http2 {
         Some(crate::config::Http2Mode::PriorKnowledge) => b = b.http2_prior_knowledge(),
         Some(crate::config::Http2Mode::Http1) => b = b.http1_only(),

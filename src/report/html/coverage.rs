@@ -290,7 +290,7 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
                         line.push_str(&format!(", p95 {} ({name})", fmt_ms(l.p95)));
                     }
                     if f.cleanup_failures > 0 {
-                        line.push_str(&format!(", {}", crate::engine::fanout::cleanup_text(f)));
+                        line.push_str(&format!(", {}", f.cleanup_text()));
                     }
                     if best.is_none() {
                         best = Some(format!("{} of {} succeeded", f.succeeded, f.count));

@@ -543,7 +543,7 @@ fn poll_view(p: &PollInfo) -> PollView {
 
 /// "200/200 succeeded, 3 x 503 capacity" (as the console and JUnit say it).
 pub(super) fn fanout_summary(f: &FanoutStats) -> String {
-    crate::engine::fanout::summary(f)
+    f.summary()
 }
 
 fn fanout_view(
