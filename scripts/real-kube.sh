@@ -251,7 +251,9 @@ cmd_up() {
     --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 --authorization-mode Node,RBAC \
     --endpoint-reconciler-type none --allow-privileged=true
-  wait_for "kube-apiserver /readyz" 90 api GET /readyz
+  # `api` succeeds on any answer: ready means the body is `ok` (every post-start hook done, the
+  # RBAC bootstrap roles among them; the controller-manager exits if it starts before them).
+  wait_for "kube-apiserver /readyz" 90 apiserver_ready
 
   start kube-controller-manager "$(bin_path kube-controller-manager)" \
     --kubeconfig "$STATE/controller-manager.kubeconfig" \
@@ -283,6 +285,7 @@ cmd_up() {
   log "up in $(($(date +%s) - t0))s; state $STATE; down: scripts/real-kube.sh down"
   echo "KUBECONFIG=$STATE/admin.kubeconfig"
 }
+apiserver_ready() { [[ $(api GET /readyz 2>/dev/null) == ok ]]; }
 nodes_ready() {
   local n
   for n in "${NODES[@]}"; do

@@ -24,6 +24,7 @@ mod input_bounds;
 mod interrupts;
 mod kube_scale;
 mod readable_reports;
+mod real_kube;
 mod real_timing;
 mod scale;
 mod schemas;
