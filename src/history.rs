@@ -6,43 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use crate::results::{RunReport, ShardInfo, Status, TargetRef, Totals};
+use crate::results::{RunReport, Status, TargetRef};
 
 /// How many runs a history keeps unless told otherwise.
 pub const DEFAULT_KEEP: usize = 30;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub started_at: DateTime<Utc>,
-    pub target: String,
-    /// The target's kind (`embedded`, `simulator`, `remote`), so a trend can tell a simulator's
-    /// runs from a real server's; absent in records written before it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_kind: Option<String>,
-    /// `git rev-parse HEAD` of the working directory, when it is a git checkout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<ShardInfo>,
-    pub totals: Totals,
-    /// In-scope items verified / in scope (absent without a catalog).
-    #[serde(default)]
-    pub verified: usize,
-    #[serde(default)]
-    pub in_scope: usize,
-    /// Coverage item id -> outcome (verified, failing, gap, skipped, not_run).
-    #[serde(default)]
-    pub coverage: BTreeMap<String, String>,
-    /// Spec id -> status.
-    #[serde(default)]
-    pub specs: BTreeMap<String, Status>,
-    /// `spec id / step` -> p95 (ms) of fan-out steps.
-    #[serde(default)]
-    pub p95: BTreeMap<String, f64>,
-}
+/// The record itself is part of the results model (a report carries the history it was
+/// rendered with); reading, writing and pruning records is this module's.
+pub use crate::results::RunRecord;
 
 impl RunRecord {
     pub fn of(report: &RunReport, commit: Option<String>) -> RunRecord {
@@ -281,6 +252,7 @@ pub fn flaky(runs: &[RunRecord]) -> Vec<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::Totals;
 
     fn rec(minute: u32, specs: &[(&str, Status)]) -> RunRecord {
         RunRecord {

@@ -2,6 +2,8 @@
 //! Reporters (console, JSON, JUnit, HTML) consume only this; `results.json` is its serialisation,
 //! so `focusqa report results.json` can re-render everything later.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -62,7 +64,38 @@ pub struct RunReport {
     /// Earlier runs and this one (`--history DIR`), oldest first, for the trend section of
     /// the HTML reports. Kept in the history directory, not in results.json.
     #[serde(skip)]
-    pub history: Vec<crate::history::RunRecord>,
+    pub history: Vec<RunRecord>,
+}
+
+/// One run in a history (`run --history DIR`): what trends are drawn from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub started_at: DateTime<Utc>,
+    pub target: String,
+    /// The target's kind (`embedded`, `simulator`, `remote`), so a trend can tell a simulator's
+    /// runs from a real server's; absent in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_kind: Option<String>,
+    /// `git rev-parse HEAD` of the working directory, when it is a git checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    pub totals: Totals,
+    /// In-scope items verified / in scope (absent without a catalog).
+    #[serde(default)]
+    pub verified: usize,
+    #[serde(default)]
+    pub in_scope: usize,
+    /// Coverage item id -> outcome (verified, failing, gap, skipped, not_run).
+    #[serde(default)]
+    pub coverage: BTreeMap<String, String>,
+    /// Spec id -> status.
+    #[serde(default)]
+    pub specs: BTreeMap<String, Status>,
+    /// `spec id / step` -> p95 (ms) of fan-out steps.
+    #[serde(default)]
+    pub p95: BTreeMap<String, f64>,
 }
 
 /// Which part of a split run a report is: shard `index` (1-based) of `total`.
