@@ -607,10 +607,13 @@ async fn run_fanout(
                     break;
                 }
                 loop {
+                    // Biased, so that what is ready at the same instant (on the virtual clock, a
+                    // finished iteration and the next start) is taken in one order, run after run.
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at) => break,
-                        Some(r) = inflight.join_next(), if !inflight.is_empty() => collect(r),
+                        biased;
                         _ = ctx.cancel.cancelled() => break,
+                        Some(r) = inflight.join_next(), if !inflight.is_empty() => collect(r),
+                        _ = tokio::time::sleep_until(at) => break,
                     }
                 }
                 if ctx.cancel.is_cancelled() {

@@ -117,8 +117,9 @@ impl StepKind {
                 let d = ctx.target.wall(resolve_dur(d, scope)?);
                 let t0 = Instant::now();
                 tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
+                    biased; // one outcome when both are ready at once (same seed, same run)
                     _ = ctx.cancel.cancelled(), if !in_cleanup => return Err(ExecError::interrupted()),
+                    _ = tokio::time::sleep(d) => {}
                 }
                 Ok(Observation {
                     elapsed: t0.elapsed(),
@@ -432,8 +433,9 @@ impl Step {
                 ));
             }
             tokio::select! {
-                _ = tokio::time::sleep(p.wall_interval) => {}
+                biased; // one outcome when both are ready at once (same seed, same run)
                 _ = ctx.cancel.cancelled(), if !in_cleanup => break Err(ExecError::interrupted()),
+                _ = tokio::time::sleep(p.wall_interval) => {}
             }
         };
         Attempts {

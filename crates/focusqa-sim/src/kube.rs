@@ -1108,7 +1108,10 @@ fn watch_response(
                 return None;
             }
             let rx = s.rx.as_mut()?;
+            // Biased: events already sent go out before a bookmark or the deadline's end, in
+            // one order whatever is ready at the same instant.
             tokio::select! {
+                biased;
                 r = rx.recv() => match r {
                     Ok(c) => {
                         s.last_rv = c.rv;
