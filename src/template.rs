@@ -152,16 +152,31 @@ fn terr(message: impl Into<String>) -> TemplateError {
 }
 
 /// `env.NAME` reads environment variables lazily; a missing one is undefined (an error).
-/// Every value read is a secret: it is recorded so that reports redact it.
+/// Every value read is recorded ([`env_values_read`]): the run's secrets take them in, so
+/// reports redact them.
 #[derive(Debug)]
 struct EnvObject;
 
 impl Object for EnvObject {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
         let v = key.as_str().and_then(|k| std::env::var(k).ok())?;
-        crate::results::secrets::note_env_value(&v);
+        let mut read = ENV_READ.lock().unwrap_or_else(|e| e.into_inner());
+        if !read.contains(&v) {
+            read.push(v.clone());
+        }
         Some(MjValue::from(v))
     }
+}
+
+/// Environment values templates have read in this process (append-only, distinct).
+static ENV_READ: std::sync::LazyLock<Mutex<Vec<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The environment values templates have read, from the `from`-th on, and how many there are
+/// in all (the next call's `from`).
+pub fn env_values_read(from: usize) -> (Vec<String>, usize) {
+    let read = ENV_READ.lock().unwrap_or_else(|e| e.into_inner());
+    (read.get(from..).unwrap_or_default().to_vec(), read.len())
 }
 
 /// Formats a time as the Focus Server's `yymmddHHMMSS`.

@@ -3,7 +3,7 @@
 //! A run collects secret values in one shared [`Secrets`] set (the target owns it):
 //!
 //! - every value a template read from `env.*` (recorded by the template engine, see
-//!   [`note_env_value`]), except values too generic to hide (see [`env_value_is_secret`]);
+//!   [`crate::template::env_values_read`]), except values too generic to hide (see [`env_value_is_secret`]);
 //! - the values of target headers that are templates or have a sensitive name;
 //! - values that sit under a sensitive name anywhere in the model: request and response headers
 //!   ([`is_secret_header`]), URL user-info and query parameters, JSON fields, captures and
@@ -251,20 +251,6 @@ pub fn env_value_is_secret(v: &str) -> bool {
     !(is_number || is_word || DURATION.is_match(t))
 }
 
-/// Environment values templates have read in this process (append-only).
-static ENV_VALUES: LazyLock<Mutex<Vec<String>>> = LazyLock::new(Default::default);
-
-/// Records an environment value a template read (called by the template engine's `env` object).
-pub fn note_env_value(v: &str) {
-    if !env_value_is_secret(v) {
-        return;
-    }
-    let mut vals = ENV_VALUES.lock().unwrap_or_else(|e| e.into_inner());
-    if !vals.iter().any(|x| x == v) {
-        vals.push(v.to_string());
-    }
-}
-
 /// The forms a secret may take in a report: itself, JSON-escaped, base64 and percent-encoded.
 pub fn encoded_forms(secret: &str) -> Vec<String> {
     // encodeURIComponent keeps these; application/x-www-form-urlencoded keeps `*-._`.
@@ -369,7 +355,8 @@ impl std::fmt::Debug for Secrets {
 #[derive(Default)]
 struct Inner {
     values: BTreeSet<String>,
-    /// How many of [`ENV_VALUES`] are in `values`.
+    /// How many of the environment values templates read ([`crate::template::env_values_read`])
+    /// were looked at.
     env_seen: usize,
     /// Built on demand; `None` after a change.
     matcher: Option<Arc<Matcher>>,
@@ -476,16 +463,12 @@ impl Secrets {
 
     fn matcher(&self) -> Arc<Matcher> {
         let mut inner = self.lock();
-        {
-            let env = ENV_VALUES.lock().unwrap_or_else(|e| e.into_inner());
-            if env.len() > inner.env_seen {
-                let new: Vec<String> = env[inner.env_seen..].to_vec();
-                inner.env_seen = env.len();
-                for v in new {
-                    if inner.values.insert(v) {
-                        inner.matcher = None;
-                    }
-                }
+        // Every `env.*` value a template read is a secret, but those too generic to hide.
+        let (new, seen) = crate::template::env_values_read(inner.env_seen);
+        inner.env_seen = seen;
+        for v in new.into_iter().filter(|v| env_value_is_secret(v)) {
+            if inner.values.insert(v) {
+                inner.matcher = None;
             }
         }
         if let Some(m) = &inner.matcher {
