@@ -10,18 +10,7 @@ use serde_json::Value;
 
 use crate::common;
 
-use common::{run_expecting, stdout, Project, TestServer};
-
-/// The fan-out of the first step of the first case of spec `id`.
-fn fanout_of<'a>(r: &'a Value, id: &str) -> &'a Value {
-    let spec = r["specs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("spec {id} in {r}"));
-    &spec["cases"][0]["steps"][0]["fanout"]
-}
+use common::{fanout_of, run_expecting, stdout, Project, TestServer};
 
 fn status_of(r: &Value, id: &str) -> String {
     r["specs"]

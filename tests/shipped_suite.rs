@@ -38,13 +38,7 @@ fn the_main_job_passes_with_full_coverage() {
         .iter()
         .any(|x| x["id"] == "out.grpc-streaming"));
     // the 200 concurrent jobs, measured
-    let spec = r["specs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "limits.concurrent-200")
-        .unwrap();
-    let f = &spec["cases"][0]["steps"][0]["fanout"];
+    let f = common::fanout_of(&r, "limits.concurrent-200");
     assert_eq!(f["succeeded"], 200, "{f}");
     assert_eq!(f["captures"]["stream_port"].as_array().unwrap().len(), 200);
     assert!(f["steps"]["configure"]["p95"].as_f64().unwrap() > 0.0);

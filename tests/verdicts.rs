@@ -5,32 +5,10 @@
 
 use crate::common;
 
-use common::{focusqa, results_in, run_expecting, stderr, stdout, SeparateSim};
+use common::{
+    fanout_of, focusqa, results_in, run_expecting, stderr, stdout, threshold, SeparateSim,
+};
 use serde_json::{json, Value};
-
-fn fanout_of(r: &Value, spec: &str) -> Value {
-    let s = r["specs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == spec)
-        .unwrap_or_else(|| panic!("spec {spec} in results"));
-    s["cases"][0]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|st| st.get("fanout").cloned())
-        .expect("a fan-out step")
-}
-
-fn threshold<'a>(f: &'a Value, expr: &str) -> &'a Value {
-    f["thresholds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["expr"] == expr)
-        .unwrap_or_else(|| panic!("threshold {expr} in {}", f["thresholds"]))
-}
 
 #[test]
 fn the_readiness_threshold_holds_on_the_default_and_fails_when_consumers_are_slow() {
@@ -47,7 +25,7 @@ fn the_readiness_threshold_holds_on_the_default_and_fails_when_consumers_are_slo
         f["request_latency"]["consumer ready"]["measure"],
         "request latency"
     );
-    assert_eq!(threshold(&f, "max(consumer ready) < 30s")["passed"], true);
+    assert_eq!(threshold(f, "max(consumer ready) < 30s")["passed"], true);
     // A run of this spec alone shows its readiness distribution (polls inside the fan-out).
     let html = std::fs::read_to_string(run.dir.path().join("summary.html")).unwrap();
     assert!(html.contains("Readiness timing"), "summary shows readiness");
@@ -75,8 +53,9 @@ fn the_readiness_threshold_holds_on_the_default_and_fails_when_consumers_are_slo
         rd.to_str().unwrap(),
     ]);
     common::assert_exit(&out, 1);
-    let f = fanout_of(&results_in(&rd), "data.consumer-readiness");
-    let t = threshold(&f, "max(consumer ready) < 30s");
+    let r = results_in(&rd);
+    let f = fanout_of(&r, "data.consumer-readiness");
+    let t = threshold(f, "max(consumer ready) < 30s");
     assert_eq!(t["passed"], false, "{t}");
     assert!(
         f["steps"]["consumer ready"]["max"].as_f64().unwrap() >= 20_000.0,

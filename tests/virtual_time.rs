@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{focusqa, results_in, stderr, stdout, Project};
+use common::{fanout_of, focusqa, results_in, stderr, stdout, threshold, Project};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -176,13 +176,7 @@ fn the_shipped_suite_measures_the_same_quiet_and_with_every_core_busy() {
     assert_eq!(p["target"]["clock"], "virtual");
     assert_eq!(p["target"]["seed"], 42);
     // The 200-job spec's statistics are among what is compared: they exist and are simulated.
-    let spec = p["specs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "limits.concurrent-200")
-        .unwrap();
-    let f = &spec["cases"][0]["steps"][0]["fanout"];
+    let f = fanout_of(&p, "limits.concurrent-200");
     assert_eq!(f["succeeded"], 200, "{f}");
     // configure takes the modelled 0.2-0.35 s (simulated): not the microseconds of a socket.
     let configure = &f["steps"]["configure"];
@@ -211,11 +205,15 @@ fn configure_latency_project(fault: Option<&str>) -> Project {
     p.spec(
         "latency.yaml",
         &format!(
-            "id: virtual.configure-latency\ntitle: configure p95\nsteps:\n{set}  - name: twenty\n    fanout:\n      count: 20\n      concurrency: 5\n      steps:\n        - name: configure\n          http: {{method: POST, path: /configure, json: {{displayTimeAxisDuration: 10, nfftSelection: 1024, displayInfo: {{height: 1000}}, channels: {{min: 0, max: 50}}, frequencyRange: {{min: 0, max: 500}}, start_time: null, end_time: null, view_type: 0}}}}\n          expect: {{status: 200}}\n          capture: {{job_id: $.job_id}}\n      cleanup:\n        - when: job_id is defined\n          http: {{method: DELETE, path: \"/job/{{{{ job_id }}}}\"}}\n      thresholds: [succeeded == count, p95(configure) < 2s]\ncleanup:\n  - sim: {{method: DELETE, path: /faults}}\n"
-        ),
+            "id: virtual.configure-latency\ntitle: configure p95\nsteps:\n{set}  - name: twenty\n    fanout:\n      count: 20\n      concurrency: 5\n      steps:\n        - name: configure\n          CONFIGURE_HTTP\n          expect: {{status: 200}}\n          capture: {{job_id: $.job_id}}\n      cleanup:\n        - when: job_id is defined\n          http: {{method: DELETE, path: \"/job/{{{{ job_id }}}}\"}}\n      thresholds: [succeeded == count, p95(configure) < 2s]\ncleanup:\n  - sim: {{method: DELETE, path: /faults}}\n"
+        )
+        .replace("CONFIGURE_HTTP", CONFIGURE_HTTP),
     );
     p
 }
+
+/// The configure request of the fan-outs below (a live job), in place of `CONFIGURE_HTTP`.
+const CONFIGURE_HTTP: &str = "http: {method: POST, path: /configure, json: {displayTimeAxisDuration: 10, nfftSelection: 1024, displayInfo: {height: 1000}, channels: {min: 0, max: 50}, frequencyRange: {min: 0, max: 500}, start_time: null, end_time: null, view_type: 0}}";
 
 /// A project whose default target is the embedded simulator.
 fn embedded_project() -> Project {
@@ -228,17 +226,6 @@ fn embedded_project() -> Project {
     p
 }
 
-fn threshold<'a>(r: &'a Value, expr: &str) -> &'a Value {
-    r["specs"][0]["cases"][0]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|s| s.get("fanout"))
-        .and_then(|f| f["thresholds"].as_array())
-        .and_then(|t| t.iter().find(|t| t["expr"] == expr))
-        .unwrap_or_else(|| panic!("threshold {expr} in {r}"))
-}
-
 #[test]
 fn the_configure_latency_fault_fails_p95_configure_on_the_embedded_target() {
     // Modelled latency: ~0.2-0.35 s, under 2 s.
@@ -246,14 +233,20 @@ fn the_configure_latency_fault_fails_p95_configure_on_the_embedded_target() {
     let out = p.run(&["run"]);
     common::assert_exit(&out, 0);
     let r = p.results();
-    let t = threshold(&r, "p95(configure) < 2s");
+    let t = threshold(
+        fanout_of(&r, "virtual.configure-latency"),
+        "p95(configure) < 2s",
+    );
     assert_eq!(t["passed"], true, "{t}");
     // With the fault, configure takes 2.5-3 s and the check fails.
     let p = configure_latency_project(Some("[2.5, 3]"));
     let out = p.run(&["run"]);
     common::assert_exit(&out, 1);
     let r = p.results();
-    let t = threshold(&r, "p95(configure) < 2s");
+    let t = threshold(
+        fanout_of(&r, "virtual.configure-latency"),
+        "p95(configure) < 2s",
+    );
     assert_eq!(t["passed"], false, "{t}");
     assert!(
         stdout(&out).contains("p95(configure) < 2s"),
@@ -267,12 +260,17 @@ fn the_readiness_threshold_fails_when_consumers_are_slow_on_the_embedded_target(
     let p = embedded_project();
     p.spec(
         "slow.yaml",
-        "id: virtual.slow-consumers\ntitle: slow consumers\nsteps:\n  - sim: {method: PUT, path: /faults, json: {consumer_delay_s: [20, 40]}}\n  - name: ten\n    fanout:\n      count: 10\n      steps:\n        - name: configure\n          http: {method: POST, path: /configure, json: {displayTimeAxisDuration: 10, nfftSelection: 1024, displayInfo: {height: 1000}, channels: {min: 0, max: 50}, frequencyRange: {min: 0, max: 500}, start_time: null, end_time: null, view_type: 0}}\n          expect: {status: 200}\n          capture: {job_id: $.job_id}\n        - name: consumer ready\n          http: {path: \"/metadata/{{ job_id }}\"}\n          until: {interval: 100ms, timeout: 45s}\n          expect: {status: 200}\n      cleanup:\n        - when: job_id is defined\n          http: {method: DELETE, path: \"/job/{{ job_id }}\"}\n      thresholds: [max(consumer ready) < 30s]\ncleanup:\n  - sim: {method: DELETE, path: /faults}\n",
+        "id: virtual.slow-consumers\ntitle: slow consumers\nsteps:\n  - sim: {method: PUT, path: /faults, json: {consumer_delay_s: [20, 40]}}\n  - name: ten\n    fanout:\n      count: 10\n      steps:\n        - name: configure\n          CONFIGURE_HTTP\n          expect: {status: 200}\n          capture: {job_id: $.job_id}\n        - name: consumer ready\n          http: {path: \"/metadata/{{ job_id }}\"}\n          until: {interval: 100ms, timeout: 45s}\n          expect: {status: 200}\n      cleanup:\n        - when: job_id is defined\n          http: {method: DELETE, path: \"/job/{{ job_id }}\"}\n      thresholds: [max(consumer ready) < 30s]\ncleanup:\n  - sim: {method: DELETE, path: /faults}\n"
+            .replace("CONFIGURE_HTTP", CONFIGURE_HTTP)
+            .as_str(),
     );
     let out = p.run(&["run"]);
     common::assert_exit(&out, 1);
     let r = p.results();
-    let t = threshold(&r, "max(consumer ready) < 30s");
+    let t = threshold(
+        fanout_of(&r, "virtual.slow-consumers"),
+        "max(consumer ready) < 30s",
+    );
     assert_eq!(t["passed"], false, "{t}");
     // Exactly the fault's range: no host stall adds to a virtual clock.
     let ready = &r["specs"][0]["cases"][0]["steps"][1]["fanout"]["steps"]["consumer ready"];
@@ -416,7 +414,9 @@ fn sigterm_on_the_virtual_clock_cancels_every_job_and_names_the_reason() {
     let p = embedded_project();
     p.spec(
         "long.yaml",
-        "id: virtual.long\ntitle: a long open loop\nsteps:\n  - name: many\n    fanout:\n      rate: 50/s\n      duration: 2h\n      steps:\n        - name: configure\n          http: {method: POST, path: /configure, json: {displayTimeAxisDuration: 10, nfftSelection: 1024, displayInfo: {height: 1000}, channels: {min: 0, max: 50}, frequencyRange: {min: 0, max: 500}, start_time: null, end_time: null, view_type: 0}}\n          capture: {job_id: $.job_id}\n        - sleep: 5s\n      cleanup:\n        - when: job_id is defined\n          http: {method: DELETE, path: \"/job/{{ job_id }}\"}\ncleanup:\n  - name: nothing left open\n    http: {path: /jobs}\n    expect: {json: [{path: $.count, equals: 0}]}\n",
+        "id: virtual.long\ntitle: a long open loop\nsteps:\n  - name: many\n    fanout:\n      rate: 50/s\n      duration: 2h\n      steps:\n        - name: configure\n          CONFIGURE_HTTP\n          capture: {job_id: $.job_id}\n        - sleep: 5s\n      cleanup:\n        - when: job_id is defined\n          http: {method: DELETE, path: \"/job/{{ job_id }}\"}\ncleanup:\n  - name: nothing left open\n    http: {path: /jobs}\n    expect: {json: [{path: $.count, equals: 0}]}\n"
+            .replace("CONFIGURE_HTTP", CONFIGURE_HTTP)
+            .as_str(),
     );
     let child = p
         .command(&["run"])

@@ -637,3 +637,29 @@ pub fn listener_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener) 
         .unwrap();
     (rt, listener)
 }
+
+/// The first fan-out among the steps of the first case of spec `id` in a results.json.
+pub fn fanout_of<'a>(r: &'a Value, id: &str) -> &'a Value {
+    let spec = r["specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("spec {id} in results"));
+    spec["cases"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|st| st.get("fanout"))
+        .unwrap_or_else(|| panic!("a fan-out step in spec {id}"))
+}
+
+/// A fan-out's threshold result, by its expression.
+pub fn threshold<'a>(f: &'a Value, expr: &str) -> &'a Value {
+    f["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["expr"] == expr)
+        .unwrap_or_else(|| panic!("threshold {expr} in {}", f["thresholds"]))
+}
