@@ -225,14 +225,17 @@ impl Target {
         let mut memory: Vec<(url::Url, crate::sim::serve::Dialer)> = Vec::new();
         let mut sim_vars;
         let base_url;
+        if let Some(emb) = &cfg.embedded {
+            // Either embedded simulator runs on the run's virtual clock: no scale.
+            ignored_time_scale(name, ov.time_scale.or(emb.time_scale));
+            time_scale = 1.0;
+        }
         if let Some(emb) = cfg
             .embedded
             .as_ref()
             .filter(|e| e.service == Some(crate::sim::Service::Calibration))
         {
             // The calibration job API: no Kubernetes, no stream facts; its base URL is `/api/v1`.
-            ignored_time_scale(name, ov.time_scale.or(emb.time_scale));
-            time_scale = 1.0;
             let cc = crate::sim::calibration::CalibrationConfig {
                 time_scale,
                 seed: ov.seed.or(emb.seed).unwrap_or(42),
@@ -254,8 +257,6 @@ impl Target {
             calibration = Some(handle);
             kind = "embedded";
         } else if let Some(emb) = &cfg.embedded {
-            ignored_time_scale(name, ov.time_scale.or(emb.time_scale));
-            time_scale = 1.0;
             let defaults = SimConfig::default();
             let sc = SimConfig {
                 time_scale,
