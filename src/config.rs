@@ -295,8 +295,9 @@ impl Config {
         let mut cfg: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml::from_str(&text)
-                .map_err(|e| vec![crate::spec::load::serde_diag(&file, &text, &e)])?
+            crate::spec::yaml::from_text(&file, &text)
+                .map_err(|d| vec![d])?
+                .0
         };
         cfg.base_dir = path
             .parent()

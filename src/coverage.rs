@@ -305,7 +305,7 @@ mod tests {
     use super::*;
 
     fn spec(id: &str, covers: &[&str]) -> Spec {
-        serde_yaml::from_str(&format!(
+        crate::spec::yaml::from_str(&format!(
             "id: {id}\ntitle: {id}\ncovers: {covers:?}\nsteps:\n  - sleep: 1ms\n"
         ))
         .unwrap()
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn outcomes_gaps_and_exclusions() {
-        let cat: Catalog = serde_yaml::from_str(
+        let cat: Catalog = crate::spec::yaml::from_str(
             r#"
 title: t
 areas: [{id: a, title: Area A}, {id: x, title: Excluded area}]

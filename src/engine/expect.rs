@@ -1229,8 +1229,8 @@ fn check_schema(
                 serde_json::from_str(&text)
                     .map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?
             } else {
-                serde_yaml::from_str(&text)
-                    .map_err(|e| ExecError::spec(format!("schema file {}: {e}", p.display())))?
+                crate::spec::yaml::from_str(&text)
+                    .map_err(|e| ExecError::spec(format!("schema file {}:{e}", p.display())))?
             };
             (v, f.clone())
         }
@@ -1259,7 +1259,7 @@ mod tests {
     use super::*;
 
     fn check(yaml: &str) -> Check {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::spec::yaml::from_str(yaml).unwrap()
     }
 
     fn run(c: &str, doc: Value) -> Vec<AssertionResult> {

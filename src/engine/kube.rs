@@ -278,12 +278,10 @@ pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) 
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("?");
-        if let Ok(y) = serde_yaml::to_string(o) {
-            out.push(Attachment {
-                title: format!("{kind}/{name} (last observed)"),
-                body: y,
-            });
-        }
+        out.push(Attachment {
+            title: format!("{kind}/{name} (last observed)"),
+            body: crate::spec::yaml::to_string(o),
+        });
     }
     let ns = op
         .namespace

@@ -269,23 +269,11 @@ pub fn load_paths(
     loaded
 }
 
-/// Turns a serde_yaml error into a diagnostic with position and a "did you mean" hint. An
-/// error serde gives no position (nesting too deep, a file with no document) is at `1:1`.
-pub fn serde_diag(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let pos = e
-        .location()
-        .map(|l| Pos {
-            line: l.line() as u32,
-            col: l.column() as u32,
-        })
-        .unwrap_or(Pos { line: 1, col: 1 });
-    let mut msg = e.to_string();
-    // serde_yaml appends " at line X column Y"; we show the position ourselves.
-    if let Some(i) = msg.rfind(" at line ") {
-        msg.truncate(i);
-    }
+/// A diagnostic for serde's word on a value (`unknown field`, `invalid type`) at `pos`, with a
+/// "did you mean" hint where a name was misspelled.
+pub(crate) fn typed_diag(file: &str, text: &str, pos: Pos, msg: String) -> Diagnostic {
     // `grpc` is accepted by the parser only to reject it with the scope decision; don't advertise it.
-    msg = msg.replace(", `grpc`", "");
+    let msg = msg.replace(", `grpc`", "");
     let hint = unknown_field_hint(&msg);
     let msg = msg.replace(
         "data did not match any variant of untagged enum",
@@ -436,37 +424,25 @@ fn read_text(
             ],
         );
     }
-    let index = match PositionIndex::build(text) {
-        Ok(i) => i,
+    let (value, index) = match super::yaml::parse(text) {
+        Ok(doc) if doc.unreadable => {
+            let diags = doc.index.problems.into_iter();
+            return (None, diags.map(|(pos, msg)| diag((pos, msg, None))).collect());
+        }
+        Ok(doc) => (doc.value, doc.index),
         Err((pos, msg)) => {
             let d = Diagnostic::new(file, pos, format!("YAML syntax error: {msg}"));
             return (None, vec![d.with_source(text)]);
         }
     };
     // Every check below runs whatever the ones before it found, so one run reports every
-    // problem of the file. Only what leaves nothing to read stops it: a YAML syntax error (above),
-    // a document serde cannot read (a duplicate key), a document that is no mapping.
+    // problem of the file. Only what leaves nothing to read stops it: a YAML syntax error, a
+    // duplicate key (above), a document that is no mapping.
     let mut diags: Vec<Diagnostic> = index
         .problems
         .iter()
         .map(|(pos, msg)| diag((*pos, msg.clone(), None)))
         .collect();
-    let value = match first_document(text) {
-        Ok(v) => v,
-        // A duplicate key was reported above at its own position: serde's word is the same.
-        Err(_) if !diags.is_empty() => return (None, diags),
-        Err(e) => {
-            let mut d = serde_diag(file, text, &e);
-            // Errors about alias expansion come without a position: the first alias is where.
-            if let (None, Some(pos)) = (e.location(), index.first_alias) {
-                if d.message.contains("repetition") {
-                    d.pos = pos;
-                    d = d.with_source(text);
-                }
-            }
-            return (None, vec![d]);
-        }
-    };
     if !value.is_object() {
         diags.push(diag((
             index.get(""),
@@ -659,15 +635,6 @@ fn lost_names(value: &serde_json::Value, spec: &Spec) -> Vec<String> {
     written
 }
 
-/// The first YAML document of the text (a second one is reported by the position index).
-fn first_document(text: &str) -> Result<serde_json::Value, serde_yaml::Error> {
-    use serde::Deserialize;
-    match serde_yaml::Deserializer::from_str(text).next() {
-        Some(doc) => serde_json::Value::deserialize(doc),
-        None => serde_yaml::from_str(text),
-    }
-}
-
 /// A file being loaded: its shown name, text, positions and directory (for relative paths).
 struct Src<'a> {
     file: &'a str,
@@ -680,8 +647,21 @@ struct Src<'a> {
 fn load_vars_file(path: &Path) -> Result<super::VarMap, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("vars_file {}: cannot read it: {e}", display_path(path)))?;
-    let v: serde_json::Value = serde_yaml::from_str(&text)
-        .map_err(|e| format!("vars_file {}: {e}", display_path(path)))?;
+    let v = match super::yaml::parse(&text) {
+        Ok(doc) if !doc.unreadable => doc.value,
+        Ok(doc) => {
+            let (pos, msg) = doc.index.problems.into_iter().next().unwrap_or_default();
+            return Err(format!("vars_file {} ({}:{}): {msg}", display_path(path), pos.line, pos.col));
+        }
+        Err((pos, msg)) => {
+            return Err(format!(
+                "vars_file {} ({}:{}): YAML syntax error: {msg}",
+                display_path(path),
+                pos.line,
+                pos.col
+            ))
+        }
+    };
     match v {
         serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
         _ => Err(format!(
@@ -1081,26 +1061,19 @@ fn load_step_list(
             .with_hint(hint)
             .with_source(&text)
     };
-    let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
+    let doc = super::yaml::parse(&text).map_err(|(pos, msg)| {
         vec![Diagnostic::new(display, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
     })?;
-    let mut problems: Vec<Problem> = index
+    let mut problems: Vec<Problem> = doc
+        .index
         .problems
         .iter()
         .map(|(pos, msg)| (*pos, msg.clone(), None))
         .collect();
-    let value = match first_document(&text) {
-        Ok(v) => v,
-        Err(_) if !problems.is_empty() => return Err(problems.into_iter().map(diag).collect()),
-        Err(e) => {
-            let mut d = serde_diag(display, &text, &e);
-            if let (None, Some(pos)) = (e.location(), index.first_alias) {
-                d.pos = pos;
-                d = d.with_source(&text);
-            }
-            return Err(vec![d]);
-        }
-    };
+    if doc.unreadable {
+        return Err(problems.into_iter().map(diag).collect());
+    }
+    let (value, index) = (doc.value, doc.index);
     if !value.is_array() {
         problems.push((
             Pos { line: 1, col: 1 },

@@ -9,6 +9,7 @@ pub mod position;
 pub mod scope;
 pub mod structure;
 pub mod threshold;
+pub mod yaml;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,13 +1,9 @@
 //! Source positions for YAML nodes, keyed by their path (`steps[2].expect.json[0].path`).
 //!
-//! serde_yaml gives positions only for its own errors; everything found later (a bad
-//! JSONPath, an undefined template variable, a failing assertion) is located through
-//! this index, built from yaml-rust2's marked events.
+//! Built by the same parse that reads the values (`super::yaml`): everything found after it
+//! (a bad JSONPath, an undefined template variable, a failing assertion) is located here.
 
 use std::collections::HashMap;
-
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::Pos;
 
@@ -33,21 +29,13 @@ pub struct PositionIndex {
 }
 
 impl PositionIndex {
-    /// Builds the index; a YAML syntax error is returned with its position.
+    /// Builds the index alone (the value is dropped): see [`super::yaml::parse`].
     pub fn build(text: &str) -> Result<Self, (Pos, String)> {
-        let mut b = Builder::default();
-        let mut parser = Parser::new_from_str(text);
-        parser.load(&mut b, true).map_err(|e| {
-            let m = e.marker();
-            (
-                Pos {
-                    line: m.line() as u32,
-                    col: m.col() as u32 + 1,
-                },
-                e.info().to_string(),
-            )
-        })?;
-        Ok(b.index)
+        super::yaml::parse(text).map(|d| d.index)
+    }
+
+    pub(crate) fn insert(&mut self, path: String, pos: Pos) {
+        self.nodes.insert(path, pos);
     }
 
     /// Position of the node at `path`, or of its closest ancestor that has a line and a column;
@@ -78,149 +66,6 @@ impl PositionIndex {
             .copied()
             .filter(|x| x.line > 0 && x.col > 0)
             .unwrap_or_else(|| self.get(path))
-    }
-}
-
-enum Frame {
-    Map {
-        path: String,
-        key: Option<String>,
-        seen_key: bool,
-        keys: std::collections::HashSet<String>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
-}
-
-#[derive(Default)]
-struct Builder {
-    index: PositionIndex,
-    stack: Vec<Frame>,
-    depth_docs: usize,
-}
-
-fn pos_of(m: &Marker) -> Pos {
-    // yaml-rust2 lines are 1-based and columns 0-based.
-    Pos {
-        line: m.line() as u32,
-        col: m.col() as u32 + 1,
-    }
-}
-
-impl Builder {
-    /// The path of the node that starts now, advancing the parent's cursor.
-    /// Returns None when the event is a mapping key (it is recorded as the pending key).
-    fn next_path(&mut self, scalar_key: Option<&str>, pos: Pos) -> Option<String> {
-        match self.stack.last_mut() {
-            None => Some(String::new()),
-            Some(Frame::Seq { path, next }) => {
-                let p = format!("{path}[{next}]");
-                *next += 1;
-                Some(p)
-            }
-            Some(Frame::Map { path, key, .. }) => match key.take() {
-                Some(k) => Some(if path.is_empty() {
-                    k
-                } else {
-                    format!("{path}.{k}")
-                }),
-                None => {
-                    let k = scalar_key.unwrap_or("?").to_string();
-                    let full = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    self.index.nodes.insert(format!("{full}#key"), pos);
-                    *key = Some(k);
-                    None
-                }
-            },
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = pos_of(&mark);
-        if self.depth_docs > 1 && !matches!(ev, Event::DocumentStart) {
-            return;
-        }
-        match ev {
-            Event::DocumentStart => {
-                self.depth_docs += 1;
-                if self.depth_docs == 2 {
-                    self.index.problems.push((
-                        pos,
-                        "a spec file holds one YAML document; this is a second one (`---`)".into(),
-                    ));
-                }
-            }
-            Event::Scalar(value, style, ..) => {
-                let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
-                if is_key {
-                    // A block mapping's start mark is unreliable; its first key says where it begins.
-                    if let Some(Frame::Map {
-                        path,
-                        seen_key,
-                        keys,
-                        ..
-                    }) = self.stack.last_mut()
-                    {
-                        if !*seen_key {
-                            *seen_key = true;
-                            self.index.nodes.insert(path.clone(), pos);
-                        }
-                        if !keys.insert(value.clone()) {
-                            let at = if path.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" in `{path}`")
-                            };
-                            self.index
-                                .problems
-                                .push((pos, format!("duplicate key `{value}`{at}")));
-                        }
-                    }
-                    self.next_path(Some(&value), pos);
-                } else if let Some(path) = self.next_path(None, pos) {
-                    self.index.nodes.insert(path.clone(), pos);
-                    self.index.scalars.push(ScalarAt {
-                        path,
-                        value,
-                        pos,
-                        quoted: style != TScalarStyle::Plain,
-                    });
-                }
-            }
-            Event::Alias(_) => {
-                self.index.first_alias.get_or_insert(pos);
-                if let Some(path) = self.next_path(Some("*alias"), pos) {
-                    self.index.nodes.insert(path, pos);
-                }
-            }
-            Event::MappingStart(..) => {
-                let path = self.next_path(Some("?"), pos).unwrap_or_default();
-                self.index.nodes.insert(path.clone(), pos);
-                self.stack.push(Frame::Map {
-                    path,
-                    key: None,
-                    seen_key: false,
-                    keys: Default::default(),
-                });
-            }
-            Event::SequenceStart(..) => {
-                let path = self.next_path(Some("?"), pos).unwrap_or_default();
-                self.index.nodes.insert(path.clone(), pos);
-                self.stack.push(Frame::Seq { path, next: 0 });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
-            }
-            _ => {}
-        }
     }
 }
 

@@ -7,7 +7,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::diag::Diagnostic;
-use super::position::PositionIndex;
 use super::Pos;
 
 /// Whether an item must be covered.
@@ -85,13 +84,8 @@ impl Catalog {
                 format!("cannot read the scope catalog: {e}"),
             )]
         })?;
-        let index = PositionIndex::build(&text).map_err(|(pos, msg)| {
-            vec![
-                Diagnostic::new(&file, pos, format!("YAML syntax error: {msg}")).with_source(&text),
-            ]
-        })?;
-        let cat: Catalog = serde_yaml::from_str(&text)
-            .map_err(|e| vec![super::load::serde_diag(&file, &text, &e)])?;
+        let (cat, index): (Catalog, _) =
+            super::yaml::from_text(&file, &text).map_err(|d| vec![d])?;
         let mut diags = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, item) in cat.items.iter().enumerate() {
