@@ -390,15 +390,7 @@ fn remove_path(v: &mut Value, path: &str) {
     }
 }
 
-/// True when a string contains template syntax.
-pub fn is_template(s: &str) -> bool {
-    // A byte scan: asked of every templatable string of every step, where two substring
-    // searches cost more to set up than the (short) strings take to read.
-    let b = s.as_bytes();
-    b.iter()
-        .enumerate()
-        .any(|(i, &c)| c == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%')))
-}
+pub use crate::spec::is_template;
 
 /// Whole-string single expression `{{ expr }}` (keeps its type when rendered).
 fn single_expression(s: &str) -> Option<&str> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::diag::{did_you_mean, Diagnostic};
-use super::position::{PositionIndex, ScalarAt};
+use super::position::{NodeId, PositionIndex, ScalarAt};
 use super::scope::{Catalog, ScopeStatus};
 use super::{Capture, Check, Expect, Pos, Spec, Step, StepKind};
 use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
@@ -472,6 +472,10 @@ fn read_text(
         }
         return (None, diags);
     };
+    // Names the structure check lost (see below), taken now: the document's values are not
+    // needed after this, and a long spec's checks need the memory they held.
+    let lost = lost_names(&value, &spec);
+    drop(value);
     spec.source = super::Source {
         file: PathBuf::from(file),
         display: file.to_string(),
@@ -552,7 +556,7 @@ fn read_text(
     // Variables and captures under a key the structure check refused (`varz:`, `captur:`) are
     // still names the author defined: they count as defined, so reading them is no error.
     let mut target_vars = target_vars.to_vec();
-    target_vars.extend(lost_names(&value, &spec));
+    target_vars.extend(lost);
     let target_vars = &target_vars[..];
     diags.extend(
         check(&spec, &index, catalog, target_vars)
@@ -1085,7 +1089,7 @@ fn load_step_list(
     let mut steps = super::structure::typed_steps(Some(&value), "", &index, &mut problems);
     let spoken: HashSet<(u32, u32)> = problems.iter().map(|p| (p.0.line, p.0.col)).collect();
     let mut more = Vec::new();
-    assign_steps(&mut steps, "", &index);
+    assign_steps(&mut steps, index.root(), Pos { line: 1, col: 1 }, &index);
     check_steps(&steps, "", &index, &mut more);
     for s in &index.scalars {
         let expression = is_expression(s);
@@ -1114,51 +1118,78 @@ fn load_step_list(
     ))
 }
 
+/// Gives every step, case, expectation and check of the spec its position, walking the
+/// position tree alongside the typed spec (no paths are spelled).
 fn assign_positions(spec: &mut Spec, index: &PositionIndex) {
-    for (i, c) in spec.cases.iter_mut().enumerate() {
-        c.pos = index.get(&format!("cases[{i}]"));
+    let root = index.root();
+    let under = |key: &str| root.and_then(|r| index.child(r, key));
+    let top = root.map_or(Pos { line: 1, col: 1 }, |r| index.pos(r));
+    if let Some(cases) = under("cases") {
+        for (i, c) in spec.cases.iter_mut().enumerate() {
+            c.pos = index.item(cases, i).map_or(index.pos(cases), |n| index.pos(n));
+        }
     }
-    assign_steps(&mut spec.steps, "steps", index);
-    assign_steps(&mut spec.cleanup, "cleanup", index);
+    assign_steps(&mut spec.steps, under("steps"), top, index);
+    assign_steps(&mut spec.cleanup, under("cleanup"), top, index);
 }
 
-fn assign_steps(steps: &mut [Step], base: &str, index: &PositionIndex) {
+/// Expectation keys whose position a failure points at (the others point at `expect:`).
+const EXPECT_KEYS: &[&str] = &[
+    "status",
+    "error",
+    "headers",
+    "cookies",
+    "body",
+    "version",
+    "url",
+    "redirects",
+    "match",
+    "schema",
+    "max_elapsed",
+];
+
+/// `list` is the sequence node of `steps` (None when the document has none there: then every
+/// step gets `outer`, the closest position known).
+fn assign_steps(steps: &mut [Step], list: Option<NodeId>, outer: Pos, index: &PositionIndex) {
+    let outer = list.map_or(outer, |l| index.pos(l));
     for (i, step) in steps.iter_mut().enumerate() {
-        let path = format!("{base}[{i}]");
-        step.pos = index.get(&path);
+        let node = list.and_then(|l| index.item(l, i));
+        step.pos = node.map_or(outer, |n| index.pos(n));
+        let child = |key: &str| node.and_then(|n| index.child(n, key));
+        let at = step.pos;
         if let Some(e) = &mut step.expect {
-            e.pos = index.key(&format!("{path}.expect"));
-            for k in [
-                "status",
-                "headers",
-                "body",
-                "match",
-                "schema",
-                "max_elapsed",
-            ] {
-                e.lines
-                    .push((k, index.key(&format!("{path}.expect.{k}")).line));
-            }
-            for (j, c) in e.json.iter_mut().enumerate() {
-                c.pos = index.get(&format!("{path}.expect.json[{j}]"));
+            let en = child("expect");
+            e.pos = en.map_or(at, |n| index.key_pos(n));
+            if let Some(en) = en {
+                for k in EXPECT_KEYS {
+                    if let Some(kn) = index.child(en, k) {
+                        e.lines.push((k, index.key_pos(kn).line));
+                    }
+                }
+                let json = index.child(en, "json");
+                for (j, c) in e.json.iter_mut().enumerate() {
+                    c.pos = json
+                        .and_then(|l| index.item(l, j))
+                        .map_or(e.pos, |n| index.pos(n));
+                }
             }
         }
+        let block = |kind: &str, list: &str| {
+            child(kind).and_then(|b| index.child(b, list))
+        };
         match &mut step.kind {
             StepKind::Assert(checks) => {
+                let list = child("assert");
                 for (j, c) in checks.iter_mut().enumerate() {
-                    c.pos = index.get(&format!("{path}.assert[{j}]"));
+                    c.pos = list.and_then(|l| index.item(l, j)).map_or(at, |n| index.pos(n));
                 }
             }
             StepKind::Fanout(f) => {
-                assign_steps(&mut f.steps, &format!("{path}.fanout.steps"), index);
-                assign_steps(&mut f.cleanup, &format!("{path}.fanout.cleanup"), index);
+                assign_steps(&mut f.steps, block("fanout", "steps"), at, index);
+                assign_steps(&mut f.cleanup, block("fanout", "cleanup"), at, index);
             }
-            StepKind::Foreach(f) => {
-                assign_steps(&mut f.steps, &format!("{path}.foreach.steps"), index)
-            }
-            StepKind::Repeat(r) => {
-                assign_steps(&mut r.steps, &format!("{path}.repeat.steps"), index)
-            }
+            StepKind::Foreach(f) => assign_steps(&mut f.steps, block("foreach", "steps"), at, index),
+            StepKind::Repeat(r) => assign_steps(&mut r.steps, block("repeat", "steps"), at, index),
             _ => {}
         }
     }

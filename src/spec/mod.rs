@@ -29,6 +29,16 @@ pub struct Pos {
     pub col: u32,
 }
 
+/// True when a string contains template syntax.
+pub fn is_template(s: &str) -> bool {
+    // A byte scan: asked of every templatable string of every step, where two substring
+    // searches cost more to set up than the (short) strings take to read.
+    let b = s.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%')))
+}
+
 /// Variables as written in YAML (any JSON-compatible value; strings may be templates).
 pub type VarMap = IndexMap<String, Value>;
 
@@ -153,7 +163,7 @@ pub struct Step {
     pub name: Option<String>,
     pub kind: StepKind,
     pub when: Option<String>,
-    pub expect: Option<Expect>,
+    pub expect: Option<Box<Expect>>,
     pub capture: IndexMap<String, Capture>,
     pub until: Option<Until>,
     /// Scope items this step alone proves (its outcome, not the whole spec's, decides them).
@@ -354,7 +364,7 @@ impl TryFrom<RawStep> for Step {
             name: r.name,
             when: r.when,
             kind: kinds.remove(0),
-            expect: r.expect,
+            expect: r.expect.map(Box::new),
             capture: r.capture,
             until: r.until,
             covers: r.covers,
@@ -368,7 +378,7 @@ impl From<Step> for RawStep {
         let mut r = RawStep {
             name: s.name,
             when: s.when,
-            expect: s.expect,
+            expect: s.expect.map(|e| *e),
             capture: s.capture,
             until: s.until,
             covers: s.covers,

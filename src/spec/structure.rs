@@ -313,16 +313,16 @@ fn defers_to_typed_checks(path: &str) -> bool {
 /// Deserializes one value, reporting a failure at the position of the offending node.
 fn typed<T: DeserializeOwned>(
     v: &Value,
-    base: &str,
+    base: impl FnOnce() -> String,
     index: &PositionIndex,
     out: &mut Vec<Problem>,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+    match serde_path_to_error::deserialize::<_, T>(v) {
         Ok(t) => Some(t),
         Err(e) => {
             let rel = e.path().to_string();
             let rel = if rel == "." { String::new() } else { rel };
-            let full = join(base, &rel);
+            let full = join(&base(), &rel);
             let msg = e.inner().to_string();
             let msg = msg.replace(
                 "data did not match any variant of untagged enum",
@@ -355,23 +355,24 @@ pub(crate) fn typed_steps(
     let Some(Value::Array(items)) = v else {
         return Vec::new();
     };
-    let mut steps = Vec::new();
+    let mut steps = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let p = format!("{base}[{i}]");
+        // Spelt only where needed: a block's inner steps, a problem.
+        let p = || format!("{base}[{i}]");
         let before = out.len();
         if let Some(f) = item.get("fanout") {
-            typed_steps(f.get("steps"), &format!("{p}.fanout.steps"), index, out);
-            typed_steps(f.get("cleanup"), &format!("{p}.fanout.cleanup"), index, out);
+            typed_steps(f.get("steps"), &format!("{}.fanout.steps", p()), index, out);
+            typed_steps(f.get("cleanup"), &format!("{}.fanout.cleanup", p()), index, out);
         }
         for block in ["foreach", "repeat"] {
             if let Some(b) = item.get(block) {
-                typed_steps(b.get("steps"), &format!("{p}.{block}.steps"), index, out);
+                typed_steps(b.get("steps"), &format!("{}.{block}.steps", p()), index, out);
             }
         }
         let read = if out.len() > before {
             None
         } else {
-            typed::<Step>(item, &p, index, out)
+            typed::<Step>(item, p, index, out)
         };
         steps.push(read.unwrap_or_else(|| recover_step(item)));
     }
@@ -386,12 +387,21 @@ pub fn typed_spec(value: &Value, index: &PositionIndex) -> (Option<Spec>, Vec<Pr
     let mut out = Vec::new();
     let steps = typed_steps(value.get("steps"), "steps", index, &mut out);
     let cleanup = typed_steps(value.get("cleanup"), "cleanup", index, &mut out);
-    let mut top = value.clone();
-    if let Some(m) = top.as_object_mut() {
-        m.insert("steps".into(), Value::Array(Vec::new()));
-        m.remove("cleanup");
-    }
-    let spec = typed::<Spec>(&top, "", index, &mut out).or_else(|| recover::<Spec>(&top, false));
+    // The spec without its steps (read above): a copy of the few keys beside them.
+    let top = match value {
+        Value::Object(m) => {
+            let mut top: serde_json::Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "steps" | "cleanup"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            // Missing steps are the schema's to report (once).
+            top.insert("steps".into(), Value::Array(Vec::new()));
+            Value::Object(top)
+        }
+        other => other.clone(),
+    };
+    let spec = typed::<Spec>(&top, String::new, index, &mut out).or_else(|| recover::<Spec>(&top, false));
     out.sort_by_key(|p| (p.0.line, p.0.col));
     let spec = spec.map(|mut spec| {
         spec.steps = steps;

@@ -11,7 +11,7 @@ use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::position::{PositionIndex, ScalarAt};
+use super::position::{NodeId, PositionIndex, ScalarAt};
 use super::Pos;
 
 /// A YAML document nests at most this deep (a stack overflow is never the answer).
@@ -35,6 +35,9 @@ pub struct Document {
 /// may hold) comes back with its position.
 pub fn parse(text: &str) -> Result<Document, (Pos, String)> {
     let mut b = Builder::default();
+    // A node takes at least a few bytes of text: room reserved once (pages never touched cost
+    // nothing), instead of copies of a growing list.
+    b.index.reserve(text.len() / 8, text.len() / 4);
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut b, true).map_err(|e| {
         let m = e.marker();
@@ -144,39 +147,44 @@ fn pos_of(m: &Marker) -> Pos {
     }
 }
 
-/// The value of a scalar as YAML 1.2's core schema resolves it (serde_yaml 0.9's rules).
-fn resolve(v: String, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
+/// The value of a scalar as YAML 1.2's core schema resolves it (serde_yaml 0.9's rules); None
+/// for a string (the text itself, which the caller owns).
+fn resolve(v: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Option<Value>, String> {
     if let Some(t) = tag {
         // `!!str 1` is the string "1"; the other core tags say what plain resolution says.
         match (t.handle.as_str(), t.suffix.as_str()) {
-            ("!!", "str") | ("tag:yaml.org,2002:", "str") => return Ok(Value::String(v)),
+            ("!!", "str") | ("tag:yaml.org,2002:", "str") => return Ok(None),
             ("!!", "int" | "float" | "bool" | "null")
             | ("tag:yaml.org,2002:", "int" | "float" | "bool" | "null") => {}
             _ => return Err(format!("the YAML tag `{}{}` is not supported here", t.handle, t.suffix)),
         }
     } else if style != TScalarStyle::Plain {
-        return Ok(Value::String(v));
+        return Ok(None);
     }
     Ok(plain(v))
 }
 
-fn plain(v: String) -> Value {
-    match v.as_str() {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+fn plain(v: &str) -> Option<Value> {
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
         _ => {}
     }
-    if let Some(n) = int(&v) {
-        return Value::Number(n);
+    // Only a digit, a sign or a dot may start a number.
+    if !v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+        return None;
     }
-    if !digits_but_not_number(&v) {
-        if let Some(f) = float(&v) {
+    if let Some(n) = int(v) {
+        return Some(Value::Number(n));
+    }
+    if !digits_but_not_number(v) {
+        if let Some(f) = float(v) {
             // As serde_json does with a float it cannot hold (inf, NaN): null.
-            return Number::from_f64(f).map_or(Value::Null, Value::Number);
+            return Some(Number::from_f64(f).map_or(Value::Null, Value::Number));
         }
     }
-    Value::String(v)
+    None
 }
 
 /// Leading zeros followed by digits is a string in YAML 1.2 (`007`).
@@ -241,20 +249,38 @@ fn float(s: &str) -> Option<f64> {
     unsigned.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
+/// Where a node sits in its parent, to spell its path when one is needed (rarely: a kept
+/// scalar, a duplicate key); paths are not built for every node.
+enum Seg {
+    Root,
+    Key(String),
+    Index(usize),
+}
+
 enum Frame {
     Map {
-        path: String,
+        id: NodeId,
+        seg: Seg,
         map: Map<String, Value>,
-        /// The key read, waiting for its value.
-        key: Option<String>,
+        /// The key read, waiting for its value, and where it is.
+        key: Option<(String, Pos)>,
         seen_key: bool,
         anchor: usize,
     },
     Seq {
-        path: String,
+        id: NodeId,
+        seg: Seg,
         items: Vec<Value>,
         anchor: usize,
     },
+}
+
+impl Frame {
+    fn seg(&self) -> &Seg {
+        match self {
+            Frame::Map { seg, .. } | Frame::Seq { seg, .. } => seg,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -279,31 +305,68 @@ fn nodes(v: &Value) -> usize {
     }
 }
 
+fn push_seg(path: &mut String, seg: &Seg) {
+    match seg {
+        Seg::Root => {}
+        Seg::Key(k) => {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(k);
+        }
+        Seg::Index(i) => {
+            path.push('[');
+            path.push_str(&i.to_string());
+            path.push(']');
+        }
+    }
+}
+
+/// Scalars a later check reads as written (see [`PositionIndex::scalars`]).
+fn kept(raw: &str, key: Option<&str>, v: Option<&Value>) -> bool {
+    super::is_template(raw)
+        || matches!(key, Some("expr" | "when" | "while"))
+        || (v.is_some_and(Value::is_null) && !matches!(raw, "" | "~" | "null" | "Null" | "NULL"))
+}
+
 impl Builder {
-    /// The path of the node that starts now (advancing the parent's cursor), or None when the
-    /// event is a mapping key (then it is recorded as the key waiting for its value).
-    fn next_path(&mut self, key_text: Option<&str>, pos: Pos) -> Option<String> {
+    /// The path of the container being filled, plus `last`.
+    fn path(&self, last: Option<&Seg>) -> String {
+        let mut p = String::new();
+        for f in &self.stack {
+            push_seg(&mut p, f.seg());
+        }
+        if let Some(l) = last {
+            push_seg(&mut p, l);
+        }
+        p
+    }
+
+    /// A node starts: its place in the parent (the key waiting there, or the next index) and
+    /// its key's position.
+    fn place(&mut self) -> (Seg, Pos, Option<NodeId>) {
         match self.stack.last_mut() {
-            None => Some(String::new()),
-            Some(Frame::Seq { path, items, .. }) => Some(format!("{path}[{}]", items.len())),
-            Some(Frame::Map { path, key, .. }) => match key {
-                Some(k) => Some(if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                }),
-                None => {
-                    let k = key_text.unwrap_or("?");
-                    let full = if path.is_empty() {
-                        k.to_string()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    self.index.insert(format!("{full}#key"), pos);
-                    None
-                }
+            None => (Seg::Root, Pos::default(), None),
+            Some(Frame::Seq { id, items, .. }) => (Seg::Index(items.len()), Pos::default(), Some(*id)),
+            Some(Frame::Map { id, key, .. }) => match key {
+                Some((k, at)) => (Seg::Key(k.clone()), *at, Some(*id)),
+                None => (Seg::Root, Pos::default(), Some(*id)),
             },
         }
+    }
+
+    /// Records a node in the index under its parent.
+    fn node(&mut self, pos: Pos, container: Option<bool>) -> (NodeId, Seg) {
+        let (seg, key_pos, parent) = self.place();
+        let id = self.index.add(pos, key_pos, container);
+        if let Some(p) = parent {
+            let key = match &seg {
+                Seg::Key(k) => Some(k.as_str()),
+                _ => None,
+            };
+            self.index.adopt(p, key, id);
+        }
+        (id, seg)
     }
 
     /// Puts a finished node into its parent (or makes it the document).
@@ -317,7 +380,7 @@ impl Builder {
             }
             Some(Frame::Seq { items, .. }) => items.push(v),
             Some(Frame::Map { map, key, .. }) => {
-                if let Some(k) = key.take() {
+                if let Some((k, _)) = key.take() {
                     map.insert(k, v);
                 }
             }
@@ -351,27 +414,19 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Scalar(value, ..) if self.is_key() => {
-                let Some(Frame::Map {
-                    path,
-                    map,
-                    seen_key,
-                    ..
-                }) = self.stack.last_mut()
-                else {
+                let Some(Frame::Map { id, seen_key, .. }) = self.stack.last_mut() else {
                     return;
                 };
                 // A block mapping's start mark is unreliable; its first key says where it begins.
-                let first = !std::mem::replace(seen_key, true);
-                let duplicate = map.contains_key(&value);
-                let path = if first || duplicate {
-                    path.clone()
-                } else {
-                    String::new()
-                };
-                if first {
-                    self.index.insert(path.clone(), pos);
+                if !std::mem::replace(seen_key, true) {
+                    let id = *id;
+                    self.index.set_pos(id, pos);
                 }
-                if duplicate {
+                let Some(Frame::Map { map, .. }) = self.stack.last() else {
+                    return;
+                };
+                if map.contains_key(&value) {
+                    let path = self.path(None);
                     let at = if path.is_empty() {
                         String::new()
                     } else {
@@ -382,36 +437,39 @@ impl MarkedEventReceiver for Builder {
                         .push((pos, format!("duplicate key `{value}`{at}")));
                     self.duplicate = true;
                 }
-                self.next_path(Some(&value), pos);
                 if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
-                    *key = Some(value);
+                    *key = Some((value, pos));
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
-                let Some(path) = self.next_path(None, pos) else {
-                    return;
-                };
-                self.index.insert(path.clone(), pos);
-                let quoted = style != TScalarStyle::Plain;
-                let v = match resolve(value.clone(), style, tag.as_ref()) {
+                let v = match resolve(&value, style, tag.as_ref()) {
                     Ok(v) => v,
                     Err(msg) => return self.fail(pos, msg),
                 };
-                self.index.scalars.push(ScalarAt {
-                    path,
-                    value,
-                    pos,
-                    quoted,
-                });
+                let (_, seg) = self.node(pos, None);
+                let key = match &seg {
+                    Seg::Key(k) => Some(k.as_str()),
+                    _ => None,
+                };
+                let v = if kept(&value, key, v.as_ref()) {
+                    let path = self.path(Some(&seg));
+                    let v = v.unwrap_or_else(|| Value::String(value.clone()));
+                    self.index.scalars.push(ScalarAt {
+                        path,
+                        value,
+                        pos,
+                        quoted: style != TScalarStyle::Plain,
+                    });
+                    v
+                } else {
+                    v.unwrap_or(Value::String(value))
+                };
                 self.attach(v, anchor);
             }
             Event::Alias(id) => {
                 self.index.first_alias.get_or_insert(pos);
                 if self.is_key() {
                     return self.fail(pos, "an alias (`*name`) cannot be a mapping key".into());
-                }
-                if let Some(path) = self.next_path(None, pos) {
-                    self.index.insert(path, pos);
                 }
                 let Some(v) = self.anchors.get(&id).cloned() else {
                     return self.fail(pos, "unknown anchor".into());
@@ -427,6 +485,7 @@ impl MarkedEventReceiver for Builder {
                         ),
                     );
                 }
+                self.node(pos, None);
                 self.attach(v, 0);
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
@@ -434,13 +493,17 @@ impl MarkedEventReceiver for Builder {
                     return self.fail(pos, "a mapping key must be a scalar (a name)".into());
                 }
                 if self.stack.len() >= MAX_DEPTH {
-                    return self.fail(pos, format!("the YAML is nested deeper than {MAX_DEPTH} levels"));
+                    return self.fail(
+                        pos,
+                        format!("the YAML is nested deeper than {MAX_DEPTH} levels"),
+                    );
                 }
-                let path = self.next_path(None, pos).unwrap_or_default();
-                self.index.insert(path.clone(), pos);
-                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
+                let is_map = matches!(ev, Event::MappingStart(..));
+                let (id, seg) = self.node(pos, Some(is_map));
+                self.stack.push(if is_map {
                     Frame::Map {
-                        path,
+                        id,
+                        seg,
                         map: Map::new(),
                         key: None,
                         seen_key: false,
@@ -448,7 +511,8 @@ impl MarkedEventReceiver for Builder {
                     }
                 } else {
                     Frame::Seq {
-                        path,
+                        id,
+                        seg,
                         items: Vec::new(),
                         anchor,
                     }
