@@ -1,11 +1,12 @@
-//! The reference pages of the book in `docs/` (issue 26, "Docs as a book") are generated from
-//! the JSON Schemas in `schemas/`, so they cannot drift from what the loader accepts.
+//! The book in `docs/` (issue 26, "Docs as a book"): its reference pages are generated from the
+//! JSON Schemas, so they cannot drift from what the loader accepts; its links and the README's
+//! point at files and headings that exist; and every chapter is listed in `SUMMARY.md`.
 //!
 //! The generator lives here, in the test tier, so the product has no documentation code.
 //! `UPDATE_DOCS=1 cargo test --test all docs_book` rewrites the reference pages.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
@@ -599,4 +600,261 @@ fn the_generator_renders_every_kind_of_schema() {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The links hold, and every chapter is in the summary.
+// ---------------------------------------------------------------------------------------------
+
+/// README.md and every Markdown file of the book.
+fn markdown_files() -> Vec<PathBuf> {
+    let mut out = vec![root().join("README.md")];
+    let mut dirs = vec![root().join("docs/src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The text outside fenced code blocks, one entry per line (code blocks become empty lines, so
+/// line numbers stay right).
+fn prose_lines(text: &str) -> Vec<String> {
+    let mut fence: Option<String> = None;
+    text.lines()
+        .map(|line| {
+            let t = line.trim_start();
+            let marker: String = t.chars().take_while(|c| *c == '`' || *c == '~').collect();
+            if marker.len() >= 3 {
+                match &fence {
+                    None => {
+                        fence = Some(marker);
+                        return String::new();
+                    }
+                    Some(f) if marker.starts_with(f.as_str()) && t.trim() == marker => {
+                        fence = None;
+                        return String::new();
+                    }
+                    _ => {}
+                }
+            }
+            if fence.is_some() {
+                String::new()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A line with the contents of its code spans removed (`[`x`](y)` keeps its brackets).
+fn without_code_spans(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find('`') {
+        out.push_str(&rest[..i]);
+        let run = rest[i..].chars().take_while(|c| *c == '`').count();
+        let after = &rest[i + run..];
+        // The span closes at the next run of exactly as many backticks.
+        let mut close = None;
+        let mut j = 0;
+        while let Some(k) = after[j..].find('`') {
+            let start = j + k;
+            let n = after[start..].chars().take_while(|c| *c == '`').count();
+            if n == run {
+                close = Some(start);
+                break;
+            }
+            j = start + n;
+        }
+        match close {
+            Some(c) => rest = &after[c + run..],
+            None => {
+                // An unclosed run is literal backticks.
+                out.push_str(&rest[i..i + run]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The inline link targets of a Markdown text, with their line numbers.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, line) in prose_lines(text).iter().enumerate() {
+        let line = without_code_spans(line);
+        let mut rest = line.as_str();
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let end = after.find(')').unwrap_or(after.len());
+            let target = after[..end].split_whitespace().next().unwrap_or("");
+            out.push((n + 1, target.to_string()));
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+/// The ids of a Markdown file's headings, as mdBook (and GitHub) make them.
+fn heading_ids(text: &str) -> HashSet<String> {
+    let mut used = HashSet::new();
+    for line in prose_lines(text) {
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
+            // Heading text: code spans keep their text, links their label (the id drops the
+            // brackets and backticks).
+            let mut title = String::new();
+            let mut rest = &line[hashes..];
+            while let Some(i) = rest.find("](") {
+                title.push_str(&rest[..i]);
+                let after = &rest[i + 2..];
+                rest = after.find(')').map_or("", |e| &after[e + 1..]);
+            }
+            title.push_str(rest);
+            unique_id(heading_id(&title), &mut used);
+        }
+    }
+    used
+}
+
+/// `a/./b/../c` as `a/c`, without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The broken links of `files`: a relative link to a file that does not exist, to a heading
+/// that does not exist, or from a chapter of the book in `book` to a file outside it (mdBook
+/// copies only its source folder, so such a link breaks in the built book). Paths are shown
+/// relative to `base`.
+fn broken_links(files: &[PathBuf], book: &Path, base: &Path) -> Vec<String> {
+    let book = normalize(book);
+    let mut problems = Vec::new();
+    let mut ids: HashMap<PathBuf, HashSet<String>> = HashMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let shown = file
+            .strip_prefix(base)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        for (line, target) in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") || target.is_empty() {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let dest = if path.is_empty() {
+                normalize(file)
+            } else {
+                normalize(&file.parent().unwrap().join(path))
+            };
+            if !dest.exists() {
+                problems.push(format!("{shown}:{line}: `{target}`: no such file"));
+                continue;
+            }
+            if normalize(file).starts_with(&book) && !dest.starts_with(&book) {
+                problems.push(format!(
+                    "{shown}:{line}: `{target}` leaves docs/src, so it breaks in the built book; name the file in `code` instead"
+                ));
+                continue;
+            }
+            let Some(anchor) = anchor else { continue };
+            if dest.extension().is_none_or(|x| x != "md") {
+                continue;
+            }
+            let known = ids.entry(dest.clone()).or_insert_with(|| {
+                heading_ids(&std::fs::read_to_string(&dest).unwrap_or_default())
+            });
+            if !known.contains(anchor) {
+                problems.push(format!(
+                    "{shown}:{line}: `{target}`: no heading with the id `{anchor}`"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn links_point_at_files_and_headings_that_exist() {
+    let problems = broken_links(&markdown_files(), &root().join("docs/src"), root());
+    assert!(
+        problems.is_empty(),
+        "broken links:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_chapter_is_in_the_summary() {
+    let src = root().join("docs/src");
+    let summary = std::fs::read_to_string(src.join("SUMMARY.md")).unwrap();
+    let listed: BTreeSet<PathBuf> = links(&summary)
+        .into_iter()
+        .map(|(_, t)| normalize(&src.join(t.split('#').next().unwrap())))
+        .collect();
+    let missing: Vec<String> = markdown_files()
+        .into_iter()
+        .filter(|f| f.starts_with(&src) && !f.ends_with("SUMMARY.md"))
+        .map(|f| normalize(&f))
+        .filter(|f| !listed.contains(f))
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "chapters not listed in docs/src/SUMMARY.md (mdBook would leave them out): {missing:?}"
+    );
+}
+
+#[test]
+fn the_link_check_sees_broken_links() {
+    // A README and a book of two chapters, with one link of each kind.
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("docs/src");
+    std::fs::create_dir_all(&book).unwrap();
+    let readme = dir.path().join("README.md");
+    let intro = book.join("intro.md");
+    let other = book.join("other.md");
+    std::fs::write(
+        &readme,
+        "# R\n\n[ok](docs/src/other.md#two-words) [gone](docs/src/gone.md)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &intro,
+        "# Intro `x`\n\n[a](other.md#no-such) [`b`](#intro-x) `[not](a link)`\n\n\
+         ```\n[nor](this.md)\n```\n\n[out](../../README.md)\n",
+    )
+    .unwrap();
+    std::fs::write(&other, "# Other\n\n## Two [words](intro.md)\n").unwrap();
+    let problems = broken_links(&[readme, intro, other], &book, dir.path());
+    assert_eq!(
+        problems,
+        vec![
+            "README.md:3: `docs/src/gone.md`: no such file".to_string(),
+            "docs/src/intro.md:3: `other.md#no-such`: no heading with the id `no-such`".into(),
+            "docs/src/intro.md:9: `../../README.md` leaves docs/src, so it breaks in the built book; name the file in `code` instead".into(),
+        ]
+    );
 }
