@@ -1,12 +1,16 @@
 //! The book in `docs/` (issue 26, "Docs as a book"): its reference pages are generated from the
-//! JSON Schemas, so they cannot drift from what the loader accepts; its links and the README's
-//! point at files and headings that exist; and every chapter is listed in `SUMMARY.md`.
+//! JSON Schemas, so they cannot drift from what the loader accepts; it builds with mdBook without
+//! warnings; its links and the README's point at files and headings that exist; and every
+//! chapter is listed in `SUMMARY.md`.
 //!
 //! The generator lives here, in the test tier, so the product has no documentation code.
 //! `UPDATE_DOCS=1 cargo test --test all docs_book` rewrites the reference pages.
 
+use crate::common::required_tool;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::process::Command;
 
 use serde_json::{json, Map, Value};
 
@@ -856,5 +860,91 @@ fn the_link_check_sees_broken_links() {
             "docs/src/intro.md:3: `other.md#no-such`: no heading with the id `no-such`".into(),
             "docs/src/intro.md:9: `../../README.md` leaves docs/src, so it breaks in the built book; name the file in `code` instead".into(),
         ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The book builds (CI installs mdBook).
+// ---------------------------------------------------------------------------------------------
+
+/// mdBook's version that `.ci/run` installs (and the README names).
+const MDBOOK_VERSION: &str = "0.5.4";
+
+#[test]
+fn the_book_builds_without_warnings() {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|d| d.join("bin").to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let install = format!("cargo install --locked mdbook --version {MDBOOK_VERSION}");
+    let Some(mdbook) = required_tool(
+        "mdbook",
+        "MDBOOK",
+        &[cargo_bin.as_str()],
+        &install,
+        "the book build (mdbook build docs)",
+    ) else {
+        return;
+    };
+    // Another version may warn about what this one accepts, or the other way round: say so.
+    if let Ok(v) = Command::new(&mdbook).arg("--version").output() {
+        let v = String::from_utf8_lossy(&v.stdout);
+        if !v.trim().ends_with(&format!("v{MDBOOK_VERSION}")) {
+            eprintln!(
+                "NOTICE: {} is not the pinned mdbook {MDBOOK_VERSION} ({install})",
+                v.trim()
+            );
+        }
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&mdbook)
+        .current_dir(root())
+        .args(["build", "docs", "-d"])
+        .arg(out_dir.path())
+        // mdBook's log level comes from these; its defaults show warnings and errors.
+        .env_remove("RUST_LOG")
+        .env_remove("MDBOOK_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("mdbook runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "`mdbook build docs` failed ({}):\n{log}",
+        out.status
+    );
+    let problems: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "`mdbook build docs` printed warnings or errors:\n{}",
+        problems.join("\n")
+    );
+    for page in ["index.html", "writing-specs.html", "reference/spec.html"] {
+        assert!(
+            out_dir.path().join(page).is_file(),
+            "the book has no {page}"
+        );
+    }
+}
+
+#[test]
+fn the_pinned_mdbook_version_is_the_same_everywhere() {
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    assert!(
+        ci.contains(&format!("MDBOOK_VERSION={MDBOOK_VERSION}\n")),
+        ".ci/run must install mdbook {MDBOOK_VERSION} (MDBOOK_VERSION in tests/docs_book.rs)"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("--version {MDBOOK_VERSION}`")),
+        "README.md must name mdbook {MDBOOK_VERSION}, the version .ci/run installs"
     );
 }
