@@ -14,6 +14,7 @@ mod checks;
 mod cli_run;
 mod coverage_where;
 mod deploy;
+mod docs_book;
 mod fanout;
 mod fanout_verdicts;
 mod html_report;

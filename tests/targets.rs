@@ -1,6 +1,6 @@
 //! Choosing targets: `focusqa sim` served separately and reached as a configured target through
-//! its kubeconfig, the README's complete example run as written, and plain http through the
-//! proxy the environment names.
+//! its kubeconfig, the complete example of the README (and the book) run as written, and plain
+//! http through the proxy the environment names.
 
 use crate::common;
 
@@ -13,18 +13,31 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn the_readme_example_runs_as_written() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme
-        .split("### A complete example")
+/// The yaml block under "A complete example" in a Markdown file.
+fn complete_example(doc: &str) -> String {
+    let text = std::fs::read_to_string(root().join(doc)).unwrap();
+    let section = text
+        .split("A complete example\n")
         .nth(1)
-        .expect("README has the example");
-    let yaml = section
+        .unwrap_or_else(|| panic!("{doc} has a section \"A complete example\""));
+    section
         .split("```yaml")
         .nth(1)
         .and_then(|b| b.split("```").next())
-        .expect("a yaml block");
+        .unwrap_or_else(|| panic!("{doc}: a yaml block under \"A complete example\""))
+        .to_string()
+}
+
+#[test]
+fn the_readme_example_runs_as_written() {
+    // The README's tour shows the example the book's first chapter explains: one text, so
+    // neither can go stale alone.
+    let yaml = complete_example("README.md");
+    assert_eq!(
+        yaml,
+        complete_example("docs/src/writing-specs.md"),
+        "the complete example differs between README.md and docs/src/writing-specs.md"
+    );
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("example.yaml");
     std::fs::write(&spec, yaml).unwrap();
