@@ -3,6 +3,9 @@
 //! 374 MiB, all in specs with many steps).
 //!
 //! Scenarios (figures printed, nothing asserted):
+//! - `steps`: `focusqa validate` of a 2,000-step and a 20,000-step spec (one request each), 5
+//!   runs each: CPU and peak RSS, and per step the difference between the two (issue 26's
+//!   targets: <= 10 us and <= 4 KB per step).
 //! - `shipped`: `focusqa validate` of this repository's project (`specs/`, checked against its
 //!   scope catalog), the binary run 5 times: median and worst wall time, peak RSS of the process
 //!   (`wait4`); then each shipped spec loaded in-process as `validate` loads it: time per spec.
@@ -12,7 +15,7 @@
 //!   whole `focusqa validate` (3 runs: wall time, peak RSS), then each spec in-process: p50, p90,
 //!   p99 and worst time, and its peak RSS (VmHWM reset through /proc/self/clear_refs before each).
 //!
-//! `BENCH_CORPUS=N` changes the corpus size; `BENCH_KEEP=1` prints and keeps its folder.
+//! `BENCH_ONLY=steps` runs only the first scenario; `BENCH_CORPUS=N` changes the corpus size; `BENCH_KEEP=1` prints and keeps its folder.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -347,10 +350,77 @@ fn write_corpus(dir: &Path, n: usize) -> usize {
     biggest
 }
 
+/// CPU seconds (user + system) of a finished child, from `wait4`'s usage.
+fn cpu_s(u: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// `focusqa validate` of one spec file: (CPU seconds, peak RSS MiB), medians of `runs`.
+#[allow(clippy::zombie_processes)]
+fn validate_one(dir: &Path, file: &str, runs: usize) -> (f64, f64) {
+    let mut cpu = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let child = Command::new(BIN)
+            .args(["validate", file])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{file} is valid");
+        cpu.push(cpu_s(&usage));
+        rss.push(usage.ru_maxrss as f64 / 1024.0);
+    }
+    cpu.sort_by(f64::total_cmp);
+    rss.sort_by(f64::total_cmp);
+    (quantile(&cpu, 0.5), quantile(&rss, 0.5))
+}
+
+/// `steps`: specs of 2,000 and 20,000 steps, one request each (the shape `scripts/peers.sh`
+/// compares with a Hurl file of as many entries). The cost of a step is the difference between
+/// the two divided by the 18,000 steps between them (start-up and the schema left out).
+/// Targets (issue 26): at most 10 us of CPU and 4 KB of peak memory per step.
+fn report_steps(runs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut figures = Vec::new();
+    for n in [2_000usize, 20_000] {
+        let mut t = format!("id: steps.s{n}\ntitle: {n} requests, one step each\nsteps:\n");
+        for _ in 0..n {
+            t.push_str("  - {name: health, http: {path: /health}, expect: {status: 200}}\n");
+        }
+        let file = format!("s{n}.yaml");
+        std::fs::write(dir.path().join(&file), t).unwrap();
+        let (cpu, rss) = validate_one(dir.path(), &file, runs);
+        println!(
+            "steps{n} `focusqa validate` ({runs} runs, medians): cpu_s={cpu:.3} peak_rss_mib={rss:.1}"
+        );
+        figures.push((n as f64, cpu, rss));
+    }
+    let (a, b) = (figures[0], figures[1]);
+    let steps = b.0 - a.0;
+    println!(
+        "steps per step: cpu_us={:.1} (target <= 10) peak_kib={:.1} (target <= 4)",
+        (b.1 - a.1) * 1e6 / steps,
+        (b.2 - a.2) * 1024.0 / steps
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; filters are ignored.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     println!("focusqa validate ({BIN})");
+
+    // steps
+    report_steps(5);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("steps") {
+        return;
+    }
 
     // shipped
     report_process("shipped", root, 5);

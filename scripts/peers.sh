@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side load figures (issue 13): focusqa, oha and hurl against the same `focusqa sim`
-# /health endpoint in the same run. A peer that is not installed is skipped with a notice:
+# Side-by-side figures (issues 13 and 26): focusqa, oha and hurl against the same `focusqa sim`
+# /health endpoint in the same run: a fan-out against oha, a spec of SEQUENTIAL steps against a
+# Hurl file of as many entries. A peer that is not installed is skipped with a notice:
 #   cargo install --locked oha
 #   cargo install --locked hurl@8.0.1   (needs libcurl4-openssl-dev libxml2-dev libclang-dev)
 #   [RUNS=5] scripts/peers.sh [REQUESTS=20000] [CONCURRENCY=64] [SEQUENTIAL=2000]
@@ -59,26 +60,33 @@ if command -v oha >/dev/null; then
 else
   echo "oha: not installed, skipped (cargo install --locked oha)"
 fi
-# Sequential steps: focusqa vs hurl, same number of requests one after another.
-cat >"$work/seq.yaml" <<Y
-id: peers.sequential
-title: sequential requests
-steps:
-  - fanout:
-      count: $seq_n
-      concurrency: 1
-      steps:
-        - {name: health, http: {path: /health}, expect: {status: 200}}
-Y
-read -r fs_cpu _ < <(cpu "$bin" --config "$work/focusqa.yaml" run --quiet --no-history "$work/seq.yaml" --report-dir "$work/r2")
-echo "focusqa sequential: $seq_n requests, ${fs_cpu} s CPU (default: one runner thread, nothing runs concurrently)"
-read -r fs2_cpu _ < <(cpu "$bin" --config "$work/focusqa.yaml" run --workers 2 --quiet --no-history "$work/seq.yaml" --report-dir "$work/r3")
-echo "focusqa sequential: $seq_n requests, ${fs2_cpu} s CPU (--workers 2)"
+# Sequential requests, like with like (issue 26): a spec of $seq_n steps, one request each,
+# against a Hurl file of $seq_n entries, same endpoint, same assertion (status 200). Both
+# read and check their whole file before the first request, so loading counts for both.
+{
+  printf 'id: peers.sequential\ntitle: %s sequential requests, one step each\nsteps:\n' "$seq_n"
+  for _ in $(seq "$seq_n"); do printf '  - {name: health, http: {path: /health}, expect: {status: 200}}\n'; done
+} >"$work/seq.yaml"
+for _ in $(seq "$seq_n"); do printf 'GET %s\nHTTP 200\n\n' "$url"; done >"$work/seq.hurl"
+peak() { # median over $RUNS runs: peak RSS in MB of a command
+  : >"$work/rss"
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f '%M' -o "$work/m" "$@" >/dev/null 2>&1
+    awk '{printf "%.1f\n", $1/1024}' "$work/m" >>"$work/rss"
+  done
+  median "$work/rss" 1; }
+fq_seq=("$bin" --config "$work/focusqa.yaml" run --quiet --no-history "$work/seq.yaml" --report-dir "$work/r2")
+read -r fs_cpu fs_wall < <(cpu "${fq_seq[@]}")
+fs_mem=$(peak "${fq_seq[@]}")
+echo "focusqa sequential: $seq_n steps, ${fs_cpu} s CPU, ${fs_wall} s wall, ${fs_mem} MB peak"
+read -r fv_cpu _ < <(cpu "$bin" --config "$work/focusqa.yaml" validate "$work/seq.yaml")
+fv_mem=$(peak "$bin" --config "$work/focusqa.yaml" validate "$work/seq.yaml")
+echo "  of which loading (focusqa validate): ${fv_cpu} s CPU, ${fv_mem} MB peak"
 if command -v hurl >/dev/null; then
-  for _ in $(seq "$seq_n"); do printf 'GET %s\nHTTP 200\n\n' "$url"; done >"$work/seq.hurl"
-  read -r h_cpu _ < <(cpu hurl --test "$work/seq.hurl")
-  echo "hurl sequential:    $seq_n requests, ${h_cpu} s CPU"
-  echo "ratio focusqa/hurl CPU: $(awk -v a="$fs_cpu" -v b="$h_cpu" 'BEGIN{printf "%.2f", a/b}') default, $(awk -v a="$fs2_cpu" -v b="$h_cpu" 'BEGIN{printf "%.2f", a/b}') with --workers 2 (target <= 0.70)"
+  read -r h_cpu h_wall < <(cpu hurl --test "$work/seq.hurl")
+  h_mem=$(peak hurl --test "$work/seq.hurl")
+  echo "hurl sequential:    $seq_n entries, ${h_cpu} s CPU, ${h_wall} s wall, ${h_mem} MB peak"
+  echo "ratio focusqa/hurl: CPU $(awk -v a="$fs_cpu" -v b="$h_cpu" 'BEGIN{printf "%.2f", a/b}') (target <= 0.70), peak memory $(awk -v a="$fs_mem" -v b="$h_mem" 'BEGIN{printf "%.2f", a/b}') (target <= 1.00)"
 else
   echo "hurl: not installed, skipped (cargo install --locked hurl@8.0.1)"
 fi

@@ -454,7 +454,10 @@ fn read_text(
     // The schema finds every structural problem; typed deserialization adds what a schema
     // cannot say (durations, one action per step), except where the schema already spoke.
     let mut problems = super::structure::schema_problems(&value, &index);
-    let (typed, more) = super::structure::typed_spec(&value, &index);
+    let written = written_names(&value);
+    // Each step's values are dropped once it is read typed: a long spec never holds both whole.
+    let mut value = value;
+    let (typed, more) = super::structure::typed_spec(&mut value, &index);
     let lines: HashSet<u32> = problems.iter().map(|p| p.0.line).collect();
     problems.extend(more.into_iter().filter(|p| !lines.contains(&p.0.line)));
     problems.sort_by_key(|p| (p.0.line, p.0.col));
@@ -474,7 +477,7 @@ fn read_text(
     };
     // Names the structure check lost (see below), taken now: the document's values are not
     // needed after this, and a long spec's checks need the memory they held.
-    let lost = lost_names(&value, &spec);
+    let lost = lost_names(written, &spec);
     drop(value);
     spec.source = super::Source {
         file: PathBuf::from(file),
@@ -586,8 +589,8 @@ fn read_text(
 }
 
 /// Names written under `vars` (the spec's, a case's) or a step's `capture` (or a misspelling of
-/// them) that the spec as read does not define: they were lost with a structural problem.
-fn lost_names(value: &serde_json::Value, spec: &Spec) -> Vec<String> {
+/// them): read from the document before it is read typed (see [`lost_names`]).
+fn written_names(value: &serde_json::Value) -> Vec<String> {
     use serde_json::Value;
     fn like(k: &str, word: &str) -> bool {
         k == word || strsim::jaro_winkler(k, word) > 0.85
@@ -627,6 +630,12 @@ fn lost_names(value: &serde_json::Value, spec: &Spec) -> Vec<String> {
     }
     steps(value.get("steps"), &mut written);
     steps(value.get("cleanup"), &mut written);
+    written
+}
+
+/// The names of [`written_names`] that the spec as read does not define: they were lost with a
+/// structural problem.
+fn lost_names(mut written: Vec<String>, spec: &Spec) -> Vec<String> {
     let mut known: HashSet<String> = spec.vars.keys().cloned().collect();
     known.extend(spec.cases.iter().flat_map(|c| c.vars.keys().cloned()));
     let mut caps = Vec::new();
@@ -1077,7 +1086,7 @@ fn load_step_list(
     if doc.unreadable {
         return Err(problems.into_iter().map(diag).collect());
     }
-    let (value, index) = (doc.value, doc.index);
+    let (mut value, index) = (doc.value, doc.index);
     if !value.is_array() {
         problems.push((
             Pos { line: 1, col: 1 },
@@ -1086,7 +1095,8 @@ fn load_step_list(
         ));
         return Err(problems.into_iter().map(diag).collect());
     }
-    let mut steps = super::structure::typed_steps(Some(&value), "", &index, &mut problems);
+    let mut steps =
+        super::structure::typed_steps(Some(&mut value), "", true, &index, &mut problems);
     let spoken: HashSet<(u32, u32)> = problems.iter().map(|p| (p.0.line, p.0.col)).collect();
     let mut more = Vec::new();
     assign_steps(&mut steps, index.root(), Pos { line: 1, col: 1 }, &index);

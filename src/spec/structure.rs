@@ -346,9 +346,12 @@ fn unknown_variant_hint(msg: &str) -> Option<String> {
 /// Steps one by one (and the steps of fan-outs before their fan-out), so one bad step does
 /// not hide the problems of the others. Every item yields a step, a broken one as far as it
 /// could be read ([`recover_step`]), so the later checks see every step at its own index.
+///
+/// With `consume`, each step's value is dropped once it is read (the caller needs them no more).
 pub(crate) fn typed_steps(
-    v: Option<&Value>,
+    v: Option<&mut Value>,
     base: &str,
+    consume: bool,
     index: &PositionIndex,
     out: &mut Vec<Problem>,
 ) -> Vec<Step> {
@@ -356,17 +359,20 @@ pub(crate) fn typed_steps(
         return Vec::new();
     };
     let mut steps = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.iter_mut().enumerate() {
         // Spelt only where needed: a block's inner steps, a problem.
         let p = || format!("{base}[{i}]");
         let before = out.len();
-        if let Some(f) = item.get("fanout") {
-            typed_steps(f.get("steps"), &format!("{}.fanout.steps", p()), index, out);
-            typed_steps(f.get("cleanup"), &format!("{}.fanout.cleanup", p()), index, out);
+        // A block's inner steps, for their problems (the block reads them itself below).
+        if let Some(f) = item.get_mut("fanout") {
+            let (a, b) = (format!("{}.fanout.steps", p()), format!("{}.fanout.cleanup", p()));
+            typed_steps(f.get_mut("steps"), &a, false, index, out);
+            typed_steps(f.get_mut("cleanup"), &b, false, index, out);
         }
         for block in ["foreach", "repeat"] {
-            if let Some(b) = item.get(block) {
-                typed_steps(b.get("steps"), &format!("{}.{block}.steps", p()), index, out);
+            if let Some(b) = item.get_mut(block) {
+                let at = format!("{}.{block}.steps", p());
+                typed_steps(b.get_mut("steps"), &at, false, index, out);
             }
         }
         let read = if out.len() > before {
@@ -375,6 +381,9 @@ pub(crate) fn typed_steps(
             typed::<Step>(item, p, index, out)
         };
         steps.push(read.unwrap_or_else(|| recover_step(item)));
+        if consume {
+            *item = Value::Null;
+        }
     }
     steps
 }
@@ -383,10 +392,12 @@ pub(crate) fn typed_steps(
 /// as far as it can be ([`recover`]: the broken parts left out), so that the checks after the
 /// structure (regexes, operands, includes, variables, ...) report their problems in the same
 /// run; `None` only when even that fails.
-pub fn typed_spec(value: &Value, index: &PositionIndex) -> (Option<Spec>, Vec<Problem>) {
+///
+/// The steps' values are dropped as they are read (`value` keeps its other keys).
+pub fn typed_spec(value: &mut Value, index: &PositionIndex) -> (Option<Spec>, Vec<Problem>) {
     let mut out = Vec::new();
-    let steps = typed_steps(value.get("steps"), "steps", index, &mut out);
-    let cleanup = typed_steps(value.get("cleanup"), "cleanup", index, &mut out);
+    let steps = typed_steps(value.get_mut("steps"), "steps", true, index, &mut out);
+    let cleanup = typed_steps(value.get_mut("cleanup"), "cleanup", true, index, &mut out);
     // The spec without its steps (read above): a copy of the few keys beside them.
     let top = match value {
         Value::Object(m) => {
