@@ -105,6 +105,11 @@ pub struct ShardInfo {
     pub total: usize,
 }
 
+/// A duration in milliseconds, to the microsecond: how every time in the results is written.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// Bodies kept in results are cut to this many bytes.
 pub const EXCERPT_BYTES: usize = 4096;
 
@@ -885,6 +890,17 @@ mod tests {
             verdict(vec![th(false, false), th(true, false), th(false, false)]).as_deref(),
             Some("2 of 3 thresholds not met")
         );
+    }
+
+    #[test]
+    fn summary_reads_like_the_issue() {
+        let mut s = FanoutStats {
+            count: 200,
+            succeeded: 150,
+            ..Default::default()
+        };
+        s.by_reason.insert("503 capacity reached".into(), 50);
+        assert_eq!(s.summary(), "150/200 succeeded, 50 x 503 capacity reached");
     }
 
     #[test]

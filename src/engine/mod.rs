@@ -398,9 +398,7 @@ impl Engine {
     }
 }
 
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
+pub use crate::results::ms;
 
 fn base_result(spec: &Spec, status: Status) -> SpecResult {
     SpecResult {
