@@ -57,11 +57,14 @@ impl KeepCaptures {
 fn step_agg<'a>(
     steps: &'a mut IndexMap<String, StepAgg>,
     name: &str,
-    measure: Measure,
+    measure: &Measure,
 ) -> &'a mut StepAgg {
     let i = match steps.iter().position(|(k, _)| k == name) {
         Some(i) => i,
-        None => steps.insert_full(name.to_string(), StepAgg::new(measure)).0,
+        None => {
+            let agg = StepAgg::new(measure.clone());
+            steps.insert_full(name.to_string(), agg).0
+        }
     };
     &mut steps[i]
 }
@@ -117,7 +120,7 @@ impl Aggregate {
                     let _ = mine.hist.add(&a.hist);
                 }
                 None => {
-                    let mut copy = StepAgg::new(a.measure);
+                    let mut copy = StepAgg::new(a.measure.clone());
                     let _ = copy.hist.add(&a.hist);
                     self.steps.insert(name.clone(), copy);
                 }
@@ -186,9 +189,9 @@ impl Aggregate {
         }
         for sm in o.latencies.drain(..) {
             if let Some(req) = sm.last_request {
-                step_agg(&mut self.last_request, &sm.step, Measure::RequestLatency).record(req);
+                step_agg(&mut self.last_request, &sm.step, &Measure::RequestLatency).record(req);
             }
-            let agg = step_agg(&mut self.steps, &sm.step, sm.measure);
+            let agg = step_agg(&mut self.steps, &sm.step, &sm.measure);
             agg.record(sm.time);
             if sm.held && agg.held.len() < MAX_HELD_SAMPLES {
                 agg.held.push(sm.time);
@@ -463,8 +466,11 @@ mod tests {
         }
         let s = agg.finish(3, 1, Duration::from_secs(1));
         assert_eq!(s.steps["ready"].held_samples, [1000.0, 3000.0]);
-        assert_eq!(s.steps["ready"].measure, "time until the condition held");
+        assert_eq!(s.steps["ready"].measure, Some(Measure::TimeUntilHeld));
         assert_eq!(s.request_latency["ready"].count, 3);
-        assert_eq!(s.request_latency["ready"].measure, "request latency");
+        assert_eq!(
+            s.request_latency["ready"].measure,
+            Some(Measure::RequestLatency)
+        );
     }
 }

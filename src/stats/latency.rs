@@ -127,7 +127,7 @@ impl StepAgg {
             p99: q(0.99),
             max: ms_of(h.max()),
             histogram,
-            measure: self.measure.label().into(),
+            measure: Some(self.measure.clone()),
             held_samples: self.held.clone(),
         }
     }
@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(s.count, 100);
         assert!((s.mean - 50.5).abs() < 1e-9, "the mean is exact");
         assert_eq!(s.histogram.iter().map(|b| b.count).sum::<usize>(), 100);
-        assert_eq!(s.measure, "request latency");
+        assert_eq!(s.measure, Some(Measure::RequestLatency));
         // A skewed sample: the tail shows in p99, not in p50.
         let mut a = StepAgg::new(Measure::TimeUntilHeld);
         for _ in 0..990 {
@@ -183,10 +183,7 @@ mod tests {
         assert_eq!(s.histogram.len(), 1, "only the bucket that holds it");
         assert_eq!((s.histogram[0].le_ms, s.histogram[0].count), (50.0, 1));
         let empty = StepAgg::new(Measure::Duration).stats();
-        assert_eq!(
-            (empty.count, empty.p95, empty.measure.as_str()),
-            (0, 0.0, "")
-        );
+        assert_eq!((empty.count, empty.p95, empty.measure), (0, 0.0, None));
     }
 
     #[test]

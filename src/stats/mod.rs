@@ -26,29 +26,8 @@ pub use thresholds::Thresholds;
 use indexmap::IndexMap;
 use serde_json::Value;
 
+pub use crate::results::Measure;
 use crate::results::{Status, StepResult};
-
-/// What a step's figure in the fan-out statistics measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Measure {
-    /// One request's round trip (real time on every target: no simulator models network time).
-    RequestLatency,
-    /// A polled or waiting step: first attempt until its condition held (or the poll gave up),
-    /// in the spec's time, i.e. simulated time on a scaled simulator.
-    TimeUntilHeld,
-    /// Any other step's whole duration.
-    Duration,
-}
-
-impl Measure {
-    pub fn label(self) -> &'static str {
-        match self {
-            Measure::RequestLatency => "request latency",
-            Measure::TimeUntilHeld => "time until the condition held",
-            Measure::Duration => "step duration",
-        }
-    }
-}
 
 /// One step's figure in one iteration.
 #[derive(Debug)]

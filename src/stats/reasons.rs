@@ -141,7 +141,7 @@ pub fn failure_reason(steps: &[StepResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{AssertionResult, ResponseExcerpt};
+    use crate::results::{AssertOp, AssertionResult, ResponseExcerpt};
 
     #[test]
     fn reasons_with_ids_in_them_count_as_one_kind() {
@@ -255,7 +255,7 @@ mod tests {
             line: 3,
             subject: "$.status".into(),
             subject_template: None,
-            op: "equals".into(),
+            op: AssertOp::Equals,
             expected: serde_json::json!("configured"),
             actual: Some(serde_json::json!("failed")),
             passed: false,

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use super::Measure;
-use crate::results::{AssertionResult, FanoutStats, LatencyStats, ThresholdResult};
+use crate::results::{AssertOp, AssertionResult, FanoutStats, LatencyStats, ThresholdResult};
 use crate::spec::threshold::{Metric, Op, Rhs, Threshold};
 
 /// A threshold to judge the fan-out by: as written, or implicit (none was written).
@@ -88,7 +88,7 @@ impl Thresholds {
                 line: cleanup_line,
                 subject: "fan-out cleanup".into(),
                 subject_template: None,
-                op: "released every iteration".into(),
+                op: AssertOp::ReleasedEveryIteration,
                 expected: json!(0),
                 actual: Some(json!(format!(
                     "{} of {} iterations' cleanup failed (what they opened may still be open): {}",
@@ -121,7 +121,7 @@ impl Thresholds {
                 line,
                 subject,
                 subject_template: None,
-                op: "holds".into(),
+                op: AssertOp::Holds,
                 expected: json!(src),
                 actual: Some(json!(value)),
                 passed,
@@ -155,7 +155,7 @@ fn series<'a>(stats: &'a FanoutStats, name: &str) -> Option<&'a LatencyStats> {
             stats
                 .steps
                 .get(inner.trim())
-                .filter(|l| l.measure == Measure::RequestLatency.label())
+                .filter(|l| l.measure == Some(Measure::RequestLatency))
         }),
         None => stats.steps.get(name),
     }
@@ -255,7 +255,8 @@ fn evaluate(th: &Threshold, stats: &FanoutStats) -> (String, bool, Option<String
                             Some(v),
                             format!(
                                 "{stat}({step}) = {v:.1}ms over {} samples ({})",
-                                l.count, l.measure
+                                l.count,
+                                l.measure.as_ref().map_or("", Measure::as_str)
                             ),
                         )
                     }
@@ -295,7 +296,7 @@ mod tests {
                 p95: 40.0,
                 p99: 90.0,
                 max: 120.0,
-                measure: Measure::RequestLatency.label().into(),
+                measure: Some(Measure::RequestLatency),
                 ..Default::default()
             },
         );
@@ -305,7 +306,7 @@ mod tests {
                 count: 200,
                 p95: 3000.0,
                 max: 4000.0,
-                measure: Measure::TimeUntilHeld.label().into(),
+                measure: Some(Measure::TimeUntilHeld),
                 ..Default::default()
             },
         );
@@ -314,7 +315,7 @@ mod tests {
             LatencyStats {
                 count: 600,
                 p95: 4.0,
-                measure: Measure::RequestLatency.label().into(),
+                measure: Some(Measure::RequestLatency),
                 ..Default::default()
             },
         );
