@@ -46,6 +46,11 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
         "targets",
         "the statistics work on samples, whatever target produced them",
     ),
+    (
+        "report",
+        "stats",
+        "reporters read the figures and verdicts in the results model, not how they are made",
+    ),
 ];
 
 /// The imports against the direction the code has today (issue 26 removes them).

@@ -354,7 +354,7 @@ async fn run_fanout(
                     break;
                 }
                 if inflight.len() >= ol.max_in_flight {
-                    tally.lock(0).agg.dropped += 1;
+                    tally.lock(0).agg.start_dropped();
                 } else {
                     let plan = plan.clone();
                     inflight.spawn(async move {

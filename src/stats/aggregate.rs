@@ -83,7 +83,7 @@ pub struct Aggregate {
     cleanup_by_reason: IndexMap<String, usize>,
     cleanup_sample_failures: Vec<String>,
     /// Open loop: scheduled starts dropped (`max_in_flight` iterations were running).
-    pub dropped: usize,
+    dropped: usize,
     finished: usize,
 }
 
@@ -206,6 +206,11 @@ impl Aggregate {
             self.cleanup_failed(o.index, r);
         }
         o.latencies
+    }
+
+    /// Counts a scheduled start of an open loop that was dropped (`max_in_flight` running).
+    pub fn start_dropped(&mut self) {
+        self.dropped += 1;
     }
 
     /// Counts iteration `i`'s failed cleanup by its reason, keeping a few as samples.
@@ -331,7 +336,7 @@ mod tests {
         for i in 0..30 {
             agg.add(outcome(i, 5.0, i % 3 == 0), &KeepCaptures::All);
         }
-        agg.dropped = 4;
+        (0..4).for_each(|_| agg.start_dropped());
         let s = agg.finish(34, 2, Duration::from_millis(2500));
         assert_eq!((s.succeeded, s.failed, s.dropped), (20, 14, 4));
         assert_eq!(s.throughput_per_s, 8.0, "20 successes in 2.5 s");
@@ -362,7 +367,8 @@ mod tests {
             let lane = if i % 2 == 0 { &mut a } else { &mut b };
             lane.add(outcome(i, 40.0, i == 7), &KeepCaptures::All);
         }
-        b.dropped = 2;
+        b.start_dropped();
+        b.start_dropped();
         let mut view = Aggregate::default();
         view.merge_counts(&a);
         view.merge_counts(&b);
