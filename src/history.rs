@@ -258,7 +258,7 @@ mod tests {
         RunRecord {
             started_at: format!("2026-01-01T10:{minute:02}:00Z").parse().unwrap(),
             target: "embedded".into(),
-            target_kind: Some("embedded".into()),
+            target_kind: Some(crate::results::TargetKind::Embedded),
             commit: None,
             shard: None,
             totals: Totals::default(),

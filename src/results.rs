@@ -11,8 +11,10 @@ use serde_json::Value;
 
 pub mod numbers;
 pub mod secrets;
+pub mod words;
 
 pub use secrets::{is_secret_header, Secrets, REDACTED};
+pub use words::{AssertOp, Measure, StepKindName, TargetKind};
 
 /// Outcome of a spec, case or step. Ordered by severity for `worst`.
 #[derive(
@@ -75,7 +77,7 @@ pub struct RunRecord {
     /// The target's kind (`embedded`, `simulator`, `remote`), so a trend can tell a simulator's
     /// runs from a real server's; absent in records written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_kind: Option<String>,
+    pub target_kind: Option<TargetKind>,
     /// `git rev-parse HEAD` of the working directory, when it is a git checkout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
@@ -105,6 +107,11 @@ pub struct ShardInfo {
     pub total: usize,
 }
 
+/// A duration in milliseconds, to the microsecond: how every time in the results is written.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// Bodies kept in results are cut to this many bytes.
 pub const EXCERPT_BYTES: usize = 4096;
 
@@ -112,7 +119,7 @@ pub const EXCERPT_BYTES: usize = 4096;
 pub struct TargetInfo {
     pub name: String,
     /// `embedded` (in-process simulator), `simulator` (a `focusqa sim` elsewhere) or `remote`.
-    pub kind: String,
+    pub kind: TargetKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     #[serde(default)]
@@ -238,8 +245,8 @@ pub struct StepResult {
     /// in results written before names were rendered: there `name` is the template itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_template: Option<String>,
-    /// The step kind's name (`http`, `kube`, …): one of a few fixed words, not copied per step.
-    pub kind: std::borrow::Cow<'static, str>,
+    /// The step kind's name (`http`, `kube`, …).
+    pub kind: StepKindName,
     pub line: u32,
     pub status: Status,
     /// Wall time of the step.
@@ -361,8 +368,8 @@ pub struct AssertionResult {
     /// The subject as written (`$.jobs[{{ i }}]`, `{{ open_before }}`), only when it differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_template: Option<String>,
-    /// The operator (`equals`, `matches`, `partial match`...).
-    pub op: String,
+    /// The operator (`equals`, `matches`, `matches (partial)`...).
+    pub op: AssertOp,
     pub expected: Value,
     /// Absent when the subject did not exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,7 +384,7 @@ impl AssertionResult {
     /// "`$.status` equals "configured": found "failed"".
     pub fn describe(&self) -> String {
         // Thresholds read best as "threshold `x` not met: <measured>".
-        if self.op == "holds" {
+        if self.op == AssertOp::Holds {
             let v = self
                 .actual
                 .as_ref()
@@ -480,8 +487,8 @@ pub struct LatencyStats {
     pub histogram: Vec<Bucket>,
     /// What the figures measure: `request latency` (one round trip, real time), `time until the
     /// condition held` (a polled step, in the spec's time) or `step duration`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub measure: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<Measure>,
     /// For polled steps: the times of the polls whose condition held, in iteration order (at
     /// most 10,000), for the readiness distribution.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -667,7 +674,7 @@ pub struct CoverageItem {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRef {
     pub name: String,
-    pub kind: String,
+    pub kind: TargetKind,
 }
 
 impl TargetRef {
@@ -680,7 +687,7 @@ impl TargetRef {
 
     /// Whether the target is a real server rather than a simulator.
     pub fn is_real(&self) -> bool {
-        self.kind == "remote"
+        self.kind == TargetKind::Remote
     }
 
     /// The kind for people: `embedded simulator`, `simulator`, `real server`.
@@ -691,8 +698,8 @@ impl TargetRef {
     /// Short, for a property or a table cell: `embedded simulator`, `sim (simulator)`,
     /// `staging (real server)`.
     pub fn label(&self) -> String {
-        match self.kind.as_str() {
-            "embedded" => "embedded simulator".into(),
+        match &self.kind {
+            TargetKind::Embedded => "embedded simulator".into(),
             k => format!("{} ({})", self.name, kind_label(k)),
         }
     }
@@ -700,22 +707,22 @@ impl TargetRef {
     /// Where, as a phrase to follow "Verified on": `the embedded simulator`, `the simulator
     /// "sim"`, `staging (a real server)`. A simulator is never named as if it were a server.
     pub fn describe(&self) -> String {
-        match self.kind.as_str() {
-            "embedded" => "the embedded simulator".into(),
-            "simulator" => format!("the simulator \"{}\"", self.name),
-            "remote" => format!("{} (a real server)", self.name),
-            _ => format!("{} (kind of target not recorded)", self.name),
+        match &self.kind {
+            TargetKind::Embedded => "the embedded simulator".into(),
+            TargetKind::Simulator => format!("the simulator \"{}\"", self.name),
+            TargetKind::Remote => format!("{} (a real server)", self.name),
+            TargetKind::Other(_) => format!("{} (kind of target not recorded)", self.name),
         }
     }
 }
 
 /// A target kind for people (see [`TargetRef::kind_label`]).
-pub fn kind_label(kind: &str) -> &'static str {
+pub fn kind_label(kind: &TargetKind) -> &'static str {
     match kind {
-        "embedded" => "embedded simulator",
-        "simulator" => "simulator",
-        "remote" => "real server",
-        _ => "kind not recorded",
+        TargetKind::Embedded => "embedded simulator",
+        TargetKind::Simulator => "simulator",
+        TargetKind::Remote => "real server",
+        TargetKind::Other(_) => "kind not recorded",
     }
 }
 
@@ -825,7 +832,7 @@ mod tests {
             line: 3,
             subject: "$.port".into(),
             subject_template: None,
-            op: "<".into(),
+            op: AssertOp::Lt,
             expected: json!(1024),
             actual: Some(json!(50051)),
             passed: false,
@@ -888,6 +895,17 @@ mod tests {
     }
 
     #[test]
+    fn summary_reads_like_the_issue() {
+        let mut s = FanoutStats {
+            count: 200,
+            succeeded: 150,
+            ..Default::default()
+        };
+        s.by_reason.insert("503 capacity reached".into(), 50);
+        assert_eq!(s.summary(), "150/200 succeeded, 50 x 503 capacity reached");
+    }
+
+    #[test]
     fn a_rendered_subject_keeps_its_template_in_the_description() {
         let mut r = a(None);
         r.subject = "$.ports[3]".into();
@@ -902,7 +920,7 @@ mod tests {
     fn a_simulator_verdict_never_reads_as_a_real_servers() {
         let t = |name: &str, kind: &str| TargetRef {
             name: name.into(),
-            kind: kind.into(),
+            kind: TargetKind::from_word(kind),
         };
         let item = |outcome: &str, target: Option<TargetRef>| CoverageItem {
             outcome: outcome.into(),

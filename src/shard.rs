@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::results::{RunReport, ShardInfo, Totals};
+use crate::results::{RunReport, ShardInfo, TargetKind, Totals};
 use crate::spec::Spec;
 
 /// Most shards a run may be split into. A merge keeps a slot per shard, and a CI matrix of
@@ -142,7 +142,7 @@ pub fn merge(reports: Vec<(String, RunReport)>) -> Result<(RunReport, Vec<String
         let t = &r.target;
         // Each shard on the embedded target starts its own simulator on free ports: there the
         // URL says nothing; elsewhere the shards must have talked to the same server.
-        let same_url = t.kind == "embedded" || t.base_url == t0.base_url;
+        let same_url = t.kind == TargetKind::Embedded || t.base_url == t0.base_url;
         if t.name != t0.name || t.kind != t0.kind || !same_url {
             return Err(format!(
                 "{file} ran against target `{}` ({}{}), {first_file} against `{}` ({}{}): shards of one run share a target",
@@ -232,7 +232,7 @@ pub fn merge(reports: Vec<(String, RunReport)>) -> Result<(RunReport, Vec<String
             .then(a.id.cmp(&b.id))
     });
     let mut target = first.target.clone();
-    if target.kind == "embedded" {
+    if target.kind == TargetKind::Embedded {
         target.base_url = None;
     }
     let report = RunReport {

@@ -8,12 +8,9 @@ use serde_json::{json, Value};
 
 use super::step::run_steps;
 use super::{Ctx, ExecError, Observation};
-use crate::results::{AssertionResult, Status, StepResult};
+use crate::results::{AssertOp, AssertionResult, Status, StepKindName, StepResult};
 use crate::spec::{Foreach, Include, Repeat, Step};
 use crate::template::{is_template, Scope};
-
-/// The operator of a block's verdict.
-pub const EVERY_STEP_PASSES: &str = "every step passes";
 
 /// Runs of one block kept in its result: the first passing ones and the first failing ones.
 /// A report needs examples, not 2 million identical passes (as a fan-out keeps a sample).
@@ -121,7 +118,7 @@ impl Runs {
                     "{} more runs not kept (a block keeps its first {KEPT_PASSING} passing and first {KEPT_FAILING} failing runs)",
                     self.omitted
                 ),
-                kind: "run".into(),
+                kind: StepKindName::Run,
                 line,
                 status: self.omitted_status.unwrap_or(Status::Passed),
                 ..Default::default()
@@ -140,7 +137,7 @@ fn verdict(step: &Step, subject: String, children: &[StepResult]) -> Vec<Asserti
         line: step.pos.line,
         subject,
         subject_template: None,
-        op: EVERY_STEP_PASSES.into(),
+        op: AssertOp::EveryStepPasses,
         expected: json!("passed"),
         actual: Some(json!(bad.map_or("passed", |b| b.status.as_str()))),
         passed: bad.is_none(),
@@ -163,7 +160,7 @@ fn group(name: String, line: u32, steps: Vec<StepResult>, status: Status) -> Ste
         .map(|s| format!("step `{}`: {}", s.name, s.message.as_deref().unwrap_or("")));
     StepResult {
         name,
-        kind: "run".into(),
+        kind: StepKindName::Run,
         line,
         status,
         duration_ms: steps.iter().map(|s| s.duration_ms).sum(),
@@ -357,7 +354,7 @@ async fn run_repeat(
             line: step.pos.line,
             subject: format!("while {}", r.while_),
             subject_template: None,
-            op: "false within max runs".into(),
+            op: AssertOp::FalseWithinMaxRuns,
             expected: json!(r.max),
             actual: Some(json!(format!("still true after {} runs", r.max))),
             passed: false,

@@ -9,7 +9,7 @@ use serde_json::{json, Number, Value};
 use serde_json_path::JsonPath;
 
 use super::{ExecError, Observation};
-use crate::results::{compact, AssertionResult};
+use crate::results::{compact, AssertOp, AssertionResult};
 use crate::spec::{
     BodyCheck, Check, Comparison, CookieExpect, Expect, ExpectedError, HeaderExpect, JsonType,
     LengthCheck, OrTemplate, SchemaRef, StatusExpect, TextCheck, TextExpect,
@@ -73,7 +73,7 @@ pub fn evaluate(
             line: e.line_of("version", fallback),
             subject: "HTTP version".into(),
             subject_template: None,
-            op: "equals".into(),
+            op: AssertOp::Equals,
             passed: found.as_deref().is_some_and(|f| norm(f) == norm(&want)),
             expected: json!(want),
             actual: found.map(Value::String),
@@ -111,7 +111,7 @@ pub fn evaluate(
             line: e.line_of("match", fallback),
             subject: "document".into(),
             subject_template: None,
-            op: "matches (partial)".into(),
+            op: AssertOp::MatchesPartial,
             expected,
             actual: None,
             passed: diffs.is_empty(),
@@ -134,7 +134,7 @@ pub fn evaluate(
             line: e.line_of("max_elapsed", fallback),
             subject: "elapsed".into(),
             subject_template: None,
-            op: "at most".into(),
+            op: AssertOp::AtMost,
             expected: json!(format!("{}ms", max.as_millis())),
             actual: Some(json!(format!("{ms:.1}ms"))),
             passed: obs.elapsed <= max,
@@ -206,7 +206,7 @@ fn check_status(
         line,
         subject: "status".into(),
         subject_template: None,
-        op: "is".into(),
+        op: AssertOp::Is,
         passed: actual.is_some_and(&ok),
         expected,
         actual: actual.map(|a| json!(a)),
@@ -233,7 +233,7 @@ fn check_error(want: ExpectedError, obs: &Observation, line: u32) -> AssertionRe
         line,
         subject: "request".into(),
         subject_template: None,
-        op: "fails with".into(),
+        op: AssertOp::FailsWith,
         expected: json!(want.as_str()),
         actual,
         passed,
@@ -274,7 +274,7 @@ fn check_header(
                 line,
                 subject,
                 subject_template: None,
-                op: "equals".into(),
+                op: AssertOp::Equals,
                 passed: first == Some(want.as_str()),
                 expected: Value::String(want),
                 actual: first.map(|a| Value::String(a.to_string())),
@@ -307,18 +307,18 @@ fn check_header(
         }
         HeaderExpect::Check(c) => {
             let found = (!values.is_empty()).then(|| json!(values));
-            let mk = |op: &str, expected: Value, passed: bool| AssertionResult {
+            let mk = |op: AssertOp, expected: Value, passed: bool| AssertionResult {
                 line,
                 subject: format!("{subject} (all values)"),
                 subject_template: None,
-                op: op.into(),
+                op,
                 expected,
                 actual: found.clone(),
                 passed,
                 message: None,
             };
             if let Some(e) = c.exists {
-                out.push(mk("exists", json!(e), values.is_empty() != e));
+                out.push(mk(AssertOp::Exists, json!(e), values.is_empty() != e));
             }
             if let Some(v) = &c.equals {
                 let want = match scope.render_value(v).map_err(ExecError::spec)? {
@@ -333,19 +333,19 @@ fn check_header(
                     })
                     .collect();
                 let passed = want.iter().map(String::as_str).eq(values.iter().copied());
-                out.push(mk("equals", json!(want), passed));
+                out.push(mk(AssertOp::Equals, json!(want), passed));
             }
             if let Some(v) = &c.contains {
                 let v = scope.render_str(v).map_err(ExecError::spec)?;
                 let passed = values.iter().any(|x| x.contains(&v));
-                out.push(mk("contains (in some value)", json!(v), passed));
+                out.push(mk(AssertOp::ContainsInSomeValue, json!(v), passed));
             }
             if let Some(re) = &c.matches {
                 let re_s = scope.render_str(re).map_err(ExecError::spec)?;
                 let rx = regex::Regex::new(&re_s)
                     .map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
                 let passed = values.iter().any(|x| rx.is_match(x));
-                out.push(mk("matches (some value)", json!(re_s), passed));
+                out.push(mk(AssertOp::MatchesSomeValue, json!(re_s), passed));
             }
             if let Some(n) = c.count {
                 out.push(count_result(&subject, n, values.len(), line));
@@ -360,7 +360,7 @@ fn count_result(subject: &str, want: usize, found: usize, line: u32) -> Assertio
         line,
         subject: format!("{subject} values"),
         subject_template: None,
-        op: "count".into(),
+        op: AssertOp::Count,
         expected: json!(want),
         actual: Some(json!(found)),
         passed: want == found,
@@ -393,7 +393,7 @@ fn check_body(
         "the body was over the target's max_body: only its kept start was checked".to_string()
     });
     let mut digest =
-        |op: &str, want: &Option<String>, f: fn(&[u8]) -> String| -> Result<(), ExecError> {
+        |op: AssertOp, want: &Option<String>, f: fn(&[u8]) -> String| -> Result<(), ExecError> {
             if let Some(w) = want {
                 let w = scope.render_str(w).map_err(ExecError::spec)?;
                 let found = bytes.map(f);
@@ -401,7 +401,7 @@ fn check_body(
                     line,
                     subject: "body bytes".into(),
                     subject_template: None,
-                    op: op.into(),
+                    op,
                     passed: found
                         .as_deref()
                         .is_some_and(|h| h.eq_ignore_ascii_case(w.trim())),
@@ -412,11 +412,11 @@ fn check_body(
             }
             Ok(())
         };
-    digest("sha256", &b.sha256, |x| {
+    digest(AssertOp::Sha256, &b.sha256, |x| {
         use sha2::Digest;
         crate::filters::hex(&sha2::Sha256::digest(x))
     })?;
-    digest("md5", &b.md5, |x| {
+    digest(AssertOp::Md5, &b.md5, |x| {
         use md5::Digest;
         crate::filters::hex(&md5::Md5::digest(x))
     })?;
@@ -431,7 +431,7 @@ fn check_body(
             line,
             subject: "body bytes".into(),
             subject_template: None,
-            op: "length".into(),
+            op: AssertOp::Length,
             passed: found.is_some_and(|f| want.as_u64() == Some(f)),
             expected: want,
             actual: found.map(|f| json!(f)),
@@ -475,7 +475,7 @@ fn check_cookie(
             line,
             subject: subject(""),
             subject_template: None,
-            op: "exists".into(),
+            op: AssertOp::Exists,
             expected: json!(e),
             actual: cookie.cloned(),
             passed: cookie.is_some() == e,
@@ -501,7 +501,7 @@ fn check_cookie(
             line,
             subject: subject(key),
             subject_template: None,
-            op: "equals".into(),
+            op: AssertOp::Equals,
             passed: found.as_ref().is_some_and(|f| eq(f, &want)),
             expected: want,
             actual: found,
@@ -559,7 +559,7 @@ fn check_text_expect(
                 line,
                 subject: subject.into(),
                 subject_template: None,
-                op: "equals".into(),
+                op: AssertOp::Equals,
                 passed: actual == Some(want.as_str()),
                 expected: json!(want),
                 actual: actual.map(|a| json!(a)),
@@ -579,27 +579,27 @@ fn check_text(
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
     let act = actual.map(|s| Value::String(s.to_string()));
-    let mk = |op: &str, expected: Value, passed: bool| AssertionResult {
+    let mk = |op: AssertOp, expected: Value, passed: bool| AssertionResult {
         line,
         subject: subject.to_string(),
         subject_template: None,
-        op: op.into(),
+        op,
         expected,
         actual: act.clone(),
         passed,
         message: None,
     };
     if let Some(e) = tc.exists {
-        out.push(mk("exists", json!(e), actual.is_some() == e));
+        out.push(mk(AssertOp::Exists, json!(e), actual.is_some() == e));
     }
     if let Some(v) = &tc.equals {
         let v = scope.render_str(v).map_err(ExecError::spec)?;
-        out.push(mk("equals", json!(v), actual == Some(v.as_str())));
+        out.push(mk(AssertOp::Equals, json!(v), actual == Some(v.as_str())));
     }
     if let Some(v) = &tc.contains {
         let v = scope.render_str(v).map_err(ExecError::spec)?;
         out.push(mk(
-            "contains",
+            AssertOp::Contains,
             json!(v),
             actual.is_some_and(|a| a.contains(&v)),
         ));
@@ -609,7 +609,7 @@ fn check_text(
         let re = regex::Regex::new(&re_s)
             .map_err(|e| ExecError::spec(format!("bad regex `{re_s}`: {e}")))?;
         out.push(mk(
-            "matches",
+            AssertOp::Matches,
             json!(re_s),
             actual.is_some_and(|a| re.is_match(a)),
         ));
@@ -706,7 +706,7 @@ pub fn eval_check(
             line,
             subject: expr.clone(),
             subject_template: None,
-            op: "is".into(),
+            op: AssertOp::Is,
             expected: json!(true),
             passed,
             actual: Some(v),
@@ -741,18 +741,19 @@ pub fn eval_check(
         (label, template, Some(value), true)
     };
     let actual = actual.as_ref();
-    let mut push = |subject: &str, op: &str, expected: Value, found: Option<Value>, v: Verdict| {
-        out.push(AssertionResult {
-            line,
-            subject: subject.to_string(),
-            subject_template: None,
-            op: op.to_string(),
-            expected,
-            actual: found,
-            passed: v.passed,
-            message: with_note(v.note),
-        })
-    };
+    let mut push =
+        |subject: &str, op: AssertOp, expected: Value, found: Option<Value>, v: Verdict| {
+            out.push(AssertionResult {
+                line,
+                subject: subject.to_string(),
+                subject_template: None,
+                op,
+                expected,
+                actual: found,
+                passed: v.passed,
+                message: with_note(v.note),
+            })
+        };
     let render = |v: &Value| scope.render_value(v).map_err(ExecError::spec);
     let regex = |re: &str| -> Result<(String, regex::Regex), ExecError> {
         let re_s = scope.render_str(re).map_err(ExecError::spec)?;
@@ -766,15 +767,15 @@ pub fn eval_check(
         let want: bool = literal(e, "exists", scope)?;
         push(
             &subject,
-            "exists",
+            AssertOp::Exists,
             json!(want),
             found_value.clone(),
             Verdict::of(found == want),
         );
     }
     for (op, operand, negate) in [
-        ("equals", &c.equals, false),
-        ("not equals", &c.not_equals, true),
+        (AssertOp::Equals, &c.equals, false),
+        (AssertOp::NotEquals, &c.not_equals, true),
     ] {
         if let Some(v) = operand {
             let v = render(v)?;
@@ -783,31 +784,37 @@ pub fn eval_check(
         }
     }
     for (op, operand, negate) in [
-        ("matches", &c.matches, false),
-        ("does not match", &c.not_matches, true),
+        (AssertOp::Matches, &c.matches, false),
+        (AssertOp::DoesNotMatch, &c.not_matches, true),
     ] {
         if let Some(re) = operand {
             let (re_s, rx) = regex(re)?;
             let verdict = Verdict::on(actual, |a| {
-                verdict(text_of(a, op).map(|t| rx.is_match(&t)), negate)
+                verdict(text_of(a, op.as_str()).map(|t| rx.is_match(&t)), negate)
             });
             push(&subject, op, json!(re_s), found_value.clone(), verdict);
         }
     }
     for (op, operand, negate) in [
-        ("contains", &c.contains, false),
-        ("does not contain", &c.not_contains, true),
+        (AssertOp::Contains, &c.contains, false),
+        (AssertOp::DoesNotContain, &c.not_contains, true),
     ] {
         if let Some(v) = operand {
             let v = render(v)?;
-            let verdict = Verdict::on(actual, |a| verdict(contains(a, &v, op), negate));
+            let verdict = Verdict::on(actual, |a| verdict(contains(a, &v, op.as_str()), negate));
             push(&subject, op, v, found_value.clone(), verdict);
         }
     }
     if let Some(t) = &c.type_ {
         let t: JsonType = literal(t, "type", scope)?;
         let verdict = Verdict::on(actual, |a| Verdict::of(has_type(a, t)));
-        push(&subject, "has type", json!(t), found_value.clone(), verdict);
+        push(
+            &subject,
+            AssertOp::HasType,
+            json!(t),
+            found_value.clone(),
+            verdict,
+        );
     }
     if let Some(l) = &c.length {
         let label = format!("length of {subject}");
@@ -870,7 +877,7 @@ pub fn eval_check(
         let verdict = Verdict::on(actual, |a| Verdict::of(list.iter().any(|x| json_eq(a, x))));
         push(
             &subject,
-            "is one of",
+            AssertOp::IsOneOf,
             opts.clone(),
             found_value.clone(),
             verdict,
@@ -953,13 +960,13 @@ fn comparisons(c: &Comparison) -> Vec<(&'static str, &Value)> {
     v
 }
 
-fn op_word(op: &str) -> &'static str {
+fn op_word(op: &str) -> AssertOp {
     match op {
-        "gt" => ">",
-        "gte" => ">=",
-        "lt" => "<",
-        "lte" => "<=",
-        _ => "==",
+        "gt" => AssertOp::Gt,
+        "gte" => AssertOp::Ge,
+        "lt" => AssertOp::Lt,
+        "lte" => AssertOp::Le,
+        _ => AssertOp::Eq,
     }
 }
 
@@ -1246,7 +1253,7 @@ fn check_schema(
         line,
         subject: "document".into(),
         subject_template: None,
-        op: "conforms to".into(),
+        op: AssertOp::ConformsTo,
         expected: json!(label),
         actual: None,
         passed: errors.is_empty(),

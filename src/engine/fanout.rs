@@ -1,60 +1,27 @@
-//! `fanout`: run a block of steps `count` times with at most `concurrency` in flight,
-//! aggregate latencies and failures, and check k6-style thresholds.
+//! `fanout`: run a block of steps `count` times with at most `concurrency` in flight (closed
+//! loops), or started at a rate (open loops), in lanes, until done, cut or cancelled.
 //!
-//! Latency of an HTTP step is the time from handing the built request to the client until the
-//! whole response body arrived (monotonic clock); waiting for a concurrency slot, the barrier,
-//! templating and JSON parsing are outside it. Other steps count their own duration.
+//! This module only schedules: each iteration's [`IterationOutcome`] (its samples, its reason,
+//! its captures) goes to the statistics ([`crate::stats`]), which aggregate them, judge the
+//! thresholds and make the results' `FanoutStats`. Waiting for a concurrency slot, the barrier,
+//! templating and JSON parsing are outside every step's figure.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 use futures::stream::StreamExt;
-use hdrhistogram::Histogram;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
 
 use super::step::run_steps;
 use super::{ms, resolve_dur, Ctx, ExecError, Observation};
-use crate::results::{
-    AssertionResult, Bucket, FanoutStats, LatencyStats, Status, StepResult, ThresholdResult,
-};
-use crate::spec::threshold::{Metric, Op, Rhs, Threshold};
+use crate::results::Status;
 use crate::spec::{Count, Fanout, Step, StepKind, VarMap};
+use crate::stats::{failure_reason, Aggregate, IterationOutcome, KeepCaptures, Sample, Thresholds};
 use crate::template::Scope;
-
-/// Histogram bucket upper bounds, in milliseconds.
-const BUCKETS_MS: &[f64] = &[
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    20.0,
-    50.0,
-    100.0,
-    200.0,
-    500.0,
-    1000.0,
-    2000.0,
-    5000.0,
-    10000.0,
-    30000.0,
-    f64::INFINITY,
-];
-
-fn op_holds(op: Op, a: f64, b: f64) -> bool {
-    match op {
-        Op::Lt => a < b,
-        Op::Le => a <= b,
-        Op::Gt => a > b,
-        Op::Ge => a >= b,
-        Op::Eq => (a - b).abs() < 1e-9,
-        Op::Ne => (a - b).abs() >= 1e-9,
-    }
-}
 
 pub(super) fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
     let n = match c {
@@ -79,187 +46,12 @@ pub(super) fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usiz
     usize::try_from(n).map_err(|_| ExecError::spec(format!("fanout {what} {n} is too large")))
 }
 
-/// What a step's figure in the fan-out statistics measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Measure {
-    /// One request's round trip (real time on every target: no simulator models network time).
-    RequestLatency,
-    /// A polled or waiting step: first attempt until its condition held (or the poll gave up),
-    /// in the spec's time, i.e. simulated time on a scaled simulator.
-    TimeUntilHeld,
-    /// Any other step's whole duration.
-    Duration,
-}
-
-impl Measure {
-    fn label(self) -> &'static str {
-        match self {
-            Measure::RequestLatency => "request latency",
-            Measure::TimeUntilHeld => "time until the condition held",
-            Measure::Duration => "step duration",
-        }
-    }
-}
-
-/// The figure a step contributes to the fan-out's statistics and thresholds.
-fn step_time(r: &StepResult) -> (f64, Measure) {
-    if r.poll.is_some() || r.simulated_ms.is_some() {
-        let mut t = r.simulated_ms.unwrap_or(r.duration_ms);
-        // A poll that gave up did not hold within its timeout: it counts at least that long
-        // (its last attempt may have started one interval before the timeout).
-        if let Some(p) = r.poll.as_ref().filter(|p| !p.satisfied) {
-            t = t.max(p.timeout_ms);
-        }
-        let m = if r.poll.is_some() {
-            Measure::TimeUntilHeld
-        } else {
-            Measure::Duration
-        };
-        (t, m)
-    } else if let Some(resp) = &r.response {
-        (resp.elapsed_ms, Measure::RequestLatency)
-    } else {
-        (r.duration_ms, Measure::Duration)
-    }
-}
-
-/// One step's figure in one iteration.
-struct Sample {
-    step: String,
-    time: f64,
-    measure: Measure,
-    last_request: Option<f64>,
-    /// A poll whose condition held (its time is a readiness sample for the reports).
-    held: bool,
-}
-
-/// Times of successful polls kept per step for the readiness distribution (bounded).
-const MAX_HELD_SAMPLES: usize = 10_000;
-
-/// What one iteration left behind.
-struct IterationOutcome {
-    index: usize,
-    started: bool,
-    status: Status,
-    reason: Option<String>,
-    /// Per step: its time (see [`step_time`]) and, for polled requests, the last request's latency.
-    latencies: Vec<Sample>,
-    captures: IndexMap<String, Value>,
-    /// Why its own cleanup failed (loads that release each iteration as it ends).
-    cleanup_reason: Option<String>,
-}
-
 /// How long iterations still running at the end of a load's `duration` may go on, by default:
 /// k6's `gracefulStop` default, so a load moved from k6 ends the same way.
 const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
 
 /// Why an iteration still running after the load's `duration` and `graceful_stop` failed.
 const CUT_REASON: &str = "cut: still running at the end of the load's duration + graceful_stop";
-
-/// A threshold to judge the fan-out by: as written, or implicit (none was written).
-struct Judged {
-    src: String,
-    th: Threshold,
-    implicit: bool,
-}
-
-/// Why an implicit threshold applies (shown beside it when it is not met).
-const IMPLICIT_NOTE: &str = "no `thresholds:` written, so every iteration must succeed; \
-     write them to tolerate failures, e.g. `error_rate < 1%`";
-
-/// Kinds of failure counted apart; the kinds beyond are counted together. A reason may hold an
-/// id from an answer (`404 unknown job_id 18-3`): a long load must not keep one per iteration.
-const MAX_REASONS: usize = 50;
-const OTHER_REASONS: &str = "other reasons (more than 50 kinds)";
-
-/// The kind of a failure: its reason with the numbers inside names and ids written `N`
-/// (`Job/baby-analyzer-18-58 exists` -> `Job/baby-analyzer-N-N exists`), so that 200 jobs failing
-/// alike count as one reason, not as 200. A number standing alone (a status, a count, a time)
-/// is kept. The sample keeps the failures as they were.
-fn reason_kind(reason: &str) -> std::borrow::Cow<'_, str> {
-    let b = reason.as_bytes();
-    let joins = |c: u8| c == b'-' || c == b'_' || c == b'/' || c.is_ascii_alphabetic();
-    let mut out = String::new();
-    let mut last = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let before = start.checked_sub(1).map(|j| b[j]);
-        let after = b.get(i).copied();
-        if before.is_some_and(joins) || after.is_some_and(|c| c == b'-' || c == b'_') {
-            out.push_str(&reason[last..start]);
-            out.push('N');
-            last = i;
-        }
-    }
-    if last == 0 {
-        return std::borrow::Cow::Borrowed(reason);
-    }
-    out.push_str(&reason[last..]);
-    std::borrow::Cow::Owned(out)
-}
-
-/// Longest failure text a sample keeps.
-const MAX_SAMPLE_CHARS: usize = 300;
-
-/// `s` cut to at most `max` bytes at a character boundary, with `...` when cut.
-fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}...", &s[..end]))
-}
-
-/// What an error counts as: its kind when the message starts with one (`timeout: ...`,
-/// `connect: ...`), else its root cause, the last part of the chain (`request to https://...:
-/// error sending request: connection closed` counts as `connection closed`). Other reasons
-/// (`503 capacity reached`, `assertion: ...`) are kinds already.
-fn short_reason(full: &str) -> std::borrow::Cow<'_, str> {
-    let Some(rest) = full.strip_prefix("error: ") else {
-        return std::borrow::Cow::Borrowed(full);
-    };
-    let first = rest.split(':').next().unwrap_or("").trim();
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    if !first.is_empty() && first.len() <= 40 && first.bytes().all(word) {
-        return std::borrow::Cow::Owned(format!("error: {first}"));
-    }
-    let cause = rest.rsplit(": ").next().unwrap_or(rest).trim();
-    std::borrow::Cow::Owned(format!("error: {}", bounded(cause, 80)))
-}
-
-/// Counts `n` failures of `reason` (as a sample shows it) under its kind ([`short_reason`],
-/// [`reason_kind`]), a new kind only while there are fewer than [`MAX_REASONS`].
-fn count_reason(by_reason: &mut IndexMap<String, usize>, reason: String, n: usize) {
-    let short = short_reason(&reason);
-    let reason = match reason_kind(&short) {
-        std::borrow::Cow::Borrowed(_) => short.into_owned(),
-        std::borrow::Cow::Owned(k) => k,
-    };
-    if let Some(c) = by_reason.get_mut(reason.as_str()) {
-        *c += n;
-        return;
-    }
-    let key = if by_reason.len() >= MAX_REASONS {
-        OTHER_REASONS.to_string()
-    } else {
-        reason
-    };
-    *by_reason.entry(key).or_default() += n;
-}
-
-/// How many failures (or sample failures) of each kind are kept for the reader.
-const MAX_SAMPLE_FAILURES: usize = 5;
 
 /// An open-loop schedule: iterations per simulated second, constant or ramped by stages.
 struct OpenLoop {
@@ -335,41 +127,6 @@ impl OpenLoop {
     }
 }
 
-/// A short, groupable reason: `503 capacity reached`, `error: timeout`, `assertion: $.status equals`.
-fn failure_reason(steps: &[StepResult]) -> String {
-    let Some(bad) = steps
-        .iter()
-        .find(|s| matches!(s.status, Status::Failed | Status::Error))
-    else {
-        return "unknown".into();
-    };
-    if bad.status == Status::Error {
-        // In full (its first line, bounded): the samples show it; the count groups it by kind.
-        let m = bad.message.as_deref().unwrap_or("error");
-        let line = m.lines().next().unwrap_or("error").trim();
-        return format!("error: {}", bounded(line, MAX_SAMPLE_CHARS));
-    }
-    if let Some(r) = &bad.response {
-        if r.status >= 400 {
-            let detail = r
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
-                .map(|d| d.split(':').next().unwrap_or("").trim().to_lowercase())
-                .filter(|d| !d.is_empty() && d.len() <= 40);
-            return match detail {
-                Some(d) => format!("{} {d}", r.status),
-                None => format!("status {}", r.status),
-            };
-        }
-    }
-    match bad.assertions.iter().find(|a| !a.passed) {
-        Some(a) => format!("assertion: {} {}", a.subject, a.op),
-        None => bad.message.clone().unwrap_or_else(|| "failed".into()),
-    }
-}
-
 /// Runs the fan-out. Boxed, as a `dyn` future: its iterations' steps may hold fan-outs, and
 /// only a named type ends that cycle (for the compiler's `Send` check too).
 pub fn execute<'a>(
@@ -417,35 +174,12 @@ async fn run_fanout(
         .as_ref()
         .map(|d| resolve_dur(d, scope).map(|d| ctx.target.wall(d)))
         .transpose()?;
-    let mut thresholds: Vec<Judged> = f
+    let written = f
         .thresholds
         .iter()
-        .map(|t| {
-            let r = scope.render_str(t)?;
-            Threshold::parse(&r)
-                .map(|th| Judged {
-                    src: r,
-                    th,
-                    implicit: false,
-                })
-                .map_err(ExecError::spec)
-        })
-        .collect::<Result<_, _>>()?;
-    // Without written thresholds, a failing iteration (or a dropped start) fails the fan-out:
-    // a load that tolerates errors says how many (`error_rate < 1%`).
-    if thresholds.is_empty() {
-        let implicit = match open_loop {
-            Some(_) => &["failed == 0", "dropped == 0"][..],
-            None => &["failed == 0"][..],
-        };
-        for src in implicit {
-            thresholds.push(Judged {
-                src: (*src).into(),
-                th: Threshold::parse(src).expect("a valid built-in threshold"),
-                implicit: true,
-            });
-        }
-    }
+        .map(|t| scope.render_str(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let thresholds = Thresholds::new(written, open_loop.is_some()).map_err(ExecError::spec)?;
     // A load that runs for a time ends there: what still runs then gets `graceful_stop` more,
     // then is cut (and its cleanup runs). Spec time, like `duration`; on a time-scaled simulator
     // at least the lesser of itself and 1 s of wall time, as requests take real time there.
@@ -477,7 +211,7 @@ async fn run_fanout(
     let end = deadline.map(|d| t0 + d);
     let cut = load_end.map(|h| t0 + ctx.target.wall(Duration::from_secs_f64(h)) + grace);
     let stop_starting_at = run_for.map(|d| t0 + ctx.target.wall(d));
-    let keep = KeepCaptures::for_step(f, step, count);
+    let keep = KeepCaptures::for_load(count, reads_captures(step), &f.thresholds);
     let mut capture_names: Vec<String> = Vec::new();
     for st in &f.steps {
         for k in st.capture.keys() {
@@ -620,7 +354,7 @@ async fn run_fanout(
                     break;
                 }
                 if inflight.len() >= ol.max_in_flight {
-                    tally.lock(0).agg.dropped += 1;
+                    tally.lock(0).agg.start_dropped();
                 } else {
                     let plan = plan.clone();
                     inflight.spawn(async move {
@@ -664,44 +398,8 @@ async fn run_fanout(
     if ctx.target.is_scaled() {
         stats.simulated_duration_ms = Some(ms(ctx.target.simulated(duration)));
     }
-    let mut assertions = check_thresholds(&thresholds, &stats, count, step.pos.line);
-    // A cleanup that failed may have left jobs open: never a pass, threshold or not.
-    if stats.cleanup_failures > 0 {
-        assertions.push(AssertionResult {
-            line: f
-                .cleanup
-                .first()
-                .map(|c| c.pos.line)
-                .unwrap_or(step.pos.line),
-            subject: "fan-out cleanup".into(),
-            subject_template: None,
-            op: "released every iteration".into(),
-            expected: json!(0),
-            actual: Some(json!(format!(
-                "{} of {} iterations' cleanup failed (what they opened may still be open): {}",
-                stats.cleanup_failures,
-                count,
-                crate::results::reasons_text(&stats.cleanup_by_reason)
-            ))),
-            passed: false,
-            message: None,
-        });
-    }
-    stats.thresholds = thresholds
-        .iter()
-        .zip(&assertions)
-        .map(|(t, a)| ThresholdResult {
-            expr: t.src.clone(),
-            implicit: t.implicit,
-            value: a
-                .actual
-                .as_ref()
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            passed: a.passed,
-        })
-        .collect();
+    let cleanup_line = f.cleanup.first().map_or(step.pos.line, |c| c.pos.line);
+    let assertions = thresholds.judge(&mut stats, step.pos.line, cleanup_line);
     let doc = serde_json::to_value(&stats).unwrap_or(Value::Null);
     Ok(Observation {
         doc: doc.into(),
@@ -737,18 +435,9 @@ async fn run_iteration(
     it_scope: &mut Scope,
     i: usize,
     scheduled: Option<Instant>,
-    mut latencies: Vec<Sample>,
+    latencies: Vec<Sample>,
 ) -> IterationOutcome {
-    latencies.clear();
-    let mut out = IterationOutcome {
-        index: i,
-        started: false,
-        status: Status::Passed,
-        reason: None,
-        latencies,
-        captures: IndexMap::new(),
-        cleanup_reason: None,
-    };
+    let mut out = IterationOutcome::new(i, latencies);
     if let Some(r) = plan.ramp_up {
         let at = plan.t0 + r.mul_f64(i as f64 / plan.count.max(1) as f64);
         tokio::time::sleep_until(at).await;
@@ -816,20 +505,8 @@ async fn run_iteration(
         if r.status == Status::Skipped {
             continue;
         }
-        let (mut time, measure) = step_time(&r);
-        time += lag_ms.take().unwrap_or(0.0);
-        let last_request = r
-            .poll
-            .as_ref()
-            .and(r.response.as_ref())
-            .map(|x| x.elapsed_ms);
-        out.latencies.push(Sample {
-            step: r.name,
-            time,
-            measure,
-            last_request,
-            held: r.poll.as_ref().is_some_and(|p| p.satisfied),
-        });
+        out.latencies
+            .push(Sample::of_step(r, lag_ms.take().unwrap_or(0.0)));
     }
     if !plan.cleanup.is_empty() {
         let (res, cst) = run_steps(&plan.cleanup, it_scope, ctx, true).await;
@@ -925,7 +602,7 @@ impl Tally {
         for lane in 0..self.lanes.len() {
             view.merge_counts(&self.lock(lane).agg);
         }
-        view.live_line(&self.label, self.t0.elapsed(), ctx)
+        view.live_line(&self.label, ctx.target.simulated(self.t0.elapsed()))
     }
 
     /// Every lane's statistics and pending cleanups, in one.
@@ -939,20 +616,6 @@ impl Tally {
         }
         (agg, pending)
     }
-}
-
-/// A step's statistics, added on its first sample. Found by comparing names: a fan-out has a
-/// few steps, and hashing the name of every sample cost more than reading the list.
-fn step_agg<'a>(
-    steps: &'a mut IndexMap<String, StepAgg>,
-    name: &str,
-    measure: Measure,
-) -> &'a mut StepAgg {
-    let i = match steps.iter().position(|(k, _)| k == name) {
-        Some(i) => i,
-        None => steps.insert_full(name.to_string(), StepAgg::new(measure)).0,
-    };
-    &mut steps[i]
 }
 
 /// Whether a fan-out's lanes may each run on a thread and runtime of their own, as load tools
@@ -1080,468 +743,20 @@ fn restart_iteration(scope: &mut Scope, base: &Arc<VarMap>, i: usize) {
     scope.restart(base, &[("index", json!(i)), ("iteration", json!(i + 1))]);
 }
 
-/// Up to this many iterations, every captured value is kept in the statistics (reports show
-/// them); beyond, only the captures a threshold or the fan-out's own capture/expect uses.
-const KEEP_ALL_CAPTURES_UP_TO: usize = 10_000;
-
-/// Which captured values the statistics keep.
-enum KeepCaptures {
-    All,
-    Only(HashSet<String>),
-}
-
-impl KeepCaptures {
-    fn for_step(f: &Fanout, step: &Step, count: usize) -> KeepCaptures {
-        if count <= KEEP_ALL_CAPTURES_UP_TO {
-            return KeepCaptures::All;
-        }
-        // `capture: {ids: $.captures.job_id}` or a check on `$.captures...` reads them all.
-        let doc_paths = step
-            .capture
-            .values()
-            .filter_map(|c| match c {
-                crate::spec::Capture::Path(p) => Some(p.clone()),
-                crate::spec::Capture::Detailed(d) => d.path.clone(),
-            })
-            .chain(
-                step.expect
-                    .iter()
-                    .flat_map(|e| e.json.iter().filter_map(|c| c.path.clone())),
-            );
-        if doc_paths.into_iter().any(|p| p.contains("captures")) {
-            return KeepCaptures::All;
-        }
-        KeepCaptures::Only(
-            f.thresholds
-                .iter()
-                .filter_map(|t| Threshold::parse(t).ok())
-                .filter_map(|t| match t {
-                    Threshold::Unique(name) => Some(name),
-                    _ => None,
-                })
-                .collect(),
-        )
-    }
-
-    fn keeps(&self, name: &str) -> bool {
-        match self {
-            KeepCaptures::All => true,
-            KeepCaptures::Only(names) => names.contains(name),
-        }
-    }
-}
-
-/// Streaming statistics of one step: an HDR histogram (3 significant digits) in microseconds.
-struct StepAgg {
-    hist: Histogram<u64>,
-    sum_ms: f64,
-    measure: Measure,
-    held: Vec<f64>,
-}
-
-impl StepAgg {
-    fn new(measure: Measure) -> StepAgg {
-        StepAgg {
-            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
-            sum_ms: 0.0,
-            measure,
-            held: Vec::new(),
-        }
-    }
-
-    /// Takes in the same step's statistics from another lane.
-    fn merge(&mut self, other: StepAgg) {
-        // Auto-resizing histograms take any other's values.
-        let _ = self.hist.add(&other.hist);
-        self.sum_ms += other.sum_ms;
-        let room = MAX_HELD_SAMPLES.saturating_sub(self.held.len());
-        self.held.extend(other.held.into_iter().take(room));
-    }
-
-    fn record(&mut self, v_ms: f64) {
-        let us = (v_ms.max(0.0) * 1000.0).round() as u64;
-        // Auto-resizing histograms only refuse values beyond u64 range: nothing to lose here.
-        let _ = self.hist.record(us.max(1));
-        self.sum_ms += v_ms;
-    }
-
-    fn stats(&self) -> LatencyStats {
-        let h = &self.hist;
-        let n = h.len() as usize;
-        if n == 0 {
-            return LatencyStats::default();
-        }
-        let ms_of = |us: u64| us as f64 / 1000.0;
-        let q = |p: f64| ms_of(h.highest_equivalent(h.value_at_quantile(p)).min(h.max()));
-        let mut histogram: Vec<Bucket> = Vec::new();
-        let mut below = 0u64;
-        for le in BUCKETS_MS {
-            let upto = if le.is_infinite() {
-                h.len()
-            } else {
-                h.iter_recorded()
-                    .take_while(|v| ms_of(v.value_iterated_to()) <= *le)
-                    .map(|v| v.count_at_value())
-                    .sum()
-            };
-            histogram.push(Bucket {
-                le_ms: if le.is_infinite() { f64::MAX } else { *le },
-                count: (upto - below) as usize,
-            });
-            below = upto;
-        }
-        while histogram.len() > 1 && histogram.last().is_some_and(|b| b.count == 0) {
-            histogram.pop();
-        }
-        while histogram.len() > 1 && histogram[0].count == 0 {
-            histogram.remove(0);
-        }
-        LatencyStats {
-            count: n,
-            min: ms_of(h.min()),
-            mean: self.sum_ms / n as f64,
-            p50: q(0.50),
-            p90: q(0.90),
-            p95: q(0.95),
-            p99: q(0.99),
-            max: ms_of(h.max()),
-            histogram,
-            measure: self.measure.label().into(),
-            held_samples: self.held.clone(),
-        }
-    }
-}
-
-/// Everything the report needs from the iterations, kept as they finish (bounded memory).
-#[derive(Default)]
-struct Aggregate {
-    started: usize,
-    succeeded: usize,
-    by_reason: IndexMap<String, usize>,
-    sample_failures: Vec<String>,
-    steps: IndexMap<String, StepAgg>,
-    last_request: IndexMap<String, StepAgg>,
-    captures: IndexMap<String, Vec<Value>>,
-    cleanup_failures: usize,
-    cleanup_by_reason: IndexMap<String, usize>,
-    cleanup_sample_failures: Vec<String>,
-    dropped: usize,
-    finished: usize,
-}
-
-impl Aggregate {
-    /// "load: 12000 iterations, 198.7/s, 3 failed, 0 dropped, p95(configure) 41ms".
-    fn live_line(&self, label: &str, elapsed: Duration, ctx: &Ctx) -> String {
-        let secs = ctx.target.simulated(elapsed).as_secs_f64().max(1e-9);
-        let p95 = self
-            .steps
-            .first()
-            .map(|(name, a)| {
-                let v = a.hist.value_at_quantile(0.95) as f64 / 1000.0;
-                format!(", p95({name}) {v:.0}ms")
-            })
-            .unwrap_or_default();
-        format!(
-            "{label}: {} iterations, {:.1}/s, {} failed, {} dropped{p95}",
-            self.finished,
-            self.finished as f64 / secs,
-            self.finished - self.succeeded,
-            self.dropped
-        )
-    }
-
-    /// Adds another lane's counters and its first step's latencies (what a live line shows).
-    fn merge_counts(&mut self, other: &Aggregate) {
-        self.finished += other.finished;
-        self.succeeded += other.succeeded;
-        self.dropped += other.dropped;
-        if let Some((name, a)) = other.steps.first() {
-            match self.steps.get_mut(name) {
-                Some(mine) => {
-                    let _ = mine.hist.add(&a.hist);
-                }
-                None => {
-                    let mut copy = StepAgg::new(a.measure);
-                    let _ = copy.hist.add(&a.hist);
-                    self.steps.insert(name.clone(), copy);
-                }
-            }
-        }
-    }
-
-    /// Takes in another lane's statistics.
-    fn merge(&mut self, other: Aggregate) {
-        self.started += other.started;
-        self.succeeded += other.succeeded;
-        self.finished += other.finished;
-        self.dropped += other.dropped;
-        self.cleanup_failures += other.cleanup_failures;
-        for (reason, n) in other.by_reason {
-            count_reason(&mut self.by_reason, reason, n);
-        }
-        for (reason, n) in other.cleanup_by_reason {
-            count_reason(&mut self.cleanup_by_reason, reason, n);
-        }
-        for f in other.sample_failures {
-            if self.sample_failures.len() < MAX_SAMPLE_FAILURES {
-                self.sample_failures.push(f);
-            }
-        }
-        for f in other.cleanup_sample_failures {
-            if self.cleanup_sample_failures.len() < MAX_SAMPLE_FAILURES {
-                self.cleanup_sample_failures.push(f);
-            }
-        }
-        for (name, a) in other.steps {
-            match self.steps.get_mut(&name) {
-                Some(mine) => mine.merge(a),
-                None => {
-                    self.steps.insert(name, a);
-                }
-            }
-        }
-        for (name, a) in other.last_request {
-            match self.last_request.get_mut(&name) {
-                Some(mine) => mine.merge(a),
-                None => {
-                    self.last_request.insert(name, a);
-                }
-            }
-        }
-        for (name, vals) in other.captures {
-            self.captures.entry(name).or_default().extend(vals);
-        }
-    }
-
-    /// Takes in one iteration; gives back its emptied list of samples, for the next one.
-    fn add(&mut self, mut o: IterationOutcome, keep: &KeepCaptures) -> Vec<Sample> {
-        self.finished += 1;
-        self.started += usize::from(o.started);
-        self.succeeded += usize::from(o.status == Status::Passed);
-        if let Some(r) = o.reason {
-            if self.sample_failures.len() < MAX_SAMPLE_FAILURES {
-                self.sample_failures.push(format!(
-                    "iteration {}: {}",
-                    o.index,
-                    bounded(&r, MAX_SAMPLE_CHARS)
-                ));
-            }
-            count_reason(&mut self.by_reason, r, 1);
-        }
-        for sm in o.latencies.drain(..) {
-            if let Some(req) = sm.last_request {
-                step_agg(&mut self.last_request, &sm.step, Measure::RequestLatency).record(req);
-            }
-            let agg = step_agg(&mut self.steps, &sm.step, sm.measure);
-            agg.record(sm.time);
-            if sm.held && agg.held.len() < MAX_HELD_SAMPLES {
-                agg.held.push(sm.time);
-            }
-        }
-        for (k, v) in o.captures {
-            if keep.keeps(&k) {
-                self.captures.entry(k).or_default().push(v);
-            }
-        }
-        if let Some(r) = o.cleanup_reason {
-            self.cleanup_failed(o.index, r);
-        }
-        o.latencies
-    }
-
-    /// Counts iteration `i`'s failed cleanup by its reason, keeping a few as samples.
-    fn cleanup_failed(&mut self, i: usize, reason: String) {
-        self.cleanup_failures += 1;
-        if self.cleanup_sample_failures.len() < MAX_SAMPLE_FAILURES {
-            self.cleanup_sample_failures.push(format!(
-                "iteration {i}: {}",
-                bounded(&reason, MAX_SAMPLE_CHARS)
-            ));
-        }
-        count_reason(&mut self.cleanup_by_reason, reason, 1);
-    }
-
-    fn finish(mut self, count: usize, concurrency: usize, duration: Duration) -> FanoutStats {
-        self.by_reason.sort_by(|_, a, _, b| b.cmp(a));
-        self.cleanup_by_reason.sort_by(|_, a, _, b| b.cmp(a));
-        let secs = duration.as_secs_f64().max(1e-9);
-        FanoutStats {
-            count,
-            concurrency,
-            started: self.started,
-            succeeded: self.succeeded,
-            failed: count.saturating_sub(self.succeeded),
-            dropped: self.dropped,
-            by_reason: self.by_reason,
-            duration_ms: ms(duration),
-            simulated_duration_ms: None,
-            throughput_per_s: (self.succeeded as f64 / secs * 100.0).round() / 100.0,
-            steps: self
-                .steps
-                .iter()
-                .map(|(k, a)| (k.clone(), a.stats()))
-                .collect(),
-            request_latency: self
-                .last_request
-                .iter()
-                .map(|(k, a)| (k.clone(), a.stats()))
-                .collect(),
-            captures: self.captures,
-            thresholds: Vec::new(),
-            sample_failures: self.sample_failures,
-            cleanup_failures: self.cleanup_failures,
-            cleanup_by_reason: self.cleanup_by_reason,
-            cleanup_sample_failures: self.cleanup_sample_failures,
-        }
-    }
-}
-
-/// The statistics a threshold names: `configure` (the step's time) or `latency(consumer ready)`
-/// (the last request of a polled step).
-fn series<'a>(stats: &'a FanoutStats, name: &str) -> Option<&'a LatencyStats> {
-    match name
-        .strip_prefix("latency(")
-        .and_then(|n| n.strip_suffix(')'))
-    {
-        Some(inner) => stats.request_latency.get(inner.trim()).or_else(|| {
-            stats
-                .steps
-                .get(inner.trim())
-                .filter(|l| l.measure == Measure::RequestLatency.label())
-        }),
-        None => stats.steps.get(name),
-    }
-}
-
-fn check_thresholds(
-    ths: &[Judged],
-    stats: &FanoutStats,
-    count: usize,
-    line: u32,
-) -> Vec<AssertionResult> {
-    let mut out = Vec::new();
-    for Judged { src, th, implicit } in ths {
-        let (value, passed, detail): (String, bool, Option<String>) = match th {
-            Threshold::Unique(name) => match stats.captures.get(name) {
-                None => (
-                    format!("no values captured as `{name}`"),
-                    false,
-                    Some(format!("capture `{name}` in the fan-out's steps")),
-                ),
-                Some(vals) => {
-                    let mut seen = HashSet::new();
-                    let dups: Vec<String> = vals
-                        .iter()
-                        .filter(|v| !seen.insert(v.to_string()))
-                        .map(|v| v.to_string())
-                        .collect();
-                    let nulls = vals.iter().filter(|v| v.is_null()).count();
-                    if dups.is_empty() && nulls == 0 {
-                        (format!("{} distinct values", vals.len()), true, None)
-                    } else {
-                        (
-                            format!(
-                                "{} duplicates among {} values: {}",
-                                dups.len(),
-                                vals.len(),
-                                dups.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                            ),
-                            false,
-                            None,
-                        )
-                    }
-                }
-            },
-            Threshold::Compare { metric, op, rhs } => {
-                let bound = match rhs {
-                    Rhs::Count => count as f64,
-                    Rhs::Number(n) => *n,
-                };
-                let (actual, shown) = match metric {
-                    Metric::Counter(c) => {
-                        let v = match c.as_str() {
-                            "count" => stats.count as f64,
-                            "started" => stats.started as f64,
-                            "succeeded" => stats.succeeded as f64,
-                            "failed" => stats.failed as f64,
-                            "success_rate" => stats.succeeded as f64 / stats.count.max(1) as f64,
-                            "error_rate" => stats.failed as f64 / stats.count.max(1) as f64,
-                            "throughput" => stats.throughput_per_s,
-                            "cleanup_failures" => stats.cleanup_failures as f64,
-                            "dropped" => stats.dropped as f64,
-                            _ => stats.simulated_duration_ms.unwrap_or(stats.duration_ms),
-                        };
-                        let shown = match c.as_str() {
-                            "succeeded" | "failed" | "started" => stats.summary(),
-                            "success_rate" | "error_rate" => {
-                                format!("{:.1}% ({})", v * 100.0, stats.summary())
-                            }
-                            "dropped" => format!(
-                                "{v} of {} scheduled starts dropped (`max_in_flight` running)",
-                                stats.count
-                            ),
-                            "duration" => format!("{v:.0}ms"),
-                            _ => format!("{v}"),
-                        };
-                        (Some(v), shown)
-                    }
-                    Metric::Latency { stat, step } => match series(stats, step) {
-                        None => (
-                            None,
-                            format!(
-                                "no step named `{step}` ran (steps: {}{})",
-                                stats.steps.keys().cloned().collect::<Vec<_>>().join(", "),
-                                stats
-                                    .request_latency
-                                    .keys()
-                                    .map(|k| format!(", latency({k})"))
-                                    .collect::<String>()
-                            ),
-                        ),
-                        Some(l) => {
-                            let v = match stat.as_str() {
-                                "min" => l.min,
-                                "mean" => l.mean,
-                                "p50" => l.p50,
-                                "p90" => l.p90,
-                                "p95" => l.p95,
-                                "p99" => l.p99,
-                                _ => l.max,
-                            };
-                            (
-                                Some(v),
-                                format!(
-                                    "{stat}({step}) = {v:.1}ms over {} samples ({})",
-                                    l.count, l.measure
-                                ),
-                            )
-                        }
-                    },
-                };
-                (shown, actual.is_some_and(|a| op_holds(*op, a, bound)), None)
-            }
-        };
-        // An implicit threshold says where it comes from, and how to write one instead.
-        let (subject, detail) = if *implicit {
-            (
-                format!("implicit threshold `{src}`"),
-                Some(IMPLICIT_NOTE.to_string()),
-            )
-        } else {
-            (format!("threshold `{src}`"), detail)
-        };
-        out.push(AssertionResult {
-            line,
-            subject,
-            subject_template: None,
-            op: "holds".into(),
-            expected: json!(src),
-            actual: Some(json!(value)),
-            passed,
-            message: detail,
-        });
-    }
-    out
+/// Whether the fan-out step's own capture or checks read every iteration's captures
+/// (`capture: {ids: $.captures.job_id}`): then the statistics keep them all.
+fn reads_captures(step: &Step) -> bool {
+    let capture_paths = step.capture.values().filter_map(|c| match c {
+        crate::spec::Capture::Path(p) => Some(p),
+        crate::spec::Capture::Detailed(d) => d.path.as_ref(),
+    });
+    let check_paths = step
+        .expect
+        .iter()
+        .flat_map(|e| e.json.iter().filter_map(|c| c.path.as_ref()));
+    capture_paths
+        .chain(check_paths)
+        .any(|p| p.contains("captures"))
 }
 
 #[cfg(test)]
@@ -1600,93 +815,6 @@ mod tests {
     }
 
     #[test]
-    fn streaming_percentiles_keep_three_significant_digits() {
-        let mut a = StepAgg::new(Measure::RequestLatency);
-        for v in 1..=100 {
-            a.record(f64::from(v));
-        }
-        let s = a.stats();
-        let close = |x: f64, want: f64| (x - want).abs() <= want * 0.001;
-        assert!(close(s.p50, 50.0), "{}", s.p50);
-        assert!(close(s.p95, 95.0), "{}", s.p95);
-        assert!(close(s.p99, 99.0), "{}", s.p99);
-        assert!(close(s.max, 100.0) && close(s.min, 1.0));
-        assert_eq!(s.count, 100);
-        assert!((s.mean - 50.5).abs() < 1e-9, "the mean is exact");
-        assert_eq!(s.histogram.iter().map(|b| b.count).sum::<usize>(), 100);
-        assert_eq!(s.measure, "request latency");
-        // A skewed sample: the tail shows in p99, not in p50.
-        let mut a = StepAgg::new(Measure::TimeUntilHeld);
-        for _ in 0..990 {
-            a.record(2.0);
-        }
-        for _ in 0..10 {
-            a.record(30_000.0);
-        }
-        let s = a.stats();
-        assert!(close(s.p50, 2.0) && close(s.p99, 2.0) && close(s.max, 30_000.0));
-    }
-
-    #[test]
-    fn lanes_merge_into_the_statistics_of_one() {
-        let outcome = |index: usize, ms: f64, failed: bool| IterationOutcome {
-            index,
-            started: true,
-            status: if failed {
-                Status::Failed
-            } else {
-                Status::Passed
-            },
-            reason: failed.then(|| "503 capacity reached".to_string()),
-            latencies: vec![Sample {
-                step: "configure".into(),
-                time: ms,
-                measure: Measure::RequestLatency,
-                last_request: None,
-                held: false,
-            }],
-            captures: IndexMap::from_iter([("port".to_string(), json!(50000 + index))]),
-            cleanup_reason: None,
-        };
-        let (mut one, mut a, mut b) = (
-            Aggregate::default(),
-            Aggregate::default(),
-            Aggregate::default(),
-        );
-        for i in 0..100 {
-            let o = || outcome(i, f64::from(i as u32 + 1), i % 10 == 0);
-            one.add(o(), &KeepCaptures::All);
-            let lane = if i % 2 == 0 { &mut a } else { &mut b };
-            lane.add(o(), &KeepCaptures::All);
-        }
-        a.merge(b);
-        let d = Duration::from_secs(1);
-        let (merged, single) = (a.finish(100, 8, d), one.finish(100, 8, d));
-        assert_eq!(
-            (merged.succeeded, merged.failed, merged.started),
-            (90, 10, 100)
-        );
-        assert_eq!(merged.by_reason, single.by_reason);
-        let (m, s) = (&merged.steps["configure"], &single.steps["configure"]);
-        assert_eq!(
-            (m.count, m.p50, m.p95, m.max, m.min),
-            (s.count, s.p50, s.p95, s.max, s.min)
-        );
-        assert!((m.mean - s.mean).abs() < 1e-9);
-        let mut ports: Vec<_> = merged.captures["port"]
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        ports.sort_unstable();
-        assert_eq!(
-            ports,
-            (50000..50100).collect::<Vec<_>>(),
-            "every lane's captures"
-        );
-        assert_eq!(merged.sample_failures.len(), 5);
-    }
-
-    #[test]
     fn stages_start_as_many_iterations_as_the_area_under_the_rate() {
         let ol = |base: f64, stages: &[(f64, f64)]| OpenLoop {
             base,
@@ -1723,175 +851,5 @@ mod tests {
             assert!(t >= last, "start {k} at {t} before {last}");
             last = t;
         }
-    }
-
-    #[test]
-    fn cleanup_failures_are_counted_by_reason_with_a_bounded_sample() {
-        let outcome = |index: usize, reason: Option<&str>| IterationOutcome {
-            index,
-            started: true,
-            status: Status::Passed,
-            reason: None,
-            latencies: Vec::new(),
-            captures: IndexMap::new(),
-            cleanup_reason: reason.map(str::to_string),
-        };
-        let (mut a, mut b) = (Aggregate::default(), Aggregate::default());
-        for i in 0..20 {
-            let reason = match i % 4 {
-                0 => None,
-                3 => Some("error: timeout"),
-                _ => Some("404 unknown job_id"),
-            };
-            let lane = if i % 2 == 0 { &mut a } else { &mut b };
-            lane.add(outcome(i, reason), &KeepCaptures::All);
-        }
-        a.cleanup_failed(20, "404 unknown job_id".into());
-        a.merge(b);
-        let s = a.finish(21, 1, Duration::from_secs(1));
-        assert_eq!(s.cleanup_failures, 16);
-        assert_eq!(
-            s.cleanup_by_reason.into_iter().collect::<Vec<_>>(),
-            [
-                ("404 unknown job_id".to_string(), 11),
-                ("error: timeout".to_string(), 5)
-            ],
-            "most frequent first"
-        );
-        assert_eq!(s.cleanup_sample_failures.len(), MAX_SAMPLE_FAILURES);
-        assert_eq!(
-            s.cleanup_sample_failures[0],
-            "iteration 2: 404 unknown job_id"
-        );
-        assert_eq!(
-            s.succeeded, 20,
-            "a failed cleanup leaves the iteration's own verdict"
-        );
-    }
-
-    #[test]
-    fn reasons_with_ids_in_them_count_as_one_kind() {
-        let mut by_reason = IndexMap::new();
-        for i in 0..1000 {
-            count_reason(&mut by_reason, format!("404 unknown job_id 18-{i}"), 1);
-        }
-        count_reason(&mut by_reason, "404 unknown job_id 18-3".into(), 1);
-        assert_eq!(by_reason.len(), 1, "{by_reason:?}");
-        assert_eq!(by_reason["404 unknown job_id N-N"], 1001);
-        let mut by_reason = IndexMap::new();
-        for i in 0..200 {
-            let r = format!("assertion: Job/baby-analyzer-18-{i} exists");
-            count_reason(&mut by_reason, r, 1);
-        }
-        assert_eq!(by_reason["assertion: Job/baby-analyzer-N-N exists"], 200);
-    }
-
-    #[test]
-    fn errors_count_by_kind_or_root_cause_and_samples_keep_them_whole() {
-        let full = "error: request to https://127.0.0.1:36285/configure: error sending request: connection closed before message completed";
-        assert_eq!(
-            short_reason(full),
-            "error: connection closed before message completed"
-        );
-        assert_eq!(
-            short_reason("error: timeout: no answer in 30s"),
-            "error: timeout"
-        );
-        assert_eq!(
-            short_reason("error: deadline passed"),
-            "error: deadline passed"
-        );
-        assert_eq!(short_reason("503 capacity reached"), "503 capacity reached");
-        let mut agg = Aggregate::default();
-        agg.cleanup_failed(3, full.into());
-        assert_eq!(
-            agg.cleanup_by_reason["error: connection closed before message completed"],
-            1
-        );
-        assert_eq!(
-            agg.cleanup_sample_failures[0],
-            format!("iteration 3: {full}")
-        );
-        let long = format!("error: {}", "é".repeat(400));
-        assert!(bounded(&long, MAX_SAMPLE_CHARS).len() <= MAX_SAMPLE_CHARS + 3);
-    }
-
-    #[test]
-    fn numbers_standing_alone_keep_reasons_apart() {
-        for (reason, kind) in [
-            ("409 port taken", "409 port taken"),
-            ("timeout after 30 s", "timeout after 30 s"),
-            ("status 503, 2 attempts", "status 503, 2 attempts"),
-            ("job_id 18-3 unknown", "job_id N-N unknown"),
-            ("pod analyzer-7x2k", "pod analyzer-NxNk"),
-            ("v2/jobs/12 gone", "vN/jobs/N gone"),
-        ] {
-            assert_eq!(reason_kind(reason), kind);
-        }
-    }
-
-    #[test]
-    fn reasons_of_many_kinds_are_bounded() {
-        let mut by_reason = IndexMap::new();
-        let word = |i: usize| -> String {
-            let l = |k: usize| (b'a' + (k % 26) as u8) as char;
-            format!("{}{}{}", l(i), l(i / 26), l(i / 676))
-        };
-        for i in 0..1000 {
-            count_reason(&mut by_reason, format!("failure {}", word(i)), 1);
-        }
-        count_reason(&mut by_reason, format!("failure {}", word(3)), 1);
-        assert_eq!(by_reason.len(), MAX_REASONS + 1);
-        assert_eq!(
-            by_reason[&format!("failure {}", word(3))],
-            2,
-            "a known reason still counts"
-        );
-        assert_eq!(by_reason[OTHER_REASONS], 1000 - MAX_REASONS);
-    }
-
-    #[test]
-    fn without_written_thresholds_failed_and_dropped_are_judged_implicitly() {
-        let stats = FanoutStats {
-            count: 10,
-            succeeded: 7,
-            failed: 3,
-            dropped: 2,
-            ..Default::default()
-        };
-        let th = |src: &str, implicit| Judged {
-            src: src.into(),
-            th: Threshold::parse(src).unwrap(),
-            implicit,
-        };
-        let a = check_thresholds(
-            &[th("failed == 0", true), th("error_rate < 50%", false)],
-            &stats,
-            10,
-            4,
-        );
-        assert_eq!(a[0].subject, "implicit threshold `failed == 0`");
-        assert!(!a[0].passed);
-        assert!(
-            a[0].describe().starts_with(
-                "implicit threshold `failed == 0` not met: 7/10 succeeded, 2 dropped (no `thresholds:` written"
-            ),
-            "{}",
-            a[0].describe()
-        );
-        assert_eq!(a[1].subject, "threshold `error_rate < 50%`");
-        assert!(a[1].passed, "30% of the iterations failed");
-        assert_eq!(a[1].message, None);
-    }
-
-    #[test]
-    fn summary_reads_like_the_issue() {
-        let mut s = FanoutStats {
-            count: 200,
-            succeeded: 150,
-            ..Default::default()
-        };
-        s.by_reason.insert("503 capacity reached".into(), 50);
-        assert_eq!(s.summary(), "150/200 succeeded, 50 x 503 capacity reached");
     }
 }

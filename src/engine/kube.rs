@@ -10,7 +10,7 @@ use kube::discovery::Scope as KScope;
 use serde_json::{json, Value};
 
 use super::{Ctx, ExecError, Observation};
-use crate::results::{AssertionResult, Attachment};
+use crate::results::{AssertOp, AssertionResult, Attachment};
 use crate::spec::{KubeOp, KubeVerb, Step};
 use crate::template::Scope;
 
@@ -139,11 +139,11 @@ pub async fn execute(
     let what = subject(&r);
     let mut obs = Observation::default();
     let assertion =
-        |op: &str, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
+        |op: AssertOp, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
             line,
             subject: what.clone(),
             subject_template: None,
-            op: op.into(),
+            op,
             expected,
             actual,
             passed,
@@ -179,9 +179,9 @@ pub async fn execute(
             let (op_text, expected, passed) = match &op.count {
                 Some(c) => {
                     let want = super::fanout::resolve_count(c, scope, "kube wait `count`")?;
-                    ("matches", json!(want), n == want)
+                    (AssertOp::Matches, json!(want), n == want)
                 }
-                None => ("matches at least", json!(1), n >= 1),
+                None => (AssertOp::MatchesAtLeast, json!(1), n >= 1),
             };
             obs.assertions
                 .push(assertion(op_text, expected, Some(json!(n)), passed));
@@ -194,7 +194,7 @@ pub async fn execute(
                 None => get_one(&api, r.name.as_deref().unwrap_or_default(), &what).await?,
             };
             obs.assertions.push(assertion(
-                "exists",
+                AssertOp::Exists,
                 json!(true),
                 doc.as_ref().map(|_| json!("found")),
                 doc.is_some(),
@@ -224,8 +224,12 @@ pub async fn execute(
             }
             if r.name.is_some() {
                 let done = !deleted.is_empty();
-                obs.assertions
-                    .push(assertion("deleted", json!(true), Some(json!(done)), done));
+                obs.assertions.push(assertion(
+                    AssertOp::Deleted,
+                    json!(true),
+                    Some(json!(done)),
+                    done,
+                ));
             }
             obs.doc = json!({"count": deleted.len(), "deleted": deleted}).into();
         }
@@ -244,7 +248,7 @@ pub async fn execute(
                 json!(names)
             };
             obs.assertions.push(assertion(
-                "is absent",
+                AssertOp::IsAbsent,
                 json!(true),
                 Some(actual),
                 remaining.is_empty(),

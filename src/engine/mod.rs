@@ -398,9 +398,7 @@ impl Engine {
     }
 }
 
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
+pub use crate::results::ms;
 
 fn base_result(spec: &Spec, status: Status) -> SpecResult {
     SpecResult {
@@ -761,7 +759,7 @@ async fn contain_panic(
                 .unwrap_or_else(|| "unknown panic".into());
             let step = StepResult {
                 name: "internal error".into(),
-                kind: "panic".into(),
+                kind: crate::results::StepKindName::Panic,
                 status: Status::Error,
                 message: Some(format!(
                     "internal error (a bug in focusqa, please report it): {what}"
@@ -773,11 +771,27 @@ async fn contain_panic(
     }
 }
 
+/// A step kind's name in the results.
+pub(crate) fn kind_name(kind: &StepKind) -> crate::results::StepKindName {
+    use crate::results::StepKindName as K;
+    match kind {
+        StepKind::Http(_) => K::Http,
+        StepKind::Sleep(_) => K::Sleep,
+        StepKind::Assert(_) => K::Assert,
+        StepKind::Sim(_) => K::Sim,
+        StepKind::Kube(_) => K::Kube,
+        StepKind::Fanout(_) => K::Fanout,
+        StepKind::Foreach(_) => K::Foreach,
+        StepKind::Repeat(_) => K::Repeat,
+        StepKind::Include(_) => K::Include,
+    }
+}
+
 /// Convenience for steps that produce a StepResult without running anything.
 pub fn skipped_step(step: &Step, why: &str) -> StepResult {
     StepResult {
         name: step.label(),
-        kind: step.kind.name().into(),
+        kind: kind_name(&step.kind),
         line: step.pos.line,
         status: Status::Skipped,
         message: Some(why.to_string()),

@@ -339,7 +339,7 @@ impl Step {
     fn new_result(&self) -> StepResult {
         StepResult {
             name: self.label(),
-            kind: self.kind.name().into(),
+            kind: super::kind_name(&self.kind),
             line: self.pos.line,
             covers: self.covers.clone(),
             ..Default::default()
@@ -535,7 +535,7 @@ impl Step {
             let details = a.details().map(|d| format!("\n{d}")).unwrap_or_default();
             res.message = Some(format!("{}{timed_out}{details}", a.describe()));
             // A block says which item or run failed, and how: "run 3: $.page <= 2: found 3".
-            if a.op == super::blocks::EVERY_STEP_PASSES {
+            if a.op == crate::results::AssertOp::EveryStepPasses {
                 res.message = a.message.clone().or(res.message.take());
             }
         } else if let Some(e) = cap_errors.first() {

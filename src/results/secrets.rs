@@ -34,8 +34,8 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, PollInfo, RequestExcerpt,
-    ResponseExcerpt, RunReport, SpecResult, StepResult, ThresholdResult,
+    AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, LatencyStats, Measure,
+    PollInfo, RequestExcerpt, ResponseExcerpt, RunReport, SpecResult, StepResult, ThresholdResult,
 };
 
 /// What replaces a secret in results and reports.
@@ -509,8 +509,8 @@ impl Secrets {
         if let Some(u) = &mut t.base_url {
             *u = m.redact(&redact_url(u), false).into_owned();
         }
-        for s in [&mut t.name, &mut t.kind]
-            .into_iter()
+        for s in std::iter::once(&mut t.name)
+            .chain(t.kind.other_mut())
             .chain(t.kube_namespace.as_mut())
             .chain(t.capabilities.iter_mut())
         {
@@ -944,7 +944,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         m.redact_string(t);
     }
     // A kind read back from a results file is owned text like any other; our own are fixed words.
-    if let std::borrow::Cow::Owned(kind) = kind {
+    if let Some(kind) = kind.other_mut() {
         m.redact_string(kind);
     }
     if let Some(msg) = message {
@@ -1019,7 +1019,10 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         if let Some(t) = subject_template {
             m.redact_string(t);
         }
-        m.redact_string(op);
+        // Likewise an operator.
+        if let Some(op) = op.other_mut() {
+            m.redact_string(op);
+        }
         m.redact_json(expected);
         if let Some(v) = actual {
             m.redact_json(v);
@@ -1073,8 +1076,13 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
                 }
             }
         }
-        m.redact_map(steps, |m, l| m.redact_string(&mut l.measure));
-        m.redact_map(request_latency, |m, l| m.redact_string(&mut l.measure));
+        let measure = |m: &Matcher, l: &mut LatencyStats| {
+            if let Some(w) = l.measure.as_mut().and_then(Measure::other_mut) {
+                m.redact_string(w);
+            }
+        };
+        m.redact_map(steps, measure);
+        m.redact_map(request_latency, measure);
         m.redact_map(captures, |m, vals| {
             vals.iter_mut().for_each(|v| m.redact_json(v))
         });

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::config::{Config, TargetConfig};
-use crate::results::TargetInfo;
+use crate::results::{TargetInfo, TargetKind};
 use crate::sim::{SimConfig, SimHandle};
 use crate::spec::{Capability, VarMap};
 use crate::template::Scope;
@@ -219,7 +219,7 @@ impl Target {
         let mut calibration = None;
         let mut kube = None;
         let mut time_scale = cfg.time_scale.unwrap_or(1.0);
-        let mut kind = "remote";
+        let mut kind = TargetKind::Remote;
         // The embedded simulator's seed, and the origins reached in memory (its own).
         let mut seed = None;
         let mut memory: Vec<(url::Url, crate::sim::serve::Dialer)> = Vec::new();
@@ -255,7 +255,7 @@ impl Target {
             sim_vars = VarMap::new();
             capabilities.insert(Capability::Simulator);
             calibration = Some(handle);
-            kind = "embedded";
+            kind = TargetKind::Embedded;
         } else if let Some(emb) = &cfg.embedded {
             let defaults = SimConfig::default();
             let sc = SimConfig {
@@ -287,7 +287,7 @@ impl Target {
             );
             capabilities.insert(Capability::Simulator);
             sim = Some(handle);
-            kind = "embedded";
+            kind = TargetKind::Embedded;
         } else {
             sim_vars = VarMap::new();
             base_url = cfg
@@ -296,7 +296,7 @@ impl Target {
                 .map(|u| u.trim_end_matches('/').to_string());
             if cfg.simulator {
                 capabilities.insert(Capability::Simulator);
-                kind = "simulator";
+                kind = TargetKind::Simulator;
                 if let Some(ts) = ov.time_scale {
                     time_scale = ts;
                 }
@@ -362,7 +362,7 @@ impl Target {
         };
         // A separately started simulator knows its own clock and facts: ask it, so durations are
         // converted with the scale it really runs at and specs see the same variables as embedded.
-        if kind == "simulator" {
+        if kind == TargetKind::Simulator {
             if let Some(url) = &sim_url {
                 let facts = sim_facts(&http, url).await.map_err(invalid)?;
                 if (facts.time_scale - time_scale).abs() > f64::EPSILON * 4.0
@@ -379,16 +379,16 @@ impl Target {
         }
         let info = TargetInfo {
             name: name.to_string(),
-            kind: kind.into(),
+            kind: kind.clone(),
             base_url: base_url.as_deref().map(crate::results::secrets::redact_url),
             capabilities: capabilities
                 .iter()
                 .map(|c| c.as_str().to_string())
                 .collect(),
-            time_scale: (kind != "remote").then_some(time_scale),
+            time_scale: (kind != TargetKind::Remote).then_some(time_scale),
             kube_namespace: kube.as_ref().map(|k| k.namespace.clone()),
             clock: Some(
-                if kind == "embedded" {
+                if kind == TargetKind::Embedded {
                     "virtual"
                 } else {
                     "wall"

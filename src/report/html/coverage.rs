@@ -238,7 +238,7 @@ fn where_view(c: &Coverage, r: &RunReport) -> Option<WhereView> {
     let text = c.where_phrase()?;
     let targets = c.targets();
     let (kind, kind_label) = match targets.as_slice() {
-        [t] => (t.kind.clone(), t.kind_label().to_string()),
+        [t] => (t.kind.to_string(), t.kind_label().to_string()),
         _ => ("mixed".to_string(), "several targets".to_string()),
     };
     let real = c.all_real();

@@ -455,7 +455,7 @@ fn step_view(s: &StepResult, fanout_anchor: Option<String>) -> StepView {
             line: a.line,
             subject: a.subject.clone(),
             subject_template: a.subject_template.clone(),
-            op: a.op.clone(),
+            op: a.op.to_string(),
             expected: value_text(&a.expected),
             actual: a.actual.as_ref().map(value_text),
             passed: a.passed,
@@ -565,7 +565,11 @@ fn fanout_view(
         .map(|(n, l)| (n.clone(), l))
         .chain(request_latency)
         .map(|(name, l)| LatencyRow {
-            measure: l.measure.clone(),
+            measure: l
+                .measure
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             step: name.clone(),
             count: l.count,
             min: fmt_ms(l.min),

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::charts::{line_chart, LineChart};
 use crate::history::{flaky, new_failures, RunRecord};
+use crate::results::TargetKind;
 
 #[derive(Serialize)]
 pub(super) struct TrendView {
@@ -131,10 +132,10 @@ pub(super) fn trend_view(runs: &[RunRecord]) -> Option<TrendView> {
 /// The kinds of target of `runs`, with which runs (1-based, oldest first) ran on each when
 /// they differ.
 fn kinds_view(runs: &[RunRecord]) -> KindsView {
-    let label = |r: &RunRecord| match r.target_kind.as_deref() {
-        Some("embedded") => "the embedded simulator".to_string(),
-        Some("simulator") => "a simulator".to_string(),
-        Some("remote") => format!("{} (a real server)", r.target),
+    let label = |r: &RunRecord| match &r.target_kind {
+        Some(TargetKind::Embedded) => "the embedded simulator".to_string(),
+        Some(TargetKind::Simulator) => "a simulator".to_string(),
+        Some(TargetKind::Remote) => format!("{} (a real server)", r.target),
         _ => format!("{} (kind of target not recorded)", r.target),
     };
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
@@ -149,7 +150,10 @@ fn kinds_view(runs: &[RunRecord]) -> KindsView {
         .iter()
         .map(|(l, v)| format!("{l}: {}", runs_list(v)))
         .collect();
-    let mut kinds: Vec<Option<&str>> = runs.iter().map(|r| r.target_kind.as_deref()).collect();
+    let mut kinds: Vec<Option<&str>> = runs
+        .iter()
+        .map(|r| r.target_kind.as_ref().map(TargetKind::as_str))
+        .collect();
     kinds.sort();
     kinds.dedup();
     if kinds.len() == 1 {
@@ -234,7 +238,7 @@ mod tests {
         RunRecord {
             started_at: "2026-01-01T10:00:00Z".parse().unwrap(),
             target: target.into(),
-            target_kind: kind.map(str::to_string),
+            target_kind: kind.map(TargetKind::from_word),
             commit: None,
             shard: None,
             totals: Default::default(),
