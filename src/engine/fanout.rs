@@ -791,7 +791,7 @@ mod tests {
                 }
             }
         };
-        let fanout = |yaml: &str| -> Fanout { serde_yaml::from_str(yaml).unwrap() };
+        let fanout = |yaml: &str| -> Fanout { crate::spec::yaml::from_str(yaml).unwrap() };
         let plain = fanout(
             "{count: 4, steps: [{http: {path: /health}}, {sleep: 1s}, {assert: [{expr: 'true'}]}], \
              cleanup: [{http: {method: DELETE, path: '/job/{{ index }}'}}]}",

@@ -640,7 +640,7 @@ mod tests {
     #[test]
     fn a_spec_without_title_is_still_read() {
         let (spec, problems) = typed_spec(
-            &json!({"id": "a", "titel": "t", "steps": [{"sleep": "1 parsec"}]}),
+            &mut json!({"id": "a", "titel": "t", "steps": [{"sleep": "1 parsec"}]}),
             &PositionIndex::default(),
         );
         assert!(!problems.is_empty());
