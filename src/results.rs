@@ -204,9 +204,12 @@ pub struct CaseResult {
     /// One-line reason of a non-passing case (first failure, error or skip reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// `file:line` of the failing step or assertion.
+    /// `file:line:col` of the failing step or assertion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The source line at `location` (secrets redacted), shown with a caret under the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_line: Option<String>,
     /// The case's variables as used (secrets redacted).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub vars: IndexMap<String, Value>,
@@ -248,6 +251,9 @@ pub struct StepResult {
     /// The step kind's name (`http`, `kube`, …).
     pub kind: StepKindName,
     pub line: u32,
+    /// The column of `line` where the step starts (absent in older results files).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub col: u32,
     pub status: Status,
     /// Wall time of the step.
     pub duration_ms: f64,
@@ -358,10 +364,26 @@ pub struct ResponseExcerpt {
     pub note: Option<String>,
 }
 
+/// `file:line:col` (`file:line` when the column is unknown): where a failure is.
+pub fn location(file: &str, line: u32, col: u32) -> String {
+    if col > 0 {
+        format!("{file}:{line}:{col}")
+    } else {
+        format!("{file}:{line}")
+    }
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 /// One evaluated expectation: what was expected, what was found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssertionResult {
     pub line: u32,
+    /// The column of what was checked (absent in older results files).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub col: u32,
     /// What was checked (`status`, `$.job_id`, `header content-type`, an expression...), with
     /// its templates rendered (`$.jobs[3]`, `18-3`).
     pub subject: String,
@@ -830,6 +852,7 @@ mod tests {
     fn a(message: Option<&str>) -> AssertionResult {
         AssertionResult {
             line: 3,
+            col: 0,
             subject: "$.port".into(),
             subject_template: None,
             op: AssertOp::Lt,

@@ -93,13 +93,13 @@ fn failures_inside_loops_and_fragments_point_at_their_file_and_line() {
     let walk = case(r, "fixture.page-walk");
     assert_eq!(
         walk["location"],
-        "tests/fixtures/calibration/failing/page-walk.yaml:20"
+        "tests/fixtures/calibration/failing/page-walk.yaml:20:18"
     );
     assert_eq!(walk["message"], "run 3: $.page <= 2: found 3");
     let items = case(r, "fixture.batch-items");
     assert_eq!(
         items["location"],
-        "tests/fixtures/calibration/failing/batch-items.yaml:18"
+        "tests/fixtures/calibration/failing/batch-items.yaml:18:18"
     );
     assert!(
         items["message"]
@@ -111,7 +111,7 @@ fn failures_inside_loops_and_fragments_point_at_their_file_and_line() {
     let frag = case(r, "fixture.fragment");
     assert_eq!(
         frag["location"],
-        "tests/fixtures/calibration/fragments/wrong-status.yaml:10"
+        "tests/fixtures/calibration/fragments/wrong-status.yaml:10:10"
     );
     let inner = &frag["steps"][0]["steps"][1];
     assert_eq!(
@@ -122,7 +122,18 @@ fn failures_inside_loops_and_fragments_point_at_their_file_and_line() {
     assert_eq!(inner["status"], "failed");
     // The JUnit failure carries the same location.
     let junit = std::fs::read_to_string(run.dir.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("tests/fixtures/calibration/fragments/wrong-status.yaml:10"));
+    assert!(junit.contains("tests/fixtures/calibration/fragments/wrong-status.yaml:10:10"));
+    // ... with the source line and a caret under the column, as a load diagnostic shows them
+    // (and so does the console's list of failures).
+    assert!(
+        run.stdout.contains("     --> tests/fixtures/calibration/fragments/wrong-status.yaml:10:10\n      |\n   10 |       - {path: $.status, equals: success}\n      |          ^^^^\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        junit.contains("10 |       - {path: $.status, equals: success}\n   |          ^^^^\n"),
+        "{junit}"
+    );
     // ... and its step log shows the included steps, indented, at their own file:line.
     assert!(junit.contains("  [failed] wrongly expects success at once (tests/fixtures/calibration/fragments/wrong-status.yaml:6"), "{junit}");
 }

@@ -304,21 +304,21 @@ cleanup:
     );
     // every configured job was cancelled by cleanup despite the failures
     assert!(srv.state.lock().unwrap().jobs.is_empty());
-    // failures carry the spec file and the line of the failing assertion
+    // failures carry the spec file, the line and column of the failing assertion, and the
+    // source line there (the reports put a caret under the column)
     let st = r["specs"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["id"] == "assert.status")
         .unwrap();
-    assert!(
-        st["cases"][0]["location"]
-            .as_str()
-            .unwrap()
-            .ends_with("a_status.yaml:10"),
-        "{}",
-        st["cases"][0]["location"]
-    );
+    let loc = st["cases"][0]["location"].as_str().unwrap();
+    let col: usize = loc
+        .rsplit_once("a_status.yaml:10:")
+        .and_then(|(_, c)| c.parse().ok())
+        .unwrap_or_else(|| panic!("file:line:col expected, found {loc}"));
+    let source = st["cases"][0]["source_line"].as_str().unwrap();
+    assert!(source[col - 1..].starts_with("status"), "{col} in {source:?}");
     xmllint_validate(&p.path().join("reports/junit.xml"));
     let junit = p.junit();
     assert_eq!(junit.matches("<failure").count(), kinds.len(), "{junit}");

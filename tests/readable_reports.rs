@@ -90,7 +90,7 @@ cleanup:
     };
     let message = message.as_ref().unwrap().as_str();
     assert_eq!(
-        message, "specs/rendered.yaml:16: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
+        message, "specs/rendered.yaml:16:9: 2 >= 5: found 2 (as written: `{{ open_before }}`)",
         "{xml}"
     );
     let description = description.as_ref().unwrap().as_str();

@@ -135,6 +135,7 @@ fn verdict(step: &Step, subject: String, children: &[StepResult]) -> Vec<Asserti
         .find(|c| matches!(c.status, Status::Failed | Status::Error));
     vec![AssertionResult {
         line: step.pos.line,
+        col: step.pos.col,
         subject,
         subject_template: None,
         op: AssertOp::EveryStepPasses,
@@ -352,6 +353,7 @@ async fn run_repeat(
     if exhausted {
         assertions.push(AssertionResult {
             line: step.pos.line,
+            col: step.pos.col,
             subject: format!("while {}", r.while_),
             subject_template: None,
             op: AssertOp::FalseWithinMaxRuns,

@@ -11,6 +11,7 @@ use serde_json_path::JsonPath;
 use super::{ExecError, Observation};
 use crate::results::{compact, AssertOp, AssertionResult};
 use crate::spec::{
+    Pos,
     BodyCheck, Check, Comparison, CookieExpect, Expect, ExpectedError, HeaderExpect, JsonType,
     LengthCheck, OrTemplate, SchemaRef, StatusExpect, TextCheck, TextExpect,
 };
@@ -23,36 +24,36 @@ pub fn evaluate(
     scope: &Scope,
     spec_dir: &Path,
     access: &crate::spec::Access,
-    line: u32,
+    at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
-    let fallback = line;
+    let fallback = at;
     if let Some(st) = &e.status {
         out.push(check_status(
             st,
             obs.status,
             scope,
-            e.line_of("status", fallback),
+            e.at_key("status", fallback),
         )?);
     }
     if let Some(want) = e.error {
-        out.push(check_error(want, obs, e.line_of("error", fallback)));
+        out.push(check_error(want, obs, e.at_key("error", fallback)));
     }
     if !e.headers.is_empty() {
-        let line = e.line_of("headers", fallback);
+        let at = e.at_key("headers", fallback);
         for (name, h) in &e.headers {
-            out.extend(check_header(name, h, obs.headers.pairs(), scope, line)?);
+            out.extend(check_header(name, h, obs.headers.pairs(), scope, at)?);
         }
     }
     if let Some(b) = &e.body {
-        out.extend(check_body(b, obs, scope, e.line_of("body", fallback))?);
+        out.extend(check_body(b, obs, scope, e.at_key("body", fallback))?);
     }
     let http = obs.http.as_deref();
     if !e.cookies.is_empty() {
-        let line = e.line_of("cookies", fallback);
+        let at = e.at_key("cookies", fallback);
         for (name, c) in &e.cookies {
             let cookie = http.and_then(|h| h.cookies.get(name));
-            out.extend(check_cookie(name, c, cookie, scope, line)?);
+            out.extend(check_cookie(name, c, cookie, scope, at)?);
         }
     }
     if let Some(v) = &e.version {
@@ -70,7 +71,8 @@ pub fn evaluate(
             }
         };
         out.push(AssertionResult {
-            line: e.line_of("version", fallback),
+            line: e.at_key("version", fallback).line,
+            col: e.at_key("version", fallback).col,
             subject: "HTTP version".into(),
             subject_template: None,
             op: AssertOp::Equals,
@@ -87,13 +89,13 @@ pub fn evaluate(
             found.as_deref(),
             "final URL",
             scope,
-            e.line_of("url", fallback),
+            e.at_key("url", fallback),
         )?);
     }
     if !e.redirects.is_empty() {
         let chain = json!(http.map(|h| h.redirects.clone()).unwrap_or_default());
         for c in &e.redirects {
-            let mut r = eval_check(c, &chain, scope, e.line_of("redirects", fallback))?;
+            let mut r = eval_check(c, &chain, scope, e.at_key("redirects", fallback))?;
             for a in &mut r {
                 a.subject = format!("redirects {}", a.subject);
             }
@@ -108,7 +110,8 @@ pub fn evaluate(
         let mut diffs = Vec::new();
         partial_match(&expected, obs.doc(), "$", &mut diffs);
         out.push(AssertionResult {
-            line: e.line_of("match", fallback),
+            line: e.at_key("match", fallback).line,
+            col: e.at_key("match", fallback).col,
             subject: "document".into(),
             subject_template: None,
             op: AssertOp::MatchesPartial,
@@ -124,14 +127,15 @@ pub fn evaluate(
             obs.doc(),
             (spec_dir, access),
             scope,
-            e.line_of("schema", fallback),
+            e.at_key("schema", fallback),
         )?);
     }
     if let Some(max) = &e.max_elapsed {
         let max = super::resolve_dur(max, scope)?;
         let ms = obs.elapsed.as_secs_f64() * 1000.0;
         out.push(AssertionResult {
-            line: e.line_of("max_elapsed", fallback),
+            line: e.at_key("max_elapsed", fallback).line,
+            col: e.at_key("max_elapsed", fallback).col,
             subject: "elapsed".into(),
             subject_template: None,
             op: AssertOp::AtMost,
@@ -148,7 +152,7 @@ fn check_status(
     st: &StatusExpect,
     actual: Option<u16>,
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<AssertionResult, ExecError> {
     // What the step accepts: one code, a list, or a class (`2xx`). Checked once per step,
     // every request of a load: no allocation beyond the expected value's own.
@@ -203,7 +207,8 @@ fn check_status(
         Want::Class(class) => a / 100 == *class,
     };
     Ok(AssertionResult {
-        line,
+        line: at.line,
+        col: at.col,
         subject: "status".into(),
         subject_template: None,
         op: AssertOp::Is,
@@ -216,7 +221,7 @@ fn check_status(
 
 /// `expect: {error: timeout|connect|too_many_redirects|any}`: the failure happened, and no
 /// response came instead.
-fn check_error(want: ExpectedError, obs: &Observation, line: u32) -> AssertionResult {
+fn check_error(want: ExpectedError, obs: &Observation, at: Pos) -> AssertionResult {
     let http = obs.http.as_deref();
     let happened = http.and_then(|h| h.error);
     let passed = match (want, happened) {
@@ -230,7 +235,8 @@ fn check_error(want: ExpectedError, obs: &Observation, line: u32) -> AssertionRe
         (None, None) => None,
     };
     AssertionResult {
-        line,
+        line: at.line,
+        col: at.col,
         subject: "request".into(),
         subject_template: None,
         op: AssertOp::FailsWith,
@@ -251,7 +257,7 @@ fn check_header(
     h: &HeaderExpect,
     headers: &[(String, String)],
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let values: Vec<&str> = headers
         .iter()
@@ -271,7 +277,8 @@ fn check_header(
         HeaderExpect::Exact(v) => {
             let want = scope.render_str(v).map_err(ExecError::spec)?;
             out.push(AssertionResult {
-                line,
+                line: at.line,
+                col: at.col,
                 subject,
                 subject_template: None,
                 op: AssertOp::Equals,
@@ -296,19 +303,20 @@ fn check_header(
                 matches: c.matches.clone(),
                 exists: c.exists,
             };
-            let mut r = check_text(&tc, first, &subject, scope, line)?;
+            let mut r = check_text(&tc, first, &subject, scope, at)?;
             if let Some(n) = &several {
                 r.iter_mut().for_each(|a| a.message = Some(n.clone()));
             }
             out.extend(r);
             if let Some(n) = c.count {
-                out.push(count_result(&subject, n, values.len(), line));
+                out.push(count_result(&subject, n, values.len(), at));
             }
         }
         HeaderExpect::Check(c) => {
             let found = (!values.is_empty()).then(|| json!(values));
             let mk = |op: AssertOp, expected: Value, passed: bool| AssertionResult {
-                line,
+                line: at.line,
+                col: at.col,
                 subject: format!("{subject} (all values)"),
                 subject_template: None,
                 op,
@@ -348,16 +356,17 @@ fn check_header(
                 out.push(mk(AssertOp::MatchesSomeValue, json!(re_s), passed));
             }
             if let Some(n) = c.count {
-                out.push(count_result(&subject, n, values.len(), line));
+                out.push(count_result(&subject, n, values.len(), at));
             }
         }
     }
     Ok(out)
 }
 
-fn count_result(subject: &str, want: usize, found: usize, line: u32) -> AssertionResult {
+fn count_result(subject: &str, want: usize, found: usize, at: Pos) -> AssertionResult {
     AssertionResult {
-        line,
+        line: at.line,
+        col: at.col,
         subject: format!("{subject} values"),
         subject_template: None,
         op: AssertOp::Count,
@@ -373,7 +382,7 @@ fn check_body(
     b: &BodyCheck,
     obs: &Observation,
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let tc = TextCheck {
         equals: b.equals.clone(),
@@ -381,7 +390,7 @@ fn check_body(
         matches: b.matches.clone(),
         exists: b.exists,
     };
-    let mut out = check_text(&tc, obs.body.as_deref(), "body", scope, line)?;
+    let mut out = check_text(&tc, obs.body.as_deref(), "body", scope, at)?;
     // The bytes: an HTTP step's decoded body; other steps' body text.
     let bytes: Option<&[u8]> = match obs.http.as_deref() {
         Some(h) if h.error.is_none() => Some(&h.bytes),
@@ -398,7 +407,8 @@ fn check_body(
                 let w = scope.render_str(w).map_err(ExecError::spec)?;
                 let found = bytes.map(f);
                 out.push(AssertionResult {
-                    line,
+                    line: at.line,
+                    col: at.col,
                     subject: "body bytes".into(),
                     subject_template: None,
                     op,
@@ -428,7 +438,8 @@ fn check_body(
             None => bytes.map(|b| b.len() as u64),
         };
         out.push(AssertionResult {
-            line,
+            line: at.line,
+            col: at.col,
             subject: "body bytes".into(),
             subject_template: None,
             op: AssertOp::Length,
@@ -447,7 +458,7 @@ fn check_cookie(
     c: &CookieExpect,
     cookie: Option<&Value>,
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let subject = |attr: &str| {
         if attr.is_empty() {
@@ -464,7 +475,7 @@ fn check_cookie(
                 value,
                 &subject(""),
                 scope,
-                line,
+                at,
             )
         }
         CookieExpect::Check(c) => c,
@@ -472,7 +483,8 @@ fn check_cookie(
     let mut out = Vec::new();
     if let Some(e) = c.exists {
         out.push(AssertionResult {
-            line,
+            line: at.line,
+            col: at.col,
             subject: subject(""),
             subject_template: None,
             op: AssertOp::Exists,
@@ -483,7 +495,7 @@ fn check_cookie(
         });
     }
     if let Some(v) = &c.value {
-        out.extend(check_text_expect(v, value, &subject("value"), scope, line)?);
+        out.extend(check_text_expect(v, value, &subject("value"), scope, at)?);
     }
     if let Some(v) = &c.expires {
         let found = cookie.and_then(|c| c["expires"].as_str());
@@ -492,13 +504,14 @@ fn check_cookie(
             found,
             &subject("expires"),
             scope,
-            line,
+            at,
         )?);
     }
     let mut attr = |key: &str, want: Value, eq: &dyn Fn(&Value, &Value) -> bool| {
         let found = cookie.map(|c| c[key].clone());
         out.push(AssertionResult {
-            line,
+            line: at.line,
+            col: at.col,
             subject: subject(key),
             subject_template: None,
             op: AssertOp::Equals,
@@ -550,13 +563,14 @@ fn check_text_expect(
     actual: Option<&str>,
     subject: &str,
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     match t {
         TextExpect::Exact(v) => {
             let want = scope.render_str(v).map_err(ExecError::spec)?;
             Ok(vec![AssertionResult {
-                line,
+                line: at.line,
+                col: at.col,
                 subject: subject.into(),
                 subject_template: None,
                 op: AssertOp::Equals,
@@ -566,7 +580,7 @@ fn check_text_expect(
                 message: None,
             }])
         }
-        TextExpect::Check(tc) => check_text(tc, actual, subject, scope, line),
+        TextExpect::Check(tc) => check_text(tc, actual, subject, scope, at),
     }
 }
 
@@ -575,12 +589,13 @@ fn check_text(
     actual: Option<&str>,
     subject: &str,
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
     let mut out = Vec::new();
     let act = actual.map(|s| Value::String(s.to_string()));
     let mk = |op: AssertOp, expected: Value, passed: bool| AssertionResult {
-        line,
+        line: at.line,
+        col: at.col,
         subject: subject.to_string(),
         subject_template: None,
         op,
@@ -685,13 +700,9 @@ pub fn eval_check(
     c: &Check,
     doc: &Value,
     scope: &Scope,
-    default_line: u32,
+    default_at: Pos,
 ) -> Result<Vec<AssertionResult>, ExecError> {
-    let line = if c.pos.line > 0 {
-        c.pos.line
-    } else {
-        default_line
-    };
+    let at = if c.pos.line > 0 { c.pos } else { default_at };
     let mut out = Vec::new();
     let with_note = |note: Option<String>| -> Option<String> {
         match (c.message.clone(), note) {
@@ -703,7 +714,8 @@ pub fn eval_check(
         let v = scope.eval(expr).map_err(ExecError::spec)?;
         let passed = truthy(&v);
         out.push(AssertionResult {
-            line,
+            line: at.line,
+            col: at.col,
             subject: expr.clone(),
             subject_template: None,
             op: AssertOp::Is,
@@ -744,7 +756,8 @@ pub fn eval_check(
     let mut push =
         |subject: &str, op: AssertOp, expected: Value, found: Option<Value>, v: Verdict| {
             out.push(AssertionResult {
-                line,
+                line: at.line,
+                col: at.col,
                 subject: subject.to_string(),
                 subject_template: None,
                 op,
@@ -1218,7 +1231,7 @@ fn check_schema(
     doc: &Value,
     (spec_dir, access): (&Path, &crate::spec::Access),
     scope: &Scope,
-    line: u32,
+    at: Pos,
 ) -> Result<AssertionResult, ExecError> {
     let (schema, label) = match s {
         SchemaRef::Inline(m) => (Value::Object(m.clone()), "inline schema".to_string()),
@@ -1250,7 +1263,8 @@ fn check_schema(
         .map(|e| format!("{}: {}", e.instance_path(), e))
         .collect();
     Ok(AssertionResult {
-        line,
+        line: at.line,
+        col: at.col,
         subject: "document".into(),
         subject_template: None,
         op: AssertOp::ConformsTo,
@@ -1272,7 +1286,7 @@ mod tests {
     fn run(c: &str, doc: Value) -> Vec<AssertionResult> {
         let mut s = Scope::default();
         s.set("expected_port", json!(50051));
-        eval_check(&check(c), &doc, &s, 1).unwrap()
+        eval_check(&check(c), &doc, &s, Pos { line: 1, col: 1 }).unwrap()
     }
 
     #[test]
@@ -1333,7 +1347,7 @@ mod tests {
 
     /// Every result of a check: (passed, describe()).
     fn results(c: &str) -> Vec<(bool, String)> {
-        eval_check(&check(c), &doc(), &scope(), 1)
+        eval_check(&check(c), &doc(), &scope(), Pos { line: 1, col: 1 })
             .unwrap()
             .into_iter()
             .map(|r| (r.passed, r.describe()))
@@ -1572,7 +1586,7 @@ mod tests {
             &check("{expr: 'stream_port >= port_min'}"),
             &doc(),
             &scope(),
-            1,
+            Pos { line: 1, col: 1 },
         )
         .unwrap();
         assert!(!r[0].passed);
@@ -1586,7 +1600,7 @@ mod tests {
             ),
             &doc(),
             &scope(),
-            1,
+            Pos { line: 1, col: 1 },
         )
         .unwrap();
         assert!(r[0].passed);
@@ -1599,7 +1613,7 @@ mod tests {
             &check("{expr: 'stream_port > target.port_max and range(3) | length > 0 and env.HOME is defined'}"),
             &doc(),
             &scope(),
-            1,
+            Pos { line: 1, col: 1 },
         )
         .unwrap();
         assert_eq!(
@@ -1633,7 +1647,7 @@ mod tests {
             "{path: $.job_id, matches: '^{{ 18 }}-', not_matches: '^{{ 19 }}'}"
         ));
         let err = |c: &str| {
-            eval_check(&check(c), &doc(), &scope(), 1)
+            eval_check(&check(c), &doc(), &scope(), Pos { line: 1, col: 1 })
                 .unwrap_err()
                 .message
         };
@@ -1651,7 +1665,7 @@ mod tests {
             &check("{path: $.job_id, equals: a, not_equals: '18-3', matches: '^z', not_matches: '^1', contains: q, not_contains: '8', exists: false, type: number, length: 1, gt: z, gte: z, lt: '0', lte: '0', one_of: [b]}"),
             &doc(),
             &scope(),
-            1,
+            Pos { line: 1, col: 1 },
         )
         .unwrap();
         let ops: Vec<&str> = r.iter().map(|r| r.op.as_str()).collect();

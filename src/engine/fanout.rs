@@ -398,8 +398,8 @@ async fn run_fanout(
     if ctx.target.is_scaled() {
         stats.simulated_duration_ms = Some(ms(ctx.target.simulated(duration)));
     }
-    let cleanup_line = f.cleanup.first().map_or(step.pos.line, |c| c.pos.line);
-    let assertions = thresholds.judge(&mut stats, step.pos.line, cleanup_line);
+    let cleanup_at = f.cleanup.first().map_or(step.pos, |c| c.pos);
+    let assertions = thresholds.judge(&mut stats, step.pos, cleanup_at);
     let doc = serde_json::to_value(&stats).unwrap_or(Value::Null);
     Ok(Observation {
         doc: doc.into(),

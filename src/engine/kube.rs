@@ -134,13 +134,14 @@ pub async fn execute(
     } else {
         Api::all_with(kt.client.clone(), &ar)
     };
-    let line = step.pos.line;
+    let at = step.pos;
     let t0 = Instant::now();
     let what = subject(&r);
     let mut obs = Observation::default();
     let assertion =
         |op: AssertOp, expected: Value, actual: Option<Value>, passed: bool| AssertionResult {
-            line,
+            line: at.line,
+            col: at.col,
             subject: what.clone(),
             subject_template: None,
             op,

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, RwLock, Semaphore};
 pub use cancel::Cancel;
 
 use crate::results::{
+    location as location_of,
     AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, RequestExcerpt,
     ResponseExcerpt, RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
 };
@@ -446,6 +447,7 @@ fn empty_case(
         duration_ms: 0.0,
         message: Some(message.to_string()),
         location: None,
+        source_line: None,
         vars: Default::default(),
         steps: Vec::new(),
         cleanup: Vec::new(),
@@ -663,6 +665,7 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         duration_ms: 0.0,
         message: None,
         location: None,
+        source_line: None,
         vars: Default::default(),
         steps: Vec::new(),
         cleanup: Vec::new(),
@@ -674,14 +677,15 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         cr.message = Some(reason);
         return cr;
     }
-    let line = case.map(|c| c.pos.line).unwrap_or(spec.source.pos.line);
+    let at = case.map_or(spec.source.pos, |c| c.pos);
     ctx.cookies.clear();
     let mut scope = match case_scope(spec, case, &ctx.target) {
         Ok(s) => s,
         Err(e) => {
             cr.status = Status::Error;
             cr.message = Some(e.message);
-            cr.location = Some(format!("{}:{}", ctx.spec_file, line));
+            cr.location = Some(location_of(&ctx.spec_file, at.line, at.col));
+            cr.source_line = source_line(&ctx.spec_file, at.line);
             return cr;
         }
     };
@@ -732,16 +736,33 @@ async fn run_case(spec: &Spec, case: Option<&Case>, ctx: &Ctx) -> CaseResult {
         cr.message = bad.message.clone();
         // Inside a loop or an included fragment: the innermost failing step, in its own file.
         let (leaf, file) = bad.failing_leaf();
-        let line = leaf
+        let (line, col) = leaf
             .assertions
             .iter()
             .find(|a| !a.passed)
-            .map(|a| a.line)
-            .unwrap_or(leaf.line);
-        cr.location = Some(format!("{}:{}", file.unwrap_or(&ctx.spec_file), line));
+            .map_or((leaf.line, leaf.col), |a| (a.line, a.col));
+        let file = file.unwrap_or(&ctx.spec_file);
+        cr.location = Some(location_of(file, line, col));
+        cr.source_line = source_line(file, line);
     }
     cr.duration_ms = ms(t0.elapsed());
     cr
+}
+
+/// Line `line` of a spec file, for a failure's caret (re-read: the spec model keeps no text).
+/// None for a file gone, or larger than any spec a person reads.
+fn source_line(file: &str, line: u32) -> Option<String> {
+    const MAX_READ: u64 = 64 << 20;
+    let size = std::fs::metadata(file).ok()?.len();
+    if line == 0 || size > MAX_READ {
+        return None;
+    }
+    let text = std::fs::read_to_string(file).ok()?;
+    // A line too long to read beside a caret (generated YAML on one line) is left out.
+    text.lines()
+        .nth(line as usize - 1)
+        .filter(|l| l.len() <= 400)
+        .map(str::to_string)
 }
 
 /// Runs a step list; a panic inside becomes an error step instead of ending the spec.
@@ -793,6 +814,7 @@ pub fn skipped_step(step: &Step, why: &str) -> StepResult {
         name: step.label(),
         kind: kind_name(&step.kind),
         line: step.pos.line,
+        col: step.pos.col,
         status: Status::Skipped,
         message: Some(why.to_string()),
         covers: step.covers.clone(),

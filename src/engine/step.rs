@@ -131,7 +131,7 @@ impl StepKind {
                 let doc = vars_doc(scope);
                 let mut assertions = Vec::new();
                 for c in checks {
-                    assertions.extend(eval_check(c, &doc, scope, step.pos.line)?);
+                    assertions.extend(eval_check(c, &doc, scope, step.pos)?);
                 }
                 Ok(Observation {
                     doc: doc.into(),
@@ -185,7 +185,7 @@ fn evaluate_each(
     scope: &Scope,
     spec_dir: &std::path::Path,
     access: &crate::spec::Access,
-    line: u32,
+    at: crate::spec::Pos,
 ) -> Result<Vec<crate::results::AssertionResult>, ExecError> {
     let mut per_item = Vec::with_capacity(items.len());
     for item in items {
@@ -193,7 +193,7 @@ fn evaluate_each(
             doc: item.clone().into(),
             ..Default::default()
         };
-        per_item.push(evaluate(e, &obs, scope, spec_dir, access, line)?);
+        per_item.push(evaluate(e, &obs, scope, spec_dir, access, at)?);
     }
     let Some(first) = per_item.first() else {
         return Ok(Vec::new());
@@ -341,6 +341,7 @@ impl Step {
             name: self.label(),
             kind: super::kind_name(&self.kind),
             line: self.pos.line,
+            col: self.pos.col,
             covers: self.covers.clone(),
             ..Default::default()
         }
@@ -578,9 +579,9 @@ impl Step {
             let access = &ctx.target.access;
             let checked = match &obs.each {
                 Some(items) => {
-                    evaluate_each(e, items, scope, &ctx.spec_dir, access, self.pos.line)?
+                    evaluate_each(e, items, scope, &ctx.spec_dir, access, self.pos)?
                 }
-                None => evaluate(e, &obs, scope, &ctx.spec_dir, access, self.pos.line)?,
+                None => evaluate(e, &obs, scope, &ctx.spec_dir, access, self.pos)?,
             };
             if assertions.is_empty() {
                 assertions = checked;

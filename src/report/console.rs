@@ -175,12 +175,20 @@ impl Console {
                     c.name,
                     c.status.as_str()
                 ));
-                out.push_str(&format!(
-                    "     at {}\n",
-                    c.location.as_deref().unwrap_or(&s.file)
-                ));
                 for l in c.message.as_deref().unwrap_or("").lines().take(12) {
                     out.push_str(&format!("     {l}\n"));
+                }
+                // Where, as a load diagnostic shows it: the source line and a caret.
+                match super::failure_snippet(c) {
+                    Some(snippet) => {
+                        for l in snippet.lines() {
+                            out.push_str(&format!("   {l}\n"));
+                        }
+                    }
+                    None => out.push_str(&format!(
+                        "     at {}\n",
+                        c.location.as_deref().unwrap_or(&s.file)
+                    )),
                 }
                 if let Some(step) = c
                     .steps

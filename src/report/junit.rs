@@ -119,7 +119,12 @@ fn test_case(spec_id: &str, file: &str, case: &CaseResult) -> TestCase {
             } else {
                 "error"
             });
-            s.set_description(failure_details(&case.steps, &case.cleanup));
+            // The source line with a caret first (as Hurl's JUnit does), then the step log.
+            let snippet = super::failure_snippet(case).unwrap_or_default();
+            s.set_description(format!(
+                "{snippet}{}",
+                failure_details(&case.steps, &case.cleanup)
+            ));
             s
         }
     };

@@ -7,7 +7,8 @@ pub mod junit;
 
 use std::path::{Path, PathBuf};
 
-use crate::results::RunReport;
+use crate::results::{CaseResult, RunReport};
+use crate::spec::{Diagnostic, Pos};
 
 /// Files written for a run.
 #[derive(Debug, Clone)]
@@ -43,4 +44,19 @@ pub fn write_views(
     let mut files = vec![p];
     files.extend(html::write(report, dir, templates)?);
     Ok(files)
+}
+
+/// Where a failed case failed, as a load diagnostic shows it: `--> file:line:col`, the source
+/// line and a caret under the column. None without a location (or with an old `file:line` one
+/// and no source line).
+pub fn failure_snippet(case: &CaseResult) -> Option<String> {
+    let loc = case.location.as_deref()?;
+    let source = case.source_line.as_deref()?;
+    let mut parts = loc.rsplitn(3, ':');
+    let col: u32 = parts.next()?.parse().ok()?;
+    let line: u32 = parts.next()?.parse().ok()?;
+    let file = parts.next()?;
+    let mut d = Diagnostic::new(file, Pos { line, col }, "");
+    d.source_line = Some(source.to_string());
+    Some(d.snippet())
 }

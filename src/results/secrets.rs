@@ -880,6 +880,7 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
             duration_ms: _,
             message,
             location,
+            source_line,
             vars,
             steps,
             cleanup,
@@ -887,7 +888,10 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
             flaky: _,
         } = c;
         m.redact_string(name);
-        for s in [description, message, location].into_iter().flatten() {
+        for s in [description, message, location, source_line]
+            .into_iter()
+            .flatten()
+        {
             m.redact_string(s);
         }
         m.redact_map(vars, |m, v| m.redact_json(v));
@@ -921,6 +925,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
         name_template,
         kind,
         line: _,
+        col: _,
         status: _,
         duration_ms: _,
         simulated_ms: _,
@@ -1007,6 +1012,7 @@ fn apply_step(m: &Matcher, s: &mut StepResult) {
     for a in assertions {
         let AssertionResult {
             line: _,
+            col: _,
             subject,
             subject_template,
             op,

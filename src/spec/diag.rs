@@ -57,9 +57,20 @@ impl Diagnostic {
     }
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+impl Diagnostic {
+    /// The location and the source line with a caret under the column, as a diagnostic shows
+    /// them (for run-time failures, which have their own first line).
+    pub fn snippet(&self) -> String {
+        struct Snippet<'a>(&'a Diagnostic);
+        impl fmt::Display for Snippet<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt_snippet(f)
+            }
+        }
+        Snippet(self).to_string()
+    }
+
+    fn fmt_snippet(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "  --> {}", self.location())?;
         if let Some(line) = &self.source_line {
             let num = self.pos.line.to_string();
@@ -83,6 +94,13 @@ impl fmt::Display for Diagnostic {
             writeln!(f, "  = help: {h}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        self.fmt_snippet(f)
     }
 }
 

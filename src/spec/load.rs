@@ -1173,7 +1173,7 @@ fn assign_steps(steps: &mut [Step], list: Option<NodeId>, outer: Pos, index: &Po
             if let Some(en) = en {
                 for k in EXPECT_KEYS {
                     if let Some(kn) = index.child(en, k) {
-                        e.lines.push((k, index.key_pos(kn).line));
+                        e.lines.push((k, index.key_pos(kn)));
                     }
                 }
                 let json = index.child(en, "json");

@@ -908,26 +908,22 @@ pub struct Expect {
     #[serde(skip)]
     #[schemars(skip)]
     pub pos: Pos,
-    /// Line of each expectation key (`status`, `headers`, ...), for failure locations. A few
+    /// Where each expectation key is (`status`, `headers`, ...), for failure locations. A few
     /// fixed keys, read at every check: a list, not a hashed map.
     #[serde(skip)]
     #[schemars(skip)]
-    pub lines: Vec<(&'static str, u32)>,
+    pub lines: Vec<(&'static str, Pos)>,
 }
 
 impl Expect {
-    /// Line of an expectation key, or of `expect:` itself.
-    pub fn line_of(&self, key: &str, fallback: u32) -> u32 {
+    /// Where an expectation key is written, or `expect:` itself (or `fallback`, the step).
+    pub fn at_key(&self, key: &str, fallback: Pos) -> Pos {
         self.lines
             .iter()
             .find(|(k, _)| *k == key)
-            .map(|(_, l)| *l)
-            .filter(|l| *l > 0)
-            .unwrap_or(if self.pos.line > 0 {
-                self.pos.line
-            } else {
-                fallback
-            })
+            .map(|(_, p)| *p)
+            .filter(|p| p.line > 0)
+            .unwrap_or(if self.pos.line > 0 { self.pos } else { fallback })
     }
 }
 

@@ -253,6 +253,7 @@ mod tests {
         let mut checked = answered(200, "{}");
         checked.assertions.push(AssertionResult {
             line: 3,
+            col: 0,
             subject: "$.status".into(),
             subject_template: None,
             op: AssertOp::Equals,

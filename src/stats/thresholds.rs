@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Measure;
 use crate::results::{AssertOp, AssertionResult, FanoutStats, LatencyStats, ThresholdResult};
 use crate::spec::threshold::{Metric, Op, Rhs, Threshold};
+use crate::spec::Pos;
 
 /// A threshold to judge the fan-out by: as written, or implicit (none was written).
 struct Judged {
@@ -57,16 +58,16 @@ impl Thresholds {
         Ok(Thresholds(judged))
     }
 
-    /// Judges `stats` (of the step at `line`; its cleanup steps start at `cleanup_line`): one
+    /// Judges `stats` (of the step at `at`; its cleanup steps start at `cleanup_at`): one
     /// assertion per threshold, recorded in `stats.thresholds` too, and one more when a cleanup
     /// failed, which may have left jobs open: never a pass, threshold or not.
     pub fn judge(
         &self,
         stats: &mut FanoutStats,
-        line: u32,
-        cleanup_line: u32,
+        at: Pos,
+        cleanup_at: Pos,
     ) -> Vec<AssertionResult> {
-        let mut assertions = self.check(stats, line);
+        let mut assertions = self.check(stats, at);
         stats.thresholds = self
             .0
             .iter()
@@ -85,7 +86,8 @@ impl Thresholds {
             .collect();
         if stats.cleanup_failures > 0 {
             assertions.push(AssertionResult {
-                line: cleanup_line,
+                line: cleanup_at.line,
+                col: cleanup_at.col,
                 subject: "fan-out cleanup".into(),
                 subject_template: None,
                 op: AssertOp::ReleasedEveryIteration,
@@ -104,7 +106,7 @@ impl Thresholds {
     }
 
     /// One assertion per threshold.
-    fn check(&self, stats: &FanoutStats, line: u32) -> Vec<AssertionResult> {
+    fn check(&self, stats: &FanoutStats, at: Pos) -> Vec<AssertionResult> {
         let mut out = Vec::new();
         for Judged { src, th, implicit } in &self.0 {
             let (value, passed, detail) = evaluate(th, stats);
@@ -118,7 +120,8 @@ impl Thresholds {
                 (format!("threshold `{src}`"), detail)
             };
             out.push(AssertionResult {
-                line,
+                line: at.line,
+                col: at.col,
                 subject,
                 subject_template: None,
                 op: AssertOp::Holds,
@@ -270,6 +273,10 @@ fn evaluate(th: &Threshold, stats: &FanoutStats) -> (String, bool, Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pos(line: u32) -> Pos {
+        Pos { line, col: 5 }
+    }
     use crate::results::{FanoutStats, LatencyStats};
     use indexmap::IndexMap;
 
@@ -326,7 +333,7 @@ mod tests {
     fn judge(src: &str, s: &FanoutStats) -> (bool, String) {
         let ths = Thresholds::new(vec![src.into()], false).unwrap();
         let mut s = s.clone();
-        let a = ths.judge(&mut s, 7, 9);
+        let a = ths.judge(&mut s, pos(7), pos(9));
         // One assertion, and one more for a failed cleanup.
         assert_eq!(a.len(), 1 + usize::from(s.cleanup_failures > 0), "{src}");
         assert_eq!(a[0].subject, format!("threshold `{src}`"));
@@ -474,7 +481,7 @@ mod tests {
             "a missing value is not distinct"
         );
         let ths = Thresholds::new(vec!["unique(job_id)".into()], false).unwrap();
-        let a = ths.judge(&mut s, 7, 9);
+        let a = ths.judge(&mut s, pos(7), pos(9));
         assert!(!a[0].passed);
         assert_eq!(
             a[0].describe(),
@@ -493,7 +500,7 @@ mod tests {
         };
         let a = Thresholds::new(Vec::new(), true)
             .unwrap()
-            .judge(&mut stats, 4, 4);
+            .judge(&mut stats, pos(4), pos(4));
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].subject, "implicit threshold `failed == 0`");
         assert!(!a[0].passed);
@@ -519,11 +526,11 @@ mod tests {
         };
         let a = Thresholds::new(Vec::new(), false)
             .unwrap()
-            .judge(&mut ok, 4, 4);
+            .judge(&mut ok, pos(4), pos(4));
         assert_eq!((a.len(), a[0].passed), (1, true));
         let a = Thresholds::new(vec!["error_rate < 50%".into()], false)
             .unwrap()
-            .judge(&mut stats, 4, 4);
+            .judge(&mut stats, pos(4), pos(4));
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].subject, "threshold `error_rate < 50%`");
         assert!(a[0].passed, "30% of the iterations failed");
@@ -538,7 +545,7 @@ mod tests {
         s.cleanup_by_reason.insert("status 404".into(), 2);
         let a = Thresholds::new(vec!["error_rate < 50%".into()], false)
             .unwrap()
-            .judge(&mut s, 7, 12);
+            .judge(&mut s, pos(7), pos(12));
         assert_eq!(a.len(), 2);
         assert!(a[0].passed);
         assert_eq!((a[1].line, a[1].passed), (12, false));
