@@ -82,7 +82,13 @@ async fn run_file(p: &Path, base_url: Option<&str>) -> focusqa::results::RunRepo
         None => ("embedded", config.target("embedded").unwrap()),
     };
     let target = Arc::new(
-        Target::connect(name, &tcfg, &config, &TargetOverrides::default())
+        Target::connect(
+            name,
+            &tcfg,
+            &config,
+            &TargetOverrides::default(),
+            &focusqa::results::Secrets::new(),
+        )
             .await
             .unwrap(),
     );

@@ -884,7 +884,9 @@ async fn run(config: &Config, a: RunArgs) -> Exit {
         capacity: a.capacity,
         seed: a.seed,
     };
-    let target = match Target::connect(&target_name, &tcfg, config, &ov).await {
+    // The run's secrets: one set, made here and handed to what finds or hides them.
+    let secrets = crate::results::Secrets::new();
+    let target = match Target::connect(&target_name, &tcfg, config, &ov, &secrets).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
             eprintln!("error: {e}");

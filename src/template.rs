@@ -151,32 +151,41 @@ fn terr(message: impl Into<String>) -> TemplateError {
     }
 }
 
+/// Where a scope's templates report the environment values they read: the run's secrets
+/// (`results::Secrets::env_sink`), so reports redact them. A scope made without one (loading,
+/// a test) records nothing; every scope a run makes has its run's.
+#[derive(Clone, Default)]
+pub struct EnvSink(Option<Arc<Record>>);
+
+/// What an [`EnvSink`] does with a value read.
+type Record = dyn Fn(&str) + Send + Sync;
+
+impl EnvSink {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        EnvSink(Some(Arc::new(f)))
+    }
+}
+
+impl std::fmt::Debug for EnvSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values: only whether they are recorded.
+        f.write_str(if self.0.is_some() { "EnvSink(recording)" } else { "EnvSink(none)" })
+    }
+}
+
 /// `env.NAME` reads environment variables lazily; a missing one is undefined (an error).
-/// Every value read is recorded ([`env_values_read`]): the run's secrets take them in, so
-/// reports redact them.
+/// Every value read goes to the scope's [`EnvSink`].
 #[derive(Debug)]
-struct EnvObject;
+struct EnvObject(EnvSink);
 
 impl Object for EnvObject {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
         let v = key.as_str().and_then(|k| std::env::var(k).ok())?;
-        let mut read = ENV_READ.lock().unwrap_or_else(|e| e.into_inner());
-        if !read.contains(&v) {
-            read.push(v.clone());
+        if let Some(sink) = &self.0 .0 {
+            sink(&v);
         }
         Some(MjValue::from(v))
     }
-}
-
-/// Environment values templates have read in this process (append-only, distinct).
-static ENV_READ: std::sync::LazyLock<Mutex<Vec<String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// The environment values templates have read, from the `from`-th on, and how many there are
-/// in all (the next call's `from`).
-pub fn env_values_read(from: usize) -> (Vec<String>, usize) {
-    let read = ENV_READ.lock().unwrap_or_else(|e| e.into_inner());
-    (read.get(from..).unwrap_or_default().to_vec(), read.len())
 }
 
 /// Formats a time as the Focus Server's `yymmddHHMMSS`.
@@ -513,13 +522,14 @@ fn expression(src: &str) -> Result<Arc<minijinja::Expression<'static, 'static>>,
 struct Vars {
     own: Arc<VarMap>,
     shared: Option<Arc<VarMap>>,
+    env: EnvSink,
 }
 
 impl Object for Vars {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
         let k = key.as_str()?;
         if k == "env" {
-            return Some(MjValue::from_object(EnvObject));
+            return Some(MjValue::from_object(EnvObject(self.env.clone())));
         }
         self.own
             .get(k)
@@ -549,6 +559,8 @@ impl Object for Vars {
 pub struct Scope {
     vars: Arc<VarMap>,
     shared: Option<Arc<VarMap>>,
+    /// Kept by `restart` and clones: an iteration's scope reports to its run like the case's.
+    env: EnvSink,
 }
 
 impl Scope {
@@ -556,7 +568,21 @@ impl Scope {
         Scope {
             vars: Arc::new(vars),
             shared: None,
+            env: EnvSink::default(),
         }
+    }
+
+    /// An empty scope whose templates report the environment values they read to `env`.
+    pub fn recording(env: EnvSink) -> Self {
+        Scope {
+            env,
+            ..Default::default()
+        }
+    }
+
+    /// The sink of this scope, for the scopes made from it.
+    pub fn env_sink(&self) -> EnvSink {
+        self.env.clone()
     }
 
     /// A scope whose variables start as `shared`'s (which stay untouched by `set`).
@@ -564,6 +590,7 @@ impl Scope {
         Scope {
             vars: Default::default(),
             shared: Some(shared),
+            env: EnvSink::default(),
         }
     }
 
@@ -623,6 +650,7 @@ impl Scope {
         MjValue::from_object(Vars {
             own: self.vars.clone(),
             shared: self.shared.clone(),
+            env: self.env.clone(),
         })
     }
 
@@ -880,6 +908,26 @@ fn hint(name: &str, known: &[&str], what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_values_go_to_the_scopes_sink_and_nowhere_else() {
+        std::env::set_var("FOCUSQA_SINK_TEST", "sink-value-1");
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let g = got.clone();
+        let mut s = Scope::recording(EnvSink::new(move |v| g.lock().unwrap().push(v.into())));
+        // Kept by clones and by a restart (a fan-out's iterations).
+        let mut c = s.clone();
+        c.restart(&Arc::new(VarMap::new()), &[("index", Value::from(0))]);
+        assert_eq!(c.render_str("{{ env.FOCUSQA_SINK_TEST }}").unwrap(), "sink-value-1");
+        s.set("x", Value::from(1));
+        s.eval("env.FOCUSQA_SINK_TEST == 'x'").unwrap();
+        assert_eq!(*got.lock().unwrap(), ["sink-value-1", "sink-value-1"]);
+        // A scope without a sink (loading) records nothing, anywhere.
+        Scope::default()
+            .render_str("{{ env.FOCUSQA_SINK_TEST }}")
+            .unwrap();
+        assert_eq!(got.lock().unwrap().len(), 2);
+    }
     use serde_json::json;
 
     #[test]

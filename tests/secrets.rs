@@ -313,3 +313,60 @@ fn a_secret_learnt_in_a_later_spec_leaves_earlier_specs_too() {
             .contains(SESSION)
     );
 }
+
+/// Read only inside a fan-out (its iterations and its cleanup), never by the case itself.
+const FANOUT_ENV: &str = "fan-0ut-env-s3cret";
+
+#[test]
+fn env_values_read_inside_a_fanout_are_the_runs_secrets() {
+    let srv = start();
+    let p = Project::new(&srv.url);
+    // The iterations' scopes and their cleanup scopes report to the run's secrets like the
+    // case's scope: the value, echoed back in bodies, names and captures, is hidden everywhere.
+    p.spec(
+        "fan.yaml",
+        r#"id: fan
+title: env read by iterations
+steps:
+  - fanout:
+      count: 3
+      concurrency: 2
+      steps:
+        - name: "send {{ env.FOCUSQA_FANOUT_ENV }}"
+          http: {method: POST, path: "/echo?v={{ env.FOCUSQA_FANOUT_ENV }}", json: {v: "{{ env.FOCUSQA_FANOUT_ENV }}"}}
+          capture: {got: $.uri}
+      cleanup:
+        - http: {path: "/fail/{{ env.FOCUSQA_FANOUT_ENV }}"}
+"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_focusqa"))
+        .args(["run"])
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .env("FOCUSQA_TEST_TOKEN", TOKEN)
+        .env("FOCUSQA_FANOUT_ENV", FANOUT_ENV)
+        .output()
+        .unwrap();
+    // The value really went out (in the body and the cleanup's path), and came back in what
+    // the results keep (the captured URI).
+    let seen = srv.seen.lock().unwrap().join("\n");
+    assert!(seen.contains(FANOUT_ENV), "{seen}");
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("reports/results.json")).unwrap(),
+    )
+    .unwrap();
+    let fanout = &r["specs"][0]["cases"][0]["steps"][0]["fanout"];
+    assert!(
+        fanout["captures"]["got"].to_string().contains("[redacted]"),
+        "{fanout}"
+    );
+    for f in ["results.json", "junit.xml", "summary.html"] {
+        let text = std::fs::read_to_string(p.path().join("reports").join(f)).unwrap();
+        assert_no_secret(f, &text);
+        for form in forms(FANOUT_ENV) {
+            assert!(!text.contains(&form), "{f} holds {form:?}:\n{text}");
+        }
+    }
+    let console = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!console.contains(FANOUT_ENV), "{console}");
+}

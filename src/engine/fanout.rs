@@ -21,7 +21,7 @@ use super::{ms, resolve_dur, Ctx, ExecError, Observation};
 use crate::results::Status;
 use crate::spec::{Count, Fanout, Step, StepKind, VarMap};
 use crate::stats::{failure_reason, Aggregate, IterationOutcome, KeepCaptures, Sample, Thresholds};
-use crate::template::Scope;
+use crate::template::{EnvSink, Scope};
 
 pub(super) fn resolve_count(c: &Count, scope: &Scope, what: &str) -> Result<usize, ExecError> {
     let n = match c {
@@ -230,6 +230,7 @@ async fn run_fanout(
             Vec::new()
         },
         base: Arc::new(scope.flatten()),
+        env: scope.env_sink(),
         ctx: Ctx {
             summarized: true,
             ..ctx.fork()
@@ -288,7 +289,7 @@ async fn run_fanout(
                     // is not a new future to allocate and queue, just the next loop round.
                     let worker = || async {
                         // Reused from iteration to iteration: its scope and its list of samples.
-                        let (mut scope, mut spare) = (Scope::default(), Vec::new());
+                        let (mut scope, mut spare) = (Scope::recording(plan.env.clone()), Vec::new());
                         while let Some(i) = next_number() {
                             let o = run_iteration(&plan, &ctx, &mut scope, i, None, spare).await;
                             spare = tally.take(lane, o, &ctx);
@@ -358,7 +359,7 @@ async fn run_fanout(
                 } else {
                     let plan = plan.clone();
                     inflight.spawn(async move {
-                        let mut scope = Scope::default();
+                        let mut scope = Scope::recording(plan.env.clone());
                         run_iteration(&plan, &plan.ctx, &mut scope, i, Some(at), Vec::new()).await
                     });
                 }
@@ -380,10 +381,10 @@ async fn run_fanout(
     // Cleanup phase: every iteration's cleanup, with its own variables, after all steps finished
     // (what the block opened was open together). Runs after failures, deadlines and Ctrl-C too.
     if !f.cleanup.is_empty() && !cleanup_each {
-        let base = &plan.base;
+        let (base, env) = (&plan.base, &plan.env);
         let mut cleanups = futures::stream::iter(pending_cleanup)
             .map(|(i, caps)| async move {
-                let mut it_scope = iteration_scope(base, i, &caps);
+                let mut it_scope = iteration_scope(base, env, i, &caps);
                 let (res, cst) = run_steps(&f.cleanup, &mut it_scope, ctx, true).await;
                 matches!(cst, Status::Failed | Status::Error).then(|| (i, failure_reason(&res)))
             })
@@ -417,6 +418,8 @@ struct Plan {
     cleanup: Vec<Step>,
     /// The fan-out's variables, under each iteration's own.
     base: Arc<VarMap>,
+    /// Where the iterations' templates report the `env.*` values they read (the run's secrets).
+    env: EnvSink,
     ctx: Ctx,
     capture_names: Vec<String>,
     barrier: Option<Arc<Barrier>>,
@@ -729,8 +732,13 @@ fn resume(e: tokio::task::JoinError) {
 }
 
 /// An iteration's variables: the fan-out's scope, its `index`/`iteration`, and its captures.
-fn iteration_scope(base: &Arc<VarMap>, i: usize, captures: &IndexMap<String, Value>) -> Scope {
-    let mut sc = Scope::default();
+fn iteration_scope(
+    base: &Arc<VarMap>,
+    env: &EnvSink,
+    i: usize,
+    captures: &IndexMap<String, Value>,
+) -> Scope {
+    let mut sc = Scope::recording(env.clone());
     restart_iteration(&mut sc, base, i);
     for (k, v) in captures {
         sc.set(k.clone(), v.clone());
@@ -774,7 +782,13 @@ mod tests {
             };
             async move {
                 let target =
-                    Target::connect("t", &cfg, &Config::default(), &TargetOverrides::default())
+                    Target::connect(
+                        "t",
+                        &cfg,
+                        &Config::default(),
+                        &TargetOverrides::default(),
+                        &crate::results::Secrets::new(),
+                    )
                         .await
                         .unwrap();
                 Ctx {

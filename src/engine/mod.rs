@@ -585,7 +585,7 @@ async fn run_spec(
 
 /// Builds the variables of a case: target vars, spec vars, case vars (each may use the earlier).
 fn case_scope(spec: &Spec, case: Option<&Case>, target: &Target) -> Result<Scope, ExecError> {
-    let mut scope = Scope::default();
+    let mut scope = Scope::recording(target.secrets.env_sink());
     let mut tv = serde_json::Map::new();
     for (k, v) in &target.vars {
         let v = scope.render_value(v)?;

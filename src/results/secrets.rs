@@ -1,9 +1,10 @@
 //! Secrets, and their redaction from the results model.
 //!
-//! A run collects secret values in one shared [`Secrets`] set (the target owns it):
+//! A run collects secret values in one [`Secrets`] set: the run makes it and hands it to what
+//! finds secrets (its target, its templates' scopes, the engine), never a process-wide list:
 //!
-//! - every value a template read from `env.*` (recorded by the template engine, see
-//!   [`crate::template::env_values_read`]), except values too generic to hide (see [`env_value_is_secret`]);
+//! - every value a template of the run read from `env.*` (reported by the run's scopes through
+//!   [`Secrets::env_sink`]), except values too generic to hide (see [`env_value_is_secret`]);
 //! - the values of target headers that are templates or have a sensitive name;
 //! - values that sit under a sensitive name anywhere in the model: request and response headers
 //!   ([`is_secret_header`]), URL user-info and query parameters, JSON fields, captures and
@@ -355,9 +356,6 @@ impl std::fmt::Debug for Secrets {
 #[derive(Default)]
 struct Inner {
     values: BTreeSet<String>,
-    /// How many of the environment values templates read ([`crate::template::env_values_read`])
-    /// were looked at.
-    env_seen: usize,
     /// Built on demand; `None` after a change.
     matcher: Option<Arc<Matcher>>,
 }
@@ -452,6 +450,13 @@ impl Secrets {
         self.add(&format!("{user}:{password}"));
     }
 
+    /// Where the run's templates report the `env.*` values they read: each is a secret, but
+    /// those too generic to hide ([`env_value_is_secret`]). Scopes made by the run carry it.
+    pub fn env_sink(&self) -> crate::template::EnvSink {
+        let secrets = self.clone();
+        crate::template::EnvSink::new(move |v| secrets.add_learnt(v))
+    }
+
     /// Number of secret values known (environment values read so far included).
     pub fn len(&self) -> usize {
         self.matcher().values
@@ -463,14 +468,6 @@ impl Secrets {
 
     fn matcher(&self) -> Arc<Matcher> {
         let mut inner = self.lock();
-        // Every `env.*` value a template read is a secret, but those too generic to hide.
-        let (new, seen) = crate::template::env_values_read(inner.env_seen);
-        inner.env_seen = seen;
-        for v in new.into_iter().filter(|v| env_value_is_secret(v)) {
-            if inner.values.insert(v) {
-                inner.matcher = None;
-            }
-        }
         if let Some(m) = &inner.matcher {
             return m.clone();
         }

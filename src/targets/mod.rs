@@ -199,12 +199,15 @@ impl Target {
         self.capabilities.contains(&c)
     }
 
-    /// Builds the target; starts the embedded simulator when the target asks for it.
+    /// Builds the target; starts the embedded simulator when the target asks for it. `secrets`
+    /// is the run's set: the target adds what it finds (its headers' values, `env.*` values its
+    /// templates read) and its requests and answers add theirs.
     pub async fn connect(
         name: &str,
         cfg: &TargetConfig,
         config: &Config,
         ov: &TargetOverrides,
+        secrets: &crate::results::Secrets,
     ) -> Result<Target, TargetError> {
         let invalid = |message: String| TargetError::Invalid {
             target: name.to_string(),
@@ -324,9 +327,9 @@ impl Target {
 
         // Default headers are templates over the environment (tokens): the values of templated
         // or sensitive headers are secrets (`env.*` values are secrets anyway).
-        let scope = Scope::default();
+        let scope = Scope::recording(secrets.env_sink());
         let mut headers = Vec::new();
-        let secrets = crate::results::Secrets::new();
+        let secrets = secrets.clone();
         for (k, v) in &cfg.headers {
             let value = scope
                 .render_str(v)
@@ -622,7 +625,13 @@ mod tests {
                 base_url: Some(url.into()),
                 ..Default::default()
             };
-            Target::connect(name, &cfg, &Config::default(), &TargetOverrides::default())
+            Target::connect(
+                name,
+                &cfg,
+                &Config::default(),
+                &TargetOverrides::default(),
+                &crate::results::Secrets::new(),
+            )
                 .await
                 .unwrap()
         };
