@@ -1142,3 +1142,398 @@ fn watch_response(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The API server's handler called directly (no socket, no latency gate), on a state whose
+    //! time scale (x1000) keeps every scheduled transition hours away from the test.
+    use super::*;
+    use crate::clock::Clock;
+    use crate::state::State as SimState;
+    use crate::store::Store;
+    use futures::StreamExt;
+
+    fn shared(broadcast_cap: usize) -> (Arc<Shared>, tokio::sync::watch::Sender<bool>) {
+        let cfg = crate::SimConfig {
+            time_scale: 1000.0,
+            ..Default::default()
+        };
+        let st = SimState::new(
+            cfg,
+            Clock::new(1000.0),
+            Store::new(broadcast::channel(broadcast_cap).0),
+        );
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let sh = Shared {
+            state: std::sync::Mutex::new(st),
+            notify: tokio::sync::Notify::new(),
+            shutdown,
+        };
+        (Arc::new(sh), stop)
+    }
+
+    fn open_jobs(sh: &Shared, n: usize) {
+        let body = br#"{"displayTimeAxisDuration": 10, "nfftSelection": 1024, "displayInfo": {"height": 1000},
+            "channels": {"min": 0, "max": 50}, "frequencyRange": {"min": 0, "max": 500}, "view_type": 0}"#;
+        for _ in 0..n {
+            let v = crate::focus::validate(body).unwrap();
+            sh.with(|st, now| st.configure(v, now)).unwrap();
+        }
+    }
+
+    async fn call(sh: &Arc<Shared>, method: Method, uri: &str) -> Response {
+        let uri: Uri = uri.parse().unwrap();
+        let q = Query::try_from_uri(&uri);
+        dispatch(
+            State(sh.clone()),
+            method,
+            uri,
+            HeaderMap::new(),
+            q,
+            Ok(Bytes::new()),
+        )
+        .await
+    }
+
+    async fn json_of(r: Response) -> (u16, Value) {
+        let code = r.status().as_u16();
+        let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (code, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    async fn get(sh: &Arc<Shared>, uri: &str) -> (u16, Value) {
+        json_of(call(sh, Method::GET, uri).await).await
+    }
+
+    fn names(list: &Value) -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The first `n` lines of a watch (with a guard, in case they never come).
+    async fn watch_lines(r: Response, n: usize) -> Vec<Value> {
+        assert_eq!(r.status(), StatusCode::OK);
+        let mut s = r.into_body().into_data_stream();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let next = tokio::time::timeout(Duration::from_secs(10), s.next()).await;
+            let Ok(Some(Ok(chunk))) = next else { break };
+            for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                out.push(serde_json::from_slice(line).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn requests_are_counted_as_list_watch_get_delete_deletecollection_or_log() {
+        let v = |m: Method, u: &str| verb_of(&m, &u.parse().unwrap());
+        assert_eq!(v(Method::GET, "/api/v1/namespaces/focus/pods"), "list");
+        assert_eq!(
+            v(Method::GET, "/api/v1/namespaces/focus/pods?watch=true"),
+            "watch"
+        );
+        assert_eq!(
+            v(Method::GET, "/api/v1/watch/namespaces/focus/pods"),
+            "watch"
+        );
+        assert_eq!(
+            v(Method::GET, "/apis/batch/v1/namespaces/focus/jobs/x"),
+            "get"
+        );
+        assert_eq!(v(Method::GET, "/api/v1/namespaces/focus/pods/x/log"), "log");
+        assert_eq!(
+            v(Method::DELETE, "/apis/batch/v1/namespaces/focus/jobs/x"),
+            "delete"
+        );
+        assert_eq!(
+            v(Method::DELETE, "/apis/batch/v1/namespaces/focus/jobs"),
+            "deletecollection"
+        );
+        assert_eq!(v(Method::GET, "/apis"), "discovery");
+        assert_eq!(v(Method::GET, "/api/v1/namespaces/focus/secrets"), "other");
+    }
+
+    #[tokio::test]
+    async fn a_label_selector_lists_only_the_matching_pods_and_a_malformed_one_is_400() {
+        let (sh, _stop) = shared(1024);
+        open_jobs(&sh, 2);
+        let (code, l) = get(
+            &sh,
+            "/api/v1/namespaces/focus/pods?labelSelector=focus.job-id%3D18-2",
+        )
+        .await;
+        assert_eq!((code, l["kind"].clone()), (200, json!("PodList")));
+        let n = names(&l);
+        assert_eq!(n.len(), 2);
+        assert!(n.iter().all(|p| p.contains("-18-2-")), "{n:?}");
+        let (_, l) = get(
+            &sh,
+            "/api/v1/namespaces/focus/pods?labelSelector=app%3Dbaby-analyzer",
+        )
+        .await;
+        assert_eq!(names(&l).len(), 2);
+        let (_, l) = get(&sh, "/api/v1/namespaces/default/pods").await;
+        assert_eq!(names(&l).len(), 0);
+        let (code, s) = get(
+            &sh,
+            "/api/v1/namespaces/focus/pods?labelSelector=app%20in%20x",
+        )
+        .await;
+        assert_eq!((code, s["reason"].clone()), (400, json!("BadRequest")));
+        let (code, _) = get(
+            &sh,
+            "/api/v1/namespaces/focus/pods?fieldSelector=spec.nope%3D1",
+        )
+        .await;
+        assert_eq!(code, 400);
+    }
+
+    #[tokio::test]
+    async fn jobs_live_only_under_batch_v1_and_an_unknown_job_is_a_404_status() {
+        let (sh, _stop) = shared(1024);
+        open_jobs(&sh, 1);
+        let (code, j) = get(
+            &sh,
+            "/apis/batch/v1/namespaces/focus/jobs/baby-analyzer-18-1",
+        )
+        .await;
+        assert_eq!(
+            (code, j["metadata"]["labels"]["focus.job-id"].clone()),
+            (200, json!("18-1"))
+        );
+        assert_eq!(get(&sh, "/api/v1/namespaces/focus/jobs").await.0, 404);
+        assert_eq!(
+            get(&sh, "/apis/batch/v1/namespaces/focus/pods").await.0,
+            404
+        );
+        let (code, s) = get(&sh, "/apis/batch/v1/namespaces/focus/jobs/nope").await;
+        assert_eq!(code, 404);
+        assert_eq!(
+            (s["kind"].clone(), s["reason"].clone()),
+            (json!("Status"), json!("NotFound"))
+        );
+        assert_eq!(s["message"], "jobs.batch \"nope\" not found");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_job_with_background_propagation_removes_its_pods_and_dry_run_removes_nothing(
+    ) {
+        let (sh, _stop) = shared(1024);
+        open_jobs(&sh, 1);
+        let pods = "/api/v1/namespaces/focus/pods?labelSelector=job-name%3Dbaby-analyzer-18-1";
+        let job = "/apis/batch/v1/namespaces/focus/jobs/baby-analyzer-18-1";
+        let (code, _) =
+            json_of(call(&sh, Method::DELETE, &format!("{job}?dryRun=All")).await).await;
+        assert_eq!(code, 200);
+        assert_eq!(get(&sh, job).await.0, 200);
+        let (code, s) = json_of(
+            call(
+                &sh,
+                Method::DELETE,
+                &format!("{job}?propagationPolicy=Sideways"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!((code, s["reason"].clone()), (422, json!("Invalid")));
+        assert_eq!(names(&get(&sh, pods).await.1).len(), 1);
+        let (code, d) = json_of(
+            call(
+                &sh,
+                Method::DELETE,
+                &format!("{job}?propagationPolicy=Background"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert!(d["metadata"]["deletionTimestamp"].is_string());
+        assert_eq!(get(&sh, job).await.0, 404);
+        assert_eq!(names(&get(&sh, pods).await.1).len(), 0);
+        // The Focus job lost its analyzer.
+        assert_eq!(
+            sh.with(|st, now| st.job("18-1").unwrap().status(now)),
+            "failed"
+        );
+        assert_eq!(json_of(call(&sh, Method::DELETE, job).await).await.0, 404);
+        let (code, _) = json_of(call(&sh, Method::DELETE, "/api/v1/nodes/gpu-node-1").await).await;
+        assert_eq!(code, 405);
+    }
+
+    #[tokio::test]
+    async fn deletecollection_deletes_only_what_the_selector_matches() {
+        let (sh, _stop) = shared(1024);
+        open_jobs(&sh, 2);
+        let (code, l) = json_of(
+            call(
+                &sh,
+                Method::DELETE,
+                "/apis/batch/v1/namespaces/focus/jobs?labelSelector=app%3Dfocus-cleanup",
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert_eq!(names(&l), ["cleanup-job-18-1", "cleanup-job-18-2"]);
+        let (_, left) = get(&sh, "/apis/batch/v1/namespaces/focus/jobs").await;
+        assert_eq!(names(&left), ["baby-analyzer-18-1", "baby-analyzer-18-2"]);
+    }
+
+    #[tokio::test]
+    async fn a_pending_pod_has_no_log_yet() {
+        let (sh, _stop) = shared(1024);
+        open_jobs(&sh, 1);
+        let pod = sh.with(|st, _| st.job("18-1").unwrap().analyzer_pod.clone());
+        let (code, s) = get(&sh, &format!("/api/v1/namespaces/focus/pods/{pod}/log")).await;
+        assert_eq!(code, 400);
+        assert!(s["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("is waiting to start: ContainerCreating"));
+        assert_eq!(
+            get(&sh, "/api/v1/namespaces/focus/pods/nope/log").await.0,
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_a_resource_version_replays_only_later_matching_changes() {
+        let (sh, _stop) = shared(1024);
+        open_jobs(&sh, 1);
+        let rv = sh.with(|st, _| st.store.resource_version());
+        open_jobs(&sh, 1);
+        let r = call(
+            &sh,
+            Method::GET,
+            &format!("/api/v1/namespaces/focus/pods?watch=true&resourceVersion={rv}&labelSelector=focus.job-id"),
+        )
+        .await;
+        // Then a change made after the watch started.
+        let pod = sh.with(|st, _| st.job("18-1").unwrap().analyzer_pod.clone());
+        let del = call(
+            &sh,
+            Method::DELETE,
+            &format!("/api/v1/namespaces/focus/pods/{pod}"),
+        )
+        .await;
+        assert_eq!(del.status(), StatusCode::OK);
+        let lines = watch_lines(r, 3).await;
+        let got: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["type"].as_str().unwrap().into(),
+                    l["object"]["metadata"]["labels"]["focus.job-id"]
+                        .as_str()
+                        .unwrap()
+                        .into(),
+                )
+            })
+            .collect();
+        let want = |t: &str, id: &str| (t.to_string(), id.to_string());
+        assert_eq!(
+            got,
+            [
+                want("ADDED", "18-2"),
+                want("ADDED", "18-2"),
+                want("DELETED", "18-1")
+            ]
+        );
+        assert_eq!(
+            get(&sh, "/api/v1/pods?watch=true&resourceVersion=abc")
+                .await
+                .0,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_a_version_older_than_the_history_is_410_expired() {
+        let (sh, _stop) = shared(16);
+        sh.with(|st, _| {
+            for i in 0..20_050 {
+                st.store.modify(Kind::Namespace, "", "default", |n| {
+                    n["metadata"]["generation"] = json!(i)
+                });
+            }
+        });
+        let r = call(
+            &sh,
+            Method::GET,
+            "/api/v1/namespaces?watch=true&resourceVersion=1001",
+        )
+        .await;
+        let lines = watch_lines(r, 2).await;
+        assert_eq!(lines.len(), 1, "the error ends the watch: {lines:?}");
+        assert_eq!(lines[0]["type"], "ERROR");
+        assert_eq!(
+            (
+                lines[0]["object"]["code"].clone(),
+                lines[0]["object"]["reason"].clone()
+            ),
+            (json!(410), json!("Expired"))
+        );
+        // A version still in the history resumes.
+        let rv = sh.with(|st, _| st.store.resource_version());
+        let r = call(
+            &sh,
+            Method::GET,
+            &format!("/api/v1/namespaces?watch=true&resourceVersion={}", rv - 1),
+        )
+        .await;
+        let lines = watch_lines(r, 1).await;
+        assert_eq!(lines[0]["type"], "MODIFIED");
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_falls_behind_the_live_changes_ends_with_410_expired() {
+        let (sh, _stop) = shared(2);
+        let r = call(&sh, Method::GET, "/api/v1/namespaces?watch=true").await;
+        sh.with(|st, _| {
+            for i in 0..5 {
+                st.store.modify(Kind::Namespace, "", "focus", |n| {
+                    n["metadata"]["generation"] = json!(i)
+                });
+            }
+        });
+        let lines = watch_lines(r, 5).await;
+        let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["ADDED", "ADDED", "ADDED", "ERROR"]);
+        assert_eq!(lines[3]["object"]["code"], 410);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn timeout_seconds_defaults_caps_at_an_hour_and_refuses_negatives_and_words() {
+        let t = |v: &str| {
+            timeout_seconds(&HashMap::from([(
+                "timeoutSeconds".to_string(),
+                v.to_string(),
+            )]))
+        };
+        assert_eq!(
+            timeout_seconds(&HashMap::new()).unwrap(),
+            Duration::from_secs(DEFAULT_WATCH_SECS)
+        );
+        assert_eq!(t("0").unwrap(), Duration::from_secs(DEFAULT_WATCH_SECS));
+        assert_eq!(t("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            t("99999999999999999999999999999999999999999").unwrap(),
+            Duration::from_secs(MAX_WATCH_SECS)
+        );
+        for bad in ["-1", "1.5", "ten", ""] {
+            assert_eq!(
+                t(bad).unwrap_err().status(),
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1371,3 +1371,714 @@ pub fn node_split(total: usize, n: usize) -> Vec<usize> {
         .map(|i| total / n + usize::from(i < total % n))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The Focus job state machine, driven with explicit instants (no runtime, no sleeping):
+    //! `configure` / `cancel` / `reset` and `advance(t)` to apply what is due at `t`.
+    use super::*;
+    use std::time::Duration;
+
+    const NS: &str = "focus";
+
+    fn state_with(f: impl FnOnce(&mut SimConfig)) -> State {
+        let mut cfg = SimConfig::default();
+        f(&mut cfg);
+        let (tx, _) = tokio::sync::broadcast::channel(16);
+        State::new(cfg, Clock::new(1.0), Store::new(tx))
+    }
+
+    fn state() -> State {
+        state_with(|_| {})
+    }
+
+    /// `secs` after the simulator's start.
+    fn at(st: &State, secs: f64) -> Instant {
+        st.clock.start_instant + Duration::from_secs_f64(secs)
+    }
+
+    fn body(start: Value, end: Value) -> Value {
+        json!({"displayTimeAxisDuration": 10, "nfftSelection": 1024, "displayInfo": {"height": 1000},
+               "channels": {"min": 0, "max": 50}, "frequencyRange": {"min": 0, "max": 500},
+               "start_time": start, "end_time": end, "view_type": 0})
+    }
+
+    fn valid(b: &Value) -> Result<ValidConfig, ApiError> {
+        crate::focus::validate(&serde_json::to_vec(b).unwrap())
+    }
+
+    fn live() -> ValidConfig {
+        valid(&body(Value::Null, Value::Null)).unwrap()
+    }
+
+    fn historic(s: &str, e: &str) -> ValidConfig {
+        valid(&body(json!(s), json!(e))).unwrap()
+    }
+
+    fn open(st: &mut State, t: Instant) -> Value {
+        st.configure(live(), t).expect("configure")
+    }
+
+    fn set_faults(st: &mut State, body: Value) {
+        let f = st.faults.merged(&body).expect("faults");
+        st.set_faults(f);
+    }
+
+    fn phase(st: &State, kind: Kind, name: &str) -> Option<String> {
+        let o = st.store.get(kind, NS, name)?;
+        let p = match kind {
+            Kind::Pod => o.pointer("/status/phase").and_then(Value::as_str),
+            _ => o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.last())
+                .and_then(|c| c["type"].as_str())
+                .or(Some("Active")),
+        };
+        Some(p.unwrap_or("").to_string())
+    }
+
+    fn gpus(st: &State, node: &str) -> String {
+        st.store
+            .get(Kind::Node, "", node)
+            .and_then(|n| n.pointer("/status/allocatable"))
+            .and_then(|a| a[obj::GPU_RESOURCE].as_str())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    #[test]
+    fn configure_opens_job_18_1_on_the_first_free_port_with_its_kubernetes_objects() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        let a = open(&mut st, t);
+        assert_eq!(
+            a,
+            json!({"job_id": "18-1", "status": "configured", "stream_url": "10.10.10.100", "stream_port": 50051})
+        );
+        assert_eq!(open(&mut st, t)["job_id"], "18-2");
+        assert_eq!(st.job("18-2").unwrap().port, 50052);
+        assert_eq!(st.open_count(), 2);
+        let job = st.job("18-1").unwrap();
+        for (kind, name) in [
+            (Kind::Job, "baby-analyzer-18-1"),
+            (Kind::Job, "cleanup-job-18-1"),
+            (Kind::Pod, job.analyzer_pod.as_str()),
+            (Kind::Pod, job.cleanup_pod.as_str()),
+        ] {
+            assert!(st.store.contains(kind, NS, name), "{kind:?} {name}");
+        }
+        assert_eq!(st.store.count(Kind::Job), 4);
+        assert!(job.analyzer_pod.starts_with("baby-analyzer-18-1-"));
+    }
+
+    #[test]
+    fn analyzer_pod_requests_one_gpu_slice_memory_storage_and_the_stream_port_on_alternating_nodes()
+    {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        open(&mut st, t);
+        let (j1, j2) = (st.job("18-1").unwrap(), st.job("18-2").unwrap());
+        let pod = st.store.get(Kind::Pod, NS, &j1.analyzer_pod).unwrap();
+        let c = &pod["spec"]["containers"][0];
+        for k in ["limits", "requests"] {
+            assert_eq!(c["resources"][k][obj::GPU_RESOURCE], "1");
+            assert_eq!(c["resources"][k]["memory"], "4Gi");
+        }
+        assert_eq!(c["ports"][0]["containerPort"], 50051);
+        assert_eq!(
+            pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            obj::RECORDINGS_PVC
+        );
+        assert_eq!(pod["metadata"]["labels"]["app"], obj::ANALYZER_APP);
+        assert_eq!(pod["metadata"]["labels"][obj::JOB_ID_LABEL], "18-1");
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Job");
+        assert_eq!(owner["name"], "baby-analyzer-18-1");
+        assert_eq!(owner["uid"], j1.analyzer_job_uid.as_str());
+        assert_eq!(pod["spec"]["nodeName"], "gpu-node-1");
+        let pod2 = st.store.get(Kind::Pod, NS, &j2.analyzer_pod).unwrap();
+        assert_eq!(pod2["spec"]["nodeName"], "gpu-node-2");
+        // The cleanup job is the documented one.
+        let cj = st.store.get(Kind::Job, NS, "cleanup-job-18-1").unwrap();
+        assert_eq!(cj["spec"]["backoffLimit"], 0);
+        assert_eq!(cj["spec"]["ttlSecondsAfterFinished"], 10);
+        // 200 GPU slices over the two nodes.
+        assert_eq!(
+            (gpus(&st, "gpu-node-1"), gpus(&st, "gpu-node-2")),
+            ("100".into(), "100".into())
+        );
+    }
+
+    #[test]
+    fn a_job_is_configured_until_its_consumer_is_ready_and_then_running() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        let job = st.job("18-1").unwrap();
+        let ready = job.consumer_ready_at.expect("a consumer is scheduled");
+        let delay = ready - t;
+        assert!(
+            delay >= Duration::from_secs(1) && delay <= Duration::from_secs(25),
+            "{delay:?}"
+        );
+        assert_eq!(job.consumer_delay_ms, delay.as_millis() as u64);
+        assert_eq!(job.status(ready - Duration::from_millis(1)), "configured");
+        assert!(!job.consumer_ready(ready - Duration::from_millis(1)));
+        assert_eq!(job.status(ready), "running");
+        assert!(job.consumer_ready(ready));
+    }
+
+    #[test]
+    fn analyzer_pod_is_pending_until_its_start_time_and_then_running_busy() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        let (pod, start) = {
+            let j = st.job("18-1").unwrap();
+            (j.analyzer_pod.clone(), j.pod_start_at)
+        };
+        assert!(st.next_deadline().is_some_and(|d| d <= start));
+        st.advance(start - Duration::from_millis(1));
+        assert_eq!(phase(&st, Kind::Pod, &pod).as_deref(), Some("Pending"));
+        st.advance(start);
+        assert_eq!(phase(&st, Kind::Pod, &pod).as_deref(), Some("Running"));
+        let p = st.store.get(Kind::Pod, NS, &pod).unwrap();
+        let cpu: u32 = p["metadata"]["annotations"][obj::CPU_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            cpu > CLEANUP_THRESHOLD_MILLICORES,
+            "busy analyzer at {cpu}m"
+        );
+        let j = st.store.get(Kind::Job, NS, "baby-analyzer-18-1").unwrap();
+        assert_eq!(j["status"]["ready"], 1);
+    }
+
+    #[test]
+    fn cancel_frees_the_port_and_capacity_at_once_and_the_port_is_handed_out_again() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        open(&mut st, t);
+        assert_eq!(
+            st.cancel("18-1", at(&st, 1.0)).unwrap(),
+            json!({"job_id": "18-1", "status": "cancelled"})
+        );
+        assert_eq!(st.open_count(), 1);
+        assert_eq!(st.job("18-1").unwrap().status(at(&st, 1.0)), "cancelled");
+        let t2 = at(&st, 2.0);
+        let again = open(&mut st, t2);
+        assert_eq!(
+            (again["job_id"].clone(), again["stream_port"].clone()),
+            (json!("18-3"), json!(50051))
+        );
+    }
+
+    #[test]
+    fn cancelling_twice_or_an_unknown_or_malformed_id_is_404() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        st.cancel("18-1", t).unwrap();
+        assert_eq!(
+            st.cancel("18-1", t),
+            Err((404, "Unknown job_id 18-1".into()))
+        );
+        for id in ["18-2", "19-1", "18-01", "18-", "-1", "18", "x"] {
+            assert_eq!(st.cancel(id, t).unwrap_err().0, 404, "{id}");
+        }
+        assert_eq!(st.open_count(), 0);
+    }
+
+    #[test]
+    fn after_cancel_the_cleanup_job_deletes_the_analyzer_after_five_idle_readings_then_expires() {
+        let mut st = state();
+        let t0 = at(&st, 0.0);
+        open(&mut st, t0);
+        let cancel_at = at(&st, 30.0);
+        st.advance(cancel_at);
+        st.cancel("18-1", cancel_at).unwrap();
+        let (apod, cpod, fire) = {
+            let j = st.job("18-1").unwrap();
+            (
+                j.analyzer_pod.clone(),
+                j.cleanup_pod.clone(),
+                j.cleanup_fire_at.unwrap(),
+            )
+        };
+        // Idle CPU after the client is gone.
+        let cpu: u32 = st.store.get(Kind::Pod, NS, &apod).unwrap()["metadata"]["annotations"]
+            [obj::CPU_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(cpu <= CLEANUP_THRESHOLD_MILLICORES);
+        // Five readings, every 10 s, the first at or after the cancel.
+        let waited = fire - cancel_at;
+        assert!(
+            waited >= Duration::from_secs(40) && waited < Duration::from_secs(50),
+            "{waited:?}"
+        );
+        st.advance(fire - Duration::from_millis(1));
+        assert!(st.store.contains(Kind::Job, NS, "baby-analyzer-18-1"));
+        assert_eq!(
+            phase(&st, Kind::Job, "cleanup-job-18-1").as_deref(),
+            Some("Active")
+        );
+        st.advance(fire);
+        assert!(!st.store.contains(Kind::Job, NS, "baby-analyzer-18-1"));
+        assert!(!st.store.contains(Kind::Pod, NS, &apod));
+        assert_eq!(
+            phase(&st, Kind::Job, "cleanup-job-18-1").as_deref(),
+            Some("Complete")
+        );
+        assert_eq!(phase(&st, Kind::Pod, &cpod).as_deref(), Some("Succeeded"));
+        let ttl = fire + Duration::from_secs_f64(CLEANUP_TTL_SECS);
+        st.advance(ttl - Duration::from_millis(1));
+        assert!(st.store.contains(Kind::Job, NS, "cleanup-job-18-1"));
+        st.advance(ttl);
+        assert!(!st.store.contains(Kind::Job, NS, "cleanup-job-18-1"));
+        assert!(!st.store.contains(Kind::Pod, NS, &cpod));
+        assert_eq!(st.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_201st_concurrent_job_is_refused_with_503_until_one_is_cancelled() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        for i in 1..=200 {
+            assert_eq!(open(&mut st, t)["job_id"], format!("18-{i}"));
+        }
+        assert_eq!(
+            st.configure(live(), t),
+            Err((503, "Capacity reached: 200 concurrent jobs are open".into()))
+        );
+        assert_eq!(st.open_count(), 200);
+        assert_eq!(st.jobs().count(), 200, "a refused configure creates no job");
+        st.cancel("18-117", t).unwrap();
+        let a = open(&mut st, t);
+        assert_eq!(
+            (a["job_id"].clone(), a["stream_port"].clone()),
+            (json!("18-201"), json!(50051 + 116))
+        );
+        assert!(st.configure(live(), t).is_err());
+    }
+
+    #[test]
+    fn port_exhaustion_refuses_with_503_below_capacity() {
+        let mut st = state_with(|c| c.port_range = (50051, 50052));
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        open(&mut st, t);
+        assert_eq!(
+            st.configure(live(), t),
+            Err((503, "No free stream port in 50051-50052".into()))
+        );
+        assert_eq!(st.open_count(), 2);
+        st.cancel("18-2", t).unwrap();
+        assert_eq!(open(&mut st, t)["stream_port"], 50052);
+    }
+
+    #[test]
+    fn occupied_ports_are_skipped_and_all_occupied_is_port_exhaustion() {
+        let mut st = state_with(|c| c.port_range = (50051, 50054));
+        let t = at(&st, 0.0);
+        set_faults(&mut st, json!({"occupied_ports": [50053, 50051, 50051]}));
+        assert_eq!(st.faults.occupied_ports, vec![50051, 50053]);
+        assert_eq!(open(&mut st, t)["stream_port"], 50052);
+        assert_eq!(open(&mut st, t)["stream_port"], 50054);
+        assert_eq!(st.configure(live(), t).unwrap_err().0, 503);
+    }
+
+    #[test]
+    fn capacity_fault_lowers_the_limit_and_resizes_the_nodes_gpu_slices() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        set_faults(&mut st, json!({"capacity": 3}));
+        assert_eq!(
+            (gpus(&st, "gpu-node-1"), gpus(&st, "gpu-node-2")),
+            ("2".into(), "1".into())
+        );
+        for _ in 0..3 {
+            open(&mut st, t);
+        }
+        assert_eq!(
+            st.configure(live(), t),
+            Err((503, "Capacity reached: 3 concurrent jobs are open".into()))
+        );
+    }
+
+    #[test]
+    fn live_job_is_refused_404_when_there_is_no_live_data() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        set_faults(&mut st, json!({"live_data": false}));
+        assert_eq!(
+            st.configure(live(), t),
+            Err((404, "No live data: the live stream is not available".into()))
+        );
+        assert_eq!((st.open_count(), st.store.count(Kind::Job)), (0, 0));
+    }
+
+    #[test]
+    fn historic_job_needs_recordings_covering_its_whole_range() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        set_faults(
+            &mut st,
+            json!({"recordings": [
+                {"start_time": "251021120000", "end_time": "251021120500"},
+                {"start_time": "251021120500", "end_time": "251021121000"},
+                {"start_time": "251021130000", "end_time": "251021131000"}]}),
+        );
+        let ok = st
+            .configure(historic("251021120100", "251021120900"), t)
+            .unwrap();
+        assert_eq!(
+            st.job(ok["job_id"].as_str().unwrap()).unwrap().mode,
+            Mode::Historic
+        );
+        assert_eq!(
+            st.configure(historic("251021120900", "251021130500"), t),
+            Err((
+                404,
+                "No historic data: no recordings cover 251021120900..251021130500".into()
+            ))
+        );
+        assert_eq!(st.open_count(), 1);
+    }
+
+    #[test]
+    fn fail_next_jobs_fails_exactly_the_next_job_when_its_pod_starts() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        set_faults(&mut st, json!({"fail_next_jobs": 1}));
+        open(&mut st, t);
+        open(&mut st, t);
+        assert_eq!(st.faults.fail_next_jobs, 0);
+        let (pod, start) = {
+            let j = st.job("18-1").unwrap();
+            assert!(j.will_fail && j.consumer_ready_at.is_none());
+            (j.analyzer_pod.clone(), j.pod_start_at)
+        };
+        assert_eq!(st.job("18-1").unwrap().status(t), "configured");
+        st.advance(start);
+        assert_eq!(st.job("18-1").unwrap().status(start), "failed");
+        assert_eq!(phase(&st, Kind::Pod, &pod).as_deref(), Some("Failed"));
+        assert_eq!(
+            phase(&st, Kind::Job, "baby-analyzer-18-1").as_deref(),
+            Some("Failed")
+        );
+        // The failed analyzer is idle: the cleanup job is scheduled for it.
+        assert!(st.job("18-1").unwrap().cleanup_fire_at.is_some());
+        let j2 = st.job("18-2").unwrap();
+        assert!(!j2.will_fail);
+        assert_eq!(j2.status(at(&st, 3600.0)), "running");
+    }
+
+    #[test]
+    fn consumer_never_ready_keeps_the_job_configured_forever() {
+        let mut st = state();
+        set_faults(&mut st, json!({"consumer_never_ready": true}));
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        let late = at(&st, 24.0 * 3600.0);
+        st.advance(late);
+        let j = st.job("18-1").unwrap();
+        assert_eq!((j.consumer_ready_at, j.status(late)), (None, "configured"));
+    }
+
+    #[test]
+    fn consumer_delay_fault_moves_readiness_into_its_range() {
+        let delays = |fault: Option<Value>| {
+            let mut st = state();
+            if let Some(f) = fault {
+                set_faults(&mut st, json!({ "consumer_delay_s": f }));
+            }
+            let t = at(&st, 0.0);
+            (0..40)
+                .map(|_| {
+                    open(&mut st, t);
+                    st.jobs().last().unwrap().consumer_delay_ms
+                })
+                .collect::<Vec<_>>()
+        };
+        let default = delays(None);
+        assert!(
+            default.iter().all(|d| (1000..=25_000).contains(d)),
+            "{default:?}"
+        );
+        let slow = delays(Some(json!([30, 40])));
+        assert!(
+            slow.iter().all(|d| (30_000..=40_000).contains(d)),
+            "{slow:?}"
+        );
+        let t = at(&state(), 0.0);
+        let mut st = state();
+        set_faults(&mut st, json!({"consumer_delay_s": [30, 40]}));
+        open(&mut st, t);
+        assert_eq!(
+            st.job("18-1").unwrap().status(t + Duration::from_secs(29)),
+            "configured"
+        );
+    }
+
+    #[test]
+    fn configure_delay_fault_slows_only_post_configure() {
+        let mut st = state();
+        let post = http::Method::POST;
+        let get = http::Method::GET;
+        for _ in 0..50 {
+            let s = st.focus_latency(&post, "/configure");
+            assert!((0.2..=0.35).contains(&s), "{s}");
+        }
+        set_faults(&mut st, json!({"configure_delay_s": [2, 4]}));
+        for _ in 0..50 {
+            let s = st.focus_latency(&post, "/configure");
+            assert!((2.0..=4.0).contains(&s), "{s}");
+            let g = st.focus_latency(&get, "/jobs");
+            assert!(g <= 0.02, "{g}");
+        }
+    }
+
+    #[test]
+    fn fault_merge_rejects_unknown_keys_and_bad_values_naming_the_key() {
+        let st = state();
+        for (body, msg) in [
+            (json!({"nope": 1}), "unknown fault key 'nope'"),
+            (
+                json!({"consumer_delay_s": [5, 1]}),
+                "consumer_delay_s must be [min, max]",
+            ),
+            (
+                json!({"configure_delay_s": [1]}),
+                "configure_delay_s must be [min, max]",
+            ),
+            (
+                json!({"capacity": -1}),
+                "capacity must be a non-negative integer",
+            ),
+            (
+                json!({"occupied_ports": [0]}),
+                "occupied_ports: 0 is not a valid port",
+            ),
+            (json!({"live_data": "no"}), "live_data must be a boolean"),
+            (json!({"idle_close_s": 0}), "idle_close_s must be"),
+            (
+                json!({"kube_throttle": {"requests": 2000}}),
+                "kube_throttle must be",
+            ),
+            (
+                json!({"recordings": [{"start_time": "251021120000", "end_time": "251021120000"}]}),
+                "recordings[0]: end_time must be after start_time",
+            ),
+            (json!([]), "faults body must be a JSON object"),
+        ] {
+            let err = st.faults.merged(&body).unwrap_err();
+            assert!(err.starts_with(msg), "{body}: {err}");
+        }
+        // A body with one bad key changes nothing, even the good keys before it.
+        assert!(st
+            .faults
+            .merged(&json!({"capacity": 5, "nope": 1}))
+            .is_err());
+        assert_eq!(st.faults.capacity, 200);
+    }
+
+    #[test]
+    fn kube_throttle_answers_429_for_exactly_n_requests() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        set_faults(
+            &mut st,
+            json!({"kube_throttle": {"requests": 2, "retry_after_s": 3}}),
+        );
+        let faults = &mut st.faults;
+        assert_eq!(st.kube_api.admit("list", faults, t), Some(3));
+        assert_eq!(
+            st.kube_api
+                .admit("list", faults, t + Duration::from_secs(3)),
+            Some(3)
+        );
+        assert_eq!(
+            st.kube_api
+                .admit("watch", faults, t + Duration::from_secs(5)),
+            None
+        );
+        assert!(faults.kube_throttle.is_none());
+        assert_eq!((st.kube_api.requests, st.kube_api.throttled), (3, 2));
+        assert_eq!(st.kube_api.min_retry_gap_ms, Some(2000));
+    }
+
+    #[test]
+    fn reset_clears_jobs_objects_schedule_and_faults_but_ids_keep_counting() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        set_faults(
+            &mut st,
+            json!({"capacity": 4, "live_data": true, "occupied_ports": [50051]}),
+        );
+        open(&mut st, t);
+        open(&mut st, t);
+        st.reset();
+        assert_eq!(
+            (st.open_count(), st.jobs().count(), st.next_deadline()),
+            (0, 0, None)
+        );
+        for k in [Kind::Job, Kind::Pod, Kind::Event] {
+            assert_eq!(st.store.count(k), 0, "{k:?}");
+        }
+        assert_eq!(
+            (st.store.count(Kind::Node), st.store.count(Kind::Namespace)),
+            (2, 3)
+        );
+        assert_eq!(
+            (st.faults.capacity, st.faults.occupied_ports.len()),
+            (200, 0)
+        );
+        assert_eq!(gpus(&st, "gpu-node-1"), "100");
+        assert_eq!(st.job("18-1").map(|j| j.id.clone()), None);
+        let a = open(&mut st, t);
+        assert_eq!(
+            (a["job_id"].clone(), a["stream_port"].clone()),
+            (json!("18-3"), json!(50051))
+        );
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_names_and_delays_another_seed_does_not() {
+        let run = |seed: u64| {
+            let mut st = state_with(|c| c.seed = seed);
+            let t = at(&st, 0.0);
+            open(&mut st, t);
+            let j = st.job("18-1").unwrap();
+            (
+                j.analyzer_pod.clone(),
+                j.analyzer_job_uid.clone(),
+                j.consumer_delay_ms,
+            )
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn deleting_the_analyzer_job_fails_the_open_job_and_orphans_its_pod_by_default() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        open(&mut st, t);
+        let (pod1, pod2) = (
+            st.job("18-1").unwrap().analyzer_pod.clone(),
+            st.job("18-2").unwrap().analyzer_pod.clone(),
+        );
+        let del = st
+            .kube_delete(Kind::Job, NS, "baby-analyzer-18-1", None, t)
+            .unwrap();
+        assert!(del.pointer("/metadata/deletionTimestamp").is_some());
+        assert_eq!(st.job("18-1").unwrap().status(t), "failed");
+        let p = st
+            .store
+            .get(Kind::Pod, NS, &pod1)
+            .expect("orphaned, not deleted");
+        assert!(p.pointer("/metadata/ownerReferences").is_none());
+        // Background propagation takes the pods with the job.
+        st.kube_delete(Kind::Job, NS, "baby-analyzer-18-2", Some("Background"), t)
+            .unwrap();
+        assert!(!st.store.contains(Kind::Pod, NS, &pod2));
+        // Absent objects, or the right name in another namespace: nothing to delete.
+        assert!(st
+            .kube_delete(Kind::Job, NS, "baby-analyzer-18-2", None, t)
+            .is_none());
+        assert!(st
+            .kube_delete(Kind::Job, "default", "cleanup-job-18-1", None, t)
+            .is_none());
+        // Deleting the cleanup job does not touch the Focus job's status.
+        st.kube_delete(Kind::Job, NS, "cleanup-job-18-1", None, t)
+            .unwrap();
+        assert_eq!(st.job("18-1").unwrap().status(t), "failed");
+    }
+
+    #[test]
+    fn without_its_cleanup_job_a_cancelled_job_s_analyzer_is_never_deleted() {
+        let mut st = state();
+        let t = at(&st, 0.0);
+        open(&mut st, t);
+        st.cancel("18-1", t).unwrap();
+        st.kube_delete(Kind::Job, NS, "cleanup-job-18-1", Some("Background"), t)
+            .unwrap();
+        let fire = st.job("18-1").unwrap().cleanup_fire_at.unwrap();
+        st.advance(fire + Duration::from_secs(3600));
+        assert!(st.store.contains(Kind::Job, NS, "baby-analyzer-18-1"));
+        assert!(st.job("18-1").unwrap().analyzer_deleted_at.is_none());
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused_422_for_types_and_400_for_values() {
+        let cases: &[(&str, Option<Value>, u16, &str)] = &[
+            ("/displayTimeAxisDuration", None, 422, "displayTimeAxisDuration is required"),
+            ("/displayInfo", None, 422, "displayInfo (or legacy canvasInfo) is required"),
+            ("/nfftSelection", Some(json!("1024")), 422, "nfftSelection must be an integer"),
+            ("/channels/min", Some(json!("0")), 422, "channels.min must be an integer"),
+            ("/start_time", Some(json!(5)), 422, "start_time must be a string (yymmddHHMMSS) or null"),
+            ("/channels", Some(json!({"min": 60, "max": 50})), 400, "channels: min (60) must not be greater than max (50)"),
+            ("/channels/min", Some(json!(-1)), 400, "channels: min (-1) must be >= 0"),
+            ("/channels/max", Some(json!(2500)), 400, "channels: max (2500) must be <= 2499 (highest channel)"),
+            ("/frequencyRange", Some(json!({"min": 300, "max": 200})), 400, "frequencyRange: min (300) must be less than max (200)"),
+            ("/frequencyRange/max", Some(json!(600)), 400, "frequencyRange: max (600) must be <= 500 (Nyquist frequency, PRR 1000 Hz)"),
+            ("/nfftSelection", Some(json!(1000)), 400, "nfftSelection: 1000 is not allowed; allowed values: 128, 256"),
+            ("/displayTimeAxisDuration", Some(json!(0)), 400, "displayTimeAxisDuration must be > 0 (got 0)"),
+            ("/displayInfo/height", Some(json!(0)), 400, "displayInfo.height must be > 0 (got 0)"),
+            ("/view_type", Some(json!(2)), 400, "view_type: 2 is not a valid view type; allowed: 0 (MULTICHANNEL), 1 (SINGLECHANNEL)"),
+            ("/start_time", Some(json!("251021120000")), 400, "start_time and end_time must both be set (historic) or both be null (live)"),
+        ];
+        for (path, v, code, msg) in cases {
+            let mut b = body(Value::Null, Value::Null);
+            match v {
+                Some(v) => *b.pointer_mut(path).unwrap() = v.clone(),
+                None => {
+                    b.as_object_mut().unwrap().remove(&path[1..]);
+                }
+            }
+            let (c, m) = valid(&b).unwrap_err();
+            assert_eq!(c, *code, "{path}: {m}");
+            assert!(m.starts_with(msg), "{path}: {m}");
+        }
+        for (s, e, msg) in [
+            (
+                "x",
+                "251021120600",
+                "start_time: 'x' is not a valid yymmddHHMMSS time (UTC)",
+            ),
+            (
+                "251021120600",
+                "251021120000",
+                "end_time must be after start_time",
+            ),
+            (
+                "251021120000",
+                "251021120000",
+                "end_time must be after start_time",
+            ),
+        ] {
+            assert_eq!(
+                valid(&body(json!(s), json!(e))).unwrap_err(),
+                (400, msg.to_string())
+            );
+        }
+        // Legacy field names are accepted and canonicalised.
+        let legacy = json!({"displayTimeAxisDuration": 10, "nfftSelection": 1024, "canvasInfo": {"height": 1000},
+                            "sensors": {"min": 3, "max": 7}, "frequencyRange": {"min": 0, "max": 500},
+                            "start_time": null, "end_time": null, "view_type": 1});
+        let v = valid(&legacy).unwrap();
+        assert_eq!(
+            (v.mode, v.config["channels"].clone()),
+            (Mode::Live, json!({"min": 3, "max": 7}))
+        );
+    }
+}

@@ -265,3 +265,144 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        Store::new(broadcast::channel(16).0)
+    }
+
+    fn pod(ns: &str, name: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": ns}})
+    }
+
+    fn rv_of(o: &Value) -> u64 {
+        o["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_write_bumps_the_resource_version_and_is_recorded_in_order() {
+        let mut s = store();
+        let rv0 = s.resource_version();
+        s.create(Kind::Pod, pod("focus", "a"));
+        assert_eq!(rv_of(s.get(Kind::Pod, "focus", "a").unwrap()), rv0 + 1);
+        assert!(s.modify(Kind::Pod, "focus", "a", |p| p["x"] = json!(1)));
+        assert_eq!(rv_of(s.get(Kind::Pod, "focus", "a").unwrap()), rv0 + 2);
+        // Absent objects: no write, no new resourceVersion.
+        assert!(!s.modify(Kind::Pod, "focus", "b", |_| {}));
+        assert!(!s.modify(Kind::Job, "focus", "a", |_| {}));
+        assert!(s.delete(Kind::Pod, "other", "a").is_none());
+        assert_eq!(s.resource_version(), rv0 + 2);
+        let gone = s.delete(Kind::Pod, "focus", "a").unwrap();
+        assert_eq!((rv_of(&gone), gone["x"].clone()), (rv0 + 3, json!(1)));
+        let h: Vec<_> = s.history_after(rv0).map(|c| (c.etype, c.rv)).collect();
+        assert_eq!(
+            h,
+            [
+                ("ADDED", rv0 + 1),
+                ("MODIFIED", rv0 + 2),
+                ("DELETED", rv0 + 3)
+            ]
+        );
+        assert_eq!(s.history_after(rv0 + 2).count(), 1);
+    }
+
+    #[test]
+    fn live_subscribers_receive_each_change_with_its_namespace() {
+        let mut s = store();
+        let mut rx = s.subscribe();
+        s.create(Kind::Pod, pod("focus", "a"));
+        s.delete(Kind::Pod, "focus", "a");
+        let (a, d) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        assert_eq!(
+            (a.etype, a.namespace.as_str(), d.etype),
+            ("ADDED", "focus", "DELETED")
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn list_is_by_kind_and_namespace_in_name_order_and_delete_all_keeps_other_kinds() {
+        let mut s = store();
+        for (ns, n) in [("focus", "c"), ("default", "b"), ("focus", "a")] {
+            s.create(Kind::Pod, pod(ns, n));
+        }
+        s.create(Kind::Job, pod("focus", "j"));
+        s.create(Kind::Node, pod("", "n"));
+        let names = |v: Vec<&Value>| {
+            v.iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(s.list(Kind::Pod, Some("focus"))), ["a", "c"]);
+        assert_eq!(names(s.list(Kind::Pod, None)), ["b", "a", "c"]);
+        assert_eq!(s.list(Kind::Pod, Some("nope")).len(), 0);
+        s.delete_all(&[Kind::Pod, Kind::Job]);
+        assert_eq!(
+            (s.count(Kind::Pod), s.count(Kind::Job), s.count(Kind::Node)),
+            (0, 0, 1)
+        );
+    }
+
+    #[test]
+    fn events_beyond_the_cap_are_evicted_oldest_first() {
+        let mut s = store();
+        s.event_cap = 2;
+        for n in ["e1", "e2", "e3"] {
+            s.create(Kind::Event, pod("focus", n));
+        }
+        assert!(!s.contains(Kind::Event, "focus", "e1"));
+        assert!(s.contains(Kind::Event, "focus", "e2") && s.contains(Kind::Event, "focus", "e3"));
+        assert_eq!(s.history.back().map(|c| c.etype), Some("DELETED"));
+    }
+
+    #[test]
+    fn history_is_bounded_and_the_oldest_resumable_version_moves_once_it_is_full() {
+        let mut s = store();
+        s.history_cap = 3;
+        let rv0 = s.resource_version();
+        s.create(Kind::Pod, pod("focus", "a"));
+        assert_eq!(s.oldest_resumable(), 0, "not full yet: any version resumes");
+        for i in 0..4 {
+            s.modify(Kind::Pod, "focus", "a", |p| p["i"] = json!(i));
+        }
+        // rv0+1 ..= rv0+5 written; the last 3 kept.
+        assert_eq!(s.history.len(), 3);
+        assert_eq!(
+            s.history_after(0).map(|c| c.rv).collect::<Vec<_>>(),
+            [rv0 + 3, rv0 + 4, rv0 + 5]
+        );
+        assert_eq!(s.oldest_resumable(), rv0 + 3);
+    }
+
+    /// A watch from version v needs the changes after v. With the history holding rv0+3..,
+    /// resuming from rv0+2 loses nothing, yet `oldest_resumable` says rv0+3, so the watch
+    /// answers 410 Expired (the API server's watch cache refuses only below oldest-1).
+    #[test]
+    #[ignore = "bug: oldest_resumable is one too high: a watch from (oldest kept rv - 1) is lossless but answers 410"]
+    fn a_watch_from_just_before_the_oldest_kept_change_is_still_resumable() {
+        let mut s = store();
+        s.history_cap = 3;
+        let rv0 = s.resource_version();
+        s.create(Kind::Pod, pod("focus", "a"));
+        for i in 0..4 {
+            s.modify(Kind::Pod, "focus", "a", |p| p["i"] = json!(i));
+        }
+        let from = rv0 + 2;
+        assert_eq!(
+            s.history_after(from).count(),
+            3,
+            "every change after it is kept"
+        );
+        assert!(
+            from >= s.oldest_resumable(),
+            "so kube::watch_response must not expire it"
+        );
+    }
+}
