@@ -12,6 +12,8 @@ use serde_json::Value;
 pub mod numbers;
 pub mod secrets;
 pub mod words;
+#[cfg(test)]
+mod every_field;
 
 pub use secrets::{is_secret_header, Secrets, REDACTED};
 pub use words::{AssertOp, Measure, StepKindName, TargetKind};
