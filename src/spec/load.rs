@@ -2631,3 +2631,344 @@ fn check_regex(re: &str, pos: Pos, out: &mut Vec<Problem>) {
         out.push((pos, format!("bad regular expression `{re}`: {e}"), None));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The loader's checks, one by one: each refuses a small spec at its exact `line:col`, and
+    //! the same spec with the problem fixed loads.
+
+    use super::*;
+
+    fn load(text: &str) -> Result<Spec, Vec<Diagnostic>> {
+        load_text("t.yaml", text, None, &[])
+    }
+
+    fn shown(diags: &[Diagnostic]) -> String {
+        diags
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}:{}: {} [{:?}]",
+                    d.file, d.pos.line, d.pos.col, d.message, d.hint
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The spec is refused with exactly one diagnostic, at `line:col`, whose message holds `part`.
+    #[track_caller]
+    fn refused(text: &str, (line, col): (u32, u32), part: &str) -> Diagnostic {
+        let diags = load(text).expect_err("the spec should be refused");
+        refused_in(diags, (line, col), part)
+    }
+
+    #[track_caller]
+    fn refused_in(diags: Vec<Diagnostic>, (line, col): (u32, u32), part: &str) -> Diagnostic {
+        assert!(
+            diags.len() == 1
+                && diags[0].pos == Pos { line, col }
+                && diags[0].message.contains(part),
+            "expected one diagnostic at {line}:{col} with `{part}`, got:\n{}",
+            shown(&diags)
+        );
+        diags.into_iter().next().unwrap()
+    }
+
+    #[track_caller]
+    fn accepted(text: &str) -> Spec {
+        load(text).unwrap_or_else(|d| panic!("the spec should load, got:\n{}", shown(&d)))
+    }
+
+    // ---- the spec as a whole ----
+
+    #[test]
+    fn an_empty_text_is_an_empty_spec() {
+        refused("  \n\n", (1, 1), "the spec file is empty");
+        refused(
+            "# only a comment\n",
+            (1, 1),
+            "a spec is a mapping with `id`, `title` and `steps`",
+        );
+    }
+
+    #[test]
+    fn a_spec_id_with_a_space_is_refused() {
+        let ok = "id: a.b\ntitle: t\nsteps:\n  - sleep: 1ms\n";
+        refused(
+            &ok.replace("a.b", "a b"),
+            (1, 5),
+            "must be non-empty and contain no spaces",
+        );
+        assert_eq!(accepted(ok).id, "a.b");
+    }
+
+    #[test]
+    fn more_retries_than_allowed_are_refused() {
+        let ok = "id: a\ntitle: t\nretries: 10\nsteps:\n  - sleep: 1ms\n";
+        let d = refused(&ok.replace("10", "11"), (3, 10), "is too many: at most 10");
+        assert!(d.hint.unwrap().contains("fix the cause"));
+        accepted(ok);
+    }
+
+    #[test]
+    fn a_spec_needs_at_least_one_step() {
+        refused("id: a\ntitle: t\nsteps: []\n", (3, 1), "at least one step");
+        accepted("id: a\ntitle: t\nsteps: [{sleep: 1ms}]\n");
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let ok = "id: a\ntitle: t\ncases:\n  - name: one\n  - name: two\nsteps:\n  - sleep: 1ms\n";
+        refused(
+            &ok.replace("two", "one"),
+            (5, 11),
+            "duplicate case name `one`",
+        );
+        accepted(ok);
+    }
+
+    #[test]
+    fn secrets_name_a_variable_or_a_capture_of_the_spec() {
+        let ok = "id: a\ntitle: t\nvars: {token: x}\nsecrets: [token]\nsteps:\n  - sleep: 1ms\n";
+        let d = refused(
+            &ok.replace("[token]", "[tokn]"),
+            (4, 11),
+            "`secrets` names `tokn`",
+        );
+        assert!(d.hint.unwrap().contains("token"), "a did-you-mean hint");
+        accepted(ok);
+        // A target's variable counts too.
+        let target = ok.replace("vars: {token: x}\n", "");
+        assert!(load_text("t.yaml", &target, None, &["token".into()]).is_ok());
+    }
+
+    #[test]
+    fn an_append_capture_needs_a_list_variable() {
+        let ok = "id: a\ntitle: t\nvars: {ids: []}\nsteps:\n  - http: {path: /x}\n    capture: {ids: {path: $.id, append: true}}\n";
+        refused(
+            &ok.replace("[]", "0"),
+            (6, 21),
+            "appends to a list, but the variable `ids` is 0",
+        );
+        accepted(ok);
+    }
+
+    // ---- YAML: duplicate keys, second documents ----
+
+    #[test]
+    fn a_duplicate_key_stops_the_load_at_the_second_key() {
+        let ok = "id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expect: {status: 200}\n";
+        let dup = format!("{ok}    expect: {{status: 201}}\n");
+        refused(&dup, (6, 5), "duplicate key `expect`");
+        accepted(ok);
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        let ok = "id: a\ntitle: t\nsteps:\n  - sleep: 1ms\n";
+        refused(&format!("{ok}---\n{ok}"), (5, 1), "one YAML document");
+        accepted(&format!("---\n{ok}"));
+    }
+
+    #[test]
+    fn a_grpc_step_is_out_of_the_agreed_scope() {
+        let text = "id: a\ntitle: t\nsteps:\n  - grpc: {service: x}\n";
+        let d = refused(text, (4, 5), "a `grpc` step is not allowed");
+        assert!(
+            d.message.contains("out of the agreed test scope"),
+            "{}",
+            d.message
+        );
+        accepted(&text.replace("grpc: {service: x}", "http: {path: /x}"));
+    }
+
+    // ---- variables: defined in run order ----
+
+    /// A spec whose steps are `steps` (indented as list items under `steps:`).
+    fn with_steps(steps: &str) -> String {
+        format!("id: a\ntitle: t\nsteps:\n{steps}")
+    }
+
+    #[test]
+    fn a_capture_used_in_its_own_step_is_not_defined_yet() {
+        let own = with_steps(
+            "  - http: {path: /x}\n    capture: {s: $.status}\n    expect:\n      json:\n        - {path: $.status, equals: \"{{ s }}\"}\n",
+        );
+        refused(&own, (8, 36), "captured by this very step");
+        accepted(&with_steps(
+            "  - http: {path: /x}\n    capture: {s: $.status}\n  - http: {path: /y}\n    expect:\n      json:\n        - {path: $.status, equals: \"{{ s }}\"}\n",
+        ));
+    }
+
+    #[test]
+    fn a_capture_used_before_the_step_that_takes_it_is_not_defined_yet() {
+        let uses = "  - http: {path: \"/x/{{ job }}\"}\n";
+        let takes = "  - http: {path: /new}\n    capture: {job: $.id}\n";
+        let d = refused(
+            &with_steps(&format!("{uses}{takes}")),
+            (4, 18),
+            "`job` is not defined yet",
+        );
+        assert!(
+            d.message.contains("it is captured later, by `steps[1]`"),
+            "{}",
+            d.message
+        );
+        accepted(&with_steps(&format!("{takes}{uses}")));
+    }
+
+    #[test]
+    fn spec_vars_are_set_in_order() {
+        let late = "id: a\ntitle: t\nvars:\n  url: \"/m/{{ n }}\"\n  n: 42\nsteps:\n  - http: {path: \"{{ url }}\"}\n";
+        refused(
+            late,
+            (4, 8),
+            "spec vars are set in order and `n` comes at or after `url`",
+        );
+        accepted("id: a\ntitle: t\nvars:\n  n: 42\n  url: \"/m/{{ n }}\"\nsteps:\n  - http: {path: \"{{ url }}\"}\n");
+    }
+
+    #[test]
+    fn a_case_var_that_only_some_cases_define_is_not_defined_in_the_steps() {
+        let some = "id: a\ntitle: t\ncases:\n  - name: one\n    vars: {n: 1}\n  - name: two\nsteps:\n  - http: {path: \"/m/{{ n }}\"}\n";
+        refused(some, (8, 18), "only some cases define it (not case `two`)");
+        accepted(&some.replace("- name: two\n", "- name: two\n    vars: {n: 2}\n"));
+        // A skipped case does not count.
+        accepted(&some.replace("- name: two\n", "- name: two\n    skip: later\n"));
+    }
+
+    #[test]
+    fn case_vars_are_set_before_any_step_captures() {
+        let text = "id: a\ntitle: t\ncases:\n  - name: one\n    vars: {u: \"/m/{{ job }}\"}\nsteps:\n  - http: {path: /new}\n    capture: {job: $.id}\n";
+        refused(text, (5, 15), "case vars are set before any step runs");
+        accepted(&text.replace("{{ job }}", "{{ spec.id }}"));
+    }
+
+    #[test]
+    fn index_and_iteration_exist_only_inside_a_fanout() {
+        let d = refused(
+            &with_steps("  - http: {path: \"/m/{{ index }}\"}\n"),
+            (4, 18),
+            "undefined variable `index`",
+        );
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("`index` exists only inside a `fanout` block")
+        );
+        refused(
+            &with_steps("  - sleep: \"{{ iteration }}ms\"\n"),
+            (4, 12),
+            "undefined variable `iteration`",
+        );
+        accepted(&with_steps(
+            "  - fanout:\n      count: 2\n      steps:\n        - http: {path: \"/m/{{ index }}/{{ iteration }}\"}\n",
+        ));
+    }
+
+    #[test]
+    fn a_foreach_item_is_known_only_inside_its_block() {
+        let block = "  - foreach:\n      items: [a, b]\n      as: job\n      steps:\n        - http: {path: \"/j/{{ job }}\"}\n";
+        let after = "  - http: {path: \"/j/{{ job }}\"}\n";
+        refused(
+            &with_steps(&format!("{block}{after}")),
+            (9, 18),
+            "undefined variable `job`",
+        );
+        accepted(&with_steps(block));
+    }
+
+    #[test]
+    fn a_capture_of_a_conditional_step_may_be_undefined_unless_guarded() {
+        let text = "id: a\ntitle: t\nvars: {flag: true}\nsteps:\n  - http: {path: /x}\n    when: flag\n    capture: {c: $.c}\n  - http: {path: \"/c/{{ c }}\"}\n";
+        let d = refused(text, (8, 18), "`c` may be undefined");
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("guard the step with `when: c is defined`")
+        );
+        accepted(&format!("{text}    when: c is defined\n"));
+        accepted(&text.replace("{{ c }}", "{{ c | default(0) }}"));
+    }
+
+    #[test]
+    fn a_name_defined_nowhere_gets_a_did_you_mean() {
+        let text =
+            "id: a\ntitle: t\nvars: {base_url: /b}\nsteps:\n  - http: {path: \"{{ base_ur }}\"}\n";
+        let d = refused(text, (5, 18), "undefined variable `base_ur`");
+        assert!(d.hint.unwrap().contains("base_url"));
+        accepted(&text.replace("base_ur }}", "base_url }}"));
+    }
+
+    // ---- templates: linted, and rendered at load when constant ----
+
+    #[test]
+    fn an_unknown_function_is_refused_with_a_did_you_mean() {
+        let text = with_steps("  - http: {path: \"/r?from={{ focus_tme('1h') }}\"}\n");
+        let d = refused(&text, (4, 18), "unknown function `focus_tme`");
+        assert!(d.hint.unwrap().contains("focus_time"));
+        accepted(&text.replace("focus_tme", "focus_time"));
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_or_names_an_unknown_filter_is_refused() {
+        let filter = with_steps("  - http: {path: \"/{{ 'a' | slugify }}\"}\n");
+        refused(&filter, (4, 18), "unknown filter `slugify`");
+        accepted(&filter.replace("slugify", "upper"));
+        refused(
+            &with_steps("  - http: {path: \"/{{ 'a' \"}\n"),
+            (4, 18),
+            "bad template",
+        );
+    }
+
+    #[test]
+    fn a_constant_template_with_a_bad_time_format_fails_at_load() {
+        let text = with_steps("  - http: {path: \"/r?from={{ now('%Q') }}\"}\n");
+        refused(&text, (4, 18), "invalid time format `%Q`");
+        accepted(&text.replace("%Q", "%Y"));
+    }
+
+    #[test]
+    fn a_templated_duration_is_rendered_and_parsed_at_load() {
+        let text = "id: a\ntitle: t\nvars: {d: forever}\nsteps:\n  - sleep: \"{{ d }}\"\n";
+        refused(text, (5, 12), "`{{ d }}` fails");
+        accepted(&text.replace("forever", "2s"));
+    }
+
+    #[test]
+    fn a_constant_var_that_cannot_be_rendered_is_refused_where_it_is_set() {
+        let text = "id: a\ntitle: t\nvars:\n  t: \"{{ now('%Q') }}\"\nsteps:\n  - sleep: 1ms\n";
+        refused(text, (4, 6), "var `t` cannot be rendered");
+        accepted(&text.replace("%Q", "%Y"));
+    }
+
+    #[test]
+    fn a_templated_fanout_count_is_bounded_at_load() {
+        let text = "id: a\ntitle: t\nvars: {n: 10000001}\nsteps:\n  - fanout:\n      count: \"{{ n }}\"\n      steps:\n        - sleep: 1ms\n";
+        refused(
+            text,
+            (6, 14),
+            "fanout `count` 10000001 is too large: at most 10000000",
+        );
+        accepted(&text.replace("10000001", "10000000"));
+    }
+
+    #[test]
+    fn nested_loops_over_a_million_runs_are_refused_at_the_inner_foreach() {
+        let text = with_steps(
+            "  - foreach:\n      items: \"{{ range(1001) }}\"\n      as: i\n      steps:\n        - foreach:\n            items: \"{{ range(1000) }}\"\n            as: j\n            steps:\n              - sleep: 1ms\n",
+        );
+        let d = refused(
+            &text,
+            (9, 20),
+            "would run 1001000 times in all (1000 items, times 1001 runs",
+        );
+        assert!(
+            d.message.contains("at most 1000000 loop runs"),
+            "{}",
+            d.message
+        );
+        // Exactly the limit is allowed.
+        accepted(&text.replace("range(1001)", "range(1000)"));
+    }
+}
