@@ -2971,4 +2971,200 @@ mod tests {
         // Exactly the limit is allowed.
         accepted(&text.replace("range(1001)", "range(1000)"));
     }
+
+    // ---- checks of steps, expectations and checks ----
+
+    #[test]
+    fn a_check_needs_exactly_one_subject() {
+        let text = with_steps("  - assert:\n      - {value: x, path: $.a, equals: x}\n");
+        refused(&text, (5, 10), "a check needs exactly one subject");
+        accepted(&text.replace(" path: $.a,", ""));
+    }
+
+    #[test]
+    fn a_check_that_compares_nothing_is_refused() {
+        let text = with_steps("  - assert:\n      - {value: x}\n");
+        let d = refused(&text, (5, 10), "this check compares nothing");
+        assert!(d.hint.unwrap().contains("one_of"));
+        accepted(&text.replace("{value: x}", "{value: x, one_of: [x, y]}"));
+    }
+
+    #[test]
+    fn an_expr_check_is_complete_on_its_own() {
+        let text = with_steps("  - assert:\n      - {expr: \"1 == 1\", equals: true}\n");
+        refused(&text, (5, 10), "an `expr` check is complete on its own");
+        accepted(&text.replace(", equals: true", ""));
+    }
+
+    #[test]
+    fn a_json_check_needs_a_path() {
+        let text = with_steps(
+            "  - http: {path: /x}\n    expect:\n      json:\n        - {value: x, equals: x}\n",
+        );
+        refused(&text, (7, 12), "a `json` check needs a `path`");
+        accepted(&text.replace("value: x", "path: $.a"));
+    }
+
+    #[test]
+    fn a_jsonpath_without_a_dollar_is_refused_with_the_fix() {
+        let text = with_steps("  - http: {path: /x}\n    capture: {s: status}\n");
+        let d = refused(&text, (5, 18), "bad JSONPath `status`");
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("JSONPaths start with `$`: did you mean `$.status`?")
+        );
+        accepted(&text.replace("s: status", "s: $.status"));
+        // A templated path is checked once rendered, at run time.
+        accepted(&with_steps(
+            "  - http: {path: /x}\n    capture: {s: \"{{ spec.id }}\"}\n",
+        ));
+    }
+
+    #[test]
+    fn a_bad_regular_expression_is_refused_where_it_is_written() {
+        let text = with_steps("  - http: {path: /x}\n    expect: {body: {matches: \"a(\"}}\n");
+        refused(&text, (5, 30), "bad regular expression `a(`");
+        accepted(&text.replace("a(", "a\\\\("));
+        let header = with_steps(
+            "  - http: {path: /x}\n    expect:\n      headers: {x-id: {matches: \"[\"}}\n",
+        );
+        refused(&header, (6, 33), "bad regular expression `[`");
+    }
+
+    #[test]
+    fn an_ordering_against_a_list_can_never_be_compared() {
+        let text = with_steps("  - assert:\n      - {value: \"3\", gt: [1]}\n");
+        refused(&text, (5, 22), "`gt: [1]` can never be compared");
+        accepted(&text.replace("[1]", "1"));
+    }
+
+    #[test]
+    fn one_of_needs_a_list() {
+        let text = with_steps("  - assert:\n      - {value: a, one_of: a}\n");
+        refused(&text, (5, 20), "`one_of` needs a list of values");
+        accepted(&text.replace("one_of: a", "one_of: [a]"));
+        accepted(&text.replace("one_of: a", "one_of: \"{{ [spec.id] }}\""));
+    }
+
+    #[test]
+    fn a_length_is_a_whole_number() {
+        let text = with_steps("  - assert:\n      - {value: \"[1]\", length: 1.5}\n");
+        refused(
+            &text,
+            (5, 32),
+            "`length` must be a whole number or a template, not 1.5",
+        );
+        accepted(&text.replace("1.5", "1"));
+        accepted(&text.replace("1.5", "{gte: 1}"));
+    }
+
+    #[test]
+    fn a_status_text_is_a_class_like_2xx() {
+        let text = with_steps("  - http: {path: /x}\n    expect: {status: \"2x\"}\n");
+        refused(&text, (5, 22), "status `2x` is not a code");
+        accepted(&text.replace("2x", "2xx"));
+    }
+
+    #[test]
+    fn until_needs_an_expect_to_know_when_to_stop() {
+        let text = with_steps("  - http: {path: /x}\n    until: {interval: 1s, timeout: 2s}\n");
+        refused(&text, (5, 5), "`until` needs an `expect`");
+        accepted(&format!("{text}    expect: {{status: 200}}\n"));
+    }
+
+    #[test]
+    fn a_capture_reads_exactly_one_source() {
+        let text =
+            with_steps("  - http: {path: /x}\n    capture: {s: {path: $.a, header: x-id}}\n");
+        refused(
+            &text,
+            (5, 19),
+            "capture `s` needs exactly one of `path`, `header`, `cookie`, `from`",
+        );
+        accepted(&text.replace("path: $.a, ", ""));
+    }
+
+    #[test]
+    fn fanout_counts_are_whole_numbers_within_bounds() {
+        let fan = |count: &str, more: &str| {
+            with_steps(&format!(
+                "  - fanout:\n      count: {count}\n{more}      steps:\n        - sleep: 1ms\n"
+            ))
+        };
+        refused(
+            &fan("lots", ""),
+            (5, 14),
+            "fanout `count` must be a whole number or a template, not `lots`",
+        );
+        refused(
+            &fan("10000001", ""),
+            (5, 14),
+            "fanout `count` 10000001 is too large",
+        );
+        refused(
+            &fan("2", "      concurrency: 0\n"),
+            (6, 20),
+            "fanout `concurrency` must be at least 1",
+        );
+        accepted(&fan("10000000", "      concurrency: 1\n"));
+        refused(
+            &with_steps("  - fanout:\n      steps:\n        - sleep: 1ms\n"),
+            (5, 7),
+            "a `fanout` needs a `count`, a `duration` (or `stages`), or both",
+        );
+    }
+
+    #[test]
+    fn foreach_and_repeat_blocks_are_checked() {
+        let each = with_steps(
+            "  - foreach:\n      items: [1]\n      as: index\n      steps:\n        - sleep: 1ms\n",
+        );
+        refused(
+            &each,
+            (6, 11),
+            "foreach `as: index` must be a variable name",
+        );
+        accepted(&each.replace("as: index", "as: n"));
+        let rep = with_steps("  - repeat:\n      while: \"false\"\n      max: 0\n      steps:\n        - sleep: 1ms\n");
+        // The schema speaks first at that place (one problem per place).
+        refused(
+            &rep,
+            (6, 12),
+            "steps[0].repeat.max: 0 is less than the minimum of 1",
+        );
+        refused(
+            &rep.replace("max: 0", "max: 10001"),
+            (6, 12),
+            "10001 is greater than the maximum of 10000",
+        );
+        accepted(&rep.replace("max: 0", "max: 10000"));
+    }
+
+    #[test]
+    fn covers_name_items_of_the_scope_catalog_that_are_in_scope() {
+        let catalog: Catalog = serde_json::from_value(serde_json::json!({
+            "title": "scope",
+            "areas": [{"id": "api", "title": "API"}],
+            "items": [
+                {"id": "api.health", "title": "health", "area": "api", "status": "in"},
+                {"id": "api.grpc", "title": "grpc", "area": "api", "status": "out", "reason": "decided"},
+            ],
+        }))
+        .unwrap();
+        let text = |id: &str| format!("id: a\ntitle: t\ncovers: [{id}]\nsteps:\n  - sleep: 1ms\n");
+        let with = |t: &str| load_text("t.yaml", t, Some(&catalog), &[]);
+        let d = refused_in(
+            with(&text("api.helth")).unwrap_err(),
+            (3, 10),
+            "`api.helth` is not an item of the scope catalog",
+        );
+        assert!(d.hint.unwrap().contains("api.health"));
+        let d = refused_in(
+            with(&text("api.grpc")).unwrap_err(),
+            (3, 10),
+            "out of the agreed scope",
+        );
+        assert_eq!(d.hint.as_deref(), Some("excluded by decision: decided"));
+        assert!(with(&text("api.health")).is_ok());
+    }
 }
