@@ -3167,4 +3167,155 @@ mod tests {
         assert_eq!(d.hint.as_deref(), Some("excluded by decision: decided"));
         assert!(with(&text("api.health")).is_ok());
     }
+
+    // ---- files a spec reads: include, vars_file ----
+
+    /// A project folder (canonical) with `files` written in it, and the path of its spec.
+    fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        for (name, text) in files {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        (tmp, root)
+    }
+
+    fn load_in(
+        root: &Path,
+        spec: &str,
+        text: &str,
+        access: &Access,
+    ) -> Result<Spec, Vec<Diagnostic>> {
+        let file = root.join(spec);
+        load_text_with(file.to_str().unwrap(), text, None, &[], access)
+    }
+
+    const USES_JOB: &str =
+        "id: a\ntitle: t\nsteps:\n  - include: frag.yaml\n  - http: {path: \"/j/{{ job }}\"}\n";
+    const CAPTURES_JOB: &str = "- http: {path: /new}\n  capture: {job: $.id}\n";
+
+    #[test]
+    fn a_missing_include_is_refused_at_the_include_and_later_names_are_not_blamed() {
+        let (_tmp, root) = project(&[]);
+        let diags = load_in(&root, "spec.yaml", USES_JOB, &Access::default()).unwrap_err();
+        // `job` might come from the unread file: only the include is reported.
+        let d = refused_in(diags, (4, 14), "included file `frag.yaml` not found");
+        assert!(d
+            .hint
+            .unwrap()
+            .contains("relative to the file that includes it"));
+        std::fs::write(root.join("frag.yaml"), CAPTURES_JOB).unwrap();
+        let spec = load_in(&root, "spec.yaml", USES_JOB, &Access::default()).unwrap();
+        let StepKind::Include(inc) = &spec.steps[0].kind else {
+            panic!("an include")
+        };
+        assert_eq!(inc.steps.len(), 1);
+    }
+
+    #[test]
+    fn an_include_cycle_is_refused_at_the_include_that_closes_it() {
+        let text = USES_JOB.replace("frag.yaml", "a.yaml");
+        let (_tmp, root) = project(&[
+            ("a.yaml", "- include: b.yaml\n"),
+            ("b.yaml", "- include: a.yaml\n"),
+        ]);
+        let diags = load_in(&root, "spec.yaml", &text, &Access::default()).unwrap_err();
+        let d = refused_in(diags, (1, 12), "include cycle: ");
+        assert!(d.file.ends_with("b.yaml"), "{}", d.file);
+        let (a, b) = (root.join("a.yaml"), root.join("b.yaml"));
+        let chain = format!("{} -> {} -> {}", a.display(), b.display(), a.display());
+        assert_eq!(d.message, format!("include cycle: {chain}"));
+        std::fs::write(root.join("b.yaml"), CAPTURES_JOB).unwrap();
+        assert!(load_in(&root, "spec.yaml", &text, &Access::default()).is_ok());
+    }
+
+    #[test]
+    fn a_file_outside_the_project_is_neither_included_nor_read_as_vars() {
+        let (_tmp, root) = project(&[
+            ("outside/frag.yaml", CAPTURES_JOB),
+            ("outside/vars.yaml", "job: 1\n"),
+        ]);
+        let inside = Access {
+            roots: vec![root.join("project")],
+            max_body: None,
+        };
+        std::fs::create_dir(root.join("project")).unwrap();
+        let inc = USES_JOB.replace("frag.yaml", "../outside/frag.yaml");
+        let d = refused_in(
+            load_in(&root, "project/spec.yaml", &inc, &inside).unwrap_err(),
+            (4, 14),
+            "is outside the project",
+        );
+        assert_eq!(d.hint.as_deref(), Some(ACCESS_HINT));
+        let vars = "id: a\ntitle: t\nvars_file: ../outside/vars.yaml\nsteps:\n  - http: {path: \"/j/{{ job }}\"}\n";
+        refused_in(
+            load_in(&root, "project/spec.yaml", vars, &inside).unwrap_err(),
+            (3, 12),
+            "outside/vars.yaml` is outside the project",
+        );
+        // Allowed once the folder is a root (`allow_paths`).
+        let allowed = Access {
+            roots: vec![root.clone()],
+            max_body: None,
+        };
+        assert!(load_in(&root, "project/spec.yaml", &inc, &allowed).is_ok());
+        assert!(load_in(&root, "project/spec.yaml", vars, &allowed).is_ok());
+    }
+
+    #[test]
+    fn a_fragment_is_checked_in_its_own_file_against_the_names_at_its_include() {
+        let (_tmp, root) = project(&[("frag.yaml", "- http: {path: \"/j/{{ job }}\"}\n")]);
+        let text = "id: a\ntitle: t\nsteps:\n  - include: frag.yaml\n";
+        let diags = load_in(&root, "spec.yaml", text, &Access::default()).unwrap_err();
+        let d = refused_in(diags, (1, 16), "undefined variable `job`");
+        assert!(
+            d.file.ends_with("frag.yaml") && d.message.contains("(included at "),
+            "{d:?}"
+        );
+        let defined = text.replace("steps:", "vars: {job: 1}\nsteps:");
+        assert!(load_in(&root, "spec.yaml", &defined, &Access::default()).is_ok());
+        // An optional parameter the fragment guards itself needs no definition.
+        std::fs::write(
+            root.join("frag.yaml"),
+            "- http: {path: \"/j/{{ job | default(1) }}\"}\n",
+        )
+        .unwrap();
+        assert!(load_in(&root, "spec.yaml", text, &Access::default()).is_ok());
+        // The fragment's own checks report in its file too.
+        std::fs::write(
+            root.join("frag.yaml"),
+            "- http: {path: /x}\n  capture: {s: status}\n",
+        )
+        .unwrap();
+        let diags = load_in(&root, "spec.yaml", text, &Access::default()).unwrap_err();
+        let d = refused_in(diags, (2, 16), "bad JSONPath `status`");
+        assert!(d.file.ends_with("frag.yaml"), "{}", d.file);
+    }
+
+    #[test]
+    fn a_vars_file_is_a_readable_mapping_whose_names_the_spec_may_use() {
+        let text = "id: a\ntitle: t\nvars_file: shared.yaml\nvars: {mine: 1}\nsteps:\n  - http: {path: \"/j/{{ job }}/{{ mine }}\"}\n";
+        let (_tmp, root) = project(&[]);
+        let load = || load_in(&root, "spec.yaml", text, &Access::default());
+        // Missing: one diagnostic, and `job` (which it might define) is not blamed.
+        refused_in(load().unwrap_err(), (3, 12), "shared.yaml` cannot be read");
+        std::fs::write(root.join("shared.yaml"), "- job\n").unwrap();
+        refused_in(
+            load().unwrap_err(),
+            (3, 12),
+            "a vars file is a YAML mapping of names to values",
+        );
+        std::fs::write(root.join("shared.yaml"), "job: 1\njob: 2\n").unwrap();
+        refused_in(load().unwrap_err(), (3, 12), "(2:1): duplicate key `job`");
+        std::fs::write(root.join("shared.yaml"), "job: 1\nmine: 0\n").unwrap();
+        let spec = load().unwrap();
+        assert_eq!(spec.vars.get("job"), Some(&serde_json::json!(1)));
+        assert_eq!(
+            spec.vars.get("mine"),
+            Some(&serde_json::json!(1)),
+            "the spec's own vars win"
+        );
+    }
 }
