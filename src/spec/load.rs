@@ -2631,3 +2631,691 @@ fn check_regex(re: &str, pos: Pos, out: &mut Vec<Problem>) {
         out.push((pos, format!("bad regular expression `{re}`: {e}"), None));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The loader's checks, one by one: each refuses a small spec at its exact `line:col`, and
+    //! the same spec with the problem fixed loads.
+
+    use super::*;
+
+    fn load(text: &str) -> Result<Spec, Vec<Diagnostic>> {
+        load_text("t.yaml", text, None, &[])
+    }
+
+    fn shown(diags: &[Diagnostic]) -> String {
+        diags
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}:{}: {} [{:?}]",
+                    d.file, d.pos.line, d.pos.col, d.message, d.hint
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The spec is refused with exactly one diagnostic, at `line:col`, whose message holds `part`.
+    #[track_caller]
+    fn refused(text: &str, (line, col): (u32, u32), part: &str) -> Diagnostic {
+        let diags = load(text).expect_err("the spec should be refused");
+        refused_in(diags, (line, col), part)
+    }
+
+    #[track_caller]
+    fn refused_in(diags: Vec<Diagnostic>, (line, col): (u32, u32), part: &str) -> Diagnostic {
+        assert!(
+            diags.len() == 1
+                && diags[0].pos == Pos { line, col }
+                && diags[0].message.contains(part),
+            "expected one diagnostic at {line}:{col} with `{part}`, got:\n{}",
+            shown(&diags)
+        );
+        diags.into_iter().next().unwrap()
+    }
+
+    #[track_caller]
+    fn accepted(text: &str) -> Spec {
+        load(text).unwrap_or_else(|d| panic!("the spec should load, got:\n{}", shown(&d)))
+    }
+
+    // ---- the spec as a whole ----
+
+    #[test]
+    fn an_empty_text_is_an_empty_spec() {
+        refused("  \n\n", (1, 1), "the spec file is empty");
+        refused(
+            "# only a comment\n",
+            (1, 1),
+            "a spec is a mapping with `id`, `title` and `steps`",
+        );
+    }
+
+    #[test]
+    fn a_spec_id_with_a_space_is_refused() {
+        let ok = "id: a.b\ntitle: t\nsteps:\n  - sleep: 1ms\n";
+        refused(
+            &ok.replace("a.b", "a b"),
+            (1, 5),
+            "must be non-empty and contain no spaces",
+        );
+        assert_eq!(accepted(ok).id, "a.b");
+    }
+
+    #[test]
+    fn more_retries_than_allowed_are_refused() {
+        let ok = "id: a\ntitle: t\nretries: 10\nsteps:\n  - sleep: 1ms\n";
+        let d = refused(&ok.replace("10", "11"), (3, 10), "is too many: at most 10");
+        assert!(d.hint.unwrap().contains("fix the cause"));
+        accepted(ok);
+    }
+
+    #[test]
+    fn a_spec_needs_at_least_one_step() {
+        refused("id: a\ntitle: t\nsteps: []\n", (3, 1), "at least one step");
+        accepted("id: a\ntitle: t\nsteps: [{sleep: 1ms}]\n");
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let ok = "id: a\ntitle: t\ncases:\n  - name: one\n  - name: two\nsteps:\n  - sleep: 1ms\n";
+        refused(
+            &ok.replace("two", "one"),
+            (5, 11),
+            "duplicate case name `one`",
+        );
+        accepted(ok);
+    }
+
+    #[test]
+    fn secrets_name_a_variable_or_a_capture_of_the_spec() {
+        let ok = "id: a\ntitle: t\nvars: {token: x}\nsecrets: [token]\nsteps:\n  - sleep: 1ms\n";
+        let d = refused(
+            &ok.replace("[token]", "[tokn]"),
+            (4, 11),
+            "`secrets` names `tokn`",
+        );
+        assert!(d.hint.unwrap().contains("token"), "a did-you-mean hint");
+        accepted(ok);
+        // A target's variable counts too.
+        let target = ok.replace("vars: {token: x}\n", "");
+        assert!(load_text("t.yaml", &target, None, &["token".into()]).is_ok());
+    }
+
+    #[test]
+    fn an_append_capture_needs_a_list_variable() {
+        let ok = "id: a\ntitle: t\nvars: {ids: []}\nsteps:\n  - http: {path: /x}\n    capture: {ids: {path: $.id, append: true}}\n";
+        refused(
+            &ok.replace("[]", "0"),
+            (6, 21),
+            "appends to a list, but the variable `ids` is 0",
+        );
+        accepted(ok);
+    }
+
+    // ---- YAML: duplicate keys, second documents ----
+
+    #[test]
+    fn a_duplicate_key_stops_the_load_at_the_second_key() {
+        let ok = "id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expect: {status: 200}\n";
+        let dup = format!("{ok}    expect: {{status: 201}}\n");
+        refused(&dup, (6, 5), "duplicate key `expect`");
+        accepted(ok);
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        let ok = "id: a\ntitle: t\nsteps:\n  - sleep: 1ms\n";
+        refused(&format!("{ok}---\n{ok}"), (5, 1), "one YAML document");
+        accepted(&format!("---\n{ok}"));
+    }
+
+    #[test]
+    fn a_grpc_step_is_out_of_the_agreed_scope() {
+        let text = "id: a\ntitle: t\nsteps:\n  - grpc: {service: x}\n";
+        let d = refused(text, (4, 5), "a `grpc` step is not allowed");
+        assert!(
+            d.message.contains("out of the agreed test scope"),
+            "{}",
+            d.message
+        );
+        accepted(&text.replace("grpc: {service: x}", "http: {path: /x}"));
+    }
+
+    // ---- variables: defined in run order ----
+
+    /// A spec whose steps are `steps` (indented as list items under `steps:`).
+    fn with_steps(steps: &str) -> String {
+        format!("id: a\ntitle: t\nsteps:\n{steps}")
+    }
+
+    #[test]
+    fn a_capture_used_in_its_own_step_is_not_defined_yet() {
+        let own = with_steps(
+            "  - http: {path: /x}\n    capture: {s: $.status}\n    expect:\n      json:\n        - {path: $.status, equals: \"{{ s }}\"}\n",
+        );
+        refused(&own, (8, 36), "captured by this very step");
+        accepted(&with_steps(
+            "  - http: {path: /x}\n    capture: {s: $.status}\n  - http: {path: /y}\n    expect:\n      json:\n        - {path: $.status, equals: \"{{ s }}\"}\n",
+        ));
+    }
+
+    #[test]
+    fn a_capture_used_before_the_step_that_takes_it_is_not_defined_yet() {
+        let uses = "  - http: {path: \"/x/{{ job }}\"}\n";
+        let takes = "  - http: {path: /new}\n    capture: {job: $.id}\n";
+        let d = refused(
+            &with_steps(&format!("{uses}{takes}")),
+            (4, 18),
+            "`job` is not defined yet",
+        );
+        assert!(
+            d.message.contains("it is captured later, by `steps[1]`"),
+            "{}",
+            d.message
+        );
+        accepted(&with_steps(&format!("{takes}{uses}")));
+    }
+
+    #[test]
+    fn spec_vars_are_set_in_order() {
+        let late = "id: a\ntitle: t\nvars:\n  url: \"/m/{{ n }}\"\n  n: 42\nsteps:\n  - http: {path: \"{{ url }}\"}\n";
+        refused(
+            late,
+            (4, 8),
+            "spec vars are set in order and `n` comes at or after `url`",
+        );
+        accepted("id: a\ntitle: t\nvars:\n  n: 42\n  url: \"/m/{{ n }}\"\nsteps:\n  - http: {path: \"{{ url }}\"}\n");
+    }
+
+    #[test]
+    fn a_case_var_that_only_some_cases_define_is_not_defined_in_the_steps() {
+        let some = "id: a\ntitle: t\ncases:\n  - name: one\n    vars: {n: 1}\n  - name: two\nsteps:\n  - http: {path: \"/m/{{ n }}\"}\n";
+        refused(some, (8, 18), "only some cases define it (not case `two`)");
+        accepted(&some.replace("- name: two\n", "- name: two\n    vars: {n: 2}\n"));
+        // A skipped case does not count.
+        accepted(&some.replace("- name: two\n", "- name: two\n    skip: later\n"));
+    }
+
+    #[test]
+    fn case_vars_are_set_before_any_step_captures() {
+        let text = "id: a\ntitle: t\ncases:\n  - name: one\n    vars: {u: \"/m/{{ job }}\"}\nsteps:\n  - http: {path: /new}\n    capture: {job: $.id}\n";
+        refused(text, (5, 15), "case vars are set before any step runs");
+        accepted(&text.replace("{{ job }}", "{{ spec.id }}"));
+    }
+
+    #[test]
+    fn index_and_iteration_exist_only_inside_a_fanout() {
+        let d = refused(
+            &with_steps("  - http: {path: \"/m/{{ index }}\"}\n"),
+            (4, 18),
+            "undefined variable `index`",
+        );
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("`index` exists only inside a `fanout` block")
+        );
+        refused(
+            &with_steps("  - sleep: \"{{ iteration }}ms\"\n"),
+            (4, 12),
+            "undefined variable `iteration`",
+        );
+        accepted(&with_steps(
+            "  - fanout:\n      count: 2\n      steps:\n        - http: {path: \"/m/{{ index }}/{{ iteration }}\"}\n",
+        ));
+    }
+
+    #[test]
+    fn a_foreach_item_is_known_only_inside_its_block() {
+        let block = "  - foreach:\n      items: [a, b]\n      as: job\n      steps:\n        - http: {path: \"/j/{{ job }}\"}\n";
+        let after = "  - http: {path: \"/j/{{ job }}\"}\n";
+        refused(
+            &with_steps(&format!("{block}{after}")),
+            (9, 18),
+            "undefined variable `job`",
+        );
+        accepted(&with_steps(block));
+    }
+
+    #[test]
+    fn a_capture_of_a_conditional_step_may_be_undefined_unless_guarded() {
+        let text = "id: a\ntitle: t\nvars: {flag: true}\nsteps:\n  - http: {path: /x}\n    when: flag\n    capture: {c: $.c}\n  - http: {path: \"/c/{{ c }}\"}\n";
+        let d = refused(text, (8, 18), "`c` may be undefined");
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("guard the step with `when: c is defined`")
+        );
+        accepted(&format!("{text}    when: c is defined\n"));
+        accepted(&text.replace("{{ c }}", "{{ c | default(0) }}"));
+    }
+
+    #[test]
+    fn a_name_defined_nowhere_gets_a_did_you_mean() {
+        let text =
+            "id: a\ntitle: t\nvars: {base_url: /b}\nsteps:\n  - http: {path: \"{{ base_ur }}\"}\n";
+        let d = refused(text, (5, 18), "undefined variable `base_ur`");
+        assert!(d.hint.unwrap().contains("base_url"));
+        accepted(&text.replace("base_ur }}", "base_url }}"));
+    }
+
+    // ---- templates: linted, and rendered at load when constant ----
+
+    #[test]
+    fn an_unknown_function_is_refused_with_a_did_you_mean() {
+        let text = with_steps("  - http: {path: \"/r?from={{ focus_tme('1h') }}\"}\n");
+        let d = refused(&text, (4, 18), "unknown function `focus_tme`");
+        assert!(d.hint.unwrap().contains("focus_time"));
+        accepted(&text.replace("focus_tme", "focus_time"));
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_or_names_an_unknown_filter_is_refused() {
+        let filter = with_steps("  - http: {path: \"/{{ 'a' | slugify }}\"}\n");
+        refused(&filter, (4, 18), "unknown filter `slugify`");
+        accepted(&filter.replace("slugify", "upper"));
+        refused(
+            &with_steps("  - http: {path: \"/{{ 'a' \"}\n"),
+            (4, 18),
+            "bad template",
+        );
+    }
+
+    #[test]
+    fn a_constant_template_with_a_bad_time_format_fails_at_load() {
+        let text = with_steps("  - http: {path: \"/r?from={{ now('%Q') }}\"}\n");
+        refused(&text, (4, 18), "invalid time format `%Q`");
+        accepted(&text.replace("%Q", "%Y"));
+    }
+
+    #[test]
+    fn a_templated_duration_is_rendered_and_parsed_at_load() {
+        let text = "id: a\ntitle: t\nvars: {d: forever}\nsteps:\n  - sleep: \"{{ d }}\"\n";
+        refused(text, (5, 12), "`{{ d }}` fails");
+        accepted(&text.replace("forever", "2s"));
+    }
+
+    #[test]
+    fn a_constant_var_that_cannot_be_rendered_is_refused_where_it_is_set() {
+        let text = "id: a\ntitle: t\nvars:\n  t: \"{{ now('%Q') }}\"\nsteps:\n  - sleep: 1ms\n";
+        refused(text, (4, 6), "var `t` cannot be rendered");
+        accepted(&text.replace("%Q", "%Y"));
+    }
+
+    #[test]
+    fn a_templated_fanout_count_is_bounded_at_load() {
+        let text = "id: a\ntitle: t\nvars: {n: 10000001}\nsteps:\n  - fanout:\n      count: \"{{ n }}\"\n      steps:\n        - sleep: 1ms\n";
+        refused(
+            text,
+            (6, 14),
+            "fanout `count` 10000001 is too large: at most 10000000",
+        );
+        accepted(&text.replace("10000001", "10000000"));
+    }
+
+    #[test]
+    fn nested_loops_over_a_million_runs_are_refused_at_the_inner_foreach() {
+        let text = with_steps(
+            "  - foreach:\n      items: \"{{ range(1001) }}\"\n      as: i\n      steps:\n        - foreach:\n            items: \"{{ range(1000) }}\"\n            as: j\n            steps:\n              - sleep: 1ms\n",
+        );
+        let d = refused(
+            &text,
+            (9, 20),
+            "would run 1001000 times in all (1000 items, times 1001 runs",
+        );
+        assert!(
+            d.message.contains("at most 1000000 loop runs"),
+            "{}",
+            d.message
+        );
+        // Exactly the limit is allowed.
+        accepted(&text.replace("range(1001)", "range(1000)"));
+    }
+
+    // ---- checks of steps, expectations and checks ----
+
+    #[test]
+    fn a_check_needs_exactly_one_subject() {
+        let text = with_steps("  - assert:\n      - {value: x, path: $.a, equals: x}\n");
+        refused(&text, (5, 10), "a check needs exactly one subject");
+        accepted(&text.replace(" path: $.a,", ""));
+    }
+
+    #[test]
+    fn a_check_that_compares_nothing_is_refused() {
+        let text = with_steps("  - assert:\n      - {value: x}\n");
+        let d = refused(&text, (5, 10), "this check compares nothing");
+        assert!(d.hint.unwrap().contains("one_of"));
+        accepted(&text.replace("{value: x}", "{value: x, one_of: [x, y]}"));
+    }
+
+    #[test]
+    fn an_expr_check_is_complete_on_its_own() {
+        let text = with_steps("  - assert:\n      - {expr: \"1 == 1\", equals: true}\n");
+        refused(&text, (5, 10), "an `expr` check is complete on its own");
+        accepted(&text.replace(", equals: true", ""));
+    }
+
+    #[test]
+    fn a_json_check_needs_a_path() {
+        let text = with_steps(
+            "  - http: {path: /x}\n    expect:\n      json:\n        - {value: x, equals: x}\n",
+        );
+        refused(&text, (7, 12), "a `json` check needs a `path`");
+        accepted(&text.replace("value: x", "path: $.a"));
+    }
+
+    #[test]
+    fn a_jsonpath_without_a_dollar_is_refused_with_the_fix() {
+        let text = with_steps("  - http: {path: /x}\n    capture: {s: status}\n");
+        let d = refused(&text, (5, 18), "bad JSONPath `status`");
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("JSONPaths start with `$`: did you mean `$.status`?")
+        );
+        accepted(&text.replace("s: status", "s: $.status"));
+        // A templated path is checked once rendered, at run time.
+        accepted(&with_steps(
+            "  - http: {path: /x}\n    capture: {s: \"{{ spec.id }}\"}\n",
+        ));
+    }
+
+    #[test]
+    fn a_bad_regular_expression_is_refused_where_it_is_written() {
+        let text = with_steps("  - http: {path: /x}\n    expect: {body: {matches: \"a(\"}}\n");
+        refused(&text, (5, 30), "bad regular expression `a(`");
+        accepted(&text.replace("a(", "a\\\\("));
+        let header = with_steps(
+            "  - http: {path: /x}\n    expect:\n      headers: {x-id: {matches: \"[\"}}\n",
+        );
+        refused(&header, (6, 33), "bad regular expression `[`");
+    }
+
+    #[test]
+    fn an_ordering_against_a_list_can_never_be_compared() {
+        let text = with_steps("  - assert:\n      - {value: \"3\", gt: [1]}\n");
+        refused(&text, (5, 22), "`gt: [1]` can never be compared");
+        accepted(&text.replace("[1]", "1"));
+    }
+
+    #[test]
+    fn one_of_needs_a_list() {
+        let text = with_steps("  - assert:\n      - {value: a, one_of: a}\n");
+        refused(&text, (5, 20), "`one_of` needs a list of values");
+        accepted(&text.replace("one_of: a", "one_of: [a]"));
+        accepted(&text.replace("one_of: a", "one_of: \"{{ [spec.id] }}\""));
+    }
+
+    #[test]
+    fn a_length_is_a_whole_number() {
+        let text = with_steps("  - assert:\n      - {value: \"[1]\", length: 1.5}\n");
+        refused(
+            &text,
+            (5, 32),
+            "`length` must be a whole number or a template, not 1.5",
+        );
+        accepted(&text.replace("1.5", "1"));
+        accepted(&text.replace("1.5", "{gte: 1}"));
+    }
+
+    #[test]
+    fn a_status_text_is_a_class_like_2xx() {
+        let text = with_steps("  - http: {path: /x}\n    expect: {status: \"2x\"}\n");
+        refused(&text, (5, 22), "status `2x` is not a code");
+        accepted(&text.replace("2x", "2xx"));
+    }
+
+    #[test]
+    fn until_needs_an_expect_to_know_when_to_stop() {
+        let text = with_steps("  - http: {path: /x}\n    until: {interval: 1s, timeout: 2s}\n");
+        refused(&text, (5, 5), "`until` needs an `expect`");
+        accepted(&format!("{text}    expect: {{status: 200}}\n"));
+    }
+
+    #[test]
+    fn a_capture_reads_exactly_one_source() {
+        let text =
+            with_steps("  - http: {path: /x}\n    capture: {s: {path: $.a, header: x-id}}\n");
+        refused(
+            &text,
+            (5, 19),
+            "capture `s` needs exactly one of `path`, `header`, `cookie`, `from`",
+        );
+        accepted(&text.replace("path: $.a, ", ""));
+    }
+
+    #[test]
+    fn fanout_counts_are_whole_numbers_within_bounds() {
+        let fan = |count: &str, more: &str| {
+            with_steps(&format!(
+                "  - fanout:\n      count: {count}\n{more}      steps:\n        - sleep: 1ms\n"
+            ))
+        };
+        refused(
+            &fan("lots", ""),
+            (5, 14),
+            "fanout `count` must be a whole number or a template, not `lots`",
+        );
+        refused(
+            &fan("10000001", ""),
+            (5, 14),
+            "fanout `count` 10000001 is too large",
+        );
+        refused(
+            &fan("2", "      concurrency: 0\n"),
+            (6, 20),
+            "fanout `concurrency` must be at least 1",
+        );
+        accepted(&fan("10000000", "      concurrency: 1\n"));
+        refused(
+            &with_steps("  - fanout:\n      steps:\n        - sleep: 1ms\n"),
+            (5, 7),
+            "a `fanout` needs a `count`, a `duration` (or `stages`), or both",
+        );
+    }
+
+    #[test]
+    fn foreach_and_repeat_blocks_are_checked() {
+        let each = with_steps(
+            "  - foreach:\n      items: [1]\n      as: index\n      steps:\n        - sleep: 1ms\n",
+        );
+        refused(
+            &each,
+            (6, 11),
+            "foreach `as: index` must be a variable name",
+        );
+        accepted(&each.replace("as: index", "as: n"));
+        let rep = with_steps("  - repeat:\n      while: \"false\"\n      max: 0\n      steps:\n        - sleep: 1ms\n");
+        // The schema speaks first at that place (one problem per place).
+        refused(
+            &rep,
+            (6, 12),
+            "steps[0].repeat.max: 0 is less than the minimum of 1",
+        );
+        refused(
+            &rep.replace("max: 0", "max: 10001"),
+            (6, 12),
+            "10001 is greater than the maximum of 10000",
+        );
+        accepted(&rep.replace("max: 0", "max: 10000"));
+    }
+
+    #[test]
+    fn covers_name_items_of_the_scope_catalog_that_are_in_scope() {
+        let catalog: Catalog = serde_json::from_value(serde_json::json!({
+            "title": "scope",
+            "areas": [{"id": "api", "title": "API"}],
+            "items": [
+                {"id": "api.health", "title": "health", "area": "api", "status": "in"},
+                {"id": "api.grpc", "title": "grpc", "area": "api", "status": "out", "reason": "decided"},
+            ],
+        }))
+        .unwrap();
+        let text = |id: &str| format!("id: a\ntitle: t\ncovers: [{id}]\nsteps:\n  - sleep: 1ms\n");
+        let with = |t: &str| load_text("t.yaml", t, Some(&catalog), &[]);
+        let d = refused_in(
+            with(&text("api.helth")).unwrap_err(),
+            (3, 10),
+            "`api.helth` is not an item of the scope catalog",
+        );
+        assert!(d.hint.unwrap().contains("api.health"));
+        let d = refused_in(
+            with(&text("api.grpc")).unwrap_err(),
+            (3, 10),
+            "out of the agreed scope",
+        );
+        assert_eq!(d.hint.as_deref(), Some("excluded by decision: decided"));
+        assert!(with(&text("api.health")).is_ok());
+    }
+
+    // ---- files a spec reads: include, vars_file ----
+
+    /// A project folder (canonical) with `files` written in it, and the path of its spec.
+    fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        for (name, text) in files {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        (tmp, root)
+    }
+
+    fn load_in(
+        root: &Path,
+        spec: &str,
+        text: &str,
+        access: &Access,
+    ) -> Result<Spec, Vec<Diagnostic>> {
+        let file = root.join(spec);
+        load_text_with(file.to_str().unwrap(), text, None, &[], access)
+    }
+
+    const USES_JOB: &str =
+        "id: a\ntitle: t\nsteps:\n  - include: frag.yaml\n  - http: {path: \"/j/{{ job }}\"}\n";
+    const CAPTURES_JOB: &str = "- http: {path: /new}\n  capture: {job: $.id}\n";
+
+    #[test]
+    fn a_missing_include_is_refused_at_the_include_and_later_names_are_not_blamed() {
+        let (_tmp, root) = project(&[]);
+        let diags = load_in(&root, "spec.yaml", USES_JOB, &Access::default()).unwrap_err();
+        // `job` might come from the unread file: only the include is reported.
+        let d = refused_in(diags, (4, 14), "included file `frag.yaml` not found");
+        assert!(d
+            .hint
+            .unwrap()
+            .contains("relative to the file that includes it"));
+        std::fs::write(root.join("frag.yaml"), CAPTURES_JOB).unwrap();
+        let spec = load_in(&root, "spec.yaml", USES_JOB, &Access::default()).unwrap();
+        let StepKind::Include(inc) = &spec.steps[0].kind else {
+            panic!("an include")
+        };
+        assert_eq!(inc.steps.len(), 1);
+    }
+
+    #[test]
+    fn an_include_cycle_is_refused_at_the_include_that_closes_it() {
+        let text = USES_JOB.replace("frag.yaml", "a.yaml");
+        let (_tmp, root) = project(&[
+            ("a.yaml", "- include: b.yaml\n"),
+            ("b.yaml", "- include: a.yaml\n"),
+        ]);
+        let diags = load_in(&root, "spec.yaml", &text, &Access::default()).unwrap_err();
+        let d = refused_in(diags, (1, 12), "include cycle: ");
+        assert!(d.file.ends_with("b.yaml"), "{}", d.file);
+        let (a, b) = (root.join("a.yaml"), root.join("b.yaml"));
+        let chain = format!("{} -> {} -> {}", a.display(), b.display(), a.display());
+        assert_eq!(d.message, format!("include cycle: {chain}"));
+        std::fs::write(root.join("b.yaml"), CAPTURES_JOB).unwrap();
+        assert!(load_in(&root, "spec.yaml", &text, &Access::default()).is_ok());
+    }
+
+    #[test]
+    fn a_file_outside_the_project_is_neither_included_nor_read_as_vars() {
+        let (_tmp, root) = project(&[
+            ("outside/frag.yaml", CAPTURES_JOB),
+            ("outside/vars.yaml", "job: 1\n"),
+        ]);
+        let inside = Access {
+            roots: vec![root.join("project")],
+            max_body: None,
+        };
+        std::fs::create_dir(root.join("project")).unwrap();
+        let inc = USES_JOB.replace("frag.yaml", "../outside/frag.yaml");
+        let d = refused_in(
+            load_in(&root, "project/spec.yaml", &inc, &inside).unwrap_err(),
+            (4, 14),
+            "is outside the project",
+        );
+        assert_eq!(d.hint.as_deref(), Some(ACCESS_HINT));
+        let vars = "id: a\ntitle: t\nvars_file: ../outside/vars.yaml\nsteps:\n  - http: {path: \"/j/{{ job }}\"}\n";
+        refused_in(
+            load_in(&root, "project/spec.yaml", vars, &inside).unwrap_err(),
+            (3, 12),
+            "outside/vars.yaml` is outside the project",
+        );
+        // Allowed once the folder is a root (`allow_paths`).
+        let allowed = Access {
+            roots: vec![root.clone()],
+            max_body: None,
+        };
+        assert!(load_in(&root, "project/spec.yaml", &inc, &allowed).is_ok());
+        assert!(load_in(&root, "project/spec.yaml", vars, &allowed).is_ok());
+    }
+
+    #[test]
+    fn a_fragment_is_checked_in_its_own_file_against_the_names_at_its_include() {
+        let (_tmp, root) = project(&[("frag.yaml", "- http: {path: \"/j/{{ job }}\"}\n")]);
+        let text = "id: a\ntitle: t\nsteps:\n  - include: frag.yaml\n";
+        let diags = load_in(&root, "spec.yaml", text, &Access::default()).unwrap_err();
+        let d = refused_in(diags, (1, 16), "undefined variable `job`");
+        assert!(
+            d.file.ends_with("frag.yaml") && d.message.contains("(included at "),
+            "{d:?}"
+        );
+        let defined = text.replace("steps:", "vars: {job: 1}\nsteps:");
+        assert!(load_in(&root, "spec.yaml", &defined, &Access::default()).is_ok());
+        // An optional parameter the fragment guards itself needs no definition.
+        std::fs::write(
+            root.join("frag.yaml"),
+            "- http: {path: \"/j/{{ job | default(1) }}\"}\n",
+        )
+        .unwrap();
+        assert!(load_in(&root, "spec.yaml", text, &Access::default()).is_ok());
+        // The fragment's own checks report in its file too.
+        std::fs::write(
+            root.join("frag.yaml"),
+            "- http: {path: /x}\n  capture: {s: status}\n",
+        )
+        .unwrap();
+        let diags = load_in(&root, "spec.yaml", text, &Access::default()).unwrap_err();
+        let d = refused_in(diags, (2, 16), "bad JSONPath `status`");
+        assert!(d.file.ends_with("frag.yaml"), "{}", d.file);
+    }
+
+    #[test]
+    fn a_vars_file_is_a_readable_mapping_whose_names_the_spec_may_use() {
+        let text = "id: a\ntitle: t\nvars_file: shared.yaml\nvars: {mine: 1}\nsteps:\n  - http: {path: \"/j/{{ job }}/{{ mine }}\"}\n";
+        let (_tmp, root) = project(&[]);
+        let load = || load_in(&root, "spec.yaml", text, &Access::default());
+        // Missing: one diagnostic, and `job` (which it might define) is not blamed.
+        refused_in(load().unwrap_err(), (3, 12), "shared.yaml` cannot be read");
+        std::fs::write(root.join("shared.yaml"), "- job\n").unwrap();
+        refused_in(
+            load().unwrap_err(),
+            (3, 12),
+            "a vars file is a YAML mapping of names to values",
+        );
+        std::fs::write(root.join("shared.yaml"), "job: 1\njob: 2\n").unwrap();
+        refused_in(load().unwrap_err(), (3, 12), "(2:1): duplicate key `job`");
+        std::fs::write(root.join("shared.yaml"), "job: 1\nmine: 0\n").unwrap();
+        let spec = load().unwrap();
+        assert_eq!(spec.vars.get("job"), Some(&serde_json::json!(1)));
+        assert_eq!(
+            spec.vars.get("mine"),
+            Some(&serde_json::json!(1)),
+            "the spec's own vars win"
+        );
+    }
+}
