@@ -449,9 +449,11 @@ const LATENCY_STREAM: u64 = 0x6c61_7465_6e63_7921;
 
 /// Modelled time (real-world seconds, [min, max]) the Focus Server takes to answer, from the
 /// stage timings of the sources: configure ~0.2 s plus the DB write ~0.1 s, disconnect ~0.1 s;
-/// reads are answered from memory in milliseconds.
+/// reads are answered from memory in milliseconds. The health probe answers at once: it does no
+/// work, and it is what load balancers and the side-by-side benchmarks (`scripts/peers.sh`) hit.
 pub fn focus_latency_range(method: &http::Method, path: &str) -> (f64, f64) {
     match (method.as_str(), path) {
+        ("GET", "/health") => (0.0, 0.0),
         ("POST", "/configure") => (0.2, 0.35),
         ("DELETE", p) if p.starts_with("/job/") => (0.05, 0.12),
         _ => (0.003, 0.02),
