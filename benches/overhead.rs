@@ -69,7 +69,7 @@ async fn run_spec(yaml: &str, base_url: Option<&str>) -> focusqa::results::RunRe
 
 async fn run_file(p: &Path, base_url: Option<&str>) -> focusqa::results::RunReport {
     let config = Config::default();
-    let spec = focusqa::spec::load::load_file(p, None, &config.known_target_vars())
+    let spec = focusqa::loading::load_file(p, None, &config.known_target_vars())
         .unwrap_or_else(|d| panic!("{d:?}"));
     let (name, tcfg) = match base_url {
         Some(u) => (
@@ -89,8 +89,8 @@ async fn run_file(p: &Path, base_url: Option<&str>) -> focusqa::results::RunRepo
             &TargetOverrides::default(),
             &focusqa::results::Secrets::new(),
         )
-            .await
-            .unwrap(),
+        .await
+        .unwrap(),
     );
     let engine = Engine::new(target.clone(), RunOptions::default());
     let report = engine.run(vec![spec]).await;

@@ -26,7 +26,7 @@ use std::time::Instant;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use focusqa::config::Config;
-use focusqa::spec::load::load_file_with;
+use focusqa::loading::load_file_with;
 use focusqa::spec::scope::Catalog;
 
 const BIN: &str = env!("CARGO_BIN_EXE_focusqa");
@@ -373,7 +373,10 @@ fn validate_one(dir: &Path, file: &str, runs: usize) -> (f64, f64) {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let pid = child.id() as libc::pid_t;
         assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{file} is valid");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{file} is valid"
+        );
         cpu.push(cpu_s(&usage));
         rss.push(usage.ru_maxrss as f64 / 1024.0);
     }

@@ -8,11 +8,12 @@ use regex::Regex;
 
 use crate::config::Config;
 use crate::engine::{Engine, Event, RunOptions};
+use crate::loading::load_paths;
 use crate::report::console::Console;
 use crate::results::SpecResult;
 use crate::spec::diag::Diagnostic;
 use crate::spec::scope::Catalog;
-use crate::spec::{load_paths, Spec};
+use crate::spec::Spec;
 use crate::targets::{Target, TargetOverrides};
 
 /// Process exit codes (documented in the README).

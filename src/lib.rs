@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod engine;
 pub mod filters;
 pub mod history;
+pub mod loading;
 pub mod report;
 pub mod results;
 pub mod shard;

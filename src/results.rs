@@ -9,11 +9,11 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[cfg(test)]
+mod every_field;
 pub mod numbers;
 pub mod secrets;
 pub mod words;
-#[cfg(test)]
-mod every_field;
 
 pub use secrets::{is_secret_header, Secrets, REDACTED};
 pub use words::{AssertOp, Measure, StepKindName, TargetKind};

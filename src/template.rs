@@ -169,7 +169,11 @@ impl EnvSink {
 impl std::fmt::Debug for EnvSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the values: only whether they are recorded.
-        f.write_str(if self.0.is_some() { "EnvSink(recording)" } else { "EnvSink(none)" })
+        f.write_str(if self.0.is_some() {
+            "EnvSink(recording)"
+        } else {
+            "EnvSink(none)"
+        })
     }
 }
 
@@ -918,7 +922,10 @@ mod tests {
         // Kept by clones and by a restart (a fan-out's iterations).
         let mut c = s.clone();
         c.restart(&Arc::new(VarMap::new()), &[("index", Value::from(0))]);
-        assert_eq!(c.render_str("{{ env.FOCUSQA_SINK_TEST }}").unwrap(), "sink-value-1");
+        assert_eq!(
+            c.render_str("{{ env.FOCUSQA_SINK_TEST }}").unwrap(),
+            "sink-value-1"
+        );
         s.set("x", Value::from(1));
         s.eval("env.FOCUSQA_SINK_TEST == 'x'").unwrap();
         assert_eq!(*got.lock().unwrap(), ["sink-value-1", "sink-value-1"]);

@@ -1,5 +1,6 @@
 //! Imports run one way (issue 26): a module may import only modules of a lower layer. The
-//! layers, from the inside out: the spec model and its loading; templates; the config; the
+//! layers, from the inside out: the spec model; templates; the config and the loading of spec
+//! files (which checks their templates); the
 //! results model; the fan-out statistics (samples in, the results' figures and threshold
 //! verdicts out); targets (clients); the engine; what reads results (coverage, shards,
 //! history); the reporters; the CLI. Reporters never import the engine, and the statistics
@@ -18,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("template", 1),
     ("filters", 1),
     ("config", 2),
+    ("loading", 2),
     ("results", 3),
     ("stats", 4),
     ("targets", 5),
@@ -53,8 +55,9 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The imports against the direction the code has today (issue 26 removes them).
-const KNOWN: &[(&str, &str)] = &[("spec", "template")];
+/// The imports against the direction the code has today (issue 26 removed the last one: the
+/// loader, which checks templates, moved out of the spec model into `loading`). Keep it empty.
+const KNOWN: &[(&str, &str)] = &[];
 
 /// `from -> to -> first place (file:line)` for every `crate::<top>` reference in `src/`.
 fn imports(src: &Path) -> BTreeMap<(String, String), String> {

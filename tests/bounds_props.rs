@@ -15,7 +15,7 @@
 use crate::common;
 
 use common::Project;
-use focusqa::spec::load::load_file_with;
+use focusqa::loading::load_file_with;
 use focusqa::spec::{Access, Step, StepKind, MAX_LOOP_RUNS, MAX_NESTING, MAX_STEPS};
 use proptest::prelude::*;
 use std::collections::HashSet;

@@ -318,7 +318,10 @@ cleanup:
         .and_then(|(_, c)| c.parse().ok())
         .unwrap_or_else(|| panic!("file:line:col expected, found {loc}"));
     let source = st["cases"][0]["source_line"].as_str().unwrap();
-    assert!(source[col - 1..].starts_with("status"), "{col} in {source:?}");
+    assert!(
+        source[col - 1..].starts_with("status"),
+        "{col} in {source:?}"
+    );
     xmllint_validate(&p.path().join("reports/junit.xml"));
     let junit = p.junit();
     assert_eq!(junit.matches("<failure").count(), kinds.len(), "{junit}");

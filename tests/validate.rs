@@ -497,7 +497,7 @@ proptest! {
         ops in proptest::collection::vec((0usize..4, any::<usize>(), any::<usize>()), 1..8),
     ) {
         let text = mutate(&shipped_texts()[which], &ops);
-        if let Err(diags) = focusqa::spec::load::load_text("mutated.yaml", &text, None, &[]) {
+        if let Err(diags) = focusqa::loading::load_text("mutated.yaml", &text, None, &[]) {
             prop_assert!(!diags.is_empty());
             for d in diags {
                 prop_assert!(located(&d), "a diagnostic without file:line:col: {d}\n{text}");
@@ -511,7 +511,7 @@ proptest! {
     ) {
         let text: String = bits.iter().map(|i| YAML_BITS[*i]).collect();
         let text = format!("id: r\ntitle: r\nsteps:\n  - {text}");
-        if let Err(diags) = focusqa::spec::load::load_text("random.yaml", &text, None, &[]) {
+        if let Err(diags) = focusqa::loading::load_text("random.yaml", &text, None, &[]) {
             for d in diags {
                 prop_assert!(located(&d), "a diagnostic without file:line:col: {d}\n{text}");
             }

@@ -11,9 +11,8 @@ use serde_json_path::JsonPath;
 use super::{ExecError, Observation};
 use crate::results::{compact, AssertOp, AssertionResult};
 use crate::spec::{
-    Pos,
     BodyCheck, Check, Comparison, CookieExpect, Expect, ExpectedError, HeaderExpect, JsonType,
-    LengthCheck, OrTemplate, SchemaRef, StatusExpect, TextCheck, TextExpect,
+    LengthCheck, OrTemplate, Pos, SchemaRef, StatusExpect, TextCheck, TextExpect,
 };
 use crate::template::{Scope, BUILTIN_FUNCS};
 
@@ -499,13 +498,7 @@ fn check_cookie(
     }
     if let Some(v) = &c.expires {
         let found = cookie.and_then(|c| c["expires"].as_str());
-        out.extend(check_text_expect(
-            v,
-            found,
-            &subject("expires"),
-            scope,
-            at,
-        )?);
+        out.extend(check_text_expect(v, found, &subject("expires"), scope, at)?);
     }
     let mut attr = |key: &str, want: Value, eq: &dyn Fn(&Value, &Value) -> bool| {
         let found = cookie.map(|c| c[key].clone());

@@ -289,7 +289,8 @@ async fn run_fanout(
                     // is not a new future to allocate and queue, just the next loop round.
                     let worker = || async {
                         // Reused from iteration to iteration: its scope and its list of samples.
-                        let (mut scope, mut spare) = (Scope::recording(plan.env.clone()), Vec::new());
+                        let (mut scope, mut spare) =
+                            (Scope::recording(plan.env.clone()), Vec::new());
                         while let Some(i) = next_number() {
                             let o = run_iteration(&plan, &ctx, &mut scope, i, None, spare).await;
                             spare = tally.take(lane, o, &ctx);
@@ -781,16 +782,15 @@ mod tests {
                 ..Default::default()
             };
             async move {
-                let target =
-                    Target::connect(
-                        "t",
-                        &cfg,
-                        &Config::default(),
-                        &TargetOverrides::default(),
-                        &crate::results::Secrets::new(),
-                    )
-                        .await
-                        .unwrap();
+                let target = Target::connect(
+                    "t",
+                    &cfg,
+                    &Config::default(),
+                    &TargetOverrides::default(),
+                    &crate::results::Secrets::new(),
+                )
+                .await
+                .unwrap();
                 Ctx {
                     target: Arc::new(target),
                     cancel: super::super::Cancel::default(),

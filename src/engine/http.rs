@@ -727,7 +727,7 @@ fn read_sent_file(
         .map_err(|e| ExecError::spec(e.with_fix()))?;
     files.push(SentFile {
         from,
-        path: crate::spec::load::display_path(&canon),
+        path: crate::spec::access::display_path(&canon),
         bytes: data.len() as u64,
     });
     Ok(data)

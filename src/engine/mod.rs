@@ -25,9 +25,8 @@ use tokio::sync::{mpsc, RwLock, Semaphore};
 pub use cancel::Cancel;
 
 use crate::results::{
-    location as location_of,
-    AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, RequestExcerpt,
-    ResponseExcerpt, RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
+    location as location_of, AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats,
+    RequestExcerpt, ResponseExcerpt, RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
 };
 use crate::spec::{Capability, Case, Dur, Spec, Step, StepKind, VarMap};
 use crate::targets::Target;

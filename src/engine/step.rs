@@ -578,9 +578,7 @@ impl Step {
         if let Some(e) = &self.expect {
             let access = &ctx.target.access;
             let checked = match &obs.each {
-                Some(items) => {
-                    evaluate_each(e, items, scope, &ctx.spec_dir, access, self.pos)?
-                }
+                Some(items) => evaluate_each(e, items, scope, &ctx.spec_dir, access, self.pos)?,
                 None => evaluate(e, &obs, scope, &ctx.spec_dir, access, self.pos)?,
             };
             if assertions.is_empty() {

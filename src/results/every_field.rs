@@ -16,7 +16,11 @@ type Error = de::value::Error;
 
 /// Deserializes a `T` with every field filled.
 pub fn filled<T: de::DeserializeOwned>() -> T {
-    T::deserialize(Max { depth: 0, field: "" }).expect("every results type can be filled")
+    T::deserialize(Max {
+        depth: 0,
+        field: "",
+    })
+    .expect("every results type can be filled")
 }
 
 #[derive(Clone, Copy)]
@@ -43,14 +47,20 @@ struct One<'a>(Option<Max<'a>>);
 
 impl<'de, 'a> de::SeqAccess<'de> for One<'a> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         self.0.take().map(|m| seed.deserialize(m)).transpose()
     }
 }
 
 impl<'de, 'a> de::MapAccess<'de> for One<'a> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.0 {
             Some(m) => seed.deserialize(m.deeper("key")).map(Some),
             None => Ok(None),
@@ -71,7 +81,10 @@ struct Fields<'a> {
 
 impl<'de, 'a> de::MapAccess<'de> for Fields<'a> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.fields.next() {
             Some(f) => {
                 self.current = f;
@@ -109,7 +122,11 @@ impl<'de, 'a> de::VariantAccess<'de> for First<'a> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, Error> {
         v.visit_seq(One(Some(self.0.deeper(""))))
     }
-    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], v: V) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Error> {
         self.0.deserialize_struct("", fields, v)
     }
 }
@@ -182,10 +199,18 @@ impl<'de, 'a> Deserializer<'de> for Max<'a> {
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
         v.visit_unit()
     }
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Error> {
         v.visit_unit()
     }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Error> {
         v.visit_newtype_struct(self)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
@@ -196,7 +221,10 @@ impl<'de, 'a> Deserializer<'de> for Max<'a> {
         struct All<'a>(Max<'a>, usize);
         impl<'de, 'a> de::SeqAccess<'de> for All<'a> {
             type Error = Error;
-            fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+            fn next_element_seed<T: DeserializeSeed<'de>>(
+                &mut self,
+                seed: T,
+            ) -> Result<Option<T::Value>, Error> {
                 if self.1 == 0 {
                     return Ok(None);
                 }
@@ -207,7 +235,12 @@ impl<'de, 'a> Deserializer<'de> for Max<'a> {
         let field = self.field;
         v.visit_seq(All(self.deeper(field), len))
     }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, len: usize, v: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        len: usize,
+        v: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_tuple(len, v)
     }
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {

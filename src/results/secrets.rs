@@ -1163,7 +1163,11 @@ mod tests {
                         if k.contains(SECRET) {
                             out.push(format!("{path} (a key)"));
                         }
-                        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
                         walk(x, &p, out);
                     }
                 }
@@ -1173,7 +1177,10 @@ mod tests {
         walk(&json, "", &mut left);
         left.sort();
         left.dedup();
-        let unexpected: Vec<&String> = left.iter().filter(|p| !OWN_WORDS.contains(&p.as_str())).collect();
+        let unexpected: Vec<&String> = left
+            .iter()
+            .filter(|p| !OWN_WORDS.contains(&p.as_str()))
+            .collect();
         assert!(
             unexpected.is_empty(),
             "text fields the redaction leaves a secret in: {unexpected:?}\n\
@@ -1181,11 +1188,20 @@ mod tests {
         );
         // The list names only fields that are still text (one gone or redacted leaves it).
         for own in OWN_WORDS {
-            assert!(left.iter().any(|p| p == own), "{own} is no unredacted text field any more");
+            assert!(
+                left.iter().any(|p| p == own),
+                "{own} is no unredacted text field any more"
+            );
         }
         // The filled value reaches deep: steps in steps, a fan-out, an excerpt, coverage.
         let text = json.to_string();
-        for field in ["\"fanout\"", "\"request\"", "\"attachments\"", "\"coverage\"", "\"source_line\""] {
+        for field in [
+            "\"fanout\"",
+            "\"request\"",
+            "\"attachments\"",
+            "\"coverage\"",
+            "\"source_line\"",
+        ] {
             assert!(text.contains(field), "{field} not filled: {text}");
         }
     }

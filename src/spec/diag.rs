@@ -104,6 +104,40 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A problem found in a spec: where, what, and a hint.
+pub(crate) type Problem = (Pos, String, Option<String>);
+
+/// A diagnostic for serde's word on a value (`unknown field`, `invalid type`) at `pos`, with a
+/// "did you mean" hint where a name was misspelled.
+pub(crate) fn typed_diag(file: &str, text: &str, pos: Pos, msg: String) -> Diagnostic {
+    // `grpc` is accepted by the parser only to reject it with the scope decision; don't advertise it.
+    let msg = msg.replace(", `grpc`", "");
+    let hint = unknown_field_hint(&msg);
+    let msg = msg.replace(
+        "data did not match any variant of untagged enum",
+        "value has the wrong shape for",
+    );
+    Diagnostic::new(file, pos, msg)
+        .with_hint(hint)
+        .with_source(text)
+}
+
+/// From "unknown field `expct`, expected one of `a`, `b`" to "did you mean `expect`?".
+fn unknown_field_hint(msg: &str) -> Option<String> {
+    let rest = msg
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| msg.split("unknown variant `").nth(1))?;
+    let word = rest.split('`').next()?;
+    let expected = rest.split("expected").nth(1)?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    if word == "grpc" {
+        return Some(super::GRPC_OUT_OF_SCOPE.to_string());
+    }
+    did_you_mean(word, candidates.iter().copied())
+        .or_else(|| Some(format!("expected one of: {}", candidates.join(", "))))
+}
+
 /// "did you mean `x`?" for a misspelt name among the candidates.
 pub fn did_you_mean<'a>(
     word: &str,

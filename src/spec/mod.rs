@@ -3,8 +3,8 @@
 //! This module knows nothing about HTTP or Kubernetes clients: it only describes
 //! what to do. The engine interprets it; the loader fills in source positions.
 
+pub mod access;
 pub mod diag;
-pub mod load;
 pub mod position;
 pub mod scope;
 pub mod structure;
@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use access::{Access, AccessError, ACCESS_HINT};
 pub use diag::Diagnostic;
-pub use load::{load_paths, Access, AccessError, LoadedSpecs, ACCESS_HINT};
 
 /// A position in a spec file (1-based line and column; 0 = unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -923,7 +923,11 @@ impl Expect {
             .find(|(k, _)| *k == key)
             .map(|(_, p)| *p)
             .filter(|p| p.line > 0)
-            .unwrap_or(if self.pos.line > 0 { self.pos } else { fallback })
+            .unwrap_or(if self.pos.line > 0 {
+                self.pos
+            } else {
+                fallback
+            })
     }
 }
 

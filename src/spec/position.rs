@@ -149,7 +149,10 @@ impl PositionIndex {
     /// The value under `key` of the mapping `id`.
     pub fn child(&self, id: NodeId, key: &str) -> Option<NodeId> {
         // The last of duplicate keys, as the value keeps it.
-        self.entries(id).filter(|(k, _)| *k == key).last().map(|(_, c)| c)
+        self.entries(id)
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, c)| c)
     }
 
     /// Item `i` of the sequence `id`.
@@ -249,7 +252,10 @@ mod tests {
         // Walked node by node, as the loader assigns positions.
         let root = idx.root().unwrap();
         let step = idx.item(idx.child(root, "steps").unwrap(), 0).unwrap();
-        assert_eq!(idx.key_pos(idx.child(step, "expect").unwrap()), Pos { line: 6, col: 5 });
+        assert_eq!(
+            idx.key_pos(idx.child(step, "expect").unwrap()),
+            Pos { line: 6, col: 5 }
+        );
         assert_eq!(idx.child(step, "nope"), None);
         // A key holding a dot is found by its path too.
         let idx = PositionIndex::build("vars:\n  a.b: 1\n  a: {c: 2}\n").unwrap();

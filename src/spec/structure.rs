@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::diag::did_you_mean;
-use super::load::Problem;
+use super::diag::Problem;
 use super::position::PositionIndex;
 use super::{Spec, Step};
 
@@ -365,7 +365,10 @@ pub(crate) fn typed_steps(
         let before = out.len();
         // A block's inner steps, for their problems (the block reads them itself below).
         if let Some(f) = item.get_mut("fanout") {
-            let (a, b) = (format!("{}.fanout.steps", p()), format!("{}.fanout.cleanup", p()));
+            let (a, b) = (
+                format!("{}.fanout.steps", p()),
+                format!("{}.fanout.cleanup", p()),
+            );
             typed_steps(f.get_mut("steps"), &a, false, index, out);
             typed_steps(f.get_mut("cleanup"), &b, false, index, out);
         }
@@ -412,7 +415,8 @@ pub fn typed_spec(value: &mut Value, index: &PositionIndex) -> (Option<Spec>, Ve
         }
         other => other.clone(),
     };
-    let spec = typed::<Spec>(&top, String::new, index, &mut out).or_else(|| recover::<Spec>(&top, false));
+    let spec =
+        typed::<Spec>(&top, String::new, index, &mut out).or_else(|| recover::<Spec>(&top, false));
     out.sort_by_key(|p| (p.0.line, p.0.col));
     let spec = spec.map(|mut spec| {
         spec.steps = steps;

@@ -81,7 +81,12 @@ pub fn from_text<T: serde::de::DeserializeOwned>(
             } else {
                 format!("{path}: ")
             };
-            Err(super::load::typed_diag(file, text, pos, format!("{at}{msg}")))
+            Err(super::diag::typed_diag(
+                file,
+                text,
+                pos,
+                format!("{at}{msg}"),
+            ))
         }
     }
 }
@@ -110,7 +115,9 @@ pub fn to_string(v: &Value) -> String {
             Value::Null => Yaml::Null,
             Value::Bool(b) => Yaml::Boolean(*b),
             Value::Number(n) if n.is_f64() => Yaml::Real(n.to_string()),
-            Value::Number(n) => n.as_i64().map_or_else(|| Yaml::Real(n.to_string()), Yaml::Integer),
+            Value::Number(n) => n
+                .as_i64()
+                .map_or_else(|| Yaml::Real(n.to_string()), Yaml::Integer),
             Value::String(s) => Yaml::String(s.clone()),
             Value::Array(a) => Yaml::Array(a.iter().map(yaml).collect()),
             Value::Object(m) => Yaml::Hash(
@@ -126,7 +133,10 @@ pub fn to_string(v: &Value) -> String {
     if emitter.dump(&yaml(v)).is_err() {
         return serde_json::to_string_pretty(v).unwrap_or_default();
     }
-    let body = out.strip_prefix("---\n").or_else(|| out.strip_prefix("---")).unwrap_or(&out);
+    let body = out
+        .strip_prefix("---\n")
+        .or_else(|| out.strip_prefix("---"))
+        .unwrap_or(&out);
     format!("{}\n", body.trim_start_matches(' '))
 }
 
@@ -156,7 +166,12 @@ fn resolve(v: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Option<Val
             ("!!", "str") | ("tag:yaml.org,2002:", "str") => return Ok(None),
             ("!!", "int" | "float" | "bool" | "null")
             | ("tag:yaml.org,2002:", "int" | "float" | "bool" | "null") => {}
-            _ => return Err(format!("the YAML tag `{}{}` is not supported here", t.handle, t.suffix)),
+            _ => {
+                return Err(format!(
+                    "the YAML tag `{}{}` is not supported here",
+                    t.handle, t.suffix
+                ))
+            }
         }
     } else if style != TScalarStyle::Plain {
         return Ok(None);
@@ -347,7 +362,9 @@ impl Builder {
     fn place(&mut self) -> (Seg, Pos, Option<NodeId>) {
         match self.stack.last_mut() {
             None => (Seg::Root, Pos::default(), None),
-            Some(Frame::Seq { id, items, .. }) => (Seg::Index(items.len()), Pos::default(), Some(*id)),
+            Some(Frame::Seq { id, items, .. }) => {
+                (Seg::Index(items.len()), Pos::default(), Some(*id))
+            }
             Some(Frame::Map { id, key, .. }) => match key {
                 Some((k, at)) => (Seg::Key(k.clone()), *at, Some(*id)),
                 None => (Seg::Root, Pos::default(), Some(*id)),
@@ -557,19 +574,31 @@ mod tests {
     fn values_and_positions_come_from_one_parse() {
         let text = "id: a\nsteps:\n  - name: one\n    http: {path: /x}\n";
         let doc = parse(text).unwrap();
-        assert_eq!(doc.value, json!({"id": "a", "steps": [{"name": "one", "http": {"path": "/x"}}]}));
-        assert_eq!(doc.index.get("steps[0].http.path"), Pos { line: 4, col: 18 });
+        assert_eq!(
+            doc.value,
+            json!({"id": "a", "steps": [{"name": "one", "http": {"path": "/x"}}]})
+        );
+        assert_eq!(
+            doc.index.get("steps[0].http.path"),
+            Pos { line: 4, col: 18 }
+        );
         assert_eq!(doc.index.key("steps[0].http"), Pos { line: 4, col: 5 });
         assert!(!doc.unreadable);
     }
 
     #[test]
     fn anchors_expand_and_bombs_are_refused_at_the_first_alias() {
-        assert_eq!(value("a: &x [1, 2]\nb: *x\n"), json!({"a": [1, 2], "b": [1, 2]}));
+        assert_eq!(
+            value("a: &x [1, 2]\nb: *x\n"),
+            json!({"a": [1, 2], "b": [1, 2]})
+        );
         let mut bomb = String::from("a: &a [1,1,1,1,1,1,1,1,1]\n");
         for (i, c) in ('b'..='j').enumerate() {
             let prev = (b'a' + i as u8) as char;
-            bomb.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
+            bomb.push_str(&format!(
+                "{c}: &{c} [{}]\n",
+                vec![format!("*{prev}"); 9].join(",")
+            ));
         }
         let (pos, msg) = parse(&bomb).unwrap_err();
         assert_eq!(pos, Pos { line: 2, col: 8 });

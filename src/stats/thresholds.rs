@@ -61,12 +61,7 @@ impl Thresholds {
     /// Judges `stats` (of the step at `at`; its cleanup steps start at `cleanup_at`): one
     /// assertion per threshold, recorded in `stats.thresholds` too, and one more when a cleanup
     /// failed, which may have left jobs open: never a pass, threshold or not.
-    pub fn judge(
-        &self,
-        stats: &mut FanoutStats,
-        at: Pos,
-        cleanup_at: Pos,
-    ) -> Vec<AssertionResult> {
+    pub fn judge(&self, stats: &mut FanoutStats, at: Pos, cleanup_at: Pos) -> Vec<AssertionResult> {
         let mut assertions = self.check(stats, at);
         stats.thresholds = self
             .0

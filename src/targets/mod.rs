@@ -632,8 +632,8 @@ mod tests {
                 &TargetOverrides::default(),
                 &crate::results::Secrets::new(),
             )
-                .await
-                .unwrap()
+            .await
+            .unwrap()
         };
         let a = connect("a", "http://a.test/focus").await;
         let b = connect("b", "http://b.test").await;

@@ -5,10 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::diag::{did_you_mean, Diagnostic};
-use super::position::{NodeId, PositionIndex, ScalarAt};
-use super::scope::{Catalog, ScopeStatus};
-use super::{Capture, Check, Expect, Pos, Spec, Step, StepKind};
+use crate::spec::access::display_path;
+use crate::spec::diag::{did_you_mean, Diagnostic, Problem};
+use crate::spec::position::{NodeId, PositionIndex, ScalarAt};
+use crate::spec::scope::{Catalog, ScopeStatus};
+use crate::spec::{Access, Capture, Check, Expect, Pos, Spec, Step, StepKind, ACCESS_HINT};
 use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
 
 /// The outcome of loading: the good specs and every diagnostic.
@@ -16,142 +17,6 @@ use crate::template::{analyse, is_template, lint, BUILTIN_FUNCS};
 pub struct LoadedSpecs {
     pub specs: Vec<Spec>,
     pub diagnostics: Vec<Diagnostic>,
-}
-
-/// Where the files a spec reads (`include`, `vars_file`, `body_file`, multipart files, `schema`
-/// files) may be: inside the project (the config file's folder) or a path the config lists
-/// under `allow_paths`. No roots: anywhere (a spec loaded without a project, as in unit tests).
-#[derive(Debug, Clone, Default)]
-pub struct Access {
-    /// Canonical folders (or files) a spec may read from.
-    pub roots: Vec<PathBuf>,
-    /// The largest `body_file` (or multipart file): the larger `max_body` of the targets.
-    pub max_body: Option<u64>,
-}
-
-/// Why a spec may not read a file. The message names the rule and never quotes the file: a
-/// refused file is not read at all.
-#[derive(Debug, thiserror::Error)]
-pub enum AccessError {
-    #[error("{what} `{path}` cannot be read: {source}")]
-    Unreadable {
-        what: String,
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{what} `{path}` is outside the project: a spec reads files only inside {roots} (rule: files stay in the folder of the config file unless `allow_paths` in it lists them)")]
-    Outside {
-        what: String,
-        path: String,
-        roots: String,
-    },
-    #[error("{what} `{path}` is not a regular file (a folder, a device or a FIFO): only regular files are read")]
-    NotRegular { what: String, path: String },
-    #[error("{what} `{path}` has {len} bytes, more than `max_body` ({max} bytes): raise `max_body` of the target, or send a smaller file")]
-    TooLarge {
-        what: String,
-        path: String,
-        /// Bytes found (at least `max + 1` when the file grew while it was read).
-        len: u64,
-        max: u64,
-    },
-}
-
-impl AccessError {
-    /// The message with how to fix it, for a step error at run time (a diagnostic carries the
-    /// fix as its hint instead).
-    pub fn with_fix(&self) -> String {
-        match self {
-            AccessError::Outside { .. } | AccessError::NotRegular { .. } => {
-                format!("{self}: {ACCESS_HINT}")
-            }
-            _ => self.to_string(),
-        }
-    }
-}
-
-impl Access {
-    /// The canonical path of `path` when a spec may read it: it exists, lies inside a root and
-    /// is a regular file (not a device such as /dev/zero, a FIFO or a folder). The error says
-    /// which rule refused it and never quotes the file.
-    pub fn check(&self, path: &Path, what: &str) -> Result<PathBuf, AccessError> {
-        let unreadable = |source| AccessError::Unreadable {
-            what: what.into(),
-            path: display_path(path),
-            source,
-        };
-        let canon = std::fs::canonicalize(path).map_err(unreadable)?;
-        if !self.roots.is_empty() && !self.roots.iter().any(|r| canon.starts_with(r)) {
-            return Err(AccessError::Outside {
-                what: what.into(),
-                path: display_path(path),
-                roots: self
-                    .roots
-                    .iter()
-                    .map(|r| format!("`{}`", r.display()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        let meta = std::fs::metadata(&canon).map_err(unreadable)?;
-        if !meta.is_file() {
-            return Err(AccessError::NotRegular {
-                what: what.into(),
-                path: display_path(path),
-            });
-        }
-        Ok(canon)
-    }
-
-    /// [`Access::check`], and the file is at most `max_body` bytes.
-    pub fn check_body(&self, path: &Path, what: &str) -> Result<PathBuf, AccessError> {
-        let canon = self.check(path, what)?;
-        let len = std::fs::metadata(&canon).map(|m| m.len()).unwrap_or(0);
-        match self.max_body {
-            Some(max) if len > max => Err(AccessError::TooLarge {
-                what: what.into(),
-                path: display_path(path),
-                len,
-                max,
-            }),
-            _ => Ok(canon),
-        }
-    }
-
-    /// Reads a file a request sends (`body_file`, a multipart file) at run time, where its
-    /// path may come from a template: [`Access::check_body`], then at most `max_body` bytes
-    /// are read, so a file that grows after the check still ends in an error, not in memory.
-    pub fn read_body(&self, path: &Path, what: &str) -> Result<(PathBuf, Vec<u8>), AccessError> {
-        use std::io::Read;
-        let canon = self.check_body(path, what)?;
-        let unreadable = |source| AccessError::Unreadable {
-            what: what.into(),
-            path: display_path(path),
-            source,
-        };
-        let file = std::fs::File::open(&canon).map_err(unreadable)?;
-        let mut data = Vec::new();
-        match self.max_body {
-            Some(max) => {
-                file.take(max.saturating_add(1))
-                    .read_to_end(&mut data)
-                    .map_err(unreadable)?;
-                if data.len() as u64 > max {
-                    return Err(AccessError::TooLarge {
-                        what: what.into(),
-                        path: display_path(path),
-                        len: data.len() as u64,
-                        max,
-                    });
-                }
-            }
-            None => {
-                let mut file = file;
-                file.read_to_end(&mut data).map_err(unreadable)?;
-            }
-        }
-        Ok((canon, data))
-    }
 }
 
 /// File name of the scope catalog, which is not a spec.
@@ -207,16 +72,6 @@ fn is_spec_file(p: &Path) -> bool {
         && !name.starts_with('.')
 }
 
-/// Shown path: relative to the working directory when possible.
-pub fn display_path(p: &Path) -> String {
-    let cwd = std::env::current_dir().ok();
-    let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    match cwd.as_ref().and_then(|c| abs.strip_prefix(c).ok()) {
-        Some(rel) => rel.display().to_string(),
-        None => p.display().to_string(),
-    }
-}
-
 /// Loads every spec under `paths`, checking covers against the catalog when there is one.
 pub fn load_paths(
     paths: &[PathBuf],
@@ -267,37 +122,6 @@ pub fn load_paths(
         loaded.specs.retain(|s| !bad.contains(&s.source.display));
     }
     loaded
-}
-
-/// A diagnostic for serde's word on a value (`unknown field`, `invalid type`) at `pos`, with a
-/// "did you mean" hint where a name was misspelled.
-pub(crate) fn typed_diag(file: &str, text: &str, pos: Pos, msg: String) -> Diagnostic {
-    // `grpc` is accepted by the parser only to reject it with the scope decision; don't advertise it.
-    let msg = msg.replace(", `grpc`", "");
-    let hint = unknown_field_hint(&msg);
-    let msg = msg.replace(
-        "data did not match any variant of untagged enum",
-        "value has the wrong shape for",
-    );
-    Diagnostic::new(file, pos, msg)
-        .with_hint(hint)
-        .with_source(text)
-}
-
-/// From "unknown field `expct`, expected one of `a`, `b`" to "did you mean `expect`?".
-fn unknown_field_hint(msg: &str) -> Option<String> {
-    let rest = msg
-        .split("unknown field `")
-        .nth(1)
-        .or_else(|| msg.split("unknown variant `").nth(1))?;
-    let word = rest.split('`').next()?;
-    let expected = rest.split("expected").nth(1)?;
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    if word == "grpc" {
-        return Some(super::GRPC_OUT_OF_SCOPE.to_string());
-    }
-    did_you_mean(word, candidates.iter().copied())
-        .or_else(|| Some(format!("expected one of: {}", candidates.join(", "))))
 }
 
 /// Loads one spec file.
@@ -424,10 +248,13 @@ fn read_text(
             ],
         );
     }
-    let (value, index) = match super::yaml::parse(text) {
+    let (value, index) = match crate::spec::yaml::parse(text) {
         Ok(doc) if doc.unreadable => {
             let diags = doc.index.problems.into_iter();
-            return (None, diags.map(|(pos, msg)| diag((pos, msg, None))).collect());
+            return (
+                None,
+                diags.map(|(pos, msg)| diag((pos, msg, None))).collect(),
+            );
         }
         Ok(doc) => (doc.value, doc.index),
         Err((pos, msg)) => {
@@ -453,11 +280,11 @@ fn read_text(
     }
     // The schema finds every structural problem; typed deserialization adds what a schema
     // cannot say (durations, one action per step), except where the schema already spoke.
-    let mut problems = super::structure::schema_problems(&value, &index);
+    let mut problems = crate::spec::structure::schema_problems(&value, &index);
     let written = written_names(&value);
     // Each step's values are dropped once it is read typed: a long spec never holds both whole.
     let mut value = value;
-    let (typed, more) = super::structure::typed_spec(&mut value, &index);
+    let (typed, more) = crate::spec::structure::typed_spec(&mut value, &index);
     let lines: HashSet<u32> = problems.iter().map(|p| p.0.line).collect();
     problems.extend(more.into_iter().filter(|p| !lines.contains(&p.0.line)));
     problems.sort_by_key(|p| (p.0.line, p.0.col));
@@ -479,7 +306,7 @@ fn read_text(
     // needed after this, and a long spec's checks need the memory they held.
     let lost = lost_names(written, &spec);
     drop(value);
-    spec.source = super::Source {
+    spec.source = crate::spec::Source {
         file: PathBuf::from(file),
         display: file.to_string(),
         pos: index.get("id"),
@@ -657,14 +484,19 @@ struct Src<'a> {
 }
 
 /// Reads a `vars_file`: a YAML mapping of variables.
-fn load_vars_file(path: &Path) -> Result<super::VarMap, String> {
+fn load_vars_file(path: &Path) -> Result<crate::spec::VarMap, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("vars_file {}: cannot read it: {e}", display_path(path)))?;
-    let v = match super::yaml::parse(&text) {
+    let v = match crate::spec::yaml::parse(&text) {
         Ok(doc) if !doc.unreadable => doc.value,
         Ok(doc) => {
             let (pos, msg) = doc.index.problems.into_iter().next().unwrap_or_default();
-            return Err(format!("vars_file {} ({}:{}): {msg}", display_path(path), pos.line, pos.col));
+            return Err(format!(
+                "vars_file {} ({}:{}): {msg}",
+                display_path(path),
+                pos.line,
+                pos.col
+            ));
         }
         Err((pos, msg)) => {
             return Err(format!(
@@ -755,8 +587,8 @@ struct Fragment {
 /// `steps` sit in the file being read, `spec_base` where in the spec's own path space (inside a
 /// fragment they differ); `depth` is how many blocks and includes enclose `steps`.
 ///
-/// The recursion is bounded by [`super::MAX_NESTING`] (deeper blocks are a diagnostic and not
-/// entered), and the work by [`super::MAX_STEPS`]: each file is parsed once, and expanding stops
+/// The recursion is bounded by [`crate::spec::MAX_NESTING`] (deeper blocks are a diagnostic and not
+/// entered), and the work by [`crate::spec::MAX_STEPS`]: each file is parsed once, and expanding stops
 /// at the first limit crossed, so a fragment included twice by the next one, forty times over,
 /// ends at once rather than after 2^40 steps.
 fn resolve_includes(
@@ -775,7 +607,7 @@ fn resolve_includes(
         let p = format!("{base}[{i}]");
         let spec_p = format!("{spec_base}[{i}]");
         walk.steps += 1;
-        if walk.steps > super::MAX_STEPS {
+        if walk.steps > crate::spec::MAX_STEPS {
             walk.stopped = true;
             let site = walk.spec_site(src.index.get(&p));
             walk.failed.push(site);
@@ -787,7 +619,7 @@ fn resolve_includes(
             out.push(Diagnostic {
                 message: format!(
                     "the spec has more than {} steps once its includes are expanded (the steps inside blocks counted once each)",
-                    super::MAX_STEPS
+                    crate::spec::MAX_STEPS
                 ),
                 hint: Some(
                     "a fragment that includes another several times doubles at each level: include it once, loop with `foreach`, or split the spec".into(),
@@ -814,7 +646,7 @@ fn resolve_includes(
                 .with_hint(hint)
                 .with_source(src.text)
         };
-        if depth + 1 > super::MAX_NESTING {
+        if depth + 1 > crate::spec::MAX_NESTING {
             walk.stopped = true;
             let site = walk.spec_site(at);
             walk.failed.push(site);
@@ -823,7 +655,7 @@ fn resolve_includes(
                 format!(
                     "this `{block}` is nested {} levels deep (blocks and includes counted), at most {} are allowed{}",
                     depth + 1,
-                    super::MAX_NESTING,
+                    crate::spec::MAX_NESTING,
                     if chain.len() > 1 {
                         format!(
                             "; includes: {} files deep, from {}",
@@ -929,14 +761,14 @@ fn resolve_includes(
                     continue;
                 };
                 // Counted before copying: a fragment too large to expand is never copied.
-                if walk.steps + count_steps(&read.steps) > super::MAX_STEPS {
+                if walk.steps + count_steps(&read.steps) > crate::spec::MAX_STEPS {
                     walk.stopped = true;
                     let site = walk.spec_site(at);
                     walk.failed.push(site);
                     out.push(here(
                         format!(
                             "the spec has more than {} steps once its includes are expanded (the steps inside blocks counted once each): including `{}` here crosses it",
-                            super::MAX_STEPS,
+                            crate::spec::MAX_STEPS,
                             inc.path,
                         ),
                         Some("a fragment that includes another several times doubles at each level: include it once, or loop with `foreach`".into()),
@@ -997,10 +829,6 @@ fn resolve_includes(
     }
 }
 
-/// How to fix a file refused by [`Access`] (the diagnostic's hint, and the run's error).
-pub const ACCESS_HINT: &str =
-    "move the file into the project, or list its folder under `allow_paths:` in the config file";
-
 /// The files a step sends or checks against (`body_file`, multipart files, a `schema` file),
 /// when written out (templated ones are known only at run time): readable by `access`.
 fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Diagnostic>) {
@@ -1016,7 +844,9 @@ fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Di
             }
         }
     }
-    if let Some(super::SchemaRef::File(f)) = step.expect.as_ref().and_then(|e| e.schema.as_ref()) {
+    if let Some(crate::spec::SchemaRef::File(f)) =
+        step.expect.as_ref().and_then(|e| e.schema.as_ref())
+    {
         files.push((format!("{p}.expect.schema"), f, false));
     }
     for (at, f, body) in files {
@@ -1074,7 +904,7 @@ fn load_step_list(
             .with_hint(hint)
             .with_source(&text)
     };
-    let doc = super::yaml::parse(&text).map_err(|(pos, msg)| {
+    let doc = crate::spec::yaml::parse(&text).map_err(|(pos, msg)| {
         vec![Diagnostic::new(display, pos, format!("YAML syntax error: {msg}")).with_source(&text)]
     })?;
     let mut problems: Vec<Problem> = doc
@@ -1096,7 +926,7 @@ fn load_step_list(
         return Err(problems.into_iter().map(diag).collect());
     }
     let mut steps =
-        super::structure::typed_steps(Some(&mut value), "", true, &index, &mut problems);
+        crate::spec::structure::typed_steps(Some(&mut value), "", true, &index, &mut problems);
     let spoken: HashSet<(u32, u32)> = problems.iter().map(|p| (p.0.line, p.0.col)).collect();
     let mut more = Vec::new();
     assign_steps(&mut steps, index.root(), Pos { line: 1, col: 1 }, &index);
@@ -1136,7 +966,9 @@ fn assign_positions(spec: &mut Spec, index: &PositionIndex) {
     let top = root.map_or(Pos { line: 1, col: 1 }, |r| index.pos(r));
     if let Some(cases) = under("cases") {
         for (i, c) in spec.cases.iter_mut().enumerate() {
-            c.pos = index.item(cases, i).map_or(index.pos(cases), |n| index.pos(n));
+            c.pos = index
+                .item(cases, i)
+                .map_or(index.pos(cases), |n| index.pos(n));
         }
     }
     assign_steps(&mut spec.steps, under("steps"), top, index);
@@ -1184,28 +1016,28 @@ fn assign_steps(steps: &mut [Step], list: Option<NodeId>, outer: Pos, index: &Po
                 }
             }
         }
-        let block = |kind: &str, list: &str| {
-            child(kind).and_then(|b| index.child(b, list))
-        };
+        let block = |kind: &str, list: &str| child(kind).and_then(|b| index.child(b, list));
         match &mut step.kind {
             StepKind::Assert(checks) => {
                 let list = child("assert");
                 for (j, c) in checks.iter_mut().enumerate() {
-                    c.pos = list.and_then(|l| index.item(l, j)).map_or(at, |n| index.pos(n));
+                    c.pos = list
+                        .and_then(|l| index.item(l, j))
+                        .map_or(at, |n| index.pos(n));
                 }
             }
             StepKind::Fanout(f) => {
                 assign_steps(&mut f.steps, block("fanout", "steps"), at, index);
                 assign_steps(&mut f.cleanup, block("fanout", "cleanup"), at, index);
             }
-            StepKind::Foreach(f) => assign_steps(&mut f.steps, block("foreach", "steps"), at, index),
+            StepKind::Foreach(f) => {
+                assign_steps(&mut f.steps, block("foreach", "steps"), at, index)
+            }
             StepKind::Repeat(r) => assign_steps(&mut r.steps, block("repeat", "steps"), at, index),
             _ => {}
         }
     }
 }
-
-pub(crate) type Problem = (Pos, String, Option<String>);
 
 /// Semantic checks that serde cannot do.
 fn check(
@@ -1225,10 +1057,13 @@ fn check(
             None,
         ));
     }
-    if let Some(n) = spec.retries.filter(|n| *n > super::MAX_RETRIES) {
+    if let Some(n) = spec.retries.filter(|n| *n > crate::spec::MAX_RETRIES) {
         out.push((
             index.get("retries"),
-            format!("`retries: {n}` is too many: at most {}", super::MAX_RETRIES),
+            format!(
+                "`retries: {n}` is too many: at most {}",
+                crate::spec::MAX_RETRIES
+            ),
             Some("a case that needs more runs to pass is failing; fix the cause".into()),
         ));
     }
@@ -1530,7 +1365,7 @@ fn static_evaluation(
     known.insert("spec".into());
     let render_vars = |scope: &mut Scope,
                        known: &mut HashSet<String>,
-                       vars: &super::VarMap,
+                       vars: &crate::spec::VarMap,
                        base_path: &str,
                        out: &mut Vec<Problem>| {
         for (k, v) in vars {
@@ -1553,7 +1388,7 @@ fn static_evaluation(
     };
     render_vars(&mut base, &mut known, &spec.vars, "vars", out);
     let mut scopes: Vec<(Scope, HashSet<String>)> = Vec::new();
-    let running: Vec<(usize, &super::Case)> = spec
+    let running: Vec<(usize, &crate::spec::Case)> = spec
         .cases
         .iter()
         .enumerate()
@@ -1616,9 +1451,9 @@ fn static_evaluation(
                                 None => Err(format!(
                                     "fanout `{key}` rendered to {v}, not a whole number"
                                 )),
-                                Some(n) if n > super::MAX_FANOUT => Err(format!(
+                                Some(n) if n > crate::spec::MAX_FANOUT => Err(format!(
                                     "fanout `{key}` {n} is too large: at most {}",
-                                    super::MAX_FANOUT
+                                    crate::spec::MAX_FANOUT
                                 )),
                                 Some(_) => Ok(()),
                             }
@@ -1627,7 +1462,7 @@ fn static_evaluation(
                                 serde_json::Value::String(t) => t.clone(),
                                 other => format!("{other}s"),
                             };
-                            super::parse_duration(&text).map(|_| ())
+                            crate::spec::parse_duration(&text).map(|_| ())
                         } else {
                             Ok(())
                         }
@@ -1651,7 +1486,7 @@ fn static_evaluation(
 }
 
 /// Loops whose sizes are known before the run (written-out lists, templates of constants such
-/// as `range(1500)`) may not multiply to more than [`super::MAX_LOOP_RUNS`] runs: the diagnostic
+/// as `range(1500)`) may not multiply to more than [`crate::spec::MAX_LOOP_RUNS`] runs: the diagnostic
 /// is at the innermost `foreach` that crosses it. `repeat` counts only at run time: its `max`
 /// is a bound it seldom reaches, not its size.
 fn loop_runs(spec: &Spec, index: &PositionIndex, sizes: &HashMap<String, usize>) -> Vec<Problem> {
@@ -1675,12 +1510,12 @@ fn loop_runs(spec: &Spec, index: &PositionIndex, sizes: &HashMap<String, usize>)
                 };
                 if let Some(n) = n {
                     runs = outer.saturating_mul(n as u64);
-                    if runs > super::MAX_LOOP_RUNS {
+                    if runs > crate::spec::MAX_LOOP_RUNS {
                         out.push((
                             index.get(&at),
                             format!(
                                 "this `foreach` would run {runs} times in all ({n} items, times {outer} runs of the loops around it); at most {} loop runs are allowed per case",
-                                super::MAX_LOOP_RUNS
+                                crate::spec::MAX_LOOP_RUNS
                             ),
                             Some("loop over fewer items, or split the work into several cases or specs".into()),
                         ));
@@ -1862,7 +1697,7 @@ fn scope_regions(spec: &Spec, target_vars: &[String]) -> Regions {
 
     // Steps: spec vars plus the vars every case that runs defines.
     let mut steps_known = after_vars.clone();
-    let running: Vec<&super::Case> = spec.cases.iter().filter(|c| c.skip.is_none()).collect();
+    let running: Vec<&crate::spec::Case> = spec.cases.iter().filter(|c| c.skip.is_none()).collect();
     if let Some(first) = running.first() {
         for k in first.vars.keys() {
             if running.iter().all(|c| c.vars.contains_key(k)) {
@@ -2074,12 +1909,15 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
             check_expect(e, &format!("{path}.expect"), index, out);
         }
         if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
-            if let Some(n) = req.max_redirects.filter(|n| *n > super::MAX_REDIRECTS) {
+            if let Some(n) = req
+                .max_redirects
+                .filter(|n| *n > crate::spec::MAX_REDIRECTS)
+            {
                 out.push((
                     index.get(&format!("{path}.{}.max_redirects", step.kind.name())),
                     format!(
                         "`max_redirects: {n}` is too many: at most {}",
-                        super::MAX_REDIRECTS
+                        crate::spec::MAX_REDIRECTS
                     ),
                     Some("a chain of redirects that long is a loop".into()),
                 ));
@@ -2183,7 +2021,7 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                         );
                 for (key, r) in rates {
                     if !is_template(r) {
-                        if let Err(e) = super::parse_rate(r) {
+                        if let Err(e) = crate::spec::parse_rate(r) {
                             out.push((index.get(&key), e, None));
                         }
                     }
@@ -2220,7 +2058,7 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                         continue;
                     }
                     let pos = index.get(&format!("{path}.fanout.thresholds[{j}]"));
-                    use super::threshold::{Metric, Threshold};
+                    use crate::spec::threshold::{Metric, Threshold};
                     match Threshold::parse(t) {
                         Err(e) => out.push((pos, e, None)),
                         Ok(Threshold::Unique(v)) if !captured.contains(&&v) => out.push((
@@ -2307,13 +2145,13 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                         None,
                     ));
                 }
-                if r.max == 0 || r.max > super::MAX_REPEAT {
+                if r.max == 0 || r.max > crate::spec::MAX_REPEAT {
                     out.push((
                         index.get(&format!("{at}.max")),
                         format!(
                             "repeat `max` {} is out of range: 1 to {}",
                             r.max,
-                            super::MAX_REPEAT
+                            crate::spec::MAX_REPEAT
                         ),
                         None,
                     ));
@@ -2328,7 +2166,7 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 check_steps(&r.steps, &format!("{at}.steps"), index, out);
             }
             StepKind::Kube(k) => {
-                use super::KubeVerb::*;
+                use crate::spec::KubeVerb::*;
                 if k.op == Get && k.name.is_none() {
                     out.push((
                         index.get(&format!("{path}.kube")),
@@ -2354,12 +2192,12 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                     ));
                 }
                 if let Some(crate::spec::Count::N(n)) = &k.count {
-                    if *n > super::MAX_WAIT_COUNT {
+                    if *n > crate::spec::MAX_WAIT_COUNT {
                         out.push((
                             index.get(&format!("{path}.kube.count")),
                             format!(
                                 "`count: {n}` is more than the maximum of {} objects a wait checks",
-                                super::MAX_WAIT_COUNT
+                                crate::spec::MAX_WAIT_COUNT
                             ),
                             None,
                         ));
@@ -2386,7 +2224,7 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
 }
 
 fn check_expect(e: &Expect, path: &str, index: &PositionIndex, out: &mut Vec<Problem>) {
-    if let Some(super::StatusExpect::Text(t)) = &e.status {
+    if let Some(crate::spec::StatusExpect::Text(t)) = &e.status {
         let t = t.trim();
         let class = t.len() == 3 && t.ends_with("xx") && t.as_bytes()[0].is_ascii_digit();
         if !class && !is_template(t) {
@@ -2398,7 +2236,7 @@ fn check_expect(e: &Expect, path: &str, index: &PositionIndex, out: &mut Vec<Pro
         }
     }
     for (name, h) in &e.headers {
-        if let super::HeaderExpect::Check(c) = h {
+        if let crate::spec::HeaderExpect::Check(c) = h {
             if let Some(re) = &c.matches {
                 check_regex(
                     re,
@@ -2479,8 +2317,8 @@ fn check_check(c: &Check, path: &str, index: &PositionIndex, out: &mut Vec<Probl
     if let Some(l) = &c.length {
         let lp = format!("{path}.length");
         match l {
-            super::LengthCheck::Exact(v) => check_number(v, "length", true, &lp, index, out),
-            super::LengthCheck::Compare(cmp) => {
+            crate::spec::LengthCheck::Exact(v) => check_number(v, "length", true, &lp, index, out),
+            crate::spec::LengthCheck::Compare(cmp) => {
                 for (k, v) in [
                     ("equals", &cmp.equals),
                     ("gt", &cmp.gt),
@@ -2560,18 +2398,18 @@ fn check_number(
     }
 }
 
-/// A fan-out count: a whole number up to [`super::MAX_FANOUT`], or a template.
+/// A fan-out count: a whole number up to [`crate::spec::MAX_FANOUT`], or a template.
 fn check_count(
-    c: &super::Count,
+    c: &crate::spec::Count,
     what: &str,
     path: &str,
     index: &PositionIndex,
     out: &mut Vec<Problem>,
 ) {
     let n = match c {
-        super::Count::N(n) => Some(*n),
-        super::Count::Template(t) if is_template(t) => None,
-        super::Count::Template(t) => match t.trim().parse::<u64>() {
+        crate::spec::Count::N(n) => Some(*n),
+        crate::spec::Count::Template(t) if is_template(t) => None,
+        crate::spec::Count::Template(t) => match t.trim().parse::<u64>() {
             Ok(n) => Some(n),
             Err(_) => {
                 out.push((
@@ -2586,12 +2424,12 @@ fn check_count(
         },
     };
     if let Some(n) = n {
-        if n > super::MAX_FANOUT {
+        if n > crate::spec::MAX_FANOUT {
             out.push((
                 index.get(path),
                 format!(
                     "fanout `{what}` {n} is too large: at most {}",
-                    super::MAX_FANOUT
+                    crate::spec::MAX_FANOUT
                 ),
                 None,
             ));
