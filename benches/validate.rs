@@ -47,15 +47,12 @@ fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// `focusqa validate` in `dir`: (exit code, wall seconds, peak RSS MiB of that process).
-// The child is reaped by `wait4` (which reports its own peak RSS), not by `Child::wait`.
+/// Runs `cmd` to its end: (exit code, wall seconds, its resource usage).
+// The child is reaped by `wait4` (which reports its own peak RSS and CPU), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
-fn validate_process(dir: &Path) -> (i32, f64, f64) {
+fn run_reaped(cmd: &mut Command) -> (i32, f64, libc::rusage) {
     let t0 = Instant::now();
-    let child = Command::new(BIN)
-        .arg("validate")
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -71,6 +68,17 @@ fn validate_process(dir: &Path) -> (i32, f64, f64) {
     } else {
         128 + libc::WTERMSIG(status)
     };
+    (code, wall, usage)
+}
+
+/// `focusqa validate` in `dir`: (exit code, wall seconds, peak RSS MiB of that process).
+fn validate_process(dir: &Path) -> (i32, f64, f64) {
+    let (code, wall, usage) = run_reaped(
+        Command::new(BIN)
+            .arg("validate")
+            .current_dir(dir)
+            .env("NO_COLOR", "1"),
+    );
     (code, wall, usage.ru_maxrss as f64 / 1024.0)
 }
 
@@ -357,26 +365,13 @@ fn cpu_s(u: &libc::rusage) -> f64 {
 }
 
 /// `focusqa validate` of one spec file: (CPU seconds, peak RSS MiB), medians of `runs`.
-#[allow(clippy::zombie_processes)]
 fn validate_one(dir: &Path, file: &str, runs: usize) -> (f64, f64) {
     let mut cpu = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
-        let child = Command::new(BIN)
-            .args(["validate", file])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let pid = child.id() as libc::pid_t;
-        assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "{file} is valid"
-        );
+        let (code, _, usage) =
+            run_reaped(Command::new(BIN).args(["validate", file]).current_dir(dir));
+        assert_eq!(code, 0, "{file} is valid");
         cpu.push(cpu_s(&usage));
         rss.push(usage.ru_maxrss as f64 / 1024.0);
     }
