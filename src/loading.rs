@@ -845,7 +845,7 @@ fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Di
         }
     }
     if let Some(crate::spec::SchemaRef::File(f)) =
-        step.expect.as_ref().and_then(|e| e.schema.as_ref())
+        step.expect.as_ref().and_then(|e| e.schema.as_deref())
     {
         files.push((format!("{p}.expect.schema"), f, false));
     }

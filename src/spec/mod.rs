@@ -874,7 +874,7 @@ pub struct Expect {
     /// Checks on the body: its text (decoded by its charset) and its bytes (`sha256`, `md5`,
     /// `bytes_length`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<BodyCheck>,
+    pub body: Option<Box<BodyCheck>>,
     /// Cookies set by the response (and by the redirects followed on the way), by name:
     /// `session: {exists: true, http_only: true}` or `session: exact-value`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -884,7 +884,7 @@ pub struct Expect {
     pub version: Option<String>,
     /// The final URL (after redirects): exact, or `{equals|contains|matches}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<TextExpect>,
+    pub url: Option<Box<TextExpect>>,
     /// Checks on the redirect chain followed, a list of `{status, url, location}`
     /// (`{path: $, length: 1}`, `{path: "$[0].status", equals: 302}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -898,10 +898,10 @@ pub struct Expect {
     pub json: Vec<Check>,
     /// Partial match: the document must contain these fields with these values (lists match by content).
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
-    pub partial: Option<Value>,
+    pub partial: Option<Box<Value>>,
     /// Validate the JSON document against a JSON Schema (inline, or a file path relative to the spec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<SchemaRef>,
+    pub schema: Option<Box<SchemaRef>>,
     /// Upper bound on the step's elapsed time (e.g. `2s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_elapsed: Option<Dur>,
