@@ -740,9 +740,8 @@ fn resolve_includes(
                                 }));
                                 None
                             }
-                            Ok((steps, text, mut problems)) => {
+                            Ok((steps, text, index, mut problems)) => {
                                 out.append(&mut problems);
-                                let index = PositionIndex::build(&text).unwrap_or_default();
                                 Some(Rc::new(ReadFragment {
                                     steps,
                                     display,
@@ -887,11 +886,13 @@ fn count_steps(steps: &[Step]) -> usize {
 
 /// An included file: a YAML list of steps, read and checked like a spec's `steps`. Its steps
 /// (as far as they could be read) come with its problems, so the include is expanded and what
-/// it captures is known to the spec; `Err` when nothing could be read.
+/// it captures is known to the spec, and with its text and positions (for the checks of its
+/// variables at each include); `Err` when nothing could be read.
+#[allow(clippy::type_complexity)]
 fn load_step_list(
     path: &Path,
     display: &str,
-) -> Result<(Vec<Step>, String, Vec<Diagnostic>), Vec<Diagnostic>> {
+) -> Result<(Vec<Step>, String, PositionIndex, Vec<Diagnostic>), Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::new(
             display,
@@ -951,11 +952,8 @@ fn load_step_list(
     );
     problems.sort_by_key(|p| (p.0.line, p.0.col));
     problems.dedup();
-    Ok((
-        steps,
-        text.clone(),
-        problems.into_iter().map(diag).collect(),
-    ))
+    let problems = problems.into_iter().map(diag).collect();
+    Ok((steps, text, index, problems))
 }
 
 /// Gives every step, case, expectation and check of the spec its position, walking the
