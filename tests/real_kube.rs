@@ -1,133 +1,15 @@
 //! focusqa's Kubernetes steps against a real control plane (issue 27): Kubernetes' own
 //! kube-apiserver, controller-manager and scheduler on etcd, with kwok's fake GPU nodes, started
 //! by `scripts/real-kube.sh up` from binaries built from source (`scripts/real-kube.sh build`,
-//! about 27 minutes cold on 2 cores). It runs when `FOCUSQA_REAL_KUBE=1` is set and the binaries
-//! are built; otherwise it prints a notice and passes: `.ci/run` does not build them yet (see
-//! kube-lab/README.md).
+//! about 27 minutes cold on 2 cores). The harness is `common::real_kube`: required in CI, a
+//! notice and a pass where the binaries are not built.
 
 use crate::common;
 
+use common::real_kube::RealKube;
 use common::{stderr, stdout};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/real-kube.sh")
-}
-
-/// The control plane of one test: its own state dir and ports; stopped when dropped.
-struct RealKube {
-    state: tempfile::TempDir,
-    port: u16,
-    kubeconfig: PathBuf,
-    kubectl: PathBuf,
-}
-
-impl RealKube {
-    /// `None` (with a notice) when the binaries are not built here.
-    fn up() -> Option<RealKube> {
-        if std::env::var("FOCUSQA_REAL_KUBE").as_deref() != Ok("1") {
-            eprintln!("notice: FOCUSQA_REAL_KUBE=1 runs focusqa's kube steps against a real control plane (scripts/real-kube.sh build first); skipped");
-            return None;
-        }
-        let status = Command::new("bash")
-            .arg(script())
-            .arg("status")
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&status.stdout).to_string();
-        if !status.status.success() || text.contains("not built") {
-            eprintln!(
-                "notice: the real control plane is not built here (scripts/real-kube.sh build); skipped\n{text}"
-            );
-            return None;
-        }
-        let kubectl = text
-            .lines()
-            .find_map(|l| l.strip_prefix("binary kubectl: "))
-            .map(PathBuf::from)?;
-        let state = tempfile::tempdir().unwrap();
-        // Five ports from a base of our own (the script's default is 26443), below the kernel's
-        // ephemeral range (32768 and up), where the other tests' connections take their ports.
-        let port = 20_000 + (std::process::id() % 1_000) as u16 * 5;
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("up")
-            .env("FOCUSQA_KUBE_STATE", state.path())
-            .env("FOCUSQA_KUBE_PORT", port.to_string())
-            .output()
-            .unwrap();
-        let kube = RealKube {
-            kubeconfig: state.path().join("admin.kubeconfig"),
-            state,
-            port,
-            kubectl,
-        };
-        if !out.status.success() {
-            // The logs go with the state dir when `kube` is dropped: show their ends first.
-            let mut logs = String::new();
-            for n in [
-                "etcd",
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-                "kwok",
-            ] {
-                let text = std::fs::read_to_string(kube.state.path().join(format!("logs/{n}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                logs.push_str(&format!("--- {n}.log (last lines)\n"));
-                for l in tail.iter().rev() {
-                    logs.push_str(l);
-                    logs.push('\n');
-                }
-            }
-            panic!(
-                "scripts/real-kube.sh up failed:\n{}\n{logs}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let last = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert_eq!(
-            last,
-            format!("KUBECONFIG={}", kube.kubeconfig.display()),
-            "the last line names the kubeconfig"
-        );
-        Some(kube)
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) {
-        use std::io::Write;
-        let mut child = Command::new(&self.kubectl)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for RealKube {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("down")
-            .env("FOCUSQA_KUBE_STATE", self.state.path())
-            .env("FOCUSQA_KUBE_PORT", self.port.to_string())
-            .output();
-    }
-}
 
 const ANALYZER_JOB: &str = r#"apiVersion: batch/v1
 kind: Job
