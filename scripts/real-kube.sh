@@ -18,7 +18,7 @@
 # Environment: FOCUSQA_KUBE_STATE (state dir, default <repo>/target/real-kube),
 # FOCUSQA_KUBE_PORT (base port, default 26443: API server; +1 etcd client, +2 etcd peer,
 # +3 controller-manager, +4 scheduler), FOCUSQA_KUBE_GPUS_PER_NODE (default 100, like the
-# simulator's 200 split over two nodes), FOCUSQA_KUBE_CACHE, GO (default: go on PATH, else
+# simulator's 200 split over two nodes), FOCUSQA_KUBE_CPUS_PER_NODE (default 256), FOCUSQA_KUBE_CACHE, GO (default: go on PATH, else
 # /usr/local/go/bin/go).
 set -euo pipefail
 
@@ -29,6 +29,9 @@ STATE=${FOCUSQA_KUBE_STATE:-$ROOT/target/real-kube}
 PORT=${FOCUSQA_KUBE_PORT:-26443}
 ETCD_PORT=$((PORT + 1)) ETCD_PEER_PORT=$((PORT + 2)) CM_PORT=$((PORT + 3)) SCHED_PORT=$((PORT + 4))
 GPUS=${FOCUSQA_KUBE_GPUS_PER_NODE:-100}
+# Each analyzer requests 2 CPUs and 4Gi, each cleanup pod 100m and 128Mi: 200 of each need 420
+# CPUs and 825Gi over the two nodes, and 400 pods.
+CPUS=${FOCUSQA_KUBE_CPUS_PER_NODE:-256}
 NODES=(gpu-node-1 gpu-node-2)
 GPU_RESOURCE=nvidia.com/mig-1g.10gb
 if [[ -z ${GO:-} ]]; then
@@ -207,7 +210,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 node_json() {
   local name=$1 res
-  res="{\"cpu\":\"64\",\"memory\":\"527958676Ki\",\"ephemeral-storage\":\"1873933640Ki\",\"pods\":\"250\",\"$GPU_RESOURCE\":\"$GPUS\"}"
+  res="{\"cpu\":\"$CPUS\",\"memory\":\"1Ti\",\"ephemeral-storage\":\"1873933640Ki\",\"pods\":\"500\",\"$GPU_RESOURCE\":\"$GPUS\"}"
   cat <<EOF
 {"apiVersion":"v1","kind":"Node","metadata":{"name":"$name",
  "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},

@@ -244,6 +244,11 @@ pub struct SimArgs {
     /// requires a service account's; the written kubeconfig carries it.
     #[arg(long, env = "FOCUSQA_SIM_KUBE_TOKEN", hide_env_values = true)]
     pub kube_token: Option<String>,
+    /// Drive a real cluster: the simulated Focus Server creates its analyzer and cleanup Jobs
+    /// there (namespace `focus`) and reads their state from it, instead of simulating a
+    /// Kubernetes API of its own. Needs --time-scale 1.
+    #[arg(long, value_name = "KUBECONFIG")]
+    pub kubernetes: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -1098,15 +1103,49 @@ async fn sim(a: SimArgs) -> Exit {
         capacity: a.capacity,
         seed: a.seed,
         kube_token: a.kube_token.clone(),
+        kubernetes: a.kubernetes.clone(),
         ..Default::default()
     };
+    if a.kubernetes.is_some() && a.time_scale != 1.0 {
+        eprintln!(
+            "error: --kubernetes drives a real cluster, whose controllers keep real time: use --time-scale 1 (got {})",
+            a.time_scale
+        );
+        return Exit::Invalid;
+    }
     let handle = match crate::sim::start(cfg, a.port, a.kube_port).await {
         Ok(h) => h,
+        Err(e) if a.kubernetes.is_some() && e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            eprintln!("error: cannot drive the cluster: {e}");
+            return Exit::Environment;
+        }
         Err(e) => {
             eprintln!("error: cannot start the simulator: {e} (is the port taken? try --port 0 --kube-port 0)");
             return Exit::Environment;
         }
     };
+    if let Some(kc) = &a.kubernetes {
+        println!(
+            "focusqa simulator (capacity {}, time scale 1, seed {}) driving a real cluster",
+            a.capacity, a.seed
+        );
+        println!("  Focus Server API: {}", handle.focus_url());
+        println!(
+            "  Kubernetes API:   {} (the cluster's)",
+            handle.cluster_server().unwrap_or_default()
+        );
+        println!("  kubeconfig:       {}", kc.display());
+        println!(
+            "  try: kubectl --kubeconfig {} get jobs,pods -n {}",
+            kc.display(),
+            handle.config().namespace
+        );
+        println!("Press Ctrl-C to stop (the Jobs it made are deleted).");
+        stop_signal().await;
+        handle.shutdown().await;
+        println!("simulator stopped");
+        return Exit::Ok;
+    }
     if let Some(dir) = a.kubeconfig.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);
     }

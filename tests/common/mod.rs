@@ -459,25 +459,37 @@ impl SeparateSim {
 
     /// Started with extra `focusqa sim` arguments (e.g. `--kube-token`).
     pub fn start_with(time_scale: &str, extra: &[&str]) -> SeparateSim {
+        Self::launch(time_scale, extra, None)
+    }
+
+    /// `focusqa sim --kubernetes KUBECONFIG`: the simulator drives that (real) cluster, and the
+    /// config's target reads Kubernetes from it.
+    pub fn start_on_cluster(kubeconfig: &Path) -> SeparateSim {
+        Self::launch("1", &[], Some(kubeconfig))
+    }
+
+    fn launch(time_scale: &str, extra: &[&str], cluster: Option<&Path>) -> SeparateSim {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_focusqa"))
-            .args([
-                "sim",
-                "--port",
-                "0",
-                "--kube-port",
-                "0",
-                "--time-scale",
-                time_scale,
-            ])
-            .args(extra)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let own_kubeconfig = dir.path().join("kubeconfig.yaml");
+        let kubeconfig = cluster.map_or(own_kubeconfig.clone(), Path::to_path_buf);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_focusqa"));
+        cmd.args([
+            "sim",
+            "--port",
+            "0",
+            "--kube-port",
+            "0",
+            "--time-scale",
+            time_scale,
+        ])
+        .args(extra)
+        .arg("--kubeconfig")
+        .arg(&own_kubeconfig);
+        if let Some(kc) = cluster {
+            cmd.arg("--kubernetes").arg(kc);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
         let mut focus_url = String::new();
         let mut kube_url = String::new();
         let mut reader = BufReader::new(child.stdout.take().unwrap());

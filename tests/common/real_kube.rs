@@ -39,6 +39,12 @@ fn skip(why: &str) -> Option<RealKube> {
 impl RealKube {
     /// `None` (with a notice) when the binaries are not built here or `FOCUSQA_REAL_KUBE=0`.
     pub fn up() -> Option<RealKube> {
+        Self::up_with(&[])
+    }
+
+    /// As [`RealKube::up`], with settings of `scripts/real-kube.sh up` (e.g.
+    /// `FOCUSQA_KUBE_GPUS_PER_NODE`).
+    pub fn up_with(settings: &[(&str, &str)]) -> Option<RealKube> {
         if std::env::var("FOCUSQA_REAL_KUBE").as_deref() == Ok("0") {
             eprintln!("NOTICE: FOCUSQA_REAL_KUBE=0: real control plane tests skipped");
             return None;
@@ -49,7 +55,9 @@ impl RealKube {
         };
         let text = String::from_utf8_lossy(&status.stdout).to_string();
         if !status.status.success() || text.contains("not built") {
-            return skip(&format!("the real control plane is not built here:\n{text}"));
+            return skip(&format!(
+                "the real control plane is not built here:\n{text}"
+            ));
         }
         let kubectl = text
             .lines()
@@ -66,6 +74,7 @@ impl RealKube {
             .arg("up")
             .env("FOCUSQA_KUBE_STATE", state.path())
             .env("FOCUSQA_KUBE_PORT", port.to_string())
+            .envs(settings.iter().copied())
             .output()
             .unwrap();
         let kube = RealKube {

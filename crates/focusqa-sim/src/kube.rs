@@ -27,6 +27,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(dispatch).with_state(shared)
 }
 
+/// The Kubernetes API of a simulator that drives a real cluster: every request is told, as a
+/// `Status` 503, to ask that cluster's API server instead (its objects are not here).
+pub fn driving_a_cluster(server: &str) -> Router {
+    let message = format!(
+        "this focusqa simulator drives a real cluster (focusqa sim --kubernetes): its Jobs and Pods are at {server}; use that cluster's kubeconfig"
+    );
+    Router::new().fallback(move || {
+        let message = message.clone();
+        async move { status(503, "ServiceUnavailable", &message, None) }
+    })
+}
+
 /// What a request asks of the API server, for the request counts in `/sim/state`.
 fn verb_of(method: &Method, uri: &Uri) -> &'static str {
     let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();

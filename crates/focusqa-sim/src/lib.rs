@@ -55,6 +55,7 @@
 
 pub mod calibration;
 pub mod clock;
+pub mod cluster;
 pub mod focus;
 pub mod kube;
 pub mod objects;
@@ -120,6 +121,10 @@ pub struct SimConfig {
     /// When set, the Kubernetes API answers 401 unless `Authorization: Bearer <token>` is sent
     /// (as an API server does for a service account); `None` = no authentication.
     pub kube_token: Option<String>,
+    /// A real cluster to drive (`focusqa sim --kubernetes KUBECONFIG`): the analyzer and
+    /// cleanup Jobs become real Jobs there, and their state is read back ([`cluster`]). `None`:
+    /// the simulator's own Kubernetes API. Needs `time_scale` 1: a real cluster keeps real time.
+    pub kubernetes: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -135,6 +140,7 @@ impl Default for SimConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             kube_token: None,
+            kubernetes: None,
         }
     }
 }
@@ -198,6 +204,9 @@ pub struct SimHandle {
     reach: Reach,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Driving a real cluster: ends after deleting the Jobs it made there.
+    cluster_task: Option<JoinHandle<()>>,
+    cluster_server: Option<String>,
     shared: Arc<Shared>,
 }
 
@@ -239,6 +248,11 @@ impl SimHandle {
         &self.config
     }
 
+    /// The API server of the real cluster this simulator drives (`SimConfig::kubernetes`).
+    pub fn cluster_server(&self) -> Option<String> {
+        self.cluster_server.clone()
+    }
+
     /// Writes a kubeconfig (server = kube_url, context "focusqa-sim", namespace = config.namespace,
     /// the bearer token when one is required) to `path`.
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -264,6 +278,13 @@ impl SimHandle {
                 .await
                 .is_err()
             {
+                abort.abort();
+            }
+        }
+        if let Some(t) = self.cluster_task.take() {
+            let abort = t.abort_handle();
+            let limit = cluster::SHUTDOWN_WAIT + Duration::from_secs(10);
+            if tokio::time::timeout(limit, t).await.is_err() {
                 abort.abort();
             }
         }
@@ -296,11 +317,22 @@ pub async fn start(
         focus: focus_listener.local_addr()?,
         kube: kube_listener.local_addr()?,
     };
+    let cluster = match &config.kubernetes {
+        Some(path) => Some(
+            cluster::connect(path, &config.namespace)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string())
+                })?,
+        ),
+        None => None,
+    };
     Ok(launch(
         config,
         reach,
         focus_listener.into(),
         Some(kube_listener),
+        cluster,
     ))
 }
 
@@ -310,12 +342,17 @@ pub async fn start(
 /// target's virtual time) only jumps when every task of the process waits on a timer.
 pub fn start_in_memory(config: SimConfig) -> std::io::Result<SimHandle> {
     check(&config)?;
+    if config.kubernetes.is_some() {
+        return Err(invalid(
+            "a simulator in memory drives no real cluster: start it on sockets (focusqa sim --kubernetes)",
+        ));
+    }
     let (listener, dialer) = serve::Dialer::pair();
     let reach = Reach::Memory {
         dialer,
         kube: axum::Router::new(),
     };
-    Ok(launch(config, reach, listener, None))
+    Ok(launch(config, reach, listener, None, None))
 }
 
 fn check(config: &SimConfig) -> std::io::Result<()> {
@@ -325,6 +362,11 @@ fn check(config: &SimConfig) -> std::io::Result<()> {
     if config.port_range.0 > config.port_range.1 {
         return Err(invalid(
             "port_range: first port must not be greater than the last",
+        ));
+    }
+    if config.kubernetes.is_some() && config.time_scale != 1.0 {
+        return Err(invalid(
+            "a simulator driving a real cluster runs at time scale 1: the cluster's controllers keep real time",
         ));
     }
     if config.header_read_timeout.is_zero() || config.body_read_timeout.is_zero() {
@@ -342,6 +384,7 @@ fn launch(
     mut reach: Reach,
     focus_listener: serve::Listener,
     kube_listener: Option<tokio::net::TcpListener>,
+    cluster: Option<cluster::Cluster>,
 ) -> SimHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tx, _) = broadcast::channel(65_536);
@@ -363,15 +406,18 @@ fn launch(
         body_read(focus::error_response),
         serve::read_body,
     ));
-    let kube_app = kube::router(shared.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            kube::gate,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            body_read(kube::error_response),
-            serve::read_body,
-        ));
+    let kube_app = match &cluster {
+        Some(c) => kube::driving_a_cluster(&c.server),
+        None => kube::router(shared.clone()),
+    }
+    .layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        kube::gate,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        body_read(kube::error_response),
+        serve::read_body,
+    ));
     let head = config.header_read_timeout;
     let (scale, faults) = (config.time_scale, shared.clone());
     // The `idle_close_s` fault shortens the Focus API's idle keep-alive (real-world seconds,
@@ -401,12 +447,17 @@ fn launch(
         }
     }
     tasks.push(tokio::spawn(timer_task(shared.clone())));
+    let cluster_server = cluster.as_ref().map(|c| c.server.clone());
+    let cluster_task =
+        cluster.map(|c| tokio::spawn(cluster::run(c, shared.clone(), shared.shutdown_signal())));
 
     SimHandle {
         config,
         reach,
         shutdown_tx,
         tasks,
+        cluster_task,
+        cluster_server,
         shared,
     }
 }

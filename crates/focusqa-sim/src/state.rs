@@ -340,6 +340,10 @@ pub struct Job {
     pub cleanup_job: String,
     pub cleanup_job_uid: String,
     pub cleanup_pod: String,
+    /// Whether the analyzer runs where it runs: always in the simulator's own cluster; on a real
+    /// cluster (`SimConfig::kubernetes`) only once its pod was seen Running there
+    /// ([`State::cluster_pod_running`]). The consumer is not ready before.
+    pub analyzer_running: bool,
     rng: StdRng,
 }
 
@@ -353,7 +357,7 @@ impl Job {
             "cancelled"
         } else if self.failed_at.is_some_and(|t| t <= now) || self.analyzer_lost_at.is_some() {
             "failed"
-        } else if self.consumer_ready_at.is_some_and(|t| t <= now) {
+        } else if self.consumer_ready_at.is_some_and(|t| t <= now) && self.analyzer_running {
             "running"
         } else {
             "configured"
@@ -745,6 +749,7 @@ impl State {
             cleanup_pod: format!("{cleanup_job}-{}", clock::k8s_suffix(&mut rng, 5)),
             cleanup_job_uid: clock::uuid(&mut rng),
             cleanup_job,
+            analyzer_running: self.cfg.kubernetes.is_none(),
             rng,
         };
         let (pod_start_at, cleanup_start_at) = (job.pod_start_at, job.cleanup_start_at);
@@ -760,6 +765,26 @@ impl State {
             "stream_url": self.cfg.stream_ip,
             "stream_port": port,
         }))
+    }
+
+    /// On a real cluster: the analyzer pod of job `id` was seen Running there.
+    pub fn cluster_pod_running(&mut self, id: &str) {
+        if let Some(job) = self.seq_of(id).and_then(|seq| self.jobs.get_mut(&seq)) {
+            job.analyzer_running = true;
+        }
+    }
+
+    /// On a real cluster: the analyzer Job of job `id` failed there (whether or not a
+    /// `fail_next_jobs` fault planned it): the job is failed from now on, and idle.
+    pub fn cluster_job_failed(&mut self, id: &str, now: Instant) {
+        let Some(seq) = self.seq_of(id) else { return };
+        let Some(job) = self.jobs.get_mut(&seq) else {
+            return;
+        };
+        if job.is_open() && job.failed_at.is_none() {
+            job.failed_at = Some(now);
+            self.mark_idle(seq, now);
+        }
     }
 
     /// Cancel (client disconnect). The job stops counting as open immediately.
