@@ -26,6 +26,7 @@ mod interrupts;
 mod kube_scale;
 mod readable_reports;
 mod real_kube;
+mod real_kube_conformance;
 mod real_kube_sim;
 mod real_timing;
 mod scale;

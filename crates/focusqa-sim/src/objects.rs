@@ -135,6 +135,7 @@ pub fn analyzer_job(m: &Meta, a: &AnalyzerSpec) -> Value {
         "volumes": analyzer_volumes(),
         "dnsPolicy": "ClusterFirst",
         "schedulerName": "default-scheduler",
+        "serviceAccount": "focus-analyzer",
         "serviceAccountName": "focus-analyzer",
         "terminationGracePeriodSeconds": 30
     });
@@ -147,6 +148,7 @@ pub fn cleanup_job(m: &Meta, job_id: &str) -> Value {
         "restartPolicy": "Never",
         "dnsPolicy": "ClusterFirst",
         "schedulerName": "default-scheduler",
+        "serviceAccount": "focus-cleanup",
         "serviceAccountName": "focus-cleanup",
         "terminationGracePeriodSeconds": 30
     });
@@ -205,7 +207,10 @@ fn pod_object(
             "namespace": m.namespace,
             "uid": m.uid,
             "resourceVersion": "0",
+            "generation": 1,
             "creationTimestamp": m.created,
+            // The job controller's: it counts the pod, then removes it (pod_terminated).
+            "finalizers": [JOB_TRACKING_FINALIZER],
             "labels": pod_labels(app, job_id, owner.job_name, owner.job_uid),
             "annotations": annotations,
             "ownerReferences": [{
@@ -236,6 +241,41 @@ fn pod_object(
     })
 }
 
+pub const JOB_TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+
+/// What the ServiceAccount admission plugin adds to every pod: `spec.serviceAccount` (the old
+/// name of `serviceAccountName`) and the projected token volume, mounted in each container. The
+/// volume's suffix is random in a real cluster; here it comes from the pod's uid, so that it
+/// draws nothing from the seeded RNG.
+fn admit_service_account(pod: &mut Value, uid: &str) {
+    let suffix: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(5)
+        .collect();
+    let volume = format!("kube-api-access-{suffix}");
+    let spec = &mut pod["spec"];
+    spec["serviceAccount"] = spec["serviceAccountName"].clone();
+    let projected = json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}, "path": "namespace"}]}}
+    ]}});
+    match spec["volumes"].as_array_mut() {
+        Some(v) => v.push(projected),
+        None => spec["volumes"] = json!([projected]),
+    }
+    if let Some(cs) = spec["containers"].as_array_mut() {
+        for c in cs {
+            let mount = json!({"name": volume, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true});
+            match c["volumeMounts"].as_array_mut() {
+                Some(v) => v.push(mount),
+                None => c["volumeMounts"] = json!([mount]),
+            }
+        }
+    }
+}
+
 pub fn analyzer_pod(
     m: &Meta,
     a: &AnalyzerSpec,
@@ -249,6 +289,7 @@ pub fn analyzer_pod(
         "serviceAccountName": "focus-analyzer"
     });
     let mut pod = pod_object(m, ANALYZER_APP, a.job_id, owner, node, host_ip, extra);
+    admit_service_account(&mut pod, m.uid);
     set_waiting(&mut pod, "baby-analyzer", "focus/baby-analyzer:sim");
     pod
 }
@@ -259,6 +300,7 @@ pub fn cleanup_pod(m: &Meta, job_id: &str, owner: &PodOwner, node: &str, host_ip
         "serviceAccountName": "focus-cleanup"
     });
     let mut pod = pod_object(m, CLEANUP_APP, job_id, owner, node, host_ip, extra);
+    admit_service_account(&mut pod, m.uid);
     if let Some(s) = pod.pointer_mut("/status/qosClass") {
         *s = json!("Guaranteed");
     }
@@ -349,6 +391,9 @@ pub fn pod_terminated(
         ("Failed", "Error", "PodFailed")
     };
     pod["status"]["phase"] = json!(phase);
+    if let Some(m) = pod["metadata"].as_object_mut() {
+        m.remove("finalizers");
+    }
     for ty in ["Ready", "ContainersReady"] {
         set_condition(pod, ty, "False", at, Some(ready_reason));
     }
