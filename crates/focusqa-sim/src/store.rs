@@ -127,10 +127,11 @@ impl Store {
         self.tx.subscribe()
     }
 
-    /// Oldest resourceVersion from which a watch can be resumed without loss.
+    /// Oldest resourceVersion from which a watch can be resumed without loss: a watch from v
+    /// needs the changes after v, so one from just before the oldest kept change loses nothing.
     pub fn oldest_resumable(&self) -> u64 {
         match self.history.front() {
-            Some(c) if self.history.len() >= self.history_cap => c.rv,
+            Some(c) if self.history.len() >= self.history_cap => c.rv - 1,
             _ => 0,
         }
     }
@@ -378,14 +379,13 @@ mod tests {
             s.history_after(0).map(|c| c.rv).collect::<Vec<_>>(),
             [rv0 + 3, rv0 + 4, rv0 + 5]
         );
-        assert_eq!(s.oldest_resumable(), rv0 + 3);
+        assert_eq!(s.oldest_resumable(), rv0 + 2);
     }
 
     /// A watch from version v needs the changes after v. With the history holding rv0+3..,
-    /// resuming from rv0+2 loses nothing, yet `oldest_resumable` says rv0+3, so the watch
-    /// answers 410 Expired (the API server's watch cache refuses only below oldest-1).
+    /// resuming from rv0+2 loses nothing: no 410 Expired (the API server's watch cache refuses
+    /// only below oldest-1); from rv0+1 it would lose rv0+2.
     #[test]
-    #[ignore = "bug: oldest_resumable is one too high: a watch from (oldest kept rv - 1) is lossless but answers 410"]
     fn a_watch_from_just_before_the_oldest_kept_change_is_still_resumable() {
         let mut s = store();
         s.history_cap = 3;
@@ -404,5 +404,6 @@ mod tests {
             from >= s.oldest_resumable(),
             "so kube::watch_response must not expire it"
         );
+        assert!(rv0 + 1 < s.oldest_resumable(), "one earlier would lose rv0+2");
     }
 }
