@@ -26,6 +26,7 @@ mod interrupts;
 mod kube_scale;
 mod readable_reports;
 mod real_kube;
+mod real_kube_apf;
 mod real_kube_rbac;
 mod real_kube_watch;
 mod real_timing;

@@ -88,7 +88,15 @@ impl KubeTarget {
     ) -> Result<(ApiResource, ApiCapabilities), String> {
         let disc = self
             .discovery
-            .get_or_try_init(|| async { Discovery::new(self.client.clone()).run().await })
+            .get_or_try_init(|| async {
+                // Aggregated discovery (Kubernetes 1.26+): 2 requests, not one per API group
+                // version (about 25 on v1.37), which a throttling API server answers one 429 at
+                // a time. Servers without it (the simulator) get the classic walk.
+                match Discovery::new(self.client.clone()).run_aggregated().await {
+                    Ok(d) => Ok(d),
+                    Err(_) => Discovery::new(self.client.clone()).run().await,
+                }
+            })
             .await
             .map_err(|e| match &e {
                 kube::Error::Api(s) => {
