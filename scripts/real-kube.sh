@@ -328,7 +328,11 @@ kill_one() {
   running "$name" || return 0
   pid=$(cat "$STATE/$name.pid")
   kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # dead, or a zombie its new parent has not reaped yet (`kill -0` still succeeds on one)
+  for ((i = 0; i < 100; i++)); do
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) =~ ^(Z|X|)$ ]] && break
+    sleep 0.05
+  done
   rm -f "$STATE/$name.pid"
 }
 
