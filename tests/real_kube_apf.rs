@@ -138,10 +138,14 @@ fn a_throttled_fan_out_waits_out_429s_and_keeps_its_verdicts() {
     )
     .unwrap();
 
-    p.spec("apf.yaml", &SPEC.replace("COUNT", "1"));
-    let t0 = std::time::Instant::now();
-    let out = p.run(&["run", "--report-dir", "reports"]);
-    let took = t0.elapsed();
+    // the burst expecting `count` ConfigMaps: its output and how long it took
+    let burst = |count: &str| {
+        p.spec("apf.yaml", &SPEC.replace("COUNT", count));
+        let t0 = std::time::Instant::now();
+        let out = p.run(&["run", "--report-dir", "reports"]);
+        (out, t0.elapsed())
+    };
+    let (out, took) = burst("1");
     common::assert_exit(&out, 0);
     let first = rejected(&kube);
     assert!(first > 0, "the burst got 429s from the priority level");
@@ -151,10 +155,7 @@ fn a_throttled_fan_out_waits_out_429s_and_keeps_its_verdicts() {
     );
 
     // Throttled the same, a check that does not hold fails on the cluster's answer, not on 429.
-    p.spec("apf.yaml", &SPEC.replace("COUNT", "2"));
-    let t0 = std::time::Instant::now();
-    let out = p.run(&["run", "--report-dir", "reports"]);
-    let took = t0.elapsed();
+    let (out, took) = burst("2");
     common::assert_exit(&out, 1);
     let text = stdout(&out);
     assert!(

@@ -54,6 +54,12 @@ fn run_in_pod(kube: &RealKube, sa: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The `focus` namespace with the runner's identity of `deploy/rbac.yaml`.
+fn runner(kube: &RealKube) {
+    kube.kubectl(&["create", "namespace", "focus"], None);
+    kube.kubectl(&["apply", "-f", "-"], Some(&deploy("rbac.yaml")));
+}
+
 fn can_i(kube: &RealKube, verb: &str, resource: &str) -> bool {
     let out = kube.kubectl_output(
         &[
@@ -74,8 +80,7 @@ fn can_i(kube: &RealKube, verb: &str, resource: &str) -> bool {
 fn the_runner_rbac_is_enough_and_each_grant_less_fails_naming_it() {
     let Some(kube) = RealKube::up() else { return };
     let t0 = std::time::Instant::now();
-    kube.kubectl(&["create", "namespace", "focus"], None);
-    kube.kubectl(&["apply", "-f", "-"], Some(&deploy("rbac.yaml")));
+    runner(&kube);
     let token = kube.kubectl(
         &[
             "create",
@@ -142,8 +147,7 @@ fn the_runner_rbac_is_enough_and_each_grant_less_fails_naming_it() {
 fn the_indexed_job_of_deploy_is_accepted_and_its_pods_get_their_completion_index() {
     let Some(kube) = RealKube::up() else { return };
     let t0 = std::time::Instant::now();
-    kube.kubectl(&["create", "namespace", "focus"], None);
-    kube.kubectl(&["apply", "-f", "-"], Some(&deploy("rbac.yaml")));
+    runner(&kube);
     kube.kubectl(&["apply", "-f", "-"], Some(&deploy("results-pvc.yaml")));
     let job = deploy("job.yaml");
     let dry = kube.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&job));

@@ -3,8 +3,9 @@
 //! server's watch cache starts from a fresh list, so a watch resumed from the resourceVersion
 //! focusqa last saw gets 410 Gone ("too old resource version": k8s.io/apiserver's
 //! watchCacheHistory.GetIntervalLocked refuses anything older than the list it started from,
-//! once any write moved etcd's revision past it). The verdicts must be the cluster's state
-//! after the restart, not the watch's cache from before it.
+//! once any write moved etcd's revision past it). Then again with `--watch-cache=false`, where
+//! watches are etcd's and the resourceVersion expires because etcd was compacted past it. The
+//! verdicts must be the cluster's state after the restart, not the watch's cache from before it.
 
 use crate::common;
 
@@ -73,81 +74,61 @@ fn collection_rv(kube: &RealKube) -> String {
         .to_string()
 }
 
-#[test]
-fn waits_reach_the_clusters_verdict_across_an_api_server_restart_and_a_410() {
-    let Some(kube) = RealKube::up() else { return };
-    let t0 = std::time::Instant::now();
-    let policy = kube.state.path().join("audit-policy.yaml");
-    let audit = kube.state.path().join("audit.log");
-    std::fs::write(&policy, AUDIT_POLICY).unwrap();
-    let audit_flags = [
-        format!("--audit-policy-file={}", policy.display()),
-        format!("--audit-log-path={}", audit.display()),
-    ];
-    let audit_flags: Vec<&str> = audit_flags.iter().map(String::as_str).collect();
-    kube.restart_apiserver(&audit_flags);
-    kube.kubectl(&["create", "namespace", "focus"], None);
-    for (name, state) in [
-        ("gate-a", "pending"),
-        ("gate-b", "ready"),
-        ("doomed", "here"),
-    ] {
-        kube.kubectl(
-            &[
-                "-n",
-                "focus",
-                "create",
-                "configmap",
-                name,
-                &format!("--from-literal=state={state}"),
-            ],
-            None,
-        );
-    }
-    let p = kube.project(&format!(
-        "{{kubeconfig: {}, namespace: focus}}",
-        kube.kubeconfig.display()
-    ));
-    p.spec("watch.yaml", SPEC);
+/// The objects the spec waits on, as they are before the restart.
+const GATES: &str = r#"apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: gate-a, namespace: focus}, data: {state: pending}}
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: gate-b, namespace: focus}, data: {state: ready}}
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: doomed, namespace: focus}, data: {state: here}}
+"#;
+
+fn patch_state(kube: &RealKube, name: &str, state: &str) {
+    let patch = format!(r#"{{"data":{{"state":"{state}"}}}}"#);
+    kube.kubectl(
+        &["-n", "focus", "patch", "configmap", name, "-p", &patch],
+        None,
+    );
+}
+
+/// One run of the spec across a restart with `flags`; `compact`: etcd is compacted before it.
+/// `expired` is what a watch resumed from before the restart is told after it.
+fn across_a_restart(
+    kube: &RealKube,
+    p: &common::Project,
+    audit: &Path,
+    flags: &[&str],
+    compact: bool,
+    expired: &str,
+) {
+    kube.kubectl(&["apply", "-f", "-"], Some(GATES));
+    let watches = count(&focusqa_requests(audit), "watch", "ResponseStarted");
     let (mut child, out, err) =
         common::spawn_drained(&mut p.command(&["run", "--report-dir", "reports"]));
     // The shared watch is open (its first list done) when the audit log has its watch.
     kube.wait_for("focusqa's watch of ConfigMaps", 30, || {
-        count(&focusqa_requests(&audit), "watch", "ResponseStarted") >= 1
+        count(&focusqa_requests(audit), "watch", "ResponseStarted") > watches
     });
-    let before = focusqa_requests(&audit);
-    // A write elsewhere moves etcd's revision past every resourceVersion focusqa has seen: the
-    // restarted server's watch cache starts after it.
-    let rv = collection_rv(&kube);
-    kube.kubectl(&["-n", "default", "create", "configmap", "churn"], None);
-    kube.restart_apiserver(&audit_flags);
+    let before = focusqa_requests(audit);
+    // Writes elsewhere move etcd's revision past every resourceVersion focusqa has seen: a
+    // restarted watch cache starts after them, and a compaction drops them. Two: etcd keeps the
+    // revision it compacted at, and a watch from `rv` starts at `rv + 1`.
+    let rv = collection_rv(kube);
+    let churn = format!("churn-{rv}");
+    kube.kubectl(&["-n", "default", "create", "configmap", &churn], None);
+    kube.kubectl(
+        &["-n", "default", "label", "configmap", &churn, "n=1"],
+        None,
+    );
+    if compact {
+        kube.script(&["etcd-compact"]);
+    }
+    kube.restart_apiserver(flags);
     // The changes the waits must see, in this order: b revoked, doomed deleted, then a ready
     // (a wait that saw a ready has b's revocation in its past).
-    kube.kubectl(
-        &[
-            "-n",
-            "focus",
-            "patch",
-            "configmap",
-            "gate-b",
-            "-p",
-            r#"{"data":{"state":"revoked"}}"#,
-        ],
-        None,
-    );
+    patch_state(kube, "gate-b", "revoked");
     kube.kubectl(&["-n", "focus", "delete", "configmap", "doomed"], None);
-    kube.kubectl(
-        &[
-            "-n",
-            "focus",
-            "patch",
-            "configmap",
-            "gate-a",
-            "-p",
-            r#"{"data":{"state":"ready"}}"#,
-        ],
-        None,
-    );
+    patch_state(kube, "gate-a", "ready");
     // What a watch resumed from before the restart gets now: 410 Gone.
     let resumed = kube.kubectl(
         &[
@@ -160,7 +141,7 @@ fn waits_reach_the_clusters_verdict_across_an_api_server_restart_and_a_410() {
         None,
     );
     assert!(
-        resumed.contains(r#""code":410"#) && resumed.contains("too old resource version"),
+        resumed.contains(r#""code":410"#) && resumed.contains(expired),
         "a watch from resourceVersion {rv} (before the restart) is expired: {resumed}"
     );
     let status = child.wait().unwrap();
@@ -185,10 +166,52 @@ fn waits_reach_the_clusters_verdict_across_an_api_server_restart_and_a_410() {
         "the wait failed on the state after the restart: {msg}"
     );
     // The watch did not resume on its pre-restart cache: it listed again.
-    let after = focusqa_requests(&audit);
+    let after = focusqa_requests(audit);
     assert!(
         count(&after, "list", "ResponseComplete") > count(&before, "list", "ResponseComplete"),
         "focusqa's watch listed again after the restart: before {before:?}, after {after:?}"
     );
-    eprintln!("real_kube_watch: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn waits_reach_the_clusters_verdict_across_an_api_server_restart_and_a_410() {
+    let Some(kube) = RealKube::up() else { return };
+    let t0 = std::time::Instant::now();
+    let policy = kube.state.path().join("audit-policy.yaml");
+    let audit = kube.state.path().join("audit.log");
+    std::fs::write(&policy, AUDIT_POLICY).unwrap();
+    let audit_flags = [
+        format!("--audit-policy-file={}", policy.display()),
+        format!("--audit-log-path={}", audit.display()),
+    ];
+    let mut flags: Vec<&str> = audit_flags.iter().map(String::as_str).collect();
+    kube.restart_apiserver(&flags);
+    kube.kubectl(&["create", "namespace", "focus"], None);
+    let p = kube.project(&format!(
+        "{{kubeconfig: {}, namespace: focus}}",
+        kube.kubeconfig.display()
+    ));
+    p.spec("watch.yaml", SPEC);
+    // With the watch cache: the restarted cache starts from a list after the write.
+    across_a_restart(&kube, &p, &audit, &flags, false, "too old resource version");
+    eprintln!(
+        "real_kube_watch: watch cache: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    // Without it, watches are etcd's: the resourceVersion expires when etcd compacts past it.
+    let t1 = std::time::Instant::now();
+    flags.push("--watch-cache=false");
+    kube.restart_apiserver(&flags);
+    across_a_restart(
+        &kube,
+        &p,
+        &audit,
+        &flags,
+        true,
+        "The resourceVersion for the provided watch is too old.",
+    );
+    eprintln!(
+        "real_kube_watch: etcd compaction: {:.1} s",
+        t1.elapsed().as_secs_f64()
+    );
 }
