@@ -3,8 +3,10 @@
 //! itself. 200 concurrent waits cost O(kinds) API requests, not O(jobs × polls).
 //!
 //! A watch only answers while it is live: until its first list completed, after a watch error
-//! (until the watcher re-listed) or when it cannot start at all (no `watch` permission), the
-//! steps read the API directly, as before, so a verdict never comes from a stale cache.
+//! (any error, a 410 Gone after an API server restart among them, ends the watcher; a new one
+//! lists again with backoff and the store is live from that list's end) or when it cannot start
+//! at all (no `watch` permission), the steps read the API directly, so a verdict never comes
+//! from a stale cache (`tests/real_kube_watch.rs` restarts a real API server under the waits).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
