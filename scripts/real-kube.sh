@@ -8,6 +8,12 @@
 #                                          KUBECONFIG=<path> as the last line
 #   scripts/real-kube.sh down             stop what `up` started (pid files in the state dir)
 #   scripts/real-kube.sh status           the state dir, the pids and whether they run
+#   scripts/real-kube.sh restart-apiserver [FLAG...]
+#                                          kill kube-apiserver's process group (SIGKILL, as a
+#                                          crash) and start it again with the flags of `up`
+#                                          plus FLAGs (e.g. --watch-cache=false), wait for /readyz
+#   scripts/real-kube.sh etcd-compact     compact etcd to its current revision: every older
+#                                          resourceVersion is gone (a watch from one gets 410)
 #
 # Everything listens on 127.0.0.1 only. Binaries go to $FOCUSQA_KUBE_CACHE (default
 # ~/.cache/focusqa-kube)/<module>-<first 16 hex of sha256(go.mod go.sum flags)>/bin, so a
@@ -189,8 +195,11 @@ start() { # name binary args...
     return 0
   fi
   # setsid: its own process group, so `down` ends it and its children and nothing else
-  setsid "$bin" "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  # append: a restarted component's log follows the earlier run's
+  setsid "$bin" "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$STATE/$name.pid"
+  # its command line, one argument a line, for `restart-apiserver`
+  printf '%s\n' "$bin" "$@" >"$STATE/$name.args"
 }
 api() { # curl as the admin: method path [body]
   local p=$STATE/pki
@@ -316,6 +325,47 @@ cmd_down() {
   rm -rf "$STATE/etcd"
 }
 
+# Stop one component's process group and wait for it to exit (SIGKILL: no graceful shutdown).
+kill_one() {
+  local name=$1 pid i
+  running "$name" || return 0
+  pid=$(cat "$STATE/$name.pid")
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  # dead, or a zombie its new parent has not reaped yet (`kill -0` still succeeds on one)
+  for ((i = 0; i < 100; i++)); do
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) =~ ^(Z|X|)$ ]] && break
+    sleep 0.05
+  done
+  rm -f "$STATE/$name.pid"
+}
+
+cmd_restart_apiserver() {
+  local t0 args=()
+  t0=$(date +%s%N)
+  [[ -f $STATE/kube-apiserver.args ]] || die "no kube-apiserver was started in $STATE (run up first)"
+  # the flags of `up` (the first start's, kept aside), then this restart's
+  [[ -f $STATE/kube-apiserver.args.up ]] || cp "$STATE/kube-apiserver.args" "$STATE/kube-apiserver.args.up"
+  mapfile -t args <"$STATE/kube-apiserver.args.up"
+  kill_one kube-apiserver
+  log "kube-apiserver killed after $((($(date +%s%N) - t0) / 1000000)) ms"
+  wait_for "port $PORT free" 30 port_free "$PORT"
+  start kube-apiserver "${args[@]}" "$@"
+  wait_for "kube-apiserver /readyz" 90 apiserver_ready
+  log "kube-apiserver back in $((($(date +%s%N) - t0) / 1000000)) ms${1:+ with $*}"
+}
+
+# Compaction through etcd's gRPC gateway: the revision now, then everything before it dropped.
+cmd_etcd_compact() {
+  local rev
+  rev=$(curl -sf -X POST "http://127.0.0.1:$ETCD_PORT/v3/kv/range" -d '{"key":"AA==","limit":1}' |
+    sed -n 's/.*"revision":"\{0,1\}\([0-9]*\).*/\1/p')
+  [[ -n $rev ]] || die "etcd at 127.0.0.1:$ETCD_PORT gave no revision"
+  curl -sf -X POST "http://127.0.0.1:$ETCD_PORT/v3/kv/compaction" -d "{\"revision\":\"$rev\",\"physical\":true}" >/dev/null ||
+    die "etcd compaction at revision $rev failed"
+  log "etcd compacted at revision $rev"
+  echo "$rev"
+}
+
 cmd_status() {
   local n
   echo "state: $STATE"
@@ -332,5 +382,7 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build [NAME...] | up | down | status" >&2; exit 2 ;;
+  restart-apiserver) shift; cmd_restart_apiserver "$@" ;;
+  etcd-compact) cmd_etcd_compact ;;
+  *) echo "usage: $0 build [NAME...] | up | down | status | restart-apiserver [FLAG...] | etcd-compact" >&2; exit 2 ;;
 esac

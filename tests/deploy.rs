@@ -79,10 +79,31 @@ fn the_indexed_job_runs_one_shard_per_completion() {
 fn the_runner_may_only_read_and_delete_jobs_pods_and_read_events_in_focus() {
     let rbac = docs("rbac.yaml");
     let kinds: Vec<&str> = rbac.iter().map(|d| s(&d["kind"])).collect();
-    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
-    for d in &rbac {
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding"
+        ]
+    );
+    for d in &rbac[..3] {
         assert_eq!(s(&d["metadata"]["namespace"]), "focus");
     }
+    // the one cluster-wide grant: reading nodes (`kube list Node`), nothing else
+    let rules = rbac[3]["rules"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["resources"][0], "nodes");
+    for v in rules[0]["verbs"].as_sequence().unwrap() {
+        assert!(["get", "list", "watch"].contains(&s(v)), "{v:?}");
+    }
+    assert_eq!(s(&rbac[4]["subjects"][0]["name"]), "focusqa-runner");
+    assert_eq!(
+        s(&rbac[4]["roleRef"]["name"]),
+        s(&rbac[3]["metadata"]["name"])
+    );
     for rule in rbac[1]["rules"].as_sequence().unwrap() {
         let resources: Vec<&str> = rule["resources"]
             .as_sequence()

@@ -11,7 +11,7 @@ use common::{stderr, stdout};
 use std::path::Path;
 use std::process::Command;
 
-const ANALYZER_JOB: &str = r#"apiVersion: batch/v1
+pub const ANALYZER_JOB: &str = r#"apiVersion: batch/v1
 kind: Job
 metadata: {name: baby-analyzer-real, namespace: focus, labels: {app: baby-analyzer}}
 spec:

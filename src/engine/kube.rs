@@ -36,10 +36,7 @@ fn resolve(op: &KubeOp, scope: &Scope, default_ns: &str) -> Result<Resolved, Exe
 
 fn kube_err(e: kube::Error, what: &str) -> ExecError {
     let msg = match &e {
-        kube::Error::Api(s) => format!(
-            "Kubernetes API refused {what}: {} {} ({})",
-            s.code, s.message, s.reason
-        ),
+        kube::Error::Api(s) => crate::targets::kube::refusal(s, what),
         other => format!(
             "Kubernetes API unreachable for {what}: {} (check the target's kubernetes settings)",
             crate::targets::error_chain(other)

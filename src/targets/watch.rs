@@ -3,8 +3,10 @@
 //! itself. 200 concurrent waits cost O(kinds) API requests, not O(jobs × polls).
 //!
 //! A watch only answers while it is live: until its first list completed, after a watch error
-//! (until the watcher re-listed) or when it cannot start at all (no `watch` permission), the
-//! steps read the API directly, as before, so a verdict never comes from a stale cache.
+//! (any error, a 410 Gone after an API server restart among them, ends the watcher; a new one
+//! lists again with backoff and the store is live from that list's end) or when it cannot start
+//! at all (no `watch` permission), the steps read the API directly, so a verdict never comes
+//! from a stale cache (`tests/real_kube_watch.rs` restarts a real API server under the waits).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -36,9 +38,9 @@ struct Key {
 enum Health {
     Starting,
     Live,
-    /// A watch error after the first list: the watcher re-lists (with backoff).
+    /// A watch error after the first list: a new watcher lists again (with backoff).
     Lagging,
-    /// The watch could not start (or ended); steps poll the API directly.
+    /// The watch could not start (it is retried with backoff); steps poll the API directly.
     Failed,
 }
 
@@ -147,38 +149,97 @@ fn start(client: kube::Client, key: &Key, ar: &ApiResource) -> Shared {
     if let Some(f) = &key.fields {
         cfg = cfg.fields(f);
     }
-    let writer = reflector::store::Writer::new(ar.clone());
+    let mut writer = reflector::store::Writer::new(ar.clone());
     let store = writer.as_reader();
     let (tx, rx) = watch::channel(Health::Starting);
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(reflector(writer, watcher(api, cfg).default_backoff()));
-        let mut listed = false;
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(watcher::Event::InitDone) => {
-                    listed = true;
-                    let _ = tx.send(Health::Live);
-                }
-                // After an error the watcher resumes from the last resource version (or
-                // re-lists on 410 Gone): the first event back means the store caught up.
-                Ok(_) if listed => {
-                    tx.send_if_modified(|h| std::mem::replace(h, Health::Live) != Health::Live);
-                }
-                Ok(_) => {}
-                Err(_) if !listed => {
-                    let _ = tx.send(Health::Failed);
-                    return;
-                }
-                Err(_) => {
-                    let _ = tx.send(Health::Lagging);
+        let mut live_once = false;
+        let mut delay = RETRY_MIN;
+        loop {
+            // A new watcher each time: a list, then a watch from the list's resourceVersion.
+            let mut stream = std::pin::pin!(watcher(api.clone(), cfg.clone()));
+            while let Some(ev) = stream.next().await {
+                let Ok(ev) = ev else { break };
+                writer.apply_watcher_event(&ev);
+                if let Some(h) = health_after(&ev, live_once) {
+                    if h == Health::Live {
+                        live_once = true;
+                        delay = RETRY_MIN;
+                    }
+                    tx.send_if_modified(|cur| std::mem::replace(cur, h.clone()) != h);
                 }
             }
+            // Any error ends this watcher. kube's watcher would resume from its last
+            // resourceVersion and, on 410 Gone, re-list into a buffer while the store still
+            // holds the state from before the gap; a step must not read that as current. So
+            // the store is not live again until a fresh list completed (InitDone).
+            let _ = tx.send(if live_once {
+                Health::Lagging
+            } else {
+                Health::Failed
+            });
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
         }
-        let _ = tx.send(Health::Failed);
     });
     Shared {
         store,
         health: rx,
         task,
+    }
+}
+
+/// The first retry of a failed watch after this, doubling up to [`RETRY_MAX`]; meanwhile the
+/// steps read the API directly.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(250);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Live only once a list completed: `Init` starts a re-list into a buffer (the store keeps the
+/// old state until `InitDone` swaps it in), so from `Init` to `InitDone` the store is stale.
+/// `None`: no change.
+fn health_after<K>(ev: &watcher::Event<K>, live_once: bool) -> Option<Health> {
+    match ev {
+        watcher::Event::InitDone => Some(Health::Live),
+        watcher::Event::Init if live_once => Some(Health::Lagging),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    #[test]
+    fn a_re_list_is_not_live_until_it_completed() {
+        let obj = || {
+            DynamicObject::new(
+                "x",
+                &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            )
+        };
+        // first list: Starting until InitDone
+        assert_eq!(health_after(&Event::<DynamicObject>::Init, false), None);
+        assert_eq!(health_after(&Event::InitApply(obj()), false), None);
+        assert_eq!(
+            health_after(&Event::<DynamicObject>::InitDone, false),
+            Some(Health::Live)
+        );
+        // live: events keep it live
+        assert_eq!(health_after(&Event::Apply(obj()), true), None);
+        assert_eq!(health_after(&Event::Delete(obj()), true), None);
+        // a re-list (after 410 Gone): the store still holds the old state until InitDone
+        assert_eq!(
+            health_after(&Event::<DynamicObject>::Init, true),
+            Some(Health::Lagging)
+        );
+        assert_eq!(health_after(&Event::InitApply(obj()), true), None);
+        assert_eq!(
+            health_after(&Event::<DynamicObject>::InitDone, true),
+            Some(Health::Live)
+        );
     }
 }

@@ -161,3 +161,75 @@ impl Drop for RealKube {
             .output();
     }
 }
+
+// --- helpers of the issue 27 tests (real_kube_watch, real_kube_apf, real_kube_rbac) ---------
+
+impl RealKube {
+    /// `scripts/real-kube.sh ARGS` on this control plane; stdout, panics with stderr on failure.
+    pub fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .env("FOCUSQA_KUBE_STATE", self.state.path())
+            .env("FOCUSQA_KUBE_PORT", self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/real-kube.sh {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tails()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills kube-apiserver (SIGKILL, its process group) and starts it again with the flags of
+    /// `up` plus `flags`; returns when /readyz says ok.
+    pub fn restart_apiserver(&self, flags: &[&str]) {
+        let mut args = vec!["restart-apiserver"];
+        args.extend_from_slice(flags);
+        self.script(&args);
+    }
+
+    /// The cluster's CA certificate (PEM), as a pod's service account mount has it.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("pki/ca.crt")).unwrap()
+    }
+
+    /// A kubeconfig (text) that authenticates with a bearer token, e.g. a service account's
+    /// from `kubectl create token`.
+    pub fn token_kubeconfig(&self, token: &str, namespace: &str) -> String {
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: real\n  cluster: {{server: \"https://127.0.0.1:{}\", certificate-authority-data: {ca}}}\nusers:\n- name: token\n  user: {{token: {token}}}\ncontexts:\n- name: real\n  context: {{cluster: real, user: token, namespace: {namespace}}}\ncurrent-context: real\n",
+            self.port
+        )
+    }
+
+    /// A focusqa project whose target `real` reaches this cluster through `kubernetes` (the
+    /// YAML of the target's `kubernetes:` map, e.g. `{kubeconfig: k.yaml, namespace: focus}`);
+    /// its Focus API is not used.
+    pub fn project(&self, kubernetes: &str) -> super::Project {
+        let p = super::Project::new("http://127.0.0.1:9");
+        std::fs::write(
+            p.path().join("focusqa.yaml"),
+            format!("default_target: real\nscope: none\ntargets:\n  real:\n    base_url: http://127.0.0.1:9\n    kubernetes: {kubernetes}\n"),
+        )
+        .unwrap();
+        p
+    }
+
+    /// Polls `cond` every 100 ms for up to `secs` seconds; panics with `what` and the logs.
+    pub fn wait_for(&self, what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !cond() {
+            assert!(
+                t0.elapsed().as_secs() < secs,
+                "{what}: not after {secs} s\n{}",
+                self.log_tails()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
