@@ -2,7 +2,9 @@
 //!
 //! Specs run in parallel up to `--jobs`; `exclusive` specs run alone. Each case runs its steps
 //! in order, stops at the first failure, and always runs its cleanup steps (also on Ctrl-C).
-//! Progress goes out as [`Event`]s; reporters never see engine internals.
+//! Progress goes out as [`Event`]s; reporters never see engine internals. Each step kind's
+//! executor is a file of its own (`http.rs`, `sleep.rs`, `assert.rs`, `kube.rs`, `fanout.rs`,
+//! `blocks.rs`): the kind's `Execute` impl (see `step.rs`), which `StepKind` delegates to.
 
 mod assert;
 pub mod blocks;

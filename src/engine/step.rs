@@ -144,7 +144,7 @@ pub(crate) trait Execute {
 }
 
 impl StepKind {
-    /// See [`Execute::execute`].
+    /// Runs the step's action: see `Execute::execute`.
     pub async fn execute(
         &self,
         step: &Step,
@@ -155,7 +155,7 @@ impl StepKind {
         each_kind!(self, k => k.execute(step, scope, ctx, in_cleanup).await)
     }
 
-    /// See [`Execute::diagnose`].
+    /// Extra material for a failed step: see `Execute::diagnose`.
     pub async fn diagnose(&self, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
         each_kind!(self, k => k.diagnose(obs, scope, ctx).await)
     }
@@ -370,9 +370,10 @@ impl Step {
     /// The step's poll, if it polls: `until`, or the own timeout/interval (30s/1s) of a
     /// `kube wait`/`absent`.
     fn poll_plan(&self, scope: &Scope, ctx: &Ctx) -> Result<Option<Poll>, ExecError> {
-        let implicit = match &self.until {
-            None => self.kind.own_poll(),
-            Some(_) => None,
+        let implicit = if self.until.is_none() {
+            self.kind.own_poll()
+        } else {
+            None
         };
         let Some(u) = self.until.as_ref().or(implicit.as_ref()) else {
             return Ok(None);

@@ -1,7 +1,8 @@
 //! The spec model: what a QA engineer writes in YAML, as Rust types.
 //!
 //! This module knows nothing about HTTP or Kubernetes clients: it only describes
-//! what to do. The engine interprets it; the loader fills in source positions.
+//! what to do. The engine interprets it; the loader fills in source positions. A step and its
+//! kinds are in [`steps`], each kind's model in a file of its own.
 
 pub mod access;
 pub mod diag;

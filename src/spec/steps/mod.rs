@@ -41,7 +41,7 @@ pub struct Step {
 /// The action of a step: one variant per kind, holding the kind's own type (its model, in a
 /// file of its own). The HTTP request, the hot path of a fan-out, is inline; the large, rarer
 /// kinds are boxed. What a kind does is a method of its type: [`KindModel`] here, the executor
-/// in the engine; a question asked of a `StepKind` delegates through [`each_kind!`].
+/// in the engine; a question asked of a `StepKind` delegates through `each_kind!`.
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Http(HttpRequest),
