@@ -140,15 +140,9 @@ fn load_each(dir: &Path, files: &[PathBuf]) -> Vec<(f64, f64, usize, bool, PathB
 }
 
 fn count_steps(steps: &[focusqa::spec::Step]) -> usize {
-    use focusqa::spec::StepKind;
     steps
         .iter()
-        .map(|s| {
-            1 + match &s.kind {
-                StepKind::Include(i) => count_steps(&i.steps),
-                k => k.blocks().iter().map(|(_, b)| count_steps(b)).sum(),
-            }
-        })
+        .map(|s| 1 + s.kind.nested().into_iter().map(count_steps).sum::<usize>())
         .sum()
 }
 

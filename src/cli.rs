@@ -365,8 +365,7 @@ fn nothing_concurrent(config: &Config, a: &RunArgs) -> bool {
                 f.rate.is_some() || above_one(&f.concurrency, all_at_once) || concurrent(&f.steps)
             }
             StepKind::Foreach(f) => above_one(&f.concurrency, false) || concurrent(&f.steps),
-            StepKind::Include(i) => concurrent(&i.steps),
-            k => k.blocks().iter().any(|(_, b)| concurrent(b)),
+            k => k.nested().into_iter().any(concurrent),
         })
     }
     let name = a.target.as_deref().unwrap_or(&config.default_target);

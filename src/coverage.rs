@@ -7,7 +7,7 @@ use crate::results::{
     TargetInfo, TargetRef,
 };
 use crate::spec::scope::{Catalog, ScopeStatus};
-use crate::spec::{Spec, Step, StepKind};
+use crate::spec::{Spec, Step};
 
 /// Computes coverage of `catalog` by `specs` (all loaded specs) with outcomes from `results`
 /// (a spec without a result counts as not run), established on `target` (the run's).
@@ -225,11 +225,8 @@ fn covering_steps<'a>(steps: &'a [Step], item: &str, out: &mut Vec<&'a Step>) {
         if st.covers.iter().any(|c| c == item) {
             out.push(st);
         }
-        for (_, block) in st.kind.blocks() {
+        for block in st.kind.nested() {
             covering_steps(block, item, out);
-        }
-        if let StepKind::Include(i) = &st.kind {
-            covering_steps(&i.steps, item, out);
         }
     }
 }

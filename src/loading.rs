@@ -355,15 +355,11 @@ fn read_text(
         // bounded time. The spec's own steps are checked as if its includes could not be read.
         fn unexpand(steps: &mut [Step]) {
             for s in steps {
-                match &mut s.kind {
-                    StepKind::Include(inc) => inc.steps.clear(),
-                    StepKind::Fanout(f) => {
-                        unexpand(&mut f.steps);
-                        unexpand(&mut f.cleanup);
-                    }
-                    StepKind::Foreach(f) => unexpand(&mut f.steps),
-                    StepKind::Repeat(r) => unexpand(&mut r.steps),
-                    _ => {}
+                if let StepKind::Include(inc) = &mut s.kind {
+                    inc.steps.clear();
+                }
+                for (_, block) in s.kind.blocks_mut() {
+                    unexpand(block);
                 }
             }
         }
@@ -633,13 +629,11 @@ fn resolve_includes(
         for d in found {
             walk.report(out, d);
         }
-        let block = match &step.kind {
-            StepKind::Include(_) => "include",
-            StepKind::Fanout(_) => "fanout",
-            StepKind::Foreach(_) => "foreach",
-            StepKind::Repeat(_) => "repeat",
-            _ => continue,
-        };
+        // Kinds that run steps (blocks, includes) nest; the rest end the walk here.
+        if step.kind.nested().is_empty() {
+            continue;
+        }
+        let block = step.kind.name();
         let at = src.index.get(&format!("{p}.{block}"));
         let here = |m: String, hint: Option<String>| {
             Diagnostic::new(src.file, at, m)
@@ -800,30 +794,12 @@ fn resolve_includes(
                     index: read.index.clone(),
                 });
             }
-            StepKind::Fanout(f) => {
-                for (block, steps) in [
-                    ("fanout.steps", &mut f.steps),
-                    ("fanout.cleanup", &mut f.cleanup),
-                ] {
+            kind => {
+                for (block, steps) in kind.blocks_mut() {
                     let (b, a) = (format!("{p}.{block}"), format!("{spec_p}.{block}"));
                     resolve_includes(steps, &b, &a, depth + 1, src, walk, out);
                 }
             }
-            StepKind::Foreach(f) => {
-                let (b, a) = (
-                    format!("{p}.foreach.steps"),
-                    format!("{spec_p}.foreach.steps"),
-                );
-                resolve_includes(&mut f.steps, &b, &a, depth + 1, src, walk, out)
-            }
-            StepKind::Repeat(r) => {
-                let (b, a) = (
-                    format!("{p}.repeat.steps"),
-                    format!("{spec_p}.repeat.steps"),
-                );
-                resolve_includes(&mut r.steps, &b, &a, depth + 1, src, walk, out)
-            }
-            _ => {}
         }
     }
 }
@@ -832,7 +808,7 @@ fn resolve_includes(
 /// when written out (templated ones are known only at run time): readable by `access`.
 fn step_files(step: &Step, p: &str, src: &Src, access: &Access, out: &mut Vec<Diagnostic>) {
     let mut files: Vec<(String, &str, bool)> = Vec::new();
-    if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
+    if let Some(req) = step.kind.request() {
         let kind = step.kind.name();
         if let Some(f) = &req.body_file {
             files.push((format!("{p}.{kind}.body_file"), f, true));
@@ -1018,21 +994,18 @@ fn assign_steps(steps: &mut [Step], list: Option<NodeId>, outer: Pos, index: &Po
         match &mut step.kind {
             StepKind::Assert(checks) => {
                 let list = child("assert");
-                for (j, c) in checks.iter_mut().enumerate() {
+                for (j, c) in checks.0.iter_mut().enumerate() {
                     c.pos = list
                         .and_then(|l| index.item(l, j))
                         .map_or(at, |n| index.pos(n));
                 }
             }
-            StepKind::Fanout(f) => {
-                assign_steps(&mut f.steps, block("fanout", "steps"), at, index);
-                assign_steps(&mut f.cleanup, block("fanout", "cleanup"), at, index);
+            kind => {
+                for (path, steps) in kind.blocks_mut() {
+                    let (kind, list) = path.split_once('.').unwrap_or((path, ""));
+                    assign_steps(steps, block(kind, list), at, index);
+                }
             }
-            StepKind::Foreach(f) => {
-                assign_steps(&mut f.steps, block("foreach", "steps"), at, index)
-            }
-            StepKind::Repeat(r) => assign_steps(&mut r.steps, block("repeat", "steps"), at, index),
-            _ => {}
         }
     }
 }
@@ -1906,7 +1879,7 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
         if let Some(e) = &step.expect {
             check_expect(e, &format!("{path}.expect"), index, out);
         }
-        if let StepKind::Http(req) | StepKind::Sim(req) = &step.kind {
+        if let Some(req) = step.kind.request() {
             if let Some(n) = req
                 .max_redirects
                 .filter(|n| *n > crate::spec::MAX_REDIRECTS)
@@ -1953,26 +1926,29 @@ fn check_steps(steps: &[Step], base: &str, index: &PositionIndex, out: &mut Vec<
                 check_jsonpath(p, index.get(&cpath), out);
             }
         }
+        if let Some(r) = step.kind.request().filter(|r| r.body_kinds().len() > 1) {
+            out.push((
+                index.get(&path.to_string()),
+                format!(
+                    "a request has at most one body, found {}",
+                    r.body_kinds().join(" + ")
+                ),
+                Some(
+                    "keep one of `json`, `body`, `body_base64`, `body_file`, `form`, `multipart`"
+                        .into(),
+                ),
+            ));
+        }
         match &step.kind {
-            StepKind::Http(r) | StepKind::Sim(r) if r.body_kinds().len() > 1 => {
-                out.push((
-                    index.get(&path.to_string()),
-                    format!(
-                        "a request has at most one body, found {}",
-                        r.body_kinds().join(" + ")
-                    ),
-                    Some("keep one of `json`, `body`, `body_base64`, `body_file`, `form`, `multipart`".into()),
-                ));
-            }
             StepKind::Assert(checks) => {
-                if checks.is_empty() {
+                if checks.0.is_empty() {
                     out.push((
                         index.get(&format!("{path}.assert")),
                         "an `assert` step needs at least one check".into(),
                         None,
                     ));
                 }
-                for (j, c) in checks.iter().enumerate() {
+                for (j, c) in checks.0.iter().enumerate() {
                     check_check(c, &format!("{path}.assert[{j}]"), index, out);
                 }
             }

@@ -15,7 +15,7 @@ pub mod numbers;
 pub mod secrets;
 pub mod words;
 
-pub use secrets::{is_secret_header, Secrets, REDACTED};
+pub use secrets::{is_secret_header, Redact, Redactor, Secrets, REDACTED};
 pub use words::{AssertOp, Measure, StepKindName, TargetKind};
 
 /// Outcome of a spec, case or step. Ordered by severity for `worst`.
@@ -196,6 +196,36 @@ pub struct SpecResult {
     pub cases: Vec<CaseResult>,
 }
 
+impl Redact for SpecResult {
+    fn redact_with(&mut self, r: &Redactor) {
+        let SpecResult {
+            id,
+            title,
+            description,
+            file,
+            line: _,
+            covers,
+            tags,
+            requires,
+            status: _,
+            skip_reason,
+            started_at: _,
+            start_offset_ms: _,
+            duration_ms: _,
+            cases,
+        } = self;
+        for s in [id, title, file] {
+            s.redact_with(r);
+        }
+        for s in [covers, tags, requires] {
+            s.redact_with(r);
+        }
+        description.redact_with(r);
+        skip_reason.redact_with(r);
+        cases.redact_with(r);
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseResult {
     pub name: String,
@@ -227,6 +257,33 @@ pub struct CaseResult {
     pub flaky: bool,
 }
 
+impl Redact for CaseResult {
+    fn redact_with(&mut self, r: &Redactor) {
+        let CaseResult {
+            name,
+            description,
+            status: _,
+            duration_ms: _,
+            message,
+            location,
+            source_line,
+            vars,
+            steps,
+            cleanup,
+            attempts,
+            flaky: _,
+        } = self;
+        name.redact_with(r);
+        for s in [description, message, location, source_line] {
+            s.redact_with(r);
+        }
+        vars.redact_with(r);
+        steps.redact_with(r);
+        cleanup.redact_with(r);
+        attempts.redact_with(r);
+    }
+}
+
 /// One failed attempt of a case that was run again (its steps kept for the reader).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptResult {
@@ -239,6 +296,23 @@ pub struct AttemptResult {
     pub steps: Vec<StepResult>,
     #[serde(default)]
     pub cleanup: Vec<StepResult>,
+}
+
+impl Redact for AttemptResult {
+    fn redact_with(&mut self, r: &Redactor) {
+        let AttemptResult {
+            status: _,
+            duration_ms: _,
+            message,
+            location,
+            steps,
+            cleanup,
+        } = self;
+        message.redact_with(r);
+        location.redact_with(r);
+        steps.redact_with(r);
+        cleanup.redact_with(r);
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -310,10 +384,83 @@ impl StepResult {
     }
 }
 
+impl Redact for StepResult {
+    fn redact_with(&mut self, r: &Redactor) {
+        let StepResult {
+            name,
+            name_template,
+            kind,
+            line: _,
+            col: _,
+            status: _,
+            duration_ms: _,
+            simulated_ms: _,
+            message,
+            request,
+            response,
+            assertions,
+            poll,
+            captures,
+            fanout,
+            attachments,
+            covers,
+            file,
+            steps,
+        } = self;
+        // Scope item ids and a fragment's path are the spec's words; redacted all the same (a
+        // path may hold a user name, an id anything).
+        covers.redact_with(r);
+        file.redact_with(r);
+        // What a block ran (foreach items, repeat runs, included steps) is redacted alike.
+        steps.redact_with(r);
+        name.redact_with(r);
+        // A template holds names, not values; redacted all the same (a name may be a secret's).
+        name_template.redact_with(r);
+        // A kind read back from a results file is owned text like any other; our own are fixed words.
+        if let Some(kind) = kind.other_mut() {
+            kind.redact_with(r);
+        }
+        message.redact_with(r);
+        request.redact_with(r);
+        response.redact_with(r);
+        assertions.redact_with(r);
+        poll.redact_with(r);
+        captures.redact_with(r);
+        fanout.redact_with(r);
+        attachments.redact_with(r);
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     pub title: String,
     pub body: String,
+}
+
+impl Redact for Attachment {
+    fn redact_with(&mut self, r: &Redactor) {
+        let Attachment { title, body } = self;
+        title.redact_with(r);
+        body.redact_with(r);
+    }
+}
+
+/// A header list's names and values.
+fn redact_headers(headers: &mut [(String, String)], r: &Redactor) {
+    for (k, v) in headers {
+        k.redact_with(r);
+        v.redact_with(r);
+    }
+}
+
+/// A body excerpt; `cut`: it may end in the start of a secret.
+fn redact_body(body: &mut Option<String>, cut: impl FnOnce(&str) -> bool, r: &Redactor) {
+    if let Some(b) = body {
+        let cut = cut(b);
+        if let std::borrow::Cow::Owned(x) = r.redact(b, cut) {
+            *b = x;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,6 +477,24 @@ pub struct RequestExcerpt {
     pub files: Vec<SentFile>,
 }
 
+impl Redact for RequestExcerpt {
+    fn redact_with(&mut self, r: &Redactor) {
+        let RequestExcerpt {
+            method,
+            url,
+            headers,
+            body,
+            files,
+        } = self;
+        method.redact_with(r);
+        url.redact_with(r);
+        redact_headers(headers, r);
+        files.redact_with(r);
+        // An excerpt cut at the size limit may end in the start of a secret.
+        redact_body(body, |b| b.len() + 64 >= EXCERPT_BYTES, r);
+    }
+}
+
 /// A file a request sent, as read at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentFile {
@@ -338,6 +503,19 @@ pub struct SentFile {
     /// The file read (resolved: the path after templating, links followed).
     pub path: String,
     pub bytes: u64,
+}
+
+impl Redact for SentFile {
+    fn redact_with(&mut self, r: &Redactor) {
+        // A templated file path may carry a variable's value (and a part's name the spec's).
+        let SentFile {
+            from,
+            path,
+            bytes: _,
+        } = self;
+        path.redact_with(r);
+        from.redact_with(r);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,6 +542,30 @@ pub struct ResponseExcerpt {
     /// What the reader should know: the body was over `max_body`, the charset it was decoded by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl Redact for ResponseExcerpt {
+    fn redact_with(&mut self, r: &Redactor) {
+        let ResponseExcerpt {
+            status: _,
+            headers,
+            body,
+            truncated,
+            elapsed_ms: _,
+            raw_bytes: _,
+            version,
+            url,
+            note,
+        } = self;
+        // Our own words ("HTTP/2"), unless read back from a results file as text.
+        if let Some(std::borrow::Cow::Owned(v)) = version {
+            v.redact_with(r);
+        }
+        redact_headers(headers, r);
+        url.redact_with(r);
+        note.redact_with(r);
+        redact_body(body, |_| *truncated, r);
+    }
 }
 
 /// `file:line:col` (`file:line` when the column is unknown): where a failure is.
@@ -402,6 +604,31 @@ pub struct AssertionResult {
     /// Details (a diff, schema errors) or the spec author's `message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl Redact for AssertionResult {
+    fn redact_with(&mut self, r: &Redactor) {
+        let AssertionResult {
+            line: _,
+            col: _,
+            subject,
+            subject_template,
+            op,
+            expected,
+            actual,
+            passed: _,
+            message,
+        } = self;
+        subject.redact_with(r);
+        subject_template.redact_with(r);
+        // An operator read back from a results file is text; our own are fixed words.
+        if let Some(op) = op.other_mut() {
+            op.redact_with(r);
+        }
+        expected.redact_with(r);
+        actual.redact_with(r);
+        message.redact_with(r);
+    }
 }
 
 impl AssertionResult {
@@ -485,6 +712,21 @@ pub struct PollInfo {
     pub last_mismatch: Option<String>,
 }
 
+impl Redact for PollInfo {
+    fn redact_with(&mut self, r: &Redactor) {
+        let PollInfo {
+            attempts: _,
+            elapsed_ms: _,
+            interval_ms: _,
+            timeout_ms: _,
+            satisfied: _,
+            simulated_elapsed_ms: _,
+            last_mismatch,
+        } = self;
+        last_mismatch.redact_with(r);
+    }
+}
+
 impl PollInfo {
     /// "3210 ms simulated (32 ms wall)" on a time-scaled simulator, else "32 ms".
     pub fn elapsed_text(&self) -> String {
@@ -517,6 +759,28 @@ pub struct LatencyStats {
     /// most 10,000), for the readiness distribution.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_samples: Vec<f64>,
+}
+
+impl Redact for LatencyStats {
+    fn redact_with(&mut self, r: &Redactor) {
+        let LatencyStats {
+            count: _,
+            min: _,
+            mean: _,
+            p50: _,
+            p90: _,
+            p95: _,
+            p99: _,
+            max: _,
+            histogram: _,
+            measure,
+            held_samples: _,
+        } = self;
+        // A measure read back from a results file is text; our own are fixed words.
+        if let Some(w) = measure.as_mut().and_then(Measure::other_mut) {
+            w.redact_with(r);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -565,6 +829,48 @@ pub struct FanoutStats {
     pub cleanup_sample_failures: Vec<String>,
 }
 
+impl Redact for FanoutStats {
+    fn redact_with(&mut self, r: &Redactor) {
+        let FanoutStats {
+            count: _,
+            concurrency: _,
+            started: _,
+            succeeded: _,
+            failed: _,
+            dropped: _,
+            by_reason,
+            duration_ms: _,
+            simulated_duration_ms: _,
+            throughput_per_s: _,
+            steps,
+            request_latency,
+            captures,
+            thresholds,
+            sample_failures,
+            cleanup_failures: _,
+            cleanup_by_reason,
+            cleanup_sample_failures,
+        } = self;
+        // Reasons that differ only by a secret are one reason once it is hidden.
+        for reasons in [by_reason, cleanup_by_reason] {
+            if reasons
+                .keys()
+                .any(|k| matches!(r.redact(k, false), std::borrow::Cow::Owned(_)))
+            {
+                for (k, n) in std::mem::take(reasons) {
+                    *reasons.entry(r.redact(&k, false).into_owned()).or_default() += n;
+                }
+            }
+        }
+        steps.redact_with(r);
+        request_latency.redact_with(r);
+        captures.redact_with(r);
+        thresholds.redact_with(r);
+        sample_failures.redact_with(r);
+        cleanup_sample_failures.redact_with(r);
+    }
+}
+
 impl FanoutStats {
     /// The thresholds' verdict in a sentence: "All 3 thresholds met", "2 of 3 thresholds not
     /// met", "The implicit threshold is met". `None` when there are no thresholds.
@@ -599,6 +905,19 @@ pub struct ThresholdResult {
     /// open loop to `dropped == 0`), so failing iterations fail it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub implicit: bool,
+}
+
+impl Redact for ThresholdResult {
+    fn redact_with(&mut self, r: &Redactor) {
+        let ThresholdResult {
+            expr,
+            value,
+            passed: _,
+            implicit: _,
+        } = self;
+        expr.redact_with(r);
+        value.redact_with(r);
+    }
 }
 
 /// Scope coverage, computed from the catalog and the spec results.

@@ -16,7 +16,7 @@ use crate::common;
 
 use common::Project;
 use focusqa::loading::load_file_with;
-use focusqa::spec::{Access, Step, StepKind, MAX_LOOP_RUNS, MAX_NESTING, MAX_STEPS};
+use focusqa::spec::{Access, Step, MAX_LOOP_RUNS, MAX_NESTING, MAX_STEPS};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -132,12 +132,7 @@ fn model(frags: &[Fragment]) -> Expected {
 fn count(steps: &[Step]) -> usize {
     steps
         .iter()
-        .map(|s| {
-            1 + match &s.kind {
-                StepKind::Include(i) => count(&i.steps),
-                k => k.blocks().iter().map(|(_, b)| count(b)).sum(),
-            }
-        })
+        .map(|s| 1 + s.kind.nested().into_iter().map(count).sum::<usize>())
         .sum()
 }
 

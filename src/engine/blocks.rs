@@ -410,6 +410,35 @@ async fn run_include(
     })
 }
 
+/// The blocks run alike: boxed (see [`foreach`]), their steps handling an interrupt.
+macro_rules! block_kind {
+    ($ty:ty, $word:ident, $run:ident) => {
+        impl super::step::Execute for $ty {
+            fn result_name(&self) -> StepKindName {
+                StepKindName::$word
+            }
+
+            async fn execute(
+                &self,
+                step: &Step,
+                scope: &mut Scope,
+                ctx: &Ctx,
+                in_cleanup: bool,
+            ) -> Result<Observation, ExecError> {
+                $run(self, step, scope, ctx, in_cleanup).await
+            }
+
+            fn runs_steps(&self) -> bool {
+                true
+            }
+        }
+    };
+}
+
+block_kind!(Foreach, Foreach, foreach);
+block_kind!(Repeat, Repeat, repeat);
+block_kind!(Include, Include, include);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use tokio::sync::Barrier;
 use super::step::run_steps;
 use super::{ms, resolve_dur, Ctx, ExecError, Observation};
 use crate::results::Status;
-use crate::spec::{Count, Fanout, Step, StepKind, VarMap};
+use crate::spec::{Count, Fanout, Step, VarMap};
 use crate::stats::{failure_reason, Aggregate, IterationOutcome, KeepCaptures, Sample, Thresholds};
 use crate::template::{EnvSink, Scope};
 
@@ -631,24 +631,43 @@ impl Tally {
 /// step starts (a Kubernetes watch shared by later steps, a reqwest connection task) would be
 /// bound to the lane's runtime and end with it.
 fn lanes_on_own_threads(f: &Fanout, ctx: &Ctx) -> bool {
-    let target = &ctx.target;
     // On the virtual clock every task must be on the one runtime whose clock it is: time
     // would jump while a lane on another thread works.
-    if target.is_virtual() {
+    if ctx.target.is_virtual() {
         return false;
     }
-    let plain_http = |base: Option<&str>| {
-        target.h1.is_some()
-            && base
-                .and_then(|b| url::Url::parse(b).ok())
-                .is_some_and(|u| crate::targets::h1::H1Client::handles(&u))
-    };
-    f.steps.iter().chain(&f.cleanup).all(|st| match &st.kind {
-        StepKind::Http(r) => r.path.starts_with('/') && plain_http(target.base_url.as_deref()),
-        StepKind::Sim(r) => r.path.starts_with('/') && plain_http(target.sim_url.as_deref()),
-        StepKind::Sleep(_) | StepKind::Assert(_) => true,
-        _ => false,
-    })
+    f.steps
+        .iter()
+        .chain(&f.cleanup)
+        .all(|st| st.kind.on_lane_threads(ctx))
+}
+
+/// A request to `base` goes through the lean HTTP/1.1 client (`h1`), which starts no task.
+pub(super) fn plain_http(ctx: &Ctx, base: Option<&str>) -> bool {
+    ctx.target.h1.is_some()
+        && base
+            .and_then(|b| url::Url::parse(b).ok())
+            .is_some_and(|u| crate::targets::h1::H1Client::handles(&u))
+}
+
+impl super::step::Execute for Fanout {
+    fn result_name(&self) -> crate::results::StepKindName {
+        crate::results::StepKindName::Fanout
+    }
+
+    async fn execute(
+        &self,
+        step: &Step,
+        scope: &mut Scope,
+        ctx: &Ctx,
+        _in_cleanup: bool,
+    ) -> Result<Observation, ExecError> {
+        execute(self, step, scope, ctx).await
+    }
+
+    fn runs_steps(&self) -> bool {
+        true
+    }
 }
 
 /// Cancels its signal when dropped, unless disarmed once the work it guards has ended.

@@ -113,6 +113,66 @@ impl CookieJar {
 
 /// Runs an `http` (or `sim`) step. When the step expects an error (`expect: {error: timeout}`)
 /// and that error happens, it is an observation, not a failure to carry out the step.
+impl super::step::Execute for HttpRequest {
+    fn result_name(&self) -> crate::results::StepKindName {
+        crate::results::StepKindName::Http
+    }
+
+    async fn execute(
+        &self,
+        step: &crate::spec::Step,
+        scope: &mut Scope,
+        ctx: &super::Ctx,
+        _in_cleanup: bool,
+    ) -> Result<Observation, ExecError> {
+        let error = step.expect.as_ref().and_then(|e| e.error);
+        execute(self, scope, ctx, false, error).await
+    }
+
+    fn needs(&self) -> Option<crate::spec::Capability> {
+        Some(crate::spec::Capability::Http)
+    }
+
+    fn on_lane_threads(&self, ctx: &super::Ctx) -> bool {
+        self.path.starts_with('/') && super::fanout::plain_http(ctx, ctx.target.base_url.as_deref())
+    }
+}
+
+impl super::step::Execute for crate::spec::Sim {
+    fn result_name(&self) -> crate::results::StepKindName {
+        crate::results::StepKindName::Sim
+    }
+
+    async fn execute(
+        &self,
+        step: &crate::spec::Step,
+        scope: &mut Scope,
+        ctx: &super::Ctx,
+        _in_cleanup: bool,
+    ) -> Result<Observation, ExecError> {
+        let error = step.expect.as_ref().and_then(|e| e.error);
+        execute(&self.0, scope, ctx, true, error).await
+    }
+
+    fn unavailable(&self, ctx: &super::Ctx) -> Option<String> {
+        ctx.target.sim_url.is_none().then(|| {
+            format!(
+                "`sim` steps need a simulator; target `{}` is not one",
+                ctx.target.name
+            )
+        })
+    }
+
+    fn needs(&self) -> Option<crate::spec::Capability> {
+        Some(crate::spec::Capability::Simulator)
+    }
+
+    fn on_lane_threads(&self, ctx: &super::Ctx) -> bool {
+        self.0.path.starts_with('/')
+            && super::fanout::plain_http(ctx, ctx.target.sim_url.as_deref())
+    }
+}
+
 pub async fn execute(
     req: &HttpRequest,
     scope: &Scope,

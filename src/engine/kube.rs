@@ -109,7 +109,41 @@ fn list_params(r: &Resolved) -> ListParams {
     lp
 }
 
-pub async fn execute(
+impl super::step::Execute for KubeOp {
+    fn result_name(&self) -> crate::results::StepKindName {
+        crate::results::StepKindName::Kube
+    }
+
+    async fn execute(
+        &self,
+        step: &Step,
+        scope: &mut Scope,
+        ctx: &Ctx,
+        _in_cleanup: bool,
+    ) -> Result<Observation, ExecError> {
+        // Boxed: a large future that rarely runs stays out of every step's future.
+        Box::pin(execute(self, step, scope, ctx)).await
+    }
+
+    fn needs(&self) -> Option<crate::spec::Capability> {
+        Some(crate::spec::Capability::Kubernetes)
+    }
+
+    /// `wait` and `absent` poll on their own (30s, every 1s) when the step has no `until`.
+    fn own_poll(&self) -> Option<crate::spec::Until> {
+        use crate::spec::Dur;
+        matches!(self.op, KubeVerb::Wait | KubeVerb::Absent).then(|| crate::spec::Until {
+            interval: self.interval.clone().unwrap_or_else(|| Dur("1s".into())),
+            timeout: self.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
+        })
+    }
+
+    async fn diagnose(&self, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
+        diagnose(self, obs, scope, ctx).await
+    }
+}
+
+async fn execute(
     op: &KubeOp,
     step: &Step,
     scope: &mut Scope,
@@ -264,7 +298,7 @@ pub async fn execute(
 }
 
 /// Material for a failed `kube` step: the object(s) as YAML, their recent Events, container statuses.
-pub async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
+async fn diagnose(op: &KubeOp, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
     let mut out = Vec::new();
     let Some(kt) = ctx.target.kube.as_ref() else {
         return out;

@@ -2,14 +2,18 @@
 //!
 //! Specs run in parallel up to `--jobs`; `exclusive` specs run alone. Each case runs its steps
 //! in order, stops at the first failure, and always runs its cleanup steps (also on Ctrl-C).
-//! Progress goes out as [`Event`]s; reporters never see engine internals.
+//! Progress goes out as [`Event`]s; reporters never see engine internals. Each step kind's
+//! executor is a file of its own (`http.rs`, `sleep.rs`, `assert.rs`, `kube.rs`, `fanout.rs`,
+//! `blocks.rs`): the kind's `Execute` impl (see `step.rs`), which `StepKind` delegates to.
 
+mod assert;
 pub mod blocks;
 mod cancel;
 pub mod expect;
 pub mod fanout;
 pub mod http;
 pub mod kube;
+mod sleep;
 pub mod step;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +32,7 @@ use crate::results::{
     location as location_of, AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats,
     RequestExcerpt, ResponseExcerpt, RunReport, SpecResult, Status, StepResult, TargetInfo, Totals,
 };
-use crate::spec::{Capability, Case, Dur, Spec, Step, StepKind, VarMap};
+use crate::spec::{Capability, Case, Dur, Spec, Step, VarMap};
 use crate::targets::Target;
 use crate::template::{Scope, TemplateError};
 
@@ -263,16 +267,9 @@ pub fn required_capabilities(spec: &Spec) -> Vec<Capability> {
     let mut caps: Vec<Capability> = spec.requires.clone();
     fn walk(steps: &[Step], caps: &mut Vec<Capability>) {
         for s in steps {
-            match &s.kind {
-                StepKind::Http(_) => caps.push(Capability::Http),
-                StepKind::Sim(_) => caps.push(Capability::Simulator),
-                StepKind::Kube(_) => caps.push(Capability::Kubernetes),
-                StepKind::Include(i) => walk(&i.steps, caps),
-                k => {
-                    for (_, block) in k.blocks() {
-                        walk(block, caps);
-                    }
-                }
+            caps.extend(s.kind.needs());
+            for inner in s.kind.nested() {
+                walk(inner, caps);
             }
         }
     }
@@ -791,27 +788,11 @@ async fn contain_panic(
     }
 }
 
-/// A step kind's name in the results.
-pub(crate) fn kind_name(kind: &StepKind) -> crate::results::StepKindName {
-    use crate::results::StepKindName as K;
-    match kind {
-        StepKind::Http(_) => K::Http,
-        StepKind::Sleep(_) => K::Sleep,
-        StepKind::Assert(_) => K::Assert,
-        StepKind::Sim(_) => K::Sim,
-        StepKind::Kube(_) => K::Kube,
-        StepKind::Fanout(_) => K::Fanout,
-        StepKind::Foreach(_) => K::Foreach,
-        StepKind::Repeat(_) => K::Repeat,
-        StepKind::Include(_) => K::Include,
-    }
-}
-
 /// Convenience for steps that produce a StepResult without running anything.
 pub fn skipped_step(step: &Step, why: &str) -> StepResult {
     StepResult {
         name: step.label(),
-        kind: kind_name(&step.kind),
+        kind: step.kind.result_name(),
         line: step.pos.line,
         col: step.pos.col,
         status: Status::Skipped,

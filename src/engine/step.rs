@@ -3,14 +3,13 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::expect::{eval_check, evaluate};
+use super::expect::evaluate;
 use super::{ms, resolve_dur, skipped_step, Ctx, ErrorKind, ExecError, Observation};
-use crate::results::Attachment;
-use crate::results::{PollInfo, Status, StepResult};
-use crate::spec::{Capture, CaptureFrom, Dur, KubeVerb, Step, StepKind, Until};
+use crate::results::{Attachment, PollInfo, Status, StepKindName, StepResult};
+use crate::spec::steps::each_kind;
+use crate::spec::{Capability, Capture, CaptureFrom, Step, StepKind, Until};
 use crate::template::Scope;
 
 /// Smallest poll interval after time scaling (keeps a scaled 100 ms poll from spinning).
@@ -94,12 +93,58 @@ pub async fn run_steps(
     (out, status)
 }
 
+/// What the engine does with a step kind, implemented by the kind's type beside its executor
+/// (`engine/http.rs` for `http` and `sim`, `kube.rs`, `fanout.rs`, `blocks.rs` for `foreach`,
+/// `repeat` and `include`, `sleep.rs`, `assert.rs`). [`StepKind`]'s methods below delegate here.
+pub(crate) trait Execute {
+    /// The kind's name in the results.
+    fn result_name(&self) -> StepKindName;
+
+    /// Runs the step's action and reports what it observed: its `doc` is what `expect.json`
+    /// and `capture` read. A kind that runs steps, or whose future is large and rarely runs,
+    /// boxes it here (recursion; a plain request then allocates and moves nothing for it).
+    async fn execute(
+        &self,
+        step: &Step,
+        scope: &mut Scope,
+        ctx: &Ctx,
+        in_cleanup: bool,
+    ) -> Result<Observation, ExecError>;
+
+    /// Why the step cannot run on this target at all (it is then skipped).
+    fn unavailable(&self, _ctx: &Ctx) -> Option<String> {
+        None
+    }
+
+    /// It runs steps of its own, which handle an interrupt themselves: it gets no grace period.
+    fn runs_steps(&self) -> bool {
+        false
+    }
+
+    /// What it needs of the target: a spec with it is skipped on targets without.
+    fn needs(&self) -> Option<Capability> {
+        None
+    }
+
+    /// The poll it makes when the step has no `until` (a `kube wait`).
+    fn own_poll(&self) -> Option<Until> {
+        None
+    }
+
+    /// It may run on a fan-out's lanes on their own threads: it starts nothing (a shared
+    /// watch, a connection task) bound to the lane's runtime, which ends with the lane.
+    fn on_lane_threads(&self, _ctx: &Ctx) -> bool {
+        false
+    }
+
+    /// Extra material for a failed step (Kubernetes objects, events, container statuses).
+    async fn diagnose(&self, _obs: &Observation, _scope: &Scope, _ctx: &Ctx) -> Vec<Attachment> {
+        Vec::new()
+    }
+}
+
 impl StepKind {
-    /// Each kind executes itself and reports what it observed.
-    ///
-    /// A plain request, sleep or check runs inline in its step's future (a fan-out iteration
-    /// then allocates and moves nothing for it); the kinds that run steps themselves, and the
-    /// Kubernetes operations, run boxed (recursion, and large futures that rarely run).
+    /// Runs the step's action: see `Execute::execute`.
     pub async fn execute(
         &self,
         step: &Step,
@@ -107,61 +152,42 @@ impl StepKind {
         ctx: &Ctx,
         in_cleanup: bool,
     ) -> Result<Observation, ExecError> {
-        match self {
-            StepKind::Http(req) | StepKind::Sim(req) => {
-                let sim = matches!(self, StepKind::Sim(_));
-                let error = step.expect.as_ref().and_then(|e| e.error);
-                super::http::execute(req, scope, ctx, sim, error).await
-            }
-            StepKind::Sleep(d) => {
-                let d = ctx.target.wall(resolve_dur(d, scope)?);
-                let t0 = Instant::now();
-                tokio::select! {
-                    biased; // one outcome when both are ready at once (same seed, same run)
-                    _ = ctx.cancel.cancelled(), if !in_cleanup => return Err(ExecError::interrupted()),
-                    _ = tokio::time::sleep(d) => {}
-                }
-                Ok(Observation {
-                    elapsed: t0.elapsed(),
-                    doc: vars_doc(scope).into(),
-                    ..Default::default()
-                })
-            }
-            StepKind::Assert(checks) => {
-                let doc = vars_doc(scope);
-                let mut assertions = Vec::new();
-                for c in checks {
-                    assertions.extend(eval_check(c, &doc, scope, step.pos)?);
-                }
-                Ok(Observation {
-                    doc: doc.into(),
-                    assertions,
-                    ..Default::default()
-                })
-            }
-            StepKind::Kube(op) => Box::pin(super::kube::execute(op, step, scope, ctx)).await,
-            StepKind::Fanout(f) => super::fanout::execute(f, step, scope, ctx).await,
-            StepKind::Foreach(f) => super::blocks::foreach(f, step, scope, ctx, in_cleanup).await,
-            StepKind::Repeat(r) => super::blocks::repeat(r, step, scope, ctx, in_cleanup).await,
-            StepKind::Include(i) => super::blocks::include(i, step, scope, ctx, in_cleanup).await,
-        }
+        each_kind!(self, k => k.execute(step, scope, ctx, in_cleanup).await)
     }
-}
 
-impl StepKind {
-    /// Extra material for a failed step (Kubernetes objects, events, container statuses).
-    pub fn diagnose<'a>(
-        &'a self,
-        obs: &'a Observation,
-        scope: &'a Scope,
-        ctx: &'a Ctx,
-    ) -> BoxFuture<'a, Vec<Attachment>> {
-        Box::pin(async move {
-            match self {
-                StepKind::Kube(op) => super::kube::diagnose(op, obs, scope, ctx).await,
-                _ => Vec::new(),
-            }
-        })
+    /// Extra material for a failed step: see `Execute::diagnose`.
+    pub async fn diagnose(&self, obs: &Observation, scope: &Scope, ctx: &Ctx) -> Vec<Attachment> {
+        each_kind!(self, k => k.diagnose(obs, scope, ctx).await)
+    }
+
+    /// See [`Execute::result_name`].
+    pub(crate) fn result_name(&self) -> StepKindName {
+        each_kind!(self, k => k.result_name())
+    }
+
+    /// See [`Execute::unavailable`].
+    pub(crate) fn unavailable(&self, ctx: &Ctx) -> Option<String> {
+        each_kind!(self, k => k.unavailable(ctx))
+    }
+
+    /// See [`Execute::runs_steps`].
+    pub(crate) fn runs_steps(&self) -> bool {
+        each_kind!(self, k => k.runs_steps())
+    }
+
+    /// See [`Execute::needs`].
+    pub(crate) fn needs(&self) -> Option<Capability> {
+        each_kind!(self, k => k.needs())
+    }
+
+    /// See [`Execute::own_poll`].
+    pub(crate) fn own_poll(&self) -> Option<Until> {
+        each_kind!(self, k => k.own_poll())
+    }
+
+    /// See [`Execute::on_lane_threads`].
+    pub(crate) fn on_lane_threads(&self, ctx: &Ctx) -> bool {
+        each_kind!(self, k => k.on_lane_threads(ctx))
     }
 }
 
@@ -255,7 +281,7 @@ fn evaluate_each(
 }
 
 /// The variables as a JSON document (subject of `path` checks in `assert` steps).
-fn vars_doc(scope: &Scope) -> Value {
+pub(super) fn vars_doc(scope: &Scope) -> Value {
     Value::Object(scope.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
@@ -301,14 +327,8 @@ impl Step {
                 Err(e) => return finish_error(self.new_result(), ExecError::from(e), t0),
             }
         }
-        if matches!(self.kind, StepKind::Sim(_)) && ctx.target.sim_url.is_none() {
-            return skipped_step(
-                self,
-                &format!(
-                    "`sim` steps need a simulator; target `{}` is not one",
-                    ctx.target.name
-                ),
-            );
+        if let Some(why) = self.kind.unavailable(ctx) {
+            return skipped_step(self, &why);
         }
         let poll = match self.poll_plan(scope, ctx) {
             Ok(p) => p,
@@ -339,7 +359,7 @@ impl Step {
     fn new_result(&self) -> StepResult {
         StepResult {
             name: self.label(),
-            kind: super::kind_name(&self.kind),
+            kind: self.kind.result_name(),
             line: self.pos.line,
             col: self.pos.col,
             covers: self.covers.clone(),
@@ -350,16 +370,10 @@ impl Step {
     /// The step's poll, if it polls: `until`, or the own timeout/interval (30s/1s) of a
     /// `kube wait`/`absent`.
     fn poll_plan(&self, scope: &Scope, ctx: &Ctx) -> Result<Option<Poll>, ExecError> {
-        let implicit = match &self.kind {
-            StepKind::Kube(k)
-                if self.until.is_none() && matches!(k.op, KubeVerb::Wait | KubeVerb::Absent) =>
-            {
-                Some(Until {
-                    interval: k.interval.clone().unwrap_or_else(|| Dur("1s".into())),
-                    timeout: k.timeout.clone().unwrap_or_else(|| Dur("30s".into())),
-                })
-            }
-            _ => None,
+        let implicit = if self.until.is_none() {
+            self.kind.own_poll()
+        } else {
+            None
         };
         let Some(u) = self.until.as_ref().or(implicit.as_ref()) else {
             return Ok(None);
@@ -557,14 +571,7 @@ impl Step {
         // interrupt came may be creating a job, and its answer (the job id) is what lets cleanup
         // release it.
         // Blocks (foreach, repeat, include) handle interrupts through the steps they run.
-        let mut obs = if in_cleanup
-            || matches!(
-                self.kind,
-                StepKind::Fanout(_)
-                    | StepKind::Foreach(_)
-                    | StepKind::Repeat(_)
-                    | StepKind::Include(_)
-            ) {
+        let mut obs = if in_cleanup || self.kind.runs_steps() {
             self.kind.execute(self, scope, ctx, in_cleanup).await?
         } else {
             let fut = self.kind.execute(self, scope, ctx, in_cleanup);

@@ -34,10 +34,7 @@ use percent_encoding::{
 use regex::Regex;
 use serde_json::Value;
 
-use super::{
-    AssertionResult, Attachment, AttemptResult, CaseResult, FanoutStats, LatencyStats, Measure,
-    PollInfo, RequestExcerpt, ResponseExcerpt, RunReport, SpecResult, StepResult, ThresholdResult,
-};
+use super::{RunReport, SpecResult, StepResult};
 
 /// What replaces a secret in results and reports.
 pub const REDACTED: &str = "[redacted]";
@@ -357,7 +354,7 @@ impl std::fmt::Debug for Secrets {
 struct Inner {
     values: BTreeSet<String>,
     /// Built on demand; `None` after a change.
-    matcher: Option<Arc<Matcher>>,
+    matcher: Option<Arc<Redactor>>,
 }
 
 impl Secrets {
@@ -466,12 +463,12 @@ impl Secrets {
         self.len() == 0
     }
 
-    fn matcher(&self) -> Arc<Matcher> {
+    fn matcher(&self) -> Arc<Redactor> {
         let mut inner = self.lock();
         if let Some(m) = &inner.matcher {
             return m.clone();
         }
-        let m = Arc::new(Matcher::new(&inner.values));
+        let m = Arc::new(Redactor::new(&inner.values));
         inner.matcher = Some(m.clone());
         m
     }
@@ -529,8 +526,9 @@ impl Secrets {
     }
 }
 
-/// Finds every secret form in a text at once (overlapping matches merged).
-struct Matcher {
+/// Finds every secret form in a text at once (overlapping matches merged), and replaces them:
+/// what each results type's [`Redact`] implementation is given.
+pub struct Redactor {
     ac: Option<AhoCorasick>,
     patterns: Vec<String>,
     /// The secrets themselves (a JSON number equal to one is hidden too).
@@ -538,15 +536,15 @@ struct Matcher {
     values: usize,
 }
 
-impl Matcher {
-    fn new(values: &BTreeSet<String>) -> Matcher {
+impl Redactor {
+    fn new(values: &BTreeSet<String>) -> Redactor {
         let mut patterns: Vec<String> = values.iter().flat_map(|v| encoded_forms(v)).collect();
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         patterns.dedup();
         let ac = (!patterns.is_empty())
             .then(|| AhoCorasick::new(&patterns).ok())
             .flatten();
-        Matcher {
+        Redactor {
             ac,
             patterns,
             raw: values.clone(),
@@ -554,14 +552,14 @@ impl Matcher {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.ac.is_none()
     }
 
     /// Replaces every occurrence of every secret form. Overlapping occurrences (two secrets
     /// sharing characters, a secret inside a longer one) are merged, so no piece of either is
     /// left. A secret cut by `…` (or, with `cut_at_end`, by the end of the text) is hidden too.
-    fn redact<'a>(&self, s: &'a str, cut_at_end: bool) -> Cow<'a, str> {
+    pub fn redact<'a>(&self, s: &'a str, cut_at_end: bool) -> Cow<'a, str> {
         let Some(ac) = &self.ac else {
             return Cow::Borrowed(s);
         };
@@ -614,14 +612,14 @@ impl Matcher {
         (best > 0).then(|| (end - best, end))
     }
 
-    fn redact_string(&self, s: &mut String) {
+    pub fn redact_string(&self, s: &mut String) {
         if let Cow::Owned(r) = self.redact(s, false) {
             *s = r;
         }
     }
 
     /// Redacts a map's keys (two keys redacted alike: the later entry wins) and, with `f`, its values.
-    fn redact_map<V>(&self, map: &mut IndexMap<String, V>, f: impl Fn(&Matcher, &mut V)) {
+    pub fn redact_map<V>(&self, map: &mut IndexMap<String, V>, f: impl Fn(&Redactor, &mut V)) {
         if map
             .keys()
             .any(|k| matches!(self.redact(k, false), Cow::Owned(_)))
@@ -634,7 +632,7 @@ impl Matcher {
         map.values_mut().for_each(|v| f(self, v));
     }
 
-    fn redact_json(&self, v: &mut Value) {
+    pub fn redact_json(&self, v: &mut Value) {
         match v {
             Value::String(s) => self.redact_string(s),
             Value::Number(n) if self.raw.contains(&n.to_string()) => {
@@ -657,6 +655,52 @@ impl Matcher {
             }
             _ => {}
         }
+    }
+}
+
+/// Hiding every secret in a results type's text: implemented beside each type, with the type
+/// destructured without `..`, so a field added to the model does not compile until it is
+/// redacted there (or named as holding no text).
+pub trait Redact {
+    fn redact_with(&mut self, r: &Redactor);
+}
+
+impl<T: Redact> Redact for Vec<T> {
+    fn redact_with(&mut self, r: &Redactor) {
+        self.iter_mut().for_each(|x| x.redact_with(r));
+    }
+}
+
+impl<T: Redact> Redact for Option<T> {
+    fn redact_with(&mut self, r: &Redactor) {
+        if let Some(x) = self {
+            x.redact_with(r);
+        }
+    }
+}
+
+impl<T: Redact> Redact for Box<T> {
+    fn redact_with(&mut self, r: &Redactor) {
+        (**self).redact_with(r);
+    }
+}
+
+impl Redact for String {
+    fn redact_with(&mut self, r: &Redactor) {
+        r.redact_string(self);
+    }
+}
+
+impl Redact for Value {
+    fn redact_with(&mut self, r: &Redactor) {
+        r.redact_json(self);
+    }
+}
+
+/// A map's keys and values (two keys redacted alike: the later entry wins).
+impl<V: Redact> Redact for IndexMap<String, V> {
+    fn redact_with(&mut self, r: &Redactor) {
+        r.redact_map(self, |r, v| v.redact_with(r));
     }
 }
 
@@ -822,7 +866,7 @@ fn name_rules_step(s: &mut StepResult) {
     }
 }
 
-fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
+fn apply_spec(m: &Redactor, spec: &mut SpecResult) {
     // Name rules first: they leave markers the value rules never touch.
     for c in &mut spec.cases {
         for (k, v) in c.vars.iter_mut() {
@@ -840,285 +884,8 @@ fn apply_spec(m: &Matcher, spec: &mut SpecResult) {
     if m.is_empty() {
         return;
     }
-    // Then every string of the result (map keys too). The structs are destructured without
-    // `..`: a field added to the model does not compile until it is redacted here.
-    let SpecResult {
-        id,
-        title,
-        description,
-        file,
-        line: _,
-        covers,
-        tags,
-        requires,
-        status: _,
-        skip_reason,
-        started_at: _,
-        start_offset_ms: _,
-        duration_ms: _,
-        cases,
-    } = spec;
-    for s in [id, title, file]
-        .into_iter()
-        .chain(covers)
-        .chain(tags)
-        .chain(requires)
-    {
-        m.redact_string(s);
-    }
-    for s in [description, skip_reason].into_iter().flatten() {
-        m.redact_string(s);
-    }
-    for c in cases {
-        let CaseResult {
-            name,
-            description,
-            status: _,
-            duration_ms: _,
-            message,
-            location,
-            source_line,
-            vars,
-            steps,
-            cleanup,
-            attempts,
-            flaky: _,
-        } = c;
-        m.redact_string(name);
-        for s in [description, message, location, source_line]
-            .into_iter()
-            .flatten()
-        {
-            m.redact_string(s);
-        }
-        m.redact_map(vars, |m, v| m.redact_json(v));
-        steps
-            .iter_mut()
-            .chain(cleanup.iter_mut())
-            .for_each(|s| apply_step(m, s));
-        for a in attempts {
-            let AttemptResult {
-                status: _,
-                duration_ms: _,
-                message,
-                location,
-                steps,
-                cleanup,
-            } = a;
-            for s in [message, location].into_iter().flatten() {
-                m.redact_string(s);
-            }
-            steps
-                .iter_mut()
-                .chain(cleanup.iter_mut())
-                .for_each(|s| apply_step(m, s));
-        }
-    }
-}
-
-fn apply_step(m: &Matcher, s: &mut StepResult) {
-    let StepResult {
-        name,
-        name_template,
-        kind,
-        line: _,
-        col: _,
-        status: _,
-        duration_ms: _,
-        simulated_ms: _,
-        message,
-        request,
-        response,
-        assertions,
-        poll,
-        captures,
-        fanout,
-        attachments,
-        covers,
-        file,
-        steps: children,
-    } = s;
-    // Scope item ids and a fragment's path are the spec's words; redacted all the same (a
-    // path may hold a user name, an id anything).
-    covers.iter_mut().for_each(|c| m.redact_string(c));
-    if let Some(f) = file {
-        m.redact_string(f);
-    }
-    // What a block ran (foreach items, repeat runs, included steps) is redacted alike.
-    children.iter_mut().for_each(|c| apply_step(m, c));
-    m.redact_string(name);
-    // A template holds names, not values; redacted all the same (a name may be a secret's).
-    if let Some(t) = name_template {
-        m.redact_string(t);
-    }
-    // A kind read back from a results file is owned text like any other; our own are fixed words.
-    if let Some(kind) = kind.other_mut() {
-        m.redact_string(kind);
-    }
-    if let Some(msg) = message {
-        m.redact_string(msg);
-    }
-    let headers = |h: &mut Vec<(String, String)>| {
-        for (k, v) in h.iter_mut() {
-            m.redact_string(k);
-            m.redact_string(v);
-        }
-    };
-    if let Some(RequestExcerpt {
-        method,
-        url,
-        headers: h,
-        body,
-        files,
-    }) = request
-    {
-        m.redact_string(method);
-        m.redact_string(url);
-        headers(h);
-        // A templated file path may carry a variable's value (and a part's name the spec's).
-        for f in files.iter_mut() {
-            m.redact_string(&mut f.path);
-            m.redact_string(&mut f.from);
-        }
-        // An excerpt cut at the size limit may end in the start of a secret.
-        if let Some(b) = body {
-            let cut = b.len() + 64 >= crate::results::EXCERPT_BYTES;
-            if let Cow::Owned(r) = m.redact(b, cut) {
-                *b = r;
-            }
-        }
-    }
-    if let Some(ResponseExcerpt {
-        status: _,
-        headers: h,
-        body,
-        truncated,
-        elapsed_ms: _,
-        raw_bytes: _,
-        version,
-        url,
-        note,
-    }) = response
-    {
-        // Our own words ("HTTP/2"), unless read back from a results file as text.
-        if let Some(Cow::Owned(v)) = version {
-            m.redact_string(v);
-        }
-        headers(h);
-        if let Some(u) = url {
-            m.redact_string(u);
-        }
-        if let Some(n) = note {
-            m.redact_string(n);
-        }
-        if let Some(b) = body {
-            if let Cow::Owned(r) = m.redact(b, *truncated) {
-                *b = r;
-            }
-        }
-    }
-    for a in assertions {
-        let AssertionResult {
-            line: _,
-            col: _,
-            subject,
-            subject_template,
-            op,
-            expected,
-            actual,
-            passed: _,
-            message,
-        } = a;
-        m.redact_string(subject);
-        if let Some(t) = subject_template {
-            m.redact_string(t);
-        }
-        // Likewise an operator.
-        if let Some(op) = op.other_mut() {
-            m.redact_string(op);
-        }
-        m.redact_json(expected);
-        if let Some(v) = actual {
-            m.redact_json(v);
-        }
-        if let Some(msg) = message {
-            m.redact_string(msg);
-        }
-    }
-    if let Some(PollInfo {
-        attempts: _,
-        elapsed_ms: _,
-        interval_ms: _,
-        timeout_ms: _,
-        satisfied: _,
-        simulated_elapsed_ms: _,
-        last_mismatch: Some(t),
-    }) = poll
-    {
-        m.redact_string(t);
-    }
-    m.redact_map(captures, |m, v| m.redact_json(v));
-    if let Some(FanoutStats {
-        count: _,
-        concurrency: _,
-        started: _,
-        succeeded: _,
-        failed: _,
-        dropped: _,
-        by_reason,
-        duration_ms: _,
-        simulated_duration_ms: _,
-        throughput_per_s: _,
-        steps,
-        request_latency,
-        captures,
-        thresholds,
-        sample_failures,
-        cleanup_failures: _,
-        cleanup_by_reason,
-        cleanup_sample_failures,
-    }) = fanout.as_deref_mut()
-    {
-        // Reasons that differ only by a secret are one reason once it is hidden.
-        for reasons in [by_reason, cleanup_by_reason] {
-            if reasons
-                .keys()
-                .any(|k| matches!(m.redact(k, false), Cow::Owned(_)))
-            {
-                for (k, n) in std::mem::take(reasons) {
-                    *reasons.entry(m.redact(&k, false).into_owned()).or_default() += n;
-                }
-            }
-        }
-        let measure = |m: &Matcher, l: &mut LatencyStats| {
-            if let Some(w) = l.measure.as_mut().and_then(Measure::other_mut) {
-                m.redact_string(w);
-            }
-        };
-        m.redact_map(steps, measure);
-        m.redact_map(request_latency, measure);
-        m.redact_map(captures, |m, vals| {
-            vals.iter_mut().for_each(|v| m.redact_json(v))
-        });
-        for ThresholdResult {
-            expr,
-            value,
-            passed: _,
-            implicit: _,
-        } in thresholds
-        {
-            m.redact_string(expr);
-            m.redact_string(value);
-        }
-        sample_failures
-            .iter_mut()
-            .chain(cleanup_sample_failures.iter_mut())
-            .for_each(|t| m.redact_string(t));
-    }
-    for Attachment { title, body } in attachments {
-        m.redact_string(title);
-        m.redact_string(body);
-    }
+    // Then every string of the result (map keys too), each type redacting its own fields.
+    spec.redact_with(m);
 }
 
 impl RunReport {
@@ -1184,7 +951,7 @@ mod tests {
         assert!(
             unexpected.is_empty(),
             "text fields the redaction leaves a secret in: {unexpected:?}\n\
-             (redact the field in results/secrets.rs, or add it to OWN_WORDS with the reason)"
+             (redact it in its type's `Redact` impl, or add it to OWN_WORDS with the reason)"
         );
         // The list names only fields that are still text (one gone or redacted leaves it).
         for own in OWN_WORDS {
