@@ -5,14 +5,42 @@
 //!
 //! When the binaries are missing the tests that need one print a notice and pass, except with
 //! `CI` set, where they are required (as `required_tool` does). `FOCUSQA_REAL_KUBE=0` skips them
-//! on purpose (a notice, even in CI). Control planes start one at a time (a process-wide lock
-//! held for the life of a [`RealKube`]): two on 2 cores would slow each other into timeouts.
+//! on purpose (a notice, even in CI). At most [`AT_ONCE`] control planes run at a time (a slot
+//! held for the life of a [`RealKube`]): most of a real-cluster test is waiting on real time (a
+//! cleanup job's 50 s), so two overlap well on 2 cores, where more would slow each other into
+//! timeouts.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// Control planes running at once in this process.
+pub const AT_ONCE: usize = 2;
+static SLOTS: Mutex<[bool; AT_ONCE]> = Mutex::new([false; AT_ONCE]);
+static FREED: Condvar = Condvar::new();
+
+/// One of the [`AT_ONCE`] slots, given back when dropped.
+struct Slot(usize);
+
+impl Slot {
+    fn take() -> Slot {
+        let mut slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(i) = slots.iter().position(|used| !used) {
+                slots[i] = true;
+                return Slot(i);
+            }
+            slots = FREED.wait(slots).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        SLOTS.lock().unwrap_or_else(|p| p.into_inner())[self.0] = false;
+        FREED.notify_one();
+    }
+}
 
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/real-kube.sh")
@@ -24,7 +52,8 @@ pub struct RealKube {
     pub port: u16,
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
-    _turn: MutexGuard<'static, ()>,
+    /// Declared last: given back after `Drop` stopped the control plane.
+    _slot: Slot,
 }
 
 fn skip(why: &str) -> Option<RealKube> {
@@ -64,11 +93,11 @@ impl RealKube {
             .find_map(|l| l.strip_prefix("binary kubectl: "))
             .map(PathBuf::from)
             .expect("status names kubectl");
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = Slot::take();
         let state = tempfile::tempdir().unwrap();
-        // Five ports from a base of our own (the script's default is 26443), below the kernel's
-        // ephemeral range (32768 and up), where the other tests' connections take their ports.
-        let port = 20_000 + (std::process::id() % 1_000) as u16 * 5;
+        // Five ports from a base of our own per slot (the script's default is 26443), below the
+        // kernel's ephemeral range (32768 and up), where the other tests' connections take theirs.
+        let port = 20_000 + ((std::process::id() % 600) as usize * AT_ONCE + slot.0) as u16 * 5;
         let out = Command::new("bash")
             .arg(script())
             .arg("up")
@@ -82,7 +111,7 @@ impl RealKube {
             state,
             port,
             kubectl,
-            _turn: turn,
+            _slot: slot,
         };
         if !out.status.success() {
             panic!(

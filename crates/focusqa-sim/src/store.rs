@@ -404,6 +404,9 @@ mod tests {
             from >= s.oldest_resumable(),
             "so kube::watch_response must not expire it"
         );
-        assert!(rv0 + 1 < s.oldest_resumable(), "one earlier would lose rv0+2");
+        assert!(
+            rv0 + 1 < s.oldest_resumable(),
+            "one earlier would lose rv0+2"
+        );
     }
 }
