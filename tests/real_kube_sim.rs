@@ -14,11 +14,12 @@ use std::path::Path;
 
 const PAYLOAD: &str = "{displayTimeAxisDuration: 10, nfftSelection: 1024, displayInfo: {height: 1000}, channels: {min: 0, max: 50}, frequencyRange: {min: 0, max: 500}, start_time: null, end_time: null, view_type: 0}";
 
-/// The analyzer's consumer is ready within `timeout`, then the job is cancelled.
-fn ready_spec(timeout: &str) -> String {
+/// A spec that opens a job, waits up to `timeout` for its consumer, then runs `more` steps
+/// (YAML, indented as list items of `steps`); the job is cancelled at the end.
+fn spec(id: &str, timeout: &str, more: &str) -> String {
     format!(
-        r#"id: realkube.ready
-title: a new investigation's consumer gets ready
+        r#"id: realkube.{id}
+title: {id}
 vars:
   payload: {PAYLOAD}
 steps:
@@ -30,41 +31,32 @@ steps:
     http: {{path: "/metadata/{{{{ job_id }}}}"}}
     until: {{interval: 200ms, timeout: {timeout}}}
     expect: {{status: 200}}
-cleanup:
+{more}cleanup:
   - when: job_id is defined
     http: {{method: DELETE, path: "/job/{{{{ job_id }}}}"}}
 "#
     )
 }
 
+/// The analyzer's consumer is ready within `timeout`.
+fn ready_spec(timeout: &str) -> String {
+    spec("ready", timeout, "")
+}
+
 /// An analyzer Job deleted in the cluster by someone else: the Focus API lists its job failed.
 fn lost_spec() -> String {
-    format!(
-        r#"id: realkube.lost
-title: an analyzer deleted in the cluster fails its job
-vars:
-  payload: {PAYLOAD}
-steps:
-  - name: configure
-    http: {{method: POST, path: /configure, json: "{{{{ payload }}}}"}}
-    expect: {{status: 200}}
-    capture: {{job_id: $.job_id}}
-  - name: the consumer is ready
-    http: {{path: "/metadata/{{{{ job_id }}}}"}}
-    until: {{interval: 200ms, timeout: 30s}}
-    expect: {{status: 200}}
-  - name: someone deletes the analyzer Job in the cluster
-    kube: {{op: delete, kind: Job, name: "baby-analyzer-{{{{ job_id }}}}"}}
+    spec(
+        "lost",
+        "30s",
+        r#"  - name: someone deletes the analyzer Job in the cluster
+    kube: {op: delete, kind: Job, name: "baby-analyzer-{{ job_id }}"}
   - name: the API lists the job as failed
-    http: {{path: /jobs}}
-    until: {{interval: 200ms, timeout: 15s}}
+    http: {path: /jobs}
+    until: {interval: 200ms, timeout: 15s}
     expect:
       match:
-        jobs: [{{job_id: "{{{{ job_id }}}}", status: failed}}]
-cleanup:
-  - when: job_id is defined
-    http: {{method: DELETE, path: "/job/{{{{ job_id }}}}"}}
-"#
+        jobs: [{job_id: "{{ job_id }}", status: failed}]
+"#,
     )
 }
 
