@@ -411,9 +411,11 @@ impl Mirror {
             .filter_map(|j| j.exit.map(|e| (j.name.as_str(), e)))
             .collect();
         let mut running = Vec::new();
+        let mut pod_names = HashSet::new();
         for p in pods.state() {
             let labels = p.labels();
             let name = p.name_any();
+            pod_names.insert(name.clone());
             let owner = labels.get("job-name").map(String::as_str).unwrap_or("");
             if let Some(exit) = ends.get(owner) {
                 if !labels.contains_key(EXIT_LABEL)
@@ -434,8 +436,7 @@ impl Mirror {
                 }
             }
         }
-        self.labelled
-            .retain(|n| pods.state().iter().any(|p| &p.name_any() == n));
+        self.labelled.retain(|n| pod_names.contains(n));
         let mut failed = Vec::new();
         for j in real.values() {
             let labels = j.labels();
