@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::real_kube::RealKube;
-use common::{stderr, stdout};
+use common::stdout;
 use std::path::Path;
 use std::process::Command;
 
@@ -88,13 +88,7 @@ fn kube_steps_hold_against_a_real_api_server_and_can_fail_there() {
     kube.kubectl(&["apply", "-f", "-"], Some(ANALYZER_JOB));
     let ok = project(&kube, 2);
     let out = run(ok.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     // The same checks fail where the cluster differs: 3 nodes expected, 2 there.
     kube.kubectl(&["apply", "-f", "-"], Some(ANALYZER_JOB));
     let bad = project(&kube, 3);

@@ -93,13 +93,7 @@ fn the_simulator_drives_a_real_cluster_where_the_shipped_kubernetes_specs_pass()
     let reports = tempfile::tempdir().unwrap();
     let sim = SeparateSim::start_on_cluster(&kube.kubeconfig);
     let out = run(&sim, reports.path(), &["specs/k8s", "specs/limits"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     let results = common::results_in(reports.path());
     assert_eq!(results["totals"]["passed"], 7, "{}", results["totals"]);
 
@@ -170,19 +164,13 @@ fn the_simulator_drives_a_real_cluster_where_the_shipped_kubernetes_specs_pass()
     kube.kubectl(&["uncordon", "gpu-node-1", "gpu-node-2"], None);
     std::fs::write(&ready, ready_spec("30s")).unwrap();
     let out = run(&sim, reports.path(), &[ready.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    common::assert_exit(&out, 0);
 
     // An analyzer Job deleted in the cluster (through the real API server) fails its job.
     let lost = specs.path().join("lost.yaml");
     std::fs::write(&lost, lost_spec()).unwrap();
     let out = run(&sim, reports.path(), &[lost.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    common::assert_exit(&out, 0);
     drop(sim);
     assert_eq!(managed_jobs(&kube), 0, "no Job left behind");
 }

@@ -101,9 +101,7 @@ pub async fn connect(kubeconfig: &Path, namespace: &str) -> Result<Cluster, Clus
         server,
     };
     c.prepare().await?;
-    c.delete_managed_jobs(&HashSet::new()).await?;
-    c.wait_until_no_managed_jobs(Duration::from_secs(30))
-        .await?;
+    c.clear(Duration::from_secs(30)).await?;
     Ok(c)
 }
 
@@ -178,23 +176,26 @@ impl Cluster {
         .await
     }
 
-    /// Deletes every Job a simulator made here, except those named in `keep`.
-    async fn delete_managed_jobs(&self, keep: &HashSet<String>) -> Result<usize, ClusterError> {
+    /// The names of the Jobs a simulator made here.
+    async fn managed_jobs(&self) -> Result<Vec<String>, ClusterError> {
         let list = self
             .jobs()
             .list(&ListParams::default())
             .await
             .map_err(|e| api_err("cannot list Jobs", &self.server, e))?;
-        let names: Vec<String> = list
+        Ok(list
             .items
             .iter()
             .filter(|j| j.annotations().contains_key(MANAGED_ANNOTATION))
             .map(|j| j.name_any())
-            .filter(|n| !keep.contains(n))
-            .collect();
+            .collect())
+    }
+
+    /// Deletes every Job a simulator made here, then waits up to `limit` until the API server
+    /// confirms they are gone (their names are free again).
+    async fn clear(&self, limit: Duration) -> Result<(), ClusterError> {
         let api = self.jobs();
-        let n = names.len();
-        futures::stream::iter(names)
+        futures::stream::iter(self.managed_jobs().await?)
             .map(|name| {
                 let api = api.clone();
                 async move {
@@ -209,21 +210,9 @@ impl Cluster {
             .try_collect::<Vec<()>>()
             .await
             .map_err(|e| api_err("cannot delete a Job", &self.server, e))?;
-        Ok(n)
-    }
-
-    async fn wait_until_no_managed_jobs(&self, limit: Duration) -> Result<(), ClusterError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let left = self
-                .jobs()
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| api_err("cannot list Jobs", &self.server, e))?
-                .items
-                .iter()
-                .filter(|j| j.annotations().contains_key(MANAGED_ANNOTATION))
-                .count();
+            let left = self.managed_jobs().await?.len();
             if left == 0 {
                 return Ok(());
             }
@@ -600,11 +589,7 @@ pub(crate) async fn run(
     jobs_task.abort();
     pods_task.abort();
     // Nothing left behind: every Job this simulator made goes with it.
-    let cleared = async {
-        cluster.delete_managed_jobs(&HashSet::new()).await?;
-        cluster.wait_until_no_managed_jobs(SHUTDOWN_WAIT).await
-    };
-    if let Err(e) = cleared.await {
+    if let Err(e) = cluster.clear(SHUTDOWN_WAIT).await {
         eprintln!("focusqa sim: {e}");
     }
 }

@@ -273,21 +273,19 @@ impl SimHandle {
         let _ = self.shutdown_tx.send(true);
         self.shared.notify.notify_one();
         for t in std::mem::take(&mut self.tasks) {
-            let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), t)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
+            join_within(t, Duration::from_secs(5)).await;
         }
         if let Some(t) = self.cluster_task.take() {
-            let abort = t.abort_handle();
-            let limit = cluster::SHUTDOWN_WAIT + Duration::from_secs(10);
-            if tokio::time::timeout(limit, t).await.is_err() {
-                abort.abort();
-            }
+            join_within(t, cluster::SHUTDOWN_WAIT + Duration::from_secs(10)).await;
         }
+    }
+}
+
+/// Waits up to `limit` for a task to end, then aborts it.
+async fn join_within(t: JoinHandle<()>, limit: Duration) {
+    let abort = t.abort_handle();
+    if tokio::time::timeout(limit, t).await.is_err() {
+        abort.abort();
     }
 }
 
