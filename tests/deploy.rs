@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn docs(name: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(
@@ -13,8 +13,10 @@ fn docs(name: &str) -> Vec<Value> {
             .join(name),
     )
     .unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+    // A spec holds one YAML document, and so does the parser focusqa reads specs with: the
+    // manifests' documents are read one by one, split at their `---` lines.
+    text.split("\n---\n")
+        .map(|doc| focusqa::spec::yaml::from_str(doc).unwrap_or_else(|e| panic!("{name}: {e}")))
         .collect()
 }
 
@@ -32,7 +34,7 @@ fn the_indexed_job_runs_one_shard_per_completion() {
     let pod = &spec["template"]["spec"];
     let c = &pod["containers"][0];
     let shards = c["env"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|e| s(&e["name"]) == "SHARDS")
@@ -43,10 +45,10 @@ fn the_indexed_job_runs_one_shard_per_completion() {
         "SHARDS = completions"
     );
     let cmd: Vec<&str> = c["command"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
-        .chain(c["args"].as_sequence().unwrap())
+        .chain(c["args"].as_array().unwrap())
         .map(s)
         .collect();
     let line = cmd.join(" ");
@@ -63,7 +65,7 @@ fn the_indexed_job_runs_one_shard_per_completion() {
 
     let merge = &docs("merge-job.yaml")[0]["spec"]["template"]["spec"];
     let args: Vec<&str> = merge["containers"][0]["args"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(s)
@@ -93,10 +95,10 @@ fn the_runner_may_only_read_and_delete_jobs_pods_and_read_events_in_focus() {
         assert_eq!(s(&d["metadata"]["namespace"]), "focus");
     }
     // the one cluster-wide grant: reading nodes (`kube list Node`), nothing else
-    let rules = rbac[3]["rules"].as_sequence().unwrap();
+    let rules = rbac[3]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["resources"][0], "nodes");
-    for v in rules[0]["verbs"].as_sequence().unwrap() {
+    for v in rules[0]["verbs"].as_array().unwrap() {
         assert!(["get", "list", "watch"].contains(&s(v)), "{v:?}");
     }
     assert_eq!(s(&rbac[4]["subjects"][0]["name"]), "focusqa-runner");
@@ -104,14 +106,14 @@ fn the_runner_may_only_read_and_delete_jobs_pods_and_read_events_in_focus() {
         s(&rbac[4]["roleRef"]["name"]),
         s(&rbac[3]["metadata"]["name"])
     );
-    for rule in rbac[1]["rules"].as_sequence().unwrap() {
+    for rule in rbac[1]["rules"].as_array().unwrap() {
         let resources: Vec<&str> = rule["resources"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .map(s)
             .collect();
-        let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().map(s).collect();
+        let verbs: Vec<&str> = rule["verbs"].as_array().unwrap().iter().map(s).collect();
         for r in &resources {
             assert!(["jobs", "pods", "events"].contains(r), "{r}");
         }

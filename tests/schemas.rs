@@ -47,7 +47,7 @@ fn shipped_specs_and_catalog_validate_against_the_schemas() {
     assert!(!files.is_empty());
     for f in files {
         let v: serde_json::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            focusqa::spec::yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         let validator = if f.file_name().unwrap() == "scope.yaml" {
             &scope_schema
         } else {
@@ -65,7 +65,7 @@ fn shipped_specs_and_catalog_validate_against_the_schemas() {
         );
     }
     let cfg: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join("focusqa.yaml")).unwrap())
+        focusqa::spec::yaml::from_str(&std::fs::read_to_string(root().join("focusqa.yaml")).unwrap())
             .unwrap();
     let errors: Vec<String> = config_schema
         .iter_errors(&cfg)
@@ -81,16 +81,16 @@ fn the_schema_rejects_a_grpc_step_and_typos() {
     )
     .unwrap();
     let v = jsonschema::validator_for(&schema).unwrap();
-    let ok: serde_json::Value = serde_yaml::from_str(
+    let ok: serde_json::Value = focusqa::spec::yaml::from_str(
         "id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expect: {status: 200}\n",
     )
     .unwrap();
     assert!(v.is_valid(&ok));
     let grpc: serde_json::Value =
-        serde_yaml::from_str("id: a\ntitle: t\nsteps:\n  - grpc: {service: x}\n").unwrap();
+        focusqa::spec::yaml::from_str("id: a\ntitle: t\nsteps:\n  - grpc: {service: x}\n").unwrap();
     assert!(!v.is_valid(&grpc));
     let typo: serde_json::Value =
-        serde_yaml::from_str("id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expct: {}\n")
+        focusqa::spec::yaml::from_str("id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expct: {}\n")
             .unwrap();
     assert!(!v.is_valid(&typo));
 }

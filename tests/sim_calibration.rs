@@ -10,7 +10,7 @@ fn doc() -> Value {
         "/schemas/calibration.openapi.yaml"
     ))
     .unwrap();
-    serde_yaml::from_str(&text).unwrap()
+    focusqa::spec::yaml::from_str(&text).unwrap()
 }
 
 /// The schema of a documented response, with the components beside it so `$ref`s resolve.

@@ -65,7 +65,7 @@ pub fn openapi() -> &'static OpenApi {
             "/schemas/focus-server.openapi.yaml"
         );
         let text = std::fs::read_to_string(path).expect("openapi document readable");
-        let doc: Value = serde_yaml::from_str(&text).expect("openapi document is YAML");
+        let doc: Value = focusqa::spec::yaml::from_str(&text).expect("openapi document is YAML");
         OpenApi {
             doc,
             validators: Mutex::new(HashMap::new()),
