@@ -289,9 +289,21 @@ pub fn main() -> Exit {
             return Exit::Invalid;
         }
     };
+    // Only `run` and `sim` are asynchronous: the other commands start no runtime, so no threads
+    // (and no per-thread heaps) sit beside a long spec's loading.
+    let command = match cli.command {
+        Command::Run(a) => Async::Run(a),
+        Command::Sim(a) => Async::Sim(a),
+        Command::Validate(a) => return validate(&config, &a),
+        Command::List(a) => return list(&config, &a),
+        Command::Coverage(a) => return coverage(&config, &a),
+        Command::Report(a) => return report(&a),
+        Command::Merge(a) => return merge(&config, &a),
+        Command::Schema(a) => return schema(&a),
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     let mut on_virtual_clock = false;
-    if let Command::Run(a) = &cli.command {
+    if let Async::Run(a) = &command {
         if runs_embedded(&config, a) {
             on_virtual_clock = true;
             // The embedded target's virtual clock: one thread, tokio's paused clock, which
@@ -304,7 +316,7 @@ pub fn main() -> Exit {
             builder.start_paused(true);
         }
     }
-    if let (Command::Run(a), false) = (&cli.command, on_virtual_clock) {
+    if let (Async::Run(a), false) = (&command, on_virtual_clock) {
         match a.workers {
             Some(n) => {
                 builder.worker_threads(usize::from(n));
@@ -322,16 +334,16 @@ pub fn main() -> Exit {
             return Exit::Environment;
         }
     };
-    match cli.command {
-        Command::Run(a) => rt.block_on(run(&config, a)),
-        Command::Validate(a) => validate(&config, &a),
-        Command::List(a) => list(&config, &a),
-        Command::Coverage(a) => coverage(&config, &a),
-        Command::Report(a) => report(&a),
-        Command::Merge(a) => merge(&config, &a),
-        Command::Sim(a) => rt.block_on(sim(a)),
-        Command::Schema(a) => schema(&a),
+    match command {
+        Async::Run(a) => rt.block_on(run(&config, a)),
+        Async::Sim(a) => rt.block_on(sim(a)),
     }
+}
+
+/// The commands that run on an async runtime.
+enum Async {
+    Run(RunArgs),
+    Sim(SimArgs),
 }
 
 /// Whether `run` goes to an embedded target (then on the virtual clock). A target that does

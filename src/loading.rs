@@ -419,8 +419,9 @@ fn written_names(value: &serde_json::Value) -> Vec<String> {
         k == word || strsim::jaro_winkler(k, word) > 0.85
     }
     fn names_under(m: &serde_json::Map<String, Value>, word: &str, out: &mut Vec<String>) {
-        for (k, x) in m {
-            if let (true, Some(names)) = (like(k, word), x.as_object()) {
+        // The cheap test first: most keys hold no mapping (and the similarity is not cheap).
+        for (k, names) in m.iter().filter_map(|(k, x)| Some((k, x.as_object()?))) {
+            if like(k, word) {
                 out.extend(names.keys().cloned());
             }
         }
@@ -1714,15 +1715,16 @@ fn scope_regions(spec: &Spec, target_vars: &[String]) -> Regions {
 
 fn all_captures(steps: &[Step], base: &str, out: &mut Vec<(String, String)>) {
     for (i, s) in steps.iter().enumerate() {
-        let p = format!("{base}[{i}]");
+        // Spelt only for a step that captures or holds steps: most steps do neither.
+        let p = || format!("{base}[{i}]");
         for k in s.capture.keys() {
-            out.push((k.clone(), format!("`{p}` ({})", s.label())));
+            out.push((k.clone(), format!("`{}` ({})", p(), s.label())));
         }
         for (b, block) in s.kind.blocks() {
-            all_captures(block, &format!("{p}.{b}"), out);
+            all_captures(block, &format!("{}.{b}", p()), out);
         }
         if let StepKind::Include(inc) = &s.kind {
-            all_captures(&inc.steps, &format!("{p} (in {})", inc.display), out);
+            all_captures(&inc.steps, &format!("{} (in {})", p(), inc.display), out);
         }
     }
 }

@@ -437,7 +437,8 @@ fn the_fixtures_match_the_json_schema() {
     .unwrap();
     let v = jsonschema::validator_for(&schema).unwrap();
     let doc = |f: &str| -> Value {
-        focusqa::spec::yaml::from_str(&std::fs::read_to_string(fixtures().join(f)).unwrap()).unwrap()
+        focusqa::spec::yaml::from_str(&std::fs::read_to_string(fixtures().join(f)).unwrap())
+            .unwrap()
     };
     for f in ["run/pass.yaml", "run/fail.yaml", "run/fail-expr.yaml"] {
         let errors: Vec<String> = v.iter_errors(&doc(f)).map(|e| e.to_string()).collect();

@@ -145,18 +145,30 @@ fn a_throttled_fan_out_waits_out_429s_and_keeps_its_verdicts() {
         let out = p.run(&["run", "--report-dir", "reports"]);
         (out, t0.elapsed())
     };
-    let (out, took) = burst("1");
-    common::assert_exit(&out, 0);
-    let first = rejected(&kube);
-    assert!(first > 0, "the burst got 429s from the priority level");
+    // A burst with some of its requests rejected (429), ending with `code`. On a busy machine
+    // the requests can come spaced out enough that none is rejected, which proves nothing: the
+    // burst is then run again, at most three times.
+    let throttled = |count: &str, code: i32| {
+        for attempt in 1..=3 {
+            let before = rejected(&kube);
+            let (out, took) = burst(count);
+            common::assert_exit(&out, code);
+            let n = rejected(&kube) - before;
+            if n > 0 {
+                return (out, took, n);
+            }
+            eprintln!("real_kube_apf: burst {attempt} got no 429; once more");
+        }
+        panic!("three bursts got no 429 from the priority level");
+    };
+    let (_, took, first) = throttled("1", 0);
     eprintln!(
         "real_kube_apf: passed in {:.1} s through {first} rejections (429)",
         took.as_secs_f64()
     );
 
     // Throttled the same, a check that does not hold fails on the cluster's answer, not on 429.
-    let (out, took) = burst("2");
-    common::assert_exit(&out, 1);
+    let (out, took, second) = throttled("2", 1);
     let text = stdout(&out);
     assert!(
         text.contains("0/30 succeeded, 30 x assertion: $.count equals"),
@@ -169,8 +181,6 @@ fn a_throttled_fan_out_waits_out_429s_and_keeps_its_verdicts() {
         serde_json::json!({"assertion: $.count equals": 30}),
         "{fanout}"
     );
-    let second = rejected(&kube) - first;
-    assert!(second > 0, "the second burst got 429s too");
     eprintln!(
         "real_kube_apf: failed as it must in {:.1} s through {second} rejections",
         took.as_secs_f64()

@@ -47,7 +47,8 @@ fn ready_spec(timeout: &str) -> String {
 fn lost_spec() -> String {
     spec(
         "lost",
-        "30s",
+        // generous: on a loaded machine the real controllers can take this long to run a pod
+        "60s",
         r#"  - name: someone deletes the analyzer Job in the cluster
     kube: {op: delete, kind: Job, name: "baby-analyzer-{{ job_id }}"}
   - name: the API lists the job as failed
@@ -69,6 +70,32 @@ fn run(sim: &SeparateSim, reports: &Path, what: &[&str]) -> std::process::Output
 
 fn json(kube: &RealKube, args: &[&str]) -> Value {
     serde_json::from_str(&kube.kubectl(args, None)).unwrap()
+}
+
+/// The pods in the Focus namespace, as `name phase node` lines.
+fn pod_lines(kube: &RealKube) -> Vec<String> {
+    json(kube, &["get", "pods", "-n", "focus", "-o", "json"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let at = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("-");
+            format!(
+                "{} {} {}",
+                at("/metadata/name"),
+                at("/status/phase"),
+                at("/spec/nodeName")
+            )
+        })
+        .collect()
+}
+
+/// `run`'s exit code is `code`; if not, the cluster's pods are shown before the failure.
+fn assert_run(kube: &RealKube, out: &std::process::Output, code: i32) {
+    if out.status.code() != Some(code) {
+        eprintln!("pods in the cluster:\n{}", pod_lines(kube).join("\n"));
+    }
+    common::assert_exit(out, code);
 }
 
 fn managed_jobs(kube: &RealKube) -> usize {
@@ -145,6 +172,11 @@ fn the_simulator_drives_a_real_cluster_where_the_shipped_kubernetes_specs_pass()
     assert!(managed_jobs(&kube) > 0);
     drop(sim); // SIGINT: the simulator deletes every Job it made before it exits
     assert_eq!(managed_jobs(&kube), 0, "no Job left behind");
+    // Their pods go with them (the cluster's garbage collector); until then they hold their
+    // GPU slices, and the jobs below would wait for room instead of showing what they test.
+    kube.wait_for("the deleted Jobs' pods are gone", 180, || {
+        pod_lines(&kube).is_empty()
+    });
 
     // Read back from the cluster: with the GPU nodes cordoned the analyzer pod cannot be
     // scheduled, so the consumer never gets ready (the simulator's own timeline alone would
@@ -155,22 +187,22 @@ fn the_simulator_drives_a_real_cluster_where_the_shipped_kubernetes_specs_pass()
     std::fs::write(&ready, ready_spec("8s")).unwrap();
     kube.kubectl(&["cordon", "gpu-node-1", "gpu-node-2"], None);
     let out = run(&sim, reports.path(), &[ready.to_str().unwrap()]);
-    common::assert_exit(&out, 1);
+    assert_run(&kube, &out, 1);
     assert!(
         stdout(&out).contains("the consumer is ready"),
         "{}",
         stdout(&out)
     );
     kube.kubectl(&["uncordon", "gpu-node-1", "gpu-node-2"], None);
-    std::fs::write(&ready, ready_spec("30s")).unwrap();
+    std::fs::write(&ready, ready_spec("60s")).unwrap();
     let out = run(&sim, reports.path(), &[ready.to_str().unwrap()]);
-    common::assert_exit(&out, 0);
+    assert_run(&kube, &out, 0);
 
     // An analyzer Job deleted in the cluster (through the real API server) fails its job.
     let lost = specs.path().join("lost.yaml");
     std::fs::write(&lost, lost_spec()).unwrap();
     let out = run(&sim, reports.path(), &[lost.to_str().unwrap()]);
-    common::assert_exit(&out, 0);
+    assert_run(&kube, &out, 0);
     drop(sim);
     assert_eq!(managed_jobs(&kube), 0, "no Job left behind");
 }

@@ -64,9 +64,10 @@ fn shipped_specs_and_catalog_validate_against_the_schemas() {
             errors.join("\n")
         );
     }
-    let cfg: serde_json::Value =
-        focusqa::spec::yaml::from_str(&std::fs::read_to_string(root().join("focusqa.yaml")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = focusqa::spec::yaml::from_str(
+        &std::fs::read_to_string(root().join("focusqa.yaml")).unwrap(),
+    )
+    .unwrap();
     let errors: Vec<String> = config_schema
         .iter_errors(&cfg)
         .map(|e| e.to_string())
@@ -89,8 +90,9 @@ fn the_schema_rejects_a_grpc_step_and_typos() {
     let grpc: serde_json::Value =
         focusqa::spec::yaml::from_str("id: a\ntitle: t\nsteps:\n  - grpc: {service: x}\n").unwrap();
     assert!(!v.is_valid(&grpc));
-    let typo: serde_json::Value =
-        focusqa::spec::yaml::from_str("id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expct: {}\n")
-            .unwrap();
+    let typo: serde_json::Value = focusqa::spec::yaml::from_str(
+        "id: a\ntitle: t\nsteps:\n  - http: {path: /x}\n    expct: {}\n",
+    )
+    .unwrap();
     assert!(!v.is_valid(&typo));
 }
