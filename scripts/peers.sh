@@ -5,12 +5,13 @@
 #   cargo install --locked oha
 #   cargo install --locked hurl@8.0.1   (needs libcurl4-openssl-dev libxml2-dev libclang-dev)
 #   [RUNS=5] scripts/peers.sh [REQUESTS=20000] [CONCURRENCY=64] [SEQUENTIAL=2000]
-# Every figure is the median of RUNS runs (CPU and wall separately); focusqa and oha alternate.
+# Every figure is the median of RUNS runs (CPU and wall separately); the tools take turns, run
+# after run. CARGO_TARGET_DIR is honoured (the binary measured is the release build there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20000}; c=${2:-64}; seq_n=${3:-2000}
 cargo build -q --release || exit 2
-bin=target/release/focusqa
+bin=${CARGO_TARGET_DIR:-target}/release/focusqa
 work=$(mktemp -d); trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
 "$bin" sim --port "$port" --kube-port 0 --kubeconfig "$work/kc.yaml" >"$work/sim.log" 2>&1 & sim=$!
@@ -68,28 +69,34 @@ fi
   for _ in $(seq "$seq_n"); do printf '  - {name: health, http: {path: /health}, expect: {status: 200}}\n'; done
 } >"$work/seq.yaml"
 for _ in $(seq "$seq_n"); do printf 'GET %s\nHTTP 200\n\n' "$url"; done >"$work/seq.hurl"
-peak() { # median over $RUNS runs: peak RSS in MB of a command
-  : >"$work/rss"
-  for _ in $(seq "$runs"); do
-    /usr/bin/time -f '%M' -o "$work/m" "$@" >/dev/null 2>&1
-    awk '{printf "%.1f\n", $1/1024}' "$work/m" >>"$work/rss"
-  done
-  median "$work/rss" 1; }
+mem() { # runs a command once, appending its peak RSS in MB to file $1
+  local out=$1; shift
+  /usr/bin/time -f '%M' -o "$work/m" "$@" >/dev/null 2>&1
+  awk '{printf "%.1f\n", $1/1024}' "$work/m" >>"$out"; }
 fq_seq=("$bin" --config "$work/focusqa.yaml" run --quiet --no-history "$work/seq.yaml" --report-dir "$work/r2")
-read -r fs_cpu fs_wall < <(cpu "${fq_seq[@]}")
-fs_mem=$(peak "${fq_seq[@]}")
+fq_val=("$bin" --config "$work/focusqa.yaml" validate "$work/seq.yaml")
+# focusqa always writes results.json, junit.xml and HTML: hurl is asked for its JUnit and HTML
+# reports too (the same work), and is also shown without them.
+hurl_rep=(hurl --test --report-junit "$work/hr/junit.xml" --report-html "$work/hr/html" "$work/seq.hurl")
+hurl_bare=(hurl --test "$work/seq.hurl")
+have_hurl=$(command -v hurl >/dev/null && echo 1)
+# The tools take turns, run after run, as in the fan-out above: a slower moment of the machine
+# falls on all of them alike.
+for f in fs fs_m fv fv_m h h_m h0 h0_m; do : >"$work/$f"; done
+for _ in $(seq "$runs"); do
+  timed "$work/fs" "${fq_seq[@]}"; mem "$work/fs_m" "${fq_seq[@]}"
+  timed "$work/fv" "${fq_val[@]}"; mem "$work/fv_m" "${fq_val[@]}"
+  if [ -n "$have_hurl" ]; then
+    timed "$work/h" "${hurl_rep[@]}"; mem "$work/h_m" "${hurl_rep[@]}"
+    timed "$work/h0" "${hurl_bare[@]}"; mem "$work/h0_m" "${hurl_bare[@]}"
+  fi
+done
+fs_cpu=$(median "$work/fs" 1); fs_wall=$(median "$work/fs" 2); fs_mem=$(median "$work/fs_m" 1)
 echo "focusqa sequential: $seq_n steps, ${fs_cpu} s CPU, ${fs_wall} s wall, ${fs_mem} MB peak"
-read -r fv_cpu _ < <(cpu "$bin" --config "$work/focusqa.yaml" validate "$work/seq.yaml")
-fv_mem=$(peak "$bin" --config "$work/focusqa.yaml" validate "$work/seq.yaml")
-echo "  of which loading (focusqa validate): ${fv_cpu} s CPU, ${fv_mem} MB peak"
-if command -v hurl >/dev/null; then
-  # focusqa always writes results.json, junit.xml and HTML: hurl is asked for its JUnit and
-  # HTML reports too (the same work), and is also shown without them.
-  hurl_rep=(hurl --test --report-junit "$work/hr/junit.xml" --report-html "$work/hr/html" "$work/seq.hurl")
-  read -r h_cpu h_wall < <(cpu "${hurl_rep[@]}")
-  h_mem=$(peak "${hurl_rep[@]}")
-  read -r h0_cpu _ < <(cpu hurl --test "$work/seq.hurl")
-  h0_mem=$(peak hurl --test "$work/seq.hurl")
+echo "  of which loading (focusqa validate): $(median "$work/fv" 1) s CPU, $(median "$work/fv_m" 1) MB peak"
+if [ -n "$have_hurl" ]; then
+  h_cpu=$(median "$work/h" 1); h_wall=$(median "$work/h" 2); h_mem=$(median "$work/h_m" 1)
+  h0_cpu=$(median "$work/h0" 1); h0_mem=$(median "$work/h0_m" 1)
   echo "hurl sequential:    $seq_n entries, ${h_cpu} s CPU, ${h_wall} s wall, ${h_mem} MB peak (JUnit and HTML reports, as focusqa writes)"
   echo "                    without reports: ${h0_cpu} s CPU, ${h0_mem} MB peak"
   echo "ratio focusqa/hurl, both writing reports: CPU $(awk -v a="$fs_cpu" -v b="$h_cpu" 'BEGIN{printf "%.2f", a/b}') (target <= 0.70), peak memory $(awk -v a="$fs_mem" -v b="$h_mem" 'BEGIN{printf "%.2f", a/b}') (target <= 1.00)"
