@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Event, RunOptions};
 use crate::loading::load_paths;
 use crate::report::console::Console;
-use crate::results::SpecResult;
+use crate::results::{ItemStatus, SpecResult};
 use crate::spec::diag::Diagnostic;
 use crate::spec::scope::Catalog;
 use crate::spec::Spec;
@@ -602,10 +602,9 @@ fn coverage(config: &Config, sel: &SelectArgs) -> Exit {
                     } else {
                         ""
                     };
-                    let backlog = if item.status == "backlog" {
-                        " [backlog]"
-                    } else {
-                        ""
+                    let backlog = match item.status {
+                        ItemStatus::Backlog => " [backlog]",
+                        ItemStatus::In | ItemStatus::Other(_) => "",
                     };
                     println!("  {mark} {}  {}{hard}{backlog}", item.id, item.title);
                     for s in &item.specs {

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::results::{
-    Coverage, CoverageArea, CoverageItem, CoveringSpec, ExcludedItem, SpecResult, Status,
-    TargetInfo, TargetRef,
+    Coverage, CoverageArea, CoverageItem, CoverageOutcome, CoveringSpec, ExcludedItem, ItemStatus,
+    SpecResult, Status, TargetInfo, TargetRef,
 };
 use crate::spec::scope::{Catalog, ScopeStatus};
 use crate::spec::{Spec, Step};
@@ -28,7 +28,7 @@ pub fn compute(
             items: Vec::new(),
         };
         for item in catalog.items.iter().filter(|i| i.area == area.id) {
-            match item.status {
+            let status = match item.status {
                 ScopeStatus::Out => {
                     cov.excluded.push(ExcludedItem {
                         id: item.id.clone(),
@@ -38,14 +38,17 @@ pub fn compute(
                     });
                     continue;
                 }
-                ScopeStatus::Backlog => cov.backlog.push(ExcludedItem {
-                    id: item.id.clone(),
-                    title: item.title.clone(),
-                    area: area.title.clone(),
-                    reason: item.reason.clone().unwrap_or_default(),
-                }),
-                ScopeStatus::In => {}
-            }
+                ScopeStatus::Backlog => {
+                    cov.backlog.push(ExcludedItem {
+                        id: item.id.clone(),
+                        title: item.title.clone(),
+                        area: area.title.clone(),
+                        reason: item.reason.clone().unwrap_or_default(),
+                    });
+                    ItemStatus::Backlog
+                }
+                ScopeStatus::In => ItemStatus::In,
+            };
             let covering: Vec<CoveringSpec> = specs
                 .iter()
                 .filter(|s| s.covers.iter().any(|c| c == &item.id))
@@ -85,14 +88,10 @@ pub fn compute(
             ca.items.push(CoverageItem {
                 id: item.id.clone(),
                 title: item.title.clone(),
-                status: if item.status == ScopeStatus::In {
-                    "in".into()
-                } else {
-                    "backlog".into()
-                },
+                status,
                 hard_requirement: item.hard_requirement,
-                outcome: outcome.into(),
-                target: target.filter(|_| ran(outcome)).map(TargetRef::of),
+                target: target.filter(|_| outcome.ran()).map(TargetRef::of),
+                outcome,
                 specs: covering,
             });
         }
@@ -107,26 +106,21 @@ pub fn compute(
 
 /// An item's outcome from its covering specs: one failing spec makes it failing, else one
 /// passing spec verifies it.
-fn outcome(covering: &[CoveringSpec]) -> &'static str {
+fn outcome(covering: &[CoveringSpec]) -> CoverageOutcome {
     if covering.is_empty() {
-        "gap"
+        CoverageOutcome::Gap
     } else if covering
         .iter()
         .any(|c| c.outcome == "failed" || c.outcome == "error")
     {
-        "failing"
+        CoverageOutcome::Failing
     } else if covering.iter().any(|c| c.outcome == "passed") {
-        "verified"
+        CoverageOutcome::Verified
     } else if covering.iter().any(|c| c.outcome == "skipped") {
-        "skipped"
+        CoverageOutcome::Skipped
     } else {
-        "not_run"
+        CoverageOutcome::NotRun
     }
-}
-
-/// Outcomes that something ran to establish (so they were established somewhere).
-fn ran(outcome: &str) -> bool {
-    matches!(outcome, "verified" | "failing" | "skipped")
 }
 
 /// The in-scope counts and the gap list, from the items' outcomes.
@@ -136,15 +130,15 @@ fn tally(cov: &mut Coverage) {
     cov.failing = 0;
     cov.gaps.clear();
     for item in cov.areas.iter().flat_map(|a| &a.items) {
-        if item.status != "in" {
+        if !item.status.in_scope() {
             continue;
         }
         cov.in_scope += 1;
-        match item.outcome.as_str() {
-            "gap" => cov.gaps.push(format!("{} — {}", item.id, item.title)),
-            "failing" => cov.failing += 1,
-            "verified" => cov.verified += 1,
-            _ => {}
+        match item.outcome {
+            CoverageOutcome::Gap => cov.gaps.push(format!("{} — {}", item.id, item.title)),
+            CoverageOutcome::Failing => cov.failing += 1,
+            CoverageOutcome::Verified => cov.verified += 1,
+            CoverageOutcome::Skipped | CoverageOutcome::NotRun | CoverageOutcome::Other(_) => {}
         }
     }
 }
@@ -210,9 +204,8 @@ pub fn merge(shards: &[ShardCoverage]) -> Result<Coverage, String> {
                 .iter()
                 .filter_map(|id| chosen.remove(id).map(|(cs, _)| cs))
                 .collect();
-            let o = outcome(&item.specs);
-            item.outcome = o.into();
-            item.target = target.filter(|_| ran(o));
+            item.outcome = outcome(&item.specs);
+            item.target = target.filter(|_| item.outcome.ran());
         }
     }
     tally(&mut cov);
@@ -346,18 +339,32 @@ items:
                 .outcome
                 .clone()
         };
-        assert_eq!(outcome("i.verified"), "verified");
+        assert_eq!(outcome("i.verified"), CoverageOutcome::Verified);
         assert_eq!(
             outcome("i.failing"),
-            "failing",
+            CoverageOutcome::Failing,
             "one failing spec makes the item failing"
         );
-        assert_eq!(outcome("i.skipped"), "skipped");
-        assert_eq!(outcome("i.notrun"), "not_run");
-        assert_eq!(outcome("i.gap"), "gap");
+        assert_eq!(outcome("i.skipped"), CoverageOutcome::Skipped);
+        assert_eq!(outcome("i.notrun"), CoverageOutcome::NotRun);
+        assert_eq!(outcome("i.gap"), CoverageOutcome::Gap);
         assert_eq!((cov.in_scope, cov.verified, cov.failing), (5, 1, 1));
         assert_eq!(cov.gaps, vec!["i.gap — G".to_string()]);
         assert_eq!(cov.backlog.len(), 1);
+        let status = |id: &str| {
+            &cov.areas[0]
+                .items
+                .iter()
+                .find(|i| i.id == id)
+                .unwrap()
+                .status
+        };
+        assert_eq!(status("i.gap"), &ItemStatus::In);
+        assert_eq!(
+            status("i.later"),
+            &ItemStatus::Backlog,
+            "listed, not counted"
+        );
         assert_eq!(cov.excluded[0].id, "o.grpc");
         assert_eq!(cov.areas.len(), 1, "the all-excluded area is not a matrix");
     }

@@ -44,7 +44,7 @@ impl RunRecord {
                     c.areas
                         .iter()
                         .flat_map(|a| &a.items)
-                        .filter(|i| i.status == "in")
+                        .filter(|i| i.status.in_scope())
                         .map(|i| (i.id.clone(), i.outcome.clone()))
                         .collect()
                 })
@@ -298,6 +298,27 @@ mod tests {
             rec(2, &[]).started_at,
             "the oldest went first"
         );
+    }
+
+    #[test]
+    fn a_record_keeps_its_coverage_words() {
+        // As records have always been written (outcomes were strings), a word of another
+        // version among them: read, and written back unchanged.
+        let text = r#"{
+  "started_at": "2026-01-01T10:00:00Z",
+  "target": "embedded",
+  "totals": {"specs": 0, "cases": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0},
+  "verified": 1,
+  "in_scope": 6,
+  "coverage": {"a": "verified", "b": "failing", "c": "gap", "d": "skipped", "e": "not_run", "f": "partial"},
+  "specs": {},
+  "p95": {}
+}"#;
+        let r: RunRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(r.coverage["a"], crate::results::CoverageOutcome::Verified);
+        let back = serde_json::to_value(&r).unwrap();
+        let before: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back["coverage"], before["coverage"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod secrets;
 pub mod words;
 
 pub use secrets::{is_secret_header, Redact, Redactor, Secrets, REDACTED};
-pub use words::{AssertOp, Measure, StepKindName, TargetKind};
+pub use words::{AssertOp, Clock, CoverageOutcome, ItemStatus, Measure, StepKindName, TargetKind};
 
 /// Outcome of a spec, case or step. Ordered by severity for `worst`.
 #[derive(
@@ -91,9 +91,9 @@ pub struct RunRecord {
     pub verified: usize,
     #[serde(default)]
     pub in_scope: usize,
-    /// Coverage item id -> outcome (verified, failing, gap, skipped, not_run).
+    /// In-scope coverage item id -> outcome.
     #[serde(default)]
-    pub coverage: BTreeMap<String, String>,
+    pub coverage: BTreeMap<String, CoverageOutcome>,
     /// Spec id -> status.
     #[serde(default)]
     pub specs: BTreeMap<String, Status>,
@@ -130,13 +130,23 @@ pub struct TargetInfo {
     pub time_scale: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_namespace: Option<String>,
-    /// `virtual` (the embedded simulator: every duration and statistic is simulated time, on a
-    /// clock that advances only while every task waits) or `wall`.
+    /// The clock the run's durations were measured on: `virtual` (the embedded simulator) or
+    /// `wall`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock: Option<String>,
+    pub clock: Option<Clock>,
     /// The embedded simulator's seed: `--seed N` with the same config replays the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+}
+
+impl TargetInfo {
+    /// Whether the run was on the embedded simulator's virtual clock (every figure simulated).
+    pub fn virtual_clock(&self) -> bool {
+        match &self.clock {
+            Some(Clock::Virtual) => true,
+            Some(Clock::Wall | Clock::Other(_)) | None => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -939,9 +949,7 @@ impl Coverage {
     /// target) were established on the run's own target: a run has one.
     pub fn fill_target(&mut self, target: &TargetInfo) {
         for item in self.areas.iter_mut().flat_map(|a| &mut a.items) {
-            if item.target.is_none()
-                && matches!(item.outcome.as_str(), "verified" | "failing" | "skipped")
-            {
+            if item.target.is_none() && item.outcome.ran() {
                 item.target = Some(TargetRef::of(target));
             }
         }
@@ -999,12 +1007,10 @@ pub struct CoverageArea {
 pub struct CoverageItem {
     pub id: String,
     pub title: String,
-    /// in / backlog
-    pub status: String,
+    pub status: ItemStatus,
     #[serde(default)]
     pub hard_requirement: bool,
-    /// verified, failing, skipped, not_run, gap
-    pub outcome: String,
+    pub outcome: CoverageOutcome,
     /// Where the outcome was established (the run's target and its kind), so no report can pass
     /// a simulator's verdict off as a real server's. Absent when nothing ran (a gap, not run),
     /// and in results.json written before the field (`report::json::read` fills it in).
@@ -1073,17 +1079,16 @@ impl CoverageItem {
     /// "Verified on the embedded simulator", "Failing on staging (a real server)"; outcomes
     /// that say nothing about a target ("Gap", "Not run in this run") stay as they are.
     pub fn outcome_where(&self) -> String {
-        let word = match self.outcome.as_str() {
-            "verified" => "Verified",
-            "failing" => "Failing",
-            "skipped" => "Skipped",
-            "gap" => return "Gap — no spec".into(),
-            "not_run" => return "Not run in this run".into(),
-            _ => "Unknown",
-        };
-        match &self.target {
-            Some(t) => format!("{word} on {}", t.describe()),
-            None => word.into(),
+        let word = self.outcome.label();
+        match (&self.outcome, &self.target) {
+            (CoverageOutcome::Gap | CoverageOutcome::NotRun, _) | (_, None) => word.into(),
+            (
+                CoverageOutcome::Verified
+                | CoverageOutcome::Failing
+                | CoverageOutcome::Skipped
+                | CoverageOutcome::Other(_),
+                Some(t),
+            ) => format!("{word} on {}", t.describe()),
         }
     }
 }
@@ -1267,7 +1272,7 @@ mod tests {
             kind: TargetKind::from_word(kind),
         };
         let item = |outcome: &str, target: Option<TargetRef>| CoverageItem {
-            outcome: outcome.into(),
+            outcome: CoverageOutcome::from_word(outcome),
             target,
             ..Default::default()
         };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use focusqa::report::html;
-use focusqa::results::RunReport;
+use focusqa::results::{CoverageOutcome, RunReport};
 
 fn fixture(name: &str) -> RunReport {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -276,7 +276,7 @@ fn coverage_met_requirement_and_no_catalog() {
         .flat_map(|a| a.items.iter_mut())
         .filter(|i| i.hard_requirement)
     {
-        i.outcome = "verified".into();
+        i.outcome = CoverageOutcome::Verified;
     }
     let out = render(&r, "coverage.html");
     assert!(out.contains("Met on the embedded simulator: 200 of 200 succeeded."));

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::results::Event;
-use crate::results::{FanoutStats, RunReport, SpecResult, Status};
+use crate::results::{CoverageOutcome, FanoutStats, RunReport, SpecResult, Status};
 
 pub struct Console {
     total: usize,
@@ -83,15 +83,19 @@ impl Console {
             } => {
                 self.total = *specs;
                 let url = target.base_url.as_deref().unwrap_or("-");
-                let scale = match (target.clock.as_deref(), target.seed) {
-                    (Some("virtual"), seed) => format!(
+                let scale = if target.virtual_clock() {
+                    format!(
                         ", virtual clock{}",
-                        seed.map(|s| format!(", seed {s}")).unwrap_or_default()
-                    ),
-                    _ => target
+                        target
+                            .seed
+                            .map(|s| format!(", seed {s}"))
+                            .unwrap_or_default()
+                    )
+                } else {
+                    target
                         .time_scale
                         .map(|t| format!(", time scale {t}"))
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
                 };
                 println!("focusqa: running {specs} specs ({cases} cases) against target `{}` ({} {url}{scale})", target.name, target.kind);
             }
@@ -314,7 +318,7 @@ impl Console {
                 .areas
                 .iter()
                 .flat_map(|a| &a.items)
-                .filter(|i| i.status == "in" && i.outcome == "not_run")
+                .filter(|i| i.status.in_scope() && i.outcome == CoverageOutcome::NotRun)
                 .count();
             if not_run > 0 {
                 out.push_str(&format!(

@@ -1,7 +1,8 @@
 //! Result fields that hold one of a few words (a step's kind, an assertion's operator, what a
-//! figure measures, the target's kind) as enums, each written as the word results.json has
-//! always had. A word this version does not write (a results.json of another version, or one
-//! edited by hand) loads as `Other`, kept as it was, and is written back unchanged.
+//! figure measures, the target's kind and clock, a scope item's status and coverage outcome) as
+//! enums, each written as the word results.json (and a history record) has always had. A word
+//! this version does not write (a results.json of another version, or one edited by hand)
+//! loads as `Other`, kept as it was, and is written back unchanged.
 
 /// An enum of words: `Variant = "word"`, plus `Other(String)`; serialised as the word.
 macro_rules! words {
@@ -95,6 +96,91 @@ impl Default for TargetKind {
     /// Not recorded (a coverage item of a record written before kinds were kept): `Other("")`.
     fn default() -> TargetKind {
         TargetKind::Other(String::new())
+    }
+}
+
+words! {
+    /// The clock a run's durations were measured on (`TargetInfo::clock`).
+    pub enum Clock {
+        /// The embedded simulator's: every duration and statistic is simulated time, on a clock
+        /// that advances only while every task waits.
+        Virtual = "virtual",
+        /// Real time (a simulator elsewhere, or a real server).
+        Wall = "wall",
+    }
+}
+
+words! {
+    /// Where a coverage item stands in the scope (`CoverageItem::status`). Items out of scope
+    /// are listed apart (`Coverage::excluded`), never as items.
+    pub enum ItemStatus {
+        /// Must be covered: counted, and a gap when nothing covers it.
+        In = "in",
+        /// Agreed for later: shown with its outcome, not counted.
+        Backlog = "backlog",
+    }
+}
+
+impl ItemStatus {
+    /// Whether the item counts towards the in-scope figures (a word of another version does not).
+    pub fn in_scope(&self) -> bool {
+        match self {
+            ItemStatus::In => true,
+            ItemStatus::Backlog | ItemStatus::Other(_) => false,
+        }
+    }
+}
+
+impl Default for ItemStatus {
+    /// No status (an item made by hand): `Other("")`.
+    fn default() -> ItemStatus {
+        ItemStatus::Other(String::new())
+    }
+}
+
+words! {
+    /// A scope item's coverage outcome (`CoverageItem::outcome`, a history record's
+    /// `coverage`), from the outcomes of the specs that cover it.
+    pub enum CoverageOutcome {
+        /// No covering spec failed, and one passed.
+        Verified = "verified",
+        /// A covering spec failed or erred.
+        Failing = "failing",
+        /// No covering spec passed or failed, and one was skipped.
+        Skipped = "skipped",
+        /// Covered, but no covering spec ran (not selected, or not reached).
+        NotRun = "not_run",
+        /// No spec covers it.
+        Gap = "gap",
+    }
+}
+
+impl CoverageOutcome {
+    /// Whether something ran to establish the outcome (so it was established on some target).
+    pub fn ran(&self) -> bool {
+        match self {
+            CoverageOutcome::Verified | CoverageOutcome::Failing | CoverageOutcome::Skipped => true,
+            CoverageOutcome::NotRun | CoverageOutcome::Gap | CoverageOutcome::Other(_) => false,
+        }
+    }
+
+    /// The outcome for people: `Verified`, `Gap — no spec`, `Not run in this run`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CoverageOutcome::Verified => "Verified",
+            CoverageOutcome::Failing => "Failing",
+            CoverageOutcome::Skipped => "Skipped",
+            CoverageOutcome::NotRun => "Not run in this run",
+            CoverageOutcome::Gap => "Gap — no spec",
+            CoverageOutcome::Other(_) => "Unknown",
+        }
+    }
+}
+
+impl Default for CoverageOutcome {
+    /// No outcome (an item made by hand): `Other("")`.
+    fn default() -> CoverageOutcome {
+        CoverageOutcome::Other(String::new())
     }
 }
 
@@ -224,6 +310,9 @@ mod tests {
             r#""fanout""#
         );
         round_trips(TargetKind::KNOWN);
+        round_trips(Clock::KNOWN);
+        round_trips(ItemStatus::KNOWN);
+        round_trips(CoverageOutcome::KNOWN);
         round_trips(StepKindName::KNOWN);
         round_trips(Measure::KNOWN);
         round_trips(AssertOp::KNOWN);
@@ -232,6 +321,40 @@ mod tests {
             assert_eq!(&AssertOp::from_word(w.as_str()), w);
         }
         assert_eq!(format!("[{:<8}]", TargetKind::Remote), "[remote  ]");
+    }
+
+    /// Each known word as serde_json writes it, in order.
+    fn written<T: serde::Serialize>(known: &[T]) -> Vec<String> {
+        known
+            .iter()
+            .map(|w| serde_json::to_string(w).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn coverage_and_clock_words_are_the_old_strings() {
+        // What results.json and history records have always had (the fields were strings).
+        assert_eq!(written(Clock::KNOWN), [r#""virtual""#, r#""wall""#]);
+        assert_eq!(written(ItemStatus::KNOWN), [r#""in""#, r#""backlog""#]);
+        assert_eq!(
+            written(CoverageOutcome::KNOWN),
+            [
+                r#""verified""#,
+                r#""failing""#,
+                r#""skipped""#,
+                r#""not_run""#,
+                r#""gap""#
+            ]
+        );
+        assert_eq!(CoverageOutcome::Gap.label(), "Gap — no spec");
+        assert!(CoverageOutcome::Skipped.ran() && !CoverageOutcome::NotRun.ran());
+        assert!(ItemStatus::In.in_scope() && !ItemStatus::Backlog.in_scope());
+        // A word of another version loads, is written back as it was, and counts as nothing.
+        let odd: CoverageOutcome = serde_json::from_str(r#""partial""#).unwrap();
+        assert_eq!(odd, CoverageOutcome::Other("partial".into()));
+        assert_eq!(serde_json::to_string(&odd).unwrap(), r#""partial""#);
+        assert!(!odd.ran());
+        assert_eq!(odd.label(), "Unknown");
     }
 
     #[test]
@@ -264,9 +387,11 @@ mod fixture_tests {
                 for (k, x) in m {
                     let here = format!("{path}/{k}");
                     match (k.as_str(), x) {
-                        ("op" | "kind" | "measure" | "target_kind", Value::String(s)) => {
-                            out.push((here, s.clone()))
-                        }
+                        (
+                            "op" | "kind" | "measure" | "target_kind" | "clock" | "status"
+                            | "outcome",
+                            Value::String(s),
+                        ) => out.push((here, s.clone())),
                         _ => words(x, &here, out),
                     }
                 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::config::{Config, TargetConfig};
-use crate::results::{TargetInfo, TargetKind};
+use crate::results::{Clock, TargetInfo, TargetKind};
 use crate::sim::{SimConfig, SimHandle};
 use crate::spec::{Capability, VarMap};
 use crate::template::Scope;
@@ -390,14 +390,11 @@ impl Target {
                 .collect(),
             time_scale: (kind != TargetKind::Remote).then_some(time_scale),
             kube_namespace: kube.as_ref().map(|k| k.namespace.clone()),
-            clock: Some(
-                if kind == TargetKind::Embedded {
-                    "virtual"
-                } else {
-                    "wall"
-                }
-                .into(),
-            ),
+            clock: Some(if kind == TargetKind::Embedded {
+                Clock::Virtual
+            } else {
+                Clock::Wall
+            }),
             seed,
         };
         // In memory, every request goes through the lean client (a proxy in the environment

@@ -1,13 +1,13 @@
 //! The coverage page's view model: in-scope items and their outcomes by area, the hard
 //! requirements stated for a manager, gaps, backlog and excluded items.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
 use super::summary::fanout_summary;
-use super::{fmt_ms, outcome_label, spec_outcome_label, Anchors};
-use crate::results::{Coverage, RunReport};
+use super::{fmt_ms, spec_outcome_label, Anchors};
+use crate::results::{Coverage, CoverageOutcome, RunReport};
 
 #[derive(Serialize)]
 pub(super) struct CoverageView {
@@ -46,7 +46,7 @@ struct WhereView {
 
 #[derive(Serialize)]
 struct BarPart {
-    outcome: &'static str,
+    outcome: CoverageOutcome,
     label: String,
     count: usize,
     percent: f64,
@@ -57,7 +57,7 @@ struct HardView {
     id: String,
     title: String,
     area: String,
-    outcome: String,
+    outcome: CoverageOutcome,
     /// With where: "Verified on the embedded simulator".
     outcome_label: String,
     /// A sentence for a manager: "Met on the embedded simulator: 200 of 200 succeeded".
@@ -95,7 +95,7 @@ struct ItemView {
     title: String,
     backlog: bool,
     hard_requirement: bool,
-    outcome: String,
+    outcome: CoverageOutcome,
     /// "Verified on the embedded simulator", "Failing on staging (a real server)", "Gap — no spec".
     outcome_label: String,
     specs: Vec<CoveringView>,
@@ -127,16 +127,16 @@ pub(super) fn coverage_view(
     spec_anchor: &HashMap<String, String>,
     anchors: &mut Anchors,
 ) -> CoverageView {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: HashMap<&CoverageOutcome, usize> = HashMap::new();
     let mut hard = Vec::new();
     let mut areas = Vec::new();
     for area in &c.areas {
-        let mut area_counts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut area_counts: HashMap<&CoverageOutcome, usize> = HashMap::new();
         let mut items = Vec::new();
         for item in &area.items {
-            if item.status == "in" {
-                *counts.entry(item.outcome.as_str()).or_default() += 1;
-                *area_counts.entry(item.outcome.as_str()).or_default() += 1;
+            if item.status.in_scope() {
+                *counts.entry(&item.outcome).or_default() += 1;
+                *area_counts.entry(&item.outcome).or_default() += 1;
             }
             let specs: Vec<CoveringView> = item
                 .specs
@@ -161,7 +161,7 @@ pub(super) fn coverage_view(
             items.push(ItemView {
                 id: item.id.clone(),
                 title: item.title.clone(),
-                backlog: item.status != "in",
+                backlog: !item.status.in_scope(),
                 hard_requirement: item.hard_requirement,
                 outcome: item.outcome.clone(),
                 outcome_label: item.outcome_where(),
@@ -175,32 +175,43 @@ pub(super) fn coverage_view(
             anchor: anchors.make("area", &area.id),
             counts: format!(
                 "{} of {} verified",
-                area_counts.get("verified").copied().unwrap_or(0),
+                area_counts
+                    .get(&CoverageOutcome::Verified)
+                    .copied()
+                    .unwrap_or(0),
                 in_area
             ),
             items,
         });
     }
     let target = where_view(c, r);
-    let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    let n = |k: &CoverageOutcome| counts.get(k).copied().unwrap_or(0);
     let total: usize = counts.values().sum::<usize>().max(1);
-    let bar = ["verified", "failing", "skipped", "not_run", "gap"]
-        .into_iter()
-        .filter(|k| n(k) > 0)
-        .map(|k| BarPart {
-            outcome: k,
-            // The key says where too: "Verified on the embedded simulator 29".
-            label: match (&target, k) {
-                (Some(t), "verified" | "failing") => format!("{} on {}", outcome_label(k), t.text),
-                _ => outcome_label(k).to_string(),
-            },
-            count: n(k),
-            percent: (n(k) as f64 * 1000.0 / total as f64).round() / 10.0,
-        })
-        .collect();
-    let verdict = if c.failing > 0 || n("failing") > 0 {
+    let bar = [
+        CoverageOutcome::Verified,
+        CoverageOutcome::Failing,
+        CoverageOutcome::Skipped,
+        CoverageOutcome::NotRun,
+        CoverageOutcome::Gap,
+    ]
+    .into_iter()
+    .filter(|k| n(k) > 0)
+    .map(|k| BarPart {
+        // The key says where too: "Verified on the embedded simulator 29".
+        label: match (&target, &k) {
+            (Some(t), CoverageOutcome::Verified | CoverageOutcome::Failing) => {
+                format!("{} on {}", k.label(), t.text)
+            }
+            _ => k.label().to_string(),
+        },
+        count: n(&k),
+        percent: (n(&k) as f64 * 1000.0 / total as f64).round() / 10.0,
+        outcome: k,
+    })
+    .collect();
+    let verdict = if c.failing > 0 || n(&CoverageOutcome::Failing) > 0 {
         "failing"
-    } else if !c.gaps.is_empty() || n("skipped") + n("not_run") > 0 {
+    } else if !c.gaps.is_empty() || n(&CoverageOutcome::Skipped) + n(&CoverageOutcome::NotRun) > 0 {
         "incomplete"
     } else {
         "verified"
@@ -211,8 +222,8 @@ pub(super) fn coverage_view(
         verified: c.verified,
         failing: c.failing,
         gaps: c.gaps.len(),
-        skipped: n("skipped"),
-        not_run: n("not_run"),
+        skipped: n(&CoverageOutcome::Skipped),
+        not_run: n(&CoverageOutcome::NotRun),
         headline: format!(
             "{} of {} in-scope items verified{}",
             c.verified,
@@ -318,14 +329,14 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
         .as_ref()
         .map(|t| format!(" on {}", t.describe()))
         .unwrap_or_default();
-    let statement = match (item.outcome.as_str(), &best) {
-        ("verified", Some(b)) => format!("Met{on}: {b}."),
-        ("verified", None) => format!("Met{on}."),
-        ("failing", Some(b)) => format!("Not met{on}: {b}."),
-        ("failing", None) => format!("Not met{on}: the covering test failed."),
-        ("gap", _) => "Not tested: no test covers this requirement.".to_string(),
-        ("skipped", _) => "Not tested in this run: the covering test was skipped.".to_string(),
-        _ => "Not run in this run: the covering test was not selected (or not reached); this is not a gap.".to_string(),
+    let statement = match (&item.outcome, &best) {
+        (CoverageOutcome::Verified, Some(b)) => format!("Met{on}: {b}."),
+        (CoverageOutcome::Verified, None) => format!("Met{on}."),
+        (CoverageOutcome::Failing, Some(b)) => format!("Not met{on}: {b}."),
+        (CoverageOutcome::Failing, None) => format!("Not met{on}: the covering test failed."),
+        (CoverageOutcome::Gap, _) => "Not tested: no test covers this requirement.".to_string(),
+        (CoverageOutcome::Skipped, _) => "Not tested in this run: the covering test was skipped.".to_string(),
+        (CoverageOutcome::NotRun | CoverageOutcome::Other(_), _) => "Not run in this run: the covering test was not selected (or not reached); this is not a gap.".to_string(),
     };
     HardView {
         id: item.id.clone(),

@@ -100,7 +100,7 @@ pub fn render(report: &RunReport, view: &str, templates: Option<&Path>) -> Resul
 /// Says what the run's clock means for a reader: the embedded target's virtual clock, or a
 /// simulator's time scale (delays multiplied by it).
 fn clock_label(t: &crate::results::TargetInfo) -> Option<String> {
-    if t.clock.as_deref() == Some("virtual") {
+    if t.virtual_clock() {
         return Some(format!(
             "virtual{} (every duration is simulated time, on a clock that advances only while every task waits: machine load changes nothing)",
             t.seed.map(|s| format!(", seed {s}")).unwrap_or_default()
@@ -311,17 +311,6 @@ fn spec_outcome_label(s: &str) -> &'static str {
         "skipped" => "Skipped",
         "not_run" => "Not run in this run",
         "not_reached" => "Not reached (an earlier step failed)",
-        _ => "Unknown",
-    }
-}
-
-fn outcome_label(s: &str) -> &'static str {
-    match s {
-        "verified" => "Verified",
-        "failing" => "Failing",
-        "gap" => "Gap — no spec",
-        "skipped" => "Skipped",
-        "not_run" => "Not run in this run",
         _ => "Unknown",
     }
 }

@@ -713,7 +713,7 @@ fn latency_histogram(step: &str, buckets: &[Bucket]) -> Option<ColumnChart> {
 fn readiness_view(r: &RunReport, spec_anchor: &HashMap<String, String>) -> Option<ReadinessView> {
     let mut samples: Vec<(f64, ReadinessSample)> = Vec::new();
     let mut simulated = false;
-    let virtual_clock = r.target.clock.as_deref() == Some("virtual");
+    let virtual_clock = r.target.virtual_clock();
     for spec in &r.specs {
         for case in &spec.cases {
             for s in case.steps.iter().chain(&case.cleanup) {
