@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::results::{
     Coverage, CoverageArea, CoverageItem, CoverageOutcome, CoveringSpec, ExcludedItem, ItemStatus,
-    SpecResult, Status, TargetInfo, TargetRef,
+    SpecOutcome, SpecResult, Status, TargetInfo, TargetRef,
 };
 use crate::spec::scope::{Catalog, ScopeStatus};
 use crate::spec::{Spec, Step};
@@ -60,8 +60,8 @@ pub fn compute(
                         title: s.title.clone(),
                         file: format!("{}:{}", s.source.display, s.source.pos.line),
                         outcome: match r {
-                            None => "not_run".into(),
-                            Some(r) => r.status.as_str().into(),
+                            None => SpecOutcome::NotRun,
+                            Some(r) => r.status.into(),
                         },
                         cases: r.map(|r| r.cases.len()).unwrap_or(s.cases.len().max(1)),
                         cases_passed: r
@@ -107,19 +107,30 @@ pub fn compute(
 /// An item's outcome from its covering specs: one failing spec makes it failing, else one
 /// passing spec verifies it.
 fn outcome(covering: &[CoveringSpec]) -> CoverageOutcome {
+    let any = |o: CoverageOutcome| covering.iter().any(|c| says(&c.outcome) == o);
     if covering.is_empty() {
         CoverageOutcome::Gap
-    } else if covering
-        .iter()
-        .any(|c| c.outcome == "failed" || c.outcome == "error")
-    {
+    } else if any(CoverageOutcome::Failing) {
         CoverageOutcome::Failing
-    } else if covering.iter().any(|c| c.outcome == "passed") {
+    } else if any(CoverageOutcome::Verified) {
         CoverageOutcome::Verified
-    } else if covering.iter().any(|c| c.outcome == "skipped") {
+    } else if any(CoverageOutcome::Skipped) {
         CoverageOutcome::Skipped
     } else {
         CoverageOutcome::NotRun
+    }
+}
+
+/// What one covering spec's outcome says of the item on its own.
+fn says(o: &SpecOutcome) -> CoverageOutcome {
+    match o {
+        SpecOutcome::Failed | SpecOutcome::Error => CoverageOutcome::Failing,
+        SpecOutcome::Passed => CoverageOutcome::Verified,
+        SpecOutcome::Skipped => CoverageOutcome::Skipped,
+        // Nothing ran to prove it (a word of another version proves nothing either).
+        SpecOutcome::NotRun | SpecOutcome::NotReached | SpecOutcome::Other(_) => {
+            CoverageOutcome::NotRun
+        }
     }
 }
 
@@ -248,7 +259,7 @@ fn by_steps(spec: &Spec, result: Option<&SpecResult>, item: &str) -> Option<Cove
         id: spec.id.clone(),
         title: spec.title.clone(),
         file: format!("{}:{}", spec.source.display, covering[0].pos.line),
-        outcome: "not_run".into(),
+        outcome: SpecOutcome::NotRun,
         cases: spec.cases.len().max(1),
         cases_passed: 0,
         via: Some(format!(
@@ -281,12 +292,11 @@ fn by_steps(spec: &Spec, result: Option<&SpecResult>, item: &str) -> Option<Cove
         worst = Some(worst.map_or(st, |w| w.worst(st)));
     }
     cs.outcome = match worst {
-        _ if r.status == Status::Skipped => "skipped",
-        Some(st) if reached => st.as_str(),
+        _ if r.status == Status::Skipped => SpecOutcome::Skipped,
+        Some(st) if reached => st.into(),
         // The spec ran but never reached the covering steps (an earlier step failed).
-        _ => "not_reached",
-    }
-    .into();
+        _ => SpecOutcome::NotReached,
+    };
     Some(cs)
 }
 

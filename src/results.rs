@@ -16,7 +16,9 @@ pub mod secrets;
 pub mod words;
 
 pub use secrets::{is_secret_header, Redact, Redactor, Secrets, REDACTED};
-pub use words::{AssertOp, Clock, CoverageOutcome, ItemStatus, Measure, StepKindName, TargetKind};
+pub use words::{
+    AssertOp, Clock, CoverageOutcome, ItemStatus, Measure, SpecOutcome, StepKindName, TargetKind,
+};
 
 /// Outcome of a spec, case or step. Ordered by severity for `worst`.
 #[derive(
@@ -944,6 +946,26 @@ pub struct Coverage {
     pub backlog: Vec<ExcludedItem>,
 }
 
+impl Redact for Coverage {
+    fn redact_with(&mut self, r: &Redactor) {
+        let Coverage {
+            catalog_title,
+            areas,
+            in_scope: _,
+            verified: _,
+            failing: _,
+            gaps,
+            excluded,
+            backlog,
+        } = self;
+        catalog_title.redact_with(r);
+        areas.redact_with(r);
+        gaps.redact_with(r);
+        excluded.redact_with(r);
+        backlog.redact_with(r);
+    }
+}
+
 impl Coverage {
     /// Items that ran but say nowhere where (results.json written before items recorded their
     /// target) were established on the run's own target: a run has one.
@@ -1003,6 +1025,15 @@ pub struct CoverageArea {
     pub items: Vec<CoverageItem>,
 }
 
+impl Redact for CoverageArea {
+    fn redact_with(&mut self, r: &Redactor) {
+        let CoverageArea { id, title, items } = self;
+        id.redact_with(r);
+        title.redact_with(r);
+        items.redact_with(r);
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CoverageItem {
     pub id: String,
@@ -1019,11 +1050,48 @@ pub struct CoverageItem {
     pub specs: Vec<CoveringSpec>,
 }
 
+impl Redact for CoverageItem {
+    fn redact_with(&mut self, r: &Redactor) {
+        let CoverageItem {
+            id,
+            title,
+            status,
+            hard_requirement: _,
+            outcome,
+            target,
+            specs,
+        } = self;
+        // Scope item ids are the catalog's words; redacted all the same (an id may be anything).
+        id.redact_with(r);
+        title.redact_with(r);
+        // A status or outcome read back from a results file is text; our own are fixed words.
+        if let Some(w) = status.other_mut() {
+            w.redact_with(r);
+        }
+        if let Some(w) = outcome.other_mut() {
+            w.redact_with(r);
+        }
+        target.redact_with(r);
+        specs.redact_with(r);
+    }
+}
+
 /// A target as coverage records it: its name and kind (`embedded`, `simulator`, `remote`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRef {
     pub name: String,
     pub kind: TargetKind,
+}
+
+impl Redact for TargetRef {
+    fn redact_with(&mut self, r: &Redactor) {
+        let TargetRef { name, kind } = self;
+        name.redact_with(r);
+        // A kind read back from a results file is text; our own are fixed words.
+        if let Some(w) = kind.other_mut() {
+            w.redact_with(r);
+        }
+    }
 }
 
 impl TargetRef {
@@ -1098,8 +1166,7 @@ pub struct CoveringSpec {
     pub id: String,
     pub title: String,
     pub file: String,
-    /// passed / failed / error / skipped / not_run
-    pub outcome: String,
+    pub outcome: SpecOutcome,
     pub cases: usize,
     pub cases_passed: usize,
     /// When the item is proven by some steps of the spec rather than the whole spec: which
@@ -1108,12 +1175,48 @@ pub struct CoveringSpec {
     pub via: Option<String>,
 }
 
+impl Redact for CoveringSpec {
+    fn redact_with(&mut self, r: &Redactor) {
+        let CoveringSpec {
+            id,
+            title,
+            file,
+            outcome,
+            cases: _,
+            cases_passed: _,
+            via,
+        } = self;
+        for s in [id, title, file] {
+            s.redact_with(r);
+        }
+        // An outcome read back from a results file is text; our own are fixed words.
+        if let Some(w) = outcome.other_mut() {
+            w.redact_with(r);
+        }
+        via.redact_with(r);
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExcludedItem {
     pub id: String,
     pub title: String,
     pub area: String,
     pub reason: String,
+}
+
+impl Redact for ExcludedItem {
+    fn redact_with(&mut self, r: &Redactor) {
+        let ExcludedItem {
+            id,
+            title,
+            area,
+            reason,
+        } = self;
+        for s in [id, title, area, reason] {
+            s.redact_with(r);
+        }
+    }
 }
 
 /// "3 x status 404, 1 x error: timeout": failures by reason, most frequent first.

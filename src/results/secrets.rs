@@ -515,16 +515,7 @@ impl Secrets {
         for s in &mut report.specs {
             apply_spec(&m, s);
         }
-        if let Some(c) = &mut report.coverage {
-            if !m.is_empty() {
-                if let Ok(mut v) = serde_json::to_value(&*c) {
-                    m.redact_json(&mut v);
-                    if let Ok(back) = serde_json::from_value(v) {
-                        *c = back;
-                    }
-                }
-            }
-        }
+        report.coverage.redact_with(&m);
     }
 }
 
@@ -962,7 +953,8 @@ mod tests {
                 "{own} is no unredacted text field any more"
             );
         }
-        // The filled value reaches deep: steps in steps, a fan-out, an excerpt, coverage.
+        // The filled value reaches deep: steps in steps, a fan-out, an excerpt, coverage down
+        // to a covering spec's steps.
         let text = json.to_string();
         for field in [
             "\"fanout\"",
@@ -970,10 +962,26 @@ mod tests {
             "\"attachments\"",
             "\"coverage\"",
             "\"source_line\"",
+            "\"via\"",
         ] {
             assert!(text.contains(field), "{field} not filled: {text}");
         }
     }
+
+    #[test]
+    fn coverage_is_redacted_whatever_its_counts() {
+        use crate::results::every_field::{filled, SECRET};
+        // A count equal to a secret (a spec's `secrets:` may list a number) once made the
+        // coverage fail to load back after redaction as JSON, and it was kept unredacted.
+        let mut report: RunReport = filled();
+        report.coverage.as_mut().unwrap().in_scope = 918273;
+        report.redact(&set(&[SECRET, "918273"]));
+        let text = serde_json::to_string(&report.coverage).unwrap();
+        assert!(!text.contains(SECRET), "{text}");
+        // Counts are the run's own figures, not text.
+        assert_eq!(report.coverage.unwrap().in_scope, 918273);
+    }
+
     use serde_json::json;
 
     fn set(values: &[&str]) -> Secrets {

@@ -1,8 +1,11 @@
 //! Result fields that hold one of a few words (a step's kind, an assertion's operator, what a
-//! figure measures, the target's kind and clock, a scope item's status and coverage outcome) as
-//! enums, each written as the word results.json (and a history record) has always had. A word
-//! this version does not write (a results.json of another version, or one edited by hand)
-//! loads as `Other`, kept as it was, and is written back unchanged.
+//! figure measures, the target's kind and clock, a scope item's status and coverage outcome, a
+//! covering spec's outcome) as enums, each written as the word results.json (and a history
+//! record) has always had. A word this version does not write (a results.json of another
+//! version, or one edited by hand) loads as `Other`, kept as it was, and is written back
+//! unchanged.
+
+use super::Status;
 
 /// An enum of words: `Variant = "word"`, plus `Other(String)`; serialised as the word.
 macro_rules! words {
@@ -185,6 +188,47 @@ impl Default for CoverageOutcome {
 }
 
 words! {
+    /// A covering spec's outcome for an item (`CoveringSpec::outcome`): the spec's status, or
+    /// its covering steps' when the item is proven by some steps of it.
+    pub enum SpecOutcome {
+        Passed = "passed",
+        Failed = "failed",
+        Error = "error",
+        Skipped = "skipped",
+        /// Not run in this run (not selected).
+        NotRun = "not_run",
+        /// The spec ran but never reached its covering steps (an earlier step failed).
+        NotReached = "not_reached",
+    }
+}
+
+impl From<Status> for SpecOutcome {
+    fn from(s: Status) -> SpecOutcome {
+        match s {
+            Status::Passed => SpecOutcome::Passed,
+            Status::Failed => SpecOutcome::Failed,
+            Status::Error => SpecOutcome::Error,
+            Status::Skipped => SpecOutcome::Skipped,
+        }
+    }
+}
+
+impl SpecOutcome {
+    /// The outcome for people: `Passed`, `Not run in this run`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SpecOutcome::Passed => "Passed",
+            SpecOutcome::Failed => "Failed",
+            SpecOutcome::Error => "Error",
+            SpecOutcome::Skipped => "Skipped",
+            SpecOutcome::NotRun => "Not run in this run",
+            SpecOutcome::NotReached => "Not reached (an earlier step failed)",
+            SpecOutcome::Other(_) => "Unknown",
+        }
+    }
+}
+
+words! {
     /// A step's kind (`StepResult::kind`): the spec's step kinds, and two the engine adds.
     pub enum StepKindName {
         Http = "http",
@@ -313,6 +357,7 @@ mod tests {
         round_trips(Clock::KNOWN);
         round_trips(ItemStatus::KNOWN);
         round_trips(CoverageOutcome::KNOWN);
+        round_trips(SpecOutcome::KNOWN);
         round_trips(StepKindName::KNOWN);
         round_trips(Measure::KNOWN);
         round_trips(AssertOp::KNOWN);
@@ -354,6 +399,37 @@ mod tests {
         assert_eq!(odd, CoverageOutcome::Other("partial".into()));
         assert_eq!(serde_json::to_string(&odd).unwrap(), r#""partial""#);
         assert!(!odd.ran());
+        assert_eq!(odd.label(), "Unknown");
+    }
+
+    #[test]
+    fn covering_spec_outcomes_are_the_old_strings() {
+        // What results.json has always had (the field was a string): the words of a spec's
+        // status, then the two of a spec that did not run the covering steps.
+        assert_eq!(
+            written(SpecOutcome::KNOWN),
+            [
+                r#""passed""#,
+                r#""failed""#,
+                r#""error""#,
+                r#""skipped""#,
+                r#""not_run""#,
+                r#""not_reached""#
+            ]
+        );
+        for s in [
+            Status::Passed,
+            Status::Failed,
+            Status::Error,
+            Status::Skipped,
+        ] {
+            assert_eq!(SpecOutcome::from(s).as_str(), s.as_str());
+        }
+        assert_eq!(SpecOutcome::NotRun.label(), "Not run in this run");
+        // A word of another version loads and is written back as it was.
+        let odd: SpecOutcome = serde_json::from_str(r#""partial""#).unwrap();
+        assert_eq!(odd, SpecOutcome::Other("partial".into()));
+        assert_eq!(serde_json::to_string(&odd).unwrap(), r#""partial""#);
         assert_eq!(odd.label(), "Unknown");
     }
 

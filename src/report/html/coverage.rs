@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::summary::fanout_summary;
-use super::{fmt_ms, spec_outcome_label, Anchors};
-use crate::results::{Coverage, CoverageOutcome, RunReport};
+use super::{fmt_ms, Anchors};
+use crate::results::{Coverage, CoverageOutcome, RunReport, SpecOutcome};
 
 #[derive(Serialize)]
 pub(super) struct CoverageView {
@@ -74,7 +74,7 @@ struct HardView {
 struct HardSpec {
     id: String,
     title: String,
-    outcome: String,
+    outcome: SpecOutcome,
     outcome_label: &'static str,
     fanouts: Vec<String>,
     failed_thresholds: Vec<String>,
@@ -108,7 +108,7 @@ struct CoveringView {
     id: String,
     title: String,
     file: String,
-    outcome: String,
+    outcome: SpecOutcome,
     outcome_label: &'static str,
     cases: String,
 }
@@ -147,11 +147,18 @@ pub(super) fn coverage_view(
                     title: s.title.clone(),
                     file: s.file.clone(),
                     outcome: s.outcome.clone(),
-                    outcome_label: spec_outcome_label(&s.outcome),
-                    cases: if s.outcome == "not_run" {
-                        String::new()
-                    } else {
-                        format!("{}/{} cases passed", s.cases_passed, s.cases)
+                    outcome_label: s.outcome.label(),
+                    cases: match s.outcome {
+                        // Not run: no cases to count.
+                        SpecOutcome::NotRun => String::new(),
+                        SpecOutcome::Passed
+                        | SpecOutcome::Failed
+                        | SpecOutcome::Error
+                        | SpecOutcome::Skipped
+                        | SpecOutcome::NotReached
+                        | SpecOutcome::Other(_) => {
+                            format!("{}/{} cases passed", s.cases_passed, s.cases)
+                        }
                     },
                 })
                 .collect();
@@ -318,7 +325,7 @@ fn hard_view(item: &crate::results::CoverageItem, area: &str, r: &RunReport) -> 
             id: cs.id.clone(),
             title: cs.title.clone(),
             outcome: cs.outcome.clone(),
-            outcome_label: spec_outcome_label(&cs.outcome),
+            outcome_label: cs.outcome.label(),
             fanouts,
             failed_thresholds,
         });

@@ -303,18 +303,6 @@ fn status_label(s: Status) -> &'static str {
     }
 }
 
-fn spec_outcome_label(s: &str) -> &'static str {
-    match s {
-        "passed" => "Passed",
-        "failed" => "Failed",
-        "error" => "Error",
-        "skipped" => "Skipped",
-        "not_run" => "Not run in this run",
-        "not_reached" => "Not reached (an earlier step failed)",
-        _ => "Unknown",
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Formatting
 // ---------------------------------------------------------------------------------------------
