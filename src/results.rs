@@ -208,6 +208,34 @@ pub struct SpecResult {
     pub cases: Vec<CaseResult>,
 }
 
+impl Redact for TargetInfo {
+    fn redact_with(&mut self, r: &Redactor) {
+        let TargetInfo {
+            name,
+            kind,
+            base_url,
+            capabilities,
+            time_scale: _,
+            kube_namespace,
+            clock,
+            seed: _,
+        } = self;
+        name.redact_with(r);
+        // The kind and the clock are our own words, unless read back from a results file as text.
+        if let Some(w) = kind.other_mut() {
+            w.redact_with(r);
+        }
+        if let Some(w) = clock.as_mut().and_then(|c| c.other_mut()) {
+            w.redact_with(r);
+        }
+        if let Some(u) = base_url {
+            *u = r.redact(&secrets::redact_url(u), false).into_owned();
+        }
+        capabilities.redact_with(r);
+        kube_namespace.redact_with(r);
+    }
+}
+
 impl Redact for SpecResult {
     fn redact_with(&mut self, r: &Redactor) {
         let SpecResult {
