@@ -25,7 +25,8 @@ fn main() -> ExitCode {
     // Memory mimalloc frees goes back to the system at once, not after its default delay of a
     // second. Loading a long spec turns its document tree into typed steps, freeing the tree as
     // it goes: with the delay, both stayed resident, and a 20,000-step `validate` peaked at
-    // 93 MiB instead of 68 (4.3 instead of 2.5 KiB per step; `cargo bench --bench validate`).
+    // 92-105 MiB instead of 67-72 (4.3 instead of 2.5 KiB per step; `cargo bench --bench
+    // validate`, docs/src/benchmarks.md).
     // SAFETY: mi_option_set only stores an option's value; mimalloc is this binary's allocator.
     unsafe {
         mi_option_set(MI_OPTION_PURGE_DELAY, 0);
