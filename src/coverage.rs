@@ -28,23 +28,20 @@ pub fn compute(
             items: Vec::new(),
         };
         for item in catalog.items.iter().filter(|i| i.area == area.id) {
+            // How an item out of scope, or agreed for later, is listed apart.
+            let apart = || ExcludedItem {
+                id: item.id.clone(),
+                title: item.title.clone(),
+                area: area.title.clone(),
+                reason: item.reason.clone().unwrap_or_default(),
+            };
             let status = match item.status {
                 ScopeStatus::Out => {
-                    cov.excluded.push(ExcludedItem {
-                        id: item.id.clone(),
-                        title: item.title.clone(),
-                        area: area.title.clone(),
-                        reason: item.reason.clone().unwrap_or_default(),
-                    });
+                    cov.excluded.push(apart());
                     continue;
                 }
                 ScopeStatus::Backlog => {
-                    cov.backlog.push(ExcludedItem {
-                        id: item.id.clone(),
-                        title: item.title.clone(),
-                        area: area.title.clone(),
-                        reason: item.reason.clone().unwrap_or_default(),
-                    });
+                    cov.backlog.push(apart());
                     ItemStatus::Backlog
                 }
                 ScopeStatus::In => ItemStatus::In,

@@ -221,13 +221,8 @@ impl Redact for TargetInfo {
             seed: _,
         } = self;
         name.redact_with(r);
-        // The kind and the clock are our own words, unless read back from a results file as text.
-        if let Some(w) = kind.other_mut() {
-            w.redact_with(r);
-        }
-        if let Some(w) = clock.as_mut().and_then(|c| c.other_mut()) {
-            w.redact_with(r);
-        }
+        kind.redact_with(r);
+        clock.redact_with(r);
         if let Some(u) = base_url {
             *u = r.redact(&secrets::redact_url(u), false).into_owned();
         }
@@ -456,10 +451,7 @@ impl Redact for StepResult {
         name.redact_with(r);
         // A template holds names, not values; redacted all the same (a name may be a secret's).
         name_template.redact_with(r);
-        // A kind read back from a results file is owned text like any other; our own are fixed words.
-        if let Some(kind) = kind.other_mut() {
-            kind.redact_with(r);
-        }
+        kind.redact_with(r);
         message.redact_with(r);
         request.redact_with(r);
         response.redact_with(r);
@@ -661,10 +653,7 @@ impl Redact for AssertionResult {
         } = self;
         subject.redact_with(r);
         subject_template.redact_with(r);
-        // An operator read back from a results file is text; our own are fixed words.
-        if let Some(op) = op.other_mut() {
-            op.redact_with(r);
-        }
+        op.redact_with(r);
         expected.redact_with(r);
         actual.redact_with(r);
         message.redact_with(r);
@@ -816,10 +805,7 @@ impl Redact for LatencyStats {
             measure,
             held_samples: _,
         } = self;
-        // A measure read back from a results file is text; our own are fixed words.
-        if let Some(w) = measure.as_mut().and_then(Measure::other_mut) {
-            w.redact_with(r);
-        }
+        measure.redact_with(r);
     }
 }
 
@@ -1092,13 +1078,8 @@ impl Redact for CoverageItem {
         // Scope item ids are the catalog's words; redacted all the same (an id may be anything).
         id.redact_with(r);
         title.redact_with(r);
-        // A status or outcome read back from a results file is text; our own are fixed words.
-        if let Some(w) = status.other_mut() {
-            w.redact_with(r);
-        }
-        if let Some(w) = outcome.other_mut() {
-            w.redact_with(r);
-        }
+        status.redact_with(r);
+        outcome.redact_with(r);
         target.redact_with(r);
         specs.redact_with(r);
     }
@@ -1115,10 +1096,7 @@ impl Redact for TargetRef {
     fn redact_with(&mut self, r: &Redactor) {
         let TargetRef { name, kind } = self;
         name.redact_with(r);
-        // A kind read back from a results file is text; our own are fixed words.
-        if let Some(w) = kind.other_mut() {
-            w.redact_with(r);
-        }
+        kind.redact_with(r);
     }
 }
 
@@ -1217,10 +1195,7 @@ impl Redact for CoveringSpec {
         for s in [id, title, file] {
             s.redact_with(r);
         }
-        // An outcome read back from a results file is text; our own are fixed words.
-        if let Some(w) = outcome.other_mut() {
-            w.redact_with(r);
-        }
+        outcome.redact_with(r);
         via.redact_with(r);
     }
 }

@@ -43,12 +43,14 @@ macro_rules! words {
                 }
             }
 
-            /// The text of a word this version does not write: the only text of the field that
-            /// did not come from this program (what the redaction of secrets looks at).
-            pub fn other_mut(&mut self) -> Option<&mut String> {
-                match self {
-                    $name::Other(s) => Some(s),
-                    _ => None,
+        }
+
+        impl super::Redact for $name {
+            /// Only a word this version does not write is text of outside origin (read back
+            /// from a file); our own words carry no secret.
+            fn redact_with(&mut self, r: &super::Redactor) {
+                if let $name::Other(s) = self {
+                    s.redact_with(r);
                 }
             }
         }
