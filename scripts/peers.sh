@@ -25,10 +25,6 @@ timed() { # runs a command once, appending "CPU-seconds wall-seconds" to file $1
   awk '{printf "%.3f %.3f\n", $1+$2, $3}' "$work/t" >>"$out"; }
 median() { # median of column $2 of file $1
   cut -d' ' -f"$2" "$1" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-cpu() { # median over $RUNS runs: CPU seconds (user+sys) of a command, then its wall seconds
-  : >"$work/all"
-  for _ in $(seq "$runs"); do timed "$work/all" "$@"; done
-  echo "$(median "$work/all" 1) $(median "$work/all" 2)"; }
 
 cat >"$work/fan.yaml" <<Y
 id: peers.fanout
